@@ -1,0 +1,248 @@
+"""The package index on disk: atomic publishing and per-project listings.
+
+Layout under a root (one root for wheels, another for sources)::
+
+    simple/index.html, simple/index.json                 the project list
+    simple/<project>/index.html, index.json              PEP 503 / PEP 691 listing
+    simple/<project>/<file>                              the distribution
+    simple/<project>/<file>.metadata                     PEP 658 core metadata (wheels)
+    simple/<project>/<file>.provenance.json              which build made it
+    simple/<project>/.files.json                         manifest the listings are made from
+
+Every file a client can reach is written under a temporary name and renamed or linked into
+place, so a reader sees either nothing or the whole file. A distribution file is linked, never
+renamed, into place: the link fails if the name exists, so a published file is never replaced.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import html
+import json
+import os
+import tempfile
+import time
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from packaging.metadata import Metadata
+from packaging.utils import (
+    InvalidSdistFilename,
+    InvalidWheelFilename,
+    canonicalize_name,
+    parse_sdist_filename,
+    parse_wheel_filename,
+)
+
+JSON_CONTENT_TYPE = "application/vnd.pypi.simple.v1+json"
+API_VERSION = "1.1"
+MANIFEST = ".files.json"
+
+
+class PublishError(Exception):
+    """The file was refused; the index is unchanged."""
+
+
+class AlreadyPublished(PublishError):
+    pass
+
+
+@dataclass(frozen=True)
+class Distribution:
+    filename: str
+    project: str
+    version: str
+    kind: str  # "wheel" or "sdist"
+
+
+def parse_distribution_filename(filename: str) -> Distribution:
+    if "/" in filename or "\\" in filename or filename.startswith("."):
+        raise PublishError(f"{filename!r} is not a plain file name")
+    try:
+        if filename.endswith(".whl"):
+            name, version, _, _ = parse_wheel_filename(filename)
+            return Distribution(filename, canonicalize_name(name), str(version), "wheel")
+        name, version = parse_sdist_filename(filename)
+    except (InvalidWheelFilename, InvalidSdistFilename) as exc:
+        raise PublishError(str(exc)) from None
+    return Distribution(filename, canonicalize_name(name), str(version), "sdist")
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def wheel_metadata(path: Path, dist: Distribution) -> bytes:
+    """The wheel's METADATA, after checking it belongs to the file's project and version."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = [n for n in zf.namelist() if n.count("/") == 1 and n.endswith(".dist-info/METADATA")]
+            if len(names) != 1:
+                raise PublishError(f"{dist.filename}: expected one .dist-info/METADATA, found {len(names)}")
+            raw = zf.read(names[0])
+    except zipfile.BadZipFile as exc:
+        raise PublishError(f"{dist.filename}: not a zip file ({exc})") from None
+    try:
+        meta = Metadata.from_email(raw, validate=True)
+    except Exception as exc:  # packaging raises an ExceptionGroup of every problem
+        raise PublishError(f"{dist.filename}: invalid METADATA ({exc})") from None
+    if canonicalize_name(meta.name) != dist.project or str(meta.version) != dist.version:
+        raise PublishError(
+            f"{dist.filename}: METADATA is for {meta.name} {meta.version}, not {dist.project} {dist.version}"
+        )
+    return raw
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+class IndexStore:
+    def __init__(self, root: Path | str):
+        self.root = Path(root)
+        self.simple = self.root / "simple"
+        self.simple.mkdir(parents=True, exist_ok=True)
+        if not (self.simple / "index.json").exists():
+            self._write_project_list()
+
+    def project_dir(self, project: str) -> Path:
+        return self.simple / canonicalize_name(project)
+
+    @contextlib.contextmanager
+    def _locked(self, project_dir: Path):
+        project_dir.mkdir(exist_ok=True)
+        with open(project_dir / ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+
+    def files(self, project: str) -> dict:
+        try:
+            return json.loads((self.project_dir(project) / MANIFEST).read_text())
+        except FileNotFoundError:
+            return {}
+
+    def projects(self) -> list[str]:
+        return sorted(p.name for p in self.simple.iterdir() if (p / MANIFEST).exists())
+
+    def publish(self, filename: str, source: Path, *, sha256: str, provenance: dict | None = None,
+                extra_files: dict[str, bytes] | None = None) -> dict:
+        """Publish `source` as `filename`; returns its manifest entry.
+
+        `extra_files` are published beside it as `<filename><suffix>` (for example the build
+        environment's pip freeze). Raises PublishError, leaving the index as it was.
+        """
+        dist = parse_distribution_filename(filename)
+        actual = sha256_of(source)
+        if actual != sha256:
+            raise PublishError(f"{filename}: sha256 is {actual}, the uploader said {sha256}")
+        metadata = wheel_metadata(source, dist) if dist.kind == "wheel" else None
+        requires_python = None
+        if metadata is not None:
+            requires_python = Metadata.from_email(metadata, validate=False).requires_python
+        project_dir = self.project_dir(dist.project)
+        new_project = not (project_dir / MANIFEST).exists()
+        with self._locked(project_dir):
+            target = project_dir / filename
+            if target.exists():
+                raise AlreadyPublished(f"{filename} is already in the index; published files are never replaced")
+            entry = {
+                "filename": filename,
+                "version": dist.version,
+                "sha256": actual,
+                "size": source.stat().st_size,
+                "upload-time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "provenance": provenance or {},
+            }
+            if requires_python:
+                entry["requires-python"] = str(requires_python)
+            if metadata is not None:
+                _write_atomic(project_dir / f"{filename}.metadata", metadata)
+                entry["metadata-sha256"] = hashlib.sha256(metadata).hexdigest()
+            _write_atomic(project_dir / f"{filename}.provenance.json",
+                          json.dumps(entry["provenance"], indent=2, sort_keys=True).encode())
+            for suffix, data in (extra_files or {}).items():
+                _write_atomic(project_dir / f"{filename}{suffix}", data)
+            self._link_new(source, target)
+            manifest = self.files(dist.project)
+            manifest[filename] = entry
+            _write_atomic(project_dir / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True).encode())
+            self._write_listing(dist.project, manifest)
+        if new_project:
+            with self._locked(self.simple):
+                self._write_project_list()
+        return entry
+
+    @staticmethod
+    def _link_new(source: Path, target: Path) -> None:
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as out, open(source, "rb") as src:
+                while block := src.read(1 << 20):
+                    out.write(block)
+                out.flush()
+                os.fsync(out.fileno())
+            os.chmod(tmp, 0o644)
+            try:
+                os.link(tmp, target)
+            except FileExistsError:
+                raise AlreadyPublished(f"{target.name} is already in the index") from None
+        finally:
+            os.unlink(tmp)
+
+    def _write_listing(self, project: str, manifest: dict) -> None:
+        project_dir = self.project_dir(project)
+        entries = [manifest[name] for name in sorted(manifest)]
+        files = []
+        links = []
+        for e in entries:
+            f = {"filename": e["filename"], "url": e["filename"], "hashes": {"sha256": e["sha256"]},
+                 "size": e["size"], "upload-time": e["upload-time"]}
+            attrs = f' href="{html.escape(e["filename"])}#sha256={e["sha256"]}"'
+            if "requires-python" in e:
+                f["requires-python"] = e["requires-python"]
+                attrs += f' data-requires-python="{html.escape(e["requires-python"])}"'
+            if "metadata-sha256" in e:
+                f["core-metadata"] = f["data-dist-info-metadata"] = {"sha256": e["metadata-sha256"]}
+                value = f"sha256={e['metadata-sha256']}"
+                attrs += f' data-core-metadata="{value}" data-dist-info-metadata="{value}"'
+            files.append(f)
+            links.append(f"    <a{attrs}>{html.escape(e['filename'])}</a><br/>")
+        versions = sorted({e["version"] for e in entries})
+        listing = {"meta": {"api-version": API_VERSION}, "name": project, "versions": versions, "files": files}
+        _write_atomic(project_dir / "index.json", json.dumps(listing, indent=1).encode())
+        _write_atomic(project_dir / "index.html", _html_page(f"Links for {project}", links).encode())
+
+    def _write_project_list(self) -> None:
+        projects = self.projects()
+        listing = {"meta": {"api-version": API_VERSION}, "projects": [{"name": p} for p in projects]}
+        links = [f'    <a href="{p}/">{p}</a><br/>' for p in projects]
+        _write_atomic(self.simple / "index.json", json.dumps(listing, indent=1).encode())
+        _write_atomic(self.simple / "index.html", _html_page("Simple index", links).encode())
+
+
+def _html_page(title: str, links: list[str]) -> str:
+    body = "\n".join(links)
+    return (
+        "<!DOCTYPE html>\n<html>\n  <head>\n"
+        f'    <meta name="pypi:repository-version" content="{API_VERSION}">\n'
+        f"    <title>{html.escape(title)}</title>\n  </head>\n  <body>\n"
+        f"    <h1>{html.escape(title)}</h1>\n{body}\n  </body>\n</html>\n"
+    )

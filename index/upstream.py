@@ -1,0 +1,88 @@
+"""Reading a package index: find a project's sdist and download it, verified by sha256.
+
+pypi-simple speaks PEP 691 JSON and falls back to the PEP 503 HTML page.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+from packaging.utils import InvalidSdistFilename, canonicalize_name, parse_sdist_filename
+from packaging.version import InvalidVersion, Version
+from pypi_simple import ACCEPT_JSON_PREFERRED, NoSuchProjectError, PyPISimple
+
+SDIST_PREFERENCE = (".tar.gz", ".zip")
+
+
+class SourceError(Exception):
+    """The source could not be had, or could not be trusted."""
+
+@dataclass(frozen=True)
+class Sdist:
+    project: str
+    version: str
+    filename: str
+    url: str
+    sha256: str
+
+def find_sdist(index_url: str, project: str, version: str | None = None) -> Sdist:
+    """The sdist of `project==version` on the index (the latest final release if no version)."""
+    wanted = canonicalize_name(project)
+    with PyPISimple(index_url, accept=ACCEPT_JSON_PREFERRED) as client:
+        try:
+            page = client.get_project_page(wanted)
+        except NoSuchProjectError:
+            raise SourceError(f"{project} is not on {index_url}") from None
+    candidates = []
+    for pkg in page.packages:
+        try:
+            name, pkg_version = parse_sdist_filename(pkg.filename)
+        except (InvalidSdistFilename, InvalidVersion):
+            continue
+        if canonicalize_name(name) != wanted or pkg.is_yanked:
+            continue
+        if version is not None and pkg_version != Version(version):
+            continue
+        if version is None and pkg_version.is_prerelease:
+            continue
+        candidates.append((pkg_version, -SDIST_PREFERENCE.index(_suffix(pkg.filename)), pkg))
+    if not candidates:
+        wanted_version = f"=={version}" if version else " (any final release)"
+        raise SourceError(f"no sdist of {wanted}{wanted_version} on {index_url}")
+    pkg_version, _, pkg = max(candidates, key=lambda c: c[:2])
+    sha256 = pkg.digests.get("sha256")
+    if not sha256:
+        raise SourceError(f"{pkg.filename}: the index lists no sha256 for it")
+    return Sdist(wanted, str(pkg_version), pkg.filename, pkg.url, sha256)
+
+def _suffix(filename: str) -> str:
+    return next(s for s in SDIST_PREFERENCE if filename.endswith(s))
+
+def download_verified(sdist: Sdist, dest_dir: Path, session=None) -> Path:
+    """Download `sdist` into dest_dir; the file appears only if its sha256 matches."""
+
+    session = session or requests.Session()
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256()
+    fd, tmp = tempfile.mkstemp(dir=dest_dir, prefix=".download-")
+    try:
+        with os.fdopen(fd, "wb") as out, session.get(sdist.url, stream=True, timeout=60) as response:
+            response.raise_for_status()
+            for block in response.iter_content(1 << 20):
+                digest.update(block)
+                out.write(block)
+        if digest.hexdigest() != sdist.sha256:
+            raise SourceError(
+                f"{sdist.filename}: sha256 mismatch: downloaded {digest.hexdigest()}, the index lists {sdist.sha256}"
+            )
+        target = dest_dir / sdist.filename
+        os.replace(tmp, target)
+        return target
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)

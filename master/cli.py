@@ -1,0 +1,186 @@
+"""The `wheelwright` command: drive a farm from scripts.
+
+  wheelwright up [--upstream URL]     create (first time), upgrade and start the farm
+  wheelwright down                    stop it
+  wheelwright status --json           where its UI, index and source index are
+  wheelwright build NAME==VERSION     force a build through the master's REST API (--wait)
+  wheelwright seed FILE...            publish wheels that cannot be built from source, marked seeded
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+import requests
+from buildbot.process.results import Results
+from packaging.requirements import InvalidRequirement, Requirement
+
+from wheelwright.index.upload import UploadError, upload
+from wheelwright.master import control
+from wheelwright.master.farm import UPLOAD_SECRET, UPLOAD_USER, Farm
+from wheelwright.master.schedulers import FORCE_SCHEDULER
+
+
+def _farm(args) -> Farm:
+    return Farm.load(args.state)
+
+
+def cmd_up(args) -> int:
+    farm = _farm(args)
+    changes = {k: getattr(args, k) for k in ("upstream", "ui_port", "worker_port", "index_port")
+               if getattr(args, k) is not None}
+    if args.settings:
+        changes["settings"] = args.settings.resolve()
+    farm = dataclasses.replace(farm, **changes)
+    control.up(farm)
+    print(f"farm is up: UI {farm.ui_url}  index {farm.index_url}  state {farm.root}")
+    return 0
+
+
+def cmd_down(args) -> int:
+    control.down(_farm(args))
+    return 0
+
+
+def cmd_status(args) -> int:
+    farm = _farm(args)
+    status = {"ui": farm.ui_url, "index": farm.index_url, "sources": farm.sources_url}
+    print(json.dumps(status) if args.json else "\n".join(f"{k}: {v}" for k, v in status.items()))
+    return 0
+
+
+def parse_pin(text: str) -> tuple[str, str]:
+    try:
+        req = Requirement(text)
+    except InvalidRequirement as exc:
+        raise SystemExit(f"wheelwright: {text!r} is not NAME==VERSION ({exc})") from None
+    specs = list(req.specifier)
+    if len(specs) != 1 or specs[0].operator != "==" or "*" in specs[0].version:
+        raise SystemExit(f"wheelwright: {text!r} must pin one version, as NAME==VERSION")
+    return req.name, specs[0].version
+
+
+class Api:
+    def __init__(self, farm: Farm):
+        self.base = farm.ui_url + "api/v2/"
+        self.session = requests.Session()
+
+    def get(self, path: str, **params) -> dict:
+        response = self.session.get(self.base + path, params=params, timeout=30)
+        response.raise_for_status()
+        return response.json()
+
+    def force(self, package: str, version: str, builders: list[str] | None) -> dict[str, int]:
+        if not builders:
+            scheduler = self.get(f"forceschedulers/{FORCE_SCHEDULER}")["forceschedulers"][0]
+            builders = scheduler["builder_names"]
+        body = {"jsonrpc": "2.0", "method": "force", "id": 1,
+                "params": {"builderNames": builders, "package": package, "version": version,
+                           "reason": f"wheelwright build {package}=={version}"}}
+        response = self.session.post(self.base + f"forceschedulers/{FORCE_SCHEDULER}", json=body, timeout=30)
+        answer = response.json()
+        if "error" in answer:
+            raise SystemExit(f"wheelwright: the master refused the build: {answer['error'].get('message')}")
+        _, requests_by_builder = answer["result"]
+        return requests_by_builder
+
+    def wait(self, brid: int, poll: float = 0.5) -> dict:
+        while True:
+            request = self.get(f"buildrequests/{brid}")["buildrequests"][0]
+            if request["complete"]:
+                break
+            time.sleep(poll)
+        builds = self.get(f"buildrequests/{brid}/builds")["builds"]
+        return builds[-1] if builds else {}
+
+    def describe(self, farm: Farm, build: dict) -> dict:
+        if not build:
+            return {"result": "cancelled", "wheels": []}
+        props = self.get(f"builds/{build['buildid']}", property="*")["builds"][0]["properties"]
+        builder = self.get(f"builders/{build['builderid']}")["builders"][0]["name"]
+        return {
+            "result": Results[build["results"]],
+            "builder": builder,
+            "number": build["number"],
+            "build_url": f"{farm.ui_url}#/builders/{build['builderid']}/builds/{build['number']}",
+            "summary": build["state_string"],
+            "wheels": props.get("wheel_filenames", [[]])[0],
+            "wheel_urls": props.get("wheel_urls", [[]])[0],
+        }
+
+
+def cmd_build(args) -> int:
+    farm = _farm(args)
+    package, version = parse_pin(args.pin)
+    api = Api(farm)
+    requests_by_builder = api.force(package, version, args.builder)
+    if not args.wait:
+        print(json.dumps({"buildrequests": requests_by_builder}))
+        return 0
+    builds = [api.describe(farm, api.wait(brid)) for brid in requests_by_builder.values()]
+    output = builds[0] if len(builds) == 1 else {
+        "result": max((b["result"] for b in builds), key=Results.index), "builds": builds}
+    print(json.dumps(output, indent=2))
+    return 0 if all(b["result"] == "success" for b in builds) else 1
+
+
+def cmd_seed(args) -> int:
+    farm = _farm(args)
+    password = farm.secret(UPLOAD_SECRET)
+    log = farm.logs_dir / "seed.log"
+    failed = 0
+    for path in args.files:
+        provenance = {"seeded": True, "seeded_from": str(path.resolve()), "reason": args.reason}
+        try:
+            entry = upload(farm.upload_url, UPLOAD_USER, password, path, provenance=provenance)
+        except UploadError as exc:
+            print(f"wheelwright: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        line = f"{entry['upload-time']} seeded {entry['filename']} sha256={entry['sha256']} from {path}: {args.reason}\n"
+        with open(log, "a") as f:
+            f.write(line)
+        print(line, end="")
+    return 1 if failed else 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="wheelwright", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--state", type=Path, default=Path("farm"), help="the farm's state directory (./farm)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("up", help="create, upgrade and start the farm")
+    p.add_argument("--upstream", help="upstream index (default: the one pip itself defaults to)")
+    p.add_argument("--settings", type=Path, help="settings directory in fromager's layout (default: <state>/overrides)")
+    p.add_argument("--ui-port", type=int)
+    p.add_argument("--worker-port", type=int)
+    p.add_argument("--index-port", type=int)
+    p.set_defaults(func=cmd_up)
+    sub.add_parser("down", help="stop the farm").set_defaults(func=cmd_down)
+    p = sub.add_parser("status", help="where the farm's parts are")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_status)
+    p = sub.add_parser("build", help="force a build of NAME==VERSION")
+    p.add_argument("pin", metavar="NAME==VERSION")
+    p.add_argument("--builder", action="append", help="only this builder (repeatable; default: all)")
+    p.add_argument("--wait", action="store_true", help="wait and print the result; exit 1 unless it succeeded")
+    p.set_defaults(func=cmd_build)
+    p = sub.add_parser("seed", help="publish wheels that cannot be built from source, marked as seeded")
+    p.add_argument("files", nargs="+", type=Path)
+    p.add_argument("--reason", required=True, help="why these are seeded rather than built (logged)")
+    p.set_defaults(func=cmd_seed)
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except control.FarmError as exc:
+        print(f"wheelwright: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

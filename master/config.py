@@ -1,0 +1,36 @@
+"""Assembles BuildmasterConfig from the farm's settings and the pool table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from buildbot.plugins import secrets
+
+from wheelwright.master.builders import make_builders, make_workers
+from wheelwright.master.farm import Farm
+from wheelwright.master.schedulers import make_schedulers
+from wheelwright.workers.pools import POOLS
+
+
+def assemble(basedir: str) -> dict:
+    # The master's basedir is <farm>/master; a checkconfig of the shipped file gets the defaults.
+    farm = Farm.load(Path(basedir).resolve().parent)
+    pools = [POOLS[name] for name in farm.pools]
+    builders = make_builders(farm, pools)
+    return {
+        "title": "Wheelwright",
+        "titleURL": farm.ui_url,
+        "buildbotURL": farm.ui_url,
+        "workers": make_workers(pools),
+        "protocols": {"pb": {"port": f"tcp:{farm.worker_port}:interface={farm.host}"}},
+        "builders": builders,
+        "schedulers": make_schedulers([b.name for b in builders]),
+        # `wheelwright up` makes the secrets folder; a checkconfig of the shipped file has none.
+        "secretsProviders": [secrets.SecretInAFile(dirname=str(farm.secrets_dir))] if farm.secrets_dir.is_dir() else [],
+        "www": {
+            "port": f"tcp:{farm.ui_port}:interface={farm.host}",
+            "plugins": {"waterfall_view": {}, "console_view": {}, "grid_view": {}},
+        },
+        "db": {"db_url": "sqlite:///state.sqlite"},
+        "buildbotNetUsageData": None,
+    }

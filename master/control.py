@@ -1,0 +1,123 @@
+"""Starting and stopping a farm's processes: the index host, the Buildbot master, the workers."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from wheelwright.index import accounts
+from wheelwright.master.farm import UPLOAD_SECRET, UPLOAD_USER, Farm
+from wheelwright.workers.pools import POOLS
+
+MASTER_CFG = Path(__file__).with_name("master.cfg")
+
+
+class FarmError(Exception):
+    pass
+
+
+def _bin(name: str) -> str:
+    return str(Path(sys.executable).with_name(name))
+
+
+def _run(cmd: list, what: str) -> None:
+    proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise FarmError(f"{what} failed:\n{proc.stdout}{proc.stderr}")
+
+
+def _ensure_secret(farm: Farm, name: str) -> str:
+    path = farm.secrets_dir / name
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(24))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def _wait_for_port(host: str, port: int, what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex((host, port)) == 0:
+                return
+        time.sleep(0.1)
+    raise FarmError(f"{what} did not start listening on {host}:{port} within {timeout:.0f} s")
+
+
+def _pid_alive(pidfile: Path) -> int | None:
+    try:
+        pid = int(pidfile.read_text())
+        os.kill(pid, 0)
+        return pid
+    except (FileNotFoundError, ValueError, ProcessLookupError):
+        return None
+
+
+def up(farm: Farm) -> None:
+    farm.save()
+    for d in (farm.secrets_dir, farm.index_dir, farm.workers_dir, farm.logs_dir, farm.settings_dir):
+        d.mkdir(parents=True, exist_ok=True)
+    farm.secrets_dir.chmod(0o700)
+    accounts.add(farm.index_dir / "users.json", UPLOAD_USER, _ensure_secret(farm, UPLOAD_SECRET))
+    workers = {name: _ensure_secret(farm, f"worker-{name}")
+               for pool in (POOLS[p] for p in farm.pools) for name in pool.worker_names()}
+    start_index(farm)
+    start_master(farm)
+    for name, password in workers.items():
+        start_worker(farm, name, password)
+
+
+def start_index(farm: Farm) -> None:
+    pidfile = farm.index_dir / "index.pid"
+    if _pid_alive(pidfile):
+        return
+    log = open(farm.logs_dir / "index.log", "ab")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wheelwright.index.server", "--root", farm.index_dir, "--users",
+         farm.index_dir / "users.json", "--host", farm.host, "--port", str(farm.index_port)],
+        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    pidfile.write_text(str(proc.pid))
+    _wait_for_port(farm.host, farm.index_port, "the index host")
+
+
+def start_master(farm: Farm) -> None:
+    buildbot = _bin("buildbot")
+    if not (farm.master_dir / "buildbot.tac").exists():
+        _run([buildbot, "create-master", "--relocatable", "--config", MASTER_CFG, farm.master_dir],
+             "creating the master")
+    else:
+        _run([buildbot, "upgrade-master", farm.master_dir], "upgrading the master")
+    if _pid_alive(farm.master_dir / "twistd.pid"):
+        _run([buildbot, "reconfig", farm.master_dir], "reconfiguring the master")
+    else:
+        _run([buildbot, "start", farm.master_dir], "starting the master")
+    _wait_for_port(farm.host, farm.ui_port, "the master's web UI")
+
+
+def start_worker(farm: Farm, name: str, password: str) -> None:
+    basedir = farm.workers_dir / name
+    tool = _bin("buildbot-worker")
+    if not (basedir / "buildbot.tac").exists():
+        _run([tool, "create-worker", "--relocatable", "--umask=0o22", basedir,
+              f"{farm.host}:{farm.worker_port}", name, password], f"creating worker {name}")
+    if not _pid_alive(basedir / "twistd.pid"):
+        _run([tool, "start", basedir], f"starting worker {name}")
+
+
+def down(farm: Farm) -> None:
+    for basedir in sorted(farm.workers_dir.glob("*/")) if farm.workers_dir.exists() else []:
+        if _pid_alive(basedir / "twistd.pid"):
+            _run([_bin("buildbot-worker"), "stop", basedir], f"stopping worker {basedir.name}")
+    if _pid_alive(farm.master_dir / "twistd.pid"):
+        _run([_bin("buildbot"), "stop", farm.master_dir], "stopping the master")
+    pid = _pid_alive(farm.index_dir / "index.pid")
+    if pid:
+        os.kill(pid, signal.SIGTERM)
+        (farm.index_dir / "index.pid").unlink()
+

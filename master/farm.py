@@ -1,0 +1,85 @@
+"""Where a farm keeps its state, and the addresses of its parts.
+
+`wheelwright up` writes farm.json at the top of the state directory; master.cfg and the CLI read it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from pypi_simple import PYPI_SIMPLE_ENDPOINT
+
+FARM_FILE = "farm.json"
+UPLOAD_USER = "wheelwright"
+UPLOAD_SECRET = "index-upload-password"
+
+
+@dataclass(frozen=True)
+class Farm:
+    root: Path
+    upstream: str = PYPI_SIMPLE_ENDPOINT
+    host: str = "127.0.0.1"
+    ui_port: int = 8010
+    worker_port: int = 9989
+    index_port: int = 8080
+    settings: Path | None = None
+    pools: list[str] = field(default_factory=lambda: ["local"])
+
+    @property
+    def settings_dir(self) -> Path:
+        return self.settings or self.root / "overrides"
+
+    @property
+    def index_root(self) -> str:
+        return f"http://{self.host}:{self.index_port}/"
+
+    @property
+    def index_url(self) -> str:
+        return self.index_root + "simple/"
+
+    @property
+    def sources_url(self) -> str:
+        return self.index_root + "sources/simple/"
+
+    @property
+    def upload_url(self) -> str:
+        return self.index_root + "legacy/"
+
+    @property
+    def ui_url(self) -> str:
+        return f"http://{self.host}:{self.ui_port}/"
+
+    master_dir = property(lambda self: self.root / "master")
+    workers_dir = property(lambda self: self.root / "workers")
+    index_dir = property(lambda self: self.root / "index")
+    secrets_dir = property(lambda self: self.root / "secrets")
+    source_cache = property(lambda self: self.root / "master" / "sources")
+    staging_dir = property(lambda self: self.root / "master" / "staging")
+    review_queue = property(lambda self: self.root / "review-queue.json")
+    allowlist = property(lambda self: self.root / "allowlist.txt")
+    logs_dir = property(lambda self: self.root / "logs")
+
+    def save(self) -> None:
+        data = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items() if k != "root"}
+        self.root.mkdir(parents=True, exist_ok=True)
+        (self.root / FARM_FILE).write_text(json.dumps(data, indent=2) + "\n")
+
+    @classmethod
+    def load(cls, root: Path | str) -> Farm:
+        root = Path(root).resolve()
+        path = root / FARM_FILE
+        if not path.exists():
+            return cls(root=root)
+        data = json.loads(path.read_text())
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"{path}: unknown keys {', '.join(sorted(unknown))}")
+        if data.get("settings"):
+            data["settings"] = Path(data["settings"])
+        return cls(root=root, **data)
+
+    def secret(self, name: str) -> str:
+        return (self.secrets_dir / name).read_text().strip()

@@ -1,0 +1,81 @@
+"""Per-package settings and patches, in fromager's layout so its users can bring theirs:
+
+    overrides/settings/<name>.yaml               settings for every version
+    overrides/patches/<name>/*.patch             patches for every version
+    overrides/patches/<name>-<version>/*.patch   patches for one version
+
+<name> is the canonical project name, with `-` or `_` (fromager writes `_`). Patches are applied
+in the order of their file names, across both folders.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+from packaging.utils import canonicalize_name
+from packaging.version import Version
+
+from wheelwright.workers.wheel import FRONTENDS
+
+
+class SettingsError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class PackageSettings:
+    build_frontend: str = "pip"
+    imports: list[str] = field(default_factory=list)
+
+
+def _names(project: str) -> list[str]:
+    name = canonicalize_name(project)
+    return sorted({name, name.replace("-", "_")})
+
+
+def load_settings(settings_dir: Path, project: str) -> PackageSettings:
+    for name in _names(project):
+        path = settings_dir / "settings" / f"{name}.yaml"
+        if path.exists():
+            return _parse(path)
+    return PackageSettings()
+
+
+def _parse(path: Path) -> PackageSettings:
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise SettingsError(f"{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    if not isinstance(data, dict):
+        raise SettingsError(f"{path}: expected a mapping of settings")
+    known = PackageSettings.__dataclass_fields__
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise SettingsError(f"{path}: unknown setting {', '.join(unknown)} (known: {', '.join(known)})")
+    settings = PackageSettings(**data)
+    if settings.build_frontend not in FRONTENDS:
+        raise SettingsError(f"{path}: build_frontend must be one of {', '.join(FRONTENDS)}")
+    if not all(isinstance(m, str) and m.replace(".", "").isidentifier() for m in settings.imports):
+        raise SettingsError(f"{path}: imports must be a list of module names")
+    return settings
+
+
+def patches_for(settings_dir: Path, project: str, version: str) -> list[Path]:
+    patches_dir = settings_dir / "patches"
+    folders = []
+    for name in _names(project):
+        folders.append(patches_dir / name)
+        folders += [d for d in patches_dir.glob(f"{name}-*") if _is_version(d.name[len(name) + 1:], version)]
+    patches = [p for folder in folders if folder.is_dir() for p in folder.glob("*.patch")]
+    return sorted(patches, key=lambda p: (p.name, str(p)))
+
+
+def _is_version(text: str, version: str) -> bool:
+    try:
+        return Version(text) == Version(version)
+    except ValueError:
+        return False

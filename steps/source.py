@@ -1,0 +1,30 @@
+"""PrepareSource: unpack the sdist safely on the worker and apply the package's patches."""
+
+from __future__ import annotations
+
+from buildbot.process.results import SUCCESS
+
+from wheelwright.master.settings import patches_for
+from wheelwright.steps.tool import PATCHES_DIR, SDIST_DIR, SRC_DIR, WheelwrightStep
+
+
+class PrepareSource(WheelwrightStep):
+    name = "prepare source"
+    description = ["unpacking and patching"]
+
+    async def run(self):
+        patches = patches_for(self.farm.settings_dir, self.package, self.version)
+        for patch in patches:
+            if not await self.send_file(patch, f"{PATCHES_DIR}/{patch.name}"):
+                return await self.fail(f"could not send patch {patch.name} to the worker")
+        if patches:
+            await self.addCompleteLog("patches", "".join(f"{p}\n" for p in patches))
+        result = await self.run_tool(
+            "source", "--sdist", f"{SDIST_DIR}/{self.getProperty('source_filename')}", "--dest", SRC_DIR,
+            "--project", self.package, "--version", self.version, "--patches", PATCHES_DIR)
+        if "error" in result:
+            return await self.fail(result["error"])
+        self.setProperty("patches", result["patches"], self.name)
+        applied = len(result["patches"])
+        self.descriptionDone = [f"unpacked, {applied} patch{'es' if applied != 1 else ''} applied"]
+        return SUCCESS

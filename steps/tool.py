@@ -1,0 +1,95 @@
+"""What our steps share: running a worker-side tool and moving files between master and worker."""
+
+from __future__ import annotations
+
+import json
+
+from buildbot.process import buildstep, remotecommand, remotetransfer
+from buildbot.process.results import FAILURE
+from buildbot.reporters.utils import getURLForBuild
+from buildbot.steps.worker import CompositeStepMixin
+
+from wheelwright.workers.tool import RESULT_PREFIX
+
+# Paths on the worker, relative to the builder's workdir.
+SDIST_DIR = "sdist"
+SRC_DIR = "src"
+PATCHES_DIR = "patches"
+ENV_DIR = "env"
+DIST_DIR = "dist"
+TEST_ENV_DIR = "test-env"
+FREEZE_FILE = "freeze.txt"
+
+
+def parse_result(stdout: str) -> dict:
+    for line in reversed(stdout.splitlines()):
+        if line.startswith(RESULT_PREFIX):
+            return json.loads(line[len(RESULT_PREFIX):])
+    return {"error": "the worker-side tool printed no result"}
+
+
+class WheelwrightStep(buildstep.ShellMixin, CompositeStepMixin, buildstep.BuildStep):
+    """A pipeline stage: runs `python -m wheelwright.workers.<tool>` on the worker."""
+
+    haltOnFailure = True
+    flunkOnFailure = True
+
+    def __init__(self, farm=None, **kwargs):
+        kwargs = self.setupShellMixin(kwargs, prohibitArgs=["command"])
+        kwargs.setdefault("workdir", "build")
+        super().__init__(**kwargs)
+        self.farm = farm
+
+    @property
+    def package(self) -> str:
+        return self.getProperty("package")
+
+    @property
+    def version(self) -> str:
+        return self.getProperty("version")
+
+    @property
+    def python(self) -> str:
+        """The builder's interpreter on the worker."""
+        return self.getProperty("python")
+
+    async def build_url(self) -> str:
+        builderid = await self.build.getBuilderId()
+        return getURLForBuild(self.master, builderid, self.build.number)
+
+    async def run_tool(self, tool: str, *args: str) -> dict:
+        command = [self.getProperty("worker_python", "python3"), "-m", f"wheelwright.workers.{tool}", *args]
+        cmd = await self.makeRemoteShellCommand(collectStdout=True, command=command)
+        await self.runCommand(cmd)
+        result = parse_result(cmd.stdout)
+        if cmd.didFail() and "error" not in result:
+            result["error"] = f"{tool} failed (exit {cmd.rc})"
+        return result
+
+    async def fail(self, reason: str) -> int:
+        """End the step failed, with the reason as its summary and in a log of its own."""
+        self.descriptionDone = [reason[:200]]
+        await self.addCompleteLog("reason", reason + "\n")
+        return FAILURE
+
+    async def send_file(self, path, workerdest: str) -> bool:
+        with open(path, "rb") as fp:
+            args = {"workerdest": workerdest, "workdir": self.workdir, "reader": remotetransfer.FileReader(fp),
+                    "maxsize": None, "blocksize": 256 * 1024, "mode": 0o644}
+            cmd = remotecommand.RemoteCommand("downloadFile", args)
+            await self.runCommand(cmd)
+        return not cmd.didFail()
+
+    async def fetch_file(self, workersrc: str, masterdest, maxsize: int | None = None) -> bool:
+        writer = remotetransfer.FileWriter(str(masterdest), maxsize, 0o644)
+        args = {"workersrc": workersrc, "workdir": self.workdir, "writer": writer, "maxsize": maxsize,
+                "blocksize": 256 * 1024, "keepstamp": False}
+        cmd = remotecommand.RemoteCommand("uploadFile", args)
+        try:
+            await self.runCommand(cmd)
+        finally:
+            writer.cancel()
+        if cmd.didFail():
+            writer.purge()
+            return False
+        return True

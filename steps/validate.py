@@ -1,0 +1,65 @@
+"""ValidateInstallDeps: the wheel's Requires-Dist must name only projects we know (in our index or
+the allow-list); a new one goes to the review queue and fails the build. Then the wheel is
+installed from our index only into a fresh venv, and imported."""
+
+from __future__ import annotations
+
+from buildbot.process.results import SUCCESS
+from packaging.utils import canonicalize_name
+from twisted.internet import threads
+
+from wheelwright.master.review import queue_for_review, read_allowlist
+from wheelwright.master.settings import SettingsError, load_settings
+from wheelwright.steps.tool import DIST_DIR, TEST_ENV_DIR, WheelwrightStep
+from wheelwright.workers.buildenv import index_has_project
+
+
+def classify(projects: set[str], allowlist: set[str], index_url: str) -> tuple[list[str], list[str]]:
+    """(unknown, allowed but not built yet) among projects."""
+    unknown, unbuilt = [], []
+    for project in sorted(projects):
+        if index_has_project(index_url, project):
+            continue
+        (unbuilt if project in allowlist else unknown).append(project)
+    return unknown, unbuilt
+
+
+class ValidateInstallDeps(WheelwrightStep):
+    name = "validate install-time dependencies"
+    description = ["validating dependencies"]
+
+    async def run(self):
+        try:
+            settings = await threads.deferToThread(load_settings, self.farm.settings_dir, self.package)
+        except SettingsError as exc:
+            return await self.fail(str(exc))
+        index_url = self.getProperty("index_url")
+        wheels = self.getProperty("wheel_filenames")
+        needed: dict[str, str] = {}
+        for wheel in wheels:
+            result = await self.run_tool("validate", "requires", "--python", self.python, "--wheel", f"{DIST_DIR}/{wheel}")
+            if "error" in result:
+                return await self.fail(result["error"])
+            for r in result["requires"]:
+                needed.setdefault(canonicalize_name(r["project"]), r["requirement"])
+        needed.pop(canonicalize_name(self.package), None)
+        self.setProperty("install_requires", sorted(needed.values()), self.name)
+        allowlist = await threads.deferToThread(read_allowlist, self.farm.allowlist)
+        unknown, unbuilt = await threads.deferToThread(classify, set(needed), allowlist, self.farm.index_url)
+        build_url = await self.build_url()
+        for project in unknown:
+            await threads.deferToThread(queue_for_review, self.farm.review_queue, project,
+                                        f"install-time dependency of {self.package} {self.version}", build_url)
+        if unknown:
+            return await self.fail(f"install-time dependency {', '.join(unknown)} is not in the allow-list or the "
+                                   "index: queued for review")
+        if unbuilt:
+            return await self.fail(f"install-time dependency {', '.join(unbuilt)} is allow-listed but not built yet")
+        for wheel in wheels:
+            imports = [arg for m in settings.imports for arg in ("--import", m)]
+            result = await self.run_tool("validate", "install", "--python", self.python, "--wheel", f"{DIST_DIR}/{wheel}",
+                                         "--index", index_url, "--env", TEST_ENV_DIR, *imports)
+            if "error" in result:
+                return await self.fail(result["error"])
+        self.descriptionDone = [f"{len(needed)} dependencies known; installed and imported from our index"]
+        return SUCCESS

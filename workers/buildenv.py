@@ -1,0 +1,109 @@
+"""PrepareBuildEnv on the worker: a fresh venv holding the sdist's build requirements, every one
+of them a wheel from our own index.
+
+python -m wheelwright.workers.buildenv --python PY --src src --env env --index URL
+
+Build requirements are `build-system.requires` and then what the backend's
+`get_requires_for_build_wheel` asks for; that hook runs the package's own code, so it runs with
+no network. A requirement whose project our index lacks fails the build and is reported in
+`missing`, for the master to put in the review queue.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from build import BuildBackendException, BuildException, ProjectBuilder
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+
+from wheelwright.workers.tool import (
+    ToolError,
+    clean_pip_env,
+    create_venv,
+    marker_environment,
+    no_network_prefix,
+    pip_command,
+    run,
+    run_tool,
+)
+
+
+def index_has_project(index_url: str, project: str) -> bool:
+    url = f"{index_url.rstrip('/')}/{canonicalize_name(project)}/"
+    request = urllib.request.Request(url, headers={"Accept": "application/vnd.pypi.simple.v1+json"})
+    try:
+        with urllib.request.urlopen(request, timeout=60):
+            return True
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return False
+        raise ToolError(f"our index answered {exc.code} for {url}") from None
+    except urllib.error.URLError as exc:
+        raise ToolError(f"our index at {index_url} cannot be reached: {exc.reason}") from None
+
+
+def install_from_index(env_python: str, requirements: list[str], index_url: str) -> None:
+    markers = marker_environment(env_python)
+    requirements = [r for r in requirements if not Requirement(r).marker or Requirement(r).marker.evaluate(markers)]
+    if not requirements:
+        return
+    missing = sorted({canonicalize_name(Requirement(r).name) for r in requirements
+                      if not index_has_project(index_url, Requirement(r).name)})
+    if missing:
+        raise ToolError(f"build requirement {', '.join(missing)} is not in the index", missing=missing)
+    run(pip_command(env_python, "install", "--index-url", index_url, "--only-binary", ":all:", *requirements),
+        env=clean_pip_env(), what="installing build requirements from our index")
+
+
+def isolated_runner(prefix: list[str]):
+    def runner(cmd, cwd=None, extra_environ=None):
+        env = clean_pip_env()
+        env.update(extra_environ or {})
+        subprocess.run([*prefix, *cmd], cwd=cwd, env=env, check=True)
+
+    return runner
+
+
+def prepare(python: str, src: Path, env_dir: Path, index_url: str) -> dict:
+    env_python = create_venv(python, str(env_dir))
+    try:
+        builder = ProjectBuilder(src, python_executable=env_python, runner=isolated_runner(no_network_prefix()))
+        static = sorted(builder.build_system_requires)
+    except BuildException as exc:
+        raise ToolError(f"cannot read the build system: {exc}") from None
+    _check(static)
+    install_from_index(env_python, static, index_url)
+    try:
+        dynamic = sorted(set(builder.get_requires_for_build("wheel")) - set(static))
+    except (BuildBackendException, subprocess.CalledProcessError) as exc:
+        raise ToolError(f"the build backend's get_requires_for_build_wheel failed: {exc}") from None
+    _check(dynamic)
+    install_from_index(env_python, dynamic, index_url)
+    return {"env_python": env_python, "build_system_requires": static, "backend_requires": dynamic}
+
+
+def _check(requirements: list[str]) -> None:
+    for r in requirements:
+        try:
+            Requirement(r)
+        except InvalidRequirement as exc:
+            raise ToolError(f"invalid build requirement {r!r}: {exc}") from None
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(prog="python -m wheelwright.workers.buildenv")
+    parser.add_argument("--python", required=True, help="the builder's interpreter")
+    parser.add_argument("--src", type=Path, required=True)
+    parser.add_argument("--env", type=Path, required=True)
+    parser.add_argument("--index", required=True, help="our index's /simple/ URL")
+    args = parser.parse_args(argv)
+    return prepare(args.python, args.src, args.env, args.index)
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_tool(main))

@@ -1,0 +1,134 @@
+"""PrepareSource on the worker: unpack an sdist safely and apply the package's patches.
+
+python -m wheelwright.workers.source --sdist F --dest src --project P --version V [--patches DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import stat
+import tarfile
+import tempfile
+import zipfile
+from pathlib import Path, PurePosixPath
+
+from packaging.metadata import Metadata
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
+
+from wheelwright.workers.tool import ToolError, run, run_tool
+
+MAX_MEMBERS = 100_000
+MAX_BYTES = 4 << 30
+
+
+def _check_name(name: str) -> None:
+    path = PurePosixPath(name)
+    if path.is_absolute() or name.startswith(("/", "\\")) or ".." in path.parts or "\\" in name:
+        raise ToolError(f"unsafe member {name!r}: the sdist may not write outside its directory")
+
+
+def _check_limits(count: int, total: int, max_members: int, max_bytes: int) -> None:
+    if count > max_members:
+        raise ToolError(f"the sdist has more than {max_members} members")
+    if total > max_bytes:
+        raise ToolError(f"the sdist unpacks to more than {max_bytes} bytes")
+
+
+def _unpack_tar(sdist: Path, into: Path, max_members: int, max_bytes: int) -> None:
+    try:
+        with tarfile.open(sdist) as tar:
+            total = count = 0
+            for member in tar:
+                count += 1
+                _check_name(member.name)
+                if member.issym() or member.islnk():
+                    raise ToolError(f"member {member.name!r} is a link; links are refused")
+                if not (member.isfile() or member.isdir()):
+                    raise ToolError(f"member {member.name!r} is a device, FIFO or other special file")
+                total += member.size
+                _check_limits(count, total, max_members, max_bytes)
+            tar.extractall(into, filter="data")
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        raise ToolError(f"cannot unpack {sdist.name}: {exc}") from None
+
+
+def _unpack_zip(sdist: Path, into: Path, max_members: int, max_bytes: int) -> None:
+    try:
+        with zipfile.ZipFile(sdist) as zf:
+            infos = zf.infolist()
+            for info in infos:
+                _check_name(info.filename)
+                mode = info.external_attr >> 16
+                if stat.S_ISLNK(mode):
+                    raise ToolError(f"member {info.filename!r} is a link; links are refused")
+                if mode and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+                    raise ToolError(f"member {info.filename!r} is a special file")
+            _check_limits(len(infos), sum(i.file_size for i in infos), max_members, max_bytes)
+            zf.extractall(into)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise ToolError(f"cannot unpack {sdist.name}: {exc}") from None
+
+
+def unpack(sdist: Path, dest: Path, *, project: str, version: str,
+           max_members: int = MAX_MEMBERS, max_bytes: int = MAX_BYTES) -> Path:
+    """Unpack sdist's single top directory as dest, after checking it is project==version."""
+    if dest.exists():
+        shutil.rmtree(dest)
+    with tempfile.TemporaryDirectory(dir=dest.parent, prefix=".unpack-") as tmp:
+        tmp = Path(tmp)
+        if sdist.name.endswith(".zip"):
+            _unpack_zip(sdist, tmp, max_members, max_bytes)
+        else:
+            _unpack_tar(sdist, tmp, max_members, max_bytes)
+        tops = list(tmp.iterdir())
+        if len(tops) != 1 or not tops[0].is_dir():
+            raise ToolError(f"{sdist.name} must hold exactly one top-level directory")
+        _check_pkg_info(tops[0] / "PKG-INFO", project, version)
+        os.rename(tops[0], dest)
+    return dest
+
+
+def _check_pkg_info(pkg_info: Path, project: str, version: str) -> None:
+    try:
+        meta = Metadata.from_email(pkg_info.read_bytes(), validate=False)
+        name, found = meta.name, Version(str(meta.version))
+    except (OSError, InvalidVersion, KeyError, ValueError) as exc:
+        raise ToolError(f"the sdist's PKG-INFO is missing or unreadable ({exc})") from None
+    if canonicalize_name(name) != canonicalize_name(project) or found != Version(version):
+        raise ToolError(f"the sdist is {name} {found}, but {project} {version} was asked for")
+
+
+def apply_patches(src: Path, patches: list[Path]) -> list[str]:
+    """Apply patches in the order of their base names, as fromager does."""
+    applied = []
+    for patch in sorted(patches, key=lambda p: p.name):
+        try:
+            run(["patch", "-p1", "--batch", "--forward", "--no-backup-if-mismatch", "-d", str(src), "-i",
+                 str(patch.resolve())], what=f"patch {patch.name}")
+        except ToolError:
+            raise ToolError(f"patch {patch.name} does not apply", patch=patch.name) from None
+        applied.append(patch.name)
+    return applied
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(prog="python -m wheelwright.workers.source")
+    parser.add_argument("--sdist", type=Path, required=True)
+    parser.add_argument("--dest", type=Path, required=True)
+    parser.add_argument("--project", required=True)
+    parser.add_argument("--version", required=True)
+    parser.add_argument("--patches", type=Path)
+    parser.add_argument("--max-members", type=int, default=MAX_MEMBERS)
+    parser.add_argument("--max-bytes", type=int, default=MAX_BYTES)
+    args = parser.parse_args(argv)
+    src = unpack(args.sdist, args.dest, project=args.project, version=args.version,
+                 max_members=args.max_members, max_bytes=args.max_bytes)
+    patches = sorted(args.patches.glob("*.patch")) if args.patches and args.patches.is_dir() else []
+    return {"src": str(src), "patches": apply_patches(src, patches)}
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_tool(main))

@@ -1,0 +1,100 @@
+"""What every worker-side tool shares: its result line, pip without the machine's configuration,
+and commands run with no network.
+
+A tool prints its result as the last line of stdout, `wheelwright-result: {json}`, which the
+master-side step reads. Workers run strangers' code, so the master re-checks what matters.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+RESULT_PREFIX = "wheelwright-result: "
+
+# Each prefix gives the command a network namespace with nothing in it. `--user` lets it work
+# unprivileged, as inside a container; bwrap is the fallback where unshare is refused.
+NO_NETWORK_PREFIXES = (
+    ("unshare", "--user", "--map-root-user", "--net", "--"),
+    ("unshare", "--net", "--"),
+    ("bwrap", "--unshare-net", "--dev-bind", "/", "/", "--"),
+)
+
+
+class ToolError(Exception):
+    """A failure the tool reports with a clear reason, and the build fails with it."""
+
+    def __init__(self, message: str, **details):
+        super().__init__(message)
+        self.details = details
+
+
+def emit(result: dict) -> None:
+    sys.stdout.flush()
+    print(RESULT_PREFIX + json.dumps(result, sort_keys=True), flush=True)
+
+
+def run_tool(main, argv=None) -> int:
+    """Run a tool's main(argv) -> dict, printing its result or its error."""
+    try:
+        result = main(argv)
+    except ToolError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        emit({"error": str(exc), **exc.details})
+        return 1
+    emit(result)
+    return 0
+
+
+def clean_pip_env() -> dict[str, str]:
+    """The environment for pip with no machine-wide configuration, index, find-links or cache."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_"))}
+    env.update(PIP_CONFIG_FILE=os.devnull, PIP_NO_INPUT="1", PIP_DISABLE_PIP_VERSION_CHECK="1",
+               PIP_NO_CACHE_DIR="1", PYTHONDONTWRITEBYTECODE="1")
+    return env
+
+
+def pip_command(target_python: str, *args: str) -> list[str]:
+    """pip of the worker's own Python acting on another environment (`pip --python`)."""
+    return [sys.executable, "-m", "pip", "--python", target_python, *args]
+
+
+def no_network_prefix() -> list[str]:
+    for prefix in NO_NETWORK_PREFIXES:
+        if shutil.which(prefix[0]) and subprocess.run([*prefix, "true"], capture_output=True).returncode == 0:
+            return list(prefix)
+    raise ToolError("cannot cut the network off for the build: neither unshare nor bwrap works here")
+
+
+def run(cmd: list[str], *, cwd=None, env=None, what: str, capture: bool = False) -> str:
+    """Run cmd, its output going to the step's log (or returned, with capture); a failure is a
+    ToolError naming `what`."""
+    print("+ " + " ".join(cmd), flush=True)
+    proc = subprocess.run(cmd, cwd=cwd, env=env, text=True, stdout=subprocess.PIPE if capture else None)
+    if proc.returncode != 0:
+        raise ToolError(f"{what} failed (exit {proc.returncode})")
+    return proc.stdout or ""
+
+
+def create_venv(python: str, env_dir: str) -> str:
+    """A venv with nothing seeded in it (ensurepip would bring setuptools that never came from
+    our index); returns its interpreter."""
+    if os.path.exists(env_dir):
+        shutil.rmtree(env_dir)
+    run([python, "-m", "venv", "--without-pip", env_dir], what=f"creating a virtual environment with {python}")
+    return os.path.join(os.path.abspath(env_dir), "bin", "python")
+
+
+def marker_environment(python: str) -> dict[str, str]:
+    """PEP 508 marker values of another interpreter, computed by packaging's own function run
+    under that interpreter (it is pure Python and needs nothing installed there)."""
+    import packaging
+
+    code = ("import json, sys; sys.path.insert(0, sys.argv[1]); "
+            "from packaging.markers import default_environment; print(json.dumps(default_environment()))")
+    out = run([python, "-I", "-c", code, os.path.dirname(os.path.dirname(packaging.__file__))],
+              what=f"reading the marker environment of {python}", capture=True)
+    return json.loads(out)

@@ -1,0 +1,99 @@
+"""ValidateInstallDeps on the worker.
+
+python -m wheelwright.workers.validate requires --python PY --wheel W
+    the wheel's Requires-Dist that apply to the builder's Python and platform, and its
+    top-level modules.
+python -m wheelwright.workers.validate install --python PY --wheel W --index URL --env DIR [--import M ...]
+    install the wheel and its dependencies in a fresh venv from our index only, then import it
+    (with no network: importing runs the package's code).
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import zipfile
+from pathlib import Path
+
+from packaging.metadata import Metadata
+
+from wheelwright.workers.tool import (
+    ToolError,
+    clean_pip_env,
+    create_venv,
+    marker_environment,
+    no_network_prefix,
+    pip_command,
+    run,
+    run_tool,
+)
+
+EXTENSION_SUFFIXES = (".py", ".pyc", ".so", ".pyd")
+
+
+def read_wheel(wheel: Path) -> tuple[Metadata, list[str]]:
+    """The wheel's core metadata and its top-level importable names."""
+    with zipfile.ZipFile(wheel) as zf:
+        names = zf.namelist()
+        dist_info = [n for n in names if n.count("/") == 1 and n.endswith(".dist-info/METADATA")]
+        if len(dist_info) != 1:
+            raise ToolError(f"{wheel.name} must hold exactly one .dist-info/METADATA")
+        meta = Metadata.from_email(zf.read(dist_info[0]), validate=False)
+        top_level_txt = dist_info[0].replace("METADATA", "top_level.txt")
+        if top_level_txt in names:
+            tops = zf.read(top_level_txt).decode().split()
+        else:
+            tops = {_module_name(n.split("/")[0]) for n in names if not n.split("/")[0].endswith((".dist-info", ".data"))}
+    return meta, sorted(t for t in tops if t and t.isidentifier())
+
+
+def _module_name(entry: str) -> str:
+    for suffix in EXTENSION_SUFFIXES:
+        if entry.endswith(suffix):
+            return entry[: -len(suffix)].split(".")[0]
+    return entry if "." not in entry else ""
+
+
+def requires(python: str, wheel: Path) -> dict:
+    meta, tops = read_wheel(wheel)
+    environment = {**marker_environment(python), "extra": ""}
+    applicable = [r for r in meta.requires_dist or [] if r.marker is None or r.marker.evaluate(environment)]
+    return {
+        "requires": [{"requirement": str(r), "project": r.name} for r in applicable],
+        "top_level": tops,
+    }
+
+
+def install(python: str, wheel: Path, index_url: str, env_dir: Path, imports: list[str]) -> dict:
+    env_python = create_venv(python, str(env_dir))
+    run(pip_command(env_python, "install", "--index-url", index_url, "--only-binary", ":all:", str(wheel.resolve())),
+        env=clean_pip_env(), what=f"installing {wheel.name} and its dependencies from our index")
+    modules = imports or read_wheel(wheel)[1]
+    if modules:
+        with tempfile.TemporaryDirectory() as cwd:
+            code = "; ".join(f"import {m}" for m in modules)
+            run([*no_network_prefix(), env_python, "-I", "-c", code], cwd=cwd, env=clean_pip_env(),
+                what=f"importing {', '.join(modules)}")
+    installed = run(pip_command(env_python, "freeze", "--all"), env=clean_pip_env(), what="pip freeze", capture=True)
+    return {"imported": modules, "installed": installed.splitlines()}
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(prog="python -m wheelwright.workers.validate")
+    sub = parser.add_subparsers(dest="command", required=True)
+    req = sub.add_parser("requires")
+    inst = sub.add_parser("install")
+    for p in (req, inst):
+        p.add_argument("--python", required=True)
+        p.add_argument("--wheel", type=Path, required=True)
+    inst.add_argument("--index", required=True)
+    inst.add_argument("--env", type=Path, required=True)
+    inst.add_argument("--import", dest="imports", action="append", default=[])
+    args = parser.parse_args(argv)
+    if args.command == "requires":
+        return requires(args.python, args.wheel)
+    return install(args.python, args.wheel, args.index, args.env, args.imports)
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_tool(main))
