@@ -105,11 +105,18 @@ class ProjectListing(Listing):
         target = self.directory / name
         if not target.is_file():
             return resource.NoResource()
-        if name.endswith(".metadata") or name.endswith(".txt"):
-            return static.File(str(target), defaultType="text/plain; charset=utf-8")
-        if name.endswith(".json"):
-            return static.File(str(target), defaultType="application/json")
-        return static.File(str(target), defaultType="application/octet-stream")
+        return DistributionFile(str(target))
+
+
+class DistributionFile(static.File):
+    """A file served byte for byte: Twisted would label a .tar.gz `Content-Encoding: gzip`, and
+    clients would then unpack it and see a different sha256."""
+
+    contentEncodings: dict[str, str] = {}
+    contentTypes = {".metadata": "text/plain; charset=utf-8", ".txt": "text/plain; charset=utf-8",
+                    ".json": "application/json", ".whl": "application/octet-stream",
+                    ".gz": "application/octet-stream", ".zip": "application/octet-stream"}
+    defaultType = "application/octet-stream"
 
 
 class _Redirect(resource.Resource):
@@ -155,7 +162,7 @@ class Upload(resource.Resource):
         store = self.stores["sources" if fields.get("filetype") == "sdist" else "wheels"]
         provenance = json.loads(fields.get("wheelwright_provenance") or "{}")
         extra = {}
-        if fields.get("wheelwright_freeze"):
+        if "wheelwright_freeze" in fields:
             extra[".freeze.txt"] = fields["wheelwright_freeze"].encode()
         with tempfile.NamedTemporaryFile(dir=store.root, prefix=".upload-") as tmp:
             tmp.write(data)

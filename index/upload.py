@@ -29,7 +29,7 @@ def upload(upload_url: str, user: str, password: str, path: Path, *, provenance:
         "sha256_digest": sha256_of(path),
         "wheelwright_provenance": json.dumps(provenance or {}),
     }
-    if freeze:
+    if freeze is not None:
         fields["wheelwright_freeze"] = freeze
     try:
         with open(path, "rb") as f:

@@ -103,12 +103,14 @@ class Api:
             return {"result": "cancelled", "wheels": []}
         props = self.get(f"builds/{build['buildid']}", property="*")["builds"][0]["properties"]
         builder = self.get(f"builders/{build['builderid']}")["builders"][0]["name"]
+        steps = self.get(f"builds/{build['buildid']}/steps")["steps"]
         return {
             "result": Results[build["results"]],
             "builder": builder,
             "number": build["number"],
             "build_url": f"{farm.ui_url}#/builders/{build['builderid']}/builds/{build['number']}",
             "summary": build["state_string"],
+            "failed_steps": {s["name"]: s["state_string"] for s in steps if s["results"] not in (None, 0, 3)},
             "wheels": props.get("wheel_filenames", [[]])[0],
             "wheel_urls": props.get("wheel_urls", [[]])[0],
         }

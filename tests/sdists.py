@@ -1,0 +1,132 @@
+"""Sdists made by the tests themselves, and a hermetic upstream index that serves them."""
+
+from __future__ import annotations
+
+import io
+import socket
+import subprocess
+import sys
+import tarfile
+import textwrap
+import time
+from pathlib import Path
+
+from wheelwright.index.store import IndexStore, parse_distribution_filename, sha256_of
+
+# The build backends' own sdists, fetched once by `make test` (see Makefile): the farm builds
+# them from source first, as it would in production.
+CACHE = Path(__file__).parent / ".cache" / "sdists"
+
+
+def pkg_info(name: str, version: str, requires: list[str] = ()) -> str:
+    lines = ["Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}"]
+    lines += [f"Requires-Dist: {r}" for r in requires]
+    return "\n".join(lines) + "\n"
+
+
+def write_sdist(dest: Path, name: str, version: str, files: dict[str, str]) -> Path:
+    """A .tar.gz sdist with PKG-INFO and `files` under <name>-<version>/."""
+    top = f"{name}-{version}"
+    path = dest / f"{name}-{version}.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+        for member, text in sorted(files.items()):
+            data = textwrap.dedent(text).encode()
+            info = tarfile.TarInfo(f"{top}/{member}")
+            info.size = len(data)
+            info.mtime = 1_700_000_000
+            info.mode = 0o644
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def setuptools_sdist(dest: Path, name: str, version: str, *, module: str | None = None, code: str = "VALUE = 1\n",
+                     requires: list[str] = (), setup_py: str | None = None, extra: dict[str, str] | None = None) -> Path:
+    module = module or name.replace("-", "_")
+    deps = ", ".join(f'"{r}"' for r in requires)
+    files = {
+        "PKG-INFO": pkg_info(name, version, requires),
+        "pyproject.toml": f"""\
+            [build-system]
+            requires = ["setuptools>=70"]
+            build-backend = "setuptools.build_meta"
+
+            [project]
+            name = "{name}"
+            version = "{version}"
+            dependencies = [{deps}]
+            """,
+        f"{module}.py": code,
+    }
+    if setup_py:
+        files["setup.py"] = setup_py
+    files.update(extra or {})
+    return write_sdist(dest, name, version, files)
+
+
+def c_extension_sdist(dest: Path, name: str, version: str) -> Path:
+    module = name.replace("-", "_")
+    return setuptools_sdist(dest, name, version, module=f"{module}_py", code="", setup_py=f"""\
+        from setuptools import Extension, setup
+        setup(ext_modules=[Extension("{module}", ["{module}.c"])], py_modules=[])
+        """, extra={f"{module}.c": f"""\
+        #include <Python.h>
+        static PyObject *answer(PyObject *self, PyObject *args) {{ return PyLong_FromLong(42); }}
+        static PyMethodDef methods[] = {{{{"answer", answer, METH_NOARGS, "the answer"}}, {{NULL, NULL, 0, NULL}}}};
+        static struct PyModuleDef mod = {{PyModuleDef_HEAD_INIT, "{module}", NULL, -1, methods}};
+        PyMODINIT_FUNC PyInit_{module}(void) {{ return PyModule_Create(&mod); }}
+        """})
+
+
+def flit_sdist(dest: Path, name: str, version: str, code: str = "VALUE = 1\n") -> Path:
+    module = name.replace("-", "_")
+    return write_sdist(dest, name, version, {
+        "PKG-INFO": pkg_info(name, version),
+        "pyproject.toml": f"""\
+            [build-system]
+            requires = ["flit_core>=3.4,<4"]
+            build-backend = "flit_core.buildapi"
+
+            [project]
+            name = "{name}"
+            version = "{version}"
+            description = "a pure-Python test package"
+            """,
+        f"{module}.py": code,
+    })
+
+
+class Upstream:
+    """An index on 127.0.0.1 that the farm downloads sdists from: plain files served by
+    `python -m http.server`, so pypi-simple reads its PEP 503 HTML pages."""
+
+    def __init__(self, root: Path, port: int):
+        self.store = IndexStore(root)
+        self.url = f"http://127.0.0.1:{port}/simple/"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", "--directory", str(root), str(port)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for_port(port)
+
+    def add(self, sdist: Path) -> Path:
+        self.store.publish(sdist.name, sdist, sha256=sha256_of(sdist))
+        return self.store.project_dir(parse_distribution_filename(sdist.name).project) / sdist.name
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port}")

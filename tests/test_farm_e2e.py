@@ -1,0 +1,206 @@
+"""The whole farm: a real master, a real worker process, the index host, real pip builds of
+sdists served by a hermetic upstream on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import threading
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import clean_pip_env
+from tests.sdists import CACHE, c_extension_sdist, flit_sdist, setuptools_sdist, write_sdist, pkg_info
+
+BACKENDS = ["setuptools==80.9.0", "flit_core==3.12.0"]
+
+
+def http_get(url: str, accept: str | None = None) -> tuple[int, bytes, str]:
+    request = urllib.request.Request(url, headers={"Accept": accept} if accept else {})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, response.read(), response.headers.get("content-type", "")
+    except urllib.error.HTTPError as exc:
+        return exc.code, b"", ""
+
+
+def wheel_index_has(farm, project: str) -> bool:
+    return http_get(f"{farm.status['index']}{project}/")[0] == 200
+
+
+def install_and_run(farm, tmp_path: Path, pin: str, code: str, installer: str = "pip") -> str:
+    """A fresh venv, the package installed from our index alone, then `code` run in it."""
+    venv = tmp_path / f"venv-{installer}"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = str(venv / "bin" / "python")
+    if installer == "pip":
+        cmd = [sys.executable, "-m", "pip", "--python", python, "install", "--index-url", farm.status["index"], pin]
+    else:
+        uv = str(Path(sys.executable).with_name("uv"))
+        cmd = [uv, "pip", "install", "--python", python, "--index-url", farm.status["index"], pin]
+    subprocess.run(cmd, check=True, env=clean_pip_env(), capture_output=True)
+    return subprocess.run([python, "-I", "-c", code], check=True, capture_output=True, text=True, cwd=tmp_path).stdout
+
+
+@pytest.fixture(scope="module")
+def backends(farm, upstream):
+    """setuptools and flit_core, built by the farm from their own sdists into the empty index."""
+    for pin in BACKENDS:
+        name, version = pin.split("==")
+        upstream.add(CACHE / f"{name}-{version}.tar.gz")
+        rc, result = farm.build(pin)
+        assert rc == 0 and result["result"] == "success", result
+    return farm
+
+
+def test_build_backends_build_themselves_into_the_empty_index(backends):
+    status, body, ctype = http_get(backends.status["index"] + "setuptools/", accept="application/vnd.pypi.simple.v1+json")
+    assert status == 200 and ctype == "application/vnd.pypi.simple.v1+json"
+    files = json.loads(body)["files"]
+    assert [f["filename"] for f in files] == ["setuptools-80.9.0-py3-none-any.whl"]
+    provenance = json.loads(http_get(backends.status["index"] + "setuptools/setuptools-80.9.0-py3-none-any.whl.provenance.json")[1])
+    assert provenance["builder"] and provenance["build_number"] >= 1 and "/builds/" in provenance["build_url"]
+    assert http_get(backends.status["sources"] + "setuptools/setuptools-80.9.0.tar.gz")[0] == 200
+
+
+def test_pure_python_package_installs_from_our_index(backends, upstream, tmp_path):
+    upstream.add(flit_sdist(tmp_path, "purepkg", "1.0", code="VALUE = 'pure'\n"))
+    rc, result = backends.build("purepkg==1.0")
+    assert rc == 0, result
+    (wheel,) = result["wheels"]
+    assert wheel.startswith("purepkg-1.0-") and wheel.endswith("-none-any.whl")
+    assert result["build_url"].startswith(backends.status["ui"])
+    assert install_and_run(backends, tmp_path, "purepkg==1.0", "import purepkg; print(purepkg.VALUE)") == "pure\n"
+    assert install_and_run(backends, tmp_path, "purepkg==1.0", "import purepkg; print(purepkg.VALUE)", "uv") == "pure\n"
+
+
+def test_index_speaks_pep691_and_serves_core_metadata(backends):
+    index = backends.status["index"]
+    status, body, ctype = http_get(index + "purepkg/", accept="application/vnd.pypi.simple.v1+json")
+    (entry,) = json.loads(body)["files"]
+    assert ctype == "application/vnd.pypi.simple.v1+json"
+    metadata = http_get(index + "purepkg/" + entry["filename"] + ".metadata")[1]
+    import hashlib
+
+    assert hashlib.sha256(metadata).hexdigest() == entry["core-metadata"]["sha256"]
+    assert b"Name: purepkg" in metadata
+    html = http_get(index + "purepkg/", accept="text/html")[1].decode()
+    assert f'data-core-metadata="sha256={entry["core-metadata"]["sha256"]}"' in html
+    assert f'#sha256={entry["hashes"]["sha256"]}' in html
+    freeze = http_get(index + "purepkg/" + entry["filename"] + ".freeze.txt")[1].decode()
+    assert "flit_core==3.12.0" in freeze
+
+
+def test_c_extension_package(backends, upstream, tmp_path):
+    upstream.add(c_extension_sdist(tmp_path, "cext", "1.0"))
+    rc, result = backends.build("cext==1.0")
+    assert rc == 0, result
+    (wheel,) = result["wheels"]
+    assert wheel.startswith("cext-1.0-cp311-cp311-") and "linux" in wheel
+    assert install_and_run(backends, tmp_path, "cext==1.0", "import cext; print(cext.answer())") == "42\n"
+
+
+def test_patches_are_applied(backends, upstream, tmp_path):
+    upstream.add(setuptools_sdist(tmp_path, "patched", "1.0", code="VALUE = 'upstream'\n"))
+    patch_dir = backends.state / "overrides" / "patches" / "patched-1.0"
+    patch_dir.mkdir(parents=True)
+    (patch_dir / "0001-ours.patch").write_text(
+        "--- a/patched.py\n+++ b/patched.py\n@@ -1 +1 @@\n-VALUE = 'upstream'\n+VALUE = 'patched'\n")
+    rc, result = backends.build("patched==1.0")
+    assert rc == 0, result
+    assert install_and_run(backends, tmp_path, "patched==1.0", "import patched; print(patched.VALUE)") == "patched\n"
+
+
+def test_patch_that_does_not_apply_fails_naming_it(backends, upstream, tmp_path):
+    upstream.add(setuptools_sdist(tmp_path, "badpatch", "1.0"))
+    patch_dir = backends.state / "overrides" / "patches" / "badpatch"
+    patch_dir.mkdir(parents=True)
+    (patch_dir / "0001-stale.patch").write_text("--- a/badpatch.py\n+++ b/badpatch.py\n@@ -1 +1 @@\n-NOT THERE\n+X\n")
+    rc, result = backends.build("badpatch==1.0")
+    assert rc == 1
+    assert "patch 0001-stale.patch does not apply" in result["failed_steps"]["prepare source"]
+    assert not wheel_index_has(backends, "badpatch")
+
+
+def test_unknown_install_dependency_goes_to_review_and_nothing_is_published(backends, upstream, tmp_path):
+    upstream.add(setuptools_sdist(tmp_path, "needsnew", "1.0", requires=["brand-new-dep>=1"]))
+    rc, result = backends.build("needsnew==1.0")
+    assert rc == 1
+    assert "brand-new-dep" in result["failed_steps"]["validate install-time dependencies"]
+    queue = json.loads((backends.state / "review-queue.json").read_text())
+    assert "brand-new-dep" in queue
+    assert queue["brand-new-dep"]["requests"][0]["requested_by"] == result["build_url"]
+    assert not wheel_index_has(backends, "needsnew")
+
+
+def test_missing_build_requirement_goes_to_review(backends, upstream, tmp_path):
+    upstream.add(write_sdist(tmp_path, "needshatch", "1.0", {
+        "PKG-INFO": pkg_info("needshatch", "1.0"),
+        "pyproject.toml": '[build-system]\nrequires = ["hatchling"]\nbuild-backend = "hatchling.build"\n',
+    }))
+    rc, result = backends.build("needshatch==1.0")
+    assert rc == 1
+    assert result["failed_steps"]["prepare build environment"].startswith("build requirement hatchling is not in the index")
+    assert "hatchling" in json.loads((backends.state / "review-queue.json").read_text())
+    assert not wheel_index_has(backends, "needshatch")
+
+
+def test_checksum_mismatch_fails_and_archives_nothing(backends, upstream, tmp_path):
+    served = upstream.add(setuptools_sdist(tmp_path, "tampered", "1.0"))
+    served.write_bytes(served.read_bytes() + b"\0")
+    rc, result = backends.build("tampered==1.0")
+    assert rc == 1
+    assert "sha256 mismatch" in result["failed_steps"]["download source"]
+    assert not wheel_index_has(backends, "tampered")
+    assert http_get(backends.status["sources"] + "tampered/")[0] == 404
+
+
+def test_build_has_no_network(backends, upstream, tmp_path):
+    accepted = []
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    threading.Thread(target=lambda: accepted.append(listener.accept()), daemon=True).start()
+    upstream.add(setuptools_sdist(tmp_path, "phonehome", "1.0", setup_py=f"""\
+        import socket
+        from setuptools import setup
+        from setuptools.command.build_py import build_py
+
+        class PhoneHome(build_py):
+            def run(self):
+                socket.create_connection(("127.0.0.1", {port}), timeout=5).sendall(b"secrets")
+                super().run()
+
+        setup(cmdclass={{"build_py": PhoneHome}})
+        """))
+    rc, result = backends.build("phonehome==1.0")
+    listener.close()
+    assert rc == 1
+    assert "build wheel" in result["failed_steps"]
+    assert accepted == []
+    assert not wheel_index_has(backends, "phonehome")
+
+
+def test_rebuild_reuses_the_archive_and_never_overwrites(backends, upstream, tmp_path):
+    index = backends.status["index"]
+    before = json.loads(http_get(index + "purepkg/", accept="application/vnd.pypi.simple.v1+json")[1])["files"]
+    (upstream.store.project_dir("purepkg") / "purepkg-1.0.tar.gz").unlink()  # upstream lost it
+    rc, result = backends.build("purepkg==1.0")
+    assert rc == 1
+    assert "download source" not in result["failed_steps"]
+    assert "already in the index" in result["failed_steps"]["update index"]
+    after = json.loads(http_get(index + "purepkg/", accept="application/vnd.pypi.simple.v1+json")[1])["files"]
+    assert after == before
+
+
+def test_shipped_master_config_passes_checkconfig(farm):
+    buildbot = str(Path(sys.executable).with_name("buildbot"))
+    proc = subprocess.run([buildbot, "checkconfig", str(farm.state / "master")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Config file is good!" in proc.stdout
