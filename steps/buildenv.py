@@ -11,7 +11,7 @@ from wheelwright.steps.tool import ENV_DIR, SRC_DIR, WheelwrightStep
 
 
 class PrepareBuildEnv(WheelwrightStep):
-    name = "prepare build environment"
+    name = "prepare-build-env"
     description = ["installing build requirements"]
 
     async def run(self):

@@ -15,7 +15,7 @@ from wheelwright.steps.tool import SDIST_DIR, WheelwrightStep
 
 
 class DownloadSource(WheelwrightStep):
-    name = "download source"
+    name = "download-source"
     description = ["downloading source"]
     renderables = ["upload_password"]
 

@@ -20,7 +20,7 @@ MAX_WHEEL_SIZE = 4 << 30
 
 
 class UpdateIndex(WheelwrightStep):
-    name = "update index"
+    name = "update-index"
     description = ["publishing"]
     renderables = ["upload_password"]
 

@@ -9,7 +9,7 @@ from wheelwright.steps.tool import PATCHES_DIR, SDIST_DIR, SRC_DIR, WheelwrightS
 
 
 class PrepareSource(WheelwrightStep):
-    name = "prepare source"
+    name = "prepare-source"
     description = ["unpacking and patching"]
 
     async def run(self):

@@ -54,7 +54,7 @@ class WheelwrightStep(buildstep.ShellMixin, CompositeStepMixin, buildstep.BuildS
         return self.getProperty("python")
 
     async def build_url(self) -> str:
-        builderid = await self.build.getBuilderId()
+        builderid = await self.master.data.updates.findBuilderId(self.getProperty("buildername"))
         return getURLForBuild(self.master, builderid, self.build.number)
 
     async def run_tool(self, tool: str, *args: str) -> dict:

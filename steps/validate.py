@@ -25,7 +25,7 @@ def classify(projects: set[str], allowlist: set[str], index_url: str) -> tuple[l
 
 
 class ValidateInstallDeps(WheelwrightStep):
-    name = "validate install-time dependencies"
+    name = "validate-install-deps"
     description = ["validating dependencies"]
 
     async def run(self):

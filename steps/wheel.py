@@ -11,7 +11,7 @@ from wheelwright.steps.tool import DIST_DIR, FREEZE_FILE, SRC_DIR, WheelwrightSt
 
 
 class BuildWheel(WheelwrightStep):
-    name = "build wheel"
+    name = "build-wheel"
     description = ["building wheel (no network)"]
 
     async def run(self):

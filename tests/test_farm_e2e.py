@@ -123,7 +123,7 @@ def test_patch_that_does_not_apply_fails_naming_it(backends, upstream, tmp_path)
     (patch_dir / "0001-stale.patch").write_text("--- a/badpatch.py\n+++ b/badpatch.py\n@@ -1 +1 @@\n-NOT THERE\n+X\n")
     rc, result = backends.build("badpatch==1.0")
     assert rc == 1
-    assert "patch 0001-stale.patch does not apply" in result["failed_steps"]["prepare source"]
+    assert "patch 0001-stale.patch does not apply" in result["failed_steps"]["prepare-source"]
     assert not wheel_index_has(backends, "badpatch")
 
 
@@ -131,7 +131,7 @@ def test_unknown_install_dependency_goes_to_review_and_nothing_is_published(back
     upstream.add(setuptools_sdist(tmp_path, "needsnew", "1.0", requires=["brand-new-dep>=1"]))
     rc, result = backends.build("needsnew==1.0")
     assert rc == 1
-    assert "brand-new-dep" in result["failed_steps"]["validate install-time dependencies"]
+    assert "brand-new-dep" in result["failed_steps"]["validate-install-deps"]
     queue = json.loads((backends.state / "review-queue.json").read_text())
     assert "brand-new-dep" in queue
     assert queue["brand-new-dep"]["requests"][0]["requested_by"] == result["build_url"]
@@ -145,7 +145,7 @@ def test_missing_build_requirement_goes_to_review(backends, upstream, tmp_path):
     }))
     rc, result = backends.build("needshatch==1.0")
     assert rc == 1
-    assert result["failed_steps"]["prepare build environment"].startswith("build requirement hatchling is not in the index")
+    assert result["failed_steps"]["prepare-build-env"].startswith("build requirement hatchling is not in the index")
     assert "hatchling" in json.loads((backends.state / "review-queue.json").read_text())
     assert not wheel_index_has(backends, "needshatch")
 
@@ -155,7 +155,7 @@ def test_checksum_mismatch_fails_and_archives_nothing(backends, upstream, tmp_pa
     served.write_bytes(served.read_bytes() + b"\0")
     rc, result = backends.build("tampered==1.0")
     assert rc == 1
-    assert "sha256 mismatch" in result["failed_steps"]["download source"]
+    assert "sha256 mismatch" in result["failed_steps"]["download-source"]
     assert not wheel_index_has(backends, "tampered")
     assert http_get(backends.status["sources"] + "tampered/")[0] == 404
 
@@ -182,7 +182,7 @@ def test_build_has_no_network(backends, upstream, tmp_path):
     rc, result = backends.build("phonehome==1.0")
     listener.close()
     assert rc == 1
-    assert "build wheel" in result["failed_steps"]
+    assert "build-wheel" in result["failed_steps"]
     assert accepted == []
     assert not wheel_index_has(backends, "phonehome")
 
@@ -193,8 +193,8 @@ def test_rebuild_reuses_the_archive_and_never_overwrites(backends, upstream, tmp
     (upstream.store.project_dir("purepkg") / "purepkg-1.0.tar.gz").unlink()  # upstream lost it
     rc, result = backends.build("purepkg==1.0")
     assert rc == 1
-    assert "download source" not in result["failed_steps"]
-    assert "already in the index" in result["failed_steps"]["update index"]
+    assert "download-source" not in result["failed_steps"]
+    assert "already in the index" in result["failed_steps"]["update-index"]
     after = json.loads(http_get(index + "purepkg/", accept="application/vnd.pypi.simple.v1+json")[1])["files"]
     assert after == before
 

@@ -1,0 +1,321 @@
+"""Each stage's BuildStep, with Buildbot's own step test harness: the worker's side is the
+harness's expectations; the master's side (index host, source archive, review queue) is real."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from buildbot.process import remotetransfer
+from buildbot.process.results import FAILURE, SUCCESS
+from buildbot.test.reactor import TestReactorMixin
+from buildbot.test.steps import ExpectDownloadFile, ExpectRemoteRef, ExpectRmdir, ExpectShell, ExpectUploadFile, TestBuildStepMixin
+from twisted.trial import unittest
+
+from tests.sdists import Upstream, free_port, setuptools_sdist, wait_for_port
+from tests.wheels import make_wheel
+from wheelwright.index import accounts
+from wheelwright.index.store import sha256_of
+from wheelwright.master.farm import UPLOAD_USER, Farm
+from wheelwright.steps import BuildWheel, DownloadSource, PrepareBuildEnv, PrepareSource, UpdateIndex, ValidateInstallDeps
+from wheelwright.workers.tool import RESULT_PREFIX
+
+WORKER_PYTHON = "/worker/bin/python"
+PASSWORD = "test-password"
+
+
+def result_line(result: dict) -> str:
+    return f"some tool output\n{RESULT_PREFIX}{json.dumps(result)}\n"
+
+
+def tool(name: str, *args: str) -> list[str]:
+    return [WORKER_PYTHON, "-m", f"wheelwright.workers.{name}", *args]
+
+
+class IndexHost:
+    """A real index host in a process of its own."""
+
+    def __init__(self, root: Path):
+        self.port = free_port()
+        accounts.add(root / "users.json", UPLOAD_USER, PASSWORD)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "wheelwright.index.server", "--root", str(root / "index"), "--users",
+             str(root / "users.json"), "--port", str(self.port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for_port(self.port)
+
+    def close(self):
+        self.proc.terminate()
+        self.proc.wait()
+
+
+class StepTest(TestBuildStepMixin, TestReactorMixin, unittest.TestCase):
+    with_index = False
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = Path(tempfile.mkdtemp())
+        if cls.with_index:
+            cls.index = IndexHost(cls.tmp)
+            cls.upstream = Upstream(cls.tmp / "upstream", free_port())
+
+    @classmethod
+    def tearDownClass(cls):
+        if cls.with_index:
+            cls.index.close()
+            cls.upstream.close()
+        shutil.rmtree(cls.tmp)
+
+    def setUp(self):
+        self.setup_test_reactor()
+        self.farm = Farm(root=Path(tempfile.mkdtemp(dir=self.tmp)),
+                         index_port=self.index.port if self.with_index else 1,
+                         upstream=self.upstream.url if self.with_index else "http://127.0.0.1:1/simple/")
+        return self.setup_test_build_step()
+
+    def setup(self, step, **properties):
+        self.setup_step(step)
+        defaults = {"package": "pkg", "version": "1.0", "python": "/py/bin/python3.11", "worker_python": WORKER_PYTHON,
+                    "index_url": self.farm.index_url, "buildername": "x86_64-cp311"}
+        for name, value in {**defaults, **properties}.items():
+            self.build.setProperty(name, value, "test")
+
+
+class TestPrepareSource(StepTest):
+    def test_sends_the_patches_for_this_version_in_name_order_and_unpacks(self):
+        patches = self.farm.settings_dir / "patches"
+        for folder, name in (("pkg", "0002-all.patch"), ("pkg-1.0", "0001-this.patch"), ("pkg-2.0", "0000-other.patch")):
+            (patches / folder).mkdir(parents=True)
+            (patches / folder / name).write_text("patch\n")
+        self.setup(PrepareSource(farm=self.farm), source_filename="pkg-1.0.tar.gz")
+        self.expect_commands(
+            ExpectDownloadFile(workerdest="patches/0001-this.patch", workdir="build", blocksize=262144,
+                               maxsize=None, mode=0o644, reader=ExpectRemoteRef(remotetransfer.FileReader)).exit(0),
+            ExpectDownloadFile(workerdest="patches/0002-all.patch", workdir="build", blocksize=262144,
+                               maxsize=None, mode=0o644, reader=ExpectRemoteRef(remotetransfer.FileReader)).exit(0),
+            ExpectShell(workdir="build", command=tool("source", "--sdist", "sdist/pkg-1.0.tar.gz", "--dest", "src",
+                                                      "--project", "pkg", "--version", "1.0", "--patches", "patches"))
+            .stdout(result_line({"src": "src", "patches": ["0001-this.patch", "0002-all.patch"]})).exit(0),
+        )
+        self.expect_outcome(result=SUCCESS, state_string="unpacked, 2 patches applied")
+        self.expect_property("patches", ["0001-this.patch", "0002-all.patch"])
+        return self.run_step()
+
+    def test_a_patch_that_does_not_apply_fails_with_its_name(self):
+        self.setup(PrepareSource(farm=self.farm), source_filename="pkg-1.0.tar.gz")
+        self.expect_commands(
+            ExpectShell(workdir="build", command=tool("source", "--sdist", "sdist/pkg-1.0.tar.gz", "--dest", "src",
+                                                      "--project", "pkg", "--version", "1.0", "--patches", "patches"))
+            .stdout(result_line({"error": "patch 0001-x.patch does not apply"})).exit(1),
+        )
+        self.expect_outcome(result=FAILURE, state_string="patch 0001-x.patch does not apply (failure)")
+        return self.run_step()
+
+
+class TestPrepareBuildEnv(StepTest):
+    def command(self):
+        return tool("buildenv", "--python", "/py/bin/python3.11", "--src", "src", "--env", "env", "--index",
+                    self.farm.index_url)
+
+    def test_installs_build_requirements(self):
+        self.setup(PrepareBuildEnv(farm=self.farm))
+        self.expect_commands(ExpectShell(workdir="build", command=self.command()).stdout(result_line(
+            {"env_python": "/w/env/bin/python", "build_system_requires": ["setuptools>=70"], "backend_requires": []}
+        )).exit(0))
+        self.expect_outcome(result=SUCCESS, state_string="1 build requirements installed")
+        self.expect_property("build_requires", ["setuptools>=70"])
+        self.expect_property("build_env_python", "/w/env/bin/python")
+        return self.run_step()
+
+    async def test_a_requirement_our_index_lacks_goes_to_review(self):
+        self.setup(PrepareBuildEnv(farm=self.farm))
+        self.expect_commands(ExpectShell(workdir="build", command=self.command()).stdout(result_line(
+            {"error": "build requirement hatchling is not in the index", "missing": ["hatchling"]})).exit(1))
+        self.expect_outcome(result=FAILURE, state_string="build requirement hatchling is not in the index (failure)")
+        await self.run_step()
+        queue = json.loads(self.farm.review_queue.read_text())
+        self.assertEqual(queue["hatchling"]["requests"][0]["reason"], "build requirement of pkg 1.0")
+
+
+class TestBuildWheel(StepTest):
+    def command(self, frontend="pip"):
+        return tool("wheel", "--env-python", "/w/env/bin/python", "--src", "src", "--dist", "dist", "--project", "pkg",
+                    "--version", "1.0", "--frontend", frontend, "--freeze", "freeze.txt")
+
+    def test_builds_and_keeps_the_build_environment_freeze(self):
+        self.setup(BuildWheel(farm=self.farm), build_env_python="/w/env/bin/python")
+        self.expect_commands(
+            ExpectShell(workdir="build", command=self.command()).stdout(result_line(
+                {"wheels": [{"filename": "pkg-1.0-py3-none-any.whl", "sha256": "ab" * 32}], "freeze": "freeze.txt"}
+            )).exit(0),
+            ExpectUploadFile(workersrc="freeze.txt", workdir="build", blocksize=32768, maxsize=None,
+                             writer=ExpectRemoteRef(remotetransfer.StringFileWriter))
+            .upload_string("setuptools==80.9.0\n").exit(0),
+        )
+        self.expect_outcome(result=SUCCESS, state_string="pkg-1.0-py3-none-any.whl")
+        self.expect_property("wheel_filenames", ["pkg-1.0-py3-none-any.whl"])
+        self.expect_property("wheel_sha256s", ["ab" * 32])
+        self.expect_log_file("pip-freeze", "setuptools==80.9.0\n")
+        return self.run_step()
+
+    def test_per_package_setting_chooses_the_frontend(self):
+        (self.farm.settings_dir / "settings").mkdir(parents=True)
+        (self.farm.settings_dir / "settings" / "pkg.yaml").write_text("build_frontend: build\n")
+        self.setup(BuildWheel(farm=self.farm), build_env_python="/w/env/bin/python")
+        self.expect_commands(
+            ExpectShell(workdir="build", command=self.command("build"))
+            .stdout(result_line({"error": "building the wheel with build (no network) failed (exit 1)"})).exit(1),
+            ExpectUploadFile(workersrc="freeze.txt", workdir="build", blocksize=32768, maxsize=None,
+                             writer=ExpectRemoteRef(remotetransfer.StringFileWriter)).upload_string("").exit(0),
+        )
+        self.expect_outcome(result=FAILURE, state_string="building the wheel with build (no network) failed (exit 1) (failure)")
+        return self.run_step()
+
+    def test_broken_settings_fail_naming_file_and_line(self):
+        (self.farm.settings_dir / "settings").mkdir(parents=True)
+        (self.farm.settings_dir / "settings" / "pkg.yaml").write_text("imports: [a\nbuild_frontend: pip\n")
+        self.setup(BuildWheel(farm=self.farm), build_env_python="/w/env/bin/python")
+        self.expect_outcome(result=FAILURE)
+        self.expect_log_file("reason", f"{self.farm.settings_dir}/settings/pkg.yaml:2: not valid YAML "
+                                       "(expected ',' or ']', but got ':')\n")
+        return self.run_step()
+
+
+class TestValidateInstallDeps(StepTest):
+    with_index = True
+
+    def requires(self, *requirements):
+        return ExpectShell(workdir="build", command=tool("validate", "requires", "--python", "/py/bin/python3.11",
+                                                         "--wheel", "dist/pkg-1.0-py3-none-any.whl")).stdout(
+            result_line({"requires": [{"requirement": r, "project": r.split(">")[0]} for r in requirements],
+                         "top_level": ["pkg"]})).exit(0)
+
+    async def test_unknown_dependency_is_queued_and_fails(self):
+        self.setup(ValidateInstallDeps(farm=self.farm), wheel_filenames=["pkg-1.0-py3-none-any.whl"])
+        self.expect_commands(self.requires("newthing>=1"))
+        self.expect_outcome(result=FAILURE, state_string="install-time dependency newthing is not in the allow-list "
+                                                         "or the index: queued for review (failure)")
+        await self.run_step()
+        self.assertIn("newthing", json.loads(self.farm.review_queue.read_text()))
+
+    def test_allow_listed_but_unbuilt_dependency_fails_without_review(self):
+        self.farm.root.mkdir(parents=True, exist_ok=True)
+        self.farm.allowlist.write_text("# reviewed\nNewThing\n")
+        self.setup(ValidateInstallDeps(farm=self.farm), wheel_filenames=["pkg-1.0-py3-none-any.whl"])
+        self.expect_commands(self.requires("newthing>=1"))
+        self.expect_outcome(result=FAILURE,
+                            state_string="install-time dependency newthing is allow-listed but not built yet (failure)")
+        return self.run_step()
+
+    async def test_known_dependencies_are_installed_from_our_index(self):
+        from wheelwright.index.upload import upload
+
+        upload(self.farm.upload_url, UPLOAD_USER, PASSWORD, make_wheel(self.farm.root, "known", "2.0"))
+        self.setup(ValidateInstallDeps(farm=self.farm), wheel_filenames=["pkg-1.0-py3-none-any.whl"])
+        self.expect_commands(
+            self.requires("known>=1"),
+            ExpectShell(workdir="build", command=tool("validate", "install", "--python", "/py/bin/python3.11", "--wheel",
+                                                      "dist/pkg-1.0-py3-none-any.whl", "--index", self.farm.index_url,
+                                                      "--env", "test-env"))
+            .stdout(result_line({"imported": ["pkg"], "installed": ["known==2.0", "pkg==1.0"]})).exit(0),
+        )
+        self.expect_outcome(result=SUCCESS)
+        self.expect_property("install_requires", ["known>=1"])
+        await self.run_step()
+
+
+class TestUpdateIndex(StepTest):
+    with_index = True
+
+    def setUp(self):
+        d = super().setUp()
+        self.farm.secrets_dir.mkdir(parents=True)
+        return d
+
+    def upload_expectations(self, wheel: Path):
+        return (
+            ExpectUploadFile(workersrc="freeze.txt", workdir="build", blocksize=32768, maxsize=None,
+                             writer=ExpectRemoteRef(remotetransfer.StringFileWriter)).upload_string("flit_core==3.12.0\n").exit(0),
+            ExpectUploadFile(workersrc=f"dist/{wheel.name}", workdir="build", blocksize=262144, maxsize=4 << 30,
+                             keepstamp=False, writer=ExpectRemoteRef(remotetransfer.FileWriter))
+            .upload_string(wheel.read_bytes()).exit(0),
+        )
+
+    async def test_publishes_the_wheel_with_its_freeze_and_provenance(self):
+        wheel = make_wheel(self.farm.root, "pubpkg", "1.0")
+        self.setup(UpdateIndex(farm=self.farm, upload_password=PASSWORD), package="pubpkg",
+                   wheel_filenames=[wheel.name], wheel_sha256s=[sha256_of(wheel)])
+        self.expect_commands(*self.upload_expectations(wheel))
+        self.expect_outcome(result=SUCCESS, state_string="published 1 wheel")
+        url = f"{self.farm.index_url}pubpkg/{wheel.name}"
+        self.expect_property("wheel_urls", [url])
+        await self.run_step()
+        import urllib.request
+
+        with urllib.request.urlopen(url) as response:
+            self.assertEqual(response.read(), wheel.read_bytes())
+        with urllib.request.urlopen(url + ".freeze.txt") as response:
+            self.assertEqual(response.read(), b"flit_core==3.12.0\n")
+        with urllib.request.urlopen(url + ".provenance.json") as response:
+            self.assertEqual(json.load(response)["build_number"], self.build.number)
+
+    async def test_a_wheel_that_differs_from_what_the_worker_reported_is_not_published(self):
+        wheel = make_wheel(self.farm.root, "swapped", "1.0")
+        self.setup(UpdateIndex(farm=self.farm, upload_password=PASSWORD), package="swapped",
+                   wheel_filenames=[wheel.name], wheel_sha256s=["00" * 32])
+        self.expect_commands(*self.upload_expectations(wheel))
+        self.expect_outcome(result=FAILURE)
+        await self.run_step()
+        import urllib.error
+        import urllib.request
+
+        with self.assertRaises(urllib.error.HTTPError):
+            urllib.request.urlopen(f"{self.farm.index_url}swapped/")
+
+    def test_a_wheel_of_another_project_is_refused_before_transfer(self):
+        self.setup(UpdateIndex(farm=self.farm, upload_password=PASSWORD),
+                   wheel_filenames=["other-1.0-py3-none-any.whl"], wheel_sha256s=["00" * 32])
+        self.expect_outcome(result=FAILURE, state_string="other-1.0-py3-none-any.whl is not a wheel of pkg 1.0; not "
+                                                         "published (failure)")
+        return self.run_step()
+
+
+class TestDownloadSource(StepTest):
+    with_index = True
+
+    def expectations(self, filename: str):
+        return (
+            ExpectRmdir(dir="build", log_environ=True).exit(0),
+            ExpectDownloadFile(workerdest=f"sdist/{filename}", workdir="build", blocksize=262144, maxsize=None,
+                               mode=0o644, reader=ExpectRemoteRef(remotetransfer.FileReader)).exit(0),
+        )
+
+    async def test_downloads_verifies_archives_then_rebuilds_reuse_the_archive(self):
+        sdist = setuptools_sdist(self.farm.root, "fetchme", "1.0")
+        self.upstream.add(sdist)
+        self.setup(DownloadSource(farm=self.farm, upload_password=PASSWORD), package="fetchme")
+        self.expect_commands(*self.expectations(sdist.name))
+        self.expect_outcome(result=SUCCESS, state_string="fetchme-1.0.tar.gz (upstream)")
+        self.expect_property("source_sha256", sha256_of(sdist))
+        self.expect_property("source_url", f"{self.farm.sources_url}fetchme/fetchme-1.0.tar.gz")
+        await self.run_step()
+
+    async def test_a_rebuild_takes_the_archived_sdist(self):
+        sdist = setuptools_sdist(self.farm.root, "archived", "1.0")
+        from wheelwright.index.upload import upload
+
+        upload(self.farm.upload_url, UPLOAD_USER, PASSWORD, sdist)
+        self.setup(DownloadSource(farm=self.farm, upload_password=PASSWORD), package="archived")
+        self.expect_commands(*self.expectations(sdist.name))
+        self.expect_outcome(result=SUCCESS, state_string="archived-1.0.tar.gz (archive)")
+        self.expect_property("source_origin", "archive")
+        await self.run_step()
+
+    def test_a_project_upstream_does_not_have_fails_clearly(self):
+        self.setup(DownloadSource(farm=self.farm, upload_password=PASSWORD), package="nowhere")
+        self.expect_commands(ExpectRmdir(dir="build", log_environ=True).exit(0))
+        self.expect_outcome(result=FAILURE, state_string=f"nowhere is not on {self.farm.upstream} (failure)")
+        return self.run_step()
