@@ -64,7 +64,7 @@ def _unpack_zip(sdist: Path, into: Path, max_members: int, max_bytes: int) -> No
                 mode = info.external_attr >> 16
                 if stat.S_ISLNK(mode):
                     raise ToolError(f"member {info.filename!r} is a link; links are refused")
-                if mode and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+                if stat.S_IFMT(mode) and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
                     raise ToolError(f"member {info.filename!r} is a special file")
             _check_limits(len(infos), sum(i.file_size for i in infos), max_members, max_bytes)
             zf.extractall(into)

@@ -1,0 +1,166 @@
+"""The index on disk and the index host serving it."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import subprocess
+import sys
+import threading
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.sdists import free_port, setuptools_sdist, wait_for_port
+from tests.wheels import make_wheel
+from wheelwright.index import accounts
+from wheelwright.index.store import AlreadyPublished, IndexStore, PublishError, sha256_of
+from wheelwright.index.upload import UploadError, upload
+
+JSON = "application/vnd.pypi.simple.v1+json"
+
+
+def publish(store: IndexStore, path: Path, **kwargs) -> dict:
+    return store.publish(path.name, path, sha256=sha256_of(path), **kwargs)
+
+
+def test_publish_writes_pep503_pep691_and_pep658(tmp_path):
+    store = IndexStore(tmp_path / "index")
+    wheel = make_wheel(tmp_path, "demo", "1.0", requires=["other>=1"])
+    publish(store, wheel, provenance={"build_number": 7})
+    project = store.project_dir("demo")
+    listing = json.loads((project / "index.json").read_text())
+    (entry,) = listing["files"]
+    metadata = (project / f"{wheel.name}.metadata").read_bytes()
+    assert entry["hashes"] == {"sha256": sha256_of(wheel)}
+    assert entry["core-metadata"] == {"sha256": hashlib.sha256(metadata).hexdigest()}
+    assert entry["requires-python"] == ">=3.8"
+    assert listing["versions"] == ["1.0"]
+    assert b"Requires-Dist: other>=1" in metadata
+    html = (project / "index.html").read_text()
+    assert f'href="{wheel.name}#sha256={sha256_of(wheel)}"' in html
+    assert 'data-requires-python="&gt;=3.8"' in html
+    assert json.loads((project / f"{wheel.name}.provenance.json").read_text()) == {"build_number": 7}
+    assert json.loads((store.simple / "index.json").read_text())["projects"] == [{"name": "demo"}]
+
+
+def test_a_published_file_is_never_replaced(tmp_path):
+    store = IndexStore(tmp_path / "index")
+    wheel = make_wheel(tmp_path, "demo", "1.0")
+    publish(store, wheel)
+    original = (store.project_dir("demo") / wheel.name).read_bytes()
+    (tmp_path / "other").mkdir()
+    other = make_wheel(tmp_path / "other", "demo", "1.0", requires=["changed"])
+    with pytest.raises(AlreadyPublished):
+        publish(store, other)
+    assert (store.project_dir("demo") / wheel.name).read_bytes() == original
+
+
+@pytest.mark.parametrize("case", ["bad-sha", "other-project-metadata", "not-a-zip", "bad-name"])
+def test_refused_files_leave_the_index_as_it_was(tmp_path, case):
+    store = IndexStore(tmp_path / "index")
+    before = sorted(p.relative_to(tmp_path) for p in (tmp_path / "index").rglob("*"))
+    wheel = make_wheel(tmp_path, "demo", "1.0", metadata_name="someone-else" if case == "other-project-metadata" else None)
+    sha256 = sha256_of(wheel)
+    filename = wheel.name
+    if case == "bad-sha":
+        sha256 = "0" * 64
+    elif case == "not-a-zip":
+        wheel.write_bytes(b"not a zip")
+        sha256 = sha256_of(wheel)
+    elif case == "bad-name":
+        filename = "../demo-1.0-py3-none-any.whl"
+    with pytest.raises(PublishError):
+        store.publish(filename, wheel, sha256=sha256)
+    assert sorted(p.relative_to(tmp_path) for p in (tmp_path / "index").rglob("*")) == before
+
+
+def test_concurrent_publishes_all_land_in_valid_listings(tmp_path):
+    store = IndexStore(tmp_path / "index")
+    wheels = [make_wheel(tmp_path, "many", f"1.{n}") for n in range(10)]
+    wheels += [make_wheel(tmp_path, f"proj{n}", "1.0") for n in range(10)]
+    threads = [threading.Thread(target=publish, args=(store, w)) for w in wheels]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    listed = json.loads((store.project_dir("many") / "index.json").read_text())["files"]
+    assert sorted(f["filename"] for f in listed) == sorted(w.name for w in wheels[:10])
+    projects = [p["name"] for p in json.loads((store.simple / "index.json").read_text())["projects"]]
+    assert projects == sorted(["many"] + [f"proj{n}" for n in range(10)])
+
+
+@pytest.fixture
+def index_host(tmp_path):
+    port = free_port()
+    accounts.add(tmp_path / "users.json", "uploader", "s3cret")
+    proc = subprocess.Popen([sys.executable, "-m", "wheelwright.index.server", "--root", str(tmp_path / "root"),
+                             "--users", str(tmp_path / "users.json"), "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for_port(port)
+    yield f"http://127.0.0.1:{port}/"
+    proc.terminate()
+    proc.wait()
+
+
+def get(url: str, accept: str | None = None):
+    request = urllib.request.Request(url, headers={"Accept": accept} if accept else {})
+    with urllib.request.urlopen(request) as response:
+        return response.headers.get("content-type"), response.read(), response.url
+
+
+def test_host_negotiates_json_or_html_and_redirects_to_the_normal_name(index_host, tmp_path):
+    upload(index_host + "legacy/", "uploader", "s3cret", make_wheel(tmp_path, "Demo_Pkg", "1.0"))
+    ctype, body, _ = get(index_host + "simple/demo-pkg/", JSON)
+    assert ctype == JSON and json.loads(body)["name"] == "demo-pkg"
+    ctype, body, _ = get(index_host + "simple/demo-pkg/", "text/html")
+    assert ctype.startswith("text/html") and b"Demo_Pkg-1.0-py3-none-any.whl" in body
+    ctype, _, _ = get(index_host + "simple/demo-pkg/", f"text/html;q=0.5, {JSON};q=0.9")
+    assert ctype == JSON
+    ctype, _, _ = get(index_host + "simple/demo-pkg/?format=" + urllib.parse.quote(JSON, safe=""))
+    assert ctype == JSON
+    _, _, url = get(index_host + "simple/Demo.Pkg/")
+    assert url.endswith("/simple/demo-pkg/")
+    with pytest.raises(urllib.error.HTTPError) as err:
+        get(index_host + "simple/demo-pkg/.files.json")
+    assert err.value.code == 404
+
+
+def test_sdists_go_to_the_source_index(index_host, tmp_path):
+    upload(index_host + "legacy/", "uploader", "s3cret", setuptools_sdist(tmp_path, "srcpkg", "1.0"))
+    _, body, _ = get(index_host + "sources/simple/srcpkg/", JSON)
+    assert [f["filename"] for f in json.loads(body)["files"]] == ["srcpkg-1.0.tar.gz"]
+    with pytest.raises(urllib.error.HTTPError):
+        get(index_host + "simple/srcpkg/")
+
+
+def test_uploads_need_the_right_password(index_host, tmp_path):
+    wheel = make_wheel(tmp_path, "guarded", "1.0")
+    with pytest.raises(UploadError) as err:
+        upload(index_host + "legacy/", "uploader", "wrong", wheel)
+    assert err.value.status == 401
+    request = urllib.request.Request(index_host + "legacy/", data=b"x", method="POST", headers={
+        "Authorization": "Basic " + base64.b64encode(b"nobody:s3cret").decode()})
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(request)
+    assert err.value.code == 401
+    with pytest.raises(urllib.error.HTTPError):
+        get(index_host + "simple/guarded/")
+
+
+def test_twine_uploads_to_the_index_host(index_host, tmp_path):
+    wheel = make_wheel(tmp_path, "twined", "1.0")
+    proc = subprocess.run([sys.executable, "-m", "twine", "upload", "--non-interactive", "--disable-progress-bar",
+                           "--repository-url", index_host + "legacy/", "-u", "uploader", "-p", "s3cret", str(wheel)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    _, body, _ = get(index_host + "simple/twined/", JSON)
+    assert json.loads(body)["files"][0]["hashes"]["sha256"] == sha256_of(wheel)
+    proc = subprocess.run([sys.executable, "-m", "twine", "upload", "--non-interactive", "--disable-progress-bar",
+                           "--repository-url", index_host + "legacy/", "-u", "uploader", "-p", "s3cret", str(wheel)],
+                          capture_output=True, text=True)
+    assert proc.returncode != 0 and "409" in proc.stdout + proc.stderr
