@@ -87,16 +87,17 @@ def start_index(farm: Farm) -> None:
 
 
 def start_master(farm: Farm) -> None:
+    """Create the master the first time; upgrade and start a stopped one; reconfigure a running one."""
     buildbot = _bin("buildbot")
+    if _pid_alive(farm.master_dir / "twistd.pid"):
+        _run([buildbot, "reconfig", farm.master_dir], "reconfiguring the master")
+        return
     if not (farm.master_dir / "buildbot.tac").exists():
         _run([buildbot, "create-master", "--relocatable", "--config", MASTER_CFG, farm.master_dir],
              "creating the master")
     else:
         _run([buildbot, "upgrade-master", farm.master_dir], "upgrading the master")
-    if _pid_alive(farm.master_dir / "twistd.pid"):
-        _run([buildbot, "reconfig", farm.master_dir], "reconfiguring the master")
-    else:
-        _run([buildbot, "start", farm.master_dir], "starting the master")
+    _run([buildbot, "start", farm.master_dir], "starting the master")
     _wait_for_port(farm.host, farm.ui_port, "the master's web UI")
 
 

@@ -204,3 +204,46 @@ def test_shipped_master_config_passes_checkconfig(farm):
     proc = subprocess.run([buildbot, "checkconfig", str(farm.state / "master")], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Config file is good!" in proc.stdout
+
+
+def test_seeded_wheels_are_marked_and_logged_and_serve_as_dependencies(backends, upstream, tmp_path):
+    from tests.wheels import make_wheel
+
+    wheel = make_wheel(tmp_path, "seedpkg", "1.0")
+    proc = backends.cli("seed", str(wheel), "--reason", "no sdist upstream")
+    assert "seeded seedpkg-1.0-py3-none-any.whl" in proc.stdout
+    assert "no sdist upstream" in (backends.state / "logs" / "seed.log").read_text()
+    provenance = json.loads(http_get(backends.status["index"] + f"seedpkg/{wheel.name}.provenance.json")[1])
+    assert provenance["seeded"] is True and "build_url" not in provenance
+    upstream.add(setuptools_sdist(tmp_path, "usesseed", "1.0", requires=["seedpkg"]))
+    rc, result = backends.build("usesseed==1.0")
+    assert rc == 0, result
+    assert install_and_run(backends, tmp_path, "usesseed==1.0", "import seedpkg, usesseed; print(seedpkg.VALUE)") == "1\n"
+
+
+def test_force_form_asks_for_package_and_version(farm):
+    import urllib.request
+
+    with urllib.request.urlopen(farm.status["ui"] + "api/v2/forceschedulers/build") as response:
+        (scheduler,) = json.load(response)["forceschedulers"]
+
+    def names(fields):
+        for f in fields:
+            yield f["name"]
+            yield from names(f.get("fields", []))
+
+    fields = set(names(scheduler["all_fields"]))
+    assert {"package", "version"} <= fields
+    assert scheduler["builder_names"] == ["x86_64-cp311"]
+
+
+def test_up_again_and_down_then_up_keep_the_farm_working(farm):
+    farm.cli("up")
+    assert http_get(farm.status["ui"])[0] == 200
+    farm.cli("down")
+    with pytest.raises(urllib.error.URLError):
+        urllib.request.urlopen(farm.status["ui"], timeout=5)
+    farm.cli("up")
+    rc, result = farm.build("no-such-project==1.0")
+    assert rc == 1
+    assert "no-such-project is not on" in result["failed_steps"]["download-source"]
