@@ -5,23 +5,29 @@ installed from our index only into a fresh venv, and imported."""
 from __future__ import annotations
 
 from buildbot.process.results import SUCCESS
+from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from twisted.internet import threads
 
+from wheelwright.index.lookup import IndexUnreachable, index_versions, unsatisfied
 from wheelwright.master.review import queue_for_review, read_allowlist
 from wheelwright.master.settings import SettingsError, load_settings
 from wheelwright.steps.tool import DIST_DIR, TEST_ENV_DIR, WheelwrightStep
-from wheelwright.workers.buildenv import index_has_project
 
 
-def classify(projects: set[str], allowlist: set[str], index_url: str) -> tuple[list[str], list[str]]:
-    """(unknown, allowed but not built yet) among projects."""
-    unknown, unbuilt = [], []
-    for project in sorted(projects):
-        if index_has_project(index_url, project):
-            continue
-        (unbuilt if project in allowlist else unknown).append(project)
-    return unknown, unbuilt
+def classify(requirements: list[str], allowlist: set[str], index_url: str) -> dict[str, list[str]]:
+    """Sort requirements into the projects we do not know, those allow-listed but not built yet,
+    and those our index has in no version that satisfies them."""
+    found: dict[str, list[str]] = {"unknown": [], "unbuilt": [], "unsatisfied": []}
+    for text in requirements:
+        requirement = Requirement(text)
+        project = canonicalize_name(requirement.name)
+        versions = index_versions(index_url, project)
+        if versions is None:
+            found["unbuilt" if project in allowlist else "unknown"].append(project)
+        elif problem := unsatisfied(requirement, versions):
+            found["unsatisfied"].append(problem)
+    return found
 
 
 class ValidateInstallDeps(WheelwrightStep):
@@ -45,7 +51,11 @@ class ValidateInstallDeps(WheelwrightStep):
         needed.pop(canonicalize_name(self.package), None)
         self.setProperty("install_requires", sorted(needed.values()), self.name)
         allowlist = await threads.deferToThread(read_allowlist, self.farm.allowlist)
-        unknown, unbuilt = await threads.deferToThread(classify, set(needed), allowlist, self.farm.index_url)
+        try:
+            found = await threads.deferToThread(classify, sorted(needed.values()), allowlist, self.farm.index_url)
+        except IndexUnreachable as exc:
+            return await self.fail(str(exc))
+        unknown, unbuilt, unsatisfiable = found["unknown"], found["unbuilt"], found["unsatisfied"]
         build_url = await self.build_url()
         for project in unknown:
             await threads.deferToThread(queue_for_review, self.farm.review_queue, project,
@@ -55,6 +65,8 @@ class ValidateInstallDeps(WheelwrightStep):
                                    "index: queued for review")
         if unbuilt:
             return await self.fail(f"install-time dependency {', '.join(unbuilt)} is allow-listed but not built yet")
+        if unsatisfiable:
+            return await self.fail(f"install-time dependency {'; '.join(unsatisfiable)} is not satisfied by our index")
         for wheel in wheels:
             imports = [arg for m in settings.imports for arg in ("--import", m)]
             result = await self.run_tool("validate", "install", "--python", self.python, "--wheel", f"{DIST_DIR}/{wheel}",

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.sdists import Upstream, free_port
+from tests.sdists import Upstream, free_port, wait_for_port
+from wheelwright.index import accounts
 
 WHEELWRIGHT = str(Path(sys.executable).with_name("wheelwright"))
 
@@ -58,3 +59,17 @@ def clean_pip_env() -> dict[str, str]:
     env.update(PIP_CONFIG_FILE=os.devnull, PIP_NO_CACHE_DIR="1", PIP_DISABLE_PIP_VERSION_CHECK="1",
                UV_NO_CONFIG="1", UV_NO_CACHE="1")
     return env
+
+
+@pytest.fixture
+def index_host(tmp_path):
+    """A real index host on 127.0.0.1; uploads as uploader / s3cret."""
+    port = free_port()
+    accounts.add(tmp_path / "users.json", "uploader", "s3cret")
+    proc = subprocess.Popen([sys.executable, "-m", "wheelwright.index.server", "--root", str(tmp_path / "root"),
+                             "--users", str(tmp_path / "users.json"), "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for_port(port)
+    yield f"http://127.0.0.1:{port}/"
+    proc.terminate()
+    proc.wait()

@@ -3,6 +3,7 @@ sdists served by a hermetic upstream on 127.0.0.1."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import socket
 import subprocess
@@ -15,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import clean_pip_env
-from tests.sdists import CACHE, c_extension_sdist, flit_sdist, setuptools_sdist, write_sdist, pkg_info
+from tests.sdists import CACHE, c_extension_sdist, flit_sdist, pkg_info, setuptools_sdist, write_sdist
+from tests.wheels import make_wheel
 
 BACKENDS = ["setuptools==80.9.0", "flit_core==3.12.0"]
 
@@ -85,8 +87,6 @@ def test_index_speaks_pep691_and_serves_core_metadata(backends):
     (entry,) = json.loads(body)["files"]
     assert ctype == "application/vnd.pypi.simple.v1+json"
     metadata = http_get(index + "purepkg/" + entry["filename"] + ".metadata")[1]
-    import hashlib
-
     assert hashlib.sha256(metadata).hexdigest() == entry["core-metadata"]["sha256"]
     assert b"Name: purepkg" in metadata
     html = http_get(index + "purepkg/", accept="text/html")[1].decode()
@@ -207,8 +207,6 @@ def test_shipped_master_config_passes_checkconfig(farm):
 
 
 def test_seeded_wheels_are_marked_and_logged_and_serve_as_dependencies(backends, upstream, tmp_path):
-    from tests.wheels import make_wheel
-
     wheel = make_wheel(tmp_path, "seedpkg", "1.0")
     proc = backends.cli("seed", str(wheel), "--reason", "no sdist upstream")
     assert "seeded seedpkg-1.0-py3-none-any.whl" in proc.stdout
@@ -222,8 +220,6 @@ def test_seeded_wheels_are_marked_and_logged_and_serve_as_dependencies(backends,
 
 
 def test_force_form_asks_for_package_and_version(farm):
-    import urllib.request
-
     with urllib.request.urlopen(farm.status["ui"] + "api/v2/forceschedulers/build") as response:
         (scheduler,) = json.load(response)["forceschedulers"]
 

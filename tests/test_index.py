@@ -15,9 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.sdists import free_port, setuptools_sdist, wait_for_port
+from tests.sdists import setuptools_sdist
 from tests.wheels import make_wheel
-from wheelwright.index import accounts
 from wheelwright.index.store import AlreadyPublished, IndexStore, PublishError, sha256_of
 from wheelwright.index.upload import UploadError, upload
 
@@ -92,19 +91,6 @@ def test_concurrent_publishes_all_land_in_valid_listings(tmp_path):
     assert sorted(f["filename"] for f in listed) == sorted(w.name for w in wheels[:10])
     projects = [p["name"] for p in json.loads((store.simple / "index.json").read_text())["projects"]]
     assert projects == sorted(["many"] + [f"proj{n}" for n in range(10)])
-
-
-@pytest.fixture
-def index_host(tmp_path):
-    port = free_port()
-    accounts.add(tmp_path / "users.json", "uploader", "s3cret")
-    proc = subprocess.Popen([sys.executable, "-m", "wheelwright.index.server", "--root", str(tmp_path / "root"),
-                             "--users", str(tmp_path / "users.json"), "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_for_port(port)
-    yield f"http://127.0.0.1:{port}/"
-    proc.terminate()
-    proc.wait()
 
 
 def get(url: str, accept: str | None = None):

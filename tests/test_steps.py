@@ -8,6 +8,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 from buildbot.process import remotetransfer
@@ -20,6 +22,7 @@ from tests.sdists import Upstream, free_port, setuptools_sdist, wait_for_port
 from tests.wheels import make_wheel
 from wheelwright.index import accounts
 from wheelwright.index.store import sha256_of
+from wheelwright.index.upload import upload
 from wheelwright.master.farm import UPLOAD_USER, Farm
 from wheelwright.steps import BuildWheel, DownloadSource, PrepareBuildEnv, PrepareSource, UpdateIndex, ValidateInstallDeps
 from wheelwright.workers.tool import RESULT_PREFIX
@@ -210,9 +213,15 @@ class TestValidateInstallDeps(StepTest):
                             state_string="install-time dependency newthing is allow-listed but not built yet (failure)")
         return self.run_step()
 
-    async def test_known_dependencies_are_installed_from_our_index(self):
-        from wheelwright.index.upload import upload
+    async def test_a_version_our_index_lacks_fails_naming_what_it_has(self):
+        upload(self.farm.upload_url, UPLOAD_USER, PASSWORD, make_wheel(self.farm.root, "older", "2.0"))
+        self.setup(ValidateInstallDeps(farm=self.farm), wheel_filenames=["pkg-1.0-py3-none-any.whl"])
+        self.expect_commands(self.requires("older>=3"))
+        self.expect_outcome(result=FAILURE, state_string="install-time dependency older>=3 (our index has 2.0) is not "
+                                                         "satisfied by our index (failure)")
+        await self.run_step()
 
+    async def test_known_dependencies_are_installed_from_our_index(self):
         upload(self.farm.upload_url, UPLOAD_USER, PASSWORD, make_wheel(self.farm.root, "known", "2.0"))
         self.setup(ValidateInstallDeps(farm=self.farm), wheel_filenames=["pkg-1.0-py3-none-any.whl"])
         self.expect_commands(
@@ -253,8 +262,6 @@ class TestUpdateIndex(StepTest):
         url = f"{self.farm.index_url}pubpkg/{wheel.name}"
         self.expect_property("wheel_urls", [url])
         await self.run_step()
-        import urllib.request
-
         with urllib.request.urlopen(url) as response:
             self.assertEqual(response.read(), wheel.read_bytes())
         with urllib.request.urlopen(url + ".freeze.txt") as response:
@@ -269,9 +276,6 @@ class TestUpdateIndex(StepTest):
         self.expect_commands(*self.upload_expectations(wheel))
         self.expect_outcome(result=FAILURE)
         await self.run_step()
-        import urllib.error
-        import urllib.request
-
         with self.assertRaises(urllib.error.HTTPError):
             urllib.request.urlopen(f"{self.farm.index_url}swapped/")
 
@@ -305,8 +309,6 @@ class TestDownloadSource(StepTest):
 
     async def test_a_rebuild_takes_the_archived_sdist(self):
         sdist = setuptools_sdist(self.farm.root, "archived", "1.0")
-        from wheelwright.index.upload import upload
-
         upload(self.farm.upload_url, UPLOAD_USER, PASSWORD, sdist)
         self.setup(DownloadSource(farm=self.farm, upload_password=PASSWORD), package="archived")
         self.expect_commands(*self.expectations(sdist.name))

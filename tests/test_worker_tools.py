@@ -12,9 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.sdists import pkg_info, setuptools_sdist, write_sdist
+from tests.sdists import pkg_info, setuptools_sdist
+from tests.wheels import make_wheel
+from wheelwright.index.upload import upload
 from wheelwright.workers import source
-from wheelwright.workers.tool import RESULT_PREFIX, ToolError, no_network_prefix
+from wheelwright.workers.buildenv import install_from_index
+from wheelwright.workers.tool import RESULT_PREFIX, ToolError, create_venv, no_network_prefix
 
 
 def tar_with(tmp_path: Path, *members: tarfile.TarInfo, data: bytes = b"") -> Path:
@@ -124,3 +127,18 @@ def test_no_network_prefix_really_cuts_the_network():
     listener.close()
     assert proc.returncode != 0
     assert "Network is unreachable" in proc.stderr or "Connection refused" in proc.stderr
+
+
+def test_build_requirements_come_from_our_index_or_fail_clearly(index_host, tmp_path):
+    upload(index_host + "legacy/", "uploader", "s3cret", make_wheel(tmp_path, "backend", "1.0"))
+    env_python = create_venv(sys.executable, str(tmp_path / "env"))
+    simple = index_host + "simple/"
+    with pytest.raises(ToolError, match="build requirement missing-one is not in the index") as err:
+        install_from_index(env_python, ["backend", "missing_one>=1"], simple)
+    assert err.value.details == {"missing": ["missing-one"]}
+    with pytest.raises(ToolError, match=r"backend>=2 \(our index has 1.0\) is not satisfied by our index"):
+        install_from_index(env_python, ["backend>=2"], simple)
+    install_from_index(env_python, ["backend>=1", 'never; python_version < "3"'], simple)
+    freeze = subprocess.run([sys.executable, "-m", "pip", "--python", env_python, "freeze", "--all"],
+                            capture_output=True, text=True, check=True).stdout
+    assert freeze.split() == ["backend==1.0"]

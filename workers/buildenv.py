@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import argparse
 import subprocess
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 from build import BuildBackendException, BuildException, ProjectBuilder
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
+from wheelwright.index.lookup import IndexUnreachable, index_versions, unsatisfied
 from wheelwright.workers.tool import (
     ToolError,
     clean_pip_env,
@@ -33,30 +32,28 @@ from wheelwright.workers.tool import (
 )
 
 
-def index_has_project(index_url: str, project: str) -> bool:
-    url = f"{index_url.rstrip('/')}/{canonicalize_name(project)}/"
-    request = urllib.request.Request(url, headers={"Accept": "application/vnd.pypi.simple.v1+json"})
-    try:
-        with urllib.request.urlopen(request, timeout=60):
-            return True
-    except urllib.error.HTTPError as exc:
-        if exc.code == 404:
-            return False
-        raise ToolError(f"our index answered {exc.code} for {url}") from None
-    except urllib.error.URLError as exc:
-        raise ToolError(f"our index at {index_url} cannot be reached: {exc.reason}") from None
-
-
 def install_from_index(env_python: str, requirements: list[str], index_url: str) -> None:
     markers = marker_environment(env_python)
-    requirements = [r for r in requirements if not Requirement(r).marker or Requirement(r).marker.evaluate(markers)]
-    if not requirements:
+    wanted = [Requirement(r) for r in requirements]
+    wanted = [r for r in wanted if not r.marker or r.marker.evaluate(markers)]
+    if not wanted:
         return
-    missing = sorted({canonicalize_name(Requirement(r).name) for r in requirements
-                      if not index_has_project(index_url, Requirement(r).name)})
+    missing, too_old = [], []
+    for requirement in wanted:
+        try:
+            versions = index_versions(index_url, requirement.name)
+        except IndexUnreachable as exc:
+            raise ToolError(str(exc)) from None
+        if versions is None:
+            missing.append(canonicalize_name(requirement.name))
+        elif problem := unsatisfied(requirement, versions):
+            too_old.append(problem)
     if missing:
+        missing = sorted(set(missing))
         raise ToolError(f"build requirement {', '.join(missing)} is not in the index", missing=missing)
-    run(pip_command(env_python, "install", "--index-url", index_url, "--only-binary", ":all:", *requirements),
+    if too_old:
+        raise ToolError(f"build requirement {'; '.join(too_old)} is not satisfied by our index")
+    run(pip_command(env_python, "install", "--index-url", index_url, "--only-binary", ":all:", *map(str, wanted)),
         env=clean_pip_env(), what="installing build requirements from our index")
 
 

@@ -8,7 +8,6 @@ python -m wheelwright.workers.wheel --env-python ENVPY --src src --dist dist --p
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import sys
 from pathlib import Path

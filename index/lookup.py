@@ -1,0 +1,39 @@
+"""What versions of a project our index has, with nothing but the standard library (the
+worker-side tools use it too)."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+from wheelwright.index.store import JSON_CONTENT_TYPE
+
+
+class IndexUnreachable(Exception):
+    pass
+
+
+def index_versions(index_url: str, project: str) -> list[str] | None:
+    """The versions our index lists for project (PEP 700), or None if it has no such project."""
+    url = f"{index_url.rstrip('/')}/{canonicalize_name(project)}/"
+    request = urllib.request.Request(url, headers={"Accept": JSON_CONTENT_TYPE})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return json.load(response).get("versions", [])
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return None
+        raise IndexUnreachable(f"our index answered {exc.code} for {url}") from None
+    except urllib.error.URLError as exc:
+        raise IndexUnreachable(f"our index at {index_url} cannot be reached: {exc.reason}") from None
+
+
+def unsatisfied(requirement: Requirement, versions: list[str]) -> str | None:
+    """Why no version our index has satisfies the requirement, or None if one does."""
+    if any(requirement.specifier.contains(v, prereleases=True) for v in versions):
+        return None
+    return f"{requirement} (our index has {', '.join(versions) or 'no version'})"
