@@ -15,7 +15,14 @@ from pathlib import Path
 from buildbot.process import remotetransfer
 from buildbot.process.results import FAILURE, SUCCESS
 from buildbot.test.reactor import TestReactorMixin
-from buildbot.test.steps import ExpectDownloadFile, ExpectRemoteRef, ExpectRmdir, ExpectShell, ExpectUploadFile, TestBuildStepMixin
+from buildbot.test.steps import (
+    ExpectDownloadFile,
+    ExpectRemoteRef,
+    ExpectRmdir,
+    ExpectShell,
+    ExpectUploadFile,
+    TestBuildStepMixin,
+)
 from twisted.trial import unittest
 
 from tests.sdists import Upstream, free_port, setuptools_sdist, wait_for_port
@@ -24,7 +31,14 @@ from wheelwright.index import accounts
 from wheelwright.index.store import sha256_of
 from wheelwright.index.upload import upload
 from wheelwright.master.farm import UPLOAD_USER, Farm
-from wheelwright.steps import BuildWheel, DownloadSource, PrepareBuildEnv, PrepareSource, UpdateIndex, ValidateInstallDeps
+from wheelwright.steps import (
+    BuildWheel,
+    DownloadSource,
+    PrepareBuildEnv,
+    PrepareSource,
+    UpdateIndex,
+    ValidateInstallDeps,
+)
 from wheelwright.workers.tool import RESULT_PREFIX
 
 WORKER_PYTHON = "/worker/bin/python"
