@@ -7,7 +7,7 @@ from buildbot.process.results import SUCCESS
 from twisted.internet import threads
 
 from wheelwright.master.review import queue_for_review
-from wheelwright.steps.tool import ENV_DIR, SRC_DIR, WheelwrightStep
+from wheelwright.steps.tool import ENV_DIR, SRC_DIR, WheelwrightStep, count
 
 
 class PrepareBuildEnv(WheelwrightStep):
@@ -26,5 +26,5 @@ class PrepareBuildEnv(WheelwrightStep):
         self.setProperty("build_env_python", result["env_python"], self.name)
         requirements = result["build_system_requires"] + result["backend_requires"]
         self.setProperty("build_requires", requirements, self.name)
-        self.descriptionDone = [f"{len(requirements)} build requirements installed"]
+        self.descriptionDone = [f"{count(len(requirements), 'build requirement')} installed"]
         return SUCCESS

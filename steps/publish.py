@@ -14,7 +14,7 @@ from twisted.internet import threads
 from wheelwright.index.store import PublishError, parse_distribution_filename, sha256_of
 from wheelwright.index.upload import UploadError, upload
 from wheelwright.master.farm import UPLOAD_SECRET, UPLOAD_USER
-from wheelwright.steps.tool import DIST_DIR, FREEZE_FILE, WheelwrightStep
+from wheelwright.steps.tool import DIST_DIR, FREEZE_FILE, WheelwrightStep, count
 
 MAX_WHEEL_SIZE = 4 << 30
 
@@ -55,7 +55,7 @@ class UpdateIndex(WheelwrightStep):
             urls.append(url)
             await self.addURL(filename, url)
         self.setProperty("wheel_urls", urls, self.name)
-        self.descriptionDone = [f"published {len(urls)} wheel{'s' if len(urls) != 1 else ''}"]
+        self.descriptionDone = [f"published {count(len(urls), 'wheel')}"]
         return SUCCESS
 
     def _check_name(self, filename: str) -> str | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from buildbot.process.results import SUCCESS
 
 from wheelwright.master.settings import patches_for
-from wheelwright.steps.tool import PATCHES_DIR, SDIST_DIR, SRC_DIR, WheelwrightStep
+from wheelwright.steps.tool import PATCHES_DIR, SDIST_DIR, SRC_DIR, WheelwrightStep, count
 
 
 class PrepareSource(WheelwrightStep):
@@ -26,5 +26,5 @@ class PrepareSource(WheelwrightStep):
             return await self.fail(result["error"])
         self.setProperty("patches", result["patches"], self.name)
         applied = len(result["patches"])
-        self.descriptionDone = [f"unpacked, {applied} patch{'es' if applied != 1 else ''} applied"]
+        self.descriptionDone = [f"unpacked, {count(applied, 'patch', 'patches')} applied"]
         return SUCCESS

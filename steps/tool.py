@@ -21,6 +21,10 @@ TEST_ENV_DIR = "test-env"
 FREEZE_FILE = "freeze.txt"
 
 
+def count(n: int, singular: str, plural: str | None = None) -> str:
+    return f"{n} {singular if n == 1 else plural or singular + 's'}"
+
+
 def parse_result(stdout: str) -> dict:
     for line in reversed(stdout.splitlines()):
         if line.startswith(RESULT_PREFIX):

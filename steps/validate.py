@@ -12,7 +12,7 @@ from twisted.internet import threads
 from wheelwright.index.lookup import IndexUnreachable, index_versions, unsatisfied
 from wheelwright.master.review import queue_for_review, read_allowlist
 from wheelwright.master.settings import SettingsError, load_settings
-from wheelwright.steps.tool import DIST_DIR, TEST_ENV_DIR, WheelwrightStep
+from wheelwright.steps.tool import DIST_DIR, TEST_ENV_DIR, WheelwrightStep, count
 
 
 def classify(requirements: list[str], allowlist: set[str], index_url: str) -> dict[str, list[str]]:
@@ -73,5 +73,5 @@ class ValidateInstallDeps(WheelwrightStep):
                                          "--index", index_url, "--env", TEST_ENV_DIR, *imports)
             if "error" in result:
                 return await self.fail(result["error"])
-        self.descriptionDone = [f"{len(needed)} dependencies known; installed and imported from our index"]
+        self.descriptionDone = [f"{count(len(needed), 'dependency', 'dependencies')} known; installed and imported from our index"]
         return SUCCESS

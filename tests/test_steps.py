@@ -142,7 +142,7 @@ class TestPrepareBuildEnv(StepTest):
         self.expect_commands(ExpectShell(workdir="build", command=self.command()).stdout(result_line(
             {"env_python": "/w/env/bin/python", "build_system_requires": ["setuptools>=70"], "backend_requires": []}
         )).exit(0))
-        self.expect_outcome(result=SUCCESS, state_string="1 build requirements installed")
+        self.expect_outcome(result=SUCCESS, state_string="1 build requirement installed")
         self.expect_property("build_requires", ["setuptools>=70"])
         self.expect_property("build_env_python", "/w/env/bin/python")
         return self.run_step()
