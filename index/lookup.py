@@ -8,7 +8,8 @@ import urllib.error
 import urllib.request
 
 from packaging.requirements import Requirement
-from packaging.utils import canonicalize_name
+from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
+from packaging.version import Version
 
 from wheelwright.index.store import JSON_CONTENT_TYPE
 
@@ -17,13 +18,12 @@ class IndexUnreachable(Exception):
     pass
 
 
-def index_versions(index_url: str, project: str) -> list[str] | None:
-    """The versions our index lists for project (PEP 700), or None if it has no such project."""
+def _listing(index_url: str, project: str) -> dict | None:
     url = f"{index_url.rstrip('/')}/{canonicalize_name(project)}/"
     request = urllib.request.Request(url, headers={"Accept": JSON_CONTENT_TYPE})
     try:
         with urllib.request.urlopen(request, timeout=60) as response:
-            return json.load(response).get("versions", [])
+            return json.load(response)
     except urllib.error.HTTPError as exc:
         if exc.code == 404:
             return None
@@ -32,8 +32,28 @@ def index_versions(index_url: str, project: str) -> list[str] | None:
         raise IndexUnreachable(f"our index at {index_url} cannot be reached: {exc.reason}") from None
 
 
+def index_versions(index_url: str, project: str) -> list[str] | None:
+    """The versions our index lists for project (PEP 700), or None if it has no such project."""
+    listing = _listing(index_url, project)
+    return None if listing is None else listing.get("versions", [])
+
+
 def unsatisfied(requirement: Requirement, versions: list[str]) -> str | None:
     """Why no version our index has satisfies the requirement, or None if one does."""
     if any(requirement.specifier.contains(v, prereleases=True) for v in versions):
         return None
     return f"{requirement} (our index has {', '.join(versions) or 'no version'})"
+
+
+def published_pure_wheel(index_url: str, project: str, version: str) -> dict | None:
+    """The provenance of a pure (`none-any`) wheel of project==version in our index, if there is one."""
+    for entry in (_listing(index_url, project) or {"files": []})["files"]:
+        try:
+            _, found, _, tags = parse_wheel_filename(entry["filename"])
+        except InvalidWheelFilename:
+            continue
+        if found == Version(version) and all(t.abi == "none" and t.platform == "any" for t in tags):
+            url = f"{index_url.rstrip('/')}/{canonicalize_name(project)}/{entry['filename']}.provenance.json"
+            with urllib.request.urlopen(url, timeout=60) as response:
+                return {"filename": entry["filename"], **json.load(response)}
+    return None

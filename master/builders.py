@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import sys
-
 from buildbot.plugins import util, worker
 
 from wheelwright.steps import PIPELINE
-from wheelwright.workers.pools import Pool, builder_name, find_python
+from wheelwright.workers.pools import Pool, builder_name
 
 
 def make_workers(pools: list[Pool]) -> list:
@@ -22,19 +20,17 @@ def make_factory(farm) -> util.BuildFactory:
 def make_builders(farm, pools: list[Pool]) -> list[util.BuilderConfig]:
     builders = []
     for pool in pools:
-        for python in pool.pythons:
-            tag = f"cp{python.replace('.', '')}"
+        for python, interpreter in pool.interpreters().items():
             builders.append(util.BuilderConfig(
                 name=builder_name(pool.arch, python),
                 workernames=pool.worker_names(),
                 factory=make_factory(farm),
-                tags=[pool.arch, tag, pool.name],
+                tags=list(dict.fromkeys([pool.arch, f"cp{python.replace('.', '')}", pool.name])),
                 properties={
-                    "python": find_python(python),
+                    "python": interpreter,
                     "python_version": python,
                     "arch": pool.arch,
-                    # Local workers run from the master's own environment.
-                    "worker_python": sys.executable,
+                    "worker_python": pool.tool_python(),
                     "index_url": farm.index_url,
                 },
             ))

@@ -14,16 +14,18 @@ import dataclasses
 import json
 import sys
 import time
+from functools import reduce
 from pathlib import Path
 
 import requests
-from buildbot.process.results import Results
+from buildbot.process.results import Results, worst_status
 from packaging.requirements import InvalidRequirement, Requirement
 
 from wheelwright.index.upload import UploadError, upload
 from wheelwright.master import control
 from wheelwright.master.farm import UPLOAD_SECRET, UPLOAD_USER, Farm
 from wheelwright.master.schedulers import FORCE_SCHEDULER
+from wheelwright.steps.tool import PURE_WHEEL_PUBLISHED
 
 
 def _farm(args) -> Farm:
@@ -89,6 +91,10 @@ class Api:
         _, requests_by_builder = answer["result"]
         return requests_by_builder
 
+    def has_worker(self, builderid: int) -> bool:
+        workers = self.get(f"builders/{builderid}/workers")["workers"]
+        return any(w["connected_to"] for w in workers)
+
     def wait(self, brid: int, poll: float = 0.5) -> dict:
         while True:
             request = self.get(f"buildrequests/{brid}")["buildrequests"][0]
@@ -113,6 +119,7 @@ class Api:
             "failed_steps": {s["name"]: s["state_string"] for s in steps if s["results"] not in (None, 0, 3)},
             "wheels": props.get("wheel_filenames", [[]])[0],
             "wheel_urls": props.get("wheel_urls", [[]])[0],
+            **({"pure_wheel_published_by": props[PURE_WHEEL_PUBLISHED][0]} if PURE_WHEEL_PUBLISHED in props else {}),
         }
 
 
@@ -124,11 +131,21 @@ def cmd_build(args) -> int:
     if not args.wait:
         print(json.dumps({"buildrequests": requests_by_builder}))
         return 0
-    builds = [api.describe(farm, api.wait(brid)) for brid in requests_by_builder.values()]
+    builds = []
+    for builderid, brid in requests_by_builder.items():
+        if api.has_worker(int(builderid)):
+            builds.append(api.describe(farm, api.wait(brid)))
+        else:
+            # Queued until one of its pool's workers connects; waiting here could take forever.
+            name = api.get(f"builders/{builderid}")["builders"][0]["name"]
+            builds.append({"result": "pending", "builder": name, "buildrequest": brid,
+                           "summary": "no worker of this builder's pool is connected; the build stays queued"})
+    done = [b for b in builds if b["result"] != "pending"]
     output = builds[0] if len(builds) == 1 else {
-        "result": max((b["result"] for b in builds), key=Results.index), "builds": builds}
+        "result": Results[reduce(worst_status, (Results.index(b["result"]) for b in done))] if done else "pending",
+        "builds": builds}
     print(json.dumps(output, indent=2))
-    return 0 if all(b["result"] == "success" for b in builds) else 1
+    return 0 if done and all(b["result"] in ("success", "skipped") for b in done) else 1
 
 
 def cmd_seed(args) -> int:

@@ -26,10 +26,11 @@ def _bin(name: str) -> str:
     return str(Path(sys.executable).with_name(name))
 
 
-def _run(cmd: list, what: str) -> None:
+def _run(cmd: list, what: str, log: Path | None = None) -> None:
     proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True)
     if proc.returncode != 0:
-        raise FarmError(f"{what} failed:\n{proc.stdout}{proc.stderr}")
+        tail = "".join(log.read_text().splitlines(keepends=True)[-20:]) if log and log.exists() else ""
+        raise FarmError(f"{what} failed:\n{proc.stdout}{proc.stderr}{tail}")
 
 
 def _ensure_secret(farm: Farm, name: str) -> str:
@@ -69,8 +70,9 @@ def up(farm: Farm) -> None:
                for pool in (POOLS[p] for p in farm.pools) for name in pool.worker_names()}
     start_index(farm)
     start_master(farm)
-    for name, password in workers.items():
-        start_worker(farm, name, password)
+    for pool in (POOLS[p] for p in farm.pools if POOLS[p].kind == "local"):
+        for name in pool.worker_names():
+            start_worker(farm, name, workers[name])
 
 
 def start_index(farm: Farm) -> None:
@@ -90,14 +92,14 @@ def start_master(farm: Farm) -> None:
     """Create the master the first time; upgrade and start a stopped one; reconfigure a running one."""
     buildbot = _bin("buildbot")
     if _pid_alive(farm.master_dir / "twistd.pid"):
-        _run([buildbot, "reconfig", farm.master_dir], "reconfiguring the master")
+        _run([buildbot, "reconfig", farm.master_dir], "reconfiguring the master", log=farm.master_dir / "twistd.log")
         return
     if not (farm.master_dir / "buildbot.tac").exists():
         _run([buildbot, "create-master", "--relocatable", "--config", MASTER_CFG, farm.master_dir],
              "creating the master")
     else:
         _run([buildbot, "upgrade-master", farm.master_dir], "upgrading the master")
-    _run([buildbot, "start", farm.master_dir], "starting the master")
+    _run([buildbot, "start", farm.master_dir], "starting the master", log=farm.master_dir / "twistd.log")
     _wait_for_port(farm.host, farm.ui_port, "the master's web UI")
 
 

@@ -25,7 +25,7 @@ class Farm:
     worker_port: int = 9989
     index_port: int = 8080
     settings: Path | None = None
-    pools: list[str] = field(default_factory=lambda: ["local"])
+    pools: list[str] = field(default_factory=lambda: ["local", "aarch64"])
 
     @property
     def settings_dir(self) -> Path:

@@ -7,11 +7,12 @@ from buildbot.process.properties import Secret
 from buildbot.process.results import SUCCESS
 from twisted.internet import threads
 
+from wheelwright.index.lookup import IndexUnreachable, published_pure_wheel
 from wheelwright.index.upload import UploadError
 from wheelwright.index.upstream import SourceError
 from wheelwright.master.farm import UPLOAD_SECRET, UPLOAD_USER
 from wheelwright.master.sources import obtain_sdist
-from wheelwright.steps.tool import SDIST_DIR, WheelwrightStep
+from wheelwright.steps.tool import PURE_WHEEL_PUBLISHED, SDIST_DIR, WheelwrightStep
 
 
 class DownloadSource(WheelwrightStep):
@@ -20,12 +21,19 @@ class DownloadSource(WheelwrightStep):
     renderables = ["upload_password"]
 
     def __init__(self, upload_password=Secret(UPLOAD_SECRET), **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(doStepIf=True, **kwargs)
         self.upload_password = upload_password
 
     async def run(self):
         await self.runRmdir(self.workdir, abandonOnFailure=True)
         version = self.version or None
+        if version:
+            try:
+                pure = await threads.deferToThread(published_pure_wheel, self.farm.index_url, self.package, version)
+            except IndexUnreachable as exc:
+                return await self.fail(str(exc))
+            if pure:
+                return await self.skip_pure_wheel(pure)
         try:
             archived = await threads.deferToThread(
                 obtain_sdist, self.farm, self.package, version, UPLOAD_USER, self.upload_password)
@@ -45,4 +53,12 @@ class DownloadSource(WheelwrightStep):
         if not await self.send_file(archived.path, f"{SDIST_DIR}/{sdist.filename}"):
             return await self.fail(f"could not send {sdist.filename} to the worker")
         self.descriptionDone = [f"{sdist.filename} ({'archive' if archived.origin == 'archive' else 'upstream'})"]
+        return SUCCESS
+
+    async def skip_pure_wheel(self, pure: dict) -> int:
+        by = f"build {pure.get('build_number')} of {pure.get('builder')}" if not pure.get("seeded") else "seeding"
+        self.setProperty(PURE_WHEEL_PUBLISHED, pure.get("build_url") or by, self.name)
+        if pure.get("build_url"):
+            await self.addURL(f"{pure['filename']} ({by})", pure["build_url"])
+        self.descriptionDone = [f"pure wheel already published by {by}"]
         return SUCCESS

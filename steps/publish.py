@@ -6,8 +6,9 @@ from __future__ import annotations
 import os
 
 from buildbot.process.properties import Secret
-from buildbot.process.results import SUCCESS
-from packaging.utils import canonicalize_name
+from buildbot.process.results import SKIPPED, SUCCESS
+from packaging.tags import Tag
+from packaging.utils import canonicalize_name, parse_wheel_filename
 from packaging.version import Version
 from twisted.internet import threads
 
@@ -17,6 +18,21 @@ from wheelwright.master.farm import UPLOAD_SECRET, UPLOAD_USER
 from wheelwright.steps.tool import DIST_DIR, FREEZE_FILE, WheelwrightStep, count
 
 MAX_WHEEL_SIZE = 4 << 30
+
+
+def is_pure(filename: str) -> bool:
+    return all(t.abi == "none" and t.platform == "any" for t in parse_wheel_filename(filename)[3])
+
+
+def tag_fits(tag: Tag, python: str, arch: str) -> bool:
+    """Whether a wheel tag is one the builder for Python `python` on `arch` may produce."""
+    if tag.platform != "any" and arch not in tag.platform:
+        return False
+    if tag.interpreter.startswith("cp"):
+        ours = int(python.replace(".", ""))
+        theirs = int(tag.interpreter[2:])
+        return theirs <= ours if tag.abi == "abi3" else theirs == ours
+    return True
 
 
 class UpdateIndex(WheelwrightStep):
@@ -49,6 +65,11 @@ class UpdateIndex(WheelwrightStep):
                 await threads.deferToThread(upload, self.farm.upload_url, UPLOAD_USER, self.upload_password, staged,
                                             provenance=provenance, freeze=freeze)
             except UploadError as exc:
+                if exc.status == 409 and is_pure(filename):
+                    # Another builder of the matrix published this pure wheel while we built it.
+                    os.unlink(staged)
+                    self.descriptionDone = [f"pure wheel {filename} already published by another builder"]
+                    return SKIPPED
                 return await self.fail(f"not published: {exc}")
             os.unlink(staged)
             url = f"{self.farm.index_url}{canonicalize_name(self.package)}/{filename}"
@@ -65,6 +86,9 @@ class UpdateIndex(WheelwrightStep):
             return str(exc)
         if dist.kind != "wheel" or dist.project != canonicalize_name(self.package) or Version(dist.version) != Version(self.version):
             return f"{filename} is not a wheel of {self.package} {self.version}; not published"
+        python, arch = self.getProperty("python_version"), self.getProperty("arch")
+        if not any(tag_fits(t, python, arch) for t in parse_wheel_filename(filename)[3]):
+            return f"{filename} is not for this builder (Python {python} on {arch}); not published"
         return None
 
     async def _provenance(self) -> dict:

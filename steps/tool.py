@@ -32,6 +32,14 @@ def parse_result(stdout: str) -> dict:
     return {"error": "the worker-side tool printed no result"}
 
 
+PURE_WHEEL_PUBLISHED = "pure_wheel_published_by"
+
+
+def pure_wheel_not_published(step) -> bool:
+    """A pure wheel is built once per version: the matrix's other builders skip the build."""
+    return not step.getProperty(PURE_WHEEL_PUBLISHED)
+
+
 class WheelwrightStep(buildstep.ShellMixin, CompositeStepMixin, buildstep.BuildStep):
     """A pipeline stage: runs `python -m wheelwright.workers.<tool>` on the worker."""
 
@@ -41,6 +49,7 @@ class WheelwrightStep(buildstep.ShellMixin, CompositeStepMixin, buildstep.BuildS
     def __init__(self, farm=None, **kwargs):
         kwargs = self.setupShellMixin(kwargs, prohibitArgs=["command"])
         kwargs.setdefault("workdir", "build")
+        kwargs.setdefault("doStepIf", pure_wheel_not_published)
         super().__init__(**kwargs)
         self.farm = farm
 

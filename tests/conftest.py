@@ -2,16 +2,21 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.sdists import Upstream, free_port, wait_for_port
+from tests.sdists import CACHE, Upstream, free_port, wait_for_port
 from wheelwright.index import accounts
+from wheelwright.workers.pools import builder_name
 
 WHEELWRIGHT = str(Path(sys.executable).with_name("wheelwright"))
+DEFAULT_BUILDER = builder_name(platform.machine(), f"{sys.version_info.major}.{sys.version_info.minor}")
 
 
 @pytest.fixture(scope="session")
@@ -31,8 +36,10 @@ class FarmUnderTest:
             raise AssertionError(f"wheelwright {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}{proc.stderr}")
         return proc
 
-    def build(self, pin: str) -> tuple[int, dict]:
-        proc = self.cli("build", pin, "--wait", check=False)
+    def build(self, pin: str, *builders: str) -> tuple[int, dict]:
+        """Force pin on the builders (default: the one of the farm's own Python) and wait."""
+        selected = [arg for b in builders or (DEFAULT_BUILDER,) for arg in ("--builder", b)]
+        proc = self.cli("build", pin, "--wait", *selected, check=False)
         try:
             return proc.returncode, json.loads(proc.stdout)
         except json.JSONDecodeError:
@@ -73,3 +80,45 @@ def index_host(tmp_path):
     yield f"http://127.0.0.1:{port}/"
     proc.terminate()
     proc.wait()
+
+
+def http_get(url: str, accept: str | None = None) -> tuple[int, bytes, str]:
+    request = urllib.request.Request(url, headers={"Accept": accept} if accept else {})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, response.read(), response.headers.get("content-type", "")
+    except urllib.error.HTTPError as exc:
+        return exc.code, b"", ""
+
+
+def wheel_index_has(farm, project: str) -> bool:
+    return http_get(f"{farm.status['index']}{project}/")[0] == 200
+
+
+def install_and_run(farm, tmp_path: Path, pin: str, code: str, installer: str = "pip",
+                    base_python: str = sys.executable) -> str:
+    """A fresh venv of base_python, the package installed from our index alone, then `code` run in it."""
+    venv = tmp_path / f"venv-{installer}-{Path(base_python).name}"
+    subprocess.run([base_python, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = str(venv / "bin" / "python")
+    if installer == "pip":
+        cmd = [sys.executable, "-m", "pip", "--python", python, "install", "--index-url", farm.status["index"], pin]
+    else:
+        uv = str(Path(sys.executable).with_name("uv"))
+        cmd = [uv, "pip", "install", "--python", python, "--index-url", farm.status["index"], pin]
+    subprocess.run(cmd, check=True, env=clean_pip_env(), capture_output=True)
+    return subprocess.run([python, "-I", "-c", code], check=True, capture_output=True, text=True, cwd=tmp_path).stdout
+
+
+BACKENDS = ["setuptools==80.9.0", "flit_core==3.12.0"]
+
+
+@pytest.fixture(scope="session")
+def backends(farm, upstream):
+    """setuptools and flit_core, built by the farm from their own sdists into the empty index."""
+    for pin in BACKENDS:
+        name, version = pin.split("==")
+        upstream.add(CACHE / f"{name}-{version}.tar.gz")
+        rc, result = farm.build(pin)
+        assert rc == 0 and result["result"] == "success", result
+    return farm

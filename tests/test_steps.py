@@ -13,7 +13,7 @@ import urllib.request
 from pathlib import Path
 
 from buildbot.process import remotetransfer
-from buildbot.process.results import FAILURE, SUCCESS
+from buildbot.process.results import FAILURE, SKIPPED, SUCCESS
 from buildbot.test.reactor import TestReactorMixin
 from buildbot.test.steps import (
     ExpectDownloadFile,
@@ -96,7 +96,8 @@ class StepTest(TestBuildStepMixin, TestReactorMixin, unittest.TestCase):
     def setup(self, step, **properties):
         self.setup_step(step)
         defaults = {"package": "pkg", "version": "1.0", "python": "/py/bin/python3.11", "worker_python": WORKER_PYTHON,
-                    "index_url": self.farm.index_url, "buildername": "x86_64-cp311"}
+                    "index_url": self.farm.index_url, "buildername": "x86_64-cp311", "python_version": "3.11",
+                    "arch": "x86_64"}
         for name, value in {**defaults, **properties}.items():
             self.build.setProperty(name, value, "test")
 
@@ -301,6 +302,25 @@ class TestUpdateIndex(StepTest):
         return self.run_step()
 
 
+    def test_a_wheel_for_another_python_or_platform_is_refused(self):
+        self.setup(UpdateIndex(farm=self.farm, upload_password=PASSWORD),
+                   wheel_filenames=["pkg-1.0-cp312-cp312-linux_x86_64.whl", "pkg-1.0-cp311-cp311-linux_aarch64.whl"],
+                   wheel_sha256s=["00" * 32] * 2)
+        self.expect_outcome(result=FAILURE, state_string="pkg-1.0-cp312-cp312-linux_x86_64.whl is not for this builder "
+                                                         "(Python 3.11 on x86_64); not published (failure)")
+        return self.run_step()
+
+    async def test_a_pure_wheel_another_builder_published_meanwhile_is_skipped(self):
+        wheel = make_wheel(self.farm.root, "raced", "1.0")
+        upload(self.farm.upload_url, UPLOAD_USER, PASSWORD, wheel, provenance={"build_number": 1})
+        self.setup(UpdateIndex(farm=self.farm, upload_password=PASSWORD), package="raced",
+                   wheel_filenames=[wheel.name], wheel_sha256s=[sha256_of(wheel)])
+        self.expect_commands(*self.upload_expectations(wheel))
+        self.expect_outcome(result=SKIPPED, state_string="pure wheel raced-1.0-py3-none-any.whl already published by "
+                                                         "another builder (skipped)")
+        await self.run_step()
+
+
 class TestDownloadSource(StepTest):
     with_index = True
 
@@ -328,6 +348,16 @@ class TestDownloadSource(StepTest):
         self.expect_commands(*self.expectations(sdist.name))
         self.expect_outcome(result=SUCCESS, state_string="archived-1.0.tar.gz (archive)")
         self.expect_property("source_origin", "archive")
+        await self.run_step()
+
+    async def test_a_published_pure_wheel_skips_the_build(self):
+        wheel = make_wheel(self.farm.root, "already", "1.0")
+        upload(self.farm.upload_url, UPLOAD_USER, PASSWORD, wheel,
+               provenance={"build_number": 4, "builder": "x86_64-cp310", "build_url": "http://ui/#/builders/3/builds/4"})
+        self.setup(DownloadSource(farm=self.farm, upload_password=PASSWORD), package="already")
+        self.expect_commands(ExpectRmdir(dir="build", log_environ=True).exit(0))
+        self.expect_outcome(result=SUCCESS, state_string="pure wheel already published by build 4 of x86_64-cp310")
+        self.expect_property("pure_wheel_published_by", "http://ui/#/builders/3/builds/4")
         await self.run_step()
 
     def test_a_project_upstream_does_not_have_fails_clearly(self):

@@ -18,6 +18,7 @@ from wheelwright.index.upload import upload
 from wheelwright.workers import source
 from wheelwright.workers.buildenv import install_from_index
 from wheelwright.workers.tool import RESULT_PREFIX, ToolError, create_venv, no_network_prefix
+from wheelwright.workers.validate import check_tags
 
 
 def tar_with(tmp_path: Path, *members: tarfile.TarInfo, data: bytes = b"") -> Path:
@@ -142,3 +143,10 @@ def test_build_requirements_come_from_our_index_or_fail_clearly(index_host, tmp_
     freeze = subprocess.run([sys.executable, "-m", "pip", "--python", env_python, "freeze", "--all"],
                             capture_output=True, text=True, check=True).stdout
     assert freeze.split() == ["backend==1.0"]
+
+
+def test_a_wheel_the_builders_python_cannot_install_fails_validation(tmp_path):
+    check_tags(sys.executable, make_wheel(tmp_path, "fine", "1.0"))
+    other = make_wheel(tmp_path, "other", "1.0", tag="cp27-cp27m-win32")
+    with pytest.raises(ToolError, match="is tagged cp27-cp27m-win32, which this builder's Python"):
+        check_tags(sys.executable, other)

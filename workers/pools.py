@@ -1,4 +1,11 @@
-"""Worker pools as data: one row a pool. master.cfg makes a builder per (architecture, Python)."""
+"""Worker pools as data: one row a pool. master.cfg makes a builder per (architecture, Python)
+from this table and nothing else.
+
+kind "local":  buildbot-worker processes that `wheelwright up` runs on the master's machine, with
+               the interpreters found there (pyenv's, or on PATH).
+kind "remote": buildbot-worker processes on other machines, started by their operators with the
+               name and password from the farm's secrets folder; `python3.X` on their PATH.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +16,14 @@ import shutil
 import sys
 from dataclasses import dataclass
 
+SUPPORTED_PYTHONS = ("3.10", "3.11", "3.12", "3.13")
+
 
 @dataclass(frozen=True)
 class Pool:
     name: str
     arch: str
-    kind: str  # "local": buildbot-worker processes on the master's machine
+    kind: str
     pythons: tuple[str, ...]
     workers: int = 1
     max_builds: int = 1
@@ -22,22 +31,30 @@ class Pool:
     def worker_names(self) -> list[str]:
         return [f"{self.name}-{n}" for n in range(1, self.workers + 1)]
 
+    def interpreters(self) -> dict[str, str]:
+        """Python version -> interpreter path on this pool's workers."""
+        if self.kind == "local":
+            found = {v: find_python(v) for v in self.pythons}
+            return {v: path for v, path in found.items() if path}
+        return {v: f"python{v}" for v in self.pythons}
 
-POOLS = {
-    "local": Pool("local", arch=platform.machine(), kind="local",
-                  pythons=(f"{sys.version_info.major}.{sys.version_info.minor}",)),
-}
+    def tool_python(self) -> str:
+        """The interpreter that runs our worker-side tools."""
+        return sys.executable if self.kind == "local" else "python3"
+
+
+POOLS = {pool.name: pool for pool in (
+    Pool("local", arch=platform.machine(), kind="local", pythons=SUPPORTED_PYTHONS),
+    Pool("aarch64", arch="aarch64", kind="remote", pythons=SUPPORTED_PYTHONS, workers=2),
+)}
 
 
 def builder_name(arch: str, python: str) -> str:
     return f"{arch}-cp{python.replace('.', '')}"
 
 
-def find_python(version: str) -> str:
+def find_python(version: str) -> str | None:
     """The interpreter for a Python version on this machine: under pyenv, else on PATH."""
     root = os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv"))
     candidates = sorted(glob.glob(os.path.join(root, "versions", f"{version}.*", "bin", f"python{version}")))
-    found = candidates[-1] if candidates else shutil.which(f"python{version}")
-    if not found:
-        raise LookupError(f"no Python {version} on this machine")
-    return found
+    return candidates[-1] if candidates else shutil.which(f"python{version}")

@@ -88,13 +88,23 @@ def create_venv(python: str, env_dir: str) -> str:
     return os.path.join(os.path.abspath(env_dir), "bin", "python")
 
 
-def marker_environment(python: str) -> dict[str, str]:
-    """PEP 508 marker values of another interpreter, computed by packaging's own function run
-    under that interpreter (it is pure Python and needs nothing installed there)."""
+def _packaging_under(python: str, expression: str, what: str):
+    """Evaluate a packaging expression under another interpreter: packaging is pure Python, so the
+    worker's copy runs there with nothing installed."""
     import packaging
 
-    code = ("import json, sys; sys.path.insert(0, sys.argv[1]); "
-            "from packaging.markers import default_environment; print(json.dumps(default_environment()))")
+    code = ("import json, sys; sys.path.insert(0, sys.argv[1]); import packaging.markers, packaging.tags; "
+            f"print(json.dumps({expression}))")
     out = run([python, "-I", "-c", code, os.path.dirname(os.path.dirname(packaging.__file__))],
-              what=f"reading the marker environment of {python}", capture=True)
+              what=f"reading the {what} of {python}", capture=True)
     return json.loads(out)
+
+
+def marker_environment(python: str) -> dict[str, str]:
+    """PEP 508 marker values of another interpreter."""
+    return _packaging_under(python, "packaging.markers.default_environment()", "marker environment")
+
+
+def supported_tags(python: str) -> set[str]:
+    """The wheel tags another interpreter installs."""
+    return set(_packaging_under(python, "[str(t) for t in packaging.tags.sys_tags()]", "supported wheel tags"))

@@ -16,6 +16,7 @@ import zipfile
 from pathlib import Path
 
 from packaging.metadata import Metadata
+from packaging.utils import parse_wheel_filename
 
 from wheelwright.workers.tool import (
     ToolError,
@@ -26,6 +27,7 @@ from wheelwright.workers.tool import (
     pip_command,
     run,
     run_tool,
+    supported_tags,
 )
 
 EXTENSION_SUFFIXES = (".py", ".pyc", ".so", ".pyd")
@@ -54,7 +56,17 @@ def _module_name(entry: str) -> str:
     return entry if "." not in entry else ""
 
 
+def check_tags(python: str, wheel: Path) -> None:
+    """The wheel must be one the builder's own Python installs: no wheel tagged for another
+    platform or Python comes out of this builder."""
+    _, _, _, tags = parse_wheel_filename(wheel.name)
+    if not {str(t) for t in tags} & supported_tags(python):
+        raise ToolError(f"{wheel.name} is tagged {', '.join(sorted(map(str, tags)))}, "
+                        f"which this builder's Python ({python}) cannot install")
+
+
 def requires(python: str, wheel: Path) -> dict:
+    check_tags(python, wheel)
     meta, tops = read_wheel(wheel)
     environment = {**marker_environment(python), "extra": ""}
     applicable = [r for r in meta.requires_dist or [] if r.marker is None or r.marker.evaluate(environment)]
