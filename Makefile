@@ -9,7 +9,11 @@ BIN := $(VENV)/bin
 TEST_SDISTS := setuptools==80.9.0 flit_core==3.12.0
 SDIST_CACHE := tests/.cache/sdists
 
-.PHONY: up down test install
+# Debian packages the tests need: the container engine for the latent-worker tests (podman, with
+# runc and catatonit) and debootstrap to make their worker image; patch and gcc for builds.
+SYSTEM_PACKAGES := podman runc catatonit debootstrap patch gcc
+
+.PHONY: up down test install system-packages
 
 $(BIN)/wheelwright: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,5 +35,9 @@ $(SDIST_CACHE)/.done: Makefile
 	$(BIN)/python -m pip download --quiet --no-deps --no-binary :all: --dest $(SDIST_CACHE) $(TEST_SDISTS)
 	touch $@
 
-test: install $(SDIST_CACHE)/.done
+system-packages:
+	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then apt-get update -qq && apt-get install -y -qq $$missing; fi
+
+test: system-packages install $(SDIST_CACHE)/.done
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

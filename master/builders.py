@@ -1,16 +1,49 @@
-"""Workers and builders, made from the pool table: a builder per (architecture, Python version)."""
+"""Workers and builders, made from the pool table: a builder per (architecture, Python version),
+taking the workers of every pool that carries that Python on that architecture.
+
+What differs between pools (the interpreters' paths, the Python that runs our tools, the index's
+address as the workers reach it) travels as worker properties.
+"""
 
 from __future__ import annotations
 
 from buildbot.plugins import util, worker
 
+from wheelwright.master.settings import SettingsError, load_settings
 from wheelwright.steps import PIPELINE
 from wheelwright.workers.pools import Pool, builder_name
 
 
-def make_workers(pools: list[Pool]) -> list:
-    return [worker.Worker(name, util.Secret(f"worker-{name}"), max_builds=pool.max_builds)
-            for pool in pools for name in pool.worker_names()]
+def container_image(settings_dir, default: str):
+    """The image for a build: the package's `container_image` setting, else the pool's."""
+
+    @util.renderer
+    def image(props):
+        try:
+            return load_settings(settings_dir, props.getProperty("package")).container_image or default
+        except SettingsError:
+            return default  # the build then fails in a step that names the broken file
+
+    return image
+
+
+def make_workers(farm, pools: list[Pool]) -> list:
+    workers = []
+    for pool in pools:
+        properties = {"worker_python": pool.tool_python(), "interpreters": pool.interpreters(),
+                      "index_url": farm.index_url_for(pool.kind), "pool": pool.name}
+        for name in pool.worker_names():
+            password = util.Secret(f"worker-{name}")
+            if pool.kind == "container":
+                workers.append(worker.DockerLatentWorker(
+                    name, password, docker_host=farm.docker_host, image=container_image(farm.settings_dir, pool.image),
+                    masterFQDN=f"{farm.container_master_host}:{farm.worker_port}",
+                    hostconfig={"network_mode": farm.container_network}, autopull=False,
+                    # One container per build, removed as soon as the build ends.
+                    build_wait_timeout=0, max_builds=pool.max_builds, properties=properties))
+            else:
+                workers.append(worker.Worker(name, password, max_builds=pool.max_builds, properties=properties))
+    return workers
 
 
 def make_factory(farm) -> util.BuildFactory:
@@ -18,20 +51,17 @@ def make_factory(farm) -> util.BuildFactory:
 
 
 def make_builders(farm, pools: list[Pool]) -> list[util.BuilderConfig]:
-    builders = []
+    matrix: dict[tuple[str, str], list[Pool]] = {}
     for pool in pools:
-        for python, interpreter in pool.interpreters().items():
-            builders.append(util.BuilderConfig(
-                name=builder_name(pool.arch, python),
-                workernames=pool.worker_names(),
-                factory=make_factory(farm),
-                tags=list(dict.fromkeys([pool.arch, f"cp{python.replace('.', '')}", pool.name])),
-                properties={
-                    "python": interpreter,
-                    "python_version": python,
-                    "arch": pool.arch,
-                    "worker_python": pool.tool_python(),
-                    "index_url": farm.index_url,
-                },
-            ))
-    return builders
+        for python in pool.interpreters():
+            matrix.setdefault((pool.arch, python), []).append(pool)
+    return [
+        util.BuilderConfig(
+            name=builder_name(arch, python),
+            workernames=[name for pool in carriers for name in pool.worker_names()],
+            factory=make_factory(farm),
+            tags=list(dict.fromkeys([arch, f"cp{python.replace('.', '')}", *(p.name for p in carriers)])),
+            properties={"python_version": python, "arch": arch},
+        )
+        for (arch, python), carriers in sorted(matrix.items())
+    ]

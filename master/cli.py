@@ -26,6 +26,7 @@ from wheelwright.master import control
 from wheelwright.master.farm import UPLOAD_SECRET, UPLOAD_USER, Farm
 from wheelwright.master.schedulers import FORCE_SCHEDULER
 from wheelwright.steps.tool import PURE_WHEEL_PUBLISHED
+from wheelwright.workers.pools import POOLS
 
 
 def _farm(args) -> Farm:
@@ -34,8 +35,11 @@ def _farm(args) -> Farm:
 
 def cmd_up(args) -> int:
     farm = _farm(args)
-    changes = {k: getattr(args, k) for k in ("upstream", "ui_port", "worker_port", "index_port")
+    changes = {k: getattr(args, k) for k in ("upstream", "ui_port", "worker_port", "index_port", "listen", "docker_host",
+                                             "container_network", "container_master_host")
                if getattr(args, k) is not None}
+    if args.pools:
+        changes["pools"] = args.pools.split(",")
     if args.settings:
         changes["settings"] = args.settings.resolve()
     farm = dataclasses.replace(farm, **changes)
@@ -91,7 +95,20 @@ class Api:
         _, requests_by_builder = answer["result"]
         return requests_by_builder
 
+    def log_tail(self, stepid: int, lines: int = 15) -> str:
+        """The end of a step's stdio log: usually where it says why it failed."""
+        logs = {log["slug"]: log for log in self.get(f"steps/{stepid}/logs")["logs"]}
+        if "stdio" not in logs:
+            return ""
+        response = self.session.get(self.base + f"logs/{logs['stdio']['logid']}/raw", timeout=30)
+        return "\n".join(response.text.splitlines()[-lines:])
+
     def has_worker(self, builderid: int) -> bool:
+        """Whether a worker can take the builder's builds now: local workers run with the farm,
+        container workers start on demand, remote ones must be connected."""
+        tags = self.get(f"builders/{builderid}")["builders"][0]["tags"]
+        if any(POOLS[t].kind != "remote" for t in tags if t in POOLS):
+            return True
         workers = self.get(f"builders/{builderid}/workers")["workers"]
         return any(w["connected_to"] for w in workers)
 
@@ -110,13 +127,15 @@ class Api:
         props = self.get(f"builds/{build['buildid']}", property="*")["builds"][0]["properties"]
         builder = self.get(f"builders/{build['builderid']}")["builders"][0]["name"]
         steps = self.get(f"builds/{build['buildid']}/steps")["steps"]
+        failed = [s for s in steps if s["results"] not in (None, 0, 3)]
         return {
             "result": Results[build["results"]],
             "builder": builder,
             "number": build["number"],
             "build_url": f"{farm.ui_url}#/builders/{build['builderid']}/builds/{build['number']}",
             "summary": build["state_string"],
-            "failed_steps": {s["name"]: s["state_string"] for s in steps if s["results"] not in (None, 0, 3)},
+            "failed_steps": {s["name"]: s["state_string"] for s in failed},
+            "log_tails": {s["name"]: self.log_tail(s["stepid"]) for s in failed},
             "wheels": props.get("wheel_filenames", [[]])[0],
             "wheel_urls": props.get("wheel_urls", [[]])[0],
             **({"pure_wheel_published_by": props[PURE_WHEEL_PUBLISHED][0]} if PURE_WHEEL_PUBLISHED in props else {}),
@@ -179,6 +198,11 @@ def main(argv=None) -> int:
     p.add_argument("--ui-port", type=int)
     p.add_argument("--worker-port", type=int)
     p.add_argument("--index-port", type=int)
+    p.add_argument("--pools", help="comma-separated pools from workers/pools.py (default: local,aarch64)")
+    p.add_argument("--listen", help="interface for the worker port and the index (default 127.0.0.1)")
+    p.add_argument("--docker-host", help="Docker API for container pools, e.g. unix:///run/docker.sock")
+    p.add_argument("--container-network", help="the network containers join (an internal one)")
+    p.add_argument("--container-master-host", help="the master's and index's address on that network")
     p.set_defaults(func=cmd_up)
     sub.add_parser("down", help="stop the farm").set_defaults(func=cmd_down)
     p = sub.add_parser("status", help="where the farm's parts are")

@@ -21,8 +21,8 @@ def assemble(basedir: str) -> dict:
         "title": "Wheelwright",
         "titleURL": farm.ui_url,
         "buildbotURL": farm.ui_url,
-        "workers": make_workers(pools),
-        "protocols": {"pb": {"port": f"tcp:{farm.worker_port}:interface={farm.host}"}},
+        "workers": make_workers(farm, pools),
+        "protocols": {"pb": {"port": f"tcp:{farm.worker_port}:interface={farm.listen}"}},
         "builders": builders,
         "schedulers": make_schedulers([b.name for b in builders]),
         # `wheelwright up` makes the secrets folder; a checkconfig of the shipped file has none.

@@ -82,7 +82,7 @@ def start_index(farm: Farm) -> None:
     log = open(farm.logs_dir / "index.log", "ab")
     proc = subprocess.Popen(
         [sys.executable, "-m", "wheelwright.index.server", "--root", farm.index_dir, "--users",
-         farm.index_dir / "users.json", "--host", farm.host, "--port", str(farm.index_port)],
+         farm.index_dir / "users.json", "--host", farm.listen, "--port", str(farm.index_port)],
         stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     pidfile.write_text(str(proc.pid))
     _wait_for_port(farm.host, farm.index_port, "the index host")

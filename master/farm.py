@@ -11,6 +11,8 @@ from pathlib import Path
 
 from pypi_simple import PYPI_SIMPLE_ENDPOINT
 
+from wheelwright.workers.pools import POOLS
+
 FARM_FILE = "farm.json"
 UPLOAD_USER = "wheelwright"
 UPLOAD_SECRET = "index-upload-password"
@@ -26,6 +28,14 @@ class Farm:
     index_port: int = 8080
     settings: Path | None = None
     pools: list[str] = field(default_factory=lambda: ["local", "aarch64"])
+    # The interface the worker port and the index listen on: containers and remote workers need
+    # more than loopback ("0.0.0.0", or the container network's gateway).
+    listen: str = "127.0.0.1"
+    # Container pools: the Docker API (a Docker engine, or podman's), the network their
+    # containers join, and the master's address on it.
+    docker_host: str | None = None
+    container_network: str | None = None
+    container_master_host: str | None = None
 
     @property
     def settings_dir(self) -> Path:
@@ -46,6 +56,12 @@ class Farm:
     @property
     def upload_url(self) -> str:
         return self.index_root + "legacy/"
+
+    def index_url_for(self, pool_kind: str) -> str:
+        """Our index's address as a pool's workers reach it."""
+        if pool_kind == "container" and self.container_master_host:
+            return f"http://{self.container_master_host}:{self.index_port}/simple/"
+        return self.index_url
 
     @property
     def ui_url(self) -> str:
@@ -74,6 +90,9 @@ class Farm:
             return cls(root=root)
         data = json.loads(path.read_text())
         known = {f.name for f in fields(cls)}
+        unknown_pools = set(data.get("pools", [])) - set(POOLS)
+        if unknown_pools:
+            raise ValueError(f"{path}: unknown pools {', '.join(sorted(unknown_pools))} (known: {', '.join(POOLS)})")
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"{path}: unknown keys {', '.join(sorted(unknown))}")

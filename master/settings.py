@@ -28,6 +28,8 @@ class SettingsError(Exception):
 class PackageSettings:
     build_frontend: str = "pip"
     imports: list[str] = field(default_factory=list)
+    # The worker image with the system build tools the package needs (container pools).
+    container_image: str | None = None
 
 
 def _names(project: str) -> list[str]:

@@ -93,9 +93,10 @@ class UpdateIndex(WheelwrightStep):
 
     async def _provenance(self) -> dict:
         keys = ("source_filename", "source_sha256", "source_url", "patches", "build_requires", "build_frontend",
-                "python", "workername")
+                "python_version", "arch", "workername", "pool")
         return {
             "build_url": await self.build_url(),
+            "python": self.python,
             "builder": self.getProperty("buildername"),
             "build_number": self.build.number,
             **{k: self.getProperty(k) for k in keys},

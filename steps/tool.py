@@ -63,8 +63,8 @@ class WheelwrightStep(buildstep.ShellMixin, CompositeStepMixin, buildstep.BuildS
 
     @property
     def python(self) -> str:
-        """The builder's interpreter on the worker."""
-        return self.getProperty("python")
+        """The builder's interpreter on this worker (worker properties say where each Python is)."""
+        return self.getProperty("interpreters")[self.getProperty("python_version")]
 
     async def build_url(self) -> str:
         builderid = await self.master.data.updates.findBuilderId(self.getProperty("buildername"))

@@ -11,6 +11,12 @@ from pathlib import Path
 
 import pytest
 
+# Importing buildbot.test (test_steps does) turns every later warning into an error, process-wide:
+# load the farm's modules first, so Buildbot modules that warn on import (buildbot.util.ssl under
+# Twisted 26.10) are already loaded by then, whatever order pytest imports the tests in.
+import wheelwright.master.cli  # noqa: F401  isort: skip
+import wheelwright.master.config  # noqa: F401  isort: skip
+
 from tests.sdists import CACHE, Upstream, free_port, wait_for_port
 from wheelwright.index import accounts
 from wheelwright.workers.pools import builder_name
@@ -120,5 +126,5 @@ def backends(farm, upstream):
         name, version = pin.split("==")
         upstream.add(CACHE / f"{name}-{version}.tar.gz")
         rc, result = farm.build(pin)
-        assert rc == 0 and result["result"] == "success", result
+        assert rc == 0 and result["result"] == "success", json.dumps(result)
     return farm

@@ -108,8 +108,10 @@ class Upstream:
         wait_for_port(port)
 
     def add(self, sdist: Path) -> Path:
-        self.store.publish(sdist.name, sdist, sha256=sha256_of(sdist))
-        return self.store.project_dir(parse_distribution_filename(sdist.name).project) / sdist.name
+        served = self.store.project_dir(parse_distribution_filename(sdist.name).project) / sdist.name
+        if not served.exists():  # the backends' sdists are added by every farm that builds them
+            self.store.publish(sdist.name, sdist, sha256=sha256_of(sdist))
+        return served
 
     def close(self) -> None:
         self.proc.terminate()
@@ -130,3 +132,12 @@ def wait_for_port(port: int, timeout: float = 15) -> None:
                 return
         time.sleep(0.05)
     raise TimeoutError(f"nothing listens on 127.0.0.1:{port}")
+
+
+def wait_for_socket(path: Path, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists():
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"no socket at {path}")

@@ -95,7 +95,8 @@ class StepTest(TestBuildStepMixin, TestReactorMixin, unittest.TestCase):
 
     def setup(self, step, **properties):
         self.setup_step(step)
-        defaults = {"package": "pkg", "version": "1.0", "python": "/py/bin/python3.11", "worker_python": WORKER_PYTHON,
+        defaults = {"package": "pkg", "version": "1.0", "interpreters": {"3.11": "/py/bin/python3.11"},
+                    "worker_python": WORKER_PYTHON,
                     "index_url": self.farm.index_url, "buildername": "x86_64-cp311", "python_version": "3.11",
                     "arch": "x86_64"}
         for name, value in {**defaults, **properties}.items():

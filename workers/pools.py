@@ -5,6 +5,8 @@ kind "local":  buildbot-worker processes that `wheelwright up` runs on the maste
                the interpreters found there (pyenv's, or on PATH).
 kind "remote": buildbot-worker processes on other machines, started by their operators with the
                name and password from the farm's secrets folder; `python3.X` on their PATH.
+kind "container": Buildbot's DockerLatentWorker: a fresh container of `image` for every build,
+               removed afterwards (see containers/).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import sys
 from dataclasses import dataclass
 
 SUPPORTED_PYTHONS = ("3.10", "3.11", "3.12", "3.13")
+# Where containers/ installs buildbot-worker and our worker-side tools.
+CONTAINER_TOOL_PYTHON = "/opt/wheelwright/bin/python"
 
 
 @dataclass(frozen=True)
@@ -27,6 +31,7 @@ class Pool:
     pythons: tuple[str, ...]
     workers: int = 1
     max_builds: int = 1
+    image: str | None = None
 
     def worker_names(self) -> list[str]:
         return [f"{self.name}-{n}" for n in range(1, self.workers + 1)]
@@ -36,16 +41,20 @@ class Pool:
         if self.kind == "local":
             found = {v: find_python(v) for v in self.pythons}
             return {v: path for v, path in found.items() if path}
+        if self.kind == "container":
+            return {v: f"/usr/bin/python{v}" for v in self.pythons}
         return {v: f"python{v}" for v in self.pythons}
 
     def tool_python(self) -> str:
         """The interpreter that runs our worker-side tools."""
-        return sys.executable if self.kind == "local" else "python3"
+        return {"local": sys.executable, "container": CONTAINER_TOOL_PYTHON}.get(self.kind, "python3")
 
 
 POOLS = {pool.name: pool for pool in (
     Pool("local", arch=platform.machine(), kind="local", pythons=SUPPORTED_PYTHONS),
     Pool("aarch64", arch="aarch64", kind="remote", pythons=SUPPORTED_PYTHONS, workers=2),
+    Pool("containers", arch=platform.machine(), kind="container", pythons=("3.11",), workers=2,
+         image="localhost/wheelwright-worker:bookworm"),
 )}
 
 

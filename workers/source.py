@@ -50,7 +50,14 @@ def _unpack_tar(sdist: Path, into: Path, max_members: int, max_bytes: int) -> No
                     raise ToolError(f"member {member.name!r} is a device, FIFO or other special file")
                 total += member.size
                 _check_limits(count, total, max_members, max_bytes)
-            tar.extractall(into, filter="data")
+                # What tarfile's "data" filter does, for Pythons that predate it (3.11.2 in Debian 12).
+                member.mode &= 0o755
+                member.uid = member.gid = 0
+                member.uname = member.gname = ""
+            if hasattr(tarfile, "data_filter"):
+                tar.extractall(into, filter="data")
+            else:
+                tar.extractall(into)
     except (tarfile.TarError, EOFError, OSError) as exc:
         raise ToolError(f"cannot unpack {sdist.name}: {exc}") from None
 

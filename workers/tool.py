@@ -12,6 +12,8 @@ import os
 import shutil
 import subprocess
 import sys
+import traceback
+import urllib.parse
 
 RESULT_PREFIX = "wheelwright-result: "
 
@@ -45,6 +47,10 @@ def run_tool(main, argv=None) -> int:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         emit({"error": str(exc), **exc.details})
         return 1
+    except Exception as exc:
+        traceback.print_exc()
+        emit({"error": f"internal error in the worker-side tool: {exc!r}"})
+        return 2
     emit(result)
     return 0
 
@@ -60,6 +66,14 @@ def clean_pip_env() -> dict[str, str]:
 def pip_command(target_python: str, *args: str) -> list[str]:
     """pip of the worker's own Python acting on another environment (`pip --python`)."""
     return [sys.executable, "-m", "pip", "--python", target_python, *args]
+
+
+def index_args(index_url: str) -> list[str]:
+    """pip's options for installing from our index alone. pip refuses plain HTTP except from
+    localhost; our index on the farm's own (container) network is trusted by name."""
+    url = urllib.parse.urlsplit(index_url)
+    trusted = ["--trusted-host", url.hostname] if url.scheme == "http" and url.hostname else []
+    return ["--index-url", index_url, *trusted]
 
 
 def no_network_prefix() -> list[str]:

@@ -1,0 +1,78 @@
+"""Latent container workers: every build in a fresh container through Buildbot's
+DockerLatentWorker, on a network that reaches only the master, with the build itself offline."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+
+import pytest
+
+from tests.conftest import CACHE, FarmUnderTest, http_get, install_and_run, wheel_index_has
+from tests.podman import Podman
+from tests.sdists import c_extension_sdist, free_port, setuptools_sdist
+
+BUILDER = "x86_64-cp311"
+
+
+@pytest.fixture(scope="module")
+def podman(tmp_path_factory):
+    engine = Podman(tmp_path_factory.mktemp("podman"), CACHE.parent / "containers")
+    yield engine
+    engine.close()
+
+
+@pytest.fixture(scope="module")
+def container_farm(tmp_path_factory, upstream, podman):
+    farm = FarmUnderTest(tmp_path_factory.mktemp("container-farm") / "farm")
+    farm.cli("up", "--pools", "containers", "--upstream", upstream.url, "--ui-port", str(free_port()),
+             "--worker-port", str(free_port()), "--index-port", str(free_port()), "--listen", "0.0.0.0",
+             "--docker-host", podman.docker_host, "--container-network", podman.network,
+             "--container-master-host", podman.gateway)
+    upstream.add(CACHE / "setuptools-80.9.0.tar.gz")
+    rc, result = farm.build("setuptools==80.9.0", BUILDER)
+    assert rc == 0, json.dumps(result)
+    yield farm
+    farm.cli("down", check=False)
+
+
+def test_builds_run_in_fresh_containers_that_are_removed(container_farm, podman, upstream, tmp_path):
+    upstream.add(c_extension_sdist(tmp_path, "incontainer", "1.0"))
+    rc, result = container_farm.build("incontainer==1.0", BUILDER)
+    assert rc == 0, json.dumps(result)
+    (wheel,) = result["wheels"]
+    assert wheel.startswith("incontainer-1.0-cp311-cp311-")
+    provenance = json.loads(http_get(container_farm.status["index"] + f"incontainer/{wheel}.provenance.json")[1])
+    assert provenance["pool"] == "containers" and provenance["python"] == "/usr/bin/python3.11"
+    assert podman.containers() == []
+    out = install_and_run(container_farm, tmp_path, "incontainer==1.0", "import incontainer; print(incontainer.answer())")
+    assert out == "42\n"
+
+
+def test_a_build_that_opens_a_connection_fails_in_its_container(container_farm, podman, upstream, tmp_path):
+    accepted = []
+    listener = socket.socket()
+    listener.bind(("0.0.0.0", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    threading.Thread(target=lambda: accepted.append(listener.accept()), daemon=True).start()
+    upstream.add(setuptools_sdist(tmp_path, "callsout", "1.0", setup_py=f"""\
+        import socket
+        from setuptools import setup
+        from setuptools.command.build_py import build_py
+
+        class CallOut(build_py):
+            def run(self):
+                socket.create_connection(("{podman.gateway}", {port}), timeout=5)
+                super().run()
+
+        setup(cmdclass={{"build_py": CallOut}})
+        """))
+    rc, result = container_farm.build("callsout==1.0", BUILDER)
+    listener.close()
+    assert rc == 1
+    assert "build-wheel" in result["failed_steps"]
+    assert accepted == []
+    assert not wheel_index_has(container_farm, "callsout")
+    assert podman.containers() == []
