@@ -51,6 +51,16 @@ class FarmUnderTest:
         except json.JSONDecodeError:
             raise AssertionError(f"wheelwright build printed no JSON:\n{proc.stdout}{proc.stderr}") from None
 
+    def logs(self, builder: str, number: int) -> str:
+        """Every log of a build, as the web UI shows them."""
+        api = self.status["ui"] + "api/v2/"
+        text = []
+        steps = json.loads(http_get(f"{api}builders/{builder}/builds/{number}/steps")[1])["steps"]
+        for step in steps:
+            for log in json.loads(http_get(f"{api}steps/{step['stepid']}/logs")[1])["logs"]:
+                text.append(http_get(f"{api}logs/{log['logid']}/raw")[1].decode())
+        return "\n".join(text)
+
     @property
     def status(self) -> dict:
         return json.loads(self.cli("status", "--json").stdout)

@@ -46,6 +46,9 @@ def test_builds_run_in_fresh_containers_that_are_removed(container_farm, podman,
     provenance = json.loads(http_get(container_farm.status["index"] + f"incontainer/{wheel}.provenance.json")[1])
     assert provenance["pool"] == "containers" and provenance["python"] == "/usr/bin/python3.11"
     assert podman.containers() == []
+    logs = container_farm.logs(BUILDER, result["number"])
+    assert "container=podman" in logs  # the worker said where it ran
+    assert (container_farm.state / "secrets" / "index-upload-password").read_text() not in logs
     out = install_and_run(container_farm, tmp_path, "incontainer==1.0", "import incontainer; print(incontainer.answer())")
     assert out == "42\n"
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from buildbot.process.properties import Properties
 
+from wheelwright.master.builders import container_image
 from wheelwright.master.cli import parse_pin
 from wheelwright.master.review import queue_for_review, read_allowlist
 from wheelwright.master.settings import PackageSettings, SettingsError, load_settings, patches_for
@@ -60,3 +62,15 @@ def test_build_takes_one_pinned_version():
     for bad in ("foo", "foo>=1", "foo==1.*", "foo==1,!=2", "not a name==1"):
         with pytest.raises(SystemExit):
             parse_pin(bad)
+
+
+def test_the_container_image_is_chosen_from_the_package_settings(tmp_path):
+    (tmp_path / "settings").mkdir()
+    (tmp_path / "settings" / "needs-fortran.yaml").write_text("container_image: localhost/worker:fortran\n")
+    (tmp_path / "settings" / "broken.yaml").write_text("container_image: [\n")
+    image = container_image(tmp_path, "localhost/worker:default")
+    for package, expected in (("needs-fortran", "localhost/worker:fortran"), ("plain", "localhost/worker:default"),
+                              ("broken", "localhost/worker:default")):
+        rendered = []
+        Properties(package=package).render(image).addCallback(rendered.append)
+        assert rendered == [expected]
