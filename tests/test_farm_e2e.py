@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import socket
 import subprocess
 import sys
-import threading
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -16,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import http_get, install_and_run, wheel_index_has
-from tests.sdists import c_extension_sdist, flit_sdist, pkg_info, setuptools_sdist, write_sdist
+from tests.sdists import Listener, c_extension_sdist, calling_out_sdist, flit_sdist, pkg_info, setuptools_sdist, write_sdist
 from tests.wheels import make_wheel
 
 
@@ -121,29 +119,13 @@ def test_checksum_mismatch_fails_and_archives_nothing(backends, upstream, tmp_pa
 
 
 def test_build_has_no_network(backends, upstream, tmp_path):
-    accepted = []
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen()
-    port = listener.getsockname()[1]
-    threading.Thread(target=lambda: accepted.append(listener.accept()), daemon=True).start()
-    upstream.add(setuptools_sdist(tmp_path, "phonehome", "1.0", setup_py=f"""\
-        import socket
-        from setuptools import setup
-        from setuptools.command.build_py import build_py
-
-        class PhoneHome(build_py):
-            def run(self):
-                socket.create_connection(("127.0.0.1", {port}), timeout=5).sendall(b"secrets")
-                super().run()
-
-        setup(cmdclass={{"build_py": PhoneHome}})
-        """))
+    listener = Listener()
+    upstream.add(calling_out_sdist(tmp_path, "phonehome", "1.0", "127.0.0.1", listener.port))
     rc, result = backends.build("phonehome==1.0")
     listener.close()
     assert rc == 1
     assert "build-wheel" in result["failed_steps"]
-    assert accepted == []
+    assert listener.accepted == []
     assert not wheel_index_has(backends, "phonehome")
 
 
