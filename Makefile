@@ -13,7 +13,7 @@ SDIST_CACHE := tests/.cache/sdists
 # runc and catatonit) and debootstrap to make their worker image; patch and gcc for builds.
 SYSTEM_PACKAGES := podman runc catatonit debootstrap patch gcc
 
-.PHONY: up down test install system-packages
+.PHONY: up down test install system-packages bench
 
 $(BIN)/wheelwright: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,3 +41,7 @@ system-packages:
 
 test: system-packages install $(SDIST_CACHE)/.done
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Benchmarks (not tests): farm against bare pip, publishing at scale; BENCH_ARGS=--quick for a smoke run.
+bench: install $(SDIST_CACHE)/.done
+	$(BIN)/python bench/run.py $(BENCH_ARGS)

@@ -190,6 +190,16 @@ class IndexStore:
                 self._write_project_list()
         return entry
 
+    def regenerate(self) -> int:
+        """Rewrite every listing from the manifests (after a repair by hand); returns how many."""
+        projects = self.projects()
+        for project in projects:
+            with self._locked(self.project_dir(project)):
+                self._write_listing(project, self.files(project))
+        with self._locked(self.simple):
+            self._write_project_list()
+        return len(projects)
+
     @staticmethod
     def _link_new(source: Path, target: Path) -> None:
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")

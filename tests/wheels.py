@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import re
 import zipfile
 from pathlib import Path
 
 
 def make_wheel(dest: Path, name: str, version: str, *, requires: list[str] = (), tag: str = "py3-none-any",
                metadata_name: str | None = None) -> Path:
-    dist_info = f"{name}-{version}.dist-info"
-    path = dest / f"{name}-{version}-{tag}.whl"
+    escaped = re.sub(r"[-_.]+", "_", name)  # as wheel file names spell a project
+    dist_info = f"{escaped}-{version}.dist-info"
+    path = dest / f"{escaped}-{version}-{tag}.whl"
     metadata = ["Metadata-Version: 2.1", f"Name: {metadata_name or name}", f"Version: {version}",
                 "Requires-Python: >=3.8"] + [f"Requires-Dist: {r}" for r in requires]
     files = {
-        f"{name}.py": "VALUE = 1\n",
+        f"{escaped}.py": "VALUE = 1\n",
         f"{dist_info}/METADATA": "\n".join(metadata) + "\n",
         f"{dist_info}/WHEEL": f"Wheel-Version: 1.0\nGenerator: tests\nRoot-Is-Purelib: true\nTag: {tag}\n",
     }

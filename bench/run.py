@@ -1,0 +1,193 @@
+"""Wheelwright's benchmarks. Each measures the farm and its baseline side by side, in one run,
+and prints their ratio: numbers from different runs on these machines are not comparable.
+
+    python bench/run.py            # everything, full sizes
+    python bench/run.py --quick    # tiny sizes, to check that the benchmarks still work
+    python bench/run.py --only publishing
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.sdists import CACHE, Upstream, flit_sdist, free_port, setuptools_sdist  # noqa: E402
+from tests.wheels import make_wheel  # noqa: E402
+from wheelwright.index.store import IndexStore, sha256_of  # noqa: E402
+
+BIN = Path(sys.executable).parent
+
+
+def verdict(ratio: float, goal: str, met: bool) -> str:
+    return f"{ratio:.2f}x (goal {goal}: {'met' if met else 'MISSED'})"
+
+
+def bench_publishing(work: Path, quick: bool) -> None:
+    """Publishing one wheel into a big index, against regenerating the whole index."""
+    projects, per_project = (200, 10) if quick else (10_000, 10)
+    store = IndexStore(work / "index")
+    for n in range(projects):
+        name = f"project-{n:05d}"
+        directory = store.project_dir(name)
+        directory.mkdir()
+        manifest = {f"{name}-1.{v}-py3-none-any.whl": {
+            "filename": f"{name}-1.{v}-py3-none-any.whl", "version": f"1.{v}", "sha256": "0" * 64, "size": 1000,
+            "upload-time": "2026-01-01T00:00:00Z", "provenance": {}} for v in range(per_project)}
+        (directory / ".files.json").write_text(json.dumps(manifest))
+    started = time.perf_counter()
+    store.regenerate()
+    full = time.perf_counter() - started
+    wheels = [make_wheel(work, "project-00042", f"2.{n}") for n in range(5)]
+    times = []
+    for wheel in wheels:
+        started = time.perf_counter()
+        store.publish(wheel.name, wheel, sha256=sha256_of(wheel))
+        times.append(time.perf_counter() - started)
+    one = statistics.median(times)
+    print(f"publishing: index of {projects} projects, {projects * per_project} files")
+    print(f"  regenerate all: {full * 1000:.0f} ms; publish one wheel: {one * 1000:.1f} ms (median of {len(times)})")
+    print(f"  ratio: {verdict(full / one, '>= 100x', full / one >= 100)}; "
+          f"under 50 ms: {'met' if one < 0.05 else 'MISSED'}")
+
+
+class Farm:
+    def __init__(self, state: Path, upstream: str):
+        self.state = state
+        self.cli("up", "--pools", "local", "--upstream", upstream, "--ui-port", str(free_port()),
+                 "--worker-port", str(free_port()), "--index-port", str(free_port()))
+        self.status = json.loads(self.cli("status", "--json"))
+
+    def cli(self, *args: str) -> str:
+        return subprocess.run([str(BIN / "wheelwright"), "--state", str(self.state), *args], check=True,
+                              capture_output=True, text=True).stdout
+
+    def build(self, pin: str) -> dict:
+        return json.loads(self.cli("build", pin, "--wait", "--builder", BUILDER))
+
+    def stages(self, build: dict) -> dict[str, float]:
+        api = self.status["ui"] + "api/v2/"
+        builderid = build["build_url"].split("/builders/")[1].split("/")[0]
+        out = subprocess.run(["curl", "-s", f"{api}builders/{builderid}/builds/{build['number']}/steps"],
+                             capture_output=True, text=True, check=True).stdout
+        return {s["name"]: s["complete_at"] - s["started_at"] for s in json.loads(out)["steps"]}
+
+
+BUILDER = f"x86_64-cp{sys.version_info.major}{sys.version_info.minor}"
+
+
+def clean_env() -> dict:
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
+    env.update(PIP_CONFIG_FILE=os.devnull, PIP_NO_CACHE_DIR="1", PIP_DISABLE_PIP_VERSION_CHECK="1")
+    return env
+
+
+def pip(*args: str) -> None:
+    subprocess.run([sys.executable, "-m", "pip", *args], check=True, capture_output=True, env=clean_env())
+
+
+def install_fresh(work: Path, index: str, requirement: str) -> None:
+    venv = Path(tempfile.mkdtemp(dir=work))
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    pip("--python", str(venv / "bin" / "python"), "install", "--index-url", index, requirement)
+
+
+def bare_build(work: Path, upstream: str, index: str, pin: str) -> float:
+    """What the farm replaces: pip download, pip wheel (build requirements from our index), pip install."""
+    out = Path(tempfile.mkdtemp(dir=work))
+    started = time.perf_counter()
+    pip("download", "--no-deps", "--no-binary", ":all:", "--index-url", upstream, "--dest", str(out / "sdist"), pin)
+    (sdist,) = (out / "sdist").iterdir()
+    pip("wheel", "--no-deps", "--index-url", index, "--wheel-dir", str(out / "wheel"), str(sdist))
+    (wheel,) = (out / "wheel").iterdir()
+    install_fresh(work, index, str(wheel))
+    return time.perf_counter() - started
+
+
+def farm_build(work: Path, farm: Farm, pin: str) -> tuple[float, dict]:
+    started = time.perf_counter()
+    build = farm.build(pin)
+    assert build["result"] == "success", build
+    install_fresh(work, farm.status["index"], pin)
+    return time.perf_counter() - started, farm.stages(build)
+
+
+def c_extension_sdist_slow(dest: Path, name: str, version: str, functions: int) -> Path:
+    """A C extension that takes a while to compile: many functions, optimised."""
+    body = "\n".join(f"static long f{n}(long x) {{ long s = 0; for (long i = 0; i < x; i++) s += (i * {n}) % 7; "
+                     f"return s; }}" for n in range(functions))
+    calls = " + ".join(f"f{n}(3)" for n in range(functions))
+    module = name.replace("-", "_")
+    return setuptools_sdist(dest, name, version, module=f"{module}_py", code="", setup_py=f"""\
+        from setuptools import Extension, setup
+        setup(ext_modules=[Extension("{module}", ["{module}.c"], extra_compile_args=["-O3"])], py_modules=[])
+        """, extra={f"{module}.c": f"""\
+        #include <Python.h>
+        {body}
+        static PyObject *answer(PyObject *self, PyObject *args) {{ return PyLong_FromLong({calls}); }}
+        static PyMethodDef methods[] = {{{{"answer", answer, METH_NOARGS, ""}}, {{NULL, NULL, 0, NULL}}}};
+        static struct PyModuleDef mod = {{PyModuleDef_HEAD_INIT, "{module}", NULL, -1, methods}};
+        PyMODINIT_FUNC PyInit_{module}(void) {{ return PyModule_Create(&mod); }}
+        """})
+
+
+def bench_farm_overhead(work: Path, quick: bool) -> None:
+    """Force -> wheel published and installable, against a bare pip download + wheel + install."""
+    upstream = Upstream(work / "upstream", free_port())
+    farm = Farm(work / "farm", upstream.url)
+    try:
+        for backend in ("setuptools-80.9.0.tar.gz", "flit_core-3.12.0.tar.gz"):
+            upstream.add(CACHE / backend)
+            name, version = backend[: -len(".tar.gz")].rsplit("-", 1)
+            assert farm.build(f"{name}=={version}")["result"] == "success"
+        rounds = 1 if quick else 3
+        cases = [("pure-Python, small", "benchpure", lambda d, v: flit_sdist(d, "benchpure", v), "<= 1.3x", 1.3),
+                 ("C extension, slow to compile", "benchc",
+                  lambda d, v: c_extension_sdist_slow(d, "benchc", v, 50 if quick else 3000), "<= 1.05x", 1.05)]
+        for label, name, make, goal, limit in cases:
+            bare, farmed, stages = [], [], []
+            for n in range(rounds):
+                for kind in ("bare", "farm"):
+                    version = f"1.{n}.{0 if kind == 'bare' else 1}"
+                    upstream.add(make(work, version))
+                    if kind == "bare":
+                        bare.append(bare_build(work, upstream.url, farm.status["index"], f"{name}=={version}"))
+                    else:
+                        seconds, steps = farm_build(work, farm, f"{name}=={version}")
+                        farmed.append(seconds)
+                        stages.append(steps)
+            ratio = statistics.median(farmed) / statistics.median(bare)
+            print(f"farm overhead, {label}: farm {statistics.median(farmed):.2f} s, bare pip "
+                  f"{statistics.median(bare):.2f} s (medians of {rounds}); ratio {verdict(ratio, goal, ratio <= limit)}")
+            for step in stages[0]:
+                print(f"    {step:<28} {statistics.median(s[step] for s in stages):6.2f} s")
+    finally:
+        farm.cli("down")
+        upstream.close()
+
+
+BENCHMARKS = {"publishing": bench_publishing, "farm-overhead": bench_farm_overhead}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: check the benchmarks work")
+    parser.add_argument("--only", choices=sorted(BENCHMARKS), action="append")
+    args = parser.parse_args()
+    for name in args.only or BENCHMARKS:
+        with tempfile.TemporaryDirectory() as work:
+            BENCHMARKS[name](Path(work), args.quick)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
