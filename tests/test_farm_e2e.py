@@ -51,7 +51,7 @@ def test_index_speaks_pep691_and_serves_core_metadata(backends):
     assert f'data-core-metadata="sha256={entry["core-metadata"]["sha256"]}"' in html
     assert f'#sha256={entry["hashes"]["sha256"]}' in html
     freeze = http_get(index + "purepkg/" + entry["filename"] + ".freeze.txt")[1].decode()
-    assert "flit_core==3.12.0" in freeze
+    assert "flit-core==3.12.0" in freeze
 
 
 def test_c_extension_package(backends, upstream, tmp_path):

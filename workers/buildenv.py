@@ -27,9 +27,9 @@ from wheelwright.workers.tool import (
     index_args,
     marker_environment,
     no_network_prefix,
-    pip_command,
     run,
     run_tool,
+    uv_pip,
 )
 
 
@@ -54,7 +54,7 @@ def install_from_index(env_python: str, requirements: list[str], index_url: str)
         raise ToolError(f"build requirement {', '.join(missing)} is not in the index", missing=missing)
     if too_old:
         raise ToolError(f"build requirement {'; '.join(too_old)} is not satisfied by our index")
-    run(pip_command(env_python, "install", *index_args(index_url), "--only-binary", ":all:", *map(str, wanted)),
+    run(uv_pip(env_python, "install", *index_args(index_url), "--only-binary", ":all:", *map(str, wanted)),
         env=clean_pip_env(), what="installing build requirements from our index")
 
 

@@ -25,10 +25,10 @@ from wheelwright.workers.tool import (
     index_args,
     marker_environment,
     no_network_prefix,
-    pip_command,
     run,
     run_tool,
     supported_tags,
+    uv_pip,
 )
 
 EXTENSION_SUFFIXES = (".py", ".pyc", ".so", ".pyd")
@@ -79,7 +79,7 @@ def requires(python: str, wheel: Path) -> dict:
 
 def install(python: str, wheel: Path, index_url: str, env_dir: Path, imports: list[str]) -> dict:
     env_python = create_venv(python, str(env_dir))
-    run(pip_command(env_python, "install", *index_args(index_url), "--only-binary", ":all:", str(wheel.resolve())),
+    run(uv_pip(env_python, "install", *index_args(index_url), "--only-binary", ":all:", str(wheel.resolve())),
         env=clean_pip_env(), what=f"installing {wheel.name} and its dependencies from our index")
     modules = imports or read_wheel(wheel)[1]
     if modules:
@@ -87,8 +87,7 @@ def install(python: str, wheel: Path, index_url: str, env_dir: Path, imports: li
             code = "; ".join(f"import {m}" for m in modules)
             run([*no_network_prefix(), env_python, "-I", "-c", code], cwd=cwd, env=clean_pip_env(),
                 what=f"importing {', '.join(modules)}")
-    installed = run(pip_command(env_python, "freeze", "--all"), env=clean_pip_env(), what="pip freeze", capture=True)
-    return {"imported": modules, "installed": installed.splitlines()}
+    return {"imported": modules}
 
 
 def main(argv=None) -> dict:

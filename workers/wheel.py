@@ -16,7 +16,7 @@ from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel
 from packaging.version import Version
 
 from wheelwright.index.store import sha256_of
-from wheelwright.workers.tool import ToolError, clean_pip_env, no_network_prefix, pip_command, run, run_tool
+from wheelwright.workers.tool import ToolError, clean_pip_env, no_network_prefix, pip_command, run, run_tool, uv_pip
 
 FRONTENDS = ("pip", "build")
 
@@ -55,7 +55,7 @@ def source_date_epoch(src: Path) -> str:
 def build(env_python: str, src: Path, dist: Path, project: str, version: str, frontend: str, freeze: Path) -> dict:
     if frontend not in FRONTENDS:
         raise ToolError(f"unknown build frontend {frontend!r}; choose one of {', '.join(FRONTENDS)}")
-    freeze.write_text(run(pip_command(env_python, "freeze", "--all"), env=clean_pip_env(),
+    freeze.write_text(run(uv_pip(env_python, "freeze"), env=clean_pip_env(),
                           what="pip freeze of the build environment", capture=True))
     print(f"build environment ({freeze}):\n{freeze.read_text()}", flush=True)
     if dist.exists():
