@@ -112,7 +112,7 @@ class Api:
         workers = self.get(f"builders/{builderid}/workers")["workers"]
         return any(w["connected_to"] for w in workers)
 
-    def wait(self, brid: int, poll: float = 0.5) -> dict:
+    def wait(self, brid: int, poll: float = 0.2) -> dict:
         while True:
             request = self.get(f"buildrequests/{brid}")["buildrequests"][0]
             if request["complete"]:
