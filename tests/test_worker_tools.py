@@ -2,89 +2,20 @@
 
 from __future__ import annotations
 
-import io
 import socket
 import subprocess
 import sys
-import tarfile
-import zipfile
-from pathlib import Path
 
 import pytest
 
-from tests.sdists import pkg_info, setuptools_sdist
+from tests.sdists import setuptools_sdist
+from tests.test_hostile import HOSTILE_SDISTS
 from tests.wheels import make_wheel
 from wheelwright.index.upload import upload
 from wheelwright.workers import source
 from wheelwright.workers.buildenv import install_from_index
 from wheelwright.workers.tool import RESULT_PREFIX, ToolError, create_venv, no_network_prefix
 from wheelwright.workers.validate import check_tags
-
-
-def tar_with(tmp_path: Path, *members: tarfile.TarInfo, data: bytes = b"") -> Path:
-    path = tmp_path / "evil-1.0.tar.gz"
-    with tarfile.open(path, "w:gz") as tar:
-        info = tarfile.TarInfo("evil-1.0/PKG-INFO")
-        text = pkg_info("evil", "1.0").encode()
-        info.size = len(text)
-        tar.addfile(info, io.BytesIO(text))
-        for member in members:
-            tar.addfile(member, io.BytesIO(data) if member.isfile() else None)
-    return path
-
-
-def member(name: str, kind=tarfile.REGTYPE, linkname: str = "", size: int = 0) -> tarfile.TarInfo:
-    info = tarfile.TarInfo(name)
-    info.type = kind
-    info.linkname = linkname
-    info.size = size
-    return info
-
-
-@pytest.mark.parametrize("evil, reason", [
-    (member("evil-1.0/../../escaped", size=1), "unsafe member"),
-    (member("/tmp/absolute", size=1), "unsafe member"),
-    (member("evil-1.0/link", tarfile.SYMTYPE, "/etc/passwd"), "is a link"),
-    (member("evil-1.0/inside-link", tarfile.SYMTYPE, "PKG-INFO"), "is a link"),
-    (member("evil-1.0/hard", tarfile.LNKTYPE, "/etc/passwd"), "is a link"),
-    (member("evil-1.0/dev", tarfile.CHRTYPE), "device, FIFO"),
-    (member("evil-1.0/fifo", tarfile.FIFOTYPE), "device, FIFO"),
-])
-def test_hostile_tar_members_are_refused_and_nothing_lands(tmp_path, evil, reason):
-    sdist = tar_with(tmp_path, evil, data=b"x")
-    work = tmp_path / "work"
-    work.mkdir()
-    with pytest.raises(ToolError, match=reason):
-        source.unpack(sdist, work / "src", project="evil", version="1.0")
-    assert list(work.iterdir()) == []
-    assert not (tmp_path / "escaped").exists()
-
-
-@pytest.mark.parametrize("name, attr, reason", [
-    ("evil-1.0/../../escaped", 0o100644, "unsafe member"),
-    ("/abs", 0o100644, "unsafe member"),
-    ("evil-1.0/link", 0o120777, "is a link"),
-])
-def test_hostile_zip_members_are_refused(tmp_path, name, attr, reason):
-    path = tmp_path / "evil-1.0.zip"
-    with zipfile.ZipFile(path, "w") as zf:
-        zf.writestr("evil-1.0/PKG-INFO", pkg_info("evil", "1.0"))
-        info = zipfile.ZipInfo(name)
-        info.external_attr = attr << 16
-        zf.writestr(info, "x")
-    (tmp_path / "work").mkdir()
-    with pytest.raises(ToolError, match=reason):
-        source.unpack(path, tmp_path / "work" / "src", project="evil", version="1.0")
-    assert list((tmp_path / "work").iterdir()) == []
-
-
-def test_limits_stop_tar_bombs(tmp_path):
-    sdist = tar_with(tmp_path, *(member(f"evil-1.0/f{n}") for n in range(20)))
-    with pytest.raises(ToolError, match="more than 10 members"):
-        source.unpack(sdist, tmp_path / "src", project="evil", version="1.0", max_members=10)
-    big = tar_with(tmp_path, member("evil-1.0/big", size=5000), data=b"x" * 5000)
-    with pytest.raises(ToolError, match="more than 1000 bytes"):
-        source.unpack(big, tmp_path / "src", project="evil", version="1.0", max_bytes=1000)
 
 
 def test_an_sdist_of_another_project_or_version_is_refused(tmp_path):
@@ -109,7 +40,7 @@ def test_unpacks_and_applies_patches_in_name_order(tmp_path):
 
 
 def test_the_tool_prints_its_error_as_a_result_line(tmp_path):
-    sdist = tar_with(tmp_path, member("/abs", size=1), data=b"x")
+    sdist = HOSTILE_SDISTS["absolute member"](tmp_path / "evil-1.0.tar.gz")
     proc = subprocess.run([sys.executable, "-m", "wheelwright.workers.source", "--sdist", str(sdist), "--dest",
                            str(tmp_path / "src"), "--project", "evil", "--version", "1.0"],
                           capture_output=True, text=True)
