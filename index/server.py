@@ -24,7 +24,7 @@ from twisted.internet import reactor
 from twisted.web import resource, server, static
 
 from wheelwright.index import accounts
-from wheelwright.index.store import JSON_CONTENT_TYPE, AlreadyPublished, IndexStore, PublishError
+from wheelwright.index.store import JSON_CONTENT_TYPE, AlreadyPublished, IndexStore, PublishError, StorageError
 
 log = logging.getLogger("wheelwright.index")
 MAX_UPLOAD = 2 << 30
@@ -151,6 +151,8 @@ class Upload(resource.Resource):
             entry = self._publish(fields, upload)
         except AlreadyPublished as exc:
             return _error(request, 409, str(exc))
+        except StorageError as exc:
+            return _error(request, 507, str(exc))
         except PublishError as exc:
             return _error(request, 400, str(exc))
         log.info("published %s", entry["filename"])
@@ -164,11 +166,14 @@ class Upload(resource.Resource):
         extra = {}
         if "wheelwright_freeze" in fields:
             extra[".freeze.txt"] = fields["wheelwright_freeze"].encode()
-        with tempfile.NamedTemporaryFile(dir=store.root, prefix=".upload-") as tmp:
-            tmp.write(data)
-            tmp.flush()
-            return store.publish(filename, Path(tmp.name), sha256=fields.get("sha256_digest", ""),
-                                 provenance=provenance, extra_files=extra)
+        try:
+            with tempfile.NamedTemporaryFile(dir=store.root, prefix=".upload-") as tmp:
+                tmp.write(data)
+                tmp.flush()
+                return store.publish(filename, Path(tmp.name), sha256=fields.get("sha256_digest", ""),
+                                     provenance=provenance, extra_files=extra)
+        except OSError as exc:
+            raise StorageError(f"{filename}: the index host could not store it ({exc.strerror})") from None
 
     def _authorised(self, request) -> bool:
         header = request.getHeader("authorization") or ""

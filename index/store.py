@@ -50,6 +50,10 @@ class AlreadyPublished(PublishError):
     pass
 
 
+class StorageError(PublishError):
+    """The index could not write (a full disk, say); nothing was published."""
+
+
 @dataclass(frozen=True)
 class Distribution:
     filename: str
@@ -173,22 +177,43 @@ class IndexStore:
             }
             if requires_python:
                 entry["requires-python"] = str(requires_python)
+            side_files = {f"{filename}.provenance.json": json.dumps(entry["provenance"], indent=2, sort_keys=True).encode()}
             if metadata is not None:
-                _write_atomic(project_dir / f"{filename}.metadata", metadata)
+                side_files[f"{filename}.metadata"] = metadata
                 entry["metadata-sha256"] = hashlib.sha256(metadata).hexdigest()
-            _write_atomic(project_dir / f"{filename}.provenance.json",
-                          json.dumps(entry["provenance"], indent=2, sort_keys=True).encode())
-            for suffix, data in (extra_files or {}).items():
-                _write_atomic(project_dir / f"{filename}{suffix}", data)
-            self._link_new(source, target)
+            side_files.update({f"{filename}{suffix}": data for suffix, data in (extra_files or {}).items()})
             manifest = self.files(dist.project)
-            manifest[filename] = entry
-            _write_atomic(project_dir / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True).encode())
-            self._write_listing(dist.project, manifest)
+            try:
+                for name, data in side_files.items():
+                    _write_atomic(project_dir / name, data)
+                self._link_new(source, target)
+                _write_atomic(project_dir / MANIFEST, json.dumps({**manifest, filename: entry}, indent=1,
+                                                                 sort_keys=True).encode())
+                self._write_listing(dist.project, {**manifest, filename: entry})
+            except AlreadyPublished:
+                raise
+            except OSError as exc:
+                self._roll_back(dist.project, [filename, *side_files], manifest)
+                raise StorageError(f"{filename}: not published, the index could not write it ({exc.strerror})") from None
         if new_project:
             with self._locked(self.simple):
                 self._write_project_list()
         return entry
+
+    def _roll_back(self, project: str, names: list[str], manifest: dict) -> None:
+        """Undo a publish that failed halfway (a full disk, say): its files go first, which frees
+        the space to put the manifest and listings back as they were."""
+        project_dir = self.project_dir(project)
+        for name in names:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(project_dir / name)
+        if manifest:
+            _write_atomic(project_dir / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True).encode())
+            self._write_listing(project, manifest)
+        else:
+            for name in (MANIFEST, "index.json", "index.html"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(project_dir / name)
 
     def regenerate(self) -> int:
         """Rewrite every listing from the manifests (after a repair by hand); returns how many."""
