@@ -8,17 +8,26 @@ import os
 import time
 from pathlib import Path
 
-from packaging.utils import canonicalize_name
+from packaging.utils import InvalidName, canonicalize_name
+
+
+class AllowlistError(ValueError):
+    pass
 
 
 def read_allowlist(path: Path) -> set[str]:
+    """Project names, one a line; `#` starts a comment. A bad line is an error naming it."""
     if not path.exists():
         return set()
     names = set()
-    for line in path.read_text().splitlines():
+    for number, line in enumerate(path.read_text().splitlines(), 1):
         line = line.split("#", 1)[0].strip()
-        if line:
-            names.add(canonicalize_name(line))
+        if not line:
+            continue
+        try:
+            names.add(canonicalize_name(line, validate=True))
+        except InvalidName:
+            raise AllowlistError(f"{path}:{number}: {line!r} is not a project name") from None
     return names
 
 

@@ -10,7 +10,7 @@ from packaging.utils import canonicalize_name
 from twisted.internet import threads
 
 from wheelwright.index.lookup import IndexUnreachable, index_versions, unsatisfied
-from wheelwright.master.review import queue_for_review, read_allowlist
+from wheelwright.master.review import AllowlistError, queue_for_review, read_allowlist
 from wheelwright.master.settings import SettingsError, load_settings
 from wheelwright.steps.tool import DIST_DIR, TEST_ENV_DIR, WheelwrightStep, count
 
@@ -50,7 +50,10 @@ class ValidateInstallDeps(WheelwrightStep):
                 needed.setdefault(canonicalize_name(r["project"]), r["requirement"])
         needed.pop(canonicalize_name(self.package), None)
         self.setProperty("install_requires", sorted(needed.values()), self.name)
-        allowlist = await threads.deferToThread(read_allowlist, self.farm.allowlist)
+        try:
+            allowlist = await threads.deferToThread(read_allowlist, self.farm.allowlist)
+        except AllowlistError as exc:
+            return await self.fail(str(exc))
         try:
             found = await threads.deferToThread(classify, sorted(needed.values()), allowlist, self.farm.index_url)
         except IndexUnreachable as exc:

@@ -182,6 +182,18 @@ def test_force_form_asks_for_package_and_version(farm):
                                                for v in ("310", "311", "312", "313")}
 
 
+def test_the_force_form_refuses_a_bad_version_clearly(farm):
+    body = json.dumps({"jsonrpc": "2.0", "method": "force", "id": 1, "params": {
+        "builderNames": ["x86_64-cp311"], "package": "purepkg", "version": "one point oh"}}).encode()
+    request = urllib.request.Request(farm.status["ui"] + "api/v2/forceschedulers/build", data=body, method="POST",
+                                     headers={"Content-Type": "application/json"})
+    try:
+        answer = json.load(urllib.request.urlopen(request))
+    except urllib.error.HTTPError as exc:
+        answer = json.load(exc)
+    assert "'one point oh' is not a valid version" in json.dumps(answer)
+
+
 def test_up_again_and_down_then_up_keep_the_farm_working(farm):
     farm.cli("up")
     assert http_get(farm.status["ui"])[0] == 200

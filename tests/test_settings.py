@@ -9,7 +9,7 @@ from buildbot.process.properties import Properties
 
 from wheelwright.master.builders import container_image
 from wheelwright.master.cli import parse_pin
-from wheelwright.master.review import queue_for_review, read_allowlist
+from wheelwright.master.review import AllowlistError, queue_for_review, read_allowlist
 from wheelwright.master.settings import PackageSettings, SettingsError, load_settings, patches_for
 
 
@@ -47,6 +47,9 @@ def test_patches_for_every_version_and_this_one_in_name_order(tmp_path):
 def test_allowlist_and_review_queue(tmp_path):
     (tmp_path / "allowlist.txt").write_text("# reviewed\nRequests  # by ops\n\nzope.interface\n")
     assert read_allowlist(tmp_path / "allowlist.txt") == {"requests", "zope-interface"}
+    (tmp_path / "bad.txt").write_text("requests\nnot a name\n")
+    with pytest.raises(AllowlistError, match=f"{tmp_path}/bad.txt:2: 'not a name' is not a project name"):
+        read_allowlist(tmp_path / "bad.txt")
     queue = tmp_path / "review-queue.json"
     queue_for_review(queue, "New_Thing", "build requirement of a 1.0", "http://ui/#/builders/1/builds/1")
     queue_for_review(queue, "new-thing", "build requirement of a 1.0", "http://ui/#/builders/1/builds/1")

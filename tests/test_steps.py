@@ -303,6 +303,22 @@ class TestUpdateIndex(StepTest):
         return self.run_step()
 
 
+    async def test_an_unreachable_index_fails_the_build_and_keeps_the_wheel_for_a_retry(self):
+        wheel = make_wheel(self.farm.root, "kept", "1.0")
+        reachable = self.farm
+        self.farm = Farm(root=reachable.root, index_port=free_port(), upstream=reachable.upstream)
+        self.setup(UpdateIndex(farm=self.farm, upload_password=PASSWORD), package="kept",
+                   wheel_filenames=[wheel.name], wheel_sha256s=[sha256_of(wheel)])
+        self.expect_commands(*self.upload_expectations(wheel))
+        self.expect_outcome(result=FAILURE)
+        await self.run_step()
+        staged = self.farm.staging_dir / str(self.build.buildid) / wheel.name
+        self.assertEqual(staged.read_bytes(), wheel.read_bytes())
+        self.assertIn("did not answer", self.get_nth_step(0).logs["reason"].stdout)
+        upload(reachable.upload_url, UPLOAD_USER, PASSWORD, staged)  # what a retry does with it
+        with urllib.request.urlopen(f"{reachable.index_url}kept/{wheel.name}") as response:
+            self.assertEqual(response.read(), wheel.read_bytes())
+
     def test_a_wheel_for_another_python_or_platform_is_refused(self):
         self.setup(UpdateIndex(farm=self.farm, upload_password=PASSWORD),
                    wheel_filenames=["pkg-1.0-cp312-cp312-linux_x86_64.whl", "pkg-1.0-cp311-cp311-linux_aarch64.whl"],
