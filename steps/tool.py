@@ -28,7 +28,11 @@ def count(n: int, singular: str, plural: str | None = None) -> str:
 def parse_result(stdout: str) -> dict:
     for line in reversed(stdout.splitlines()):
         if line.startswith(RESULT_PREFIX):
-            return json.loads(line[len(RESULT_PREFIX):])
+            try:
+                result = json.loads(line[len(RESULT_PREFIX):])
+            except ValueError:
+                result = None
+            return result if isinstance(result, dict) else {"error": "the worker-side tool printed a broken result"}
     return {"error": "the worker-side tool printed no result"}
 
 

@@ -39,6 +39,7 @@ from wheelwright.steps import (
     UpdateIndex,
     ValidateInstallDeps,
 )
+from wheelwright.steps.tool import parse_result
 from wheelwright.workers.tool import RESULT_PREFIX
 
 WORKER_PYTHON = "/worker/bin/python"
@@ -132,6 +133,14 @@ class TestPrepareSource(StepTest):
         )
         self.expect_outcome(result=FAILURE, state_string="patch 0001-x.patch does not apply (failure)")
         return self.run_step()
+
+
+class TestParseResult(unittest.TestCase):
+    def test_the_last_result_line_counts_and_garbage_is_an_error(self):
+        self.assertEqual(parse_result(result_line({"a": 1}) + result_line({"a": 2})), {"a": 2})
+        self.assertEqual(parse_result(f"{RESULT_PREFIX}{{not json\n"), {"error": "the worker-side tool printed a broken result"})
+        self.assertEqual(parse_result(f"{RESULT_PREFIX}[1]\n"), {"error": "the worker-side tool printed a broken result"})
+        self.assertEqual(parse_result("nothing\n"), {"error": "the worker-side tool printed no result"})
 
 
 class TestPrepareBuildEnv(StepTest):
