@@ -14,6 +14,7 @@ from pathlib import Path
 from wheelwright.index import accounts
 from wheelwright.master.farm import UPLOAD_SECRET, UPLOAD_USER, Farm
 from wheelwright.workers.pools import POOLS
+from wheelwright.workers.tool import HIDE_ENV
 
 MASTER_CFG = Path(__file__).with_name("master.cfg")
 
@@ -26,8 +27,8 @@ def _bin(name: str) -> str:
     return str(Path(sys.executable).with_name(name))
 
 
-def _run(cmd: list, what: str, log: Path | None = None) -> None:
-    proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True)
+def _run(cmd: list, what: str, log: Path | None = None, env: dict | None = None) -> None:
+    proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         tail = "".join(log.read_text().splitlines(keepends=True)[-20:]) if log and log.exists() else ""
         raise FarmError(f"{what} failed:\n{proc.stdout}{proc.stderr}{tail}")
@@ -110,7 +111,13 @@ def start_worker(farm: Farm, name: str, password: str) -> None:
         _run([tool, "create-worker", "--relocatable", "--umask=0o22", basedir,
               f"{farm.host}:{farm.worker_port}", name, password], f"creating worker {name}")
     if not _pid_alive(basedir / "twistd.pid"):
-        _run([tool, "start", basedir], f"starting worker {name}")
+        _run([tool, "start", basedir], f"starting worker {name}", env={**os.environ, HIDE_ENV: _hidden_from_builds(farm)})
+
+
+def _hidden_from_builds(farm: Farm) -> str:
+    """What a local worker's builds must not see: they share the farm's machine and user."""
+    paths = [farm.secrets_dir, farm.index_dir, farm.master_dir, *farm.workers_dir.glob("*/buildbot.tac")]
+    return os.pathsep.join(str(p) for p in paths)
 
 
 def down(farm: Farm) -> None:

@@ -70,10 +70,12 @@ class FarmUnderTest:
 def farm(tmp_path_factory, upstream):
     state = tmp_path_factory.mktemp("farm") / "farm"
     under_test = FarmUnderTest(state)
-    under_test.cli("up", "--upstream", upstream.url, "--ui-port", str(free_port()),
-                   "--worker-port", str(free_port()), "--index-port", str(free_port()))
-    yield under_test
-    under_test.cli("down", check=False)
+    try:  # a farm that came up halfway is stopped too
+        under_test.cli("up", "--upstream", upstream.url, "--ui-port", str(free_port()),
+                       "--worker-port", str(free_port()), "--index-port", str(free_port()))
+        yield under_test
+    finally:
+        under_test.cli("down", check=False)
 
 
 def clean_pip_env() -> dict[str, str]:

@@ -24,15 +24,17 @@ def podman(tmp_path_factory):
 @pytest.fixture(scope="module")
 def container_farm(tmp_path_factory, upstream, podman):
     farm = FarmUnderTest(tmp_path_factory.mktemp("container-farm") / "farm")
-    farm.cli("up", "--pools", "containers", "--upstream", upstream.url, "--ui-port", str(free_port()),
-             "--worker-port", str(free_port()), "--index-port", str(free_port()), "--listen", "0.0.0.0",
-             "--docker-host", podman.docker_host, "--container-network", podman.network,
-             "--container-master-host", podman.gateway)
-    upstream.add(CACHE / "setuptools-80.9.0.tar.gz")
-    rc, result = farm.build("setuptools==80.9.0", BUILDER)
-    assert rc == 0, json.dumps(result)
-    yield farm
-    farm.cli("down", check=False)
+    try:  # a farm that came up halfway is stopped too
+        farm.cli("up", "--pools", "containers", "--upstream", upstream.url, "--ui-port", str(free_port()),
+                 "--worker-port", str(free_port()), "--index-port", str(free_port()), "--listen", "0.0.0.0",
+                 "--docker-host", podman.docker_host, "--container-network", podman.network,
+                 "--container-master-host", podman.gateway)
+        upstream.add(CACHE / "setuptools-80.9.0.tar.gz")
+        rc, result = farm.build("setuptools==80.9.0", BUILDER)
+        assert rc == 0, json.dumps(result)
+        yield farm
+    finally:
+        farm.cli("down", check=False)
 
 
 def test_builds_run_in_fresh_containers_that_are_removed(container_farm, podman, upstream, tmp_path):

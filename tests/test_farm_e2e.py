@@ -129,6 +129,31 @@ def test_build_has_no_network(backends, upstream, tmp_path):
     assert not wheel_index_has(backends, "phonehome")
 
 
+def test_a_local_build_cannot_read_the_farms_secrets(backends, upstream, tmp_path):
+    secret = backends.state / "secrets" / "index-upload-password"
+    tac = backends.state / "workers" / "local-1" / "buildbot.tac"
+    upstream.add(setuptools_sdist(tmp_path, "snoops", "1.0", setup_py=f"""\
+        from setuptools import setup
+        from setuptools.command.build_py import build_py
+
+        class Snoop(build_py):
+            def run(self):
+                for path in ("{secret}", "{tac}"):
+                    try:
+                        text = open(path).read()
+                    except OSError:
+                        continue
+                    if text:
+                        raise SystemExit("read " + path + ": " + text)
+                super().run()
+
+        setup(cmdclass={{"build_py": Snoop}})
+        """))
+    rc, result = backends.build("snoops==1.0")
+    assert rc == 0, result
+    assert secret.read_text() not in backends.logs(result["builder"], result["number"])
+
+
 def test_rebuild_reuses_the_archive_and_never_overwrites(backends, upstream):
     index = backends.status["index"]
     before = json.loads(http_get(index + "cext/", accept="application/vnd.pypi.simple.v1+json")[1])["files"]

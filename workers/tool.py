@@ -85,10 +85,36 @@ def index_args(index_url: str) -> list[str]:
     return ["--index-url", index_url]
 
 
+# Paths (separated by os.pathsep) that commands running the package's code must not see: the
+# farm's secrets and state where a worker shares the farm's machine. `wheelwright up` sets it.
+HIDE_ENV = "WHEELWRIGHT_HIDE"
+# Inside the new mount namespace: an empty tmpfs over each folder, /dev/null over each file.
+_HIDE_SCRIPT = ('for p; do [ "$p" = -- ] && break; '
+                'if [ -d "$p" ]; then mount -t tmpfs -o size=4k,mode=0 tmpfs "$p"; else mount --bind /dev/null "$p"; fi '
+                '|| exit 97; shift; done; shift; exec "$@"')
+
+
+def hidden_paths() -> list[str]:
+    return [p for p in os.environ.get(HIDE_ENV, "").split(os.pathsep) if p and os.path.exists(p)]
+
+
+def _sandbox(prefix: tuple[str, ...], hide: list[str]) -> list[str]:
+    if not hide:
+        return list(prefix)
+    if prefix[0] == "bwrap":
+        binds = [arg for p in hide for arg in (("--tmpfs", p) if os.path.isdir(p) else ("--ro-bind", "/dev/null", p))]
+        return [*prefix[:-1], *binds, "--"]
+    return [*prefix[:-1], "--mount", "--", "sh", "-c", _HIDE_SCRIPT, "sandbox", *hide, "--"]
+
+
 def no_network_prefix() -> list[str]:
+    """The command prefix for running the package's code: no network, and the paths in
+    WHEELWRIGHT_HIDE out of sight."""
+    hide = hidden_paths()
     for prefix in NO_NETWORK_PREFIXES:
-        if shutil.which(prefix[0]) and subprocess.run([*prefix, "true"], capture_output=True).returncode == 0:
-            return list(prefix)
+        candidate = _sandbox(prefix, hide)
+        if shutil.which(prefix[0]) and subprocess.run([*candidate, "true"], capture_output=True).returncode == 0:
+            return candidate
     raise ToolError("cannot cut the network off for the build: neither unshare nor bwrap works here")
 
 
