@@ -18,7 +18,7 @@ from functools import reduce
 from pathlib import Path
 
 import requests
-from buildbot.process.results import Results, worst_status
+from buildbot.process.results import SKIPPED, SUCCESS, Results, worst_status
 from packaging.requirements import InvalidRequirement, Requirement
 
 from wheelwright.index.upload import UploadError, upload
@@ -127,7 +127,7 @@ class Api:
         props = self.get(f"builds/{build['buildid']}", property="*")["builds"][0]["properties"]
         builder = self.get(f"builders/{build['builderid']}")["builders"][0]["name"]
         steps = self.get(f"builds/{build['buildid']}/steps")["steps"]
-        failed = [s for s in steps if s["results"] not in (None, 0, 3)]
+        failed = [s for s in steps if s["results"] not in (None, SUCCESS, SKIPPED)]
         return {
             "result": Results[build["results"]],
             "builder": builder,
