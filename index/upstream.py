@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,19 +61,35 @@ def find_sdist(index_url: str, project: str, version: str | None = None) -> Sdis
         raise SourceError(f"{pkg.filename}: the index lists no sha256 for it")
     return Sdist(wanted, str(pkg_version), pkg.filename, pkg.url, sha256)
 
+
 def _suffix(filename: str) -> str:
     return next(s for s in SDIST_PREFERENCE if filename.endswith(s))
 
-def download_verified(sdist: Sdist, dest_dir: Path, session=None) -> Path:
-    """Download `sdist` into dest_dir; the file appears only if its sha256 matches."""
 
+def _open_on_same_host(session: requests.Session, url: str, hops: int = 5) -> requests.Response:
+    """GET url, following redirects only within its host: the index vouched for that host's file."""
+    host = urllib.parse.urlsplit(url).netloc
+    for _ in range(hops + 1):
+        response = session.get(url, stream=True, timeout=60, allow_redirects=False)
+        if not response.is_redirect:
+            response.raise_for_status()
+            return response
+        target = urllib.parse.urljoin(url, response.headers["location"])
+        response.close()
+        if urllib.parse.urlsplit(target).netloc != host:
+            raise SourceError(f"{url} redirects to another host ({target}); refused")
+        url = target
+    raise SourceError(f"{url}: more than {hops} redirects")
+
+
+def download_verified(sdist: Sdist, dest_dir: Path, session: requests.Session | None = None) -> Path:
+    """Download `sdist` into dest_dir; the file appears only if its sha256 matches."""
     session = session or requests.Session()
     dest_dir.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
     fd, tmp = tempfile.mkstemp(dir=dest_dir, prefix=".download-")
     try:
-        with os.fdopen(fd, "wb") as out, session.get(sdist.url, stream=True, timeout=60) as response:
-            response.raise_for_status()
+        with os.fdopen(fd, "wb") as out, _open_on_same_host(session, sdist.url) as response:
             for block in response.iter_content(1 << 20):
                 digest.update(block)
                 out.write(block)

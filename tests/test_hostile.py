@@ -3,10 +3,13 @@ checks, and the index writer. Each test reports its figure; hypothesis fuzzes al
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import tarfile
+import threading
 import zipfile
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
@@ -16,6 +19,7 @@ from hypothesis import strategies as st
 from tests.sdists import pkg_info
 from tests.wheels import make_wheel
 from wheelwright.index.store import IndexStore, PublishError, parse_distribution_filename, sha256_of
+from wheelwright.index.upstream import Sdist, SourceError, download_verified
 from wheelwright.workers import source
 from wheelwright.workers.tool import ToolError
 
@@ -172,3 +176,38 @@ def _zip(path: Path, files: dict[str, str]) -> Path:
 def _raw(path: Path, data: bytes) -> Path:
     path.write_bytes(data)
     return path
+
+
+class Redirector(BaseHTTPRequestHandler):
+    body = b"sdist bytes"
+
+    def do_GET(self):
+        port = self.server.server_address[1]
+        targets = {"/elsewhere.tar.gz": f"http://localhost:{port}/real.tar.gz", "/here.tar.gz": "/real.tar.gz"}
+        if self.path in targets:
+            self.send_response(302)
+            self.send_header("Location", targets[self.path])
+            self.end_headers()
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(self.body)))
+        self.end_headers()
+        self.wfile.write(self.body)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_a_redirect_to_another_host_is_refused_and_nothing_is_kept(tmp_path):
+    server = HTTPServer(("127.0.0.1", 0), Redirector)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    sha256 = hashlib.sha256(Redirector.body).hexdigest()
+    try:
+        with pytest.raises(SourceError, match="redirects to another host"):
+            download_verified(Sdist("evil", "1.0", "evil-1.0.tar.gz", f"{base}/elsewhere.tar.gz", sha256), tmp_path)
+        assert list(tmp_path.iterdir()) == []
+        path = download_verified(Sdist("evil", "1.0", "evil-1.0.tar.gz", f"{base}/here.tar.gz", sha256), tmp_path)
+        assert path.read_bytes() == Redirector.body
+    finally:
+        server.shutdown()
