@@ -16,16 +16,15 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from tests.farm import FarmUnderTest, http_get  # noqa: E402
 from tests.sdists import CACHE, Upstream, flit_sdist, free_port, setuptools_sdist  # noqa: E402
 from tests.wheels import make_wheel  # noqa: E402
 from wheelwright.index.store import IndexStore, sha256_of  # noqa: E402
-
-BIN = Path(sys.executable).parent
+from wheelwright.workers.tool import clean_pip_env  # noqa: E402
 
 
 def verdict(ratio: float, goal: str, met: bool) -> str:
@@ -60,54 +59,23 @@ def bench_publishing(work: Path, quick: bool) -> None:
           f"under 50 ms: {'met' if one < 0.05 else 'MISSED'}")
 
 
-class Farm:
-    def __init__(self, state: Path, upstream: str):
-        self.state = state
-        self.cli("up", "--pools", "local", "--upstream", upstream, "--ui-port", str(free_port()),
-                 "--worker-port", str(free_port()), "--index-port", str(free_port()))
-        self.status = json.loads(self.cli("status", "--json"))
-
-    def cli(self, *args: str) -> str:
-        return subprocess.run([str(BIN / "wheelwright"), "--state", str(self.state), *args], check=True,
-                              capture_output=True, text=True).stdout
-
-    def build(self, pin: str) -> dict:
-        return json.loads(self.cli("build", pin, "--wait", "--builder", BUILDER))
-
-    def stages(self, build: dict) -> dict[str, tuple[float, float]]:
-        """Each step's wall time (the data API keeps whole seconds) and the time of its commands on
-        the worker (each stdio log ends a command with its elapsedTime)."""
-        api = self.status["ui"] + "api/v2/"
-        builderid = build["build_url"].split("/builders/")[1].split("/")[0]
-        steps = self.get(f"{api}builders/{builderid}/builds/{build['number']}/steps")["steps"]
-        out = {}
-        for step in steps:
-            logs = self.get(f"{api}steps/{step['stepid']}/logs")["logs"]
-            text = "".join(urllib.request.urlopen(f"{api}logs/{log['logid']}/raw").read().decode()
-                           for log in logs if log["slug"] == "stdio")
-            worker = sum(float(m) for m in re.findall(r"^elapsedTime=([0-9.]+)$", text, re.M))
-            out[step["name"]] = (step["complete_at"] - step["started_at"], worker)
-        return out
-
-    @staticmethod
-    def get(url: str) -> dict:
-        with urllib.request.urlopen(url) as response:
-            return json.load(response)
-
-
-BUILDER = f"x86_64-cp{sys.version_info.major}{sys.version_info.minor}"
-
-
-def clean_env() -> dict:
-    import os
-
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
-    env.update(PIP_CONFIG_FILE=os.devnull, PIP_NO_CACHE_DIR="1", PIP_DISABLE_PIP_VERSION_CHECK="1")
-    return env
+def stages(farm: FarmUnderTest, build: dict) -> dict[str, tuple[float, float]]:
+    """Each step's wall time (the data API keeps whole seconds) and the time of its commands on the
+    worker (each stdio log ends a command with its elapsedTime)."""
+    api = farm.status["ui"] + "api/v2/"
+    builderid = build["build_url"].split("/builders/")[1].split("/")[0]
+    steps = json.loads(http_get(f"{api}builders/{builderid}/builds/{build['number']}/steps")[1])["steps"]
+    out = {}
+    for step in steps:
+        logs = json.loads(http_get(f"{api}steps/{step['stepid']}/logs")[1])["logs"]
+        text = "".join(http_get(f"{api}logs/{log['logid']}/raw")[1].decode() for log in logs if log["slug"] == "stdio")
+        worker = sum(float(m) for m in re.findall(r"^elapsedTime=([0-9.]+)$", text, re.M))
+        out[step["name"]] = (step["complete_at"] - step["started_at"], worker)
+    return out
 
 
 def pip(*args: str) -> None:
-    subprocess.run([sys.executable, "-m", "pip", *args], check=True, capture_output=True, env=clean_env())
+    subprocess.run([sys.executable, "-m", "pip", *args], check=True, capture_output=True, env=clean_pip_env())
 
 
 def install_fresh(work: Path, index: str, requirement: str) -> None:
@@ -128,12 +96,12 @@ def bare_build(work: Path, upstream: str, index: str, pin: str) -> float:
     return time.perf_counter() - started
 
 
-def farm_build(work: Path, farm: Farm, pin: str) -> tuple[float, dict]:
+def farm_build(work: Path, farm: FarmUnderTest, pin: str) -> tuple[float, dict]:
     started = time.perf_counter()
-    build = farm.build(pin)
-    assert build["result"] == "success", build
+    rc, build = farm.build(pin)
+    assert rc == 0, build
     install_fresh(work, farm.status["index"], pin)
-    return time.perf_counter() - started, farm.stages(build)
+    return time.perf_counter() - started, stages(farm, build)
 
 
 def c_extension_sdist_slow(dest: Path, name: str, version: str, functions: int) -> Path:
@@ -158,12 +126,14 @@ def c_extension_sdist_slow(dest: Path, name: str, version: str, functions: int) 
 def bench_farm_overhead(work: Path, quick: bool) -> None:
     """Force -> wheel published and installable, against a bare pip download + wheel + install."""
     upstream = Upstream(work / "upstream", free_port())
-    farm = Farm(work / "farm", upstream.url)
+    farm = FarmUnderTest(work / "farm")
     try:
+        farm.cli("up", "--pools", "local", "--upstream", upstream.url, "--ui-port", str(free_port()),
+                 "--worker-port", str(free_port()), "--index-port", str(free_port()))
         for backend in ("setuptools-80.9.0.tar.gz", "flit_core-3.12.0.tar.gz"):
             upstream.add(CACHE / backend)
             name, version = backend[: -len(".tar.gz")].rsplit("-", 1)
-            assert farm.build(f"{name}=={version}")["result"] == "success"
+            assert farm.build(f"{name}=={version}")[0] == 0
         rounds = 1 if quick else 3
         cases = [("pure-Python, small", "benchpure", lambda d, v: flit_sdist(d, "benchpure", v), "<= 1.3x", 1.3),
                  ("C extension, slow to compile", "benchc",
@@ -189,7 +159,7 @@ def bench_farm_overhead(work: Path, quick: bool) -> None:
                 worker = statistics.median(s[step][1] for s in stages)
                 print(f"    {step:<28} {wall:>12.0f} s {worker:>14.2f} s")
     finally:
-        farm.cli("down")
+        farm.cli("down", check=False)
         upstream.close()
 
 

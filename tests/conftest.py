@@ -1,12 +1,8 @@
 from __future__ import annotations
 
 import json
-import os
-import platform
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -17,12 +13,10 @@ import pytest
 import wheelwright.master.cli  # noqa: F401  isort: skip
 import wheelwright.master.config  # noqa: F401  isort: skip
 
+from tests.farm import FarmUnderTest, http_get
 from tests.sdists import CACHE, Upstream, free_port, wait_for_port
 from wheelwright.index import accounts
-from wheelwright.workers.pools import builder_name
-
-WHEELWRIGHT = str(Path(sys.executable).with_name("wheelwright"))
-DEFAULT_BUILDER = builder_name(platform.machine(), f"{sys.version_info.major}.{sys.version_info.minor}")
+from wheelwright.workers.tool import clean_pip_env
 
 
 @pytest.fixture(scope="session")
@@ -30,40 +24,6 @@ def upstream(tmp_path_factory):
     server = Upstream(tmp_path_factory.mktemp("upstream"), free_port())
     yield server
     server.close()
-
-
-class FarmUnderTest:
-    def __init__(self, state: Path):
-        self.state = state
-
-    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        proc = subprocess.run([WHEELWRIGHT, "--state", str(self.state), *args], capture_output=True, text=True)
-        if check and proc.returncode != 0:
-            raise AssertionError(f"wheelwright {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}{proc.stderr}")
-        return proc
-
-    def build(self, pin: str, *builders: str) -> tuple[int, dict]:
-        """Force pin on the builders (default: the one of the farm's own Python) and wait."""
-        selected = [arg for b in builders or (DEFAULT_BUILDER,) for arg in ("--builder", b)]
-        proc = self.cli("build", pin, "--wait", *selected, check=False)
-        try:
-            return proc.returncode, json.loads(proc.stdout)
-        except json.JSONDecodeError:
-            raise AssertionError(f"wheelwright build printed no JSON:\n{proc.stdout}{proc.stderr}") from None
-
-    def logs(self, builder: str, number: int) -> str:
-        """Every log of a build, as the web UI shows them."""
-        api = self.status["ui"] + "api/v2/"
-        text = []
-        steps = json.loads(http_get(f"{api}builders/{builder}/builds/{number}/steps")[1])["steps"]
-        for step in steps:
-            for log in json.loads(http_get(f"{api}steps/{step['stepid']}/logs")[1])["logs"]:
-                text.append(http_get(f"{api}logs/{log['logid']}/raw")[1].decode())
-        return "\n".join(text)
-
-    @property
-    def status(self) -> dict:
-        return json.loads(self.cli("status", "--json").stdout)
 
 
 @pytest.fixture(scope="session")
@@ -78,14 +38,6 @@ def farm(tmp_path_factory, upstream):
         under_test.cli("down", check=False)
 
 
-def clean_pip_env() -> dict[str, str]:
-    """pip and uv with nothing but what the test gives them: no machine-wide configuration."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_"))}
-    env.update(PIP_CONFIG_FILE=os.devnull, PIP_NO_CACHE_DIR="1", PIP_DISABLE_PIP_VERSION_CHECK="1",
-               UV_NO_CONFIG="1", UV_NO_CACHE="1")
-    return env
-
-
 @pytest.fixture
 def index_host(tmp_path):
     """A real index host on 127.0.0.1; uploads as uploader / s3cret."""
@@ -98,15 +50,6 @@ def index_host(tmp_path):
     yield f"http://127.0.0.1:{port}/"
     proc.terminate()
     proc.wait()
-
-
-def http_get(url: str, accept: str | None = None) -> tuple[int, bytes, str]:
-    request = urllib.request.Request(url, headers={"Accept": accept} if accept else {})
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, response.read(), response.headers.get("content-type", "")
-    except urllib.error.HTTPError as exc:
-        return exc.code, b"", ""
 
 
 def wheel_index_has(farm, project: str) -> bool:

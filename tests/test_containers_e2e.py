@@ -7,9 +7,10 @@ import json
 
 import pytest
 
-from tests.conftest import CACHE, FarmUnderTest, http_get, install_and_run, wheel_index_has
+from tests.conftest import install_and_run, wheel_index_has
+from tests.farm import FarmUnderTest, http_get
 from tests.podman import Podman
-from tests.sdists import Listener, c_extension_sdist, calling_out_sdist, free_port
+from tests.sdists import CACHE, Listener, c_extension_sdist, calling_out_sdist, free_port
 
 BUILDER = "x86_64-cp311"
 

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import http_get, install_and_run, wheel_index_has
+from tests.conftest import install_and_run, wheel_index_has
+from tests.farm import http_get
 from tests.sdists import Listener, c_extension_sdist, calling_out_sdist, flit_sdist, pkg_info, setuptools_sdist, write_sdist
 from tests.wheels import make_wheel
 

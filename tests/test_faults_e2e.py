@@ -9,7 +9,8 @@ import time
 
 from buildbot.process.results import EXCEPTION, RETRY
 
-from tests.conftest import DEFAULT_BUILDER, http_get, wheel_index_has
+from tests.conftest import wheel_index_has
+from tests.farm import DEFAULT_BUILDER, http_get
 from tests.sdists import setuptools_sdist
 
 SLOW_BUILD = """\

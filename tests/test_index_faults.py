@@ -10,7 +10,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from tests.conftest import http_get
+from tests.farm import http_get
 from tests.wheels import make_wheel
 from wheelwright.index.store import IndexStore, StorageError, sha256_of
 from wheelwright.index.upload import UploadError, upload

@@ -24,7 +24,6 @@ from wheelwright.workers.tool import (
     ToolError,
     clean_pip_env,
     create_venv,
-    index_args,
     marker_environment,
     no_network_prefix,
     run,
@@ -54,7 +53,7 @@ def install_from_index(env_python: str, requirements: list[str], index_url: str)
         raise ToolError(f"build requirement {', '.join(missing)} is not in the index", missing=missing)
     if too_old:
         raise ToolError(f"build requirement {'; '.join(too_old)} is not satisfied by our index")
-    run(uv_pip(env_python, "install", *index_args(index_url), "--only-binary", ":all:", *map(str, wanted)),
+    run(uv_pip(env_python, "install", "--index-url", index_url, "--only-binary", ":all:", *map(str, wanted)),
         env=clean_pip_env(), what="installing build requirements from our index")
 
 

@@ -55,10 +55,11 @@ def run_tool(main, argv=None) -> int:
 
 
 def clean_pip_env() -> dict[str, str]:
-    """The environment for pip with no machine-wide configuration, index, find-links or cache."""
+    """The environment for pip and uv with no machine-wide configuration, index, find-links or
+    cache: what they install comes from the index named on their command line alone."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_"))}
     env.update(PIP_CONFIG_FILE=os.devnull, PIP_NO_INPUT="1", PIP_DISABLE_PIP_VERSION_CHECK="1",
-               PIP_NO_CACHE_DIR="1", PYTHONDONTWRITEBYTECODE="1")
+               PIP_NO_CACHE_DIR="1", UV_NO_CONFIG="1", UV_NO_CACHE="1", PYTHONDONTWRITEBYTECODE="1")
     return env
 
 
@@ -78,11 +79,6 @@ def uv_command(*args: str) -> list[str]:
 
 def uv_pip(target_python: str, *args: str) -> list[str]:
     return uv_command("pip", *args, "--python", target_python)
-
-
-def index_args(index_url: str) -> list[str]:
-    """uv's options for installing from our index alone: never an extra index or find-links."""
-    return ["--index-url", index_url]
 
 
 # Paths (separated by os.pathsep) that commands running the package's code must not see: the

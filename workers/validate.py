@@ -22,7 +22,6 @@ from wheelwright.workers.tool import (
     ToolError,
     clean_pip_env,
     create_venv,
-    index_args,
     marker_environment,
     no_network_prefix,
     run,
@@ -79,7 +78,7 @@ def requires(python: str, wheel: Path) -> dict:
 
 def install(python: str, wheel: Path, index_url: str, env_dir: Path, imports: list[str]) -> dict:
     env_python = create_venv(python, str(env_dir))
-    run(uv_pip(env_python, "install", *index_args(index_url), "--only-binary", ":all:", str(wheel.resolve())),
+    run(uv_pip(env_python, "install", "--index-url", index_url, "--only-binary", ":all:", str(wheel.resolve())),
         env=clean_pip_env(), what=f"installing {wheel.name} and its dependencies from our index")
     modules = imports or read_wheel(wheel)[1]
     if modules:

@@ -1,0 +1,60 @@
+"""A farm driven through the `wheelwright` command, as a release engineer drives it: for the
+end-to-end tests and the benchmarks."""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from wheelwright.workers.pools import builder_name
+
+WHEELWRIGHT = str(Path(sys.executable).with_name("wheelwright"))
+DEFAULT_BUILDER = builder_name(platform.machine(), f"{sys.version_info.major}.{sys.version_info.minor}")
+
+
+def http_get(url: str, accept: str | None = None) -> tuple[int, bytes, str]:
+    request = urllib.request.Request(url, headers={"Accept": accept} if accept else {})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, response.read(), response.headers.get("content-type", "")
+    except urllib.error.HTTPError as exc:
+        return exc.code, b"", ""
+
+
+class FarmUnderTest:
+    def __init__(self, state: Path):
+        self.state = state
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        proc = subprocess.run([WHEELWRIGHT, "--state", str(self.state), *args], capture_output=True, text=True)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"wheelwright {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}{proc.stderr}")
+        return proc
+
+    def build(self, pin: str, *builders: str) -> tuple[int, dict]:
+        """Force pin on the builders (default: the one of the farm's own Python) and wait."""
+        selected = [arg for b in builders or (DEFAULT_BUILDER,) for arg in ("--builder", b)]
+        proc = self.cli("build", pin, "--wait", *selected, check=False)
+        try:
+            return proc.returncode, json.loads(proc.stdout)
+        except json.JSONDecodeError:
+            raise AssertionError(f"wheelwright build printed no JSON:\n{proc.stdout}{proc.stderr}") from None
+
+    def logs(self, builder: str, number: int) -> str:
+        """Every log of a build, as the web UI shows them."""
+        api = self.status["ui"] + "api/v2/"
+        text = []
+        steps = json.loads(http_get(f"{api}builders/{builder}/builds/{number}/steps")[1])["steps"]
+        for step in steps:
+            for log in json.loads(http_get(f"{api}steps/{step['stepid']}/logs")[1])["logs"]:
+                text.append(http_get(f"{api}logs/{log['logid']}/raw")[1].decode())
+        return "\n".join(text)
+
+    @property
+    def status(self) -> dict:
+        return json.loads(self.cli("status", "--json").stdout)
