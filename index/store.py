@@ -24,7 +24,6 @@ import json
 import os
 import tempfile
 import time
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +35,8 @@ from packaging.utils import (
     parse_sdist_filename,
     parse_wheel_filename,
 )
+
+from wheelwright.index.wheelcheck import WheelRefused, check_wheel
 
 JSON_CONTENT_TYPE = "application/vnd.pypi.simple.v1+json"
 API_VERSION = "1.1"
@@ -84,24 +85,11 @@ def sha256_of(path: Path) -> str:
 
 
 def wheel_metadata(path: Path, dist: Distribution) -> bytes:
-    """The wheel's METADATA, after checking it belongs to the file's project and version."""
+    """The wheel's METADATA, after checking everything in the wheel (see wheelcheck)."""
     try:
-        with zipfile.ZipFile(path) as zf:
-            names = [n for n in zf.namelist() if n.count("/") == 1 and n.endswith(".dist-info/METADATA")]
-            if len(names) != 1:
-                raise PublishError(f"{dist.filename}: expected one .dist-info/METADATA, found {len(names)}")
-            raw = zf.read(names[0])
-    except zipfile.BadZipFile as exc:
-        raise PublishError(f"{dist.filename}: not a zip file ({exc})") from None
-    try:
-        meta = Metadata.from_email(raw, validate=True)
-    except Exception as exc:  # packaging raises an ExceptionGroup of every problem
-        raise PublishError(f"{dist.filename}: invalid METADATA ({exc})") from None
-    if canonicalize_name(meta.name) != dist.project or str(meta.version) != dist.version:
-        raise PublishError(
-            f"{dist.filename}: METADATA is for {meta.name} {meta.version}, not {dist.project} {dist.version}"
-        )
-    return raw
+        return check_wheel(path, dist.filename, dist.project, dist.version)
+    except WheelRefused as exc:
+        raise PublishError(str(exc)) from None
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 from wheelwright.index import accounts
 from wheelwright.master.farm import UPLOAD_SECRET, UPLOAD_USER, Farm
 from wheelwright.workers.pools import POOLS
-from wheelwright.workers.tool import HIDE_ENV
+from wheelwright.workers.sandbox import HIDE_ENV
 
 MASTER_CFG = Path(__file__).with_name("master.cfg")
 

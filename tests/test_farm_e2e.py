@@ -9,6 +9,7 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
+import uuid
 from pathlib import Path
 
 import pytest
@@ -153,6 +154,32 @@ def test_a_local_build_cannot_read_the_farms_secrets(backends, upstream, tmp_pat
     rc, result = backends.build("snoops==1.0")
     assert rc == 0, result
     assert secret.read_text() not in backends.logs(result["builder"], result["number"])
+
+
+def test_a_local_build_writes_nothing_outside_its_build_directory_and_leaves_no_process(backends, upstream, tmp_path):
+    token = uuid.uuid4().hex
+    targets = [tmp_path / "escaped", backends.state / "workers" / "local-1" / "escaped", Path.home() / f"escaped-{token}"]
+    upstream.add(setuptools_sdist(tmp_path, "escapes", "1.0", setup_py=f"""\
+        import subprocess, sys
+        from setuptools import setup
+        from setuptools.command.build_py import build_py
+
+        class Escape(build_py):
+            def run(self):
+                for path in {[str(t) for t in targets]!r}:
+                    try:
+                        open(path, "w").write("escaped")
+                    except OSError:
+                        pass
+                subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)", "{token}"], start_new_session=True)
+                super().run()
+
+        setup(cmdclass={{"build_py": Escape}})
+        """))
+    rc, result = backends.build("escapes==1.0")
+    assert rc == 0, result
+    assert [t for t in targets if t.exists()] == []
+    assert subprocess.run(["pgrep", "-f", token]).returncode == 1, "a process the build started is still running"
 
 
 def test_rebuild_reuses_the_archive_and_never_overwrites(backends, upstream):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import stat
 import tarfile
 import threading
 import zipfile
@@ -17,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.sdists import pkg_info
-from tests.wheels import make_wheel
+from tests.wheels import make_wheel, record_line, wheel_files, write_wheel
 from wheelwright.index.store import IndexStore, PublishError, parse_distribution_filename, sha256_of
 from wheelwright.index.upstream import Sdist, SourceError, download_verified
 from wheelwright.workers import source
@@ -149,21 +150,95 @@ def test_fuzzed_uploads_publish_whole_or_leave_the_index_as_it_was(tmp_path_fact
     assert listed == {n for n in on_disk if not n.endswith((".metadata", ".provenance.json"))}
 
 
+def _symlink_wheel(path: Path) -> Path:
+    files, dist_info = wheel_files("demo", "1.0")
+    write_wheel(path, files, dist_info, record="".join(record_line(n, c.encode()) for n, c in files.items())
+                + record_line("demo/link", b"/etc/passwd") + f"{dist_info}/RECORD,,\n")
+    with zipfile.ZipFile(path, "a") as zf:
+        info = zipfile.ZipInfo("demo/link")
+        info.external_attr = (stat.S_IFLNK | 0o777) << 16
+        zf.writestr(info, "/etc/passwd")
+    return path
+
+
+def _liar(tmp_path: Path, label: str, *, extra: dict | None = None, drop: str | None = None,
+          record: str | None = None, **options) -> Path:
+    files, dist_info = wheel_files("demo", "1.0", **options)
+    files.update(extra or {})
+    files.pop(drop or "", None)
+    return write_wheel(_own_dir(tmp_path, label) / "demo-1.0-py3-none-any.whl", files, dist_info, record=record)
+
+
+def _own_dir(tmp_path: Path, label: str) -> Path:
+    path = tmp_path / label.replace(" ", "_")
+    path.mkdir(parents=True)
+    return path
+
+
+def _lying_wheels(tmp_path: Path) -> dict[str, Path]:
+    files, dist_info = wheel_files("demo", "1.0")
+    true_record = "".join(record_line(n, c.encode()) for n, c in files.items()) + f"{dist_info}/RECORD,,\n"
+    return {
+        "METADATA of another project": make_wheel(_own_dir(tmp_path, "other metadata"), "demo", "1.0", metadata_name="other"),
+        "no METADATA": _liar(tmp_path, "no METADATA", drop=f"{dist_info}/METADATA"),
+        "no WHEEL": _liar(tmp_path, "no WHEEL", drop=f"{dist_info}/WHEEL"),
+        "Wheel-Version 2": _liar(tmp_path, "Wheel-Version 2", extra={
+            f"{dist_info}/WHEEL": "Wheel-Version: 2.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}),
+        "a second .dist-info": _liar(tmp_path, "a second dist-info", extra={
+            "other-1.0.dist-info/METADATA": "Metadata-Version: 2.1\nName: other\nVersion: 1.0\n"}),
+        ".dist-info of another project": _zip(_own_dir(tmp_path, "other dist-info") / "demo-2.0-py3-none-any.whl", {
+            "other-2.0.dist-info/METADATA": "Metadata-Version: 2.1\nName: demo\nVersion: 2.0\n"}),
+        ".dist-info of another version": _renamed_dist_info(tmp_path),
+        "a .data directory of another project": _liar(tmp_path, "foreign data", extra={"other-1.0.data/scripts/x": "x"}),
+        "a file RECORD does not list": _liar(tmp_path, "unlisted", record=true_record.replace("demo.py,", "nothere.py,")),
+        "a file whose hash is not RECORD's": _liar(tmp_path, "changed", record=true_record, extra={"demo.py": "VALUE = 2\n"}),
+        "a file whose size is not RECORD's": _liar(tmp_path, "resized", record=true_record.replace(
+            record_line("demo.py", b"VALUE = 1\n"), record_line("demo.py", b"VALUE = 1\n").replace(",10", ",11"))),
+        "RECORD lists a file that is not there": _liar(tmp_path, "phantom", record=true_record + record_line("gone.py", b"")),
+        "RECORD hashed with md5": _liar(tmp_path, "md5", record="".join(
+            record_line(n, c.encode(), "md5") for n, c in files.items()) + f"{dist_info}/RECORD,,\n"),
+        "no RECORD": _zip(_own_dir(tmp_path, "no record") / "demo-3.0-py3-none-any.whl", {
+            "demo-3.0.dist-info/METADATA": "Metadata-Version: 2.1\nName: demo\nVersion: 3.0\n",
+            "demo-3.0.dist-info/WHEEL": "Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}),
+        "a member path with ..": _liar(tmp_path, "dotdot", extra={"../evil.py": "x"}),
+        "a member path inside with ..": _liar(tmp_path, "inner dotdot", extra={"demo/../../evil.py": "x"}),
+        "an absolute member path": _liar(tmp_path, "absolute", extra={"/tmp/evil.py": "x"}),
+        "a backslash member path": _liar(tmp_path, "backslash", extra={"..\\evil.py": "x"}),
+        "a symlink member": _symlink_wheel(_own_dir(tmp_path, "symlink") / "demo-1.0-py3-none-any.whl"),
+        "a member twice": _duplicate_member(tmp_path),
+        "not a zip": _raw(_own_dir(tmp_path, "not a zip") / "demo-4.0-py3-none-any.whl", b"MZ not a zip"),
+    }
+
+
+def _renamed_dist_info(tmp_path: Path) -> Path:
+    files, _ = wheel_files("demo", "1.0")
+    renamed = {n.replace("demo-1.0.dist-info", "demo-9.9.dist-info"): c for n, c in files.items()}
+    return write_wheel(_own_dir(tmp_path, "renamed") / "demo-1.0-py3-none-any.whl", renamed, "demo-9.9.dist-info")
+
+
+def _duplicate_member(tmp_path: Path) -> Path:
+    path = _liar(tmp_path, "duplicate")
+    with pytest.warns(UserWarning, match="Duplicate name"), zipfile.ZipFile(path, "a") as zf:
+        zf.writestr("demo.py", "VALUE = 2\n")
+    return path
+
+
 def test_wheels_that_lie_about_themselves_are_refused(tmp_path):
     store = IndexStore(tmp_path / "index")
-    liars = {
-        "METADATA of another project": make_wheel(tmp_path, "demo", "1.0", metadata_name="other"),
-        "no METADATA": _zip(tmp_path / "demo-1.0-py3-none-any.whl", {"demo.py": "x"}),
-        "two .dist-info": _zip(tmp_path / "demo-2.0-py3-none-any.whl", {
-            "demo-2.0.dist-info/METADATA": "Metadata-Version: 2.1\nName: demo\nVersion: 2.0\n",
-            "other-2.0.dist-info/METADATA": "Metadata-Version: 2.1\nName: other\nVersion: 2.0\n"}),
-        "not a zip": _raw(tmp_path / "demo-3.0-py3-none-any.whl", b"MZ not a zip"),
-    }
+    liars = _lying_wheels(tmp_path / "liars")
+    empty = files_under(tmp_path / "index")
+    reasons = {}
     for label, wheel in liars.items():
-        with pytest.raises(PublishError):
+        with pytest.raises(PublishError) as refused:
             store.publish(wheel.name, wheel, sha256=sha256_of(wheel))
+        reasons[label] = str(refused.value)
     assert store.projects() == []
-    print(f"\n{len(liars)} lying wheels tried, {len(liars)} rejected, 0 files published")
+    assert files_under(tmp_path / "index") == empty
+    honest = make_wheel(tmp_path, "demo", "1.0")
+    store.publish(honest.name, honest, sha256=sha256_of(honest))
+    print(f"\n{len(liars)} lying wheels tried, {len(liars)} rejected, 0 files published:")
+    for label, reason in reasons.items():
+        print(f"  {label}: {reason}")
 
 
 def _zip(path: Path, files: dict[str, str]) -> Path:

@@ -2,16 +2,36 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
 import zipfile
 from pathlib import Path
 
 
-def make_wheel(dest: Path, name: str, version: str, *, requires: list[str] = (), tag: str = "py3-none-any",
-               metadata_name: str | None = None, payload: bytes = b"") -> Path:
+def record_line(member: str, data: bytes, algorithm: str = "sha256") -> str:
+    digest = base64.urlsafe_b64encode(hashlib.new(algorithm, data).digest()).decode().rstrip("=")
+    return f"{member},{algorithm}={digest},{len(data)}\n"
+
+
+def write_wheel(path: Path, files: dict[str, bytes | str], dist_info: str, *, record: str | None = None) -> Path:
+    """A zip of `files` with a RECORD at dist_info/RECORD that lists them truly, unless `record`
+    gives another text."""
+    data = {name: content.encode() if isinstance(content, str) else content for name, content in files.items()}
+    if record is None:
+        record = "".join(record_line(name, content) for name, content in data.items()) + f"{dist_info}/RECORD,,\n"
+    data[f"{dist_info}/RECORD"] = record.encode()
+    with zipfile.ZipFile(path, "w") as zf:
+        for member, content in data.items():
+            zf.writestr(member, content)
+    return path
+
+
+def wheel_files(name: str, version: str, *, requires: list[str] = (), tag: str = "py3-none-any",
+                metadata_name: str | None = None, payload: bytes = b"") -> tuple[dict[str, str | bytes], str]:
+    """The files of a small valid wheel, and its .dist-info directory."""
     escaped = re.sub(r"[-_.]+", "_", name)  # as wheel file names spell a project
     dist_info = f"{escaped}-{version}.dist-info"
-    path = dest / f"{escaped}-{version}-{tag}.whl"
     metadata = ["Metadata-Version: 2.1", f"Name: {metadata_name or name}", f"Version: {version}",
                 "Requires-Python: >=3.8"] + [f"Requires-Dist: {r}" for r in requires]
     files = {
@@ -19,10 +39,11 @@ def make_wheel(dest: Path, name: str, version: str, *, requires: list[str] = (),
         f"{dist_info}/METADATA": "\n".join(metadata) + "\n",
         f"{dist_info}/WHEEL": f"Wheel-Version: 1.0\nGenerator: tests\nRoot-Is-Purelib: true\nTag: {tag}\n",
     }
-    files[f"{dist_info}/RECORD"] = "".join(f"{f},,\n" for f in files) + f"{dist_info}/RECORD,,\n"
     if payload:
         files[f"{escaped}.bin"] = payload
-    with zipfile.ZipFile(path, "w") as zf:
-        for member, text in files.items():
-            zf.writestr(member, text)
-    return path
+    return files, dist_info
+
+
+def make_wheel(dest: Path, name: str, version: str, *, tag: str = "py3-none-any", **options) -> Path:
+    files, dist_info = wheel_files(name, version, tag=tag, **options)
+    return write_wheel(dest / f"{dist_info[:-len('.dist-info')]}-{tag}.whl", files, dist_info)

@@ -20,12 +20,12 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
 from wheelwright.index.lookup import IndexUnreachable, index_versions, unsatisfied
+from wheelwright.workers import sandbox
 from wheelwright.workers.tool import (
     ToolError,
     clean_pip_env,
     create_venv,
     marker_environment,
-    no_network_prefix,
     run,
     run_tool,
     uv_pip,
@@ -69,7 +69,7 @@ def isolated_runner(prefix: list[str]):
 def prepare(python: str, src: Path, env_dir: Path, index_url: str) -> dict:
     env_python = create_venv(python, str(env_dir))
     try:
-        builder = ProjectBuilder(src, python_executable=env_python, runner=isolated_runner(no_network_prefix()))
+        builder = ProjectBuilder(src, python_executable=env_python, runner=isolated_runner(sandbox.prefix()))
         static = sorted(builder.build_system_requires)
     except BuildException as exc:
         raise ToolError(f"cannot read the build system: {exc}") from None

@@ -1,5 +1,5 @@
-"""What every worker-side tool shares: its result line, pip without the machine's configuration,
-and commands run with no network.
+"""What every worker-side tool shares: its result line, its temporary files inside the build
+directory, and pip and uv without the machine's configuration.
 
 A tool prints its result as the last line of stdout, `wheelwright-result: {json}`, which the
 master-side step reads. Workers run strangers' code, so the master re-checks what matters.
@@ -12,18 +12,10 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import traceback
 
 RESULT_PREFIX = "wheelwright-result: "
-
-# Each prefix gives the command a network namespace with nothing in it. `--user` lets it work
-# unprivileged, as inside a container; bwrap is the fallback where unshare is refused.
-NO_NETWORK_PREFIXES = (
-    ("unshare", "--user", "--map-root-user", "--net", "--"),
-    ("unshare", "--net", "--"),
-    ("bwrap", "--unshare-net", "--dev-bind", "/", "/", "--"),
-)
-
 
 class ToolError(Exception):
     """A failure the tool reports with a clear reason, and the build fails with it."""
@@ -38,8 +30,23 @@ def emit(result: dict) -> None:
     print(RESULT_PREFIX + json.dumps(result, sort_keys=True), flush=True)
 
 
+# Inside the build directory (the tool's working directory), the one place the sandbox lets the
+# package's code write: temporary files and HOME live here for the tool and all it runs.
+PRIVATE_TMP = ".tmp"
+
+
+def private_tmp() -> str:
+    tmp = os.path.abspath(PRIVATE_TMP)
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.mkdir(tmp)
+    os.environ.update(TMPDIR=tmp, HOME=tmp)
+    tempfile.tempdir = None
+    return tmp
+
+
 def run_tool(main, argv=None) -> int:
     """Run a tool's main(argv) -> dict, printing its result or its error."""
+    tmp = private_tmp()
     try:
         result = main(argv)
     except ToolError as exc:
@@ -50,6 +57,8 @@ def run_tool(main, argv=None) -> int:
         traceback.print_exc()
         emit({"error": f"internal error in the worker-side tool: {exc!r}"})
         return 2
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     emit(result)
     return 0
 
@@ -79,39 +88,6 @@ def uv_command(*args: str) -> list[str]:
 
 def uv_pip(target_python: str, *args: str) -> list[str]:
     return uv_command("pip", *args, "--python", target_python)
-
-
-# Paths (separated by os.pathsep) that commands running the package's code must not see: the
-# farm's secrets and state where a worker shares the farm's machine. `wheelwright up` sets it.
-HIDE_ENV = "WHEELWRIGHT_HIDE"
-# Inside the new mount namespace: an empty tmpfs over each folder, /dev/null over each file.
-_HIDE_SCRIPT = ('for p; do [ "$p" = -- ] && break; '
-                'if [ -d "$p" ]; then mount -t tmpfs -o size=4k,mode=0 tmpfs "$p"; else mount --bind /dev/null "$p"; fi '
-                '|| exit 97; shift; done; shift; exec "$@"')
-
-
-def hidden_paths() -> list[str]:
-    return [p for p in os.environ.get(HIDE_ENV, "").split(os.pathsep) if p and os.path.exists(p)]
-
-
-def _sandbox(prefix: tuple[str, ...], hide: list[str]) -> list[str]:
-    if not hide:
-        return list(prefix)
-    if prefix[0] == "bwrap":
-        binds = [arg for p in hide for arg in (("--tmpfs", p) if os.path.isdir(p) else ("--ro-bind", "/dev/null", p))]
-        return [*prefix[:-1], *binds, "--"]
-    return [*prefix[:-1], "--mount", "--", "sh", "-c", _HIDE_SCRIPT, "sandbox", *hide, "--"]
-
-
-def no_network_prefix() -> list[str]:
-    """The command prefix for running the package's code: no network, and the paths in
-    WHEELWRIGHT_HIDE out of sight."""
-    hide = hidden_paths()
-    for prefix in NO_NETWORK_PREFIXES:
-        candidate = _sandbox(prefix, hide)
-        if shutil.which(prefix[0]) and subprocess.run([*candidate, "true"], capture_output=True).returncode == 0:
-            return candidate
-    raise ToolError("cannot cut the network off for the build: neither unshare nor bwrap works here")
 
 
 def run(cmd: list[str], *, cwd=None, env=None, what: str, capture: bool = False) -> str:

@@ -18,12 +18,12 @@ from pathlib import Path
 from packaging.metadata import Metadata
 from packaging.utils import parse_wheel_filename
 
+from wheelwright.workers import sandbox
 from wheelwright.workers.tool import (
     ToolError,
     clean_pip_env,
     create_venv,
     marker_environment,
-    no_network_prefix,
     run,
     run_tool,
     supported_tags,
@@ -84,7 +84,7 @@ def install(python: str, wheel: Path, index_url: str, env_dir: Path, imports: li
     if modules:
         with tempfile.TemporaryDirectory() as cwd:
             code = "; ".join(f"import {m}" for m in modules)
-            run([*no_network_prefix(), env_python, "-I", "-c", code], cwd=cwd, env=clean_pip_env(),
+            run([*sandbox.prefix(), env_python, "-I", "-c", code], cwd=cwd, env=clean_pip_env(),
                 what=f"importing {', '.join(modules)}")
     return {"imported": modules}
 

@@ -16,7 +16,8 @@ from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel
 from packaging.version import Version
 
 from wheelwright.index.store import sha256_of
-from wheelwright.workers.tool import ToolError, clean_pip_env, no_network_prefix, pip_command, run, run_tool, uv_pip
+from wheelwright.workers import sandbox
+from wheelwright.workers.tool import ToolError, clean_pip_env, pip_command, run, run_tool, uv_pip
 
 FRONTENDS = ("pip", "build")
 
@@ -63,7 +64,7 @@ def build(env_python: str, src: Path, dist: Path, project: str, version: str, fr
     dist.mkdir(parents=True)
     env = clean_pip_env()
     env["SOURCE_DATE_EPOCH"] = source_date_epoch(src)
-    run([*no_network_prefix(), *build_command(frontend, env_python, src, dist)], env=env,
+    run([*sandbox.prefix(), *build_command(frontend, env_python, src, dist)], env=env,
         what=f"building the wheel with {frontend} (no network)")
     return {"wheels": check_wheels(dist, project, version), "freeze": str(freeze)}
 

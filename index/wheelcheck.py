@@ -1,0 +1,119 @@
+"""What the index checks inside a wheel before publishing it. A worker ran strangers' code to
+make it, so the index takes nothing in it on trust: every member is a plain file at a safe
+relative path, RECORD lists exactly the files there with their true sizes and strong hashes,
+and the one .dist-info and METADATA belong to the project and version of the file name.
+"""
+
+from __future__ import annotations
+
+import stat
+import zipfile
+from email.parser import BytesParser
+
+from installer.exceptions import InstallerError
+from installer.records import parse_record_file
+from installer.sources import WheelFile
+from packaging.metadata import Metadata
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
+
+# PEP 427: RECORD hashes at least as strong as sha256.
+STRONG_HASHES = frozenset({"sha256", "sha384", "sha512"})
+MAX_UNPACKED_BYTES = 4 << 30
+
+
+class WheelRefused(Exception):
+    pass
+
+
+def unsafe_member(info: zipfile.ZipInfo) -> str | None:
+    """Why a zip member could land outside the install directory, or not be a plain file."""
+    name = info.filename
+    parts = name.rstrip("/").split("/")
+    if name.startswith("/") or parts[0][1:2] == ":":
+        return "an absolute path"
+    if "\\" in name or "\0" in name:
+        return "a path with a backslash or NUL"
+    if any(part in ("", ".", "..") for part in parts):
+        return "a path with an empty, . or .. part"
+    kind = stat.S_IFMT(info.external_attr >> 16)
+    if kind not in (0, stat.S_IFREG, stat.S_IFDIR):
+        return "not a plain file"
+    return None
+
+
+def _check_members(zf: zipfile.ZipFile, filename: str) -> None:
+    infos = zf.infolist()
+    for info in infos:
+        reason = unsafe_member(info)
+        if reason:
+            raise WheelRefused(f"{filename}: member {info.filename!r} is {reason}")
+    names = [info.filename for info in infos]
+    if len(set(names)) != len(names):
+        raise WheelRefused(f"{filename}: a member name occurs twice")
+    if sum(info.file_size for info in infos) > MAX_UNPACKED_BYTES:
+        raise WheelRefused(f"{filename}: unpacks to more than {MAX_UNPACKED_BYTES >> 30} GiB")
+
+
+def _dist_info(wheel: WheelFile, filename: str, project: str, version: str) -> None:
+    dist_info = wheel.dist_info_dir  # exactly one, named for the file's project
+    stem = dist_info[: -len(".dist-info")]
+    try:
+        found = Version(stem.rpartition("-")[2])
+    except InvalidVersion:
+        found = None
+    if found != Version(version):
+        raise WheelRefused(f"{filename}: {dist_info} is not for version {version}")
+    for top in {name.split("/", 1)[0] for name in wheel._zipfile.namelist()}:
+        if top.endswith(".data") and top != f"{stem}.data":
+            raise WheelRefused(f"{filename}: {top} is not this wheel's .data directory ({stem}.data)")
+
+
+def _check_wheel_file(wheel: WheelFile, filename: str) -> None:
+    fields = BytesParser().parsebytes(wheel.read_dist_info("WHEEL").encode())
+    if not (fields.get("Wheel-Version") or "").startswith("1."):
+        raise WheelRefused(f"{filename}: WHEEL says Wheel-Version {fields.get('Wheel-Version')!r}, not 1.x")
+
+
+def _check_record(wheel: WheelFile, filename: str) -> None:
+    try:
+        wheel.validate_record()  # every member listed, with its size and hash
+    except InstallerError as exc:
+        raise WheelRefused(f"{filename}: " + "; ".join(getattr(exc, "issues", [str(exc)]))) from None
+    members = set(wheel._zipfile.namelist())
+    for path, hash_, _ in parse_record_file(wheel.read_dist_info("RECORD").splitlines()):
+        if path not in members:
+            raise WheelRefused(f"{filename}: RECORD lists {path}, which the wheel does not contain")
+        if hash_ and hash_.partition("=")[0] not in STRONG_HASHES:
+            raise WheelRefused(f"{filename}: RECORD hashes {path} with {hash_.partition('=')[0]}; "
+                               f"use one of {', '.join(sorted(STRONG_HASHES))}")
+
+
+def _metadata(wheel: WheelFile, filename: str, project: str, version: str) -> bytes:
+    raw = wheel.read_dist_info("METADATA").encode()
+    try:
+        meta = Metadata.from_email(raw, validate=True)
+    except Exception as exc:  # packaging raises an ExceptionGroup of every problem
+        raise WheelRefused(f"{filename}: invalid METADATA ({exc})") from None
+    if canonicalize_name(meta.name) != project or meta.version != Version(version):
+        raise WheelRefused(f"{filename}: METADATA is for {meta.name} {meta.version}, not {project} {version}")
+    return raw
+
+
+def check_wheel(path, filename: str, project: str, version: str) -> bytes:
+    """Check the wheel at path, published as filename of project==version; returns its METADATA."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            _check_members(zf, filename)
+            zf.filename = filename  # installer reads the project and version from the zip's name
+            wheel = WheelFile(zf)
+            _dist_info(wheel, filename, project, version)
+            _check_wheel_file(wheel, filename)
+            _check_record(wheel, filename)
+            return _metadata(wheel, filename, project, version)
+    except zipfile.BadZipFile as exc:
+        raise WheelRefused(f"{filename}: not a zip file ({exc})") from None
+    except KeyError as exc:  # zipfile's message names the missing member
+        raise WheelRefused(f"{filename}: {exc.args[0]}") from None
+    except (InstallerError, ValueError) as exc:
+        raise WheelRefused(f"{filename}: {exc}") from None
