@@ -9,19 +9,20 @@ from __future__ import annotations
 
 from buildbot.plugins import util, worker
 
-from wheelwright.master.settings import SettingsError, load_settings
+from wheelwright.master.lastgood import ConfigError
+from wheelwright.master.settings import settings_for
 from wheelwright.steps import PIPELINE
 from wheelwright.workers.pools import Pool, builder_name
 
 
-def container_image(settings_dir, default: str):
+def container_image(farm, default: str):
     """The image for a build: the package's `container_image` setting, else the pool's."""
 
     @util.renderer
     def image(props):
         try:
-            return load_settings(settings_dir, props.getProperty("package")).container_image or default
-        except SettingsError:
+            return settings_for(farm, props.getProperty("package"))[0].container_image or default
+        except ConfigError:
             return default  # the build then fails in a step that names the broken file
 
     return image
@@ -36,7 +37,7 @@ def make_workers(farm, pools: list[Pool]) -> list:
             password = util.Secret(f"worker-{name}")
             if pool.kind == "container":
                 workers.append(worker.DockerLatentWorker(
-                    name, password, docker_host=farm.docker_host, image=container_image(farm.settings_dir, pool.image),
+                    name, password, docker_host=farm.docker_host, image=container_image(farm, pool.image),
                     masterFQDN=f"{farm.container_master_host}:{farm.worker_port}",
                     hostconfig={"network_mode": farm.container_network}, autopull=False,
                     # One container per build, removed as soon as the build ends.

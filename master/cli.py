@@ -18,7 +18,7 @@ from functools import reduce
 from pathlib import Path
 
 import requests
-from buildbot.process.results import SKIPPED, SUCCESS, Results, worst_status
+from buildbot.process.results import SKIPPED, SUCCESS, WARNINGS, Results, worst_status
 from packaging.requirements import InvalidRequirement, Requirement
 
 from wheelwright.index.upload import UploadError, upload
@@ -95,13 +95,17 @@ class Api:
         _, requests_by_builder = answer["result"]
         return requests_by_builder
 
-    def log_tail(self, stepid: int, lines: int = 15) -> str:
-        """The end of a step's stdio log: usually where it says why it failed."""
+    def log_tail(self, stepid: int, lines: int = 15, slug: str = "stdio") -> str:
+        """The end of a step's log (stdio: usually where it says why it failed)."""
         logs = {log["slug"]: log for log in self.get(f"steps/{stepid}/logs")["logs"]}
-        if "stdio" not in logs:
+        if slug not in logs:
             return ""
-        response = self.session.get(self.base + f"logs/{logs['stdio']['logid']}/raw", timeout=30)
+        response = self.session.get(self.base + f"logs/{logs[slug]['logid']}/raw", timeout=30)
         return "\n".join(response.text.splitlines()[-lines:])
+
+    def warnings(self, stepid: int) -> list[str]:
+        logs = self.get(f"steps/{stepid}/logs")["logs"]
+        return [self.log_tail(stepid, slug=log["slug"]) for log in logs if log["slug"].endswith("-warning")]
 
     def has_worker(self, builderid: int) -> bool:
         """Whether a worker can take the builder's builds now: local workers run with the farm,
@@ -127,7 +131,7 @@ class Api:
         props = self.get(f"builds/{build['buildid']}", property="*")["builds"][0]["properties"]
         builder = self.get(f"builders/{build['builderid']}")["builders"][0]["name"]
         steps = self.get(f"builds/{build['buildid']}/steps")["steps"]
-        failed = [s for s in steps if s["results"] not in (None, SUCCESS, SKIPPED)]
+        failed = [s for s in steps if s["results"] not in (None, SUCCESS, SKIPPED, WARNINGS)]
         return {
             "result": Results[build["results"]],
             "builder": builder,
@@ -136,6 +140,7 @@ class Api:
             "summary": build["state_string"],
             "failed_steps": {s["name"]: s["state_string"] for s in failed},
             "log_tails": {s["name"]: self.log_tail(s["stepid"]) for s in failed},
+            "warnings": {s["name"]: self.warnings(s["stepid"]) for s in steps if s["results"] == WARNINGS},
             "wheels": props.get("wheel_filenames", [[]])[0],
             "wheel_urls": props.get("wheel_urls", [[]])[0],
             **({"pure_wheel_published_by": props[PURE_WHEEL_PUBLISHED][0]} if PURE_WHEEL_PUBLISHED in props else {}),
@@ -164,7 +169,7 @@ def cmd_build(args) -> int:
         "result": Results[reduce(worst_status, (Results.index(b["result"]) for b in done))] if done else "pending",
         "builds": builds}
     print(json.dumps(output, indent=2))
-    return 0 if done and all(b["result"] in ("success", "skipped") for b in done) else 1
+    return 0 if done and all(b["result"] in ("success", "warnings", "skipped") for b in done) else 1
 
 
 def cmd_seed(args) -> int:

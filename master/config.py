@@ -9,6 +9,7 @@ from buildbot.plugins import secrets
 from wheelwright.master.builders import make_builders, make_workers
 from wheelwright.master.farm import Farm
 from wheelwright.master.schedulers import make_schedulers
+from wheelwright.master.staged import KeptWheelPublisher
 from wheelwright.workers.pools import POOLS
 
 
@@ -25,6 +26,7 @@ def assemble(basedir: str) -> dict:
         "protocols": {"pb": {"port": f"tcp:{farm.worker_port}:interface={farm.listen}"}},
         "builders": builders,
         "schedulers": make_schedulers([b.name for b in builders]),
+        "services": [KeptWheelPublisher(farm)],
         # `wheelwright up` makes the secrets folder; a checkconfig of the shipped file has none.
         "secretsProviders": [secrets.SecretInAFile(dirname=str(farm.secrets_dir))] if farm.secrets_dir.is_dir() else [],
         "www": {

@@ -36,6 +36,10 @@ class Farm:
     docker_host: str | None = None
     container_network: str | None = None
     container_master_host: str | None = None
+    # When the index host does not take a wheel: the step's retries (seconds between them), then
+    # the wheel is kept on the master and a service retries it every staged_retry_interval.
+    publish_retry_delays: list[float] = field(default_factory=lambda: [2, 10, 30])
+    staged_retry_interval: float = 60
 
     @property
     def settings_dir(self) -> Path:
@@ -76,6 +80,7 @@ class Farm:
     review_queue = property(lambda self: self.root / "review-queue.json")
     allowlist = property(lambda self: self.root / "allowlist.txt")
     logs_dir = property(lambda self: self.root / "logs")
+    last_good_dir = property(lambda self: self.root / "master" / "last-good")
 
     def save(self) -> None:
         data = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items() if k != "root"}

@@ -10,8 +10,10 @@ from pathlib import Path
 
 from packaging.utils import InvalidName, canonicalize_name
 
+from wheelwright.master.lastgood import ConfigError, read_last_good
 
-class AllowlistError(ValueError):
+
+class AllowlistError(ConfigError):
     pass
 
 
@@ -29,6 +31,12 @@ def read_allowlist(path: Path) -> set[str]:
         except InvalidName:
             raise AllowlistError(f"{path}:{number}: {line!r} is not a project name") from None
     return names
+
+
+def allowlist_for(farm) -> tuple[set[str], str | None]:
+    """The allow-list for a build, and a warning when the file is broken and its last good
+    version stands in."""
+    return read_last_good(farm.allowlist, read_allowlist, farm.last_good_dir / farm.allowlist.name)
 
 
 def queue_for_review(queue: Path, project: str, reason: str, requested_by: str) -> None:

@@ -17,10 +17,11 @@ import yaml
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
+from wheelwright.master.lastgood import ConfigError, read_last_good
 from wheelwright.workers.wheel import FRONTENDS
 
 
-class SettingsError(Exception):
+class SettingsError(ConfigError):
     pass
 
 
@@ -37,12 +38,21 @@ def _names(project: str) -> list[str]:
     return sorted({name, name.replace("-", "_")})
 
 
-def load_settings(settings_dir: Path, project: str) -> PackageSettings:
+def settings_for(farm, project: str) -> tuple[PackageSettings, str | None]:
+    """The package's settings for a build, and a warning when its file is broken and the last
+    good version stands in."""
+    path = settings_file(farm.settings_dir, project)
+    if path is None:
+        return PackageSettings(), None
+    return read_last_good(path, _parse, farm.last_good_dir / "settings" / path.name)
+
+
+def settings_file(settings_dir: Path, project: str) -> Path | None:
     for name in _names(project):
         path = settings_dir / "settings" / f"{name}.yaml"
         if path.exists():
-            return _parse(path)
-    return PackageSettings()
+            return path
+    return None
 
 
 def _parse(path: Path) -> PackageSettings:

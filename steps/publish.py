@@ -7,6 +7,7 @@ import os
 
 from buildbot.process.properties import Secret
 from buildbot.process.results import SKIPPED, SUCCESS
+from buildbot.util import asyncSleep
 from packaging.tags import Tag
 from packaging.utils import canonicalize_name, parse_wheel_filename
 from packaging.version import Version
@@ -15,6 +16,7 @@ from twisted.internet import threads
 from wheelwright.index.store import PublishError, parse_distribution_filename, sha256_of
 from wheelwright.index.upload import UploadError, upload
 from wheelwright.master.farm import UPLOAD_SECRET, UPLOAD_USER
+from wheelwright.master.staged import keep, retryable
 from wheelwright.steps.tool import DIST_DIR, FREEZE_FILE, WheelwrightStep, count
 
 MAX_WHEEL_SIZE = 4 << 30
@@ -62,12 +64,17 @@ class UpdateIndex(WheelwrightStep):
             if actual != sha256:
                 return await self.fail(f"{filename}: sha256 on the master is {actual}, the worker reported {sha256}")
             try:
-                await threads.deferToThread(upload, self.farm.upload_url, UPLOAD_USER, self.upload_password, staged,
-                                            provenance=provenance, freeze=freeze)
+                await self._upload(staged, provenance, freeze)
             except UploadError as exc:
+                if retryable(exc):
+                    await threads.deferToThread(keep, staged, provenance, freeze)
+                    attempts = count(len(self.farm.publish_retry_delays) + 1, "attempt")
+                    return await self.fail(f"not published, kept at {staged}: the master publishes it when the index "
+                                           f"takes it (it tries every {self.farm.staged_retry_interval:g} s). "
+                                           f"{attempts}, the last: {exc}")
+                os.unlink(staged)
                 if exc.status == 409 and is_pure(filename):
                     # Another builder of the matrix published this pure wheel while we built it.
-                    os.unlink(staged)
                     self.descriptionDone = [f"pure wheel {filename} already published by another builder"]
                     return SKIPPED
                 return await self.fail(f"not published: {exc}")
@@ -78,6 +85,20 @@ class UpdateIndex(WheelwrightStep):
         self.setProperty("wheel_urls", urls, self.name)
         self.descriptionDone = [f"published {count(len(urls), 'wheel')}"]
         return SUCCESS
+
+    async def _upload(self, staged, provenance: dict, freeze: str | None) -> None:
+        """Upload, retrying while the index host does not answer or fails."""
+        for delay in [*self.farm.publish_retry_delays, None]:
+            try:
+                await threads.deferToThread(upload, self.farm.upload_url, UPLOAD_USER, self.upload_password, staged,
+                                            provenance=provenance, freeze=freeze)
+                return
+            except UploadError as exc:
+                if delay is None or not retryable(exc):
+                    raise
+                self.description = [f"index host: {str(exc)[:80]}; retrying in {delay:g} s"]
+                await self.updateSummary()
+                await asyncSleep(delay, self.master.reactor)
 
     def _check_name(self, filename: str) -> str | None:
         try:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 
 from buildbot.process import buildstep, remotecommand, remotetransfer
-from buildbot.process.results import FAILURE
+from buildbot.process.results import FAILURE, SUCCESS, WARNINGS
 from buildbot.reporters.utils import getURLForBuild
 from buildbot.steps.worker import CompositeStepMixin
+from twisted.internet import threads
 
 from wheelwright.workers.tool import RESULT_PREFIX
 
@@ -49,6 +50,7 @@ class WheelwrightStep(buildstep.ShellMixin, CompositeStepMixin, buildstep.BuildS
 
     haltOnFailure = True
     flunkOnFailure = True
+    warnOnWarnings = True
 
     def __init__(self, farm=None, **kwargs):
         kwargs = self.setupShellMixin(kwargs, prohibitArgs=["command"])
@@ -82,6 +84,18 @@ class WheelwrightStep(buildstep.ShellMixin, CompositeStepMixin, buildstep.BuildS
         if cmd.didFail() and "error" not in result:
             result["error"] = f"{tool} failed (exit {cmd.rc})"
         return result
+
+    async def read_config(self, what: str, read, *args):
+        """Configuration for this build, read by read(farm, *args) -> (value, warning). A broken
+        file whose last good version stands in warns (log `<what>-warning`); with none, ConfigError."""
+        value, warning = await threads.deferToThread(read, self.farm, *args)
+        if warning:
+            self.warned = True
+            await self.addCompleteLog(f"{what}-warning", warning + "\n")
+        return value
+
+    def succeeded(self) -> int:
+        return WARNINGS if getattr(self, "warned", False) else SUCCESS
 
     async def fail(self, reason: str) -> int:
         """End the step failed, with the reason as its summary and in a log of its own."""

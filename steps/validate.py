@@ -4,14 +4,14 @@ installed from our index only into a fresh venv, and imported."""
 
 from __future__ import annotations
 
-from buildbot.process.results import SUCCESS
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from twisted.internet import threads
 
 from wheelwright.index.lookup import IndexUnreachable, index_versions, unsatisfied
-from wheelwright.master.review import AllowlistError, queue_for_review, read_allowlist
-from wheelwright.master.settings import SettingsError, load_settings
+from wheelwright.master.lastgood import ConfigError
+from wheelwright.master.review import allowlist_for, queue_for_review
+from wheelwright.master.settings import settings_for
 from wheelwright.steps.tool import DIST_DIR, TEST_ENV_DIR, WheelwrightStep, count
 
 
@@ -36,8 +36,8 @@ class ValidateInstallDeps(WheelwrightStep):
 
     async def run(self):
         try:
-            settings = await threads.deferToThread(load_settings, self.farm.settings_dir, self.package)
-        except SettingsError as exc:
+            settings = await self.read_config("settings", settings_for, self.package)
+        except ConfigError as exc:
             return await self.fail(str(exc))
         index_url = self.getProperty("index_url")
         wheels = self.getProperty("wheel_filenames")
@@ -51,8 +51,8 @@ class ValidateInstallDeps(WheelwrightStep):
         needed.pop(canonicalize_name(self.package), None)
         self.setProperty("install_requires", sorted(needed.values()), self.name)
         try:
-            allowlist = await threads.deferToThread(read_allowlist, self.farm.allowlist)
-        except AllowlistError as exc:
+            allowlist = await self.read_config("allowlist", allowlist_for)
+        except ConfigError as exc:
             return await self.fail(str(exc))
         try:
             found = await threads.deferToThread(classify, sorted(needed.values()), allowlist, self.farm.index_url)
@@ -77,4 +77,4 @@ class ValidateInstallDeps(WheelwrightStep):
             if "error" in result:
                 return await self.fail(result["error"])
         self.descriptionDone = [f"{count(len(needed), 'dependency', 'dependencies')} known; installed and imported from our index"]
-        return SUCCESS
+        return self.succeeded()

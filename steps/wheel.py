@@ -3,10 +3,8 @@ environment's `pip freeze` as a log (and, on publishing, beside the wheel)."""
 
 from __future__ import annotations
 
-from buildbot.process.results import SUCCESS
-from twisted.internet import threads
-
-from wheelwright.master.settings import SettingsError, load_settings
+from wheelwright.master.lastgood import ConfigError
+from wheelwright.master.settings import settings_for
 from wheelwright.steps.tool import DIST_DIR, FREEZE_FILE, SRC_DIR, WheelwrightStep
 
 
@@ -16,8 +14,8 @@ class BuildWheel(WheelwrightStep):
 
     async def run(self):
         try:
-            settings = await threads.deferToThread(load_settings, self.farm.settings_dir, self.package)
-        except SettingsError as exc:
+            settings = await self.read_config("settings", settings_for, self.package)
+        except ConfigError as exc:
             return await self.fail(str(exc))
         result = await self.run_tool(
             "wheel", "--env-python", self.getProperty("build_env_python"), "--src", SRC_DIR, "--dist", DIST_DIR,
@@ -32,4 +30,4 @@ class BuildWheel(WheelwrightStep):
         self.setProperty("wheel_filenames", [w["filename"] for w in result["wheels"]], self.name)
         self.setProperty("wheel_sha256s", [w["sha256"] for w in result["wheels"]], self.name)
         self.descriptionDone = [", ".join(w["filename"] for w in result["wheels"])]
-        return SUCCESS
+        return self.succeeded()

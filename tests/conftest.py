@@ -29,6 +29,9 @@ def upstream(tmp_path_factory):
 @pytest.fixture(scope="session")
 def farm(tmp_path_factory, upstream):
     state = tmp_path_factory.mktemp("farm") / "farm"
+    state.mkdir()
+    # farm.json settings `up` keeps: an unreachable index is retried within seconds, not minutes.
+    (state / "farm.json").write_text(json.dumps({"publish_retry_delays": [1, 1], "staged_retry_interval": 2}))
     under_test = FarmUnderTest(state)
     try:  # a farm that came up halfway is stopped too
         under_test.cli("up", "--upstream", upstream.url, "--ui-port", str(free_port()),

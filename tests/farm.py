@@ -3,10 +3,12 @@ end-to-end tests and the benchmarks."""
 
 from __future__ import annotations
 
+import functools
 import json
 import platform
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -55,6 +57,19 @@ class FarmUnderTest:
                 text.append(http_get(f"{api}logs/{log['logid']}/raw")[1].decode())
         return "\n".join(text)
 
-    @property
+    def api(self, path: str) -> dict:
+        return json.loads(http_get(self.status["ui"] + "api/v2/" + path)[1])
+
+    def wait_until_idle(self, timeout: float = 180) -> None:
+        """Until no build request is running or waiting (but those of pools with no worker here)."""
+        deadline = time.monotonic() + timeout
+        while self.api("buildrequests?complete=false&claimed=true")["buildrequests"] or \
+                [r for r in self.api("buildrequests?complete=false")["buildrequests"] if "aarch64" not in str(r)]:
+            if time.monotonic() > deadline:
+                raise TimeoutError("the farm did not go idle")
+            time.sleep(0.5)
+
+    @functools.cached_property
     def status(self) -> dict:
+        """The farm's addresses (they stay as `up` first set them)."""
         return json.loads(self.cli("status", "--json").stdout)

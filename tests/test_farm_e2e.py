@@ -76,6 +76,24 @@ def test_patches_are_applied(backends, upstream, tmp_path):
     assert install_and_run(backends, tmp_path, "patched==1.0", "import patched; print(patched.VALUE)") == "patched\n"
 
 
+def test_a_settings_file_broken_while_the_farm_runs_gives_way_to_its_last_good_version(backends, upstream, tmp_path):
+    for version in ("1.0", "2.0"):
+        upstream.add(setuptools_sdist(tmp_path, "edited", version, module="edited_mod"))
+    settings = backends.state / "overrides" / "settings" / "edited.yaml"
+    settings.parent.mkdir(parents=True, exist_ok=True)
+    settings.write_text("build_frontend: build\nimports: [edited_mod]\n")
+    rc, result = backends.build("edited==1.0")
+    assert rc == 0 and result["result"] == "success", result
+    settings.write_text("build_frontend: build\nimports: [edited_mod\n")
+    rc, result = backends.build("edited==2.0")
+    assert rc == 0 and result["result"] == "warnings", result
+    (warning,) = result["warnings"]["build-wheel"]
+    assert warning.startswith(f"{settings}:3: not valid YAML") and "last good version" in warning
+    assert "--frontend build" in backends.logs(result["builder"], result["number"])
+    assert result["wheels"] == ["edited-2.0-py3-none-any.whl"]
+    assert install_and_run(backends, tmp_path, "edited==2.0", "import edited_mod; print(edited_mod.VALUE)") == "1\n"
+
+
 def test_patch_that_does_not_apply_fails_naming_it(backends, upstream, tmp_path):
     upstream.add(setuptools_sdist(tmp_path, "badpatch", "1.0"))
     patch_dir = backends.state / "overrides" / "patches" / "badpatch"
@@ -171,7 +189,8 @@ def test_a_local_build_writes_nothing_outside_its_build_directory_and_leaves_no_
                         open(path, "w").write("escaped")
                     except OSError:
                         pass
-                subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)", "{token}"], start_new_session=True)
+                subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)", "{token}"], start_new_session=True,
+                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 super().run()
 
         setup(cmdclass={{"build_py": Escape}})

@@ -7,7 +7,7 @@ import os
 import signal
 import time
 
-from buildbot.process.results import EXCEPTION, RETRY
+from buildbot.process.results import EXCEPTION, FAILURE, RETRY
 
 from tests.conftest import wheel_index_has
 from tests.farm import DEFAULT_BUILDER, http_get
@@ -27,30 +27,17 @@ setup(cmdclass={"build_py": Slow})
 """
 
 
-def api(farm, path: str) -> dict:
-    return json.loads(http_get(farm.status["ui"] + "api/v2/" + path)[1])
-
-
 def wait_for_step(farm, name: str, timeout: float = 120) -> int:
     """Wait until the newest build is running step `name`; returns the build's id."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        builds = api(farm, "builds?order=-buildid&limit=1")["builds"]
+        builds = farm.api("builds?order=-buildid&limit=1")["builds"]
         if builds:
-            steps = api(farm, f"builds/{builds[0]['buildid']}/steps")["steps"]
+            steps = farm.api(f"builds/{builds[0]['buildid']}/steps")["steps"]
             if any(s["name"] == name and s["started_at"] and not s["complete_at"] for s in steps):
                 return builds[0]["buildid"]
         time.sleep(0.2)
     raise TimeoutError(f"no build reached {name}")
-
-
-def wait_until_idle(farm, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while api(farm, "buildrequests?complete=false&claimed=true")["buildrequests"] or \
-            [r for r in api(farm, "buildrequests?complete=false")["buildrequests"] if "aarch64" not in str(r)]:
-        if time.monotonic() > deadline:
-            raise TimeoutError("the farm did not go idle")
-        time.sleep(0.5)
 
 
 def kill(pidfile) -> None:
@@ -64,9 +51,9 @@ def test_a_worker_killed_mid_build_leaves_the_index_untouched_and_the_build_is_r
     kill(backends.state / "workers" / "local-1" / "twistd.pid")
     time.sleep(1)
     assert not wheel_index_has(backends, "workerdies")
-    assert api(backends, f"builds/{killed}")["builds"][0]["results"] in (RETRY, EXCEPTION)
+    assert backends.api(f"builds/{killed}")["builds"][0]["results"] in (RETRY, EXCEPTION)
     backends.cli("up")  # brings the worker back; Buildbot runs the retried build on it
-    wait_until_idle(backends)
+    backends.wait_until_idle()
     upstream.add(setuptools_sdist(tmp_path, "nextone", "1.0"))
     rc, result = backends.build("nextone==1.0")  # the next build works
     assert rc == 0, result
@@ -89,3 +76,29 @@ def test_a_master_killed_mid_build_publishes_once_after_a_restart(backends, upst
     assert rc == 0 or "already in the index" in result["failed_steps"].get("update-index", ""), result
     listing = json.loads(http_get(backends.status["index"] + "masterdies/", "application/vnd.pypi.simple.v1+json")[1])
     assert len(listing["files"]) == 1
+
+
+def test_an_unreachable_index_keeps_the_wheel_and_the_master_publishes_it_when_the_index_returns(
+        backends, upstream, tmp_path):
+    # The smoke test's import takes 8 s: time to stop the index host after the install from it.
+    upstream.add(setuptools_sdist(tmp_path, "indexgone", "1.0", code="import time\ntime.sleep(8)\n"))
+    backends.cli("build", "indexgone==1.0", "--builder", DEFAULT_BUILDER)
+    buildid = wait_for_step(backends, "validate-install-deps")
+    time.sleep(3)
+    index_pid = backends.state / "index" / "index.pid"
+    kill(index_pid)
+    index_pid.unlink()
+    backends.wait_until_idle()
+    build = backends.api(f"builds/{buildid}")["builds"][0]
+    assert build["results"] == FAILURE
+    (kept,) = (backends.state / "master" / "staging" / str(buildid)).glob("*.whl")
+    reason = http_get(f"{backends.status['ui']}api/v2/builds/{buildid}/steps/update-index/logs/reason/raw")[1].decode()
+    assert reason.startswith(f"not published, kept at {kept}") and "3 attempts, the last:" in reason, reason
+    assert "did not answer" in reason
+    backends.cli("up")  # the index host comes back; the master's retry service publishes within seconds
+    deadline = time.monotonic() + 30
+    while not wheel_index_has(backends, "indexgone") and time.monotonic() < deadline:
+        time.sleep(0.5)
+    provenance = json.loads(http_get(f"{backends.status['index']}indexgone/{kept.name}.provenance.json")[1])
+    assert provenance["build_number"] == build["number"]
+    assert not kept.exists()

@@ -2,17 +2,9 @@
 
 from __future__ import annotations
 
-import json
-import urllib.request
-
 from tests.conftest import install_and_run
 from tests.sdists import c_extension_sdist, flit_sdist
 from wheelwright.workers.pools import find_python
-
-
-def api(farm, path: str) -> dict:
-    with urllib.request.urlopen(farm.status["ui"] + "api/v2/" + path) as response:
-        return json.load(response)
 
 
 def test_c_extension_gets_a_wheel_per_python(backends, upstream, tmp_path):
@@ -36,7 +28,7 @@ def test_a_pure_wheel_is_built_once_per_version(backends, upstream, tmp_path):
     skipped = [b for b in result["builds"] if not b["wheels"]]
     assert len(built) == 1 and len(skipped) == 2
     assert all(b["pure_wheel_published_by"] == built[0]["build_url"] for b in skipped)
-    steps = api(backends, f"builders/{api(backends, 'builders/' + skipped[0]['builder'])['builders'][0]['builderid']}"
+    steps = backends.api(f"builders/{backends.api('builders/' + skipped[0]['builder'])['builders'][0]['builderid']}"
                           f"/builds/{skipped[0]['number']}/steps")["steps"]
     assert steps[1]["state_string"].startswith(f"pure wheel already published by build {built[0]['number']} of "
                                                f"{built[0]['builder']}")
@@ -45,11 +37,11 @@ def test_a_pure_wheel_is_built_once_per_version(backends, upstream, tmp_path):
 
 
 def test_other_architectures_have_builders_that_wait_for_their_pools(farm):
-    builders = {b["name"]: b for b in api(farm, "builders")["builders"]}
+    builders = {b["name"]: b for b in farm.api("builders")["builders"]}
     for version in ("310", "311", "312", "313"):
         builder = builders[f"aarch64-cp{version}"]
         assert {"aarch64", f"cp{version}"} <= set(builder["tags"])
-        workers = api(farm, f"builders/{builder['builderid']}/workers")["workers"]
+        workers = farm.api(f"builders/{builder['builderid']}/workers")["workers"]
         assert sorted(w["name"] for w in workers) == ["aarch64-1", "aarch64-2"]
         assert not any(w["connected_to"] for w in workers)
     rc, result = farm.build("anything==1.0", "aarch64-cp312")

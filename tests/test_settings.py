@@ -9,15 +9,24 @@ from buildbot.process.properties import Properties
 
 from wheelwright.master.builders import container_image
 from wheelwright.master.cli import parse_pin
-from wheelwright.master.review import AllowlistError, queue_for_review, read_allowlist
-from wheelwright.master.settings import PackageSettings, SettingsError, load_settings, patches_for
+from wheelwright.master.farm import Farm
+from wheelwright.master.lastgood import ConfigError
+from wheelwright.master.review import AllowlistError, allowlist_for, queue_for_review, read_allowlist
+from wheelwright.master.settings import PackageSettings, SettingsError, patches_for, settings_for
+
+
+def settings_file(farm: Farm, name: str, text: str):
+    path = farm.settings_dir / "settings" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
 
 
 def test_settings_default_and_read(tmp_path):
-    assert load_settings(tmp_path, "Some.Pkg") == PackageSettings()
-    (tmp_path / "settings").mkdir()
-    (tmp_path / "settings" / "some_pkg.yaml").write_text("build_frontend: build\nimports: [some_pkg, some_pkg.sub]\n")
-    assert load_settings(tmp_path, "Some.Pkg") == PackageSettings(build_frontend="build", imports=["some_pkg", "some_pkg.sub"])
+    farm = Farm(root=tmp_path)
+    assert settings_for(farm, "Some.Pkg") == (PackageSettings(), None)
+    settings_file(farm, "some_pkg.yaml", "build_frontend: build\nimports: [some_pkg, some_pkg.sub]\n")
+    assert settings_for(farm, "Some.Pkg") == (PackageSettings(build_frontend="build", imports=["some_pkg", "some_pkg.sub"]), None)
 
 
 @pytest.mark.parametrize("text, message", [
@@ -27,12 +36,39 @@ def test_settings_default_and_read(tmp_path):
     ("- a list\n", "expected a mapping"),
 ])
 def test_bad_settings_name_the_file(tmp_path, text, message):
-    (tmp_path / "settings").mkdir()
-    path = tmp_path / "settings" / "pkg.yaml"
-    path.write_text(text)
+    farm = Farm(root=tmp_path)
+    path = settings_file(farm, "pkg.yaml", text)
     with pytest.raises(SettingsError, match=message) as err:
-        load_settings(tmp_path, "pkg")
+        settings_for(farm, "pkg")
     assert str(err.value).startswith(str(path))
+
+
+def test_a_broken_settings_file_gives_way_to_its_last_good_version(tmp_path):
+    farm = Farm(root=tmp_path)
+    path = settings_file(farm, "pkg.yaml", "build_frontend: build\n")
+    assert settings_for(farm, "pkg") == (PackageSettings(build_frontend="build"), None)
+    path.write_text("build_frontend: pip\nimports: [\n")
+    settings, warning = settings_for(farm, "pkg")
+    assert settings == PackageSettings(build_frontend="build")
+    assert warning.startswith(f"{path}:3: not valid YAML") and "using its last good version" in warning
+    path.write_text("imports: [pkg]\n")
+    assert settings_for(farm, "pkg") == (PackageSettings(imports=["pkg"]), None)
+    never_good = settings_file(farm, "other.yaml", "colour: blue\n")
+    with pytest.raises(ConfigError, match=f"{never_good}: unknown setting colour"):
+        settings_for(farm, "other")
+
+
+def test_a_broken_allowlist_gives_way_to_its_last_good_version(tmp_path):
+    farm = Farm(root=tmp_path)
+    farm.allowlist.write_text("not a name\n")
+    with pytest.raises(ConfigError, match="allowlist.txt:1"):
+        allowlist_for(farm)
+    farm.allowlist.write_text("requests\n")
+    assert allowlist_for(farm) == ({"requests"}, None)
+    farm.allowlist.write_text("requests\nurllib3\nnot a name\n")
+    allowlist, warning = allowlist_for(farm)
+    assert allowlist == {"requests"}
+    assert warning.startswith(f"{farm.allowlist}:3: 'not a name' is not a project name")
 
 
 def test_patches_for_every_version_and_this_one_in_name_order(tmp_path):
@@ -68,10 +104,10 @@ def test_build_takes_one_pinned_version():
 
 
 def test_the_container_image_is_chosen_from_the_package_settings(tmp_path):
-    (tmp_path / "settings").mkdir()
-    (tmp_path / "settings" / "needs-fortran.yaml").write_text("container_image: localhost/worker:fortran\n")
-    (tmp_path / "settings" / "broken.yaml").write_text("container_image: [\n")
-    image = container_image(tmp_path, "localhost/worker:default")
+    farm = Farm(root=tmp_path)
+    settings_file(farm, "needs-fortran.yaml", "container_image: localhost/worker:fortran\n")
+    settings_file(farm, "broken.yaml", "container_image: [\n")
+    image = container_image(farm, "localhost/worker:default")
     for package, expected in (("needs-fortran", "localhost/worker:fortran"), ("plain", "localhost/worker:default"),
                               ("broken", "localhost/worker:default")):
         rendered = []

@@ -3,6 +3,7 @@ harness's expectations; the master's side (index host, source archive, review qu
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -13,7 +14,7 @@ import urllib.request
 from pathlib import Path
 
 from buildbot.process import remotetransfer
-from buildbot.process.results import FAILURE, SKIPPED, SUCCESS
+from buildbot.process.results import FAILURE, SKIPPED, SUCCESS, WARNINGS
 from buildbot.test.reactor import TestReactorMixin
 from buildbot.test.steps import (
     ExpectDownloadFile,
@@ -31,6 +32,8 @@ from wheelwright.index import accounts
 from wheelwright.index.store import sha256_of
 from wheelwright.index.upload import upload
 from wheelwright.master.farm import UPLOAD_USER, Farm
+from wheelwright.master.settings import settings_for
+from wheelwright.master.staged import kept_wheels, publish_kept
 from wheelwright.steps import (
     BuildWheel,
     DownloadSource,
@@ -202,6 +205,25 @@ class TestBuildWheel(StepTest):
         self.expect_outcome(result=FAILURE, state_string="building the wheel with build (no network) failed (exit 1) (failure)")
         return self.run_step()
 
+    def test_broken_settings_warn_and_the_last_good_ones_stand_in(self):
+        path = self.farm.settings_dir / "settings" / "pkg.yaml"
+        path.parent.mkdir(parents=True)
+        path.write_text("build_frontend: build\n")
+        settings_for(self.farm, "pkg")  # an earlier build read them
+        path.write_text("build_frontend: pip\nimports: [a\n")
+        self.setup(BuildWheel(farm=self.farm), build_env_python="/w/env/bin/python")
+        self.expect_commands(
+            ExpectShell(workdir="build", command=self.command("build")).stdout(result_line(
+                {"wheels": [{"filename": "pkg-1.0-py3-none-any.whl", "sha256": "ab" * 32}], "freeze": "freeze.txt"}
+            )).exit(0),
+            ExpectUploadFile(workersrc="freeze.txt", workdir="build", blocksize=32768, maxsize=None,
+                             writer=ExpectRemoteRef(remotetransfer.StringFileWriter)).upload_string("").exit(0),
+        )
+        self.expect_outcome(result=WARNINGS, state_string="pkg-1.0-py3-none-any.whl (warnings)")
+        self.expect_log_file("settings-warning", f"{path}:3: not valid YAML (expected ',' or ']', but got '<stream end>'); "
+                                                 f"using its last good version, kept at {self.farm.last_good_dir}/settings/pkg.yaml\n")
+        return self.run_step()
+
     def test_broken_settings_fail_naming_file_and_line(self):
         (self.farm.settings_dir / "settings").mkdir(parents=True)
         (self.farm.settings_dir / "settings" / "pkg.yaml").write_text("imports: [a\nbuild_frontend: pip\n")
@@ -315,18 +337,25 @@ class TestUpdateIndex(StepTest):
     async def test_an_unreachable_index_fails_the_build_and_keeps_the_wheel_for_a_retry(self):
         wheel = make_wheel(self.farm.root, "kept", "1.0")
         reachable = self.farm
-        self.farm = Farm(root=reachable.root, index_port=free_port(), upstream=reachable.upstream)
+        self.farm = dataclasses.replace(reachable, index_port=free_port(), publish_retry_delays=[])
         self.setup(UpdateIndex(farm=self.farm, upload_password=PASSWORD), package="kept",
                    wheel_filenames=[wheel.name], wheel_sha256s=[sha256_of(wheel)])
         self.expect_commands(*self.upload_expectations(wheel))
         self.expect_outcome(result=FAILURE)
         await self.run_step()
         staged = self.farm.staging_dir / str(self.build.buildid) / wheel.name
+        self.assertEqual(kept_wheels(self.farm.staging_dir), [staged])
         self.assertEqual(staged.read_bytes(), wheel.read_bytes())
-        self.assertIn("did not answer", self.get_nth_step(0).logs["reason"].stdout)
-        upload(reachable.upload_url, UPLOAD_USER, PASSWORD, staged)  # what a retry does with it
+        reason = self.get_nth_step(0).logs["reason"].stdout
+        self.assertIn("did not answer", reason)
+        self.assertIn(f"kept at {staged}", reason)
+        (outcome,) = publish_kept(reachable, PASSWORD)  # what the master's retry service does
+        self.assertTrue(outcome.startswith(f"{wheel.name}: published, made by http"), outcome)
+        self.assertEqual(kept_wheels(self.farm.staging_dir), [])
         with urllib.request.urlopen(f"{reachable.index_url}kept/{wheel.name}") as response:
             self.assertEqual(response.read(), wheel.read_bytes())
+        with urllib.request.urlopen(f"{reachable.index_url}kept/{wheel.name}.provenance.json") as response:
+            self.assertEqual(json.load(response)["build_number"], self.build.number)
 
     def test_a_wheel_for_another_python_or_platform_is_refused(self):
         self.setup(UpdateIndex(farm=self.farm, upload_password=PASSWORD),
