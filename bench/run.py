@@ -18,12 +18,17 @@ import tempfile
 import time
 from pathlib import Path
 
+from pypi_simple import PyPISimple
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.farm import FarmUnderTest, http_get  # noqa: E402
 from tests.sdists import CACHE, Upstream, flit_sdist, free_port, setuptools_sdist  # noqa: E402
 from tests.wheels import make_wheel  # noqa: E402
 from wheelwright.index.store import IndexStore, sha256_of  # noqa: E402
+from wheelwright.master.changesource import Changelog, releases  # noqa: E402
+from wheelwright.master.farm import Farm  # noqa: E402
+from wheelwright.master.review import allowlist_for  # noqa: E402
 from wheelwright.workers.tool import clean_pip_env  # noqa: E402
 
 
@@ -163,7 +168,49 @@ def bench_farm_overhead(work: Path, quick: bool) -> None:
         upstream.close()
 
 
-BENCHMARKS = {"publishing": bench_publishing, "farm-overhead": bench_farm_overhead}
+def bench_upstream_watching(work: Path, quick: bool) -> None:
+    """The change source's poll cycle with 10, 1,000 and 10,000 allow-listed projects, nothing
+    changed and 5 changed, against asking upstream about each allow-listed project (PEP 503 pages)."""
+    upstream = Upstream(work / "upstream", free_port())
+    print("watching upstream: requests and time per poll cycle")
+    constant = True
+    try:
+        for size in (10, 100) if quick else (10, 1_000, 10_000):
+            names = [f"watch{size}-{n:05d}" for n in range(size)]
+            for name in names:
+                page = upstream.store.project_dir(name) / "index.html"
+                page.parent.mkdir(parents=True)
+                page.write_text(f'<html><body><a href="{name}-1.0.tar.gz">{name}-1.0.tar.gz</a></body></html>\n')
+                upstream.events.append((name, "1.0", 0, f"add source file {name}-1.0.tar.gz", len(upstream.events) + 1))
+            farm = Farm(root=work / f"farm-{size}", upstream=upstream.url)
+            farm.root.mkdir()
+            farm.allowlist.write_text("\n".join(names) + "\n")
+            changelog = Changelog(farm.changelog_url)
+            serial = changelog.since(None)[1]
+            for changed in (0, 5):
+                for name in names[:changed]:
+                    upstream.events.append((name, "2.0", 0, f"add source file {name}-2.0.tar.gz", len(upstream.events) + 1))
+                before, started = upstream.requests, time.perf_counter()
+                events, serial = changelog.since(serial)
+                found = releases(events, allowlist_for(farm)[0])
+                ours, ours_requests = time.perf_counter() - started, upstream.requests - before
+                assert len(found) == changed
+                before, started = upstream.requests, time.perf_counter()
+                with PyPISimple(endpoint=upstream.url) as client:
+                    for name in names:
+                        client.get_project_page(name)
+                each, each_requests = time.perf_counter() - started, upstream.requests - before
+                constant = constant and ours_requests == 1
+                print(f"  {size:>6} allow-listed, {changed} changed: changelog {ours_requests} request, "
+                      f"{ours * 1000:.1f} ms; per project {each_requests} requests, {each * 1000:.0f} ms; "
+                      f"time ratio {each / ours:.1f}x")
+    finally:
+        upstream.close()
+    print(f"  requests per cycle grow with the changes, not with the allow-list: {'met' if constant else 'MISSED'}")
+
+
+BENCHMARKS = {"publishing": bench_publishing, "farm-overhead": bench_farm_overhead,
+              "upstream-watching": bench_upstream_watching}
 
 
 def main() -> int:

@@ -63,6 +63,9 @@ def make_builders(farm, pools: list[Pool]) -> list[util.BuilderConfig]:
             factory=make_factory(farm),
             tags=list(dict.fromkeys([arch, f"cp{python.replace('.', '')}", *(p.name for p in carriers)])),
             properties={"python_version": python, "arch": arch},
+            # Buildbot merges queued requests with the same (empty) source stamp into one build:
+            # here every request is another package or version, and each must be built.
+            collapseRequests=False,
         )
         for (arch, python), carriers in sorted(matrix.items())
     ]

@@ -7,6 +7,7 @@ from pathlib import Path
 from buildbot.plugins import secrets
 
 from wheelwright.master.builders import make_builders, make_workers
+from wheelwright.master.changesource import UpstreamReleases
 from wheelwright.master.farm import Farm
 from wheelwright.master.schedulers import make_schedulers
 from wheelwright.master.staged import KeptWheelPublisher
@@ -27,6 +28,8 @@ def assemble(basedir: str) -> dict:
         "builders": builders,
         "schedulers": make_schedulers([b.name for b in builders]),
         "services": [KeptWheelPublisher(farm)],
+        "change_source": [UpstreamReleases(farm, pollInterval=farm.upstream_poll_interval, pollAtLaunch=True)]
+        if farm.upstream_poll_interval else [],
         # `wheelwright up` makes the secrets folder; a checkconfig of the shipped file has none.
         "secretsProviders": [secrets.SecretInAFile(dirname=str(farm.secrets_dir))] if farm.secrets_dir.is_dir() else [],
         "www": {

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from urllib.parse import urljoin
 
 from pypi_simple import PYPI_SIMPLE_ENDPOINT
 
@@ -40,10 +41,18 @@ class Farm:
     # the wheel is kept on the master and a service retries it every staged_retry_interval.
     publish_retry_delays: list[float] = field(default_factory=lambda: [2, 10, 30])
     staged_retry_interval: float = 60
+    # New upstream releases of allow-listed projects start builds: the upstream's changelog
+    # (XML-RPC; default: `pypi` beside the upstream's `simple/`), read every poll interval (0: never).
+    upstream_changelog: str | None = None
+    upstream_poll_interval: int = 300
 
     @property
     def settings_dir(self) -> Path:
         return self.settings or self.root / "overrides"
+
+    @property
+    def changelog_url(self) -> str:
+        return self.upstream_changelog or urljoin(self.upstream, "../pypi")
 
     @property
     def index_root(self) -> str:

@@ -1,11 +1,15 @@
-"""How builds start: for now, the force form (and `wheelwright build`, which posts to it)."""
+"""How builds start: the force form (and `wheelwright build`, which posts to it), and new
+upstream releases of allow-listed projects (changes from master/changesource.py)."""
 
 from __future__ import annotations
 
 from buildbot.plugins import util
+from buildbot.schedulers.basic import AnyBranchScheduler
 from buildbot.schedulers.forcesched import ForceScheduler, ValidationError
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
+
+from wheelwright.master.changesource import CATEGORY
 
 FORCE_SCHEDULER = "build"
 
@@ -32,7 +36,10 @@ class VersionParameter(util.StringParameter):
 
 
 def make_schedulers(builder_names: list[str]) -> list:
-    return [ForceScheduler(
+    # A buildset per change (no tree-stable timer): each release is built on its own.
+    upstream = AnyBranchScheduler(name="upstream-releases", change_filter=util.ChangeFilter(category=CATEGORY),
+                                  treeStableTimer=None, builderNames=builder_names, reason="released upstream")
+    return [upstream, ForceScheduler(
         name=FORCE_SCHEDULER,
         label="Build a package",
         buttonName="Build",

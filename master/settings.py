@@ -10,6 +10,7 @@ in the order of their file names, across both folders.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -84,6 +85,16 @@ def patches_for(settings_dir: Path, project: str, version: str) -> list[Path]:
         folders += [d for d in patches_dir.glob(f"{name}-*") if _is_version(d.name[len(name) + 1:], version)]
     patches = [p for folder in folders if folder.is_dir() for p in folder.glob("*.patch")]
     return sorted(patches, key=lambda p: (p.name, str(p)))
+
+
+# A hunk of a unified, context or normal diff: what `patch` needs to find at least one of.
+HUNK = re.compile(r"^(@@ -\d|\*\*\* \d|\d+(,\d+)?[acd]\d)", re.MULTILINE)
+
+
+def check_patch(path: Path) -> None:
+    """A file in the patches folder that is no diff at all fails before any build time is spent."""
+    if not HUNK.search(path.read_text(errors="replace")):
+        raise SettingsError(f"{path}:1: not a patch (no diff hunk in it)")
 
 
 def _is_version(text: str, version: str) -> bool:

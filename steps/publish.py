@@ -97,7 +97,7 @@ class UpdateIndex(WheelwrightStep):
                 if delay is None or not retryable(exc):
                     raise
                 self.description = [f"index host: {str(exc)[:80]}; retrying in {delay:g} s"]
-                await self.updateSummary()
+                self.updateSummary()
                 await asyncSleep(delay, self.master.reactor)
 
     def _check_name(self, filename: str) -> str | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from buildbot.process.results import SUCCESS
 
-from wheelwright.master.settings import patches_for
+from wheelwright.master.settings import SettingsError, check_patch, patches_for
 from wheelwright.steps.tool import PATCHES_DIR, SDIST_DIR, SRC_DIR, WheelwrightStep, count
 
 
@@ -14,6 +14,11 @@ class PrepareSource(WheelwrightStep):
 
     async def run(self):
         patches = patches_for(self.farm.settings_dir, self.package, self.version)
+        try:
+            for patch in patches:
+                check_patch(patch)
+        except SettingsError as exc:
+            return await self.fail(str(exc))
         for patch in patches:
             if not await self.send_file(patch, f"{PATCHES_DIR}/{patch.name}"):
                 return await self.fail(f"could not send patch {patch.name} to the worker")
@@ -23,7 +28,8 @@ class PrepareSource(WheelwrightStep):
             "source", "--sdist", f"{SDIST_DIR}/{self.getProperty('source_filename')}", "--dest", SRC_DIR,
             "--project", self.package, "--version", self.version, "--patches", PATCHES_DIR)
         if "error" in result:
-            return await self.fail(result["error"])
+            where = {p.name: p for p in patches}.get(result.get("patch"))
+            return await self.fail(f"{where}: {result['error']}" if where else result["error"])
         self.setProperty("patches", result["patches"], self.name)
         applied = len(result["patches"])
         self.descriptionDone = [f"unpacked, {count(applied, 'patch', 'patches')} applied"]

@@ -30,8 +30,10 @@ def upstream(tmp_path_factory):
 def farm(tmp_path_factory, upstream):
     state = tmp_path_factory.mktemp("farm") / "farm"
     state.mkdir()
-    # farm.json settings `up` keeps: an unreachable index is retried within seconds, not minutes.
-    (state / "farm.json").write_text(json.dumps({"publish_retry_delays": [1, 1], "staged_retry_interval": 2}))
+    # farm.json settings `up` keeps: an unreachable index is retried within seconds, not minutes,
+    # and upstream's changelog is read every 2 s.
+    (state / "farm.json").write_text(json.dumps({"publish_retry_delays": [1, 1], "staged_retry_interval": 2,
+                                                 "upstream_poll_interval": 2}))
     under_test = FarmUnderTest(state)
     try:  # a farm that came up halfway is stopped too
         under_test.cli("up", "--upstream", upstream.url, "--ui-port", str(free_port()),

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import socket
-import subprocess
-import sys
 import tarfile
 import textwrap
 import threading
 import time
+import xmlrpc.client
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from wheelwright.index.store import IndexStore, parse_distribution_filename, sha256_of
@@ -130,26 +131,65 @@ class Listener:
 
 
 class Upstream:
-    """An index on 127.0.0.1 that the farm downloads sdists from: plain files served by
-    `python -m http.server`, so pypi-simple reads its PEP 503 HTML pages."""
+    """An index on 127.0.0.1 that the farm downloads sdists from: its files served as they lie
+    (PEP 503 HTML pages, read by pypi-simple), and beside `simple/` the changelog that PyPI's
+    mirroring API serves (XML-RPC at `pypi`), an event for each sdist added."""
 
     def __init__(self, root: Path, port: int):
         self.store = IndexStore(root)
         self.url = f"http://127.0.0.1:{port}/simple/"
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", "--directory", str(root), str(port)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for_port(port)
+        self.events: list[tuple] = []
+        self.requests = 0
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), functools.partial(_UpstreamHandler, self, root))
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def add(self, sdist: Path) -> Path:
-        served = self.store.project_dir(parse_distribution_filename(sdist.name).project) / sdist.name
+        dist = parse_distribution_filename(sdist.name)
+        served = self.store.project_dir(dist.project) / sdist.name
         if not served.exists():  # the backends' sdists are added by every farm that builds them
             self.store.publish(sdist.name, sdist, sha256=sha256_of(sdist))
+            self.events.append((dist.project, dist.version, int(time.time()), f"add source file {sdist.name}",
+                                len(self.events) + 1))
         return served
 
+    def changelog_since_serial(self, serial: int) -> list[tuple]:
+        return self.events[serial:]
+
+    def changelog_last_serial(self) -> int:
+        return len(self.events)
+
     def close(self) -> None:
-        self.proc.terminate()
-        self.proc.wait()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class _UpstreamHandler(SimpleHTTPRequestHandler):
+    def __init__(self, upstream: Upstream, root: Path, *args):
+        self.upstream = upstream
+        super().__init__(*args, directory=str(root))
+
+    def do_GET(self):
+        self.upstream.requests += 1
+        super().do_GET()
+
+    def do_POST(self):
+        self.upstream.requests += 1
+        if self.path != "/pypi":
+            self.send_error(404)
+            return
+        params, method = xmlrpc.client.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        if method not in ("changelog_since_serial", "changelog_last_serial"):
+            body = xmlrpc.client.dumps(xmlrpc.client.Fault(1, f"no method {method}"))
+        else:
+            body = xmlrpc.client.dumps((getattr(self.upstream, method)(*params),), methodresponse=True)
+        self.send_response(200)
+        self.send_header("Content-Type", "text/xml")
+        self.send_header("Content-Length", str(len(body.encode())))
+        self.end_headers()
+        self.wfile.write(body.encode())
+
+    def log_message(self, *args):
+        pass
 
 
 def free_port() -> int:

@@ -14,3 +14,11 @@ def test_publishing_benchmark_runs_and_prints_its_ratio():
     assert proc.returncode == 0, proc.stderr
     assert "publishing: index of 200 projects, 2000 files" in proc.stdout
     assert "ratio: " in proc.stdout
+
+
+def test_upstream_watching_benchmark_runs_and_counts_requests():
+    proc = subprocess.run([sys.executable, str(BENCH), "--quick", "--only", "upstream-watching"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "100 allow-listed, 5 changed: changelog 1 request" in proc.stdout
+    assert "per project 100 requests" in proc.stdout

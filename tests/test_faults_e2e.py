@@ -40,6 +40,15 @@ def wait_for_step(farm, name: str, timeout: float = 120) -> int:
     raise TimeoutError(f"no build reached {name}")
 
 
+def wait_for_result(farm, buildid: int, timeout: float = 60) -> int:
+    deadline = time.monotonic() + timeout
+    while (result := farm.api(f"builds/{buildid}")["builds"][0]["results"]) is None:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"build {buildid} did not end")
+        time.sleep(0.2)
+    return result
+
+
 def kill(pidfile) -> None:
     os.kill(int(pidfile.read_text()), signal.SIGKILL)
 
@@ -49,9 +58,8 @@ def test_a_worker_killed_mid_build_leaves_the_index_untouched_and_the_build_is_r
     backends.cli("build", "workerdies==1.0", "--builder", DEFAULT_BUILDER)
     killed = wait_for_step(backends, "build-wheel")
     kill(backends.state / "workers" / "local-1" / "twistd.pid")
-    time.sleep(1)
+    assert wait_for_result(backends, killed) in (RETRY, EXCEPTION)
     assert not wheel_index_has(backends, "workerdies")
-    assert backends.api(f"builds/{killed}")["builds"][0]["results"] in (RETRY, EXCEPTION)
     backends.cli("up")  # brings the worker back; Buildbot runs the retried build on it
     backends.wait_until_idle()
     upstream.add(setuptools_sdist(tmp_path, "nextone", "1.0"))

@@ -15,7 +15,6 @@ from wheelwright.workers import sandbox
 def run_inside(tmp_path, code: str, **env) -> subprocess.CompletedProcess:
     build = tmp_path / "build"
     build.mkdir(exist_ok=True)
-    sandbox._unshare.cache_clear()
     old = os.environ.copy()
     os.environ.update(env)
     try:
@@ -36,6 +35,23 @@ def test_the_network_is_cut(tmp_path):
     listener.close()
     assert proc.returncode != 0
     assert "Network is unreachable" in proc.stderr or "Connection refused" in proc.stderr
+
+
+def test_there_is_no_route_and_no_name_resolution(tmp_path):
+    # 192.0.2.1 is TEST-NET-1; inside there is no route to anywhere, so nothing is ever sent.
+    code = """if 1:
+        import errno, socket
+        try:
+            socket.create_connection(("192.0.2.1", 80), timeout=3)
+        except OSError as exc:
+            print(errno.errorcode.get(exc.errno))
+        try:
+            socket.getaddrinfo("example.com", 443)
+        except socket.gaierror:
+            print("no name resolution")
+        """
+    proc = run_inside(tmp_path, code)
+    assert proc.stdout.split("\n")[:2] == ["ENETUNREACH", "no name resolution"], proc.stdout + proc.stderr
 
 
 def test_it_writes_in_its_build_directory_and_nowhere_else(tmp_path):

@@ -107,12 +107,15 @@ class StepTest(TestBuildStepMixin, TestReactorMixin, unittest.TestCase):
             self.build.setProperty(name, value, "test")
 
 
+HUNK = "--- a/pkg.py\n+++ b/pkg.py\n@@ -1 +1 @@\n-VALUE = 1\n+VALUE = 2\n"
+
+
 class TestPrepareSource(StepTest):
     def test_sends_the_patches_for_this_version_in_name_order_and_unpacks(self):
         patches = self.farm.settings_dir / "patches"
         for folder, name in (("pkg", "0002-all.patch"), ("pkg-1.0", "0001-this.patch"), ("pkg-2.0", "0000-other.patch")):
             (patches / folder).mkdir(parents=True)
-            (patches / folder / name).write_text("patch\n")
+            (patches / folder / name).write_text(HUNK)
         self.setup(PrepareSource(farm=self.farm), source_filename="pkg-1.0.tar.gz")
         self.expect_commands(
             ExpectDownloadFile(workerdest="patches/0001-this.patch", workdir="build", blocksize=262144,
@@ -128,13 +131,28 @@ class TestPrepareSource(StepTest):
         return self.run_step()
 
     def test_a_patch_that_does_not_apply_fails_with_its_name(self):
+        patch = self.farm.settings_dir / "patches" / "pkg" / "0001-x.patch"
+        patch.parent.mkdir(parents=True)
+        patch.write_text(HUNK)
         self.setup(PrepareSource(farm=self.farm), source_filename="pkg-1.0.tar.gz")
         self.expect_commands(
+            ExpectDownloadFile(workerdest="patches/0001-x.patch", workdir="build", blocksize=262144,
+                               maxsize=None, mode=0o644, reader=ExpectRemoteRef(remotetransfer.FileReader)).exit(0),
             ExpectShell(workdir="build", command=tool("source", "--sdist", "sdist/pkg-1.0.tar.gz", "--dest", "src",
                                                       "--project", "pkg", "--version", "1.0", "--patches", "patches"))
-            .stdout(result_line({"error": "patch 0001-x.patch does not apply"})).exit(1),
+            .stdout(result_line({"error": "patch 0001-x.patch does not apply", "patch": "0001-x.patch"})).exit(1),
         )
-        self.expect_outcome(result=FAILURE, state_string="patch 0001-x.patch does not apply (failure)")
+        self.expect_outcome(result=FAILURE)
+        self.expect_log_file("reason", f"{patch}: patch 0001-x.patch does not apply\n")
+        return self.run_step()
+
+    def test_a_file_that_is_not_a_patch_fails_naming_it_before_anything_runs(self):
+        patch = self.farm.settings_dir / "patches" / "pkg-1.0" / "0001-notes.patch"
+        patch.parent.mkdir(parents=True)
+        patch.write_text("remember to fix the version check\n")
+        self.setup(PrepareSource(farm=self.farm), source_filename="pkg-1.0.tar.gz")
+        self.expect_outcome(result=FAILURE)
+        self.expect_log_file("reason", f"{patch}:1: not a patch (no diff hunk in it)\n")
         return self.run_step()
 
 

@@ -4,9 +4,10 @@
 
 is what `prefix()` puts after `unshare`: in new user, network, mount and PID namespaces it makes
 every mount read-only except DIR (the build directory), puts empty mounts over the farm's secrets
-(WHEELWRIGHT_HIDE) and a private /dev/shm, then runs CMD one user namespace further in. There the
-kernel locks the mounts it inherited, so CMD, root in its namespace, cannot remount or unmount
-them. CMD is PID 1 of its PID namespace: when it ends, the kernel kills whatever it left running.
+(WHEELWRIGHT_HIDE), a private /dev/shm and, where the kernel allows, a private /proc, then runs
+CMD one user namespace further in. There the kernel locks the mounts it inherited, so CMD, root
+in its namespace, cannot remount or unmount them. CMD is PID 1 of its PID namespace: when it
+ends, the kernel kills whatever it left running.
 """
 
 from __future__ import annotations
@@ -23,11 +24,7 @@ from wheelwright.workers.tool import ToolError
 # Paths (separated by os.pathsep) that the package's code must not see: the farm's secrets and
 # state where a worker shares the farm's machine. `wheelwright up` sets it.
 HIDE_ENV = "WHEELWRIGHT_HIDE"
-UNSHARE = ("unshare", "--user", "--map-root-user", "--net", "--mount", "--pid", "--fork", "--kill-child")
-# A private /proc keeps the farm's processes (and their view of the filesystem, /proc/PID/root)
-# out of sight. Inside a container the kernel refuses a new /proc over the engine's masked one;
-# there the container, made for this build alone, is the outer wall.
-PROC_OPTIONS = (("--mount-proc",), ())
+UNSHARE = ("unshare", "--user", "--map-root-user", "--net", "--mount", "--pid", "--fork", "--kill-child", "--")
 
 
 def hidden_paths() -> list[str]:
@@ -35,22 +32,18 @@ def hidden_paths() -> list[str]:
 
 
 @functools.cache
-def _unshare(write_dir: str, hide: tuple[str, ...]) -> tuple[str, ...]:
-    inner = (sys.executable, "-m", "wheelwright.workers.sandbox", "--write", write_dir,
-             *(arg for path in hide for arg in ("--hide", path)), "--")
-    for proc in PROC_OPTIONS:
-        candidate = (*UNSHARE, *proc, "--", *inner)
-        if subprocess.run([*candidate, "true"], capture_output=True).returncode == 0:
-            print(f"sandbox: no network, read-only but {write_dir}, private /proc: {'yes' if proc else 'no'}",
-                  flush=True)
-            return candidate
-    raise ToolError("cannot make the build's sandbox: unshare refuses new user, network, mount and PID namespaces here")
+def _check_unshare() -> None:
+    if subprocess.run([*UNSHARE, "true"], capture_output=True).returncode != 0:
+        raise ToolError("cannot make the build's sandbox: unshare refuses new user, network, mount and PID namespaces here")
 
 
 def prefix(write_dir: str | None = None) -> list[str]:
     """The command prefix for running the package's code; it may write in write_dir alone
     (default: the current directory, the build's workdir)."""
-    return list(_unshare(os.path.abspath(write_dir or os.getcwd()), tuple(hidden_paths())))
+    _check_unshare()
+    write_dir = os.path.realpath(write_dir or os.getcwd())
+    hide = [arg for path in hidden_paths() for arg in ("--hide", path)]
+    return [*UNSHARE, sys.executable, "-m", "wheelwright.workers.sandbox", "--write", write_dir, *hide, "--"]
 
 
 def mount_points() -> list[str]:
@@ -65,7 +58,15 @@ def mount(*args: str) -> None:
         sys.exit(f"sandbox: mount {' '.join(args)} failed: {proc.stderr.strip()}")
 
 
+def private_proc() -> bool:
+    """A /proc of this PID namespace alone: the farm's processes (and their view of the filesystem,
+    /proc/PID/root) out of sight. Inside a container the kernel refuses it over the engine's masked
+    /proc; there the container, made for this build alone, is the outer wall."""
+    return subprocess.run(["mount", "-t", "proc", "proc", "/proc"], capture_output=True).returncode == 0
+
+
 def seal(write: list[str], hide: list[str]) -> None:
+    proc = private_proc()
     for path in write:
         mount("--bind", path, path)
     for path in hide:
@@ -74,10 +75,12 @@ def seal(write: list[str], hide: list[str]) -> None:
         else:
             mount("--bind", "/dev/null", path)
     for point in mount_points():
-        if point not in write and point != "/proc":
+        if point not in write and point != "/proc" and not point.startswith("/proc/"):
             mount("-o", "remount,bind,ro", point)
     if os.path.isdir("/dev/shm"):
         mount("-t", "tmpfs", "-o", "size=64m", "tmpfs", "/dev/shm")
+    print(f"sandbox: no network, read-only but {', '.join(write)}, private /proc: {'yes' if proc else 'no'}",
+          file=sys.stderr, flush=True)
 
 
 def main(argv=None) -> None:
