@@ -39,6 +39,8 @@ def unsafe_member(info: zipfile.ZipInfo) -> str | None:
     kind = stat.S_IFMT(info.external_attr >> 16)
     if kind not in (0, stat.S_IFREG, stat.S_IFDIR):
         return "not a plain file"
+    if info.is_dir() and info.file_size:
+        return "a directory with contents"
     return None
 
 

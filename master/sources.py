@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from wheelwright.index.upload import upload
+from wheelwright.index.upload import UploadError, upload
 from wheelwright.index.upstream import Sdist, SourceError, download_verified, find_sdist
 
 
@@ -31,5 +31,18 @@ def obtain_sdist(farm, project: str, version: str | None, upload_user: str, uplo
         return ArchivedSdist(path, archived, "archive", archived.url)
     found = find_sdist(farm.upstream, project, version)
     path = download_verified(found, farm.source_cache)
-    entry = upload(farm.upload_url, upload_user, upload_password, path, provenance={"upstream_url": found.url})
-    return ArchivedSdist(path, found, farm.upstream, f"{farm.sources_url}{found.project}/{entry['filename']}")
+    try:
+        upload(farm.upload_url, upload_user, upload_password, path, provenance={"upstream_url": found.url})
+    except UploadError as exc:
+        # Another builder of the matrix archived it meanwhile: the same file, or the archive is wrong.
+        if exc.status != 409 or _archived_sha256(farm, found) != found.sha256:
+            raise
+    return ArchivedSdist(path, found, farm.upstream, f"{farm.sources_url}{found.project}/{found.filename}")
+
+
+def _archived_sha256(farm, sdist: Sdist) -> str | None:
+    try:
+        archived = find_sdist(farm.sources_url, sdist.project, sdist.version)
+    except SourceError:
+        return None
+    return archived.sha256 if archived.filename == sdist.filename else None

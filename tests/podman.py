@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 import uuid
 from pathlib import Path
 
@@ -47,6 +48,13 @@ class Podman:
 
     def containers(self) -> list[str]:
         return self.podman("ps", "--all", "--format", "{{.Names}}").split()
+
+    def wait_for_no_containers(self, timeout: float = 30) -> list[str]:
+        """The containers left once Buildbot has had time to remove a finished build's."""
+        deadline = time.monotonic() + timeout
+        while (left := self.containers()) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        return left
 
     def close(self) -> None:
         self.podman("network", "rm", "--force", self.network)

@@ -46,7 +46,7 @@ def test_builds_run_in_fresh_containers_that_are_removed(container_farm, podman,
     assert wheel.startswith("incontainer-1.0-cp311-cp311-")
     provenance = json.loads(http_get(container_farm.status["index"] + f"incontainer/{wheel}.provenance.json")[1])
     assert provenance["pool"] == "containers" and provenance["python"] == "/usr/bin/python3.11"
-    assert podman.containers() == []
+    assert podman.wait_for_no_containers() == []
     logs = container_farm.logs(BUILDER, result["number"])
     assert "container=podman" in logs  # the worker said where it ran
     assert (container_farm.state / "secrets" / "index-upload-password").read_text() not in logs
@@ -63,4 +63,4 @@ def test_a_build_that_opens_a_connection_fails_in_its_container(container_farm, 
     assert "build-wheel" in result["failed_steps"]
     assert listener.accepted == []
     assert not wheel_index_has(container_farm, "callsout")
-    assert podman.containers() == []
+    assert podman.wait_for_no_containers() == []

@@ -21,6 +21,7 @@ from tests.sdists import pkg_info
 from tests.wheels import make_wheel, record_line, wheel_files, write_wheel
 from wheelwright.index.store import IndexStore, PublishError, parse_distribution_filename, sha256_of
 from wheelwright.index.upstream import Sdist, SourceError, download_verified
+from wheelwright.index.wheelcheck import WheelRefused, check_wheel
 from wheelwright.workers import source
 from wheelwright.workers.tool import ToolError
 
@@ -115,6 +116,26 @@ def test_fuzzed_tars_unpack_inside_the_build_directory_or_not_at_all(tmp_path_fa
     for path in files_under(root / "work"):
         assert not path.is_symlink()
         assert path.resolve().is_relative_to(src.resolve())
+
+
+@FUZZ
+@given(names=st.lists(member_names.map("/".join), min_size=1, max_size=5), record_all=st.booleans())
+def test_fuzzed_wheel_members_are_published_only_at_safe_paths(tmp_path_factory, names, record_all):
+    root = tmp_path_factory.mktemp("wheel")
+    files, dist_info = wheel_files("demo", "1.0")
+    files.update({name: "x" for name in names})
+    listed = files if record_all else {k: v for k, v in files.items() if k not in names[:1]}
+    record = "".join(record_line(n, c.encode()) for n, c in listed.items()) + f"{dist_info}/RECORD,,\n"
+    wheel = write_wheel(root / "demo-1.0-py3-none-any.whl", files, dist_info, record=record)
+    try:
+        check_wheel(wheel, wheel.name, "demo", "1.0")
+    except WheelRefused:
+        return
+    with zipfile.ZipFile(wheel) as zf:
+        for name in zf.namelist():
+            target = (root / "site" / name).resolve()
+            assert target.is_relative_to((root / "site").resolve()) and ".." not in name.split("/")
+            assert name in listed or name == f"{dist_info}/RECORD" or (name.endswith("/") and not zf.getinfo(name).file_size)
 
 
 @FUZZ

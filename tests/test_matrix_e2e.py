@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import json
+
+from buildbot.process.results import SKIPPED
+
 from tests.conftest import install_and_run
+from tests.farm import http_get
 from tests.sdists import c_extension_sdist, flit_sdist
 from wheelwright.workers.pools import find_python
+
+PIPELINE_AFTER_DOWNLOAD = ("prepare-source", "prepare-build-env", "build-wheel", "validate-install-deps", "update-index")
 
 
 def test_c_extension_gets_a_wheel_per_python(backends, upstream, tmp_path):
@@ -24,16 +31,27 @@ def test_a_pure_wheel_is_built_once_per_version(backends, upstream, tmp_path):
     upstream.add(flit_sdist(tmp_path, "onceonly", "1.0"))
     rc, result = backends.build("onceonly==1.0", "x86_64-cp310", "x86_64-cp311", "x86_64-cp313")
     assert rc == 0, result
-    built = [b for b in result["builds"] if b["wheels"]]
-    skipped = [b for b in result["builds"] if not b["wheels"]]
-    assert len(built) == 1 and len(skipped) == 2
-    assert all(b["pure_wheel_published_by"] == built[0]["build_url"] for b in skipped)
-    steps = backends.api(f"builders/{backends.api('builders/' + skipped[0]['builder'])['builders'][0]['builderid']}"
-                          f"/builds/{skipped[0]['number']}/steps")["steps"]
-    assert steps[1]["state_string"].startswith(f"pure wheel already published by build {built[0]['number']} of "
-                                               f"{built[0]['builder']}")
-    assert {s["name"]: s["results"] for s in steps[2:]} == dict.fromkeys(
-        ["prepare-source", "prepare-build-env", "build-wheel", "validate-install-deps", "update-index"], 3)
+    # Two builds run at once: both may build the wheel before either publishes it; the index
+    # takes the first and the other's update-index is skipped. A build that starts later skips
+    # the whole pipeline.
+    (published,) = [b for b in result["builds"] if b["wheel_urls"]]
+    early = [b for b in result["builds"] if "pure_wheel_published_by" in b]
+    late = [b for b in result["builds"] if b is not published and b not in early]
+    assert early and len(early) + len(late) == 2
+    assert all(b["pure_wheel_published_by"] == published["build_url"] for b in early)
+    for build in early + late:
+        builderid = backends.api(f"builders/{build['builder']}")["builders"][0]["builderid"]
+        steps = {s["name"]: s for s in backends.api(f"builders/{builderid}/builds/{build['number']}/steps")["steps"]}
+        if build in early:
+            assert steps["download-source"]["state_string"].startswith(
+                f"pure wheel already published by build {published['number']} of {published['builder']}")
+            assert {name: steps[name]["results"] for name in PIPELINE_AFTER_DOWNLOAD} == dict.fromkeys(
+                PIPELINE_AFTER_DOWNLOAD, SKIPPED)
+        else:
+            assert steps["update-index"]["results"] == SKIPPED
+            assert "already published by another builder" in steps["update-index"]["state_string"]
+    listing = json.loads(http_get(backends.status["index"] + "onceonly/", "application/vnd.pypi.simple.v1+json")[1])
+    assert [f["filename"] for f in listing["files"]] == ["onceonly-1.0-py3-none-any.whl"]
 
 
 def test_other_architectures_have_builders_that_wait_for_their_pools(farm):

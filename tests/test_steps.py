@@ -12,6 +12,7 @@ import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
+from unittest import mock
 
 from buildbot.process import remotetransfer
 from buildbot.process.results import FAILURE, SKIPPED, SUCCESS, WARNINGS
@@ -31,6 +32,8 @@ from tests.wheels import make_wheel
 from wheelwright.index import accounts
 from wheelwright.index.store import sha256_of
 from wheelwright.index.upload import upload
+from wheelwright.index.upstream import SourceError
+from wheelwright.master import sources
 from wheelwright.master.farm import UPLOAD_USER, Farm
 from wheelwright.master.settings import settings_for
 from wheelwright.master.staged import kept_wheels, publish_kept
@@ -422,6 +425,25 @@ class TestDownloadSource(StepTest):
         self.expect_outcome(result=SUCCESS, state_string="archived-1.0.tar.gz (archive)")
         self.expect_property("source_origin", "archive")
         await self.run_step()
+
+    async def test_another_builder_archiving_the_same_sdist_meanwhile_is_no_failure(self):
+        sdist = setuptools_sdist(self.farm.root, "raced", "1.0")
+        self.upstream.add(sdist)
+        real_find = sources.find_sdist
+
+        def archived_by_another_builder(index_url, project, version=None):
+            if index_url == self.farm.sources_url and not hasattr(archived_by_another_builder, "raced"):
+                archived_by_another_builder.raced = True  # our look into the archive came just before theirs
+                upload(self.farm.upload_url, UPLOAD_USER, PASSWORD, sdist)
+                raise SourceError("not archived yet")
+            return real_find(index_url, project, version)
+
+        self.setup(DownloadSource(farm=self.farm, upload_password=PASSWORD), package="raced", version="1.0")
+        self.expect_commands(*self.expectations(sdist.name))
+        self.expect_outcome(result=SUCCESS, state_string="raced-1.0.tar.gz (upstream)")
+        self.expect_property("source_url", f"{self.farm.sources_url}raced/raced-1.0.tar.gz")
+        with mock.patch.object(sources, "find_sdist", archived_by_another_builder):
+            await self.run_step()
 
     async def test_a_published_pure_wheel_skips_the_build(self):
         wheel = make_wheel(self.farm.root, "already", "1.0")
