@@ -5,6 +5,7 @@ while the file is broken, builds go on with the kept version and warn, naming th
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 from typing import Callable, TypeVar
 
@@ -33,6 +34,7 @@ def _keep(data: bytes, kept: Path) -> None:
     if kept.exists() and kept.read_bytes() == data:
         return
     kept.parent.mkdir(parents=True, exist_ok=True)
-    tmp = kept.with_name(f".{kept.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
+    fd, tmp = tempfile.mkstemp(dir=kept.parent, prefix=f".{kept.name}.")  # builds run side by side
+    with os.fdopen(fd, "wb") as out:
+        out.write(data)
     os.replace(tmp, kept)
