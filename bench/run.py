@@ -22,10 +22,11 @@ from pypi_simple import PyPISimple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.farm import FarmUnderTest, http_get  # noqa: E402
+from tests.farm import DEFAULT_BUILDER, FarmUnderTest, http_get  # noqa: E402
 from tests.sdists import CACHE, Upstream, flit_sdist, free_port, setuptools_sdist  # noqa: E402
 from tests.wheels import make_wheel  # noqa: E402
 from wheelwright.index.store import IndexStore, sha256_of  # noqa: E402
+from wheelwright.master.bootstrap import Node, lower_bound  # noqa: E402
 from wheelwright.master.changesource import Changelog, releases  # noqa: E402
 from wheelwright.master.farm import Farm  # noqa: E402
 from wheelwright.master.review import allowlist_for  # noqa: E402
@@ -209,7 +210,61 @@ def bench_upstream_watching(work: Path, quick: bool) -> None:
     print(f"  requests per cycle grow with the changes, not with the allow-list: {'met' if constant else 'MISSED'}")
 
 
-BENCHMARKS = {"publishing": bench_publishing, "farm-overhead": bench_farm_overhead,
+# A tree of the usual shape: a root over a few mid-level packages and many leaves, with a chain
+# of build tools. Each: (seconds its build sleeps, what it needs).
+BOOTSTRAP_TREE = {
+    **{f"bt-leaf-{n}": (1 + n % 4, []) for n in range(1, 15)},
+    "bt-tool-a": (1, []), "bt-tool-b": (2, ["bt-tool-a"]),
+    "bt-mid-1": (3, ["bt-leaf-9", "bt-leaf-10", "bt-tool-b"]), "bt-mid-2": (2, ["bt-leaf-11", "bt-leaf-12"]),
+    "bt-mid-3": (4, ["bt-leaf-13", "bt-leaf-14"]),
+    "bt-root": (2, ["bt-mid-1", "bt-mid-2", "bt-mid-3", *(f"bt-leaf-{n}" for n in range(1, 9))]),
+}
+
+
+def sleepy_sdist(dest: Path, name: str, version: str, seconds: float, requires: list[str]) -> Path:
+    return setuptools_sdist(dest, name, version, requires=requires, setup_py=f"""\
+        import time
+        from setuptools import setup
+        from setuptools.command.build_py import build_py
+
+        class Slow(build_py):
+            def run(self):
+                time.sleep({seconds})
+                super().run()
+
+        setup(cmdclass={{"build_py": Slow}})
+        """)
+
+
+def bench_bootstrap(work: Path, quick: bool) -> None:
+    """Bootstrap's makespan on the local pool's two workers, against the lower bound no schedule on
+    two workers can beat (the longest chain of builds, or all the work shared out), both from the
+    same builds' durations."""
+    upstream = Upstream(work / "upstream", free_port())
+    farm = FarmUnderTest(work / "farm")
+    try:
+        farm.cli("up", "--pools", "local", "--upstream", upstream.url, "--ui-port", str(free_port()),
+                 "--worker-port", str(free_port()), "--index-port", str(free_port()))
+        upstream.add(CACHE / "setuptools-80.9.0.tar.gz")
+        assert farm.cli("bootstrap", "setuptools", "--builder", DEFAULT_BUILDER).returncode == 0
+        # First a tree the farm never built (no durations to go by), then its next release, which
+        # bootstrap orders by the first one's build times.
+        for version, history in (("1.0", "never built before"), ("1.1", "ordered by 1.0's build times")):
+            for name, (seconds, needs) in BOOTSTRAP_TREE.items():
+                upstream.add(sleepy_sdist(work, name, version, 0 if quick else seconds, [f"{n}=={version}" for n in needs]))
+            result = json.loads(farm.cli("bootstrap", f"bt-root=={version}", "--builder", DEFAULT_BUILDER).stdout)
+            nodes = {p["project"]: Node(p["project"], p["version"], set(p["after"])) for p in result["plan"]}
+            bound = lower_bound(result["durations_s"], nodes, workers=2)
+            ratio = result["makespan_s"] / bound
+            print(f"bootstrap, {len(nodes)} packages on two workers, {history}: makespan {result['makespan_s']:.1f} s, "
+                  f"lower bound {bound:.1f} s (builds of {min(result['durations_s'].values()):.0f} to "
+                  f"{max(result['durations_s'].values()):.0f} s); ratio {verdict(ratio, '<= 1.15x', ratio <= 1.15)}")
+    finally:
+        farm.cli("down", check=False)
+        upstream.close()
+
+
+BENCHMARKS = {"publishing": bench_publishing, "farm-overhead": bench_farm_overhead, "bootstrap": bench_bootstrap,
               "upstream-watching": bench_upstream_watching}
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import requests
+from packaging.specifiers import SpecifierSet
 from packaging.utils import InvalidSdistFilename, canonicalize_name, parse_sdist_filename
 from packaging.version import InvalidVersion, Version
 from pypi_simple import ACCEPT_JSON_PREFERRED, NoSuchProjectError, PyPISimple
@@ -31,8 +32,9 @@ class Sdist:
     url: str
     sha256: str
 
-def find_sdist(index_url: str, project: str, version: str | None = None) -> Sdist:
-    """The sdist of `project==version` on the index (the latest final release if no version)."""
+def find_sdist(index_url: str, project: str, version: str | None = None, specifier: SpecifierSet | None = None) -> Sdist:
+    """The sdist of `project==version` on the index (with no version: the latest final release,
+    of those the specifier allows)."""
     wanted = canonicalize_name(project)
     with PyPISimple(index_url, accept=ACCEPT_JSON_PREFERRED) as client:
         try:
@@ -49,11 +51,11 @@ def find_sdist(index_url: str, project: str, version: str | None = None) -> Sdis
             continue
         if version is not None and pkg_version != Version(version):
             continue
-        if version is None and pkg_version.is_prerelease:
+        if version is None and not (specifier or SpecifierSet()).contains(pkg_version):
             continue
         candidates.append((pkg_version, -SDIST_PREFERENCE.index(_suffix(pkg.filename)), pkg))
     if not candidates:
-        wanted_version = f"=={version}" if version else " (any final release)"
+        wanted_version = f"=={version}" if version else f"{specifier}" if specifier else " (any final release)"
         raise SourceError(f"no sdist of {wanted}{wanted_version} on {index_url}")
     pkg_version, _, pkg = max(candidates, key=lambda c: c[:2])
     sha256 = pkg.digests.get("sha256")

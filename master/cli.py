@@ -4,6 +4,7 @@
   wheelwright down                    stop it
   wheelwright status --json           where its UI, index and source index are
   wheelwright build NAME==VERSION     force a build through the master's REST API (--wait)
+  wheelwright bootstrap REQUIREMENT   build it and all it needs, bottom-up (--dry-run: the plan)
   wheelwright seed FILE...            publish wheels that cannot be built from source, marked seeded
 """
 
@@ -21,8 +22,9 @@ import requests
 from buildbot.process.results import SKIPPED, SUCCESS, WARNINGS, Results, worst_status
 from packaging.requirements import InvalidRequirement, Requirement
 
+from wheelwright.index.lookup import IndexUnreachable
 from wheelwright.index.upload import UploadError, upload
-from wheelwright.master import control
+from wheelwright.master import bootstrap, control
 from wheelwright.master.farm import UPLOAD_SECRET, UPLOAD_USER, Farm
 from wheelwright.master.schedulers import FORCE_SCHEDULER
 from wheelwright.steps.tool import PURE_WHEEL_PUBLISHED
@@ -71,6 +73,10 @@ def parse_pin(text: str) -> tuple[str, str]:
     return req.name, specs[0].version
 
 
+def build_url(farm: Farm, build: dict) -> str:
+    return f"{farm.ui_url}#/builders/{build['builderid']}/builds/{build['number']}"
+
+
 class Api:
     def __init__(self, farm: Farm):
         self.base = farm.ui_url + "api/v2/"
@@ -116,6 +122,21 @@ class Api:
         workers = self.get(f"builders/{builderid}/workers")["workers"]
         return any(w["connected_to"] for w in workers)
 
+    def workers(self, builder_names: list[str]) -> set[str]:
+        """The connected workers that serve these builders."""
+        ids = {b["name"]: b["builderid"] for b in self.get("builders")["builders"]}
+        return {w["name"] for name in builder_names for w in self.get(f"builders/{ids[name]}/workers")["workers"]
+                if w["connected_to"]}
+
+    def recent_durations(self, projects: set[str], builds: int = 1000) -> dict[str, float]:
+        """How long the latest successful build of each project took (of the farm's last builds)."""
+        found: dict[str, float] = {}
+        for build in self.get("builds", property="package", order="-buildid", limit=builds)["builds"]:
+            package = build["properties"].get("package", [None])[0]
+            if package in projects and package not in found and build["results"] == SUCCESS:
+                found[package] = build["complete_at"] - build["started_at"]
+        return found
+
     def wait(self, brid: int, poll: float = 0.2) -> dict:
         while True:
             request = self.get(f"buildrequests/{brid}")["buildrequests"][0]
@@ -136,7 +157,7 @@ class Api:
             "result": Results[build["results"]],
             "builder": builder,
             "number": build["number"],
-            "build_url": f"{farm.ui_url}#/builders/{build['builderid']}/builds/{build['number']}",
+            "build_url": build_url(farm, build),
             "summary": build["state_string"],
             "failed_steps": {s["name"]: s["state_string"] for s in failed},
             "log_tails": {s["name"]: self.log_tail(s["stepid"]) for s in failed},
@@ -170,6 +191,65 @@ def cmd_build(args) -> int:
         "builds": builds}
     print(json.dumps(output, indent=2))
     return 0 if done and all(b["result"] in ("success", "warnings", "skipped") for b in done) else 1
+
+
+def cmd_bootstrap(args) -> int:
+    farm = _farm(args)
+    try:
+        root = Requirement(args.requirement)
+        nodes = bootstrap.plan(farm, root)
+    except InvalidRequirement as exc:
+        raise SystemExit(f"wheelwright: {args.requirement!r} is not a requirement ({exc})") from None
+    except (bootstrap.BootstrapError, IndexUnreachable) as exc:
+        print(f"wheelwright: {exc}", file=sys.stderr)
+        return 1
+    planned = [{"project": p, "version": nodes[p].version, "after": sorted(nodes[p].needs)} for p in bootstrap.order(nodes)]
+    if args.dry_run:
+        print(json.dumps({"plan": planned}, indent=2))
+        return 0
+    api = Api(farm)
+    # Builders with no worker here (another architecture's pool) would keep the tree waiting.
+    builders = args.builder or [b["name"] for b in api.get("builders")["builders"] if api.has_worker(b["builderid"])]
+    outcome = drive(api, farm, nodes, builders)
+    print(json.dumps({"plan": planned, **outcome}, indent=2))
+    return 1 if outcome["failed"] or outcome["not_built"] else 0
+
+
+def drive(api: Api, farm: Farm, nodes: dict, builders: list[str], poll: float = 0.2) -> dict:
+    """Force each package once all it needs is built, the longest stretches of work first (from
+    earlier builds' durations) and no more at once than there are workers (a request forced early
+    would queue ahead of a longer stretch's)."""
+    started = time.monotonic()
+    slots = max(1, len(api.workers(builders)))
+    first = bootstrap.priorities(nodes, api.recent_durations(set(nodes)))
+    pending, running = dict(nodes), {}
+    built, failed, not_built, durations = {}, {}, {}, {}
+    while pending or running:
+        for project, node in list(pending.items()):
+            if node.needs & (failed.keys() | not_built.keys()):
+                not_built[project] = f"needs {', '.join(sorted(node.needs & (failed.keys() | not_built.keys())))}"
+                del pending[project]
+        ready = sorted((p for p, n in pending.items() if n.needs <= built.keys()), key=lambda p: (-first[p], p))
+        for project in ready[: slots - len(running)]:
+            running[project] = api.force(project, pending.pop(project).version, builders)
+        finished = False
+        for project, requests_by_builder in list(running.items()):
+            if not all(api.get(f"buildrequests/{brid}")["buildrequests"][0]["complete"]
+                       for brid in requests_by_builder.values()):
+                continue
+            del running[project]
+            finished = True
+            builds = [b for brid in requests_by_builder.values() for b in api.get(f"buildrequests/{brid}/builds")["builds"]]
+            durations[project] = max((b["complete_at"] - b["started_at"] for b in builds), default=0)
+            if builds and all(b["results"] in (SUCCESS, WARNINGS, SKIPPED) for b in builds):
+                built[project] = [build_url(farm, b) for b in builds]
+            else:
+                failed[project] = {r["builder"]: r["failed_steps"] for r in [api.describe(farm, b) for b in builds]} \
+                    or "no build ran"
+        if not finished:  # what finished may have made others ready: force them at once
+            time.sleep(poll)
+    return {"built": built, "failed": failed, "not_built": not_built, "makespan_s": round(time.monotonic() - started, 2),
+            "durations_s": durations}
 
 
 def cmd_seed(args) -> int:
@@ -218,6 +298,11 @@ def main(argv=None) -> int:
     p.add_argument("--builder", action="append", help="only this builder (repeatable; default: all)")
     p.add_argument("--wait", action="store_true", help="wait and print the result; exit 1 unless it succeeded")
     p.set_defaults(func=cmd_build)
+    p = sub.add_parser("bootstrap", help="build a project and everything it needs, bottom-up")
+    p.add_argument("requirement", metavar="REQUIREMENT", help="NAME, NAME==VERSION or any PEP 508 requirement")
+    p.add_argument("--builder", action="append", help="only this builder (repeatable; default: all)")
+    p.add_argument("--dry-run", action="store_true", help="print the plan and build nothing")
+    p.set_defaults(func=cmd_bootstrap)
     p = sub.add_parser("seed", help="publish wheels that cannot be built from source, marked as seeded")
     p.add_argument("files", nargs="+", type=Path)
     p.add_argument("--reason", required=True, help="why these are seeded rather than built (logged)")

@@ -41,11 +41,12 @@ def write_sdist(dest: Path, name: str, version: str, files: dict[str, str]) -> P
     return path
 
 
-def pyproject(name: str, version: str, requires: str, backend: str, dependencies: list[str] = ()) -> str:
+def pyproject(name: str, version: str, requires: list[str], backend: str, dependencies: list[str] = ()) -> str:
     deps = ", ".join(f'"{r}"' for r in dependencies)
+    build = ", ".join(f'"{r}"' for r in requires)
     return f"""\
         [build-system]
-        requires = ["{requires}"]
+        requires = [{build}]
         build-backend = "{backend}"
 
         [project]
@@ -57,11 +58,12 @@ def pyproject(name: str, version: str, requires: str, backend: str, dependencies
 
 
 def setuptools_sdist(dest: Path, name: str, version: str, *, module: str | None = None, code: str = "VALUE = 1\n",
-                     requires: list[str] = (), setup_py: str | None = None, extra: dict[str, str] | None = None) -> Path:
+                     requires: list[str] = (), build_requires: list[str] = (), setup_py: str | None = None,
+                     extra: dict[str, str] | None = None) -> Path:
     module = module or name.replace("-", "_")
     files = {
         "PKG-INFO": pkg_info(name, version, requires),
-        "pyproject.toml": pyproject(name, version, "setuptools>=70", "setuptools.build_meta", requires),
+        "pyproject.toml": pyproject(name, version, ["setuptools>=70", *build_requires], "setuptools.build_meta", requires),
         f"{module}.py": code,
     }
     if setup_py:
@@ -87,7 +89,7 @@ def c_extension_sdist(dest: Path, name: str, version: str) -> Path:
 def flit_sdist(dest: Path, name: str, version: str, code: str = "VALUE = 1\n") -> Path:
     return write_sdist(dest, name, version, {
         "PKG-INFO": pkg_info(name, version),
-        "pyproject.toml": pyproject(name, version, "flit_core>=3.4,<4", "flit_core.buildapi"),
+        "pyproject.toml": pyproject(name, version, ["flit_core>=3.4,<4"], "flit_core.buildapi"),
         f"{name.replace('-', '_')}.py": code,
     })
 

@@ -57,7 +57,8 @@ def test_a_worker_killed_mid_build_leaves_the_index_untouched_and_the_build_is_r
     upstream.add(setuptools_sdist(tmp_path, "workerdies", "1.0", setup_py=SLOW_BUILD))
     backends.cli("build", "workerdies==1.0", "--builder", DEFAULT_BUILDER)
     killed = wait_for_step(backends, "build-wheel")
-    kill(backends.state / "workers" / "local-1" / "twistd.pid")
+    worker = backends.api(f"builds/{killed}?property=workername")["builds"][0]["properties"]["workername"][0]
+    kill(backends.state / "workers" / worker / "twistd.pid")
     assert wait_for_result(backends, killed) in (RETRY, EXCEPTION)
     assert not wheel_index_has(backends, "workerdies")
     backends.cli("up")  # brings the worker back; Buildbot runs the retried build on it

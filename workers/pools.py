@@ -51,8 +51,8 @@ class Pool:
 
 
 POOLS = {pool.name: pool for pool in (
-    # Two builds at once (of different builders): the two cores of the machines we run on.
-    Pool("local", arch=platform.machine(), kind="local", pythons=SUPPORTED_PYTHONS, max_builds=2),
+    # Two workers, a build each at a time: the two cores of the machines we run on.
+    Pool("local", arch=platform.machine(), kind="local", pythons=SUPPORTED_PYTHONS, workers=2),
     Pool("aarch64", arch="aarch64", kind="remote", pythons=SUPPORTED_PYTHONS, workers=2),
     Pool("containers", arch=platform.machine(), kind="container", pythons=("3.11",), workers=2,
          image="localhost/wheelwright-worker:bookworm"),

@@ -1,0 +1,86 @@
+"""Bootstrap mode: the plan read from the sdists, and a tree built bottom-up on a real farm."""
+
+from __future__ import annotations
+
+import json
+import urllib.parse
+
+import pytest
+from packaging.requirements import Requirement
+
+from tests.conftest import install_and_run
+from tests.farm import DEFAULT_BUILDER
+from tests.sdists import Upstream, free_port, setuptools_sdist
+from tests.wheels import make_wheel
+from wheelwright.index.upload import upload
+from wheelwright.master.bootstrap import BootstrapError, Node, lower_bound, order, plan
+from wheelwright.master.farm import Farm
+
+ENVIRONMENT = {"python_version": "3.11", "python_full_version": "3.11.7", "sys_platform": "linux",
+               "platform_system": "Linux", "platform_machine": "x86_64", "implementation_name": "cpython",
+               "platform_python_implementation": "CPython", "os_name": "posix", "platform_release": "",
+               "platform_version": "", "implementation_version": "3.11.7"}
+
+
+@pytest.fixture
+def tree(tmp_path, index_host):
+    """A farm's view of an upstream of its own and an index that holds setuptools."""
+    upstream = Upstream(tmp_path / "upstream", free_port())
+    upload(index_host + "legacy/", "uploader", "s3cret", make_wheel(tmp_path, "setuptools", "80.9.0"))
+    farm = Farm(root=tmp_path / "farm", upstream=upstream.url, index_port=urllib.parse.urlsplit(index_host).port)
+    yield farm, upstream, tmp_path
+    upstream.close()
+
+
+def test_the_plan_reads_build_and_install_requirements_and_skips_what_the_index_has(tree):
+    farm, upstream, tmp = tree
+    upstream.add(setuptools_sdist(tmp, "leaf", "1.0"))
+    upstream.add(setuptools_sdist(tmp, "leaf", "2.0"))
+    upstream.add(setuptools_sdist(tmp, "tool", "1.0"))
+    upstream.add(setuptools_sdist(tmp, "mid", "1.0", requires=["leaf<2", "never; python_version < '3'"]))
+    upstream.add(setuptools_sdist(tmp, "top", "1.0", requires=["mid", "extra-only; extra == 'fast'"],
+                                  build_requires=["tool"]))
+    nodes = plan(farm, Requirement("top==1.0"), ENVIRONMENT)
+    assert {p: (n.version, n.needs) for p, n in nodes.items()} == {
+        "top": ("1.0", {"mid", "tool"}), "mid": ("1.0", {"leaf"}), "leaf": ("1.0", set()), "tool": ("1.0", set())}
+    assert order(nodes) == ["leaf", "tool", "mid", "top"]
+
+
+def test_a_cycle_is_named(tree):
+    farm, upstream, tmp = tree
+    upstream.add(setuptools_sdist(tmp, "cyc-a", "1.0", requires=["cyc-b"]))
+    upstream.add(setuptools_sdist(tmp, "cyc-b", "1.0", build_requires=["cyc-a"]))
+    with pytest.raises(BootstrapError, match="dependency cycle: cyc-a -> cyc-b -> cyc-a"):
+        plan(farm, Requirement("cyc-a"), ENVIRONMENT)
+
+
+def test_what_upstream_lacks_is_named_with_who_needs_it(tree):
+    farm, upstream, tmp = tree
+    upstream.add(setuptools_sdist(tmp, "asks", "1.0", requires=["missing>=2"]))
+    with pytest.raises(BootstrapError, match=r"missing>=2 \(needed by asks\): missing is not on"):
+        plan(farm, Requirement("asks"), ENVIRONMENT)
+
+
+def test_the_lower_bound_is_the_longest_chain_or_the_work_shared_out():
+    nodes = {"a": Node("a", "1"), "b": Node("b", "1", {"a"}), "c": Node("c", "1"), "d": Node("d", "1")}
+    assert lower_bound({"a": 2, "b": 3, "c": 1, "d": 1}, nodes, workers=2) == 5  # a then b
+    assert lower_bound({"a": 1, "b": 1, "c": 4, "d": 4}, nodes, workers=2) == 5  # 10 s of work on two
+
+
+def test_a_tree_is_built_bottom_up_and_installs_from_our_index(backends, upstream, tmp_path):
+    upstream.add(setuptools_sdist(tmp_path, "bs-leaf", "1.0", code="LEAF = 'leaf'\n"))
+    upstream.add(setuptools_sdist(tmp_path, "bs-tool", "1.0"))
+    upstream.add(setuptools_sdist(tmp_path, "bs-mid", "1.0", requires=["bs-leaf"],
+                                  code="from bs_leaf import LEAF\nMID = LEAF + ' mid'\n"))
+    upstream.add(setuptools_sdist(tmp_path, "bs-top", "1.0", requires=["bs-mid"], build_requires=["bs-tool"],
+                                  code="from bs_mid import MID\nTOP = MID + ' top'\n"))
+    proc = backends.cli("bootstrap", "bs-top==1.0", "--builder", DEFAULT_BUILDER, check=False)
+    result = json.loads(proc.stdout)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert [p["project"] for p in result["plan"]] == ["bs-leaf", "bs-tool", "bs-mid", "bs-top"]
+    assert set(result["built"]) == {"bs-leaf", "bs-tool", "bs-mid", "bs-top"} and not result["failed"]
+    builds = {b["properties"]["package"][0]: b for b in backends.api("builds?property=package")["builds"]
+              if b["properties"].get("package", [""])[0].startswith("bs-")}
+    for project, needs in (("bs-mid", ["bs-leaf"]), ("bs-top", ["bs-mid", "bs-tool"])):
+        assert all(builds[n]["complete_at"] <= builds[project]["started_at"] for n in needs), project
+    assert install_and_run(backends, tmp_path, "bs-top==1.0", "import bs_top; print(bs_top.TOP)") == "leaf mid top\n"
