@@ -13,7 +13,7 @@ from tests.farm import DEFAULT_BUILDER
 from tests.sdists import Upstream, free_port, setuptools_sdist
 from tests.wheels import make_wheel
 from wheelwright.index.upload import upload
-from wheelwright.master.bootstrap import BootstrapError, Node, lower_bound, order, plan
+from wheelwright.master.bootstrap import BootstrapError, Node, lower_bound, order, plan, priorities
 from wheelwright.master.farm import Farm
 
 ENVIRONMENT = {"python_version": "3.11", "python_full_version": "3.11.7", "sys_platform": "linux",
@@ -84,3 +84,21 @@ def test_a_tree_is_built_bottom_up_and_installs_from_our_index(backends, upstrea
     for project, needs in (("bs-mid", ["bs-leaf"]), ("bs-top", ["bs-mid", "bs-tool"])):
         assert all(builds[n]["complete_at"] <= builds[project]["started_at"] for n in needs), project
     assert install_and_run(backends, tmp_path, "bs-top==1.0", "import bs_top; print(bs_top.TOP)") == "leaf mid top\n"
+
+
+def test_the_longest_stretch_of_work_goes_first():
+    nodes = {"short": Node("short", "1"), "long": Node("long", "1"), "new": Node("new", "1"),
+             "top": Node("top", "1", {"short", "long", "new"})}
+    assert priorities(nodes, {"short": 2, "long": 9, "top": 3}) == {"top": 3, "short": 5, "long": 12, "new": 6}
+    assert priorities(nodes, {}) == {"top": 1, "short": 2, "long": 2, "new": 2}
+
+
+def test_a_failure_skips_what_needs_it(backends, upstream, tmp_path):
+    upstream.add(setuptools_sdist(tmp_path, "bs-broken", "1.0", setup_py="raise SystemExit('this one does not build')\n"))
+    upstream.add(setuptools_sdist(tmp_path, "bs-fine", "1.0"))
+    upstream.add(setuptools_sdist(tmp_path, "bs-needs-broken", "1.0", requires=["bs-broken", "bs-fine"]))
+    proc = backends.cli("bootstrap", "bs-needs-broken", "--builder", DEFAULT_BUILDER, check=False)
+    result = json.loads(proc.stdout)
+    assert proc.returncode == 1
+    assert list(result["failed"]) == ["bs-broken"] and "bs-fine" in result["built"]
+    assert result["not_built"] == {"bs-needs-broken": "needs bs-broken"}
