@@ -91,7 +91,12 @@ class UpstreamReleases(base.ReconfigurablePollingChangeSource, StateMixin):
 
     async def poll(self):
         serial = await self.getState("last_serial", None)
-        events, last = await threads.deferToThread(Changelog(self.farm.changelog_url).since, serial)
+        try:
+            events, last = await threads.deferToThread(Changelog(self.farm.changelog_url).since, serial)
+        except (requests.RequestException, xmlrpc.client.Error, ValueError) as exc:
+            # Said in one line each poll; the next poll asks again from the same serial.
+            log.msg(f"upstream-releases: cannot read the changelog at {self.farm.changelog_url}: {exc}")
+            return
         if events:
             allowlist, warning = await threads.deferToThread(allowlist_for, self.farm)
             if warning:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
 import time
@@ -9,6 +10,7 @@ from pathlib import Path
 
 from buildbot.test.reactor import TestReactorMixin
 from buildbot.test.util.changesource import ChangeSourceMixin
+from twisted.python import log
 from twisted.trial import unittest
 
 from tests.conftest import wheel_index_has
@@ -30,6 +32,20 @@ def test_only_sdists_of_allow_listed_projects_count_once_each():
     ]
     found = releases(events, {"watched"})
     assert [(r.project, r.version, r.sdist, r.timestamp) for r in found] == [("watched", "1.0", "watched-1.0.tar.gz", 12)]
+
+
+@contextlib.contextmanager
+def twisted_log():
+    lines: list[str] = []
+
+    def observe(event):
+        lines.append(" ".join(str(m) for m in event.get("message", ())))
+
+    log.addObserver(observe)
+    try:
+        yield lines
+    finally:
+        log.removeObserver(observe)
 
 
 class TestUpstreamReleases(ChangeSourceMixin, TestReactorMixin, unittest.TestCase):
@@ -60,6 +76,18 @@ class TestUpstreamReleases(ChangeSourceMixin, TestReactorMixin, unittest.TestCas
         self.assertIn("watched 1.0 released upstream (watched-1.0.tar.gz)", change["comments"])
         await self.changesource.poll()  # nothing new
         self.assertEqual(len(self.master.data.updates.changesAdded), 1)
+
+    async def test_an_unreadable_changelog_is_logged_and_asked_again_from_the_same_serial(self):
+        await self.changesource.poll()
+        self.changesource.farm = Farm(root=self.farm.root, upstream=self.upstream.url,
+                                      upstream_changelog=f"http://127.0.0.1:{free_port()}/pypi")
+        self.upstream.add(setuptools_sdist(self.tmp, "watched", "1.0"))
+        with twisted_log() as lines:
+            await self.changesource.poll()
+        self.assertTrue(any("cannot read the changelog at http://127.0.0.1:" in line for line in lines), lines)
+        self.changesource.farm = self.farm
+        await self.changesource.poll()
+        self.assertEqual([c["properties"]["version"] for c in self.master.data.updates.changesAdded], ["1.0"])
 
     async def test_the_serial_survives_a_restart(self):
         await self.changesource.poll()
