@@ -5,6 +5,8 @@
   wheelwright status --json           where its UI, index and source index are
   wheelwright build NAME==VERSION     force a build through the master's REST API (--wait)
   wheelwright bootstrap REQUIREMENT   build it and all it needs, bottom-up (--dry-run: the plan)
+  wheelwright review [approve|reject NAME]  the review queue; approving allow-lists and builds it
+  wheelwright which WHEEL|NAME==VERSION    the build, logs, sdist and environment a wheel came from
   wheelwright seed FILE...            publish wheels that cannot be built from source, marked seeded
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import getpass
 import json
 import sys
 import time
@@ -21,11 +24,16 @@ from pathlib import Path
 import requests
 from buildbot.process.results import SKIPPED, SUCCESS, WARNINGS, Results, worst_status
 from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
+from packaging.version import Version
 
 from wheelwright.index.lookup import IndexUnreachable
+from wheelwright.index.store import JSON_CONTENT_TYPE
 from wheelwright.index.upload import UploadError, upload
 from wheelwright.master import bootstrap, control
 from wheelwright.master.farm import UPLOAD_SECRET, UPLOAD_USER, Farm
+from wheelwright.master.lastgood import ConfigError
+from wheelwright.master.review import ReviewError, decide, read_queue
 from wheelwright.master.schedulers import FORCE_SCHEDULER
 from wheelwright.steps.tool import PURE_WHEEL_PUBLISHED
 from wheelwright.workers.pools import POOLS
@@ -122,6 +130,9 @@ class Api:
         workers = self.get(f"builders/{builderid}/workers")["workers"]
         return any(w["connected_to"] for w in workers)
 
+    def builders_with_workers(self) -> list[str]:
+        return [b["name"] for b in self.get("builders")["builders"] if self.has_worker(b["builderid"])]
+
     def workers(self, builder_names: list[str]) -> set[str]:
         """The connected workers that serve these builders."""
         ids = {b["name"]: b["builderid"] for b in self.get("builders")["builders"]}
@@ -209,7 +220,7 @@ def cmd_bootstrap(args) -> int:
         return 0
     api = Api(farm)
     # Builders with no worker here (another architecture's pool) would keep the tree waiting.
-    builders = args.builder or [b["name"] for b in api.get("builders")["builders"] if api.has_worker(b["builderid"])]
+    builders = args.builder or api.builders_with_workers()
     outcome = drive(api, farm, nodes, builders)
     print(json.dumps({"plan": planned, **outcome}, indent=2))
     return 1 if outcome["failed"] or outcome["not_built"] else 0
@@ -250,6 +261,54 @@ def drive(api: Api, farm: Farm, nodes: dict, builders: list[str], poll: float = 
             time.sleep(poll)
     return {"built": built, "failed": failed, "not_built": not_built, "makespan_s": round(time.monotonic() - started, 2),
             "durations_s": durations}
+
+
+def cmd_review(args) -> int:
+    farm = _farm(args)
+    if args.action == "list":
+        print(json.dumps(read_queue(farm.review_queue), indent=2))
+        return 0
+    try:
+        entry = decide(farm, args.project, args.action == "approve", args.reviewer, args.note)
+    except (ReviewError, ConfigError) as exc:
+        print(f"wheelwright: {exc}", file=sys.stderr)
+        return 1
+    output = {{"approve": "approved", "reject": "rejected"}[args.action]: entry["project"], "requests": entry["requests"]}
+    if args.action == "approve" and not args.no_build:
+        api = Api(farm)  # a new package: its latest release, on every builder there is a worker for
+        output["buildrequests"] = api.force(entry["project"], "", api.builders_with_workers())
+    print(json.dumps(output, indent=2))
+    return 0
+
+
+def cmd_which(args) -> int:
+    """Where a wheel in our index came from: the build, its logs, the sdist, the build environment."""
+    farm = _farm(args)
+    if args.target.endswith(".whl"):
+        filename = Path(args.target).name
+        try:
+            project, version = parse_wheel_filename(filename)[:2]
+        except InvalidWheelFilename as exc:
+            raise SystemExit(f"wheelwright: {exc}") from None
+        wanted = {filename}
+    else:
+        project, version = parse_pin(args.target)
+    listing = requests.get(f"{farm.index_url}{canonicalize_name(project)}/", timeout=30,
+                           headers={"Accept": JSON_CONTENT_TYPE})
+    files = [f for f in (listing.json()["files"] if listing.status_code == 200 else [])
+             if parse_wheel_filename(f["filename"])[1] == Version(str(version))
+             and (not args.target.endswith(".whl") or f["filename"] in wanted)]
+    if not files:
+        print(f"wheelwright: our index has no wheel {args.target}", file=sys.stderr)
+        return 1
+    found = []
+    for f in files:
+        url = f"{farm.index_url}{canonicalize_name(project)}/{f['filename']}"
+        provenance = requests.get(url + ".provenance.json", timeout=30).json()
+        found.append({"wheel": f["filename"], "url": url, "sha256": f["hashes"]["sha256"],
+                      "build_environment": url + ".freeze.txt", **provenance})
+    print(json.dumps(found if len(found) > 1 else found[0], indent=2))
+    return 0
 
 
 def cmd_seed(args) -> int:
@@ -303,11 +362,23 @@ def main(argv=None) -> int:
     p.add_argument("--builder", action="append", help="only this builder (repeatable; default: all)")
     p.add_argument("--dry-run", action="store_true", help="print the plan and build nothing")
     p.set_defaults(func=cmd_bootstrap)
+    p = sub.add_parser("review", help="the review queue: list it, approve or reject a project")
+    p.add_argument("action", nargs="?", choices=["list", "approve", "reject"], default="list")
+    p.add_argument("project", nargs="?")
+    p.add_argument("--note", default="", help="why (logged in farm/logs/review.log and the allow-list)")
+    p.add_argument("--reviewer", default=getpass.getuser())
+    p.add_argument("--no-build", action="store_true", help="approve without building its latest release now")
+    p.set_defaults(func=cmd_review)
+    p = sub.add_parser("which", help="where a wheel in our index came from")
+    p.add_argument("target", metavar="WHEEL|NAME==VERSION")
+    p.set_defaults(func=cmd_which)
     p = sub.add_parser("seed", help="publish wheels that cannot be built from source, marked as seeded")
     p.add_argument("files", nargs="+", type=Path)
     p.add_argument("--reason", required=True, help="why these are seeded rather than built (logged)")
     p.set_defaults(func=cmd_seed)
     args = parser.parse_args(argv)
+    if args.func is cmd_review and args.action != "list" and not args.project:
+        parser.error(f"review {args.action} needs a PROJECT")
     try:
         return args.func(args)
     except control.FarmError as exc:

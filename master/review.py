@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -39,21 +40,54 @@ def allowlist_for(farm) -> tuple[set[str], str | None]:
     return read_last_good(farm.allowlist, read_allowlist, farm.last_good_dir / farm.allowlist.name)
 
 
-def queue_for_review(queue: Path, project: str, reason: str, requested_by: str) -> None:
-    """Add project to the review queue (once; later requests are added to its entry)."""
+@contextlib.contextmanager
+def _locked_queue(queue: Path):
+    """The queue's entries, read and written back under its lock."""
     queue.parent.mkdir(parents=True, exist_ok=True)
     with open(queue.with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         entries = read_queue(queue)
-        name = canonicalize_name(project)
-        entry = entries.setdefault(name, {"project": name, "first_seen": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                                          "requests": []})
-        request = {"reason": reason, "requested_by": requested_by}
-        if request not in entry["requests"]:
-            entry["requests"].append(request)
+        yield entries
         tmp = queue.with_suffix(".tmp")
         tmp.write_text(json.dumps(entries, indent=2, sort_keys=True) + "\n")
         os.replace(tmp, queue)
+
+
+def queue_for_review(queue: Path, project: str, reason: str, requested_by: str) -> None:
+    """Add project to the review queue (once; later requests are added to its entry)."""
+    with _locked_queue(queue) as entries:
+        name = canonicalize_name(project)
+        entry = entries.setdefault(name, {"project": name, "first_seen": _now(), "requests": []})
+        request = {"reason": reason, "requested_by": requested_by}
+        if request not in entry["requests"]:
+            entry["requests"].append(request)
+
+
+def decide(farm, project: str, approve: bool, reviewer: str, note: str) -> dict:
+    """Take project off the review queue; approved, it joins the allow-list. The decision is
+    logged in farm/logs/review.log. Returns the queue entry."""
+    name = canonicalize_name(project)
+    with _locked_queue(farm.review_queue) as entries:
+        if name not in entries:
+            raise ReviewError(f"{name} is not in the review queue ({', '.join(sorted(entries)) or 'it is empty'})")
+        entry = entries.pop(name)
+        if approve and name not in read_allowlist(farm.allowlist):
+            text = farm.allowlist.read_text() if farm.allowlist.exists() else ""
+            with open(farm.allowlist, "a") as allowlist:
+                allowlist.write(("\n" if text and not text.endswith("\n") else "")
+                                + f"{name}  # approved by {reviewer} {_now()}: {note}\n")
+    farm.logs_dir.mkdir(parents=True, exist_ok=True)
+    with open(farm.logs_dir / "review.log", "a") as log:
+        log.write(f"{_now()} {'approved' if approve else 'rejected'} {name} by {reviewer}: {note}\n")
+    return entry
+
+
+class ReviewError(ValueError):
+    pass
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 def read_queue(queue: Path) -> dict:

@@ -11,7 +11,7 @@ from wheelwright.master.builders import container_image
 from wheelwright.master.cli import parse_pin
 from wheelwright.master.farm import Farm
 from wheelwright.master.lastgood import ConfigError
-from wheelwright.master.review import AllowlistError, allowlist_for, queue_for_review, read_allowlist
+from wheelwright.master.review import AllowlistError, ReviewError, allowlist_for, decide, queue_for_review, read_allowlist
 from wheelwright.master.settings import PackageSettings, SettingsError, patches_for, settings_for
 
 
@@ -113,3 +113,21 @@ def test_the_container_image_is_chosen_from_the_package_settings(tmp_path):
         rendered = []
         Properties(package=package).render(image).addCallback(rendered.append)
         assert rendered == [expected]
+
+
+def test_approving_allow_lists_and_logs_and_rejecting_only_logs(tmp_path):
+    farm = Farm(root=tmp_path)
+    farm.allowlist.write_text("already")  # no newline at the end
+    for project in ("New_Thing", "spam"):
+        queue_for_review(farm.review_queue, project, "install-time dependency of a 1.0", "http://ui/#/builders/1/builds/1")
+    entry = decide(farm, "new-thing", approve=True, reviewer="ann", note="looked at it")
+    assert entry["requests"][0]["reason"] == "install-time dependency of a 1.0"
+    decide(farm, "spam", approve=False, reviewer="ann", note="typosquat")
+    assert read_allowlist(farm.allowlist) == {"already", "new-thing"}
+    assert "new-thing  # approved by ann" in farm.allowlist.read_text()
+    assert json.loads(farm.review_queue.read_text()) == {}
+    log = (farm.logs_dir / "review.log").read_text().splitlines()
+    assert [line.split(" ", 1)[1] for line in log] == ["approved new-thing by ann: looked at it",
+                                                        "rejected spam by ann: typosquat"]
+    with pytest.raises(ReviewError, match="spam is not in the review queue"):
+        decide(farm, "spam", approve=True, reviewer="ann", note="")
