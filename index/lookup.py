@@ -45,14 +45,29 @@ def unsatisfied(requirement: Requirement, versions: list[str]) -> str | None:
     return f"{requirement} (our index has {', '.join(versions) or 'no version'})"
 
 
-def published_pure_wheel(index_url: str, project: str, version: str) -> dict | None:
-    """The provenance of a pure (`none-any`) wheel of project==version in our index, if there is one."""
+def _wheels(index_url: str, project: str, version: str):
+    """(listing entry, build number, tags) of each wheel of project==version our index lists."""
     for entry in (_listing(index_url, project) or {"files": []})["files"]:
         try:
-            _, found, _, tags = parse_wheel_filename(entry["filename"])
+            _, found, build, tags = parse_wheel_filename(entry["filename"])
         except InvalidWheelFilename:
             continue
-        if found == Version(version) and all(t.abi == "none" and t.platform == "any" for t in tags):
+        if found == Version(version):
+            yield entry, build[0] if build else 0, tags
+
+
+def next_build_tag(index_url: str, project: str, version: str) -> int | None:
+    """The build number a rebuild of project==version gets: one more than its wheels' highest
+    (a wheel with none counts 0); None if our index has no wheel of it."""
+    tags = [build for _, build, _ in _wheels(index_url, project, version)]
+    return max(tags) + 1 if tags else None
+
+
+def published_pure_wheel(index_url: str, project: str, version: str, build_tag: int = 0) -> dict | None:
+    """The provenance of a pure (`none-any`) wheel of project==version with that build number in
+    our index, if there is one."""
+    for entry, build, tags in _wheels(index_url, project, version):
+        if build == build_tag and all(t.abi == "none" and t.platform == "any" for t in tags):
             url = f"{index_url.rstrip('/')}/{canonicalize_name(project)}/{entry['filename']}.provenance.json"
             with urllib.request.urlopen(url, timeout=60) as response:
                 return {"filename": entry["filename"], **json.load(response)}

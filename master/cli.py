@@ -4,6 +4,7 @@
   wheelwright down                    stop it
   wheelwright status --json           where its UI, index and source index are
   wheelwright build NAME==VERSION     force a build through the master's REST API (--wait)
+  wheelwright rebuild NAME==VERSION   the same, its wheels with the next build number (-1, -2, ...)
   wheelwright bootstrap REQUIREMENT   build it and all it needs, bottom-up (--dry-run: the plan)
   wheelwright review [approve|reject NAME]  the review queue; approving allow-lists and builds it
   wheelwright which WHEEL|NAME==VERSION    the build, logs, sdist and environment a wheel came from
@@ -95,13 +96,13 @@ class Api:
         response.raise_for_status()
         return response.json()
 
-    def force(self, package: str, version: str, builders: list[str] | None) -> dict[str, int]:
+    def force(self, package: str, version: str, builders: list[str] | None, rebuild: bool = False) -> dict[str, int]:
         if not builders:
             scheduler = self.get(f"forceschedulers/{FORCE_SCHEDULER}")["forceschedulers"][0]
             builders = scheduler["builder_names"]
         body = {"jsonrpc": "2.0", "method": "force", "id": 1,
-                "params": {"builderNames": builders, "package": package, "version": version,
-                           "reason": f"wheelwright build {package}=={version}"}}
+                "params": {"builderNames": builders, "package": package, "version": version, "rebuild": rebuild,
+                           "reason": f"wheelwright {'rebuild' if rebuild else 'build'} {package}=={version}"}}
         response = self.session.post(self.base + f"forceschedulers/{FORCE_SCHEDULER}", json=body, timeout=30)
         answer = response.json()
         if "error" in answer:
@@ -183,7 +184,7 @@ def cmd_build(args) -> int:
     farm = _farm(args)
     package, version = parse_pin(args.pin)
     api = Api(farm)
-    requests_by_builder = api.force(package, version, args.builder)
+    requests_by_builder = api.force(package, version, args.builder, rebuild=args.command == "rebuild")
     if not args.wait:
         print(json.dumps({"buildrequests": requests_by_builder}))
         return 0
@@ -353,6 +354,11 @@ def main(argv=None) -> int:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_status)
     p = sub.add_parser("build", help="force a build of NAME==VERSION")
+    p.add_argument("pin", metavar="NAME==VERSION")
+    p.add_argument("--builder", action="append", help="only this builder (repeatable; default: all)")
+    p.add_argument("--wait", action="store_true", help="wait and print the result; exit 1 unless it succeeded")
+    p.set_defaults(func=cmd_build)
+    p = sub.add_parser("rebuild", help="build NAME==VERSION again, its wheels with the next build number")
     p.add_argument("pin", metavar="NAME==VERSION")
     p.add_argument("--builder", action="append", help="only this builder (repeatable; default: all)")
     p.add_argument("--wait", action="store_true", help="wait and print the result; exit 1 unless it succeeded")

@@ -3,13 +3,18 @@ upstream releases of allow-listed projects (changes from master/changesource.py)
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from buildbot.plugins import util
 from buildbot.schedulers.basic import AnyBranchScheduler
 from buildbot.schedulers.forcesched import ForceScheduler, ValidationError
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
+from twisted.internet import defer, threads
 
+from wheelwright.index.lookup import next_build_tag
 from wheelwright.master.changesource import CATEGORY
+from wheelwright.master.farm import Farm
 
 FORCE_SCHEDULER = "build"
 
@@ -35,11 +40,36 @@ class VersionParameter(util.StringParameter):
             raise ValidationError(f"{text!r} is not a valid version (PEP 440)") from None
 
 
+class BuildScheduler(ForceScheduler):
+    """The force form, where a rebuild of a version our index has gets the next build number,
+    decided once for every builder of the request."""
+
+    @defer.inlineCallbacks
+    def gatherPropertiesAndChanges(self, collector, **kwargs):
+        properties, changeids, sourcestamps = yield super().gatherPropertiesAndChanges(collector, **kwargs)
+        if properties.getProperty("rebuild"):
+            tag = yield collector.collectValidationErrors("rebuild", self.next_build_tag, properties)
+            if tag is not None:
+                properties.setProperty("build_tag", tag, "Force Build Form")
+        return properties, changeids, sourcestamps
+
+    @defer.inlineCallbacks
+    def next_build_tag(self, properties):
+        package, version = properties.getProperty("package"), properties.getProperty("version")
+        if not version:
+            raise ValidationError("a rebuild needs the version to rebuild")
+        farm = Farm.load(Path(self.master.basedir).parent)
+        tag = yield threads.deferToThread(next_build_tag, farm.index_url, package, version)
+        if tag is None:
+            raise ValidationError(f"our index has no wheel of {package} {version} to rebuild: build it")
+        return tag
+
+
 def make_schedulers(builder_names: list[str]) -> list:
     # A buildset per change (no tree-stable timer): each release is built on its own.
     upstream = AnyBranchScheduler(name="upstream-releases", change_filter=util.ChangeFilter(category=CATEGORY),
                                   treeStableTimer=None, builderNames=builder_names, reason="released upstream")
-    return [upstream, ForceScheduler(
+    return [upstream, BuildScheduler(
         name=FORCE_SCHEDULER,
         label="Build a package",
         buttonName="Build",
@@ -53,5 +83,6 @@ def make_schedulers(builder_names: list[str]) -> list:
         properties=[
             PackageNameParameter(name="package", label="Package", required=True, size=30),
             VersionParameter(name="version", label="Version (empty: latest)", size=15),
+            util.BooleanParameter(name="rebuild", label="Rebuild: a new build number for a version we have"),
         ],
     )]

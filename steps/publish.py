@@ -107,6 +107,9 @@ class UpdateIndex(WheelwrightStep):
             return str(exc)
         if dist.kind != "wheel" or dist.project != canonicalize_name(self.package) or Version(dist.version) != Version(self.version):
             return f"{filename} is not a wheel of {self.package} {self.version}; not published"
+        build = parse_wheel_filename(filename)[2]
+        if (build[0] if build else 0) != self.build_tag:
+            return f"{filename} does not carry this build's number ({self.build_tag or 'none'}); not published"
         python, arch = self.getProperty("python_version"), self.getProperty("arch")
         if not any(tag_fits(t, python, arch) for t in parse_wheel_filename(filename)[3]):
             return f"{filename} is not for this builder (Python {python} on {arch}); not published"
@@ -114,7 +117,7 @@ class UpdateIndex(WheelwrightStep):
 
     async def _provenance(self) -> dict:
         keys = ("source_filename", "source_sha256", "source_url", "patches", "build_requires", "build_frontend",
-                "python_version", "arch", "workername", "pool")
+                "python_version", "arch", "workername", "pool", "build_tag", "reason")
         return {
             "build_url": await self.build_url(),
             "python": self.python,

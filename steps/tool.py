@@ -68,6 +68,11 @@ class WheelwrightStep(buildstep.ShellMixin, CompositeStepMixin, buildstep.BuildS
         return self.getProperty("version")
 
     @property
+    def build_tag(self) -> int:
+        """The build number of a rebuild (0: none)."""
+        return self.getProperty("build_tag", 0)
+
+    @property
     def python(self) -> str:
         """The builder's interpreter on this worker (worker properties say where each Python is)."""
         return self.getProperty("interpreters")[self.getProperty("python_version")]

@@ -20,7 +20,7 @@ class BuildWheel(WheelwrightStep):
         result = await self.run_tool(
             "wheel", "--env-python", self.getProperty("build_env_python"), "--src", SRC_DIR, "--dist", DIST_DIR,
             "--project", self.package, "--version", self.version, "--frontend", settings.build_frontend,
-            "--freeze", FREEZE_FILE)
+            "--freeze", FREEZE_FILE, *(["--build-tag", str(self.build_tag)] if self.build_tag else []))
         freeze = await self.getFileContentFromWorker(FREEZE_FILE)
         if freeze is not None:
             await self.addCompleteLog("pip-freeze", freeze)

@@ -226,6 +226,18 @@ class TestBuildWheel(StepTest):
         self.expect_outcome(result=FAILURE, state_string="building the wheel with build (no network) failed (exit 1) (failure)")
         return self.run_step()
 
+    def test_a_rebuild_asks_for_its_build_number(self):
+        self.setup(BuildWheel(farm=self.farm), build_env_python="/w/env/bin/python", build_tag=2)
+        self.expect_commands(
+            ExpectShell(workdir="build", command=[*self.command(), "--build-tag", "2"]).stdout(result_line(
+                {"wheels": [{"filename": "pkg-1.0-2-py3-none-any.whl", "sha256": "ab" * 32}], "freeze": "freeze.txt"}
+            )).exit(0),
+            ExpectUploadFile(workersrc="freeze.txt", workdir="build", blocksize=32768, maxsize=None,
+                             writer=ExpectRemoteRef(remotetransfer.StringFileWriter)).upload_string("").exit(0),
+        )
+        self.expect_outcome(result=SUCCESS, state_string="pkg-1.0-2-py3-none-any.whl")
+        return self.run_step()
+
     def test_broken_settings_warn_and_the_last_good_ones_stand_in(self):
         path = self.farm.settings_dir / "settings" / "pkg.yaml"
         path.parent.mkdir(parents=True)
@@ -377,6 +389,13 @@ class TestUpdateIndex(StepTest):
             self.assertEqual(response.read(), wheel.read_bytes())
         with urllib.request.urlopen(f"{reachable.index_url}kept/{wheel.name}.provenance.json") as response:
             self.assertEqual(json.load(response)["build_number"], self.build.number)
+
+    def test_a_wheel_without_this_builds_number_is_refused(self):
+        self.setup(UpdateIndex(farm=self.farm, upload_password=PASSWORD), build_tag=2,
+                   wheel_filenames=["pkg-1.0-1-py3-none-any.whl"], wheel_sha256s=["00" * 32])
+        self.expect_outcome(result=FAILURE, state_string="pkg-1.0-1-py3-none-any.whl does not carry this build's "
+                                                         "number (2); not published (failure)")
+        return self.run_step()
 
     def test_a_wheel_for_another_python_or_platform_is_refused(self):
         self.setup(UpdateIndex(farm=self.farm, upload_password=PASSWORD),

@@ -10,11 +10,14 @@ import pytest
 from tests.sdists import setuptools_sdist
 from tests.test_hostile import HOSTILE_SDISTS
 from tests.wheels import make_wheel
+from wheelwright.index.lookup import next_build_tag, published_pure_wheel
 from wheelwright.index.upload import upload
+from wheelwright.index.wheelcheck import check_wheel
 from wheelwright.workers import source
 from wheelwright.workers.buildenv import install_from_index
 from wheelwright.workers.tool import RESULT_PREFIX, ToolError, create_venv
 from wheelwright.workers.validate import check_tags
+from wheelwright.workers.wheel import check_wheels, retag
 
 
 def test_an_sdist_of_another_project_or_version_is_refused(tmp_path):
@@ -67,3 +70,32 @@ def test_a_wheel_the_builders_python_cannot_install_fails_validation(tmp_path):
     other = make_wheel(tmp_path, "other", "1.0", tag="cp27-cp27m-win32")
     with pytest.raises(ToolError, match="is tagged cp27-cp27m-win32, which this builder's Python"):
         check_tags(sys.executable, other)
+
+
+def test_a_rebuild_retags_its_wheels_with_the_build_number_and_nothing_else_passes(tmp_path):
+    dist = tmp_path / "dist"
+    dist.mkdir()
+    make_wheel(dist, "demo", "1.0")
+    retag(dist, 3)
+    (wheel,) = check_wheels(dist, "demo", "1.0", build_tag=3)
+    assert wheel["filename"] == "demo-1.0-3-py3-none-any.whl"
+    check_wheel(dist / wheel["filename"], wheel["filename"], "demo", "1.0")  # RECORD still true
+    with pytest.raises(ToolError, match="does not carry build number 4"):
+        check_wheels(dist, "demo", "1.0", build_tag=4)
+
+
+def test_the_next_build_number_counts_from_the_wheels_our_index_has(index_host, tmp_path):
+    simple = index_host + "simple/"
+    assert next_build_tag(simple, "demo", "1.0") is None
+    upload(index_host + "legacy/", "uploader", "s3cret", make_wheel(tmp_path, "demo", "1.0"))
+    assert next_build_tag(simple, "demo", "1.0") == 1
+    dist = tmp_path / "dist"
+    dist.mkdir()
+    make_wheel(dist, "demo", "1.0")
+    retag(dist, 1)
+    upload(index_host + "legacy/", "uploader", "s3cret", dist / "demo-1.0-1-py3-none-any.whl",
+           provenance={"build_number": 7})
+    assert next_build_tag(simple, "demo", "1.0") == 2
+    assert next_build_tag(simple, "demo", "2.0") is None
+    assert published_pure_wheel(simple, "demo", "1.0", build_tag=1)["build_number"] == 7
+    assert published_pure_wheel(simple, "demo", "1.0", build_tag=2) is None

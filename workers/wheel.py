@@ -2,7 +2,10 @@
 environment's `pip freeze`.
 
 python -m wheelwright.workers.wheel --env-python ENVPY --src src --dist dist --project P --version V
-    [--frontend pip|build] [--freeze freeze.txt]
+    [--frontend pip|build] [--freeze freeze.txt] [--build-tag N]
+
+A rebuild's wheels get build number N (`wheel tags --build N`), so they stand beside the earlier
+ones in the index, and installers prefer them.
 """
 
 from __future__ import annotations
@@ -31,17 +34,19 @@ def build_command(frontend: str, env_python: str, src: Path, dist: Path) -> list
             "--src", str(src), "--dist", str(dist), "--project", "-", "--version", "0"]
 
 
-def check_wheels(dist: Path, project: str, version: str) -> list[dict]:
+def check_wheels(dist: Path, project: str, version: str, build_tag: int = 0) -> list[dict]:
     """Every file the build left must be a wheel of project==version: a build job for foo-1.2.3
-    publishes foo-1.2.3 wheels and nothing else."""
+    publishes foo-1.2.3 wheels (with this build's number) and nothing else."""
     wheels = []
     for path in sorted(dist.iterdir()):
         try:
-            name, found, _, _ = parse_wheel_filename(path.name)
+            name, found, build, _ = parse_wheel_filename(path.name)
         except InvalidWheelFilename:
             raise ToolError(f"the build left {path.name}, which is not a wheel") from None
         if canonicalize_name(name) != canonicalize_name(project) or found != Version(version):
             raise ToolError(f"the build made {path.name}, not a wheel of {project} {version}")
+        if (build[0] if build else 0) != build_tag:
+            raise ToolError(f"{path.name} does not carry build number {build_tag}")
         wheels.append({"filename": path.name, "sha256": sha256_of(path)})
     if not wheels:
         raise ToolError("the build made no wheel")
@@ -53,7 +58,14 @@ def source_date_epoch(src: Path) -> str:
     return str(int((src / "PKG-INFO").stat().st_mtime))
 
 
-def build(env_python: str, src: Path, dist: Path, project: str, version: str, frontend: str, freeze: Path) -> dict:
+def retag(dist: Path, build_tag: int) -> None:
+    for wheel in sorted(dist.glob("*.whl")):
+        run([sys.executable, "-m", "wheel", "tags", "--remove", "--build", str(build_tag), str(wheel)],
+            what=f"giving {wheel.name} build number {build_tag}")
+
+
+def build(env_python: str, src: Path, dist: Path, project: str, version: str, frontend: str, freeze: Path,
+          build_tag: int = 0) -> dict:
     if frontend not in FRONTENDS:
         raise ToolError(f"unknown build frontend {frontend!r}; choose one of {', '.join(FRONTENDS)}")
     freeze.write_text(run(uv_pip(env_python, "freeze"), env=clean_pip_env(),
@@ -66,7 +78,9 @@ def build(env_python: str, src: Path, dist: Path, project: str, version: str, fr
     env["SOURCE_DATE_EPOCH"] = source_date_epoch(src)
     run([*sandbox.prefix(), *build_command(frontend, env_python, src, dist)], env=env,
         what=f"building the wheel with {frontend} (no network)")
-    return {"wheels": check_wheels(dist, project, version), "freeze": str(freeze)}
+    if build_tag:
+        retag(dist, build_tag)
+    return {"wheels": check_wheels(dist, project, version, build_tag), "freeze": str(freeze)}
 
 
 def main(argv=None) -> dict:
@@ -78,6 +92,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--version", required=True)
     parser.add_argument("--frontend", default="pip")
     parser.add_argument("--freeze", type=Path, default=Path("freeze.txt"))
+    parser.add_argument("--build-tag", type=int, default=0)
     parser.add_argument("--pep517", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.pep517:
@@ -85,7 +100,8 @@ def main(argv=None) -> dict:
 
         ProjectBuilder(args.src, python_executable=args.env_python).build("wheel", args.dist)
         return {}
-    return build(args.env_python, args.src, args.dist, args.project, args.version, args.frontend, args.freeze)
+    return build(args.env_python, args.src, args.dist, args.project, args.version, args.frontend, args.freeze,
+                 args.build_tag)
 
 
 if __name__ == "__main__":
