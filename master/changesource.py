@@ -105,5 +105,5 @@ class UpstreamReleases(base.ReconfigurablePollingChangeSource, StateMixin):
                 await self.master.data.updates.addChange(
                     author="upstream", comments=f"{release.project} {release.version} released upstream ({release.sdist})",
                     when_timestamp=release.timestamp, category=CATEGORY, project=release.project,
-                    properties={"package": release.project, "version": release.version})
+                    properties={"package": release.project, "version": release.version, "reason": "released upstream"})
         await self.setState("last_serial", last)

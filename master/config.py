@@ -10,6 +10,7 @@ from wheelwright.master.builders import make_builders, make_workers
 from wheelwright.master.changesource import UpstreamReleases
 from wheelwright.master.farm import Farm
 from wheelwright.master.schedulers import make_schedulers
+from wheelwright.master.settingschanges import SettingsChanges
 from wheelwright.master.staged import KeptWheelPublisher
 from wheelwright.workers.pools import POOLS
 
@@ -28,8 +29,8 @@ def assemble(basedir: str) -> dict:
         "builders": builders,
         "schedulers": make_schedulers([b.name for b in builders]),
         "services": [KeptWheelPublisher(farm)],
-        "change_source": [UpstreamReleases(farm, pollInterval=farm.upstream_poll_interval, pollAtLaunch=True)]
-        if farm.upstream_poll_interval else [],
+        "change_source": [source(farm, pollInterval=interval, pollAtLaunch=True) for source, interval in (
+            (UpstreamReleases, farm.upstream_poll_interval), (SettingsChanges, farm.settings_poll_interval)) if interval],
         # `wheelwright up` makes the secrets folder; a checkconfig of the shipped file has none.
         "secretsProviders": [secrets.SecretInAFile(dirname=str(farm.secrets_dir))] if farm.secrets_dir.is_dir() else [],
         "www": {

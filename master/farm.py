@@ -45,6 +45,8 @@ class Farm:
     # (XML-RPC; default: `pypi` beside the upstream's `simple/`), read every poll interval (0: never).
     upstream_changelog: str | None = None
     upstream_poll_interval: int = 300
+    # Edits to the settings and patches rebuild what they change: looked for this often (0: never).
+    settings_poll_interval: int = 60
 
     @property
     def settings_dir(self) -> Path:

@@ -1,5 +1,6 @@
-"""How builds start: the force form (and `wheelwright build`, which posts to it), and new
-upstream releases of allow-listed projects (changes from master/changesource.py)."""
+"""How builds start: the force form (and `wheelwright build` and `rebuild`, which post to it),
+new upstream releases of allow-listed projects (master/changesource.py), and edits to a
+package's settings or patches (master/settingschanges.py)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ from packaging.version import InvalidVersion, Version
 from twisted.internet import defer, threads
 
 from wheelwright.index.lookup import next_build_tag
-from wheelwright.master.changesource import CATEGORY
+from wheelwright.master.changesource import CATEGORY as UPSTREAM_RELEASE
 from wheelwright.master.farm import Farm
+from wheelwright.master.settingschanges import CATEGORY as SETTINGS_CHANGE
 
 FORCE_SCHEDULER = "build"
 
@@ -66,10 +68,12 @@ class BuildScheduler(ForceScheduler):
 
 
 def make_schedulers(builder_names: list[str]) -> list:
-    # A buildset per change (no tree-stable timer): each release is built on its own.
-    upstream = AnyBranchScheduler(name="upstream-releases", change_filter=util.ChangeFilter(category=CATEGORY),
-                                  treeStableTimer=None, builderNames=builder_names, reason="released upstream")
-    return [upstream, BuildScheduler(
+    # A buildset per change (no tree-stable timer): each release or edit is built on its own.
+    from_changes = [AnyBranchScheduler(name=name, change_filter=util.ChangeFilter(category=category),
+                                       treeStableTimer=None, builderNames=builder_names, reason=reason)
+                    for name, category, reason in (("upstream-releases", UPSTREAM_RELEASE, "released upstream"),
+                                                   ("settings-changes", SETTINGS_CHANGE, "settings or patches changed"))]
+    return [*from_changes, BuildScheduler(
         name=FORCE_SCHEDULER,
         label="Build a package",
         buttonName="Build",

@@ -31,9 +31,10 @@ def farm(tmp_path_factory, upstream):
     state = tmp_path_factory.mktemp("farm") / "farm"
     state.mkdir()
     # farm.json settings `up` keeps: an unreachable index is retried within seconds, not minutes,
-    # and upstream's changelog is read every 2 s.
+    # upstream's changelog is read every 2 s, and edits to settings (which many tests make) start
+    # no rebuilds but in the test that turns that on.
     (state / "farm.json").write_text(json.dumps({"publish_retry_delays": [1, 1], "staged_retry_interval": 2,
-                                                 "upstream_poll_interval": 2}))
+                                                 "upstream_poll_interval": 2, "settings_poll_interval": 0}))
     under_test = FarmUnderTest(state)
     try:  # a farm that came up halfway is stopped too
         under_test.cli("up", "--upstream", upstream.url, "--ui-port", str(free_port()),

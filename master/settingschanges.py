@@ -1,0 +1,105 @@
+"""Edits to a package's settings or patches, as Buildbot changes: the versions our index has are
+rebuilt with them (with the next build number), so the index never keeps wheels made under
+settings that are no longer ours.
+
+Every poll it hashes, per package, the settings file and each patches folder (fromager's layout,
+see settings.py). A digest that differs from the last poll's is a change: a settings file or a
+`patches/<name>/` folder rebuilds the newest version our index has; `patches/<name>-<version>/`
+rebuilds that version. A package our index has no wheel of is left alone: its first build takes
+the settings as they are. The first poll only notes the digests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from buildbot.changes import base
+from buildbot.util.state import StateMixin
+from packaging.utils import InvalidName, canonicalize_name
+from packaging.version import InvalidVersion, Version
+from twisted.internet import threads
+
+from wheelwright.index.lookup import index_versions, next_build_tag
+
+CATEGORY = "settings-change"
+
+
+def owner(path: Path, settings_dir: Path) -> tuple[str, str | None] | None:
+    """The (project, version or None) a settings file or patches folder belongs to."""
+    relative = path.relative_to(settings_dir)
+    if relative.parts[0] == "settings" and path.suffix == ".yaml":
+        return _project(path.stem), None
+    if relative.parts[0] == "patches" and len(relative.parts) == 2:
+        name, _, version = relative.parts[1].rpartition("-")
+        try:
+            if name:
+                return _project(name), str(Version(version))
+        except (InvalidVersion, InvalidName):
+            pass
+        return _project(relative.parts[1]), None
+    return None
+
+
+def _project(name: str) -> str:
+    return canonicalize_name(name, validate=True)
+
+
+def digests(settings_dir: Path) -> dict[str, str]:
+    """"project" or "project==version" -> a digest of its settings file or patches folder."""
+    found: dict = {}
+    candidates = [*settings_dir.glob("settings/*.yaml"), *settings_dir.glob("patches/*/*.patch")]
+    for path in sorted(candidates):
+        try:
+            key = owner(path.parent if path.suffix == ".patch" else path, settings_dir)
+        except InvalidName:
+            continue
+        if key is None:
+            continue
+        digest = found.setdefault("==".join(filter(None, key)), hashlib.sha256())
+        digest.update(f"{path.relative_to(settings_dir)}\0".encode() + path.read_bytes() + b"\0")
+    return {key: digest.hexdigest() for key, digest in found.items()}
+
+
+def rebuilds(before: dict[str, str], now: dict[str, str], index_url: str) -> list[tuple[str, str, int]]:
+    """(project, version, build number) for each package whose settings changed and that our
+    index has a wheel of."""
+    found = {}
+    for key in sorted(set(before) | set(now)):
+        if before.get(key) == now.get(key):
+            continue
+        project, _, version = key.partition("==")
+        if not version:
+            versions = index_versions(index_url, project) or []
+            version = str(max(map(Version, versions))) if versions else ""
+        tag = next_build_tag(index_url, project, version) if version else None
+        if tag is not None:
+            found[(project, version)] = tag
+    return [(project, version, tag) for (project, version), tag in found.items()]
+
+
+class SettingsChanges(base.ReconfigurablePollingChangeSource, StateMixin):
+    name = "settings-changes"
+    compare_attrs = ("farm",)
+
+    def checkConfig(self, farm, **kwargs):
+        super().checkConfig(name=self.name, **kwargs)
+
+    async def reconfigService(self, farm, **kwargs):
+        self.farm = farm
+        await super().reconfigService(name=self.name, **kwargs)
+
+    def describe(self):
+        return f"edits to the settings and patches in {self.farm.settings_dir}"
+
+    async def poll(self):
+        before = await self.getState("digests", None)
+        now = await threads.deferToThread(digests, self.farm.settings_dir)
+        if before is not None and before != now:
+            for project, version, tag in await threads.deferToThread(rebuilds, before, now, self.farm.index_url):
+                await self.master.data.updates.addChange(
+                    author="settings", comments=f"settings or patches of {project} changed: rebuilding {version}",
+                    category=CATEGORY, project=project,
+                    properties={"package": project, "version": version, "build_tag": tag,
+                                "reason": "settings or patches changed"})
+        await self.setState("digests", now)

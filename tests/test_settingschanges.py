@@ -1,0 +1,70 @@
+"""Edits to settings and patches rebuild what they change."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from tests.conftest import wheel_index_has
+from tests.farm import DEFAULT_BUILDER, http_get
+from tests.sdists import setuptools_sdist
+from tests.wheels import make_wheel
+from wheelwright.index.upload import upload
+from wheelwright.master.settingschanges import digests, owner, rebuilds
+
+HUNK = "--- a/x.py\n+++ b/x.py\n@@ -1 +1 @@\n-A\n+B\n"
+
+
+def test_files_belong_to_a_project_or_one_of_its_versions(tmp_path):
+    assert owner(tmp_path / "settings" / "My_Pkg.yaml", tmp_path) == ("my-pkg", None)
+    assert owner(tmp_path / "patches" / "my_pkg", tmp_path) == ("my-pkg", None)
+    assert owner(tmp_path / "patches" / "my-pkg-1.0", tmp_path) == ("my-pkg", "1.0")
+    assert owner(tmp_path / "patches" / "my-pkg-latest", tmp_path) == ("my-pkg-latest", None)
+    assert owner(tmp_path / "notes.txt", tmp_path) is None
+
+
+def test_an_edit_changes_only_its_own_digest(tmp_path):
+    (tmp_path / "settings").mkdir()
+    (tmp_path / "patches" / "b-2.0").mkdir(parents=True)
+    (tmp_path / "settings" / "a.yaml").write_text("imports: [a]\n")
+    (tmp_path / "patches" / "b-2.0" / "0001.patch").write_text(HUNK)
+    before = digests(tmp_path)
+    assert set(before) == {"a", "b==2.0"}
+    (tmp_path / "patches" / "b-2.0" / "0002.patch").write_text(HUNK)
+    after = digests(tmp_path)
+    assert after["a"] == before["a"] and after["b==2.0"] != before["b==2.0"]
+
+
+def test_what_changed_is_rebuilt_at_the_next_build_number_if_our_index_has_it(tmp_path, index_host):
+    for name, version in (("a", "1.0"), ("a", "2.0"), ("b", "2.0"), ("b", "3.0")):
+        upload(index_host + "legacy/", "uploader", "s3cret", make_wheel(tmp_path, name, version))
+    simple = index_host + "simple/"
+    before = {"a": "1", "b==2.0": "1", "c": "1"}
+    now = {"a": "2", "b==2.0": "2", "c": "2", "d": "1"}
+    assert rebuilds(before, now, simple) == [("a", "2.0", 1), ("b", "2.0", 1)]  # c, d: no wheel yet
+    assert rebuilds(now, now, simple) == []
+
+
+def test_editing_a_built_packages_settings_rebuilds_it_on_the_running_farm(backends, upstream, tmp_path):
+    upstream.add(setuptools_sdist(tmp_path, "resettled", "1.0", module="resettled_mod"))
+    assert backends.build("resettled==1.0", DEFAULT_BUILDER)[0] == 0
+    farm_json = backends.state / "farm.json"
+    options = json.loads(farm_json.read_text())
+    farm_json.write_text(json.dumps({**options, "settings_poll_interval": 1}))
+    backends.cli("up")  # reconfigured: the settings are watched every second
+    try:
+        time.sleep(3)  # the first poll notes how they are
+        settings = backends.state / "overrides" / "settings" / "resettled.yaml"
+        settings.parent.mkdir(parents=True, exist_ok=True)
+        settings.write_text("imports: [resettled_mod]\n")
+        deadline = time.monotonic() + 120
+        url = backends.status["index"] + "resettled/resettled-1.0-1-py3-none-any.whl"
+        while http_get(url)[0] != 200 and time.monotonic() < deadline:
+            time.sleep(0.5)
+        provenance = json.loads(http_get(url + ".provenance.json")[1])
+        assert (provenance["build_tag"], provenance["reason"]) == (1, "settings or patches changed")
+        assert wheel_index_has(backends, "resettled")
+    finally:
+        farm_json.write_text(json.dumps(options))
+        backends.cli("up")
+        backends.wait_until_idle()
