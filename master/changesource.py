@@ -75,8 +75,9 @@ class Changelog:
         return events, max((event[4] for event in events), default=serial)
 
 
-class UpstreamReleases(base.ReconfigurablePollingChangeSource, StateMixin):
-    name = "upstream-releases"
+class FarmPoller(base.ReconfigurablePollingChangeSource, StateMixin):
+    """A polling change source configured by the farm alone, named by its class."""
+
     compare_attrs = ("farm",)
 
     def checkConfig(self, farm, **kwargs):
@@ -85,6 +86,10 @@ class UpstreamReleases(base.ReconfigurablePollingChangeSource, StateMixin):
     async def reconfigService(self, farm, **kwargs):
         self.farm = farm
         await super().reconfigService(name=self.name, **kwargs)
+
+
+class UpstreamReleases(FarmPoller):
+    name = "upstream-releases"
 
     def describe(self):
         return f"new releases of allow-listed projects at {self.farm.changelog_url}"

@@ -14,13 +14,12 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from buildbot.changes import base
-from buildbot.util.state import StateMixin
 from packaging.utils import InvalidName, canonicalize_name
 from packaging.version import InvalidVersion, Version
 from twisted.internet import threads
 
 from wheelwright.index.lookup import index_versions, next_build_tag
+from wheelwright.master.changesource import FarmPoller
 
 CATEGORY = "settings-change"
 
@@ -78,16 +77,8 @@ def rebuilds(before: dict[str, str], now: dict[str, str], index_url: str) -> lis
     return [(project, version, tag) for (project, version), tag in found.items()]
 
 
-class SettingsChanges(base.ReconfigurablePollingChangeSource, StateMixin):
+class SettingsChanges(FarmPoller):
     name = "settings-changes"
-    compare_attrs = ("farm",)
-
-    def checkConfig(self, farm, **kwargs):
-        super().checkConfig(name=self.name, **kwargs)
-
-    async def reconfigService(self, farm, **kwargs):
-        self.farm = farm
-        await super().reconfigService(name=self.name, **kwargs)
 
     def describe(self):
         return f"edits to the settings and patches in {self.farm.settings_dir}"

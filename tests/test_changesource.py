@@ -72,7 +72,7 @@ class TestUpstreamReleases(ChangeSourceMixin, TestReactorMixin, unittest.TestCas
         self.assertEqual(self.upstream.requests - before, 1)
         (change,) = self.master.data.updates.changesAdded
         self.assertEqual((change["category"], change["project"], change["properties"]),
-                         (CATEGORY, "watched", {"package": "watched", "version": "1.0"}))
+                         (CATEGORY, "watched", {"package": "watched", "version": "1.0", "reason": "released upstream"}))
         self.assertIn("watched 1.0 released upstream (watched-1.0.tar.gz)", change["comments"])
         await self.changesource.poll()  # nothing new
         self.assertEqual(len(self.master.data.updates.changesAdded), 1)
