@@ -45,30 +45,63 @@ def unsatisfied(requirement: Requirement, versions: list[str]) -> str | None:
     return f"{requirement} (our index has {', '.join(versions) or 'no version'})"
 
 
-def _wheels(index_url: str, project: str, version: str):
-    """(listing entry, build number, tags) of each wheel of project==version our index lists."""
+def short_of(index_url: str, requirements: list[Requirement]) -> tuple[list[str], list[str]]:
+    """What our index lacks for these requirements: the projects it does not have at all, and why
+    no version it has satisfies the others."""
+    missing, unsatisfiable = set(), []
+    for requirement in requirements:
+        versions = index_versions(index_url, requirement.name)
+        if versions is None:
+            missing.add(canonicalize_name(requirement.name))
+        elif problem := unsatisfied(requirement, versions):
+            unsatisfiable.append(problem)
+    return sorted(missing), unsatisfiable
+
+
+def build_number(filename: str) -> int:
+    """A wheel's build number (0 when it has none)."""
+    build = parse_wheel_filename(filename)[2]
+    return build[0] if build else 0
+
+
+def is_pure(filename: str) -> bool:
+    """A `none-any` wheel: one wheel serves every builder."""
+    return all(t.abi == "none" and t.platform == "any" for t in parse_wheel_filename(filename)[3])
+
+
+def wheels_of(index_url: str, project: str, version: str) -> list[dict]:
+    """The listing entries of the wheels of project==version our index has."""
+    found = []
     for entry in (_listing(index_url, project) or {"files": []})["files"]:
         try:
-            _, found, build, tags = parse_wheel_filename(entry["filename"])
+            if parse_wheel_filename(entry["filename"])[1] == Version(version):
+                found.append(entry)
         except InvalidWheelFilename:
             continue
-        if found == Version(version):
-            yield entry, build[0] if build else 0, tags
+    return found
 
 
 def next_build_tag(index_url: str, project: str, version: str) -> int | None:
     """The build number a rebuild of project==version gets: one more than its wheels' highest
     (a wheel with none counts 0); None if our index has no wheel of it."""
-    tags = [build for _, build, _ in _wheels(index_url, project, version)]
-    return max(tags) + 1 if tags else None
+    numbers = [build_number(entry["filename"]) for entry in wheels_of(index_url, project, version)]
+    return max(numbers) + 1 if numbers else None
 
 
 def published_pure_wheel(index_url: str, project: str, version: str, build_tag: int = 0) -> dict | None:
     """The provenance of a pure (`none-any`) wheel of project==version with that build number in
     our index, if there is one."""
-    for entry, build, tags in _wheels(index_url, project, version):
-        if build == build_tag and all(t.abi == "none" and t.platform == "any" for t in tags):
-            url = f"{index_url.rstrip('/')}/{canonicalize_name(project)}/{entry['filename']}.provenance.json"
-            with urllib.request.urlopen(url, timeout=60) as response:
-                return {"filename": entry["filename"], **json.load(response)}
+    for entry in wheels_of(index_url, project, version):
+        if build_number(entry["filename"]) == build_tag and is_pure(entry["filename"]):
+            return {"filename": entry["filename"], **provenance(index_url, project, entry["filename"])}
     return None
+
+
+def file_url(index_url: str, project: str, filename: str) -> str:
+    return f"{index_url.rstrip('/')}/{canonicalize_name(project)}/{filename}"
+
+
+def provenance(index_url: str, project: str, filename: str) -> dict:
+    """Which build made a file of our index (the provenance.json beside it)."""
+    with urllib.request.urlopen(file_url(index_url, project, filename) + ".provenance.json", timeout=60) as response:
+        return json.load(response)

@@ -57,7 +57,7 @@ def _check_members(zf: zipfile.ZipFile, filename: str) -> None:
         raise WheelRefused(f"{filename}: unpacks to more than {MAX_UNPACKED_BYTES >> 30} GiB")
 
 
-def _dist_info(wheel: WheelFile, filename: str, project: str, version: str) -> None:
+def _dist_info(wheel: WheelFile, members: list[str], filename: str, version: str) -> None:
     dist_info = wheel.dist_info_dir  # exactly one, named for the file's project
     stem = dist_info[: -len(".dist-info")]
     try:
@@ -66,7 +66,7 @@ def _dist_info(wheel: WheelFile, filename: str, project: str, version: str) -> N
         found = None
     if found != Version(version):
         raise WheelRefused(f"{filename}: {dist_info} is not for version {version}")
-    for top in {name.split("/", 1)[0] for name in wheel._zipfile.namelist()}:
+    for top in {name.split("/", 1)[0] for name in members}:
         if top.endswith(".data") and top != f"{stem}.data":
             raise WheelRefused(f"{filename}: {top} is not this wheel's .data directory ({stem}.data)")
 
@@ -77,12 +77,11 @@ def _check_wheel_file(wheel: WheelFile, filename: str) -> None:
         raise WheelRefused(f"{filename}: WHEEL says Wheel-Version {fields.get('Wheel-Version')!r}, not 1.x")
 
 
-def _check_record(wheel: WheelFile, filename: str) -> None:
+def _check_record(wheel: WheelFile, members: list[str], filename: str) -> None:
     try:
         wheel.validate_record()  # every member listed, with its size and hash
     except InstallerError as exc:
         raise WheelRefused(f"{filename}: " + "; ".join(getattr(exc, "issues", [str(exc)]))) from None
-    members = set(wheel._zipfile.namelist())
     for path, hash_, _ in parse_record_file(wheel.read_dist_info("RECORD").splitlines()):
         if path not in members:
             raise WheelRefused(f"{filename}: RECORD lists {path}, which the wheel does not contain")
@@ -109,9 +108,9 @@ def check_wheel(path, filename: str, project: str, version: str) -> bytes:
             _check_members(zf, filename)
             zf.filename = filename  # installer reads the project and version from the zip's name
             wheel = WheelFile(zf)
-            _dist_info(wheel, filename, project, version)
+            _dist_info(wheel, zf.namelist(), filename, version)
             _check_wheel_file(wheel, filename)
-            _check_record(wheel, filename)
+            _check_record(wheel, zf.namelist(), filename)
             return _metadata(wheel, filename, project, version)
     except zipfile.BadZipFile as exc:
         raise WheelRefused(f"{filename}: not a zip file ({exc})") from None

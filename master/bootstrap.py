@@ -46,27 +46,27 @@ class Node:
     needs: set[str] = field(default_factory=set)
 
 
+def _top_level(path: Path, names: tuple[str, ...]) -> dict[str, bytes]:
+    """Those files of the sdist's top folder (whatever the folder is called), read, not unpacked."""
+    if path.name.endswith(".zip"):
+        archive = zipfile.ZipFile(path)
+        members, read = archive.namelist(), archive.read
+    else:
+        archive = tarfile.open(path)
+        members, read = archive.getnames(), lambda member: archive.extractfile(member).read()
+    with archive:
+        return {m.split("/")[1]: read(m) for m in members if m.count("/") == 1 and m.split("/")[1] in names}
+
+
 def sdist_requirements(path: Path) -> tuple[list[str], list[str]]:
     """(build requirements, Requires-Dist) as the sdist states them."""
-    top = path.name.removesuffix(".tar.gz").removesuffix(".zip")
-    if path.name.endswith(".zip"):
-        with zipfile.ZipFile(path) as zf:
-            names = set(zf.namelist())
-            read = {n: zf.read(f"{top}/{n}") for n in ("PKG-INFO", "pyproject.toml") if f"{top}/{n}" in names}
-    else:
-        with tarfile.open(path) as tar:
-            read = {}
-            for name in ("PKG-INFO", "pyproject.toml"):
-                try:
-                    read[name] = tar.extractfile(f"{top}/{name}").read()
-                except (KeyError, AttributeError):
-                    pass
-    if "PKG-INFO" not in read:
-        raise BootstrapError(f"{path.name} has no {top}/PKG-INFO")
     try:
+        read = _top_level(path, ("PKG-INFO", "pyproject.toml"))
         pyproject = tomllib.loads(read["pyproject.toml"].decode()) if "pyproject.toml" in read else {}
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise BootstrapError(f"{path.name}: {top}/pyproject.toml: {exc}") from None
+    except (tarfile.TarError, zipfile.BadZipFile, AttributeError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise BootstrapError(f"{path.name}: {exc}") from None
+    if "PKG-INFO" not in read:
+        raise BootstrapError(f"{path.name} has no PKG-INFO in its top folder")
     build = pyproject.get("build-system", {}).get("requires", DEFAULT_BUILD_REQUIRES)
     meta = Metadata.from_email(read["PKG-INFO"], validate=False)
     return list(build), [str(r) for r in meta.requires_dist or []]

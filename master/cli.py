@@ -25,11 +25,10 @@ from pathlib import Path
 import requests
 from buildbot.process.results import SKIPPED, SUCCESS, WARNINGS, Results, worst_status
 from packaging.requirements import InvalidRequirement, Requirement
-from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
-from packaging.version import Version
+from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
+from wheelwright.index import lookup
 from wheelwright.index.lookup import IndexUnreachable
-from wheelwright.index.store import JSON_CONTENT_TYPE
 from wheelwright.index.upload import UploadError, upload
 from wheelwright.master import bootstrap, control
 from wheelwright.master.farm import UPLOAD_SECRET, UPLOAD_USER, Farm
@@ -291,23 +290,19 @@ def cmd_which(args) -> int:
             project, version = parse_wheel_filename(filename)[:2]
         except InvalidWheelFilename as exc:
             raise SystemExit(f"wheelwright: {exc}") from None
-        wanted = {filename}
     else:
+        filename = None
         project, version = parse_pin(args.target)
-    listing = requests.get(f"{farm.index_url}{canonicalize_name(project)}/", timeout=30,
-                           headers={"Accept": JSON_CONTENT_TYPE})
-    files = [f for f in (listing.json()["files"] if listing.status_code == 200 else [])
-             if parse_wheel_filename(f["filename"])[1] == Version(str(version))
-             and (not args.target.endswith(".whl") or f["filename"] in wanted)]
-    if not files:
+    found = []
+    for entry in lookup.wheels_of(farm.index_url, project, str(version)):
+        if filename in (None, entry["filename"]):
+            url = lookup.file_url(farm.index_url, project, entry["filename"])
+            found.append({"wheel": entry["filename"], "url": url, "sha256": entry["hashes"]["sha256"],
+                          "build_environment": url + ".freeze.txt",
+                          **lookup.provenance(farm.index_url, project, entry["filename"])})
+    if not found:
         print(f"wheelwright: our index has no wheel {args.target}", file=sys.stderr)
         return 1
-    found = []
-    for f in files:
-        url = f"{farm.index_url}{canonicalize_name(project)}/{f['filename']}"
-        provenance = requests.get(url + ".provenance.json", timeout=30).json()
-        found.append({"wheel": f["filename"], "url": url, "sha256": f["hashes"]["sha256"],
-                      "build_environment": url + ".freeze.txt", **provenance})
     print(json.dumps(found if len(found) > 1 else found[0], indent=2))
     return 0
 
@@ -353,16 +348,13 @@ def main(argv=None) -> int:
     p = sub.add_parser("status", help="where the farm's parts are")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_status)
-    p = sub.add_parser("build", help="force a build of NAME==VERSION")
-    p.add_argument("pin", metavar="NAME==VERSION")
-    p.add_argument("--builder", action="append", help="only this builder (repeatable; default: all)")
-    p.add_argument("--wait", action="store_true", help="wait and print the result; exit 1 unless it succeeded")
-    p.set_defaults(func=cmd_build)
-    p = sub.add_parser("rebuild", help="build NAME==VERSION again, its wheels with the next build number")
-    p.add_argument("pin", metavar="NAME==VERSION")
-    p.add_argument("--builder", action="append", help="only this builder (repeatable; default: all)")
-    p.add_argument("--wait", action="store_true", help="wait and print the result; exit 1 unless it succeeded")
-    p.set_defaults(func=cmd_build)
+    for name, text in (("build", "force a build of NAME==VERSION"),
+                       ("rebuild", "build NAME==VERSION again, its wheels with the next build number")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("pin", metavar="NAME==VERSION")
+        p.add_argument("--builder", action="append", help="only this builder (repeatable; default: all)")
+        p.add_argument("--wait", action="store_true", help="wait and print the result; exit 1 unless it succeeded")
+        p.set_defaults(func=cmd_build)
     p = sub.add_parser("bootstrap", help="build a project and everything it needs, bottom-up")
     p.add_argument("requirement", metavar="REQUIREMENT", help="NAME, NAME==VERSION or any PEP 508 requirement")
     p.add_argument("--builder", action="append", help="only this builder (repeatable; default: all)")

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
-from packaging.utils import canonicalize_name
-from packaging.version import Version
+from packaging.utils import InvalidName, canonicalize_name
+from packaging.version import InvalidVersion, Version
 
 from wheelwright.master.lastgood import ConfigError, read_last_good
 from wheelwright.workers.wheel import FRONTENDS
@@ -95,6 +95,26 @@ def check_patch(path: Path) -> None:
     """A file in the patches folder that is no diff at all fails before any build time is spent."""
     if not HUNK.search(path.read_text(errors="replace")):
         raise SettingsError(f"{path}:1: not a patch (no diff hunk in it)")
+
+
+def owner(path: Path, settings_dir: Path) -> tuple[str, str | None] | None:
+    """The (project, version or None) a settings file or patches folder belongs to."""
+    relative = path.relative_to(settings_dir)
+    if relative.parts[0] == "settings" and path.suffix == ".yaml":
+        return _project(path.stem), None
+    if relative.parts[0] == "patches" and len(relative.parts) == 2:
+        name, _, version = relative.parts[1].rpartition("-")
+        try:
+            if name:
+                return _project(name), str(Version(version))
+        except (InvalidVersion, InvalidName):
+            pass
+        return _project(relative.parts[1]), None
+    return None
+
+
+def _project(name: str) -> str:
+    return canonicalize_name(name, validate=True)
 
 
 def _is_version(text: str, version: str) -> bool:

@@ -14,34 +14,15 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from packaging.utils import InvalidName, canonicalize_name
-from packaging.version import InvalidVersion, Version
+from packaging.utils import InvalidName
+from packaging.version import Version
 from twisted.internet import threads
 
 from wheelwright.index.lookup import index_versions, next_build_tag
 from wheelwright.master.changesource import FarmPoller
+from wheelwright.master.settings import owner
 
 CATEGORY = "settings-change"
-
-
-def owner(path: Path, settings_dir: Path) -> tuple[str, str | None] | None:
-    """The (project, version or None) a settings file or patches folder belongs to."""
-    relative = path.relative_to(settings_dir)
-    if relative.parts[0] == "settings" and path.suffix == ".yaml":
-        return _project(path.stem), None
-    if relative.parts[0] == "patches" and len(relative.parts) == 2:
-        name, _, version = relative.parts[1].rpartition("-")
-        try:
-            if name:
-                return _project(name), str(Version(version))
-        except (InvalidVersion, InvalidName):
-            pass
-        return _project(relative.parts[1]), None
-    return None
-
-
-def _project(name: str) -> str:
-    return canonicalize_name(name, validate=True)
 
 
 def digests(settings_dir: Path) -> dict[str, str]:

@@ -9,8 +9,8 @@ import json
 import os
 from pathlib import Path
 
-from buildbot.util import service
-from twisted.internet import defer, task, threads
+from buildbot.util import poll, service
+from twisted.internet import threads
 from twisted.python import log
 
 from wheelwright.index.upload import UploadError, upload
@@ -63,37 +63,31 @@ def publish_kept(farm, password: str) -> list[str]:
 class KeptWheelPublisher(service.BuildbotService):
     name = "kept-wheel-publisher"
     farm = None
-    loop = None
 
     def checkConfig(self, farm):
         pass
 
     async def reconfigService(self, farm):
         self.farm = farm
-        self._restart()
+        await self._schedule()
 
     async def startService(self):
         await super().startService()
-        self._restart()
+        await self._schedule()
 
     async def stopService(self):
-        if self.loop and self.loop.running:
-            self.loop.stop()
+        await self.retry.stop()
         await super().stopService()
 
-    def _restart(self):
-        if self.loop and self.loop.running:
-            self.loop.stop()
+    async def _schedule(self):
+        """(Re)start the retries at the farm's interval, once the service runs and is configured."""
+        if self.retry.running:
+            await self.retry.stop()
         if self.running and self.farm:
-            self.loop = task.LoopingCall(lambda: defer.ensureDeferred(self.retry()))
-            self.loop.clock = self.master.reactor
-            self.loop.start(self.farm.staged_retry_interval, now=False)
+            self.retry.start(interval=self.farm.staged_retry_interval)
 
+    @poll.method
     async def retry(self):
-        try:
-            if kept_wheels(self.farm.staging_dir):
-                outcomes = await threads.deferToThread(publish_kept, self.farm, self.farm.secret(UPLOAD_SECRET))
-                for outcome in outcomes:
-                    log.msg(f"kept wheel {outcome}")
-        except Exception:  # the next round tries again
-            log.err(None, "publishing kept wheels")
+        if kept_wheels(self.farm.staging_dir):
+            for outcome in await threads.deferToThread(publish_kept, self.farm, self.farm.secret(UPLOAD_SECRET)):
+                log.msg(f"kept wheel {outcome}")

@@ -13,6 +13,7 @@ from packaging.utils import canonicalize_name, parse_wheel_filename
 from packaging.version import Version
 from twisted.internet import threads
 
+from wheelwright.index.lookup import build_number, file_url, is_pure
 from wheelwright.index.store import PublishError, parse_distribution_filename, sha256_of
 from wheelwright.index.upload import UploadError, upload
 from wheelwright.master.farm import UPLOAD_SECRET, UPLOAD_USER
@@ -20,10 +21,6 @@ from wheelwright.master.staged import keep, retryable
 from wheelwright.steps.tool import DIST_DIR, FREEZE_FILE, WheelwrightStep, count
 
 MAX_WHEEL_SIZE = 4 << 30
-
-
-def is_pure(filename: str) -> bool:
-    return all(t.abi == "none" and t.platform == "any" for t in parse_wheel_filename(filename)[3])
 
 
 def tag_fits(tag: Tag, python: str, arch: str) -> bool:
@@ -79,7 +76,7 @@ class UpdateIndex(WheelwrightStep):
                     return SKIPPED
                 return await self.fail(f"not published: {exc}")
             os.unlink(staged)
-            url = f"{self.farm.index_url}{canonicalize_name(self.package)}/{filename}"
+            url = file_url(self.farm.index_url, self.package, filename)
             urls.append(url)
             await self.addURL(filename, url)
         self.setProperty("wheel_urls", urls, self.name)
@@ -107,8 +104,7 @@ class UpdateIndex(WheelwrightStep):
             return str(exc)
         if dist.kind != "wheel" or dist.project != canonicalize_name(self.package) or Version(dist.version) != Version(self.version):
             return f"{filename} is not a wheel of {self.package} {self.version}; not published"
-        build = parse_wheel_filename(filename)[2]
-        if (build[0] if build else 0) != self.build_tag:
+        if build_number(filename) != self.build_tag:
             return f"{filename} does not carry this build's number ({self.build_tag or 'none'}); not published"
         python, arch = self.getProperty("python_version"), self.getProperty("arch")
         if not any(tag_fits(t, python, arch) for t in parse_wheel_filename(filename)[3]):

@@ -51,6 +51,7 @@ class WheelwrightStep(buildstep.ShellMixin, CompositeStepMixin, buildstep.BuildS
     haltOnFailure = True
     flunkOnFailure = True
     warnOnWarnings = True
+    warned = False  # set when a broken configuration file gave way to its last good version
 
     def __init__(self, farm=None, **kwargs):
         kwargs = self.setupShellMixin(kwargs, prohibitArgs=["command"])
@@ -100,7 +101,7 @@ class WheelwrightStep(buildstep.ShellMixin, CompositeStepMixin, buildstep.BuildS
         return value
 
     def succeeded(self) -> int:
-        return WARNINGS if getattr(self, "warned", False) else SUCCESS
+        return WARNINGS if self.warned else SUCCESS
 
     async def fail(self, reason: str) -> int:
         """End the step failed, with the reason as its summary and in a log of its own."""

@@ -8,7 +8,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from twisted.internet import threads
 
-from wheelwright.index.lookup import IndexUnreachable, index_versions, unsatisfied
+from wheelwright.index.lookup import IndexUnreachable, short_of
 from wheelwright.master.lastgood import ConfigError
 from wheelwright.master.review import allowlist_for, queue_for_review
 from wheelwright.master.settings import settings_for
@@ -18,16 +18,9 @@ from wheelwright.steps.tool import DIST_DIR, TEST_ENV_DIR, WheelwrightStep, coun
 def classify(requirements: list[str], allowlist: set[str], index_url: str) -> dict[str, list[str]]:
     """Sort requirements into the projects we do not know, those allow-listed but not built yet,
     and those our index has in no version that satisfies them."""
-    found: dict[str, list[str]] = {"unknown": [], "unbuilt": [], "unsatisfied": []}
-    for text in requirements:
-        requirement = Requirement(text)
-        project = canonicalize_name(requirement.name)
-        versions = index_versions(index_url, project)
-        if versions is None:
-            found["unbuilt" if project in allowlist else "unknown"].append(project)
-        elif problem := unsatisfied(requirement, versions):
-            found["unsatisfied"].append(problem)
-    return found
+    missing, unsatisfiable = short_of(index_url, [Requirement(r) for r in requirements])
+    return {"unknown": [p for p in missing if p not in allowlist], "unbuilt": [p for p in missing if p in allowlist],
+            "unsatisfied": unsatisfiable}
 
 
 class ValidateInstallDeps(WheelwrightStep):

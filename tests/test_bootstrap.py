@@ -13,7 +13,7 @@ from tests.farm import DEFAULT_BUILDER
 from tests.sdists import Upstream, free_port, setuptools_sdist
 from tests.wheels import make_wheel
 from wheelwright.index.upload import upload
-from wheelwright.master.bootstrap import BootstrapError, Node, lower_bound, order, plan, priorities
+from wheelwright.master.bootstrap import BootstrapError, Node, lower_bound, order, plan, priorities, sdist_requirements
 from wheelwright.master.farm import Farm
 
 ENVIRONMENT = {"python_version": "3.11", "python_full_version": "3.11.7", "sys_platform": "linux",
@@ -102,3 +102,9 @@ def test_a_failure_skips_what_needs_it(backends, upstream, tmp_path):
     assert proc.returncode == 1
     assert list(result["failed"]) == ["bs-broken"] and "bs-fine" in result["built"]
     assert result["not_built"] == {"bs-needs-broken": "needs bs-broken"}
+
+
+def test_requirements_are_read_whatever_the_sdists_top_folder_is_called(tmp_path):
+    sdist = setuptools_sdist(tmp_path, "Old.Style", "1.0", requires=["dep>=1"], build_requires=["tool"])
+    renamed = sdist.rename(tmp_path / "old_style-1.0.tar.gz")  # the name the index lists, not the folder's
+    assert sdist_requirements(renamed) == (["setuptools>=70", "tool"], ["dep>=1"])

@@ -10,7 +10,8 @@ from tests.farm import DEFAULT_BUILDER, http_get
 from tests.sdists import setuptools_sdist
 from tests.wheels import make_wheel
 from wheelwright.index.upload import upload
-from wheelwright.master.settingschanges import digests, owner, rebuilds
+from wheelwright.master.settings import owner
+from wheelwright.master.settingschanges import digests, rebuilds
 
 HUNK = "--- a/x.py\n+++ b/x.py\n@@ -1 +1 @@\n-A\n+B\n"
 

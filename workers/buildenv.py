@@ -17,9 +17,8 @@ from pathlib import Path
 
 from build import BuildBackendException, BuildException, ProjectBuilder
 from packaging.requirements import InvalidRequirement, Requirement
-from packaging.utils import canonicalize_name
 
-from wheelwright.index.lookup import IndexUnreachable, index_versions, unsatisfied
+from wheelwright.index.lookup import IndexUnreachable, short_of
 from wheelwright.workers import sandbox
 from wheelwright.workers.tool import (
     ToolError,
@@ -38,18 +37,11 @@ def install_from_index(env_python: str, requirements: list[str], index_url: str)
     wanted = [r for r in wanted if not r.marker or r.marker.evaluate(markers)]
     if not wanted:
         return
-    missing, too_old = [], []
-    for requirement in wanted:
-        try:
-            versions = index_versions(index_url, requirement.name)
-        except IndexUnreachable as exc:
-            raise ToolError(str(exc)) from None
-        if versions is None:
-            missing.append(canonicalize_name(requirement.name))
-        elif problem := unsatisfied(requirement, versions):
-            too_old.append(problem)
+    try:
+        missing, too_old = short_of(index_url, wanted)
+    except IndexUnreachable as exc:
+        raise ToolError(str(exc)) from None
     if missing:
-        missing = sorted(set(missing))
         raise ToolError(f"build requirement {', '.join(missing)} is not in the index", missing=missing)
     if too_old:
         raise ToolError(f"build requirement {'; '.join(too_old)} is not satisfied by our index")

@@ -18,6 +18,7 @@ from pathlib import Path
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import Version
 
+from wheelwright.index.lookup import build_number
 from wheelwright.index.store import sha256_of
 from wheelwright.workers import sandbox
 from wheelwright.workers.tool import ToolError, clean_pip_env, pip_command, run, run_tool, uv_pip
@@ -40,12 +41,12 @@ def check_wheels(dist: Path, project: str, version: str, build_tag: int = 0) -> 
     wheels = []
     for path in sorted(dist.iterdir()):
         try:
-            name, found, build, _ = parse_wheel_filename(path.name)
+            name, found, _, _ = parse_wheel_filename(path.name)
         except InvalidWheelFilename:
             raise ToolError(f"the build left {path.name}, which is not a wheel") from None
         if canonicalize_name(name) != canonicalize_name(project) or found != Version(version):
             raise ToolError(f"the build made {path.name}, not a wheel of {project} {version}")
-        if (build[0] if build else 0) != build_tag:
+        if build_number(path.name) != build_tag:
             raise ToolError(f"{path.name} does not carry build number {build_tag}")
         wheels.append({"filename": path.name, "sha256": sha256_of(path)})
     if not wheels:
