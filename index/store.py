@@ -84,8 +84,9 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def wheel_metadata(path: Path, dist: Distribution) -> bytes:
-    """The wheel's METADATA, after checking everything in the wheel (see wheelcheck)."""
+def wheel_metadata(path: Path, dist: Distribution) -> tuple[bytes, list[str]]:
+    """The wheel's METADATA and the warnings about it, after checking everything in the wheel
+    (see wheelcheck)."""
     try:
         return check_wheel(path, dist.filename, dist.project, dist.version)
     except WheelRefused as exc:
@@ -145,10 +146,12 @@ class IndexStore:
         actual = sha256_of(source)
         if actual != sha256:
             raise PublishError(f"{filename}: sha256 is {actual}, the uploader said {sha256}")
-        metadata = wheel_metadata(source, dist) if dist.kind == "wheel" else None
+        metadata, warnings = wheel_metadata(source, dist) if dist.kind == "wheel" else (None, [])
         requires_python = None
         if metadata is not None:
             requires_python = Metadata.from_email(metadata, validate=False).requires_python
+        if warnings:
+            provenance = {**(provenance or {}), "metadata_warnings": warnings}
         project_dir = self.project_dir(dist.project)
         new_project = not (project_dir / MANIFEST).exists()
         with self._locked(project_dir):

@@ -90,19 +90,34 @@ def _check_record(wheel: WheelFile, members: list[str], filename: str) -> None:
                                f"use one of {', '.join(sorted(STRONG_HASHES))}")
 
 
-def _metadata(wheel: WheelFile, filename: str, project: str, version: str) -> bytes:
+def _metadata(wheel: WheelFile, filename: str, project: str, version: str) -> tuple[bytes, list[str]]:
+    """METADATA read as installers read it: what they act on (name, version, Requires-Dist,
+    Requires-Python) must parse and match the file; any other deviation from the core metadata
+    spec is returned as a warning, since pip, uv and PyPI accept it (setuptools 56 to 76 write
+    License-File under Metadata-Version 2.1, for one)."""
     raw = wheel.read_dist_info("METADATA").encode()
     try:
-        meta = Metadata.from_email(raw, validate=True)
-    except Exception as exc:  # packaging raises an ExceptionGroup of every problem
-        raise WheelRefused(f"{filename}: invalid METADATA ({exc})") from None
-    if canonicalize_name(meta.name) != project or meta.version != Version(version):
-        raise WheelRefused(f"{filename}: METADATA is for {meta.name} {meta.version}, not {project} {version}")
-    return raw
+        meta = Metadata.from_email(raw, validate=False)
+        name, found = meta.name, Version(str(meta.version))
+    except (KeyError, ValueError, InvalidVersion, TypeError) as exc:
+        raise WheelRefused(f"{filename}: METADATA has no readable Name and Version ({exc})") from None
+    if canonicalize_name(name) != project or found != Version(version):
+        raise WheelRefused(f"{filename}: METADATA is for {name} {found}, not {project} {version}")
+    for field in ("requires_dist", "requires_python"):
+        try:
+            getattr(meta, field)
+        except Exception as exc:  # packaging raises InvalidMetadata for a field that does not parse
+            raise WheelRefused(f"{filename}: METADATA's {field.replace('_', '-').title()} does not parse ({exc})") from None
+    try:
+        Metadata.from_email(raw, validate=True)
+    except Exception as exc:  # an ExceptionGroup of every deviation from the spec
+        return raw, sorted({str(e) for e in getattr(exc, "exceptions", [exc])})
+    return raw, []
 
 
-def check_wheel(path, filename: str, project: str, version: str) -> bytes:
-    """Check the wheel at path, published as filename of project==version; returns its METADATA."""
+def check_wheel(path, filename: str, project: str, version: str) -> tuple[bytes, list[str]]:
+    """Check the wheel at path, published as filename of project==version; returns its METADATA
+    and the warnings about it (deviations from the spec that installers accept)."""
     try:
         with zipfile.ZipFile(path) as zf:
             _check_members(zf, filename)

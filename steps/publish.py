@@ -52,7 +52,7 @@ class UpdateIndex(WheelwrightStep):
         staging = self.farm.staging_dir / str(self.build.buildid)
         freeze = await self.getFileContentFromWorker(FREEZE_FILE)
         provenance = await self._provenance()
-        urls = []
+        urls, warnings = [], []
         for filename, sha256 in wheels:
             staged = staging / filename
             if not await self.fetch_file(f"{DIST_DIR}/{filename}", staged, MAX_WHEEL_SIZE):
@@ -61,7 +61,7 @@ class UpdateIndex(WheelwrightStep):
             if actual != sha256:
                 return await self.fail(f"{filename}: sha256 on the master is {actual}, the worker reported {sha256}")
             try:
-                await self._upload(staged, provenance, freeze)
+                entry = await self._upload(staged, provenance, freeze)
             except UploadError as exc:
                 if retryable(exc):
                     await threads.deferToThread(keep, staged, provenance, freeze)
@@ -76,20 +76,22 @@ class UpdateIndex(WheelwrightStep):
                     return SKIPPED
                 return await self.fail(f"not published: {exc}")
             os.unlink(staged)
+            warnings += [f"{filename}: {w}\n" for w in entry.get("provenance", {}).get("metadata_warnings", [])]
             url = file_url(self.farm.index_url, self.package, filename)
             urls.append(url)
             await self.addURL(filename, url)
+        if warnings:  # deviations from the metadata spec that installers accept
+            await self.addCompleteLog("metadata-warnings", "".join(warnings))
         self.setProperty("wheel_urls", urls, self.name)
         self.descriptionDone = [f"published {count(len(urls), 'wheel')}"]
         return SUCCESS
 
-    async def _upload(self, staged, provenance: dict, freeze: str | None) -> None:
+    async def _upload(self, staged, provenance: dict, freeze: str | None) -> dict:
         """Upload, retrying while the index host does not answer or fails."""
         for delay in [*self.farm.publish_retry_delays, None]:
             try:
-                await threads.deferToThread(upload, self.farm.upload_url, UPLOAD_USER, self.upload_password, staged,
-                                            provenance=provenance, freeze=freeze)
-                return
+                return await threads.deferToThread(upload, self.farm.upload_url, UPLOAD_USER, self.upload_password,
+                                                   staged, provenance=provenance, freeze=freeze)
             except UploadError as exc:
                 if delay is None or not retryable(exc):
                     raise

@@ -47,6 +47,28 @@ def test_publish_writes_pep503_pep691_and_pep658(tmp_path):
     assert json.loads((store.simple / "index.json").read_text())["projects"] == [{"name": "demo"}]
 
 
+def test_metadata_installers_accept_is_published_with_warnings(tmp_path):
+    # What setuptools 56 to 76 write into every wheel with a license file: License-File came
+    # with Metadata-Version 2.4, and pip, uv and PyPI take it under 2.1 all the same.
+    store = IndexStore(tmp_path / "index")
+    wheel = make_wheel(tmp_path, "demo", "1.0", extra_metadata=["License-File: LICENSE"])
+    entry = publish(store, wheel, provenance={"build_number": 7})
+    (warning,) = entry["provenance"]["metadata_warnings"]
+    assert "license-file introduced in metadata version 2.4" in warning
+    provenance = json.loads((store.project_dir("demo") / f"{wheel.name}.provenance.json").read_text())
+    assert provenance == {"build_number": 7, "metadata_warnings": [warning]}
+
+
+@pytest.mark.parametrize("options, field", [({"requires": ["other >=>= 1"]}, "Requires-Dist"),
+                                             ({"requires_python": "three"}, "Requires-Python")])
+def test_metadata_installers_act_on_must_parse(tmp_path, options, field):
+    store = IndexStore(tmp_path / "index")
+    wheel = make_wheel(tmp_path, "demo", "1.0", **options)
+    with pytest.raises(PublishError, match=f"METADATA's {field} does not parse"):
+        publish(store, wheel)
+    assert not store.project_dir("demo").exists() or not list(store.project_dir("demo").glob("*.whl"))
+
+
 def test_a_published_file_is_never_replaced(tmp_path):
     store = IndexStore(tmp_path / "index")
     wheel = make_wheel(tmp_path, "demo", "1.0")

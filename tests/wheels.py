@@ -28,12 +28,13 @@ def write_wheel(path: Path, files: dict[str, bytes | str], dist_info: str, *, re
 
 
 def wheel_files(name: str, version: str, *, requires: list[str] = (), tag: str = "py3-none-any",
-                metadata_name: str | None = None, payload: bytes = b"") -> tuple[dict[str, str | bytes], str]:
+                metadata_name: str | None = None, payload: bytes = b"",
+                extra_metadata: list[str] = (), requires_python: str = ">=3.8") -> tuple[dict[str, str | bytes], str]:
     """The files of a small valid wheel, and its .dist-info directory."""
     escaped = re.sub(r"[-_.]+", "_", name)  # as wheel file names spell a project
     dist_info = f"{escaped}-{version}.dist-info"
     metadata = ["Metadata-Version: 2.1", f"Name: {metadata_name or name}", f"Version: {version}",
-                "Requires-Python: >=3.8"] + [f"Requires-Dist: {r}" for r in requires]
+                f"Requires-Python: {requires_python}", *extra_metadata] + [f"Requires-Dist: {r}" for r in requires]
     files = {
         f"{escaped}.py": "VALUE = 1\n",
         f"{dist_info}/METADATA": "\n".join(metadata) + "\n",
