@@ -10,8 +10,9 @@ TEST_SDISTS := setuptools==80.9.0 flit_core==3.12.0
 SDIST_CACHE := tests/.cache/sdists
 
 # Debian packages the tests need: the container engine for the latent-worker tests (podman, with
-# runc and catatonit) and debootstrap to make their worker image; patch and gcc for builds.
-SYSTEM_PACKAGES := podman runc catatonit debootstrap patch gcc
+# runc and catatonit) and debootstrap to make their worker image; patch and gcc for builds;
+# bubblewrap, the sandbox every build's own code runs in.
+SYSTEM_PACKAGES := podman runc catatonit debootstrap patch gcc bubblewrap
 
 .PHONY: up down test install system-packages bench
 

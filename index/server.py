@@ -4,6 +4,12 @@ Reading is open to all; writing goes through the legacy upload API that `twine u
 (`POST /legacy/`, multipart form with `:action=file_upload` and `content`), with HTTP basic
 auth. Wheels go to the wheel index at /simple/, sdists to the source index at /sources/simple/.
 
+Only an upload carries a body, and a body is refused before it is read unless it declares its
+length, fits MAX_UPLOAD and comes with an upload account's password (checked in a thread while
+the connection waits). Twisted keeps a large body in a temporary file and the form is parsed
+from there; the password checks and the publishing run off the reactor thread, so one slow
+upload never stalls the readers.
+
 Run: python -m wheelwright.index.server --root DIR --port N --users FILE
 """
 
@@ -11,23 +17,27 @@ from __future__ import annotations
 
 import argparse
 import base64
-import email.parser
-import email.policy
+import binascii
 import json
 import logging
 import os
+import re
+import shutil
 import tempfile
 from pathlib import Path
 
+import multipart
 from packaging.utils import canonicalize_name
-from twisted.internet import reactor
-from twisted.web import resource, server, static
+from twisted.internet import reactor, threads
+from twisted.web import http, resource, server, static
 
 from wheelwright.index import accounts
 from wheelwright.index.store import JSON_CONTENT_TYPE, AlreadyPublished, IndexStore, PublishError, StorageError
 
 log = logging.getLogger("wheelwright.index")
 MAX_UPLOAD = 2 << 30
+# PEP 508 project names: anything else in a URL is no project of ours.
+PROJECT_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?")
 
 
 def wants_json(accept: str | None, query_format: str | None) -> bool:
@@ -87,6 +97,8 @@ class SimpleRoot(Listing):
         if path == b"":
             return self
         name = path.decode("utf-8", "replace")
+        if not PROJECT_NAME.fullmatch(name):
+            return resource.NoResource("no such project")
         if canonicalize_name(name) != name:
             return _Redirect(f"../{canonicalize_name(name)}/".encode())
         directory = self.store.project_dir(name)
@@ -103,7 +115,7 @@ class ProjectListing(Listing):
         if name.startswith(".") or "/" in name or name.startswith("index."):
             return resource.NoResource()
         target = self.directory / name
-        if not target.is_file():
+        if target.is_symlink() or not target.is_file():
             return resource.NoResource()
         return DistributionFile(str(target))
 
@@ -131,88 +143,152 @@ class _Redirect(resource.Resource):
         return b""
 
 
+def basic_credentials(header: bytes | None) -> tuple[str, str] | None:
+    if not header or not header[:6].lower() == b"basic ":
+        return None
+    try:
+        user, sep, password = base64.b64decode(header[6:], validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    return (user, password) if sep else None
+
+
+class GuardedRequest(server.Request):
+    """A request whose body is refused before it is read (see the module's docstring)."""
+
+    refused = False
+    authenticated = None  # a Deferred firing with the account's name, once a body is announced
+
+    def gotLength(self, length):
+        super().gotLength(length)
+        if not length and not self.requestHeaders.hasHeader(b"transfer-encoding"):
+            return
+        if length is None:
+            return self._refuse(411, "an upload must declare its Content-Length")
+        if length > MAX_UPLOAD:
+            return self._refuse(413, f"an upload may be {MAX_UPLOAD} bytes at most")
+        credentials = basic_credentials(self.requestHeaders.getRawHeaders(b"authorization", [None])[0])
+        if credentials is None:
+            return self._refuse(401, "authentication required")
+        transport = self.channel.transport
+        transport.pauseProducing()  # nothing more of the body is read until the password is checked
+        self.authenticated = threads.deferToThread(accounts.check, self.channel.site.users, *credentials)
+
+        def checked(ok):
+            if not ok:
+                self._refuse(401, "authentication required")
+                return None
+            transport.resumeProducing()
+            return credentials[0]
+
+        self.authenticated.addCallback(checked)
+
+    def _refuse(self, code: int, message: str) -> None:
+        self.refused = True
+        log.warning("upload refused before its body was read: %s", message)
+        body = (message + "\n").encode()
+        head = (f"HTTP/1.1 {code} {http.RESPONSES.get(code, b'').decode()}\r\n"
+                "Content-Type: text/plain; charset=utf-8\r\nConnection: close\r\n"
+                + ('WWW-Authenticate: Basic realm="wheelwright"\r\n' if code == 401 else "")
+                + f"Content-Length: {len(body)}\r\n\r\n")
+        self.channel.transport.write(head.encode() + body)
+        self.channel.transport.loseConnection()
+
+
 class Upload(resource.Resource):
     isLeaf = True
 
-    def __init__(self, stores: dict[str, IndexStore], users: Path):
+    def __init__(self, stores: dict[str, IndexStore]):
         super().__init__()
         self.stores = stores
-        self.users = users
 
     def render_POST(self, request):
-        if not self._authorised(request):
-            request.setResponseCode(401)
-            request.setHeader("www-authenticate", 'Basic realm="wheelwright"')
-            return b"authentication required\n"
-        try:
-            fields, upload = _parse_form(request)
-            if fields.get(":action") != "file_upload":
-                raise PublishError(f"unsupported :action {fields.get(':action')!r}")
-            entry = self._publish(fields, upload)
-        except AlreadyPublished as exc:
-            return _error(request, 409, str(exc))
-        except StorageError as exc:
-            return _error(request, 507, str(exc))
-        except PublishError as exc:
-            return _error(request, 400, str(exc))
+        if request.refused:
+            return server.NOT_DONE_YET  # answered already, and the connection is closing
+        if request.authenticated is None:
+            return _error(request, 401, "authentication required", authenticate=True)
+        ctype = request.getHeader("content-type") or ""
+        request.authenticated.addCallback(
+            lambda user: None if user is None else threads.deferToThread(self._publish, ctype, request.content))
+        request.authenticated.addCallbacks(lambda entry: self._published(request, entry),
+                                           lambda failure: self._failed(request, failure))
+        return server.NOT_DONE_YET
+
+    def _published(self, request, entry) -> None:
+        if entry is None or request.refused:
+            return
         log.info("published %s", entry["filename"])
         request.setHeader("content-type", "application/json")
-        return json.dumps(entry).encode()
+        request.write(json.dumps(entry).encode())
+        request.finish()
 
-    def _publish(self, fields, upload):
-        filename, data = upload
-        store = self.stores["sources" if fields.get("filetype") == "sdist" else "wheels"]
-        provenance = json.loads(fields.get("wheelwright_provenance") or "{}")
-        extra = {}
-        if "wheelwright_freeze" in fields:
-            extra[".freeze.txt"] = fields["wheelwright_freeze"].encode()
-        try:
-            with tempfile.NamedTemporaryFile(dir=store.root, prefix=".upload-") as tmp:
-                tmp.write(data)
-                tmp.flush()
-                return store.publish(filename, Path(tmp.name), sha256=fields.get("sha256_digest", ""),
+    def _failed(self, request, failure) -> None:
+        codes = {AlreadyPublished: 409, StorageError: 507, PublishError: 400}
+        for kind, code in codes.items():
+            if failure.check(kind):
+                request.write(_error(request, code, str(failure.value)))
+                break
+        else:
+            log.error("upload failed: %s", failure.getTraceback())
+            request.write(_error(request, 500, "the index host failed to take the upload"))
+        request.finish()
+
+    def _publish(self, ctype: str, body) -> dict:
+        """In a thread: parse the form from the body's file and publish its file."""
+        with tempfile.TemporaryDirectory(prefix=".upload-", dir=self.stores["wheels"].root) as tmp:
+            fields, filename, path = _parse_form(ctype, body, Path(tmp))
+            if fields.get(":action") != "file_upload":
+                raise PublishError(f"unsupported :action {fields.get(':action')!r}")
+            store = self.stores["sources" if fields.get("filetype") == "sdist" else "wheels"]
+            try:
+                provenance = json.loads(fields.get("wheelwright_provenance") or "{}")
+            except ValueError:
+                raise PublishError("wheelwright_provenance is not JSON") from None
+            if not isinstance(provenance, dict):
+                raise PublishError("wheelwright_provenance is not a JSON object")
+            extra = {}
+            if "wheelwright_freeze" in fields:
+                extra[".freeze.txt"] = fields["wheelwright_freeze"].encode()
+            try:
+                return store.publish(filename, path, sha256=fields.get("sha256_digest", ""),
                                      provenance=provenance, extra_files=extra)
-        except OSError as exc:
-            raise StorageError(f"{filename}: the index host could not store it ({exc.strerror})") from None
-
-    def _authorised(self, request) -> bool:
-        header = request.getHeader("authorization") or ""
-        if not header.lower().startswith("basic "):
-            return False
-        try:
-            user, _, password = base64.b64decode(header[6:]).decode().partition(":")
-        except ValueError:
-            return False
-        return accounts.check(self.users, user, password)
+            except OSError as exc:
+                raise StorageError(f"{filename}: the index host could not store it ({exc.strerror})") from None
 
 
-def _parse_form(request) -> tuple[dict[str, str], tuple[str, bytes]]:
-    ctype = request.getHeader("content-type") or ""
-    if not ctype.startswith("multipart/form-data"):
+def _parse_form(ctype: str, body, tmp: Path) -> tuple[dict[str, str], str, Path]:
+    """The form's text fields and its file, copied to tmp (from disk, a block at a time)."""
+    mime, options = multipart.parse_options_header(ctype)
+    if mime != "multipart/form-data" or not options.get("boundary"):
         raise PublishError("expected multipart/form-data")
-    request.content.seek(0)
-    body = request.content.read(MAX_UPLOAD + 1)
-    if len(body) > MAX_UPLOAD:
-        raise PublishError("upload too large")
-    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
-        b"Content-Type: " + ctype.encode() + b"\r\n\r\n" + body
-    )
+    body.seek(0)
     fields: dict[str, str] = {}
     upload = None
-    for part in message.iter_parts():
-        name = part.get_param("name", header="content-disposition")
-        if name == "content":
-            upload = (part.get_filename() or "", part.get_payload(decode=True))
-        elif name:
-            fields[name] = part.get_payload(decode=True).decode()
+    try:
+        for part in multipart.MultipartParser(body, options["boundary"], part_limit=64, memory_limit=16 << 20,
+                                              disk_limit=MAX_UPLOAD):
+            if part.name == "content" and part.filename:
+                path = tmp / "content"
+                with open(path, "wb") as out:
+                    part.file.seek(0)
+                    shutil.copyfileobj(part.file, out, 1 << 20)
+                upload = (os.path.basename(part.filename), path)
+            elif part.name:
+                fields[part.name] = part.raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise PublishError("a form field is not UTF-8 text") from None
+    except multipart.MultipartError as exc:
+        raise PublishError(f"a malformed form: {exc}") from None
     if upload is None or not upload[0]:
         raise PublishError("the form has no file in 'content'")
-    return fields, upload
+    return fields, *upload
 
 
-def _error(request, code: int, message: str) -> bytes:
+def _error(request, code: int, message: str, authenticate: bool = False) -> bytes:
     log.warning("upload refused: %s", message)
     request.setResponseCode(code)
+    if authenticate:
+        request.setHeader("www-authenticate", 'Basic realm="wheelwright"')
     request.setHeader("content-type", "text/plain; charset=utf-8")
     return (message + "\n").encode()
 
@@ -224,10 +300,12 @@ def make_site(root: Path, users: Path) -> server.Site:
     sources = resource.Resource()
     sources.putChild(b"simple", SimpleRoot(stores["sources"]))
     top.putChild(b"sources", sources)
-    upload = Upload(stores, users)
+    upload = Upload(stores)
     top.putChild(b"legacy", upload)
     top.putChild(b"", upload)
-    return server.Site(top)
+    site = server.Site(top, requestFactory=GuardedRequest)
+    site.users = users
+    return site
 
 
 def main(argv=None):
@@ -238,6 +316,9 @@ def main(argv=None):
     parser.add_argument("--port", type=int, default=8080)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    for kind in ("wheels", "sources"):
+        for change in IndexStore(args.root / kind).reconcile():
+            log.warning("%s index: %s", kind, change)
     port = reactor.listenTCP(args.port, make_site(args.root, args.users), interface=args.host)
     log.info("serving %s on http://%s:%d/ (pid %d)", args.root, args.host, port.getHost().port, os.getpid())
     reactor.run()

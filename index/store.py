@@ -29,6 +29,7 @@ from pathlib import Path
 
 from packaging.metadata import Metadata
 from packaging.utils import (
+    InvalidName,
     InvalidSdistFilename,
     InvalidWheelFilename,
     canonicalize_name,
@@ -69,11 +70,21 @@ def parse_distribution_filename(filename: str) -> Distribution:
     try:
         if filename.endswith(".whl"):
             name, version, _, _ = parse_wheel_filename(filename)
-            return Distribution(filename, canonicalize_name(name), str(version), "wheel")
+            return Distribution(filename, project_name(name), str(version), "wheel")
         name, version = parse_sdist_filename(filename)
+        name = project_name(name)
     except (InvalidWheelFilename, InvalidSdistFilename) as exc:
         raise PublishError(str(exc)) from None
-    return Distribution(filename, canonicalize_name(name), str(version), "sdist")
+    return Distribution(filename, name, str(version), "sdist")
+
+
+def project_name(name: str) -> str:
+    """The canonical form of a PEP 508 project name; anything else is refused, so that no name
+    leads outside the index or into its pages as markup."""
+    try:
+        return canonicalize_name(name, validate=True)
+    except InvalidName:
+        raise PublishError(f"{name!r} is not a valid project name") from None
 
 
 def sha256_of(path: Path) -> str:
@@ -117,7 +128,7 @@ class IndexStore:
             self._write_project_list()
 
     def project_dir(self, project: str) -> Path:
-        return self.simple / canonicalize_name(project)
+        return self.simple / project_name(project)
 
     @contextlib.contextmanager
     def _locked(self, project_dir: Path):
@@ -156,7 +167,13 @@ class IndexStore:
         new_project = not (project_dir / MANIFEST).exists()
         with self._locked(project_dir):
             target = project_dir / filename
-            if target.exists():
+            manifest = self.files(dist.project)
+            # The same bytes again (an upload whose answer was lost) is a no-op, and completes a
+            # publish that a crash cut off between linking the file and listing it.
+            relinked = target.exists() and sha256_of(target) == actual
+            if relinked and filename in manifest:
+                return manifest[filename]
+            if target.exists() and not relinked:
                 raise AlreadyPublished(f"{filename} is already in the index; published files are never replaced")
             entry = {
                 "filename": filename,
@@ -173,18 +190,18 @@ class IndexStore:
                 side_files[f"{filename}.metadata"] = metadata
                 entry["metadata-sha256"] = hashlib.sha256(metadata).hexdigest()
             side_files.update({f"{filename}{suffix}": data for suffix, data in (extra_files or {}).items()})
-            manifest = self.files(dist.project)
             try:
                 for name, data in side_files.items():
                     _write_atomic(project_dir / name, data)
-                self._link_new(source, target)
+                if not relinked:
+                    self._link_new(source, target)
                 _write_atomic(project_dir / MANIFEST, json.dumps({**manifest, filename: entry}, indent=1,
                                                                  sort_keys=True).encode())
                 self._write_listing(dist.project, {**manifest, filename: entry})
             except AlreadyPublished:
                 raise
             except OSError as exc:
-                self._roll_back(dist.project, [filename, *side_files], manifest)
+                self._roll_back(dist.project, [*([] if relinked else [filename]), *side_files], manifest)
                 raise StorageError(f"{filename}: not published, the index could not write it ({exc.strerror})") from None
         if new_project:
             with self._locked(self.simple):
@@ -205,6 +222,49 @@ class IndexStore:
             for name in (MANIFEST, "index.json", "index.html"):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(project_dir / name)
+
+    def reconcile(self) -> list[str]:
+        """Make manifests and listings agree with the files on disk (after a crash): a file that
+        is there but unlisted is listed, a listed file that is not there is dropped, and
+        leftover temporary files go. Returns what it changed, for the log."""
+        changes = []
+        for project_dir in sorted(p for p in self.simple.iterdir() if p.is_dir() and not p.is_symlink()):
+            with self._locked(project_dir):
+                for tmp in project_dir.glob(".tmp-*"):
+                    tmp.unlink()
+                manifest = self.files(project_dir.name)
+                on_disk = {p.name for p in project_dir.iterdir() if p.is_file() and not p.is_symlink()
+                           and p.name.endswith((".whl", ".tar.gz", ".zip"))}
+                fixed = {name: entry for name, entry in manifest.items() if name in on_disk}
+                changes += [f"{project_dir.name}: {name} is listed but missing; unlisted" for name in set(manifest) - on_disk]
+                for name in sorted(on_disk - set(manifest)):
+                    fixed[name] = self._entry_on_disk(project_dir, name)
+                    changes.append(f"{project_dir.name}: {name} was on disk but unlisted; listed")
+                if fixed != manifest:
+                    _write_atomic(project_dir / MANIFEST, json.dumps(fixed, indent=1, sort_keys=True).encode())
+                    self._write_listing(project_dir.name, fixed)
+        if changes:
+            with self._locked(self.simple):
+                self._write_project_list()
+        return changes
+
+    @staticmethod
+    def _entry_on_disk(project_dir: Path, filename: str) -> dict:
+        path = project_dir / filename
+        entry = {"filename": filename, "version": parse_distribution_filename(filename).version,
+                 "sha256": sha256_of(path), "size": path.stat().st_size,
+                 "upload-time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(path.stat().st_mtime)),
+                 "provenance": {}}
+        with contextlib.suppress(OSError, ValueError):
+            entry["provenance"] = json.loads((project_dir / f"{filename}.provenance.json").read_text())
+        metadata = project_dir / f"{filename}.metadata"
+        if metadata.is_file():
+            raw = metadata.read_bytes()
+            entry["metadata-sha256"] = hashlib.sha256(raw).hexdigest()
+            requires_python = Metadata.from_email(raw, validate=False).requires_python
+            if requires_python:
+                entry["requires-python"] = str(requires_python)
+        return entry
 
     def regenerate(self) -> int:
         """Rewrite every listing from the manifests (after a repair by hand); returns how many."""
@@ -259,7 +319,7 @@ class IndexStore:
     def _write_project_list(self) -> None:
         projects = self.projects()
         listing = {"meta": {"api-version": API_VERSION}, "projects": [{"name": p} for p in projects]}
-        links = [f'    <a href="{p}/">{p}</a><br/>' for p in projects]
+        links = [f'    <a href="{html.escape(p)}/">{html.escape(p)}</a><br/>' for p in projects]
         _write_atomic(self.simple / "index.json", json.dumps(listing, indent=1).encode())
         _write_atomic(self.simple / "index.html", _html_page("Simple index", links).encode())
 

@@ -14,12 +14,13 @@ from installer.exceptions import InstallerError
 from installer.records import parse_record_file
 from installer.sources import WheelFile
 from packaging.metadata import Metadata
-from packaging.utils import canonicalize_name
+from packaging.utils import canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
 # PEP 427: RECORD hashes at least as strong as sha256.
 STRONG_HASHES = frozenset({"sha256", "sha384", "sha512"})
 MAX_UNPACKED_BYTES = 4 << 30
+COMPILED_SUFFIXES = (".so", ".pyd", ".dll", ".dylib")
 
 
 class WheelRefused(Exception):
@@ -44,8 +45,18 @@ def unsafe_member(info: zipfile.ZipInfo) -> str | None:
     return None
 
 
+def _compiled(name: str) -> bool:
+    base = name.rsplit("/", 1)[-1]
+    return base.endswith(COMPILED_SUFFIXES) or ".so." in base
+
+
 def _check_members(zf: zipfile.ZipFile, filename: str) -> None:
     infos = zf.infolist()
+    if all(t.abi == "none" and t.platform == "any" for t in parse_wheel_filename(filename)[3]):
+        compiled = [i.filename for i in infos if _compiled(i.filename)]
+        if compiled:
+            raise WheelRefused(f"{filename}: a pure (none-any) wheel holds compiled code ({compiled[0]}); "
+                               "its platform would be claimed by every builder")
     for info in infos:
         reason = unsafe_member(info)
         if reason:

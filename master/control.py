@@ -14,7 +14,6 @@ from pathlib import Path
 from wheelwright.index import accounts
 from wheelwright.master.farm import UPLOAD_SECRET, UPLOAD_USER, Farm
 from wheelwright.workers.pools import POOLS
-from wheelwright.workers.sandbox import HIDE_ENV
 
 MASTER_CFG = Path(__file__).with_name("master.cfg")
 
@@ -27,8 +26,19 @@ def _bin(name: str) -> str:
     return str(Path(sys.executable).with_name(name))
 
 
-def _run(cmd: list, what: str, log: Path | None = None, env: dict | None = None) -> None:
-    proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, env=env)
+# What the farm's processes take from the shell that ran `wheelwright up`: where programs and
+# interpreters are, the language, and the certificates the master trusts for upstream. Nothing
+# else: a token set in that shell would otherwise reach every worker and every build's log.
+PASSED_ON = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "PYENV_ROOT", "SSL_CERT_FILE", "SSL_CERT_DIR",
+             "REQUESTS_CA_BUNDLE", "HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy")
+
+
+def farm_environment() -> dict[str, str]:
+    return {k: os.environ[k] for k in PASSED_ON if k in os.environ}
+
+
+def _run(cmd: list, what: str, log: Path | None = None) -> None:
+    proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, env=farm_environment())
     if proc.returncode != 0:
         tail = "".join(log.read_text().splitlines(keepends=True)[-20:]) if log and log.exists() else ""
         raise FarmError(f"{what} failed:\n{proc.stdout}{proc.stderr}{tail}")
@@ -84,7 +94,7 @@ def start_index(farm: Farm) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "wheelwright.index.server", "--root", farm.index_dir, "--users",
          farm.index_dir / "users.json", "--host", farm.listen, "--port", str(farm.index_port)],
-        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, env=farm_environment())
     pidfile.write_text(str(proc.pid))
     _wait_for_port(farm.host, farm.index_port, "the index host")
 
@@ -111,13 +121,7 @@ def start_worker(farm: Farm, name: str, password: str) -> None:
         _run([tool, "create-worker", "--relocatable", "--umask=0o22", basedir,
               f"{farm.host}:{farm.worker_port}", name, password], f"creating worker {name}")
     if not _pid_alive(basedir / "twistd.pid"):
-        _run([tool, "start", basedir], f"starting worker {name}", env={**os.environ, HIDE_ENV: _hidden_from_builds(farm)})
-
-
-def _hidden_from_builds(farm: Farm) -> str:
-    """What a local worker's builds must not see: they share the farm's machine and user."""
-    paths = [farm.secrets_dir, farm.index_dir, farm.master_dir, *farm.workers_dir.glob("*/buildbot.tac")]
-    return os.pathsep.join(str(p) for p in paths)
+        _run([tool, "start", basedir], f"starting worker {name}")
 
 
 def down(farm: Farm) -> None:

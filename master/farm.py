@@ -13,6 +13,7 @@ from urllib.parse import urljoin
 from pypi_simple import PYPI_SIMPLE_ENDPOINT
 
 from wheelwright.workers.pools import POOLS
+from wheelwright.workers.sandbox import Limits
 
 FARM_FILE = "farm.json"
 UPLOAD_USER = "wheelwright"
@@ -47,6 +48,12 @@ class Farm:
     upstream_poll_interval: int = 300
     # Edits to the settings and patches rebuild what they change: looked for this often (0: never).
     settings_poll_interval: int = 60
+    # What each command that runs a package's code may use (see workers/sandbox.py, Limits).
+    build_limits: dict = field(default_factory=dict)
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(**self.build_limits)
 
     @property
     def settings_dir(self) -> Path:
@@ -112,6 +119,10 @@ class Farm:
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"{path}: unknown keys {', '.join(sorted(unknown))}")
+        try:
+            Limits(**data.get("build_limits", {}))
+        except TypeError as exc:
+            raise ValueError(f"{path}: build_limits: {exc}") from None
         if data.get("settings"):
             data["settings"] = Path(data["settings"])
         return cls(root=root, **data)

@@ -16,7 +16,7 @@ class PrepareBuildEnv(WheelwrightStep):
 
     async def run(self):
         result = await self.run_tool("buildenv", "--python", self.python, "--src", SRC_DIR, "--env", ENV_DIR,
-                                     "--index", self.getProperty("index_url"))
+                                     "--index", self.getProperty("index_url"), *self.limits)
         build_url = await self.build_url()
         for project in result.get("missing", []):
             await threads.deferToThread(queue_for_review, self.farm.review_queue, project,
@@ -26,5 +26,7 @@ class PrepareBuildEnv(WheelwrightStep):
         self.setProperty("build_env_python", result["env_python"], self.name)
         requirements = result["build_system_requires"] + result["backend_requires"]
         self.setProperty("build_requires", requirements, self.name)
+        self.setProperty("build_freeze", result["freeze"], self.name)
+        await self.addCompleteLog("pip-freeze", result["freeze"])
         self.descriptionDone = [f"{count(len(requirements), 'build requirement')} installed"]
         return SUCCESS

@@ -4,6 +4,7 @@ index host's authenticated upload API. Workers never hold the publishing credent
 from __future__ import annotations
 
 import os
+import re
 
 from buildbot.process.properties import Secret
 from buildbot.process.results import SKIPPED, SUCCESS
@@ -18,20 +19,34 @@ from wheelwright.index.store import PublishError, parse_distribution_filename, s
 from wheelwright.index.upload import UploadError, upload
 from wheelwright.master.farm import UPLOAD_SECRET, UPLOAD_USER
 from wheelwright.master.staged import keep, retryable
-from wheelwright.steps.tool import DIST_DIR, FREEZE_FILE, WheelwrightStep, count
+from wheelwright.steps.tool import DIST_DIR, WheelwrightStep, count
 
 MAX_WHEEL_SIZE = 4 << 30
 
 
+# The platform tags a Linux builder of an architecture makes: its own, and the manylinux and
+# musllinux ones auditwheel would give the same wheel.
+LINUX_PLATFORM = r"(linux|manylinux1|manylinux2010|manylinux2014|manylinux_\d+_\d+|musllinux_\d+_\d+)_{arch}"
+
+
 def tag_fits(tag: Tag, python: str, arch: str) -> bool:
-    """Whether a wheel tag is one the builder for Python `python` on `arch` may produce."""
-    if tag.platform != "any" and arch not in tag.platform:
+    """Whether a wheel tag is exactly one the builder for Python `python` on `arch` may make: a pure
+    Python tag (py*-none-any, built once for every builder), or one for this architecture and for
+    this Python (or, with the stable ABI abi3, an older one)."""
+    if tag.platform == "any":
+        return tag.abi == "none" and (tag.interpreter.startswith("py") or tag.interpreter == _cp(python))
+    if not re.fullmatch(LINUX_PLATFORM.format(arch=re.escape(arch)), tag.platform):
         return False
+    ours = _cp(python)
+    if tag.abi == "abi3":
+        return re.fullmatch(r"cp3\d+", tag.interpreter) is not None and int(tag.interpreter[3:]) <= int(ours[3:])
     if tag.interpreter.startswith("cp"):
-        ours = int(python.replace(".", ""))
-        theirs = int(tag.interpreter[2:])
-        return theirs <= ours if tag.abi == "abi3" else theirs == ours
-    return True
+        return tag.interpreter == ours and tag.abi in (ours, "none")
+    return tag.abi == "none" and tag.interpreter in ("py3", f"py{ours[2:]}")
+
+
+def _cp(python: str) -> str:
+    return "cp" + python.replace(".", "")
 
 
 class UpdateIndex(WheelwrightStep):
@@ -50,7 +65,7 @@ class UpdateIndex(WheelwrightStep):
             if problem:
                 return await self.fail(problem)
         staging = self.farm.staging_dir / str(self.build.buildid)
-        freeze = await self.getFileContentFromWorker(FREEZE_FILE)
+        freeze = self.getProperty("build_freeze")
         provenance = await self._provenance()
         urls, warnings = [], []
         for filename, sha256 in wheels:
@@ -109,7 +124,7 @@ class UpdateIndex(WheelwrightStep):
         if build_number(filename) != self.build_tag:
             return f"{filename} does not carry this build's number ({self.build_tag or 'none'}); not published"
         python, arch = self.getProperty("python_version"), self.getProperty("arch")
-        if not any(tag_fits(t, python, arch) for t in parse_wheel_filename(filename)[3]):
+        if not all(tag_fits(t, python, arch) for t in parse_wheel_filename(filename)[3]):
             return f"{filename} is not for this builder (Python {python} on {arch}); not published"
         return None
 

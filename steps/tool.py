@@ -19,7 +19,6 @@ PATCHES_DIR = "patches"
 ENV_DIR = "env"
 DIST_DIR = "dist"
 TEST_ENV_DIR = "test-env"
-FREEZE_FILE = "freeze.txt"
 
 
 def count(n: int, singular: str, plural: str | None = None) -> str:
@@ -54,6 +53,10 @@ class WheelwrightStep(buildstep.ShellMixin, CompositeStepMixin, buildstep.BuildS
     warned = False  # set when a broken configuration file gave way to its last good version
 
     def __init__(self, farm=None, **kwargs):
+        # Buildbot prints a command's whole environment atop its log unless told not to.
+        kwargs.setdefault("logEnviron", False)
+        if farm is not None:  # the tool's own limits stop the package's code first, naming them
+            kwargs.setdefault("maxTime", farm.limits.wall_seconds + 600)
         kwargs = self.setupShellMixin(kwargs, prohibitArgs=["command"])
         kwargs.setdefault("workdir", "build")
         kwargs.setdefault("doStepIf", pure_wheel_not_published)
@@ -82,8 +85,15 @@ class WheelwrightStep(buildstep.ShellMixin, CompositeStepMixin, buildstep.BuildS
         builderid = await self.master.data.updates.findBuilderId(self.getProperty("buildername"))
         return getURLForBuild(self.master, builderid, self.build.number)
 
+    @property
+    def limits(self) -> list[str]:
+        """The sandbox's limits, as the tools that run the package's code take them."""
+        return ["--limits", self.farm.limits.as_json()]
+
     async def run_tool(self, tool: str, *args: str) -> dict:
-        command = [self.getProperty("worker_python", "python3"), "-m", f"wheelwright.workers.{tool}", *args]
+        # -I: the working directory (the build's) is not on sys.path, nor anything from the
+        # environment; the package's code cannot plant a module our tool would import.
+        command = [self.getProperty("worker_python", "python3"), "-I", "-m", f"wheelwright.workers.{tool}", *args]
         cmd = await self.makeRemoteShellCommand(collectStdout=True, command=command)
         await self.runCommand(cmd)
         result = parse_result(cmd.stdout)

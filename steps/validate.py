@@ -66,7 +66,7 @@ class ValidateInstallDeps(WheelwrightStep):
         for wheel in wheels:
             imports = [arg for m in settings.imports for arg in ("--import", m)]
             result = await self.run_tool("validate", "install", "--python", self.python, "--wheel", f"{DIST_DIR}/{wheel}",
-                                         "--index", index_url, "--env", TEST_ENV_DIR, *imports)
+                                         "--index", index_url, "--env", TEST_ENV_DIR, *imports, *self.limits)
             if "error" in result:
                 return await self.fail(result["error"])
         self.descriptionDone = [f"{count(len(needed), 'dependency', 'dependencies')} known; installed and imported from our index"]

@@ -1,11 +1,10 @@
-"""BuildWheel: build the wheel on the worker with the network cut off; keep the build
-environment's `pip freeze` as a log (and, on publishing, beside the wheel)."""
+"""BuildWheel: build the wheel on the worker, in the sandbox (no network)."""
 
 from __future__ import annotations
 
 from wheelwright.master.lastgood import ConfigError
 from wheelwright.master.settings import settings_for
-from wheelwright.steps.tool import DIST_DIR, FREEZE_FILE, SRC_DIR, WheelwrightStep
+from wheelwright.steps.tool import DIST_DIR, SRC_DIR, WheelwrightStep
 
 
 class BuildWheel(WheelwrightStep):
@@ -18,12 +17,9 @@ class BuildWheel(WheelwrightStep):
         except ConfigError as exc:
             return await self.fail(str(exc))
         result = await self.run_tool(
-            "wheel", "--env-python", self.getProperty("build_env_python"), "--src", SRC_DIR, "--dist", DIST_DIR,
-            "--project", self.package, "--version", self.version, "--frontend", settings.build_frontend,
-            "--freeze", FREEZE_FILE, *(["--build-tag", str(self.build_tag)] if self.build_tag else []))
-        freeze = await self.getFileContentFromWorker(FREEZE_FILE)
-        if freeze is not None:
-            await self.addCompleteLog("pip-freeze", freeze)
+            "wheel", "--python", self.python, "--env-python", self.getProperty("build_env_python"), "--src", SRC_DIR,
+            "--dist", DIST_DIR, "--project", self.package, "--version", self.version, "--frontend",
+            settings.build_frontend, *(["--build-tag", str(self.build_tag)] if self.build_tag else []), *self.limits)
         if "error" in result:
             return await self.fail(result["error"])
         self.setProperty("build_frontend", settings.build_frontend, self.name)

@@ -160,15 +160,26 @@ def test_uploads_need_the_right_password(index_host, tmp_path):
         get(index_host + "simple/guarded/")
 
 
+def twine_upload(index_host: str, wheel: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "twine", "upload", "--non-interactive", "--disable-progress-bar",
+                           "--repository-url", index_host + "legacy/", "-u", "uploader", "-p", "s3cret", str(wheel)],
+                          capture_output=True, text=True)
+
+
 def test_twine_uploads_to_the_index_host(index_host, tmp_path):
     wheel = make_wheel(tmp_path, "twined", "1.0")
-    proc = subprocess.run([sys.executable, "-m", "twine", "upload", "--non-interactive", "--disable-progress-bar",
-                           "--repository-url", index_host + "legacy/", "-u", "uploader", "-p", "s3cret", str(wheel)],
-                          capture_output=True, text=True)
+    proc = twine_upload(index_host, wheel)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     _, body, _ = get(index_host + "simple/twined/", JSON)
-    assert json.loads(body)["files"][0]["hashes"]["sha256"] == sha256_of(wheel)
-    proc = subprocess.run([sys.executable, "-m", "twine", "upload", "--non-interactive", "--disable-progress-bar",
-                           "--repository-url", index_host + "legacy/", "-u", "uploader", "-p", "s3cret", str(wheel)],
-                          capture_output=True, text=True)
+    listing = json.loads(body)
+    assert listing["files"][0]["hashes"]["sha256"] == sha256_of(wheel)
+    # the same bytes again (an upload whose answer was lost) succeed and change nothing
+    assert twine_upload(index_host, wheel).returncode == 0
+    assert json.loads(get(index_host + "simple/twined/", JSON)[1]) == listing
+    # other bytes under the published name never replace it
+    other = tmp_path / "other"
+    other.mkdir()
+    make_wheel(other, "twined", "1.0", payload=b"other bytes")
+    proc = twine_upload(index_host, other / wheel.name)
     assert proc.returncode != 0 and "409" in proc.stdout + proc.stderr
+    assert json.loads(get(index_host + "simple/twined/", JSON)[1]) == listing

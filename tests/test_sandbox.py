@@ -1,28 +1,26 @@
-"""The sandbox the package's code runs in, tried from the inside."""
+"""The sandbox the package's code runs in, tried from the inside, and its limits."""
 
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
 import time
 import uuid
 
+import pytest
+
 from wheelwright.workers import sandbox
+from wheelwright.workers.tool import ToolError, clean_pip_env
 
 
-def run_inside(tmp_path, code: str, **env) -> subprocess.CompletedProcess:
+def run_inside(tmp_path, code: str, env: dict | None = None) -> subprocess.CompletedProcess:
     build = tmp_path / "build"
     build.mkdir(exist_ok=True)
-    old = os.environ.copy()
-    os.environ.update(env)
-    try:
-        prefix = sandbox.prefix(str(build))
-    finally:
-        os.environ.clear()
-        os.environ.update(old)
-    return subprocess.run([*prefix, sys.executable, "-c", code], cwd=build, capture_output=True, text=True)
+    argv = sandbox.command([sys.executable, "-c", code], write=[build], cwd=build)
+    return subprocess.run(argv, cwd=build, capture_output=True, text=True, env=env or clean_pip_env())
 
 
 def test_the_network_is_cut(tmp_path):
@@ -55,41 +53,101 @@ def test_there_is_no_route_and_no_name_resolution(tmp_path):
 
 
 def test_it_writes_in_its_build_directory_and_nowhere_else(tmp_path):
-    outside = [tmp_path / "outside", "/var/tmp/wheelwright-escaped"]
-    shm = "/dev/shm/wheelwright-escaped"
+    # tmp_path is under /tmp, which inside is a private tmpfs: a write there lands nowhere.
+    outside = [tmp_path / "outside", "/var/tmp/wheelwright-escaped", "/usr/wheelwright-escaped",
+               os.path.expanduser("~/wheelwright-escaped"), "/dev/shm/wheelwright-escaped"]
     code = f"""if 1:
-        import sys
         open("inside", "w").write("ok")
-        open("{shm}", "w").write("private")
         for path in {[str(p) for p in outside]!r}:
             try:
                 open(path, "w").write("escaped")
             except OSError as exc:
                 print(path, exc.strerror)
-            else:
-                sys.exit("wrote " + path)
         """
     proc = run_inside(tmp_path, code)
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "build" / "inside").read_text() == "ok"
-    assert proc.stdout.count("Read-only file system") == 2
-    assert not any(os.path.exists(p) for p in [*outside, shm])
+    assert "/usr/wheelwright-escaped Read-only file system" in proc.stdout
+    assert not any(os.path.exists(p) for p in outside)
 
 
-def test_it_cannot_undo_its_walls(tmp_path):
+def test_it_sees_only_what_a_build_needs(tmp_path):
+    # An allow-list, not a deny-list: the farm user's home, the machine's state and any folder
+    # beside the build directory are simply not there.
     secret = tmp_path / "secret"
     secret.mkdir()
     (secret / "password").write_text("hunter2")
+    home = os.path.expanduser("~")
     code = f"""if 1:
+        import os
+        print(sorted(os.listdir("/")))
+        for path in ("{secret}", "/var", "/run", "/root/.ssh", "/etc/shadow", "/etc/pip.conf", "/opt"):
+            print(path, os.path.exists(path))
+        print("home", sorted(os.listdir("{home}")) if os.path.isdir("{home}") else None)
+        """
+    proc = run_inside(tmp_path, code)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert set(eval(lines[0])) <= {"bin", "dev", "etc", "lib", "lib32", "lib64", "libx32", "proc", "root", "sbin",
+                                   "tmp", "usr", "work", "opt", "home"}
+    assert all(line.endswith(" False") for line in lines[1:-1]), proc.stdout
+    # Of the home folder, at most the interpreters' own folders (pyenv's) are there.
+    assert set(eval(lines[-1].split(" ", 1)[1]) or []) <= {".pyenv"}
+
+
+def test_it_cannot_undo_its_walls(tmp_path):
+    code = """if 1:
         import subprocess, sys
-        for cmd in (["mount", "-o", "remount,bind,rw", "/"], ["umount", "{secret}"], ["umount", "-l", "/"]):
+        for cmd in (["mount", "-o", "remount,bind,rw", "/usr"], ["umount", "-l", "/usr"],
+                    ["unshare", "--user", "--map-root-user", "true"], ["mount", "-t", "tmpfs", "x", "/tmp"]):
             if subprocess.run(cmd, capture_output=True).returncode == 0:
                 sys.exit("could run " + " ".join(cmd))
-        print(sorted(__import__("os").listdir("{secret}")))
+        print("held")
         """
-    proc = run_inside(tmp_path, code, **{sandbox.HIDE_ENV: str(secret)})
+    proc = run_inside(tmp_path, code)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "[]"
+    assert proc.stdout.strip() == "held"
+
+
+def test_no_socket_of_the_host_is_reachable(tmp_path):
+    # A Docker or podman socket is root on the host: neither a path socket nor an abstract one
+    # (those live in the network namespace) answers inside.
+    path = "/run/wheelwright-test-%s.sock" % uuid.uuid4().hex[:8]
+    abstract = "\0wheelwright-test-" + uuid.uuid4().hex[:8]
+    servers = []
+    for address in (path, abstract):
+        server = socket.socket(socket.AF_UNIX)
+        server.bind(address)
+        server.listen()
+        servers.append(server)
+    code = f"""if 1:
+        import socket
+        for address in ({path!r}, {abstract!r}):
+            s = socket.socket(socket.AF_UNIX)
+            try:
+                s.connect(address)
+                print("connected", repr(address))
+            except OSError as exc:
+                print("unreachable:", exc.strerror)
+        """
+    try:
+        assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.count("connected") == 2
+        proc = run_inside(tmp_path, code)
+    finally:
+        for server in servers:
+            server.close()
+        os.unlink(path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("unreachable:") == 2, proc.stdout
+
+
+def test_it_gets_only_the_environment_it_is_given(tmp_path, monkeypatch):
+    monkeypatch.setenv("DEPLOY_TOKEN", "s3cret-token")
+    proc = run_inside(tmp_path, "import os; print(dict(os.environ))")
+    seen = eval(proc.stdout)
+    assert "s3cret-token" not in proc.stdout
+    # Python sets LC_CTYPE (locale coercion) and bubblewrap PWD; the rest is what the tools chose.
+    assert set(seen) - {"LC_CTYPE", "PWD"} == set(clean_pip_env())
 
 
 def test_it_sees_no_other_process_and_leaves_none_behind(tmp_path):
@@ -106,3 +164,41 @@ def test_it_sees_no_other_process_and_leaves_none_behind(tmp_path):
     assert int(count) <= 3 and sees_us == "False"
     time.sleep(0.2)
     assert subprocess.run(["pgrep", "-f", token]).returncode == 1, "a process outlived its sandbox"
+
+
+LIMITED = sandbox.Limits(wall_seconds=12, cpu_seconds=4, memory_mb=256, processes=64, disk_mb=64, output_mb=1)
+ATTACKS = {
+    "a fork bomb": (["bash", "-c", "f(){ f | f & }; f; sleep 30"], "process limit (64 processes)"),
+    "a memory hog": ([sys.executable, "-c", "x = [bytearray(1 << 20) for _ in range(4096)]"], "memory limit (256 MiB)"),
+    "a disk filler": (["bash", "-c", "while :; do head -c 8000000 /dev/zero > f$RANDOM; done"], "disk limit (64 MiB"),
+    "an endless printer": ([sys.executable, "-c", "while True: print('x' * 100)"], "output limit (1 MiB of log)"),
+    "a CPU spinner": ([sys.executable, "-c", "while True: pass"], "CPU time limit (4 s)"),
+    "a sleeper": (["sleep", "600"], "wall-clock limit (12 s)"),
+}
+
+
+@pytest.mark.parametrize("attack", ATTACKS)
+def test_a_limit_hit_stops_the_sandbox_and_names_the_limit(tmp_path, capfd, attack):
+    cmd, named = ATTACKS[attack]
+    build = tmp_path / "build"
+    build.mkdir()
+    limits = LIMITED
+    started = time.monotonic()
+    with pytest.raises(sandbox.LimitExceeded, match=re.escape(f"{attack} was stopped: it hit the {named}")):
+        sandbox.run(cmd, write=[build], cwd=build, env=clean_pip_env(), what=attack, limits=limits)
+    assert time.monotonic() - started < 30
+    time.sleep(0.3)
+    assert subprocess.run(["pgrep", "-f", "f \\| f|bytearray|head -c 8000000|print\\('x'|while True: pass|sleep 600"],
+                          capture_output=True).returncode == 1, "a process outlived its sandbox"
+    # and the next build gets a clean start: the sandbox's cgroups are gone
+    assert not list(_cgroups_left())
+
+
+def _cgroups_left():
+    for root, dirs, _ in os.walk("/sys/fs/cgroup"):
+        yield from (d for d in dirs if d.startswith("wheelwright-"))
+
+
+def test_bad_limits_are_refused():
+    with pytest.raises(ToolError, match="invalid limits"):
+        sandbox.Limits.parse('{"memory_mb": -1}')

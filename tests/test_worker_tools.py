@@ -14,10 +14,10 @@ from wheelwright.index.lookup import next_build_tag, published_pure_wheel
 from wheelwright.index.upload import upload
 from wheelwright.index.wheelcheck import check_wheel
 from wheelwright.workers import source
-from wheelwright.workers.buildenv import install_from_index
+from wheelwright.workers.buildenv import freeze, install_from_index
 from wheelwright.workers.tool import RESULT_PREFIX, ToolError, create_venv
 from wheelwright.workers.validate import check_tags
-from wheelwright.workers.wheel import check_wheels, retag
+from wheelwright.workers.wheel import check_wheels, retag, take_wheels
 
 
 def test_an_sdist_of_another_project_or_version_is_refused(tmp_path):
@@ -55,14 +55,16 @@ def test_build_requirements_come_from_our_index_or_fail_clearly(index_host, tmp_
     env_python = create_venv(sys.executable, str(tmp_path / "env"))
     simple = index_host + "simple/"
     with pytest.raises(ToolError, match="build requirement missing-one is not in the index") as err:
-        install_from_index(env_python, ["backend", "missing_one>=1"], simple)
+        install_from_index(sys.executable, env_python, ["backend", "missing_one>=1"], simple)
     assert err.value.details == {"missing": ["missing-one"]}
     with pytest.raises(ToolError, match=r"backend>=2 \(our index has 1.0\) is not satisfied by our index"):
-        install_from_index(env_python, ["backend>=2"], simple)
-    install_from_index(env_python, ["backend>=1", 'never; python_version < "3"'], simple)
-    freeze = subprocess.run([sys.executable, "-m", "pip", "--python", env_python, "freeze", "--all"],
-                            capture_output=True, text=True, check=True).stdout
-    assert freeze.split() == ["backend==1.0"]
+        install_from_index(sys.executable, env_python, ["backend>=2"], simple)
+    install_from_index(sys.executable, env_python, ["backend>=1", 'never; python_version < "3"'], simple)
+    pip_freeze = subprocess.run([sys.executable, "-m", "pip", "--python", env_python, "freeze", "--all"],
+                                capture_output=True, text=True, check=True).stdout
+    assert pip_freeze.split() == ["backend==1.0"]
+    # read from the .dist-info folders, without running the environment's interpreter
+    assert freeze(tmp_path / "env") == "backend==1.0\n"
 
 
 def test_a_wheel_the_builders_python_cannot_install_fails_validation(tmp_path):
@@ -70,6 +72,29 @@ def test_a_wheel_the_builders_python_cannot_install_fails_validation(tmp_path):
     other = make_wheel(tmp_path, "other", "1.0", tag="cp27-cp27m-win32")
     with pytest.raises(ToolError, match="is tagged cp27-cp27m-win32, which this builder's Python"):
         check_tags(sys.executable, other)
+    # one tag of ours beside a foreign one is not enough: every tag must fit
+    both = make_wheel(tmp_path, "both", "1.0", tag="py3.cp27-none-any.win32")
+    with pytest.raises(ToolError, match="which this builder's Python"):
+        check_tags(sys.executable, both)
+
+
+def test_only_plain_files_that_are_wheels_of_the_package_leave_the_build(tmp_path):
+    out, dist = tmp_path / "out", tmp_path / "dist"
+    out.mkdir()
+    dist.mkdir()
+    target = tmp_path / "farm-file"
+    target.write_text("the farm's")
+    (out / "demo-1.0-py3-none-any.whl").symlink_to(target)
+    with pytest.raises(ToolError, match="demo-1.0-py3-none-any.whl, which is not a plain file"):
+        take_wheels(out, dist, "demo", "1.0")
+    (out / "demo-1.0-py3-none-any.whl").unlink()
+    make_wheel(out, "other", "1.0")
+    with pytest.raises(ToolError, match="not a wheel of demo 1.0"):
+        take_wheels(out, dist, "demo", "1.0")
+    (out / "other-1.0-py3-none-any.whl").unlink()
+    make_wheel(out, "demo", "1.0")
+    take_wheels(out, dist, "demo", "1.0")
+    assert [p.name for p in dist.iterdir()] == ["demo-1.0-py3-none-any.whl"] and target.read_text() == "the farm's"
 
 
 def test_a_rebuild_retags_its_wheels_with_the_build_number_and_nothing_else_passes(tmp_path):

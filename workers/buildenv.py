@@ -12,11 +12,13 @@ no network. A requirement whose project our index lacks fails the build and is r
 from __future__ import annotations
 
 import argparse
-import subprocess
+import importlib.metadata
+import os
 from pathlib import Path
 
 from build import BuildBackendException, BuildException, ProjectBuilder
 from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
 
 from wheelwright.index.lookup import IndexUnreachable, short_of
 from wheelwright.workers import sandbox
@@ -30,9 +32,11 @@ from wheelwright.workers.tool import (
     uv_pip,
 )
 
+MAX_FREEZE = 256 << 10
 
-def install_from_index(env_python: str, requirements: list[str], index_url: str) -> None:
-    markers = marker_environment(env_python)
+
+def install_from_index(python: str, env_python: str, requirements: list[str], index_url: str) -> None:
+    markers = marker_environment(python)
     wanted = [Requirement(r) for r in requirements]
     wanted = [r for r in wanted if not r.marker or r.marker.evaluate(markers)]
     if not wanted:
@@ -49,31 +53,45 @@ def install_from_index(env_python: str, requirements: list[str], index_url: str)
         env=clean_pip_env(), what="installing build requirements from our index")
 
 
-def isolated_runner(prefix: list[str]):
+def sandboxed_runner(python: str, src: Path, env_dir: Path, limits: sandbox.Limits):
+    """pyproject-hooks' runner: the backend's hooks run in the sandbox, writing only the source
+    tree and the private temporary folder; the build environment is read-only there."""
     def runner(cmd, cwd=None, extra_environ=None):
-        env = clean_pip_env()
-        env.update(extra_environ or {})
-        subprocess.run([*prefix, *cmd], cwd=cwd, env=env, check=True)
+        env = {**clean_pip_env(), **(extra_environ or {})}
+        sandbox.run(cmd, write=[src, Path(os.environ["TMPDIR"])], read=[env_dir], cwd=Path(cwd or src), env=env,
+                    what="the build backend's get_requires_for_build_wheel", limits=limits, pythons=[python])
 
     return runner
 
 
-def prepare(python: str, src: Path, env_dir: Path, index_url: str) -> dict:
+def freeze(env_dir: Path) -> str:
+    """The build environment's `pip freeze`, read from its .dist-info folders: no interpreter of
+    the environment runs outside the sandbox."""
+    site = sorted(env_dir.glob("lib/python*/site-packages"))
+    found = {f"{canonicalize_name(d.metadata['Name'])}=={d.version}\n" for d in importlib.metadata.distributions(path=site)}
+    return "".join(sorted(found))[:MAX_FREEZE]
+
+
+def prepare(python: str, src: Path, env_dir: Path, index_url: str, limits: sandbox.Limits) -> dict:
     env_python = create_venv(python, str(env_dir))
     try:
-        builder = ProjectBuilder(src, python_executable=env_python, runner=isolated_runner(sandbox.prefix()))
+        builder = ProjectBuilder(src, python_executable=env_python,
+                                 runner=sandboxed_runner(python, src, env_dir, limits))
         static = sorted(builder.build_system_requires)
     except BuildException as exc:
         raise ToolError(f"cannot read the build system: {exc}") from None
     _check(static)
-    install_from_index(env_python, static, index_url)
+    install_from_index(python, env_python, static, index_url)
     try:
         dynamic = sorted(set(builder.get_requires_for_build("wheel")) - set(static))
-    except (BuildBackendException, subprocess.CalledProcessError) as exc:
+    except BuildBackendException as exc:
+        if isinstance(exc.exception, ToolError):
+            raise exc.exception from None
         raise ToolError(f"the build backend's get_requires_for_build_wheel failed: {exc}") from None
     _check(dynamic)
-    install_from_index(env_python, dynamic, index_url)
-    return {"env_python": env_python, "build_system_requires": static, "backend_requires": dynamic}
+    install_from_index(python, env_python, dynamic, index_url)
+    return {"env_python": env_python, "build_system_requires": static, "backend_requires": dynamic,
+            "freeze": freeze(env_dir)}
 
 
 def _check(requirements: list[str]) -> None:
@@ -90,8 +108,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--src", type=Path, required=True)
     parser.add_argument("--env", type=Path, required=True)
     parser.add_argument("--index", required=True, help="our index's /simple/ URL")
+    parser.add_argument("--limits", help="the sandbox's limits, as JSON")
     args = parser.parse_args(argv)
-    return prepare(args.python, args.src, args.env, args.index)
+    return prepare(args.python, args.src.resolve(), args.env.resolve(), args.index, sandbox.Limits.parse(args.limits))
 
 
 if __name__ == "__main__":

@@ -1,98 +1,284 @@
 """The jail for the package's own code: its build backend, its setup.py, the smoke test's imports.
+Runs on the worker, inside the worker-side tools.
 
-    python -m wheelwright.workers.sandbox --write DIR [--hide PATH]... -- CMD...
+`run()` starts the command under bubblewrap in new user, network, mount, PID, IPC and UTS
+namespaces, on a root built from an allow-list: the system's /usr, a few files of /etc, the
+interpreters, the worker's own environment (read-only), a private /tmp and /dev, and the
+directories the caller names (written or only read). Nothing else of the host is there: not the
+farm's state, not its user's home, not one of its sockets. The command holds no capability and
+may not make user namespaces of its own, so it cannot change any of that. When it ends, or is
+killed, everything it started dies with it (PID 1 of its namespace is bubblewrap's).
 
-is what `prefix()` puts after `unshare`: in new user, network, mount and PID namespaces it makes
-every mount read-only except DIR (the build directory), puts empty mounts over the farm's secrets
-(WHEELWRIGHT_HIDE), a private /dev/shm and, where the kernel allows, a private /proc, then runs
-CMD one user namespace further in. There the kernel locks the mounts it inherited, so CMD, root
-in its namespace, cannot remount or unmount them. CMD is PID 1 of its PID namespace: when it
-ends, the kernel kills whatever it left running.
+Each run is also held to `Limits`: wall-clock and CPU time, memory and processes (a cgroup where
+the machine lets us make one, rlimits where not), the disk its writable directories take, and how
+much it prints. A limit hit kills the whole sandbox and fails the tool with a reason naming it.
 """
 
 from __future__ import annotations
 
-import argparse
 import functools
 import os
-import re
+import resource
+import shutil
+import signal
 import subprocess
 import sys
+import threading
+import time
+import uuid
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 
 from wheelwright.workers.tool import ToolError
 
-# Paths (separated by os.pathsep) that the package's code must not see: the farm's secrets and
-# state where a worker shares the farm's machine. `wheelwright up` sets it.
-HIDE_ENV = "WHEELWRIGHT_HIDE"
-UNSHARE = ("unshare", "--user", "--map-root-user", "--net", "--mount", "--pid", "--fork", "--kill-child", "--")
+# What a build may read of /etc: the dynamic linker's cache, Debian's alternatives (cc -> gcc),
+# users and groups for tools that look themselves up, the time zone and the OS release.
+ETC = ("alternatives", "ld.so.cache", "ld.so.conf", "ld.so.conf.d", "passwd", "group", "nsswitch.conf",
+       "localtime", "os-release", "hosts")
+POLL_SECONDS = 0.2
 
 
-def hidden_paths() -> list[str]:
-    return [p for p in os.environ.get(HIDE_ENV, "").split(os.pathsep) if p and os.path.exists(p)]
+@dataclass(frozen=True)
+class Limits:
+    """What one sandboxed command may use (farm.json `build_limits`, per package settings)."""
+
+    wall_seconds: int = 3600
+    cpu_seconds: int = 3600
+    memory_mb: int = 8192
+    processes: int = 1024
+    disk_mb: int = 20480
+    output_mb: int = 64
+
+    @classmethod
+    def parse(cls, text: str | None) -> Limits:
+        import json
+
+        data = json.loads(text) if text else {}
+        known = {f.name for f in fields(cls)}
+        if not isinstance(data, dict) or set(data) - known or not all(isinstance(v, int) and v > 0 for v in data.values()):
+            raise ToolError(f"invalid limits {text!r}: positive whole numbers of {', '.join(sorted(known))}")
+        return cls(**data)
+
+    def as_json(self) -> str:
+        import json
+
+        return json.dumps(asdict(self), sort_keys=True)
+
+
+class LimitExceeded(ToolError):
+    pass
+
+
+def _prefix_of(python: str) -> str:
+    """The installation an interpreter belongs to (/usr, or pyenv's versions/X.Y.Z)."""
+    return str(Path(os.path.realpath(shutil.which(python) or python)).parent.parent)
+
+
+def _system_args(pythons: list[str]) -> list[str]:
+    args = ["--ro-bind", "/usr", "/usr"]
+    for top in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
+        path = f"/{top}"
+        if os.path.islink(path):
+            args += ["--symlink", os.readlink(path), path]
+        elif os.path.isdir(path):
+            args += ["--ro-bind", path, path]
+    for name in ETC:
+        if os.path.exists(f"/etc/{name}"):
+            args += ["--ro-bind", f"/etc/{name}", f"/etc/{name}"]
+    # Our own tools and pip run inside too (`pip wheel`, the `build` frontend): the worker's
+    # environment, and the folders of an editable install of ours, never the repository around them.
+    import wheelwright.workers
+
+    ours = {sys.prefix, sys.base_prefix, *map(_prefix_of, [sys.executable, *pythons])}
+    ours |= {str(Path(wheelwright.workers.__file__).parent.parent / d) for d in ("workers", "index")}
+    for path in sorted(p for p in ours if os.path.isdir(p) and not p.startswith("/usr/")):
+        args += ["--ro-bind", path, path]
+    return args
 
 
 @functools.cache
-def _check_unshare() -> None:
-    if subprocess.run([*UNSHARE, "true"], capture_output=True).returncode != 0:
-        raise ToolError("cannot make the build's sandbox: unshare refuses new user, network, mount and PID namespaces here")
+def _proc_args() -> tuple[str, ...]:
+    """A /proc of the sandbox's PID namespace alone. Inside a container the kernel refuses one
+    over the engine's masked /proc; there the container's own (it holds nothing but this build's
+    worker) is bound read-only, and the container is the outer wall."""
+    if shutil.which("bwrap") is None:
+        raise ToolError("cannot make the build's sandbox: bubblewrap (bwrap) is not installed on this worker")
+    probe = ["bwrap", "--unshare-all", "--unshare-user", "--ro-bind", "/", "/", "--proc", "/proc", "--", "true"]
+    if subprocess.run(probe, capture_output=True).returncode == 0:
+        return ("--proc", "/proc")
+    probe[-5:-3] = ["--ro-bind", "/proc"]
+    if subprocess.run(probe, capture_output=True).returncode == 0:
+        return ("--ro-bind", "/proc", "/proc")
+    raise ToolError("cannot make the build's sandbox: bubblewrap refuses new user, network, mount and PID "
+                    "namespaces here")
 
 
-def prefix(write_dir: str | None = None) -> list[str]:
-    """The command prefix for running the package's code; it may write in write_dir alone
-    (default: the current directory, the build's workdir)."""
-    _check_unshare()
-    write_dir = os.path.realpath(write_dir or os.getcwd())
-    hide = [arg for path in hidden_paths() for arg in ("--hide", path)]
-    return [*UNSHARE, sys.executable, "-m", "wheelwright.workers.sandbox", "--write", write_dir, *hide, "--"]
-
-
-def mount_points() -> list[str]:
-    with open("/proc/self/mountinfo") as fp:
-        # The fifth field, with space, tab, newline and backslash escaped in octal.
-        return [re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), line.split()[4]) for line in fp]
-
-
-def mount(*args: str) -> None:
-    proc = subprocess.run(["mount", *args], capture_output=True, text=True)
-    if proc.returncode != 0:
-        sys.exit(f"sandbox: mount {' '.join(args)} failed: {proc.stderr.strip()}")
-
-
-def private_proc() -> bool:
-    """A /proc of this PID namespace alone: the farm's processes (and their view of the filesystem,
-    /proc/PID/root) out of sight. Inside a container the kernel refuses it over the engine's masked
-    /proc; there the container, made for this build alone, is the outer wall."""
-    return subprocess.run(["mount", "-t", "proc", "proc", "/proc"], capture_output=True).returncode == 0
-
-
-def seal(write: list[str], hide: list[str]) -> None:
-    proc = private_proc()
+def command(cmd: list[str], *, write: list[Path], read: list[Path] = (), cwd: Path,
+            pythons: list[str] = ()) -> list[str]:
+    """The bubblewrap command line that runs cmd in the sandbox."""
+    args = ["bwrap", "--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent", "--new-session",
+            "--cap-drop", "ALL", "--hostname", "sandbox", *_system_args(list(pythons)), *_proc_args(),
+            "--dev", "/dev", "--tmpfs", "/tmp"]
+    for path in read:
+        real = os.path.realpath(path)
+        args += ["--ro-bind", real, real]
     for path in write:
-        mount("--bind", path, path)
-    for path in hide:
-        if os.path.isdir(path):
-            mount("-t", "tmpfs", "-o", "size=4k,mode=0", "tmpfs", path)
-        else:
-            mount("--bind", "/dev/null", path)
-    for point in mount_points():
-        if point not in write and point != "/proc" and not point.startswith("/proc/"):
-            mount("-o", "remount,bind,ro", point)
-    if os.path.isdir("/dev/shm"):
-        mount("-t", "tmpfs", "-o", "size=64m", "tmpfs", "/dev/shm")
-    print(f"sandbox: no network, read-only but {', '.join(write)}, private /proc: {'yes' if proc else 'no'}",
-          file=sys.stderr, flush=True)
+        real = os.path.realpath(path)
+        args += ["--bind", real, real]
+    return [*args, "--chdir", os.path.realpath(cwd), "--", *cmd]
 
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m wheelwright.workers.sandbox")
-    parser.add_argument("--write", action="append", default=[])
-    parser.add_argument("--hide", action="append", default=[])
-    parser.add_argument("command", nargs="+")
-    args = parser.parse_args(argv)
-    seal(args.write, args.hide)
-    os.chdir(os.getcwd())  # the working directory, opened before the bind mounts, would stay read-only
-    os.execvp("unshare", ["unshare", "--user", "--map-root-user", "--mount", "--", *args.command])
+class _Cgroup:
+    """A cgroup for one sandbox, for its memory and process limits and to read whether it hit
+    them: cgroup v2 where the machine has it, the v1 `pids` and `memory` controllers where not.
+    Where neither can be made (a container, a user without the right), rlimits stand alone."""
+
+    def __init__(self, limits: Limits):
+        self.dirs: dict[str, Path] = {}
+        name = f"wheelwright-{uuid.uuid4().hex[:12]}"
+        root = Path("/sys/fs/cgroup")
+        try:
+            if (root / "cgroup.controllers").exists():
+                self._make("v2", self._own(root, "") / name, {"pids.max": limits.processes,
+                                                             "memory.max": limits.memory_mb << 20,
+                                                             "memory.swap.max": 0})
+            else:
+                self._make("pids", self._own(root / "pids", "pids") / name, {"pids.max": limits.processes})
+                self._make("memory", self._own(root / "memory", "memory") / name,
+                           {"memory.limit_in_bytes": limits.memory_mb << 20})
+        except OSError:
+            pass
+
+    @staticmethod
+    def _own(mount: Path, controller: str) -> Path:
+        with open("/proc/self/cgroup") as fp:
+            for line in fp:
+                _, names, path = line.rstrip("\n").split(":", 2)
+                if names == controller or controller in names.split(","):
+                    return mount / path.lstrip("/")
+        raise OSError(f"no {controller or 'v2'} cgroup")
+
+    def _make(self, kind: str, path: Path, settings: dict[str, int]) -> None:
+        path.mkdir()
+        self.dirs[kind] = path
+        for key, value in settings.items():
+            if (path / key).exists():
+                (path / key).write_text(str(value))
+
+    def join(self) -> None:
+        """Move the calling process in (before it runs the sandbox; its children follow)."""
+        for path in self.dirs.values():
+            (path / "cgroup.procs").write_text("0")
+
+    def _read(self, kind: str, name: str) -> str:
+        try:
+            return (self.dirs[kind] / name).read_text()
+        except (KeyError, OSError):
+            return ""
+
+    def limit_hit(self, limits: Limits) -> str | None:
+        events = self._read("v2", "pids.events") or self._read("pids", "pids.events")
+        if any(line.split() and line.split()[0] == "max" and line.split()[1] != "0" for line in events.splitlines()):
+            return f"process limit ({limits.processes} processes)"
+        memory = self._read("v2", "memory.events") or self._read("memory", "memory.oom_control")
+        if any(line.split() and line.split()[0] == "oom_kill" and line.split()[1] != "0" for line in memory.splitlines()):
+            return f"memory limit ({limits.memory_mb} MiB)"
+        return None
+
+    def close(self) -> None:
+        for path in self.dirs.values():
+            for _ in range(50):  # the kernel frees a cgroup a moment after its last process exits
+                try:
+                    path.rmdir()
+                    break
+                except OSError:
+                    time.sleep(0.02)
 
 
-if __name__ == "__main__":
-    main()
+def _disk_use(paths: list[Path]) -> int:
+    total = 0
+    for top in paths:
+        for root, dirs, files in os.walk(top):
+            for name in dirs + files:
+                try:
+                    total += os.lstat(os.path.join(root, name)).st_blocks * 512
+                except OSError:
+                    pass
+    return total
+
+
+def run(cmd: list[str], *, write: list[Path], read: list[Path] = (), cwd: Path, env: dict[str, str], what: str,
+        limits: Limits = Limits(), pythons: list[str] = ()) -> None:
+    """Run cmd in the sandbox, its output copied to ours; a failure or a limit hit is a ToolError."""
+    argv = command(cmd, write=write, read=read, cwd=cwd, pythons=pythons)
+    print(f"+ (sandbox: no network, writes only {', '.join(map(str, write))}; "
+          f"/proc {'private' if _proc_args()[0] == '--proc' else 'of the container'}) {' '.join(cmd)}", flush=True)
+    cgroup = _Cgroup(limits)
+
+    rlimits = {resource.RLIMIT_CPU: limits.cpu_seconds, resource.RLIMIT_NPROC: limits.processes,
+               resource.RLIMIT_FSIZE: limits.disk_mb << 20, resource.RLIMIT_CORE: 0}
+    if "memory" not in cgroup.dirs and "v2" not in cgroup.dirs:
+        rlimits[resource.RLIMIT_AS] = limits.memory_mb << 20
+
+    def enter_limits():
+        cgroup.join()
+        for which, value in rlimits.items():
+            hard = resource.getrlimit(which)[1]
+            value = value if hard == resource.RLIM_INFINITY else min(value, hard)
+            # A soft CPU limit below the hard one: SIGXCPU, which says why, before SIGKILL.
+            soft = max(value - 2, 1) if which == resource.RLIMIT_CPU else value
+            resource.setrlimit(which, (soft, value))
+
+    hit: list[str] = []
+    try:
+        proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, preexec_fn=enter_limits)
+    except OSError as exc:
+        cgroup.close()
+        raise ToolError(f"cannot start the sandbox for {what}: {exc}") from None
+
+    def stop(reason: str) -> None:
+        if not hit:
+            hit.append(reason)
+        proc.kill()  # bubblewrap's namespace init dies with it, and so does all it ran
+
+    def copy_output() -> None:
+        printed = 0
+        out = sys.stdout.buffer
+        while block := proc.stdout.read1(1 << 16):
+            printed += len(block)
+            if printed > limits.output_mb << 20:
+                stop(f"output limit ({limits.output_mb} MiB of log)")
+                break
+            out.write(block)
+            out.flush()
+
+    reader = threading.Thread(target=copy_output, daemon=True)
+    reader.start()
+    started = time.monotonic()
+    try:
+        while proc.poll() is None:
+            time.sleep(POLL_SECONDS)
+            if time.monotonic() - started > limits.wall_seconds:
+                stop(f"wall-clock limit ({limits.wall_seconds} s)")
+            elif reason := cgroup.limit_hit(limits):
+                stop(reason)
+            elif _disk_use(write) > limits.disk_mb << 20:
+                stop(f"disk limit ({limits.disk_mb} MiB in {', '.join(map(str, write))})")
+        proc.wait()
+        reader.join(timeout=5)
+        if not hit and (reason := cgroup.limit_hit(limits)):
+            hit.append(reason)
+        if not hit and proc.returncode in (-signal.SIGXCPU, 128 + signal.SIGXCPU):
+            hit.append(f"CPU time limit ({limits.cpu_seconds} s)")
+        if not hit and proc.returncode in (-signal.SIGXFSZ, 128 + signal.SIGXFSZ):
+            hit.append(f"disk limit ({limits.disk_mb} MiB in one file)")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        cgroup.close()
+    if hit:
+        raise LimitExceeded(f"{what} was stopped: it hit the {hit[0]}", limit=hit[0])
+    if proc.returncode != 0:
+        raise ToolError(f"{what} failed (exit {proc.returncode})")

@@ -63,10 +63,17 @@ def run_tool(main, argv=None) -> int:
     return 0
 
 
+# The variables a tool passes on from its own environment; every other one (a token in the shell
+# that started the farm, the machine's PIP_* and UV_*) stays behind.
+PASSED_ON = ("PATH", "LANG", "LC_ALL", "TZ", "HOME", "TMPDIR", "SSL_CERT_FILE", "SSL_CERT_DIR")
+
+
 def clean_pip_env() -> dict[str, str]:
-    """The environment for pip and uv with no machine-wide configuration, index, find-links or
-    cache: what they install comes from the index named on their command line alone."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_"))}
+    """The explicit environment for pip, uv and the package's code: no machine-wide
+    configuration, index, find-links or cache, so what they install comes from the index named
+    on their command line alone, and nothing else of the worker's environment."""
+    env = {k: os.environ[k] for k in PASSED_ON if k in os.environ}
+    env.setdefault("PATH", os.defpath)
     env.update(PIP_CONFIG_FILE=os.devnull, PIP_NO_INPUT="1", PIP_DISABLE_PIP_VERSION_CHECK="1",
                PIP_NO_CACHE_DIR="1", UV_NO_CONFIG="1", UV_NO_CACHE="1", PYTHONDONTWRITEBYTECODE="1")
     return env
@@ -117,7 +124,7 @@ def _packaging_under(python: str, expression: str, what: str):
 
     code = ("import json, sys; sys.path.insert(0, sys.argv[1]); import packaging.markers, packaging.tags; "
             f"print(json.dumps({expression}))")
-    out = run([python, "-I", "-c", code, os.path.dirname(os.path.dirname(packaging.__file__))],
+    out = run([python, "-I", "-S", "-c", code, os.path.dirname(os.path.dirname(packaging.__file__))],
               what=f"reading the {what} of {python}", capture=True)
     return json.loads(out)
 

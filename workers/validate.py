@@ -60,7 +60,10 @@ def check_tags(python: str, wheel: Path) -> None:
     """The wheel must be one the builder's own Python installs: no wheel tagged for another
     platform or Python comes out of this builder."""
     _, _, _, tags = parse_wheel_filename(wheel.name)
-    if not {str(t) for t in tags} & supported_tags(python):
+    supported = supported_tags(python)
+    # Every tag must fit: a wheel that also claims a platform this builder cannot make is refused.
+    # Pure Python tags (py2.py3-none-any) fit every builder.
+    if not all(str(t) in supported or (t.abi == "none" and t.platform == "any") for t in tags):
         raise ToolError(f"{wheel.name} is tagged {', '.join(sorted(map(str, tags)))}, "
                         f"which this builder's Python ({python}) cannot install")
 
@@ -76,7 +79,8 @@ def requires(python: str, wheel: Path) -> dict:
     }
 
 
-def install(python: str, wheel: Path, index_url: str, env_dir: Path, imports: list[str]) -> dict:
+def install(python: str, wheel: Path, index_url: str, env_dir: Path, imports: list[str],
+            limits: sandbox.Limits = sandbox.Limits()) -> dict:
     env_python = create_venv(python, str(env_dir))
     run(uv_pip(env_python, "install", "--index-url", index_url, "--only-binary", ":all:", str(wheel.resolve())),
         env=clean_pip_env(), what=f"installing {wheel.name} and its dependencies from our index")
@@ -84,8 +88,8 @@ def install(python: str, wheel: Path, index_url: str, env_dir: Path, imports: li
     if modules:
         with tempfile.TemporaryDirectory() as cwd:
             code = "; ".join(f"import {m}" for m in modules)
-            run([*sandbox.prefix(), env_python, "-I", "-c", code], cwd=cwd, env=clean_pip_env(),
-                what=f"importing {', '.join(modules)}")
+            sandbox.run([env_python, "-I", "-c", code], write=[Path(cwd)], read=[env_dir.resolve()], cwd=Path(cwd),
+                        env=clean_pip_env(), what=f"importing {', '.join(modules)}", limits=limits, pythons=[python])
     return {"imported": modules}
 
 
@@ -100,10 +104,11 @@ def main(argv=None) -> dict:
     inst.add_argument("--index", required=True)
     inst.add_argument("--env", type=Path, required=True)
     inst.add_argument("--import", dest="imports", action="append", default=[])
+    inst.add_argument("--limits", help="the sandbox's limits, as JSON")
     args = parser.parse_args(argv)
     if args.command == "requires":
         return requires(args.python, args.wheel)
-    return install(args.python, args.wheel, args.index, args.env, args.imports)
+    return install(args.python, args.wheel, args.index, args.env, args.imports, sandbox.Limits.parse(args.limits))
 
 
 if __name__ == "__main__":

@@ -1,8 +1,12 @@
 """BuildWheel on the worker: build the wheel with the network cut off, and record the build
 environment's `pip freeze`.
 
-python -m wheelwright.workers.wheel --env-python ENVPY --src src --dist dist --project P --version V
-    [--frontend pip|build] [--freeze freeze.txt] [--build-tag N]
+python -m wheelwright.workers.wheel --python PY --env-python ENVPY --src src --dist dist --project P
+    --version V [--frontend pip|build] [--build-tag N] [--limits JSON]
+
+The build writes its wheels in a folder of its own; only what is a plain file (no link) and a
+wheel of P==V moves from there to dist, which the package's code cannot write, and only there is
+it retagged, hashed and later fetched by the master.
 
 A rebuild's wheels get build number N (`wheel tags --build N`), so they stand beside the earlier
 ones in the index, and installers prefer them.
@@ -11,6 +15,7 @@ ones in the index, and installers prefer them.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -21,31 +26,44 @@ from packaging.version import Version
 from wheelwright.index.lookup import build_number
 from wheelwright.index.store import sha256_of
 from wheelwright.workers import sandbox
-from wheelwright.workers.tool import ToolError, clean_pip_env, pip_command, run, run_tool, uv_pip
+from wheelwright.workers.tool import ToolError, clean_pip_env, pip_command, run, run_tool
 
 FRONTENDS = ("pip", "build")
 
 
-def build_command(frontend: str, env_python: str, src: Path, dist: Path) -> list[str]:
+def build_command(frontend: str, env_python: str, src: Path, out: Path) -> list[str]:
     if frontend == "pip":
         return pip_command(env_python, "wheel", "--no-deps", "--no-build-isolation", "--no-index",
-                           "--wheel-dir", str(dist.resolve()), str(src.resolve()))
+                           "--wheel-dir", str(out), str(src))
     # `build` calls the PEP 517 hooks itself, with the build environment's interpreter.
-    return [sys.executable, "-m", "wheelwright.workers.wheel", "--pep517", "--env-python", env_python,
-            "--src", str(src), "--dist", str(dist), "--project", "-", "--version", "0"]
+    return [sys.executable, "-I", "-m", "wheelwright.workers.wheel", "--pep517", "--env-python", env_python,
+            "--src", str(src), "--dist", str(out), "--project", "-", "--version", "0"]
+
+
+def take_wheels(out: Path, dist: Path, project: str, version: str) -> None:
+    """Move what the build left in out to dist: plain files only, each a wheel of project==version
+    (a build job for foo-1.2.3 publishes foo-1.2.3 wheels and nothing else)."""
+    for entry in sorted(os.scandir(out), key=lambda e: e.name):
+        if not entry.is_file(follow_symlinks=False):
+            raise ToolError(f"the build left {entry.name}, which is not a plain file (a link, a folder?)")
+        try:
+            name, found, _, _ = parse_wheel_filename(entry.name)
+        except InvalidWheelFilename:
+            raise ToolError(f"the build left {entry.name}, which is not a wheel") from None
+        if canonicalize_name(name) != canonicalize_name(project) or found != Version(version):
+            raise ToolError(f"the build made {entry.name}, not a wheel of {project} {version}")
+        fd = os.open(entry.path, os.O_RDONLY | os.O_NOFOLLOW)
+        with os.fdopen(fd, "rb") as src, open(dist / entry.name, "xb") as dst:
+            shutil.copyfileobj(src, dst)
 
 
 def check_wheels(dist: Path, project: str, version: str, build_tag: int = 0) -> list[dict]:
-    """Every file the build left must be a wheel of project==version: a build job for foo-1.2.3
-    publishes foo-1.2.3 wheels (with this build's number) and nothing else."""
+    """The wheels in dist, each of project==version with this build's number."""
     wheels = []
     for path in sorted(dist.iterdir()):
-        try:
-            name, found, _, _ = parse_wheel_filename(path.name)
-        except InvalidWheelFilename:
-            raise ToolError(f"the build left {path.name}, which is not a wheel") from None
+        name, found, _, _ = parse_wheel_filename(path.name)
         if canonicalize_name(name) != canonicalize_name(project) or found != Version(version):
-            raise ToolError(f"the build made {path.name}, not a wheel of {project} {version}")
+            raise ToolError(f"{path.name} is not a wheel of {project} {version}")
         if build_number(path.name) != build_tag:
             raise ToolError(f"{path.name} does not carry build number {build_tag}")
         wheels.append({"filename": path.name, "sha256": sha256_of(path)})
@@ -61,39 +79,49 @@ def source_date_epoch(src: Path) -> str:
 
 def retag(dist: Path, build_tag: int) -> None:
     for wheel in sorted(dist.glob("*.whl")):
-        run([sys.executable, "-m", "wheel", "tags", "--remove", "--build", str(build_tag), str(wheel)],
+        run([sys.executable, "-I", "-m", "wheel", "tags", "--remove", "--build", str(build_tag), str(wheel)],
             what=f"giving {wheel.name} build number {build_tag}")
 
 
-def build(env_python: str, src: Path, dist: Path, project: str, version: str, frontend: str, freeze: Path,
-          build_tag: int = 0) -> dict:
+def fresh_dir(path: Path) -> Path:
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+    return path
+
+
+def build(python: str, env_python: str, src: Path, dist: Path, project: str, version: str, frontend: str,
+          build_tag: int = 0, limits: sandbox.Limits = sandbox.Limits()) -> dict:
     if frontend not in FRONTENDS:
         raise ToolError(f"unknown build frontend {frontend!r}; choose one of {', '.join(FRONTENDS)}")
-    freeze.write_text(run(uv_pip(env_python, "freeze"), env=clean_pip_env(),
-                          what="pip freeze of the build environment", capture=True))
-    print(f"build environment ({freeze}):\n{freeze.read_text()}", flush=True)
-    if dist.exists():
-        shutil.rmtree(dist)
-    dist.mkdir(parents=True)
+    out = fresh_dir(dist.with_name(dist.name + ".build"))
+    fresh_dir(dist)
     env = clean_pip_env()
     env["SOURCE_DATE_EPOCH"] = source_date_epoch(src)
-    run([*sandbox.prefix(), *build_command(frontend, env_python, src, dist)], env=env,
-        what=f"building the wheel with {frontend} (no network)")
+    env_dir = Path(env_python).parent.parent
+    sandbox.run(build_command(frontend, env_python, src, out), write=[src, out, Path(os.environ["TMPDIR"])],
+                read=[env_dir], cwd=src, env=env, what=f"building the wheel with {frontend} (no network)",
+                limits=limits, pythons=[python])
+    take_wheels(out, dist, project, version)
+    shutil.rmtree(out)
     if build_tag:
         retag(dist, build_tag)
-    return {"wheels": check_wheels(dist, project, version, build_tag), "freeze": str(freeze)}
+    return {"wheels": check_wheels(dist, project, version, build_tag)}
 
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m wheelwright.workers.wheel")
+    parser.add_argument("--python", help="the builder's interpreter")
     parser.add_argument("--env-python", required=True)
     parser.add_argument("--src", type=Path, required=True)
     parser.add_argument("--dist", type=Path, required=True)
     parser.add_argument("--project", required=True)
     parser.add_argument("--version", required=True)
     parser.add_argument("--frontend", default="pip")
-    parser.add_argument("--freeze", type=Path, default=Path("freeze.txt"))
     parser.add_argument("--build-tag", type=int, default=0)
+    parser.add_argument("--limits", help="the sandbox's limits, as JSON")
     parser.add_argument("--pep517", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.pep517:
@@ -101,8 +129,8 @@ def main(argv=None) -> dict:
 
         ProjectBuilder(args.src, python_executable=args.env_python).build("wheel", args.dist)
         return {}
-    return build(args.env_python, args.src, args.dist, args.project, args.version, args.frontend, args.freeze,
-                 args.build_tag)
+    return build(args.python or args.env_python, args.env_python, args.src.resolve(), args.dist.resolve(),
+                 args.project, args.version, args.frontend, args.build_tag, sandbox.Limits.parse(args.limits))
 
 
 if __name__ == "__main__":
