@@ -10,16 +10,15 @@ cache=$2
 podman=${PODMAN:-podman}
 top=$(cd "$(dirname "$0")/.." && pwd)
 mirror=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
+# System build tools a package may need: compilers, patch; bubblewrap, the builds' sandbox.
+packages=python3,python3-venv,python3-dev,gcc,libc6-dev,patch,ca-certificates,bubblewrap
 mkdir -p "$cache"
-base=$cache/bookworm-base.tar
+base=$cache/bookworm-base-$(echo "$packages" | sha256sum | cut -c1-12).tar
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 if [ ! -f "$base" ]; then
-    # System build tools a package may need live here: compilers, patch, and unshare (util-linux).
-    debootstrap --variant=minbase \
-        --include=python3,python3-venv,python3-dev,gcc,libc6-dev,patch,ca-certificates \
-        bookworm "$work/rootfs" "${mirror:-http://deb.debian.org/debian}" >"$cache/debootstrap.log"
+    debootstrap --variant=minbase --include="$packages" bookworm "$work/rootfs" "${mirror:-http://deb.debian.org/debian}" >"$cache/debootstrap.log"
     tar -C "$work/rootfs" -cf "$base.tmp" . && mv "$base.tmp" "$base"
     rm -rf "$work/rootfs"
 fi

@@ -1,4 +1,5 @@
-"""Upload accounts of the index host: a JSON file of salted PBKDF2 password hashes."""
+"""Accounts as a JSON file of salted PBKDF2 password hashes, each with its roles: the index
+host's upload accounts, and the release engineers of the farm's web UI."""
 
 from __future__ import annotations
 
@@ -15,19 +16,30 @@ def _hash(password: str, salt: bytes) -> str:
     return hashlib.pbkdf2_hmac("sha256", password.encode(), salt, ROUNDS).hex()
 
 
-def add(users: Path, user: str, password: str) -> None:
-    table = json.loads(users.read_text()) if users.exists() else {}
+def _table(users: Path) -> dict:
+    try:
+        return json.loads(users.read_text())
+    except (FileNotFoundError, ValueError):
+        return {}
+
+
+def add(users: Path, user: str, password: str, roles: list[str] = ()) -> None:
+    table = _table(users)
     salt = os.urandom(16)
-    table[user] = {"salt": salt.hex(), "pbkdf2_sha256": _hash(password, salt)}
-    tmp = users.with_suffix(".tmp")
+    table[user] = {"salt": salt.hex(), "pbkdf2_sha256": _hash(password, salt), "roles": list(roles)}
+    tmp = users.with_suffix(f".tmp-{os.getpid()}")
     tmp.write_text(json.dumps(table, indent=1))
     os.chmod(tmp, 0o600)
     os.replace(tmp, users)
 
 
 def check(users: Path, user: str, password: str) -> bool:
-    try:
-        row = json.loads(users.read_text())[user]
-    except (FileNotFoundError, KeyError, ValueError):
+    row = _table(users).get(user)
+    if not isinstance(row, dict):
         return False
     return hmac.compare_digest(row["pbkdf2_sha256"], _hash(password, bytes.fromhex(row["salt"])))
+
+
+def roles(users: Path, user: str) -> list[str]:
+    row = _table(users).get(user)
+    return list(row.get("roles", [])) if isinstance(row, dict) else []

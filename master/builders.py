@@ -39,7 +39,10 @@ def make_workers(farm, pools: list[Pool]) -> list:
                 workers.append(worker.DockerLatentWorker(
                     name, password, docker_host=farm.docker_host, image=container_image(farm, pool.image),
                     masterFQDN=f"{farm.container_master_host}:{farm.worker_port}",
-                    hostconfig={"network_mode": farm.container_network}, autopull=False,
+                    # The container's own cgroup is the outer wall of the build's limits (inside, the
+                    # sandbox has rlimits only).
+                    hostconfig={"network_mode": farm.container_network, "pids_limit": farm.limits.processes * 2,
+                                "mem_limit": f"{farm.limits.memory_mb * 2}m"}, autopull=False,
                     # One container per build, removed as soon as the build ends.
                     build_wait_timeout=0, max_builds=pool.max_builds, properties=properties))
             else:

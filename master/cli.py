@@ -9,6 +9,7 @@
   wheelwright review [approve|reject NAME]  the review queue; approving allow-lists and builds it
   wheelwright which WHEEL|NAME==VERSION    the build, logs, sdist and environment a wheel came from
   wheelwright seed FILE...            publish wheels that cannot be built from source, marked seeded
+  wheelwright user add NAME [--role releng|admin]   a user who may force, rebuild and stop in the UI
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import argparse
 import dataclasses
 import getpass
 import json
+import secrets
 import sys
 import time
 from functools import reduce
@@ -27,14 +29,15 @@ from buildbot.process.results import SKIPPED, SUCCESS, WARNINGS, Results, worst_
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
-from wheelwright.index import lookup
+from wheelwright.index import accounts, lookup
 from wheelwright.index.lookup import IndexUnreachable
 from wheelwright.index.upload import UploadError, upload
 from wheelwright.master import bootstrap, control
-from wheelwright.master.farm import UPLOAD_SECRET, UPLOAD_USER, Farm
+from wheelwright.master.farm import CLI_SECRET, CLI_USER, UPLOAD_SECRET, UPLOAD_USER, Farm
 from wheelwright.master.lastgood import ConfigError
 from wheelwright.master.review import ReviewError, decide, read_queue
 from wheelwright.master.schedulers import FORCE_SCHEDULER
+from wheelwright.master.webauth import ROLES
 from wheelwright.steps.tool import PURE_WHEEL_PUBLISHED
 from wheelwright.workers.pools import POOLS
 
@@ -89,6 +92,23 @@ class Api:
     def __init__(self, farm: Farm):
         self.base = farm.ui_url + "api/v2/"
         self.session = requests.Session()
+        self.farm = farm
+        self.logged_in = False
+
+    def login(self) -> None:
+        """Log in as the farm's own account (control endpoints are for release engineers)."""
+        if self.logged_in:
+            return
+        try:
+            password = self.farm.secret(CLI_SECRET)
+        except OSError:
+            raise SystemExit(f"wheelwright: no credentials in {self.farm.secrets_dir}: run `wheelwright up` "
+                             "first, or use an account of your own in the web UI") from None
+        response = self.session.get(self.farm.ui_url + "auth/login", auth=(CLI_USER, password), timeout=30,
+                                    allow_redirects=False)
+        if response.status_code >= 400:
+            raise SystemExit(f"wheelwright: the master refused our login ({response.status_code})")
+        self.logged_in = True
 
     def get(self, path: str, **params) -> dict:
         response = self.session.get(self.base + path, params=params, timeout=30)
@@ -102,6 +122,7 @@ class Api:
         body = {"jsonrpc": "2.0", "method": "force", "id": 1,
                 "params": {"builderNames": builders, "package": package, "version": version, "rebuild": rebuild,
                            "reason": f"wheelwright {'rebuild' if rebuild else 'build'} {package}=={version}"}}
+        self.login()
         response = self.session.post(self.base + f"forceschedulers/{FORCE_SCHEDULER}", json=body, timeout=30)
         answer = response.json()
         if "error" in answer:
@@ -327,6 +348,20 @@ def cmd_seed(args) -> int:
     return 1 if failed else 0
 
 
+def cmd_user(args) -> int:
+    """Add (or reset) a user of the web UI; prints the password unless one comes on stdin."""
+    farm = _farm(args)
+    if not farm.secrets_dir.is_dir():
+        raise SystemExit(f"wheelwright: {farm.secrets_dir} does not exist: run `wheelwright up` first")
+    password = sys.stdin.readline().rstrip("\n") if args.password_stdin else secrets.token_urlsafe(18)
+    if len(password) < 12:
+        raise SystemExit("wheelwright: a password needs 12 characters at least")
+    accounts.add(farm.www_users, args.name, password, ROLES[args.role])
+    print(json.dumps({"user": args.name, "roles": ROLES[args.role],
+                      **({} if args.password_stdin else {"password": password})}, indent=2))
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="wheelwright", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -370,6 +405,13 @@ def main(argv=None) -> int:
     p = sub.add_parser("which", help="where a wheel in our index came from")
     p.add_argument("target", metavar="WHEEL|NAME==VERSION")
     p.set_defaults(func=cmd_which)
+    p = sub.add_parser("user", help="manage who may steer the farm from its web UI")
+    user_sub = p.add_subparsers(dest="user_action", required=True)
+    p = user_sub.add_parser("add", help="add a user (or give one a new password and role)")
+    p.add_argument("name")
+    p.add_argument("--role", choices=sorted(ROLES), default="releng")
+    p.add_argument("--password-stdin", action="store_true", help="read the password from stdin instead of making one")
+    p.set_defaults(func=cmd_user)
     p = sub.add_parser("seed", help="publish wheels that cannot be built from source, marked as seeded")
     p.add_argument("files", nargs="+", type=Path)
     p.add_argument("--reason", required=True, help="why these are seeded rather than built (logged)")

@@ -12,6 +12,7 @@ from wheelwright.master.farm import Farm
 from wheelwright.master.schedulers import make_schedulers
 from wheelwright.master.settingschanges import SettingsChanges
 from wheelwright.master.staged import KeptWheelPublisher
+from wheelwright.master.webauth import www_auth
 from wheelwright.workers.pools import POOLS
 
 
@@ -36,6 +37,7 @@ def assemble(basedir: str) -> dict:
         "www": {
             "port": f"tcp:{farm.ui_port}:interface={farm.host}",
             "plugins": {"waterfall_view": {}, "console_view": {}, "grid_view": {}},
+            **www_auth(farm.www_users),
         },
         "db": {"db_url": "sqlite:///state.sqlite"},
         "buildbotNetUsageData": None,

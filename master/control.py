@@ -12,7 +12,8 @@ import time
 from pathlib import Path
 
 from wheelwright.index import accounts
-from wheelwright.master.farm import UPLOAD_SECRET, UPLOAD_USER, Farm
+from wheelwright.master.farm import CLI_SECRET, CLI_USER, UPLOAD_SECRET, UPLOAD_USER, Farm
+from wheelwright.master.webauth import ROLES
 from wheelwright.workers.pools import POOLS
 
 MASTER_CFG = Path(__file__).with_name("master.cfg")
@@ -77,6 +78,7 @@ def up(farm: Farm) -> None:
         d.mkdir(parents=True, exist_ok=True)
     farm.secrets_dir.chmod(0o700)
     accounts.add(farm.index_dir / "users.json", UPLOAD_USER, _ensure_secret(farm, UPLOAD_SECRET))
+    accounts.add(farm.www_users, CLI_USER, _ensure_secret(farm, CLI_SECRET), ROLES["admin"])
     workers = {name: _ensure_secret(farm, f"worker-{name}")
                for pool in (POOLS[p] for p in farm.pools) for name in pool.worker_names()}
     start_index(farm)

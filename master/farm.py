@@ -18,6 +18,9 @@ from wheelwright.workers.sandbox import Limits
 FARM_FILE = "farm.json"
 UPLOAD_USER = "wheelwright"
 UPLOAD_SECRET = "index-upload-password"
+# The account `wheelwright` logs in to the web UI's REST API with (an admin), and its password.
+CLI_USER = "wheelwright"
+CLI_SECRET = "www-password"
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,7 @@ class Farm:
     workers_dir = property(lambda self: self.root / "workers")
     index_dir = property(lambda self: self.root / "index")
     secrets_dir = property(lambda self: self.root / "secrets")
+    www_users = property(lambda self: self.root / "secrets" / "www-users.json")
     source_cache = property(lambda self: self.root / "master" / "sources")
     staging_dir = property(lambda self: self.root / "master" / "staging")
     review_queue = property(lambda self: self.root / "review-queue.json")

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -26,6 +28,10 @@ def upstream(tmp_path_factory):
     server.close()
 
 
+# A secret in the shell that runs `wheelwright up`: it must reach no worker and no log.
+CANARY = f"canary-{uuid.uuid4().hex}"
+
+
 @pytest.fixture(scope="session")
 def farm(tmp_path_factory, upstream):
     state = tmp_path_factory.mktemp("farm") / "farm"
@@ -33,9 +39,13 @@ def farm(tmp_path_factory, upstream):
     # farm.json settings `up` keeps: an unreachable index is retried within seconds, not minutes,
     # upstream's changelog is read every 2 s, and edits to settings (which many tests make) start
     # no rebuilds but in the test that turns that on.
+    # Limits low enough for the exhausting builds to hit them soon, high enough for real builds.
     (state / "farm.json").write_text(json.dumps({"publish_retry_delays": [1, 1], "staged_retry_interval": 2,
-                                                 "upstream_poll_interval": 2, "settings_poll_interval": 0}))
+                                                 "upstream_poll_interval": 2, "settings_poll_interval": 0,
+                                                 "build_limits": {"memory_mb": 1536, "processes": 256,
+                                                                  "disk_mb": 512, "output_mb": 4}}))
     under_test = FarmUnderTest(state)
+    os.environ["DEPLOY_TOKEN"] = CANARY
     try:  # a farm that came up halfway is stopped too
         under_test.cli("up", "--upstream", upstream.url, "--ui-port", str(free_port()),
                        "--worker-port", str(free_port()), "--index-port", str(free_port()))

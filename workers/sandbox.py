@@ -96,19 +96,26 @@ def _system_args(pythons: list[str]) -> list[str]:
     return args
 
 
+# What the kernel lets bubblewrap do, best first: a /proc of the sandbox's PID namespace alone and
+# no user namespaces inside. Inside a container the kernel refuses a new /proc over the engine's
+# masked one, and /proc/sys is read-only (bubblewrap cannot forbid nested user namespaces): there
+# the container's own /proc (it holds nothing but this build's worker) is bound read-only, and
+# the container, made for this one build, is the outer wall.
+KERNEL_OPTIONS = (
+    (("--proc", "/proc", "--disable-userns"), "private /proc"),
+    (("--ro-bind", "/proc", "/proc", "--disable-userns"), "/proc of the container"),
+    (("--ro-bind", "/proc", "/proc"), "/proc of the container, nested user namespaces allowed"),
+)
+
+
 @functools.cache
-def _proc_args() -> tuple[str, ...]:
-    """A /proc of the sandbox's PID namespace alone. Inside a container the kernel refuses one
-    over the engine's masked /proc; there the container's own (it holds nothing but this build's
-    worker) is bound read-only, and the container is the outer wall."""
+def _kernel_args() -> tuple[tuple[str, ...], str]:
     if shutil.which("bwrap") is None:
         raise ToolError("cannot make the build's sandbox: bubblewrap (bwrap) is not installed on this worker")
-    probe = ["bwrap", "--unshare-all", "--unshare-user", "--ro-bind", "/", "/", "--proc", "/proc", "--", "true"]
-    if subprocess.run(probe, capture_output=True).returncode == 0:
-        return ("--proc", "/proc")
-    probe[-5:-3] = ["--ro-bind", "/proc"]
-    if subprocess.run(probe, capture_output=True).returncode == 0:
-        return ("--ro-bind", "/proc", "/proc")
+    for args, description in KERNEL_OPTIONS:
+        probe = ["bwrap", "--unshare-all", "--unshare-user", "--ro-bind", "/", "/", *args, "--", "true"]
+        if subprocess.run(probe, capture_output=True).returncode == 0:
+            return args, description
     raise ToolError("cannot make the build's sandbox: bubblewrap refuses new user, network, mount and PID "
                     "namespaces here")
 
@@ -116,8 +123,8 @@ def _proc_args() -> tuple[str, ...]:
 def command(cmd: list[str], *, write: list[Path], read: list[Path] = (), cwd: Path,
             pythons: list[str] = ()) -> list[str]:
     """The bubblewrap command line that runs cmd in the sandbox."""
-    args = ["bwrap", "--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent", "--new-session",
-            "--cap-drop", "ALL", "--hostname", "sandbox", *_system_args(list(pythons)), *_proc_args(),
+    args = ["bwrap", "--unshare-all", "--unshare-user", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
+            *_system_args(list(pythons)), *_kernel_args()[0],
             "--dev", "/dev", "--tmpfs", "/tmp"]
     for path in read:
         real = os.path.realpath(path)
@@ -211,8 +218,8 @@ def run(cmd: list[str], *, write: list[Path], read: list[Path] = (), cwd: Path, 
         limits: Limits = Limits(), pythons: list[str] = ()) -> None:
     """Run cmd in the sandbox, its output copied to ours; a failure or a limit hit is a ToolError."""
     argv = command(cmd, write=write, read=read, cwd=cwd, pythons=pythons)
-    print(f"+ (sandbox: no network, writes only {', '.join(map(str, write))}; "
-          f"/proc {'private' if _proc_args()[0] == '--proc' else 'of the container'}) {' '.join(cmd)}", flush=True)
+    print(f"+ (sandbox: no network, writes only {', '.join(map(str, write))}; {_kernel_args()[1]}) "
+          f"{' '.join(cmd)}", flush=True)
     cgroup = _Cgroup(limits)
 
     rlimits = {resource.RLIMIT_CPU: limits.cpu_seconds, resource.RLIMIT_NPROC: limits.processes,

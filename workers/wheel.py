@@ -33,7 +33,9 @@ FRONTENDS = ("pip", "build")
 
 def build_command(frontend: str, env_python: str, src: Path, out: Path) -> list[str]:
     if frontend == "pip":
-        return pip_command(env_python, "wheel", "--no-deps", "--no-build-isolation", "--no-index",
+        # --verbose: the backend's output streams to the log (and counts against its cap) instead
+        # of piling up in pip's memory until the end
+        return pip_command(env_python, "wheel", "--verbose", "--no-deps", "--no-build-isolation", "--no-index",
                            "--wheel-dir", str(out), str(src))
     # `build` calls the PEP 517 hooks itself, with the build environment's interpreter.
     return [sys.executable, "-I", "-m", "wheelwright.workers.wheel", "--pep517", "--env-python", env_python,
