@@ -11,8 +11,8 @@ SDIST_CACHE := tests/.cache/sdists
 
 # Debian packages the tests need: the container engine for the latent-worker tests (podman, with
 # runc and catatonit) and debootstrap to make their worker image; patch and gcc for builds;
-# bubblewrap, the sandbox every build's own code runs in.
-SYSTEM_PACKAGES := podman runc catatonit debootstrap patch gcc bubblewrap
+# bubblewrap, the sandbox every build's own code runs in; ninja for meson-python's builds.
+SYSTEM_PACKAGES := podman runc catatonit debootstrap patch gcc bubblewrap ninja-build
 
 .PHONY: up down test install system-packages bench
 
@@ -31,9 +31,9 @@ up: install
 down:
 	$(BIN)/wheelwright --state $(STATE) down
 
-$(SDIST_CACHE)/.done: Makefile
-	mkdir -p $(SDIST_CACHE)
-	$(BIN)/python -m pip download --quiet --no-deps --no-binary :all: --dest $(SDIST_CACHE) $(TEST_SDISTS)
+# The sdists the tests build, and the real-world corpus (tests/corpus.txt), fetched once.
+$(SDIST_CACHE)/.done: Makefile tests/corpus.txt tests/fetch_corpus.py
+	$(BIN)/python tests/fetch_corpus.py $(SDIST_CACHE) --corpus tests/corpus.txt $(TEST_SDISTS)
 	touch $@
 
 system-packages:

@@ -253,7 +253,7 @@ def bench_bootstrap(work: Path, quick: bool) -> None:
             for name, (seconds, needs) in BOOTSTRAP_TREE.items():
                 upstream.add(sleepy_sdist(work, name, version, 0 if quick else seconds, [f"{n}=={version}" for n in needs]))
             result = json.loads(farm.cli("bootstrap", f"bt-root=={version}", "--builder", DEFAULT_BUILDER).stdout)
-            nodes = {p["project"]: Node(p["project"], p["version"], set(p["after"])) for p in result["plan"]}
+            nodes = {p["key"]: Node(p["project"], p["version"], set(p["after"])) for p in result["plan"]}
             bound = lower_bound(result["durations_s"], nodes, workers=2)
             ratio = result["makespan_s"] / bound
             print(f"bootstrap, {len(nodes)} packages on two workers, {history}: makespan {result['makespan_s']:.1f} s, "

@@ -105,3 +105,14 @@ def provenance(index_url: str, project: str, filename: str) -> dict:
     """Which build made a file of our index (the provenance.json beside it)."""
     with urllib.request.urlopen(file_url(index_url, project, filename) + ".provenance.json", timeout=60) as response:
         return json.load(response)
+
+
+def wheel_requires(index_url: str, project: str, version: str) -> list[str]:
+    """The Requires-Dist of project==version as our index has it (the PEP 658 metadata of one of
+    its wheels)."""
+    from packaging.metadata import Metadata
+
+    for entry in wheels_of(index_url, project, version):
+        with urllib.request.urlopen(file_url(index_url, project, entry["filename"]) + ".metadata", timeout=60) as response:
+            return [str(r) for r in Metadata.from_email(response.read(), validate=False).requires_dist or []]
+    return []

@@ -32,36 +32,40 @@ class Sdist:
     url: str
     sha256: str
 
-def find_sdist(index_url: str, project: str, version: str | None = None, specifier: SpecifierSet | None = None) -> Sdist:
-    """The sdist of `project==version` on the index (with no version: the latest final release,
-    of those the specifier allows)."""
+def list_sdists(index_url: str, project: str) -> list[Sdist]:
+    """Every release's sdist of project on the index (yanked ones left out), newest first, the
+    preferred kind of archive where a release has two."""
     wanted = canonicalize_name(project)
     with PyPISimple(index_url, accept=ACCEPT_JSON_PREFERRED) as client:
         try:
             page = client.get_project_page(wanted)
         except NoSuchProjectError:
             raise SourceError(f"{project} is not on {index_url}") from None
-    candidates = []
+    best: dict[Version, tuple] = {}
     for pkg in page.packages:
         try:
             name, pkg_version = parse_sdist_filename(pkg.filename)
         except (InvalidSdistFilename, InvalidVersion):
             continue
-        if canonicalize_name(name) != wanted or pkg.is_yanked:
+        if canonicalize_name(name) != wanted or pkg.is_yanked or not pkg.digests.get("sha256"):
             continue
-        if version is not None and pkg_version != Version(version):
-            continue
-        if version is None and not (specifier or SpecifierSet()).contains(pkg_version):
-            continue
-        candidates.append((pkg_version, -SDIST_PREFERENCE.index(_suffix(pkg.filename)), pkg))
-    if not candidates:
-        wanted_version = f"=={version}" if version else f"{specifier}" if specifier else " (any final release)"
-        raise SourceError(f"no sdist of {wanted}{wanted_version} on {index_url}")
-    pkg_version, _, pkg = max(candidates, key=lambda c: c[:2])
-    sha256 = pkg.digests.get("sha256")
-    if not sha256:
-        raise SourceError(f"{pkg.filename}: the index lists no sha256 for it")
-    return Sdist(wanted, str(pkg_version), pkg.filename, pkg.url, sha256)
+        rank = -SDIST_PREFERENCE.index(_suffix(pkg.filename))
+        if pkg_version not in best or rank > best[pkg_version][0]:
+            best[pkg_version] = (rank, pkg)
+    return [Sdist(wanted, str(v), pkg.filename, pkg.url, pkg.digests["sha256"])
+            for v, (_, pkg) in sorted(best.items(), reverse=True)]
+
+
+def find_sdist(index_url: str, project: str, version: str | None = None, specifier: SpecifierSet | None = None) -> Sdist:
+    """The sdist of `project==version` on the index (with no version: the latest final release,
+    of those the specifier allows)."""
+    for sdist in list_sdists(index_url, project):
+        if version is not None and Version(sdist.version) == Version(version):
+            return sdist
+        if version is None and (specifier or SpecifierSet()).contains(sdist.version):
+            return sdist
+    wanted_version = f"=={version}" if version else f"{specifier}" if specifier else " (any final release)"
+    raise SourceError(f"no sdist of {canonicalize_name(project)}{wanted_version} on {index_url}")
 
 
 def _suffix(filename: str) -> str:

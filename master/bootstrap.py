@@ -1,30 +1,37 @@
-"""Bootstrap: a project and everything it needs to build and install, built bottom-up.
+"""Bootstrap: projects and everything they need to build and install, built bottom-up (master side).
 
-The tree is read from the sdists themselves, on the master: `build-system.requires` from
-pyproject.toml (PEP 517's default where there is none) and `Requires-Dist` from PKG-INFO, with
-markers evaluated for the builders' Python. What our index already satisfies is not built again.
-A requirement the backend asks for only when run (`get_requires_for_build_wheel`) is not seen
-here: its build fails with it named and it goes to the review queue, as any build's would.
+The tree is resolved on the master with resolvelib, from what our index has and the sdists
+upstream offers: each top-level requirement's install closure is one resolution, and each
+package to build gets a resolution of its own for its build requirements (pyproject.toml's
+`build-system.requires`, PEP 517's default where there is none), so one tree can hold two
+versions of a build backend. Install requirements come from PKG-INFO (or our index's metadata),
+with markers evaluated for the builders' Python. A version our index has is preferred: it is not
+built again, and it breaks a cycle (as does an in-tree backend, which needs nothing). A cycle
+nothing breaks is named. Requirements a backend asks for only when run
+(`get_requires_for_build_wheel`) are found by the build that runs it; the driver then plans and
+builds them, and that build again.
 
-Each package is forced as soon as everything it needs is published, so independent branches
-build side by side on as many workers as the farm has; a failure skips what needs it.
+The plan is kept in fromager's shapes: `graph.json` (node key -> edges) and `build-order.json`.
 """
 
 from __future__ import annotations
 
+import functools
 import tarfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import resolvelib
 from packaging.markers import default_environment
 from packaging.metadata import Metadata
 from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from wheelwright.index.lookup import index_versions, unsatisfied
-from wheelwright.index.upstream import SourceError, download_verified, find_sdist
+from wheelwright.index.lookup import index_versions, wheel_requires
+from wheelwright.index.upstream import Sdist, SourceError, download_verified, list_sdists
 
 try:
     import tomllib
@@ -41,9 +48,18 @@ class BootstrapError(Exception):
 
 @dataclass
 class Node:
+    """A package to build: project==version, after the node keys in `needs`."""
+
     project: str
     version: str
     needs: set[str] = field(default_factory=set)
+    sdist: Sdist | None = None
+    # fromager's graph edges: (kind, requirement, key) with kind toplevel/install/build-system
+    edges: list[tuple[str, str, str]] = field(default_factory=list)
+
+    @property
+    def key(self) -> str:
+        return f"{self.project}=={self.version}"
 
 
 def _top_level(path: Path, names: tuple[str, ...]) -> dict[str, bytes]:
@@ -72,7 +88,7 @@ def sdist_requirements(path: Path) -> tuple[list[str], list[str]]:
     return list(build), [str(r) for r in meta.requires_dist or []]
 
 
-def applicable(requirements: list[str], environment: dict, extras: set[str]) -> list[Requirement]:
+def applicable(requirements: list[str], environment: dict, extras: frozenset[str] = frozenset()) -> list[Requirement]:
     found = []
     for text in requirements:
         requirement = Requirement(text)
@@ -82,58 +98,232 @@ def applicable(requirements: list[str], environment: dict, extras: set[str]) -> 
     return found
 
 
-def plan(farm, root: Requirement, environment: dict | None = None) -> dict[str, Node]:
-    """The packages to build for root, each with the projects it needs built first."""
-    environment = environment or default_environment()
-    nodes: dict[str, Node] = {}
-    chosen: dict[str, Version] = {}
+@dataclass(frozen=True)
+class Candidate:
+    project: str
+    version: Version
+    extras: frozenset[str]
+    in_index: bool
+    sdist: Sdist | None
 
-    def visit(requirement: Requirement, path: list[str]) -> str | None:
-        project = canonicalize_name(requirement.name)
-        if project in path:
-            raise BootstrapError("dependency cycle: " + " -> ".join([*path[path.index(project):], project]))
-        if project in chosen:
-            if not requirement.specifier.contains(chosen[project], prereleases=True):
-                raise BootstrapError(f"{requirement} (needed by {path[-1]}) conflicts with {project} {chosen[project]}")
-            return project if project in nodes else None
-        versions = index_versions(farm.index_url, project) or []
-        if not unsatisfied(requirement, versions):
-            chosen[project] = max((Version(v) for v in versions if requirement.specifier.contains(v, prereleases=True)))
-            return None
+
+class Universe:
+    """What can be had: our index's versions (preferred) and upstream's sdists, and what each
+    version requires. Looked up once a project, an sdist's requirements read once."""
+
+    def __init__(self, farm, environment: dict, constraints: dict[str, SpecifierSet]):
+        self.farm = farm
+        self.environment = environment
+        self.constraints = constraints
+
+    @functools.cache
+    def index(self, project: str) -> list[Version]:
+        return sorted((Version(v) for v in index_versions(self.farm.index_url, project) or []), reverse=True)
+
+    @functools.cache
+    def upstream(self, project: str) -> list[Sdist]:
         try:
-            sdist = find_sdist(farm.upstream, project, specifier=requirement.specifier)
-        except SourceError as exc:
-            raise BootstrapError(f"{requirement}{f' (needed by {path[-1]})' if path else ''}: {exc}") from None
-        chosen[project] = Version(sdist.version)
-        build, install = sdist_requirements(download_verified(sdist, farm.source_cache))
-        node = nodes[project] = Node(project, sdist.version)
-        for needed in applicable(build, environment, set()) + applicable(install, environment, requirement.extras):
-            if (name := visit(needed, [*path, project])) is not None:
-                node.needs.add(name)
-        return project
+            return list_sdists(self.farm.upstream, project)
+        except SourceError:
+            return []
 
-    visit(root, [])
-    return nodes
+    @functools.cache
+    def sdist_requirements(self, sdist: Sdist) -> tuple[list[str], list[str]]:
+        return sdist_requirements(download_verified(sdist, self.farm.source_cache))
+
+    def install_requirements(self, candidate: Candidate) -> list[Requirement]:
+        if candidate.in_index:
+            requires = wheel_requires(self.farm.index_url, candidate.project, str(candidate.version))
+        else:
+            requires = self.sdist_requirements(candidate.sdist)[1]
+        return applicable(requires, self.environment, candidate.extras)
+
+    def build_requirements(self, sdist: Sdist) -> list[Requirement]:
+        return applicable(self.sdist_requirements(sdist)[0], self.environment)
+
+
+class _Provider(resolvelib.AbstractProvider):
+    def __init__(self, universe: Universe):
+        self.universe = universe
+
+    def identify(self, requirement_or_candidate):
+        return canonicalize_name(getattr(requirement_or_candidate, "project", None) or requirement_or_candidate.name)
+
+    def get_preference(self, identifier, resolutions, candidates, information, backtrack_causes):
+        return sum(1 for _ in candidates[identifier])
+
+    def find_matches(self, identifier, requirements, incompatibilities):
+        wanted = list(requirements[identifier])
+        extras = frozenset(e for r in wanted for e in r.extras)
+        specifier = self.universe.constraints.get(identifier, SpecifierSet())
+        bad = {c.version for c in incompatibilities[identifier]}
+
+        def fits(version: Version) -> bool:
+            return version not in bad and version in specifier and all(version in r.specifier for r in wanted)
+
+        ours = [Candidate(identifier, v, extras, True, None) for v in self.universe.index(identifier) if fits(v)]
+        known = {c.version for c in ours}
+        theirs = [Candidate(identifier, Version(s.version), extras, False, s) for s in self.universe.upstream(identifier)
+                  if fits(Version(s.version)) and Version(s.version) not in known]
+        return ours + theirs
+
+    def is_satisfied_by(self, requirement, candidate):
+        return requirement.specifier.contains(candidate.version, prereleases=True)
+
+    def get_dependencies(self, candidate):
+        return self.universe.install_requirements(candidate)
+
+
+def resolve(universe: Universe, requirements: list[Requirement]) -> dict[str, Candidate]:
+    """One consistent set of versions for requirements and all they install."""
+    try:
+        result = resolvelib.Resolver(_Provider(universe), resolvelib.BaseReporter()).resolve(requirements,
+                                                                                            max_rounds=2000)
+    except resolvelib.ResolutionImpossible as exc:
+        causes = "; ".join(f"{c.requirement}" + (f" (needed by {c.parent.project} {c.parent.version})" if c.parent else "")
+                           for c in exc.causes)
+        raise BootstrapError(f"no versions satisfy {causes}") from None
+    except resolvelib.ResolutionTooDeep:
+        raise BootstrapError("the resolution went too deep; pin some versions with --constraints") from None
+    return dict(result.mapping)
+
+
+class Planner:
+    """Grows the graph: nodes for what resolutions chose that our index lacks, each with the
+    resolution of its own build requirements."""
+
+    def __init__(self, farm, environment: dict | None = None, constraints: dict[str, SpecifierSet] | None = None,
+                 nodes: dict[str, Node] | None = None):
+        self.universe = Universe(farm, environment or default_environment(), constraints or {})
+        self.nodes = nodes if nodes is not None else {"": Node("", "0")}
+
+    def add_root(self, root: Requirement) -> None:
+        mapping = resolve(self.universe, [root])
+        keys = self._expand(mapping, [])
+        project = canonicalize_name(root.name)
+        self.nodes[""].edges.append(("toplevel", str(root), keys.get(project) or f"{project}=={mapping[project].version}"))
+
+    def add_build_requirements(self, key: str, requirements: list[Requirement], kind: str) -> list[str]:
+        """Plan what `key` needs to build besides what it had; returns the keys of new nodes."""
+        before = set(self.nodes)
+        keys = self._expand(resolve(self.universe, requirements), [key],
+                            f" (the build environment of {key}: {', '.join(map(str, requirements))})") if requirements else {}
+        node = self.nodes[key]
+        for requirement in requirements:
+            found = keys.get(canonicalize_name(requirement.name))
+            node.edges.append((kind, str(requirement), found or _index_key(self.universe, requirement)))
+        node.needs |= set(keys.values())
+        return sorted(set(self.nodes) - before)
+
+    def _expand(self, mapping: dict[str, Candidate], path: list[str], why: str = "") -> dict[str, str]:
+        """Nodes for what a resolution chose that our index lacks; returns project -> node key."""
+        keys = {}
+        for project, candidate in mapping.items():
+            if candidate.in_index:
+                continue
+            node = Node(project, str(candidate.version), sdist=candidate.sdist)
+            keys[project] = node.key
+            if node.key in path:
+                raise BootstrapError("build cycle: " + " -> ".join([*path[path.index(node.key):], node.key]) + why +
+                                     "; no in-tree backend, and no wheel of it in our index to break it")
+            if node.key in self.nodes:
+                continue
+            self.nodes[node.key] = node
+            self.add_build_requirements(node.key, self.universe.build_requirements(candidate.sdist), "build-system")
+        for project, key in keys.items():
+            for requirement in self.universe.install_requirements(mapping[project]):
+                dependency = canonicalize_name(requirement.name)
+                self.nodes[key].edges.append(("install", str(requirement),
+                                              keys.get(dependency) or f"{dependency}=={mapping[dependency].version}"))
+                if dependency in keys:
+                    self.nodes[key].needs.add(keys[dependency])
+        return keys
+
+
+def plan(farm, roots: list[Requirement], environment: dict | None = None,
+         constraints: dict[str, SpecifierSet] | None = None) -> dict[str, Node]:
+    """The packages to build for roots, each with the node keys it needs built first. Each root
+    is resolved on its own, so two versions of one project can both be roots."""
+    planner = Planner(farm, environment, constraints)
+    for root in roots:
+        planner.add_root(root)
+    return planner.nodes
+
+
+def plan_build_requirements(farm, nodes: dict[str, Node], key: str, projects: list[str],
+                            constraints: dict[str, SpecifierSet]) -> list[str]:
+    """Add to the graph what key's backend asked for when run (get_requires_for_build_wheel)."""
+    planner = Planner(farm, constraints=constraints, nodes=nodes)
+    return planner.add_build_requirements(key, [Requirement(p) for p in projects], "build-backend")
+
+
+def _index_key(universe: Universe, requirement: Requirement) -> str:
+    versions = [v for v in universe.index(canonicalize_name(requirement.name)) if v in requirement.specifier]
+    return f"{canonicalize_name(requirement.name)}=={versions[0]}" if versions else ""
+
+
+def graph_json(nodes: dict[str, Node]) -> dict:
+    """The plan in fromager's graph.json shape (prebuilt nodes are what our index had)."""
+    graph = {}
+    for node in nodes.values():
+        graph[node.key if node.project else ""] = {
+            "download_url": node.sdist.url if node.sdist else "", "pre_built": False,
+            "version": node.version, "canonicalized_name": node.project,
+            "edges": [{"key": key, "req_type": kind, "req": req} for kind, req, key in node.edges]}
+        for kind, req, key in node.edges:
+            if key and key not in nodes and key not in graph:
+                project, _, version = key.partition("==")
+                graph[key] = {"download_url": "", "pre_built": True, "version": version,
+                              "canonicalized_name": project, "edges": []}
+    return graph
+
+
+def build_order_json(nodes: dict[str, Node], order_keys: list[str]) -> list[dict]:
+    """The order chosen, in fromager's build-order.json shape."""
+    kinds = {key: kind for node in nodes.values() for kind, _, key in node.edges}
+    return [{"type": kinds.get(key, "install"), "req": key, "constraint": "", "dist": nodes[key].project,
+             "version": nodes[key].version, "prebuilt": False, "source_url": nodes[key].sdist.url if nodes[key].sdist else "",
+             "source_url_type": "sdist"} for key in order_keys]
+
+
+def buildable(nodes: dict[str, Node]) -> dict[str, Node]:
+    """The nodes to build: all but the root of the graph."""
+    return {key: node for key, node in nodes.items() if node.project}
 
 
 def order(nodes: dict[str, Node]) -> list[str]:
-    """The projects in an order that builds what each needs first."""
+    """The node keys in an order that builds what each needs first."""
+    nodes = buildable(nodes)
     done: list[str] = []
     while len(done) < len(nodes):
-        done += sorted(p for p, n in nodes.items() if p not in done and n.needs <= set(done))
+        ready = sorted(k for k, n in nodes.items() if k not in done and n.needs <= set(done))
+        if not ready:
+            raise BootstrapError("dependency cycle: " + " -> ".join(_cycle(nodes, set(nodes) - set(done))))
+        done += ready
     return done
 
 
+def _cycle(nodes: dict[str, Node], among: set[str]) -> list[str]:
+    """One cycle among the keys that wait on one another, as a path back to its start."""
+    path = [min(among)]
+    while True:
+        step = min(nodes[path[-1]].needs & among)
+        if step in path:
+            return [*path[path.index(step):], step]
+        path.append(step)
+
+
 def priorities(nodes: dict[str, Node], estimates: dict[str, float]) -> dict[str, float]:
-    """For each project, the longest stretch of build time that waits on it (itself included),
-    from estimated durations: building the longest stretches first keeps the workers busy to the
-    end. A project never built before counts as the median of those that were (or 1)."""
-    known = sorted(estimates[p] for p in nodes if p in estimates)
+    """For each node, the longest stretch of build time that waits on it (itself included), from
+    estimated durations by project: building the longest stretches first keeps the workers busy
+    to the end. A project never built before counts as the median of those that were (or 1)."""
+    nodes = buildable(nodes)
+    known = sorted(estimates[n.project] for n in nodes.values() if n.project in estimates)
     default = known[len(known) // 2] if known else 1.0
     stretch: dict[str, float] = {}
-    for project in reversed(order(nodes)):
-        after = max((stretch[p] for p, n in nodes.items() if project in n.needs), default=0)
-        stretch[project] = estimates.get(project, default) + after
+    for key in reversed(order(nodes)):
+        after = max((stretch[k] for k, n in nodes.items() if key in n.needs), default=0)
+        stretch[key] = estimates.get(nodes[key].project, default) + after
     return stretch
 
 

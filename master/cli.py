@@ -5,7 +5,7 @@
   wheelwright status --json           where its UI, index and source index are
   wheelwright build NAME==VERSION     force a build through the master's REST API (--wait)
   wheelwright rebuild NAME==VERSION   the same, its wheels with the next build number (-1, -2, ...)
-  wheelwright bootstrap REQUIREMENT   build it and all it needs, bottom-up (--dry-run: the plan)
+  wheelwright bootstrap REQUIREMENT... build them and all they need, bottom-up (--dry-run: the plan)
   wheelwright review [approve|reject NAME]  the review queue; approving allow-lists and builds it
   wheelwright which WHEEL|NAME==VERSION    the build, logs, sdist and environment a wheel came from
   wheelwright seed FILE...            publish wheels that cannot be built from source, marked seeded
@@ -27,11 +27,13 @@ from pathlib import Path
 import requests
 from buildbot.process.results import SKIPPED, SUCCESS, WARNINGS, Results, worst_status
 from packaging.requirements import InvalidRequirement, Requirement
-from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+from packaging.specifiers import SpecifierSet
+from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 
 from wheelwright.index import accounts, lookup
 from wheelwright.index.lookup import IndexUnreachable
 from wheelwright.index.upload import UploadError, upload
+from wheelwright.index.upstream import SourceError, list_sdists
 from wheelwright.master import bootstrap, control
 from wheelwright.master.farm import CLI_SECRET, CLI_USER, UPLOAD_SECRET, UPLOAD_USER, Farm
 from wheelwright.master.lastgood import ConfigError
@@ -129,6 +131,9 @@ class Api:
             raise SystemExit(f"wheelwright: the master refused the build: {answer['error'].get('message')}")
         _, requests_by_builder = answer["result"]
         return requests_by_builder
+
+    def property(self, build: dict, name: str):
+        return self.get(f"builds/{build['buildid']}", property=name)["builds"][0]["properties"].get(name, [None])[0]
 
     def log_tail(self, stepid: int, lines: int = 15, slug: str = "stdio") -> str:
         """The end of a step's log (stdio: usually where it says why it failed)."""
@@ -228,60 +233,115 @@ def cmd_build(args) -> int:
 def cmd_bootstrap(args) -> int:
     farm = _farm(args)
     try:
-        root = Requirement(args.requirement)
-        nodes = bootstrap.plan(farm, root)
+        roots = expand_roots(farm, [Requirement(r) for r in args.requirements], args.versions)
+        constraints = read_constraints(args.constraints) if args.constraints else {}
+        nodes = bootstrap.plan(farm, roots, constraints=constraints)
+        keys = bootstrap.order(nodes)
     except InvalidRequirement as exc:
-        raise SystemExit(f"wheelwright: {args.requirement!r} is not a requirement ({exc})") from None
-    except (bootstrap.BootstrapError, IndexUnreachable) as exc:
+        raise SystemExit(f"wheelwright: not a requirement ({exc})") from None
+    except (bootstrap.BootstrapError, IndexUnreachable, SourceError) as exc:
         print(f"wheelwright: {exc}", file=sys.stderr)
         return 1
-    planned = [{"project": p, "version": nodes[p].version, "after": sorted(nodes[p].needs)} for p in bootstrap.order(nodes)]
+    keep_plan(farm, nodes, keys)
+    planned = [{"key": k, "project": nodes[k].project, "version": nodes[k].version, "after": sorted(nodes[k].needs)}
+               for k in keys]
     if args.dry_run:
         print(json.dumps({"plan": planned}, indent=2))
         return 0
     api = Api(farm)
     # Builders with no worker here (another architecture's pool) would keep the tree waiting.
     builders = args.builder or api.builders_with_workers()
-    outcome = drive(api, farm, nodes, builders)
+    outcome = drive(api, farm, nodes, builders, constraints)
+    keep_plan(farm, nodes, bootstrap.order(nodes))
     print(json.dumps({"plan": planned, **outcome}, indent=2))
     return 1 if outcome["failed"] or outcome["not_built"] else 0
 
 
-def drive(api: Api, farm: Farm, nodes: dict, builders: list[str], poll: float = 0.2) -> dict:
+def expand_roots(farm: Farm, roots: list[Requirement], versions: int | None) -> list[Requirement]:
+    """With --versions N, each root becomes the newest N versions upstream that it allows."""
+    if not versions:
+        return roots
+    expanded = []
+    for root in roots:
+        matching = [s.version for s in list_sdists(farm.upstream, root.name) if root.specifier.contains(s.version)]
+        if not matching:
+            raise bootstrap.BootstrapError(f"no sdist upstream matches {root}")
+        expanded += [Requirement(f"{root.name}=={v}") for v in matching[:versions]]
+    return expanded
+
+
+def read_constraints(path: Path) -> dict[str, SpecifierSet]:
+    """A constraints file (pip's: one requirement a line, # comments) as specifiers by project."""
+    found: dict[str, SpecifierSet] = {}
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        try:
+            requirement = Requirement(line)
+        except InvalidRequirement as exc:
+            raise SystemExit(f"wheelwright: {path}:{number}: {exc}") from None
+        project = canonicalize_name(requirement.name)
+        found[project] = found.get(project, SpecifierSet()) & requirement.specifier
+    return found
+
+
+def keep_plan(farm: Farm, nodes: dict, keys: list[str]) -> None:
+    """The graph and the order, in fromager's graph.json and build-order.json shapes."""
+    folder = farm.logs_dir / "bootstrap"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "graph.json").write_text(json.dumps(bootstrap.graph_json(nodes), indent=2) + "\n")
+    (folder / "build-order.json").write_text(json.dumps(bootstrap.build_order_json(nodes, keys), indent=2) + "\n")
+
+
+def drive(api: Api, farm: Farm, nodes: dict, builders: list[str], constraints: dict | None = None,
+          poll: float = 0.2) -> dict:
     """Force each package once all it needs is built, the longest stretches of work first (from
     earlier builds' durations) and no more at once than there are workers (a request forced early
-    would queue ahead of a longer stretch's)."""
+    would queue ahead of a longer stretch's). A build that stops for build requirements its
+    backend asked for when run gets them planned and built, and is then forced again."""
     started = time.monotonic()
     slots = max(1, len(api.workers(builders)))
-    first = bootstrap.priorities(nodes, api.recent_durations(set(nodes)))
-    pending, running = dict(nodes), {}
-    built, failed, not_built, durations = {}, {}, {}, {}
+    estimates = api.recent_durations({n.project for n in nodes.values()})
+    pending, running = dict(bootstrap.buildable(nodes)), {}
+    built, failed, not_built, durations, discovered = {}, {}, {}, {}, {}
+    first = bootstrap.priorities(nodes, estimates)
     while pending or running:
-        for project, node in list(pending.items()):
+        for key, node in list(pending.items()):
             if node.needs & (failed.keys() | not_built.keys()):
-                not_built[project] = f"needs {', '.join(sorted(node.needs & (failed.keys() | not_built.keys())))}"
-                del pending[project]
-        ready = sorted((p for p, n in pending.items() if n.needs <= built.keys()), key=lambda p: (-first[p], p))
-        for project in ready[: slots - len(running)]:
-            running[project] = api.force(project, pending.pop(project).version, builders)
+                not_built[key] = f"needs {', '.join(sorted(node.needs & (failed.keys() | not_built.keys())))}"
+                del pending[key]
+        ready = sorted((k for k, n in pending.items() if n.needs <= built.keys()), key=lambda k: (-first.get(k, 0), k))
+        for key in ready[: slots - len(running)]:
+            node = pending.pop(key)
+            running[key] = api.force(node.project, node.version, builders)
         finished = False
-        for project, requests_by_builder in list(running.items()):
+        for key, requests_by_builder in list(running.items()):
             if not all(api.get(f"buildrequests/{brid}")["buildrequests"][0]["complete"]
                        for brid in requests_by_builder.values()):
                 continue
-            del running[project]
+            del running[key]
             finished = True
             builds = [b for brid in requests_by_builder.values() for b in api.get(f"buildrequests/{brid}/builds")["builds"]]
-            durations[project] = max((b["complete_at"] - b["started_at"] for b in builds), default=0)
+            durations[key] = max((b["complete_at"] - b["started_at"] for b in builds), default=0)
             if builds and all(b["results"] in (SUCCESS, WARNINGS, SKIPPED) for b in builds):
-                built[project] = [build_url(farm, b) for b in builds]
-            else:
-                failed[project] = {r["builder"]: r["failed_steps"] for r in [api.describe(farm, b) for b in builds]} \
-                    or "no build ran"
+                built[key] = [build_url(farm, b) for b in builds]
+                continue
+            missing = sorted({m for b in builds for m in api.property(b, "missing_build_requires") or []})
+            if missing and key not in discovered:
+                # The backend asked for these when run: plan them, build them, then this again.
+                discovered[key] = missing
+                new = bootstrap.plan_build_requirements(farm, nodes, key, missing, constraints or {})
+                pending.update({k: nodes[k] for k in new})
+                pending[key] = nodes[key]
+                first = bootstrap.priorities(nodes, estimates)
+                continue
+            failed[key] = {r["builder"]: r["failed_steps"] for r in [api.describe(farm, b) for b in builds]} \
+                or "no build ran"
         if not finished:  # what finished may have made others ready: force them at once
             time.sleep(poll)
-    return {"built": built, "failed": failed, "not_built": not_built, "makespan_s": round(time.monotonic() - started, 2),
-            "durations_s": durations}
+    return {"built": built, "failed": failed, "not_built": not_built, "discovered": discovered,
+            "makespan_s": round(time.monotonic() - started, 2), "durations_s": durations}
 
 
 def cmd_review(args) -> int:
@@ -390,8 +450,11 @@ def main(argv=None) -> int:
         p.add_argument("--builder", action="append", help="only this builder (repeatable; default: all)")
         p.add_argument("--wait", action="store_true", help="wait and print the result; exit 1 unless it succeeded")
         p.set_defaults(func=cmd_build)
-    p = sub.add_parser("bootstrap", help="build a project and everything it needs, bottom-up")
-    p.add_argument("requirement", metavar="REQUIREMENT", help="NAME, NAME==VERSION or any PEP 508 requirement")
+    p = sub.add_parser("bootstrap", help="build projects and everything they need, bottom-up")
+    p.add_argument("requirements", nargs="+", metavar="REQUIREMENT", help="NAME, NAME==VERSION or any PEP 508 "
+                   "requirement; each is resolved on its own, so two versions of one project may both be asked for")
+    p.add_argument("--constraints", type=Path, help="a constraints file: pins every resolution must keep to")
+    p.add_argument("--versions", type=int, help="build the newest N versions each requirement allows")
     p.add_argument("--builder", action="append", help="only this builder (repeatable; default: all)")
     p.add_argument("--dry-run", action="store_true", help="print the plan and build nothing")
     p.set_defaults(func=cmd_bootstrap)

@@ -4,10 +4,25 @@ A requirement our index lacks goes to the review queue and fails the build."""
 from __future__ import annotations
 
 from buildbot.process.results import SUCCESS
+from packaging.utils import InvalidName, canonicalize_name
 from twisted.internet import threads
 
 from wheelwright.master.review import queue_for_review
 from wheelwright.steps.tool import ENV_DIR, SRC_DIR, WheelwrightStep, count
+
+MAX_REPORTED = 20
+
+
+def reported_projects(names) -> list[str]:
+    """The project names a worker reported missing, as far as they are names: a worker runs
+    strangers' code, and what it says goes into the review queue."""
+    found = []
+    for name in names if isinstance(names, list) else []:
+        try:
+            found.append(canonicalize_name(name, validate=True))
+        except (InvalidName, TypeError):
+            continue
+    return found[:MAX_REPORTED]
 
 
 class PrepareBuildEnv(WheelwrightStep):
@@ -18,7 +33,10 @@ class PrepareBuildEnv(WheelwrightStep):
         result = await self.run_tool("buildenv", "--python", self.python, "--src", SRC_DIR, "--env", ENV_DIR,
                                      "--index", self.getProperty("index_url"), *self.limits)
         build_url = await self.build_url()
-        for project in result.get("missing", []):
+        missing = reported_projects(result.get("missing"))
+        if missing:  # a bootstrap plans and builds them, then this build again
+            self.setProperty("missing_build_requires", missing, self.name)
+        for project in missing:
             await threads.deferToThread(queue_for_review, self.farm.review_queue, project,
                                         f"build requirement of {self.package} {self.version}", build_url)
         if "error" in result:

@@ -74,15 +74,16 @@ def wheel_index_has(farm, project: str) -> bool:
 
 def install_and_run(farm, tmp_path: Path, pin: str, code: str, installer: str = "pip",
                     base_python: str = sys.executable) -> str:
-    """A fresh venv of base_python, the package installed from our index alone, then `code` run in it."""
+    """A fresh venv of base_python, the packages (pins separated by spaces) installed from our index
+    alone, then `code` run in it."""
     venv = tmp_path / f"venv-{installer}-{Path(base_python).name}"
     subprocess.run([base_python, "-m", "venv", "--without-pip", str(venv)], check=True)
     python = str(venv / "bin" / "python")
     if installer == "pip":
-        cmd = [sys.executable, "-m", "pip", "--python", python, "install", "--index-url", farm.status["index"], pin]
+        cmd = [sys.executable, "-m", "pip", "--python", python, "install", "--index-url", farm.status["index"], *pin.split()]
     else:
         uv = str(Path(sys.executable).with_name("uv"))
-        cmd = [uv, "pip", "install", "--python", python, "--index-url", farm.status["index"], pin]
+        cmd = [uv, "pip", "install", "--python", python, "--index-url", farm.status["index"], *pin.split()]
     subprocess.run(cmd, check=True, env=clean_pip_env(), capture_output=True)
     return subprocess.run([python, "-I", "-c", code], check=True, capture_output=True, text=True, cwd=tmp_path).stdout
 

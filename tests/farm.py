@@ -13,6 +13,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import requests
+
 from wheelwright.workers.pools import builder_name
 
 WHEELWRIGHT = str(Path(sys.executable).with_name("wheelwright"))
@@ -56,6 +58,13 @@ class FarmUnderTest:
             for log in json.loads(http_get(f"{api}steps/{step['stepid']}/logs")[1])["logs"]:
                 text.append(http_get(f"{api}logs/{log['logid']}/raw")[1].decode())
         return "\n".join(text)
+
+    def session(self) -> requests.Session:
+        """A session of the web UI logged in as a release engineer (the farm's own account)."""
+        session = requests.Session()
+        password = (self.state / "secrets" / "www-password").read_text().strip()
+        session.get(self.status["ui"] + "auth/login", auth=("wheelwright", password), timeout=30).raise_for_status()
+        return session
 
     def api(self, path: str) -> dict:
         return json.loads(http_get(self.status["ui"] + "api/v2/" + path)[1])

@@ -7,13 +7,25 @@ import urllib.parse
 
 import pytest
 from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
 
 from tests.conftest import install_and_run
 from tests.farm import DEFAULT_BUILDER
 from tests.sdists import Upstream, free_port, setuptools_sdist
 from tests.wheels import make_wheel
 from wheelwright.index.upload import upload
-from wheelwright.master.bootstrap import BootstrapError, Node, lower_bound, order, plan, priorities, sdist_requirements
+from wheelwright.master.bootstrap import (
+    BootstrapError,
+    Node,
+    build_order_json,
+    buildable,
+    graph_json,
+    lower_bound,
+    order,
+    plan,
+    priorities,
+    sdist_requirements,
+)
 from wheelwright.master.farm import Farm
 
 ENVIRONMENT = {"python_version": "3.11", "python_full_version": "3.11.7", "sys_platform": "linux",
@@ -40,25 +52,78 @@ def test_the_plan_reads_build_and_install_requirements_and_skips_what_the_index_
     upstream.add(setuptools_sdist(tmp, "mid", "1.0", requires=["leaf<2", "never; python_version < '3'"]))
     upstream.add(setuptools_sdist(tmp, "top", "1.0", requires=["mid", "extra-only; extra == 'fast'"],
                                   build_requires=["tool"]))
-    nodes = plan(farm, Requirement("top==1.0"), ENVIRONMENT)
-    assert {p: (n.version, n.needs) for p, n in nodes.items()} == {
-        "top": ("1.0", {"mid", "tool"}), "mid": ("1.0", {"leaf"}), "leaf": ("1.0", set()), "tool": ("1.0", set())}
-    assert order(nodes) == ["leaf", "tool", "mid", "top"]
+    nodes = plan(farm, [Requirement("top==1.0")], ENVIRONMENT)
+    assert {k: n.needs for k, n in buildable(nodes).items()} == {
+        "top==1.0": {"mid==1.0", "tool==1.0"}, "mid==1.0": {"leaf==1.0"}, "leaf==1.0": set(), "tool==1.0": set()}
+    assert order(nodes) == ["leaf==1.0", "tool==1.0", "mid==1.0", "top==1.0"]
+    # fromager's graph.json: the top-level edge, build and install edges, what our index had
+    graph = graph_json(nodes)
+    assert graph[""]["edges"] == [{"key": "top==1.0", "req_type": "toplevel", "req": "top==1.0"}]
+    assert {(e["req_type"], e["key"]) for e in graph["top==1.0"]["edges"]} == {
+        ("build-system", "setuptools==80.9.0"), ("build-system", "tool==1.0"), ("install", "mid==1.0")}
+    assert graph["setuptools==80.9.0"]["pre_built"] is True
+    assert [e["req"] for e in build_order_json(nodes, order(nodes))] == order(nodes)
+
+
+def test_each_package_gets_the_build_backend_versions_it_asks_for(tree):
+    # click wants flit_core<4 while others want flit_core>=4: one tree builds both
+    farm, upstream, tmp = tree
+    upstream.add(setuptools_sdist(tmp, "backend", "3.12"))
+    upstream.add(setuptools_sdist(tmp, "backend", "4.2"))
+    upstream.add(setuptools_sdist(tmp, "old-style", "1.0", build_requires=["backend<4"]))
+    upstream.add(setuptools_sdist(tmp, "new-style", "1.0", build_requires=["backend>=4"]))
+    upstream.add(setuptools_sdist(tmp, "app", "1.0", requires=["old-style", "new-style"], build_requires=["backend"]))
+    nodes = plan(farm, [Requirement("app")], ENVIRONMENT)
+    assert nodes["old-style==1.0"].needs == {"backend==3.12"}
+    assert nodes["new-style==1.0"].needs == {"backend==4.2"}
+    assert nodes["app==1.0"].needs == {"backend==4.2", "old-style==1.0", "new-style==1.0"}
+    assert order(nodes).index("backend==3.12") < order(nodes).index("old-style==1.0")
+
+
+def test_several_roots_several_versions_and_constraints(tree):
+    farm, upstream, tmp = tree
+    for version in ("1.0", "2.0", "2.1"):
+        upstream.add(setuptools_sdist(tmp, "lib", version))
+    upstream.add(setuptools_sdist(tmp, "user", "1.0", requires=["lib"]))
+    nodes = plan(farm, [Requirement("lib==1.0"), Requirement("lib==2.*")], ENVIRONMENT)
+    assert set(buildable(nodes)) == {"lib==1.0", "lib==2.1"}
+    nodes = plan(farm, [Requirement("user")], ENVIRONMENT, constraints={"lib": SpecifierSet("<2.1")})
+    assert set(buildable(nodes)) == {"user==1.0", "lib==2.0"}
 
 
 def test_a_cycle_is_named(tree):
     farm, upstream, tmp = tree
     upstream.add(setuptools_sdist(tmp, "cyc-a", "1.0", requires=["cyc-b"]))
     upstream.add(setuptools_sdist(tmp, "cyc-b", "1.0", build_requires=["cyc-a"]))
-    with pytest.raises(BootstrapError, match="dependency cycle: cyc-a -> cyc-b -> cyc-a"):
-        plan(farm, Requirement("cyc-a"), ENVIRONMENT)
+    # building cyc-b needs cyc-a, which installs cyc-b
+    with pytest.raises(BootstrapError, match=r"build cycle: cyc-b==1.0 -> cyc-b==1.0 \(the build environment of "
+                                             r"cyc-b==1.0: setuptools>=70, cyc-a\); no in-tree backend"):
+        plan(farm, [Requirement("cyc-a")], ENVIRONMENT)
+
+
+def test_a_cycle_through_install_requirements_is_named(tree):
+    # validating a wheel installs its dependencies from our index: they are built first
+    farm, upstream, tmp = tree
+    upstream.add(setuptools_sdist(tmp, "ring-a", "1.0", requires=["ring-b"]))
+    upstream.add(setuptools_sdist(tmp, "ring-b", "1.0", requires=["ring-a"]))
+    with pytest.raises(BootstrapError, match="dependency cycle: ring-a==1.0 -> ring-b==1.0 -> ring-a==1.0"):
+        order(plan(farm, [Requirement("ring-a")], ENVIRONMENT))
+
+
+def test_a_wheel_in_our_index_breaks_a_cycle(tree, index_host):
+    farm, upstream, tmp = tree
+    upload(index_host + "legacy/", "uploader", "s3cret", make_wheel(tmp, "cyc-c", "0.9"))
+    upstream.add(setuptools_sdist(tmp, "cyc-c", "1.0", build_requires=["cyc-d"]))
+    upstream.add(setuptools_sdist(tmp, "cyc-d", "1.0", build_requires=["cyc-c"]))
+    nodes = plan(farm, [Requirement("cyc-c==1.0")], ENVIRONMENT)
+    assert order(nodes) == ["cyc-d==1.0", "cyc-c==1.0"]  # cyc-d builds with our cyc-c 0.9
 
 
 def test_what_upstream_lacks_is_named_with_who_needs_it(tree):
     farm, upstream, tmp = tree
     upstream.add(setuptools_sdist(tmp, "asks", "1.0", requires=["missing>=2"]))
-    with pytest.raises(BootstrapError, match=r"missing>=2 \(needed by asks\): missing is not on"):
-        plan(farm, Requirement("asks"), ENVIRONMENT)
+    with pytest.raises(BootstrapError, match=r"no versions satisfy missing>=2 \(needed by asks 1.0\)"):
+        plan(farm, [Requirement("asks")], ENVIRONMENT)
 
 
 def test_the_lower_bound_is_the_longest_chain_or_the_work_shared_out():
@@ -78,7 +143,9 @@ def test_a_tree_is_built_bottom_up_and_installs_from_our_index(backends, upstrea
     result = json.loads(proc.stdout)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert [p["project"] for p in result["plan"]] == ["bs-leaf", "bs-tool", "bs-mid", "bs-top"]
-    assert set(result["built"]) == {"bs-leaf", "bs-tool", "bs-mid", "bs-top"} and not result["failed"]
+    assert set(result["built"]) == {"bs-leaf==1.0", "bs-tool==1.0", "bs-mid==1.0", "bs-top==1.0"} and not result["failed"]
+    graph = json.loads((backends.state / "logs" / "bootstrap" / "graph.json").read_text())
+    assert graph[""]["edges"][0]["key"] == "bs-top==1.0"
     builds = {b["properties"]["package"][0]: b for b in backends.api("builds?property=package")["builds"]
               if b["properties"].get("package", [""])[0].startswith("bs-")}
     for project, needs in (("bs-mid", ["bs-leaf"]), ("bs-top", ["bs-mid", "bs-tool"])):
@@ -100,8 +167,8 @@ def test_a_failure_skips_what_needs_it(backends, upstream, tmp_path):
     proc = backends.cli("bootstrap", "bs-needs-broken", "--builder", DEFAULT_BUILDER, check=False)
     result = json.loads(proc.stdout)
     assert proc.returncode == 1
-    assert list(result["failed"]) == ["bs-broken"] and "bs-fine" in result["built"]
-    assert result["not_built"] == {"bs-needs-broken": "needs bs-broken"}
+    assert list(result["failed"]) == ["bs-broken==1.0"] and "bs-fine==1.0" in result["built"]
+    assert result["not_built"] == {"bs-needs-broken==1.0": "needs bs-broken==1.0"}
 
 
 def test_requirements_are_read_whatever_the_sdists_top_folder_is_called(tmp_path):

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import install_and_run, wheel_index_has
-from tests.farm import http_get
+from tests.farm import DEFAULT_BUILDER, http_get
 from tests.sdists import Listener, c_extension_sdist, calling_out_sdist, flit_sdist, pkg_info, setuptools_sdist, write_sdist
 from tests.wheels import make_wheel
 
@@ -255,14 +255,9 @@ def test_force_form_asks_for_package_and_version(farm):
 
 
 def test_the_force_form_refuses_a_bad_version_clearly(farm):
-    body = json.dumps({"jsonrpc": "2.0", "method": "force", "id": 1, "params": {
-        "builderNames": ["x86_64-cp311"], "package": "purepkg", "version": "one point oh"}}).encode()
-    request = urllib.request.Request(farm.status["ui"] + "api/v2/forceschedulers/build", data=body, method="POST",
-                                     headers={"Content-Type": "application/json"})
-    try:
-        answer = json.load(urllib.request.urlopen(request))
-    except urllib.error.HTTPError as exc:
-        answer = json.load(exc)
+    body = {"jsonrpc": "2.0", "method": "force", "id": 1, "params": {
+        "builderNames": [DEFAULT_BUILDER], "package": "purepkg", "version": "one point oh"}}
+    answer = farm.session().post(farm.status["ui"] + "api/v2/forceschedulers/build", json=body, timeout=30).json()
     assert "'one point oh' is not a valid version" in json.dumps(answer)
 
 

@@ -420,12 +420,13 @@ class TestUpdateIndex(StepTest):
 
     async def test_a_pure_wheel_another_builder_published_meanwhile_is_skipped(self):
         wheel = make_wheel(self.farm.root, "raced", "1.0")
-        upload(self.farm.upload_url, UPLOAD_USER, PASSWORD, wheel, provenance={"build_number": 1})
+        upload(self.farm.upload_url, UPLOAD_USER, PASSWORD, wheel,
+               provenance={"build_number": 1, "build_url": "http://other/builds/1"})
         self.setup(UpdateIndex(farm=self.farm, upload_password=PASSWORD), package="raced",
                    wheel_filenames=[wheel.name], wheel_sha256s=[sha256_of(wheel)])
         self.expect_commands(*self.upload_expectations(wheel))
         self.expect_outcome(result=SKIPPED, state_string="pure wheel raced-1.0-py3-none-any.whl already published by "
-                                                         "another builder (skipped)")
+                                                         "http://other/builds/1 (skipped)")
         await self.run_step()
 
 

@@ -166,11 +166,23 @@ class _Cgroup:
         raise OSError(f"no {controller or 'v2'} cgroup")
 
     def _make(self, kind: str, path: Path, settings: dict[str, int]) -> None:
+        self._sweep(path.parent)
         path.mkdir()
         self.dirs[kind] = path
         for key, value in settings.items():
             if (path / key).exists():
                 (path / key).write_text(str(value))
+
+    @staticmethod
+    def _sweep(parent: Path) -> None:
+        """Remove the empty cgroups of sandboxes whose tool was killed before it could (a worker
+        stopped mid-build): only a minute after they were made, so as not to race a new one."""
+        for stale in parent.glob("wheelwright-*"):
+            try:
+                if time.time() - stale.stat().st_mtime > 60:
+                    stale.rmdir()  # refused while a process is in it
+            except OSError:
+                pass
 
     def join(self) -> None:
         """Move the calling process in (before it runs the sandbox; its children follow)."""

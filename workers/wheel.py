@@ -76,7 +76,7 @@ def check_wheels(dist: Path, project: str, version: str, build_tag: int = 0) -> 
 
 def source_date_epoch(src: Path) -> str:
     """The sdist's own date, so that wheel timestamps do not depend on when we built it."""
-    return str(int((src / "PKG-INFO").stat().st_mtime))
+    return str(int((src / "PKG-INFO").lstat().st_mtime))
 
 
 def retag(dist: Path, build_tag: int) -> None:
