@@ -336,8 +336,9 @@ def drive(api: Api, farm: Farm, nodes: dict, builders: list[str], constraints: d
                 pending[key] = nodes[key]
                 first = bootstrap.priorities(nodes, estimates)
                 continue
-            failed[key] = {r["builder"]: r["failed_steps"] for r in [api.describe(farm, b) for b in builds]} \
-                or "no build ran"
+            failed[key] = {r["builder"]: {"failed_steps": r["failed_steps"], "log_tails": r["log_tails"],
+                                          "build_url": r["build_url"]}
+                           for r in [api.describe(farm, b) for b in builds]} or "no build ran"
         if not finished:  # what finished may have made others ready: force them at once
             time.sleep(poll)
     return {"built": built, "failed": failed, "not_built": not_built, "discovered": discovered,

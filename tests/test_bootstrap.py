@@ -11,7 +11,7 @@ from packaging.specifiers import SpecifierSet
 
 from tests.conftest import install_and_run
 from tests.farm import DEFAULT_BUILDER
-from tests.sdists import Upstream, free_port, setuptools_sdist
+from tests.sdists import Upstream, free_port, pkg_info, pyproject, setuptools_sdist, write_sdist
 from tests.wheels import make_wheel
 from wheelwright.index.upload import upload
 from wheelwright.master.bootstrap import (
@@ -175,3 +175,35 @@ def test_requirements_are_read_whatever_the_sdists_top_folder_is_called(tmp_path
     sdist = setuptools_sdist(tmp_path, "Old.Style", "1.0", requires=["dep>=1"], build_requires=["tool"])
     renamed = sdist.rename(tmp_path / "old_style-1.0.tar.gz")  # the name the index lists, not the folder's
     assert sdist_requirements(renamed) == (["setuptools>=70", "tool"], ["dep>=1"])
+
+
+def test_a_build_requirement_only_the_backend_names_when_run_is_built_by_the_bootstrap(backends, upstream, tmp_path):
+    # an in-tree backend that asks for bs-dyn-helper in get_requires_for_build_wheel, which no
+    # file of the sdist names: the plan cannot see it; the build finds it, the bootstrap builds it
+    upstream.add(setuptools_sdist(tmp_path, "bs-dyn-helper", "1.0", code="HELPED = True\n"))
+    upstream.add(write_sdist(tmp_path, "bs-dyn", "1.0", {
+        "PKG-INFO": pkg_info("bs-dyn", "1.0"),
+        "pyproject.toml": pyproject("bs-dyn", "1.0", ["setuptools>=70"], "dynbackend").replace(
+            'build-backend = "dynbackend"', 'build-backend = "dynbackend"\nbackend-path = ["."]'),
+        "dynbackend.py": """\
+            from setuptools import build_meta
+            from setuptools.build_meta import *  # noqa: F403
+
+            def get_requires_for_build_wheel(config_settings=None):
+                return [*build_meta.get_requires_for_build_wheel(config_settings), "bs-dyn-helper"]
+
+            def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
+                import bs_dyn_helper  # it must really be there
+                return build_meta.build_wheel(wheel_directory, config_settings, metadata_directory)
+            """,
+        "bs_dyn.py": "VALUE = 1\n",
+    }))
+    plan_only = json.loads(backends.cli("bootstrap", "bs-dyn==1.0", "--dry-run").stdout)
+    assert [p["key"] for p in plan_only["plan"]] == ["bs-dyn==1.0"]
+    proc = backends.cli("bootstrap", "bs-dyn==1.0", "--builder", DEFAULT_BUILDER, check=False)
+    result = json.loads(proc.stdout)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert result["discovered"] == {"bs-dyn==1.0": ["bs-dyn-helper"]}
+    assert set(result["built"]) == {"bs-dyn-helper==1.0", "bs-dyn==1.0"}
+    graph = json.loads((backends.state / "logs" / "bootstrap" / "graph.json").read_text())
+    assert {"key": "bs-dyn-helper==1.0", "req_type": "build-backend", "req": "bs-dyn-helper"} in graph["bs-dyn==1.0"]["edges"]

@@ -24,6 +24,7 @@ from wheelwright.index.lookup import IndexUnreachable, short_of
 from wheelwright.workers import sandbox
 from wheelwright.workers.tool import (
     ToolError,
+    activated,
     clean_pip_env,
     create_venv,
     marker_environment,
@@ -57,7 +58,7 @@ def sandboxed_runner(python: str, src: Path, env_dir: Path, limits: sandbox.Limi
     """pyproject-hooks' runner: the backend's hooks run in the sandbox, writing only the source
     tree and the private temporary folder; the build environment is read-only there."""
     def runner(cmd, cwd=None, extra_environ=None):
-        env = {**clean_pip_env(), **(extra_environ or {})}
+        env = {**activated(clean_pip_env(), env_dir), **(extra_environ or {})}
         sandbox.run(cmd, write=[src, Path(os.environ["TMPDIR"])], read=[env_dir], cwd=Path(cwd or src), env=env,
                     what="the build backend's get_requires_for_build_wheel", limits=limits, pythons=[python])
 

@@ -79,6 +79,12 @@ def clean_pip_env() -> dict[str, str]:
     return env
 
 
+def activated(env: dict[str, str], env_dir) -> dict[str, str]:
+    """env as in an activated virtual environment: backends run the tools their build
+    requirements install (meson, cmake, ninja, cython) by name."""
+    return {**env, "VIRTUAL_ENV": str(env_dir), "PATH": os.path.join(env_dir, "bin") + os.pathsep + env["PATH"]}
+
+
 def pip_command(target_python: str, *args: str) -> list[str]:
     """pip of the worker's own Python acting on another environment (`pip --python`)."""
     return [sys.executable, "-m", "pip", "--python", target_python, *args]

@@ -26,7 +26,7 @@ from packaging.version import Version
 from wheelwright.index.lookup import build_number
 from wheelwright.index.store import sha256_of
 from wheelwright.workers import sandbox
-from wheelwright.workers.tool import ToolError, clean_pip_env, pip_command, run, run_tool
+from wheelwright.workers.tool import ToolError, activated, clean_pip_env, pip_command, run, run_tool
 
 FRONTENDS = ("pip", "build")
 
@@ -100,9 +100,9 @@ def build(python: str, env_python: str, src: Path, dist: Path, project: str, ver
         raise ToolError(f"unknown build frontend {frontend!r}; choose one of {', '.join(FRONTENDS)}")
     out = fresh_dir(dist.with_name(dist.name + ".build"))
     fresh_dir(dist)
-    env = clean_pip_env()
-    env["SOURCE_DATE_EPOCH"] = source_date_epoch(src)
     env_dir = Path(env_python).parent.parent
+    env = activated(clean_pip_env(), env_dir)
+    env["SOURCE_DATE_EPOCH"] = source_date_epoch(src)
     sandbox.run(build_command(frontend, env_python, src, out), write=[src, out, Path(os.environ["TMPDIR"])],
                 read=[env_dir], cwd=src, env=env, what=f"building the wheel with {frontend} (no network)",
                 limits=limits, pythons=[python])
