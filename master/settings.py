@@ -32,6 +32,8 @@ class PackageSettings:
     imports: list[str] = field(default_factory=list)
     # The worker image with the system build tools the package needs (container pools).
     container_image: str | None = None
+    # Where the source comes from when not an sdist upstream: {git: URL, ref: "v${version}"}.
+    source: dict | None = None
 
 
 def _names(project: str) -> list[str]:
@@ -74,6 +76,10 @@ def _parse(path: Path) -> PackageSettings:
         raise SettingsError(f"{path}: build_frontend must be one of {', '.join(FRONTENDS)}")
     if not all(isinstance(m, str) and m.replace(".", "").isidentifier() for m in settings.imports):
         raise SettingsError(f"{path}: imports must be a list of module names")
+    source = settings.source
+    if source is not None and not (isinstance(source, dict) and set(source) <= {"git", "ref"}
+                                   and isinstance(source.get("git"), str) and isinstance(source.get("ref", ""), str)):
+        raise SettingsError(f'{path}: source must be {{git: URL, ref: "v${{version}}"}} (ref defaults to ${{version}})')
     return settings
 
 

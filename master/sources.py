@@ -8,36 +8,54 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from packaging.utils import canonicalize_name
+
+from wheelwright.index.store import sha256_of
 from wheelwright.index.upload import UploadError, upload
 from wheelwright.index.upstream import Sdist, SourceError, download_verified, find_sdist
+from wheelwright.master.gitsource import sdist_from_git
 
 
 @dataclass(frozen=True)
 class ArchivedSdist:
     path: Path
     sdist: Sdist
-    origin: str  # "archive" or the upstream index it came from
+    origin: str  # "archive", "upstream" or "git"
     archive_url: str
+    fetched_from: str  # where the bytes came from, for the log
+    commit: str | None = None
 
 
-def obtain_sdist(farm, project: str, version: str | None, upload_user: str, upload_password: str) -> ArchivedSdist:
-    """The verified sdist of project==version on the master's disk, archived in our source index."""
+def obtain_sdist(farm, project: str, version: str | None, upload_user: str, upload_password: str,
+                 source: dict | None = None) -> ArchivedSdist:
+    """The verified sdist of project==version on the master's disk, archived in our source index
+    (made from the git repository `source` names, where the package's settings name one)."""
     try:
         archived = find_sdist(farm.sources_url, project, version) if version else None
     except SourceError:
         archived = None
     if archived is not None:
         path = download_verified(archived, farm.source_cache)
-        return ArchivedSdist(path, archived, "archive", archived.url)
-    found = find_sdist(farm.upstream, project, version)
-    path = download_verified(found, farm.source_cache)
+        return ArchivedSdist(path, archived, "archive", archived.url, "our source archive (rebuild)")
+    if source:
+        if not version:
+            raise SourceError(f"{project}'s source is a git repository: name the version to build")
+        made = sdist_from_git(source["git"], source.get("ref", "${version}"), project, version, farm.source_cache)
+        found = Sdist(canonicalize_name(project), version, made.path.name, made.url, sha256_of(made.path))
+        provenance = {"git": made.url, "ref": made.ref, "commit": made.commit}
+        origin, fetched_from, commit = "git", f"git {made.url} {made.ref} (commit {made.commit})", made.commit
+    else:
+        found = find_sdist(farm.upstream, project, version)
+        provenance, origin, fetched_from, commit = {"upstream_url": found.url}, "upstream", found.url, None
+    path = made.path if source else download_verified(found, farm.source_cache)
     try:
-        upload(farm.upload_url, upload_user, upload_password, path, provenance={"upstream_url": found.url})
+        upload(farm.upload_url, upload_user, upload_password, path, provenance=provenance)
     except UploadError as exc:
         # Another builder of the matrix archived it meanwhile: the same file, or the archive is wrong.
         if exc.status != 409 or _archived_sha256(farm, found) != found.sha256:
             raise
-    return ArchivedSdist(path, found, farm.upstream, f"{farm.sources_url}{found.project}/{found.filename}")
+    return ArchivedSdist(path, found, origin, f"{farm.sources_url}{found.project}/{found.filename}", fetched_from,
+                         commit)
 
 
 def _archived_sha256(farm, sdist: Sdist) -> str | None:

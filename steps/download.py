@@ -11,6 +11,8 @@ from wheelwright.index.lookup import IndexUnreachable, published_pure_wheel
 from wheelwright.index.upload import UploadError
 from wheelwright.index.upstream import SourceError
 from wheelwright.master.farm import UPLOAD_SECRET, UPLOAD_USER
+from wheelwright.master.lastgood import ConfigError
+from wheelwright.master.settings import settings_for
 from wheelwright.master.sources import obtain_sdist
 from wheelwright.steps.tool import PURE_WHEEL_PUBLISHED, SDIST_DIR, WheelwrightStep
 
@@ -36,9 +38,10 @@ class DownloadSource(WheelwrightStep):
             if pure:
                 return await self.skip_pure_wheel(pure)
         try:
+            settings = await self.read_config("settings", settings_for, self.package)
             archived = await threads.deferToThread(
-                obtain_sdist, self.farm, self.package, version, UPLOAD_USER, self.upload_password)
-        except (SourceError, UploadError, OSError) as exc:
+                obtain_sdist, self.farm, self.package, version, UPLOAD_USER, self.upload_password, settings.source)
+        except (SourceError, UploadError, OSError, ConfigError) as exc:
             return await self.fail(str(exc))
         sdist = archived.sdist
         self.setProperty("version", sdist.version, self.name)
@@ -49,11 +52,13 @@ class DownloadSource(WheelwrightStep):
         await self.addURL(sdist.filename, archived.archive_url)
         await self.addCompleteLog("source", (
             f"sdist:   {sdist.filename}\nsha256:  {sdist.sha256} (verified)\n"
-            f"from:    {'our source archive (rebuild)' if archived.origin == 'archive' else sdist.url}\n"
+            f"from:    {archived.fetched_from}\n"
             f"archive: {archived.archive_url}\n"))
         if not await self.send_file(archived.path, f"{SDIST_DIR}/{sdist.filename}"):
             return await self.fail(f"could not send {sdist.filename} to the worker")
-        self.descriptionDone = [f"{sdist.filename} ({'archive' if archived.origin == 'archive' else 'upstream'})"]
+        if archived.commit:
+            self.setProperty("source_commit", archived.commit, self.name)
+        self.descriptionDone = [f"{sdist.filename} ({archived.origin})"]
         return SUCCESS
 
     async def skip_pure_wheel(self, pure: dict) -> int:

@@ -134,7 +134,7 @@ class UpdateIndex(WheelwrightStep):
         return None
 
     async def _provenance(self) -> dict:
-        keys = ("source_filename", "source_sha256", "source_url", "patches", "build_requires", "build_frontend",
+        keys = ("source_filename", "source_sha256", "source_url", "source_commit", "patches", "build_requires", "build_frontend",
                 "python_version", "arch", "workername", "pool", "build_tag", "reason")
         return {
             "build_url": await self.build_url(),

@@ -1,0 +1,75 @@
+"""Git sources: a package whose settings name a git repository, archived reproducibly by the
+master and built like any sdist."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import install_and_run
+from tests.farm import http_get
+from wheelwright.index.upstream import SourceError
+from wheelwright.master.gitsource import sdist_from_git
+
+COMMIT_TIME = "2024-05-01T12:00:00+00:00"
+
+
+def git_repo(root: Path, name: str, version: str) -> tuple[Path, str]:
+    """A repository with a setuptools project, its release tagged v<version>; returns its commit."""
+    root.mkdir()
+    (root / "pyproject.toml").write_text(
+        f'[build-system]\nrequires = ["setuptools>=70"]\nbuild-backend = "setuptools.build_meta"\n\n'
+        f'[project]\nname = "{name}"\nversion = "{version}"\n')
+    (root / f"{name.replace('-', '_')}.py").write_text("FROM = 'git'\n")
+    (root / "run.sh").write_text("#!/bin/sh\n")
+    os.chmod(root / "run.sh", 0o755)
+    env = {**os.environ, "GIT_AUTHOR_DATE": COMMIT_TIME, "GIT_COMMITTER_DATE": COMMIT_TIME,
+           "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@example.com"}
+    for cmd in (["init", "--quiet"], ["add", "."], ["commit", "--quiet", "-m", "release"], ["tag", f"v{version}"]):
+        subprocess.run(["git", *cmd], cwd=root, env=env, check=True)
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True).stdout
+    return root, commit.strip()
+
+
+def test_the_same_commit_makes_the_same_bytes(tmp_path):
+    repo, commit = git_repo(tmp_path / "repo", "gitdemo", "1.0")
+    first = sdist_from_git(f"file://{repo}", "v${version}", "gitdemo", "1.0", tmp_path / "a")
+    second = sdist_from_git(f"file://{repo}", "v${version}", "gitdemo", "1.0", tmp_path / "b")
+    assert first.commit == second.commit == commit
+    assert hashlib.sha256(first.path.read_bytes()).digest() == hashlib.sha256(second.path.read_bytes()).digest()
+    with tarfile.open(first.path) as tar:
+        members = tar.getmembers()
+    assert [m.name for m in members] == sorted(m.name for m in members)
+    assert {m.name for m in members} >= {"gitdemo-1.0/PKG-INFO", "gitdemo-1.0/pyproject.toml", "gitdemo-1.0/gitdemo.py"}
+    assert {(m.uid, m.gid, m.uname, m.gname) for m in members} == {(0, 0, "", "")}
+    assert {m.mtime for m in members} == {1714564800}  # the commit's time
+    assert {m.name: m.mode for m in members}["gitdemo-1.0/run.sh"] == 0o755
+
+
+def test_a_ref_the_repository_lacks_is_a_clear_error(tmp_path):
+    repo, _ = git_repo(tmp_path / "repo", "gitdemo", "1.0")
+    with pytest.raises(SourceError, match="git fetch failed"):
+        sdist_from_git(f"file://{repo}", "v${version}", "gitdemo", "2.0", tmp_path / "out")
+
+
+def test_a_package_built_from_its_git_repository(backends, tmp_path):
+    repo, commit = git_repo(tmp_path / "repo", "gitpkg", "1.0")
+    settings = backends.state / "overrides" / "settings"
+    settings.mkdir(parents=True, exist_ok=True)
+    (settings / "gitpkg.yaml").write_text(f'source: {{git: "file://{repo}", ref: "v${{version}}"}}\n')
+    rc, result = backends.build("gitpkg==1.0")
+    assert rc == 0, json.dumps(result)
+    (wheel,) = result["wheels"]
+    provenance = json.loads(http_get(f"{backends.status['index']}gitpkg/{wheel}.provenance.json")[1])
+    assert provenance["source_commit"] == commit and provenance["source_filename"] == "gitpkg-1.0.tar.gz"
+    sources = backends.status["sources"]
+    archived = json.loads(http_get(f"{sources}gitpkg/gitpkg-1.0.tar.gz.provenance.json")[1])
+    assert archived == {"git": f"file://{repo}", "ref": "v1.0", "commit": commit}
+    assert install_and_run(backends, tmp_path, "gitpkg==1.0", "import gitpkg; print(gitpkg.FROM)") == "git\n"
