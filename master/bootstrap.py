@@ -250,11 +250,12 @@ def plan(farm, roots: list[Requirement], environment: dict | None = None,
     return planner.nodes
 
 
-def plan_build_requirements(farm, nodes: dict[str, Node], key: str, projects: list[str],
-                            constraints: dict[str, SpecifierSet]) -> list[str]:
-    """Add to the graph what key's backend asked for when run (get_requires_for_build_wheel)."""
+def plan_discovered(farm, nodes: dict[str, Node], key: str, requirements: list[str], kind: str,
+                    constraints: dict[str, SpecifierSet]) -> list[str]:
+    """Add to the graph what key's build found it needs (kind "build-backend": asked for by
+    get_requires_for_build_wheel; "install": in the wheel's metadata, not the sdist's)."""
     planner = Planner(farm, constraints=constraints, nodes=nodes)
-    return planner.add_build_requirements(key, [Requirement(p) for p in projects], "build-backend")
+    return planner.add_build_requirements(key, [Requirement(r) for r in requirements], kind)
 
 
 def _index_key(universe: Universe, requirement: Requirement) -> str:

@@ -294,6 +294,10 @@ def keep_plan(farm: Farm, nodes: dict, keys: list[str]) -> None:
     (folder / "build-order.json").write_text(json.dumps(bootstrap.build_order_json(nodes, keys), indent=2) + "\n")
 
 
+# What a build can find that an sdist does not say: the properties its steps set.
+DISCOVERED = {"build-backend": "missing_build_requires", "install": "missing_install_requires"}
+
+
 def drive(api: Api, farm: Farm, nodes: dict, builders: list[str], constraints: dict | None = None,
           poll: float = 0.2) -> dict:
     """Force each package once all it needs is built, the longest stretches of work first (from
@@ -327,12 +331,14 @@ def drive(api: Api, farm: Farm, nodes: dict, builders: list[str], constraints: d
             if builds and all(b["results"] in (SUCCESS, WARNINGS, SKIPPED) for b in builds):
                 built[key] = [build_url(farm, b) for b in builds]
                 continue
-            missing = sorted({m for b in builds for m in api.property(b, "missing_build_requires") or []})
-            if missing and key not in discovered:
-                # The backend asked for these when run: plan them, build them, then this again.
-                discovered[key] = missing
-                new = bootstrap.plan_build_requirements(farm, nodes, key, missing, constraints or {})
-                pending.update({k: nodes[k] for k in new})
+            found = {kind: sorted({m for b in builds for m in api.property(b, prop) or []})
+                     for kind, prop in DISCOVERED.items()}
+            if any(found.values()) and key not in discovered:
+                # The build found what the sdist did not say it needs: plan it, build it, then this again.
+                discovered[key] = [m for missing in found.values() for m in missing]
+                for kind, missing in found.items():
+                    new = bootstrap.plan_discovered(farm, nodes, key, missing, kind, constraints or {})
+                    pending.update({k: nodes[k] for k in new})
                 pending[key] = nodes[key]
                 first = bootstrap.priorities(nodes, estimates)
                 continue

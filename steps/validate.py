@@ -23,6 +23,13 @@ def classify(requirements: list[str], allowlist: set[str], index_url: str) -> di
             "unsatisfied": unsatisfiable}
 
 
+def _unmarked(requirement: str) -> str:
+    """The requirement without its marker (it was evaluated for this builder already)."""
+    parsed = Requirement(requirement)
+    parsed.marker = None
+    return str(parsed)
+
+
 class ValidateInstallDeps(WheelwrightStep):
     name = "validate-install-deps"
     description = ["validating dependencies"]
@@ -52,6 +59,9 @@ class ValidateInstallDeps(WheelwrightStep):
         except IndexUnreachable as exc:
             return await self.fail(str(exc))
         unknown, unbuilt, unsatisfiable = found["unknown"], found["unbuilt"], found["unsatisfied"]
+        short = {*unknown, *unbuilt, *(canonicalize_name(Requirement(u.split(" (")[0]).name) for u in unsatisfiable)}
+        if short:  # a bootstrap plans and builds them (an sdist's PKG-INFO need not list them), then this again
+            self.setProperty("missing_install_requires", sorted(_unmarked(needed[p]) for p in short), self.name)
         build_url = await self.build_url()
         for project in unknown:
             await threads.deferToThread(queue_for_review, self.farm.review_queue, project,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import posixpath
 import shutil
 import stat
 import tarfile
@@ -30,6 +31,36 @@ def _check_name(name: str) -> None:
         raise ToolError(f"unsafe member {name!r}: the sdist may not write outside its directory")
 
 
+def _check_link(member: tarfile.TarInfo, links: set[str]) -> None:
+    """Real sdists hold links (pdm-backend's test fixtures do). One is kept if it is relative and
+    its target, read as a path, stays inside the sdist's top folder; the unpacked tree is checked
+    again with the links really resolved (see _check_links_inside)."""
+    top = PurePosixPath(member.name).parts[0]
+    target = member.linkname
+    base = posixpath.dirname(member.name) if member.issym() else ""
+    resolved = posixpath.normpath(posixpath.join(base, target))
+    if target.startswith("/") or "\\" in target or not (resolved == top or resolved.startswith(top + "/")):
+        raise ToolError(f"member {member.name!r} is a link to {target!r}, outside the sdist; refused")
+    if member.islnk() and _through_link(resolved, links):
+        raise ToolError(f"member {member.name!r} is a hard link through a symbolic link; refused")
+
+
+def _through_link(name: str, links: set[str]) -> bool:
+    parts = PurePosixPath(name).parts
+    return any("/".join(parts[:n]) in links for n in range(1, len(parts)))
+
+
+def _check_links_inside(into: Path) -> None:
+    """Every link of the unpacked tree, resolved for real (a chain of links can lead where its
+    path does not say), must end inside the sdist's top folder."""
+    for path in into.rglob("*"):
+        if path.is_symlink():
+            top = (into / path.relative_to(into).parts[0]).resolve()
+            target = Path(os.path.realpath(path))
+            if target != top and top not in target.parents:
+                raise ToolError(f"{path.relative_to(into)} is a link that leads outside the sdist; refused")
+
+
 def _check_limits(count: int, total: int, max_members: int, max_bytes: int) -> None:
     if count > max_members:
         raise ToolError(f"the sdist has more than {max_members} members")
@@ -41,12 +72,16 @@ def _unpack_tar(sdist: Path, into: Path, max_members: int, max_bytes: int) -> No
     try:
         with tarfile.open(sdist) as tar:
             total = count = 0
+            links: set[str] = set()
             for member in tar:
                 count += 1
                 _check_name(member.name)
+                if _through_link(member.name, links):
+                    raise ToolError(f"member {member.name!r} would be written through a link; refused")
                 if member.issym() or member.islnk():
-                    raise ToolError(f"member {member.name!r} is a link; links are refused")
-                if not (member.isfile() or member.isdir()):
+                    _check_link(member, links)
+                    links.add(member.name.rstrip("/"))
+                elif not (member.isfile() or member.isdir()):
                     raise ToolError(f"member {member.name!r} is a device, FIFO or other special file")
                 total += member.size
                 _check_limits(count, total, max_members, max_bytes)
@@ -58,6 +93,7 @@ def _unpack_tar(sdist: Path, into: Path, max_members: int, max_bytes: int) -> No
                 tar.extractall(into, filter="data")
             else:
                 tar.extractall(into)
+        _check_links_inside(into)
     except (tarfile.TarError, EOFError, OSError) as exc:
         raise ToolError(f"cannot unpack {sdist.name}: {exc}") from None
 
