@@ -246,13 +246,13 @@ def bench_bootstrap(work: Path, quick: bool) -> None:
         farm.cli("up", "--pools", "local", "--upstream", upstream.url, "--ui-port", str(free_port()),
                  "--worker-port", str(free_port()), "--index-port", str(free_port()))
         upstream.add(CACHE / "setuptools-80.9.0.tar.gz")
-        assert farm.cli("bootstrap", "setuptools", "--builder", DEFAULT_BUILDER).returncode == 0
+        assert farm.cli("bootstrap", "setuptools", "--builder", DEFAULT_BUILDER, "--wait").returncode == 0
         # First a tree the farm never built (no durations to go by), then its next release, which
         # bootstrap orders by the first one's build times.
         for version, history in (("1.0", "never built before"), ("1.1", "ordered by 1.0's build times")):
             for name, (seconds, needs) in BOOTSTRAP_TREE.items():
                 upstream.add(sleepy_sdist(work, name, version, 0 if quick else seconds, [f"{n}=={version}" for n in needs]))
-            result = json.loads(farm.cli("bootstrap", f"bt-root=={version}", "--builder", DEFAULT_BUILDER).stdout)
+            result = json.loads(farm.cli("bootstrap", f"bt-root=={version}", "--builder", DEFAULT_BUILDER, "--wait").stdout)
             nodes = {p["key"]: Node(p["project"], p["version"], set(p["after"])) for p in result["plan"]}
             bound = lower_bound(result["durations_s"], nodes, workers=2)
             ratio = result["makespan_s"] / bound

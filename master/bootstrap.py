@@ -25,8 +25,8 @@ from pathlib import Path
 import resolvelib
 from packaging.markers import default_environment
 from packaging.metadata import Metadata
-from packaging.requirements import Requirement
-from packaging.specifiers import SpecifierSet
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
@@ -256,6 +256,44 @@ def plan_discovered(farm, nodes: dict[str, Node], key: str, requirements: list[s
     get_requires_for_build_wheel; "install": in the wheel's metadata, not the sdist's)."""
     planner = Planner(farm, constraints=constraints, nodes=nodes)
     return planner.add_build_requirements(key, [Requirement(r) for r in requirements], kind)
+
+
+def parse_constraints(text: str) -> dict[str, SpecifierSet]:
+    """Constraints (pip's file: one requirement a line, # comments) as specifiers by project."""
+    found: dict[str, SpecifierSet] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.split("#", 1)[0].strip()
+        if line:
+            try:
+                requirement = Requirement(line)
+            except InvalidRequirement as exc:
+                raise BootstrapError(f"constraints line {number}: {exc}") from None
+            project = canonicalize_name(requirement.name)
+            found[project] = found.get(project, SpecifierSet()) & requirement.specifier
+    return found
+
+
+def expand_roots(farm, roots: list[Requirement], versions: int) -> list[Requirement]:
+    """With versions N, each root becomes the newest N releases upstream that it allows."""
+    if not versions:
+        return roots
+    expanded = []
+    for root in roots:
+        matching = [s.version for s in list_sdists(farm.upstream, root.name) if root.specifier.contains(s.version)]
+        if not matching:
+            raise BootstrapError(f"no sdist upstream matches {root}")
+        expanded += [Requirement(f"{root.name}=={v}") for v in matching[:versions]]
+    return expanded
+
+
+def plan_tree(farm, requirements: list[str], constraints: str, versions: int):
+    """The nodes and their order for the requested roots (in a thread: it reads the network)."""
+    try:
+        roots = expand_roots(farm, [Requirement(r) for r in requirements], versions)
+        nodes = plan(farm, roots, constraints=parse_constraints(constraints))
+    except (InvalidRequirement, InvalidSpecifier) as exc:
+        raise BootstrapError(f"not a requirement: {exc}") from None
+    return nodes, order(nodes)
 
 
 def _index_key(universe: Universe, requirement: Requirement) -> str:

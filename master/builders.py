@@ -8,10 +8,12 @@ address as the workers reach it) travels as worker properties.
 from __future__ import annotations
 
 from buildbot.plugins import util, worker
+from buildbot.worker.local import LocalWorker
 
 from wheelwright.master.lastgood import ConfigError
 from wheelwright.master.settings import settings_for
 from wheelwright.steps import PIPELINE
+from wheelwright.steps.bootstrap import BootstrapTree
 from wheelwright.workers.pools import Pool, builder_name
 
 
@@ -72,3 +74,17 @@ def make_builders(farm, pools: list[Pool]) -> list[util.BuilderConfig]:
         )
         for (arch, python), carriers in sorted(matrix.items())
     ]
+
+
+# The bootstrap builder's one worker: in the master's own process, for its step runs no command.
+BOOTSTRAP = "bootstrap"
+
+
+def bootstrap_worker() -> LocalWorker:
+    return LocalWorker(BOOTSTRAP, max_builds=4)
+
+
+def bootstrap_builder(farm) -> util.BuilderConfig:
+    """Whole trees, each a build of its own that triggers the wheel builders' builds."""
+    return util.BuilderConfig(name=BOOTSTRAP, workernames=[BOOTSTRAP], factory=util.BuildFactory([BootstrapTree(farm=farm)]),
+                              tags=[BOOTSTRAP], collapseRequests=False)

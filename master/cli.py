@@ -27,18 +27,17 @@ from pathlib import Path
 import requests
 from buildbot.process.results import SKIPPED, SUCCESS, WARNINGS, Results, worst_status
 from packaging.requirements import InvalidRequirement, Requirement
-from packaging.specifiers import SpecifierSet
-from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
+from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
 from wheelwright.index import accounts, lookup
 from wheelwright.index.lookup import IndexUnreachable
 from wheelwright.index.upload import UploadError, upload
-from wheelwright.index.upstream import SourceError, list_sdists
+from wheelwright.index.upstream import SourceError
 from wheelwright.master import bootstrap, control
 from wheelwright.master.farm import CLI_SECRET, CLI_USER, UPLOAD_SECRET, UPLOAD_USER, Farm
 from wheelwright.master.lastgood import ConfigError
 from wheelwright.master.review import ReviewError, decide, read_queue
-from wheelwright.master.schedulers import FORCE_SCHEDULER
+from wheelwright.master.schedulers import BOOTSTRAP_SCHEDULER, FORCE_SCHEDULER
 from wheelwright.master.webauth import ROLES
 from wheelwright.steps.tool import PURE_WHEEL_PUBLISHED
 from wheelwright.workers.pools import POOLS
@@ -121,16 +120,32 @@ class Api:
         if not builders:
             scheduler = self.get(f"forceschedulers/{FORCE_SCHEDULER}")["forceschedulers"][0]
             builders = scheduler["builder_names"]
-        body = {"jsonrpc": "2.0", "method": "force", "id": 1,
-                "params": {"builderNames": builders, "package": package, "version": version, "rebuild": rebuild,
-                           "reason": f"wheelwright {'rebuild' if rebuild else 'build'} {package}=={version}"}}
+        return self.force_scheduler(FORCE_SCHEDULER, {
+            "builderNames": builders, "package": package, "version": version, "rebuild": rebuild,
+            "reason": f"wheelwright {'rebuild' if rebuild else 'build'} {package}=={version}"})
+
+    def force_scheduler(self, scheduler: str, params: dict) -> dict[str, int]:
+        """Post to a force form; returns its build requests by builder id."""
+        body = {"jsonrpc": "2.0", "method": "force", "id": 1, "params": params}
         self.login()
-        response = self.session.post(self.base + f"forceschedulers/{FORCE_SCHEDULER}", json=body, timeout=30)
+        response = self.session.post(self.base + f"forceschedulers/{scheduler}", json=body, timeout=30)
         answer = response.json()
         if "error" in answer:
             raise SystemExit(f"wheelwright: the master refused the build: {answer['error'].get('message')}")
         _, requests_by_builder = answer["result"]
         return requests_by_builder
+
+    def copy_log(self, brid: int, slug: str, shown: int) -> int:
+        """Print the lines of a running build's log past the first `shown`; returns how many there are."""
+        for build in self.get(f"buildrequests/{brid}/builds")["builds"]:
+            for step in self.get(f"builds/{build['buildid']}/steps")["steps"]:
+                logs = {log["slug"]: log for log in self.get(f"steps/{step['stepid']}/logs")["logs"]}
+                if slug in logs:
+                    lines = self.session.get(self.base + f"logs/{logs[slug]['logid']}/raw", timeout=30).text.splitlines()
+                    for line in lines[shown:]:
+                        print(line, file=sys.stderr, flush=True)
+                    return len(lines)
+        return shown
 
     def property(self, build: dict, name: str):
         return self.get(f"builds/{build['buildid']}", property=name)["builds"][0]["properties"].get(name, [None])[0]
@@ -174,9 +189,14 @@ class Api:
                 found[package] = build["complete_at"] - build["started_at"]
         return found
 
-    def wait(self, brid: int, poll: float = 0.2) -> dict:
+    def wait(self, brid: int, poll: float = 0.2, follow: str | None = None) -> dict:
+        """The build of a request once it is complete; with follow, that log of its step is
+        copied to stderr as it grows."""
+        shown = 0
         while True:
             request = self.get(f"buildrequests/{brid}")["buildrequests"][0]
+            if follow:
+                shown = self.copy_log(brid, follow, shown)
             if request["complete"]:
                 break
             time.sleep(poll)
@@ -232,123 +252,30 @@ def cmd_build(args) -> int:
 
 def cmd_bootstrap(args) -> int:
     farm = _farm(args)
-    try:
-        roots = expand_roots(farm, [Requirement(r) for r in args.requirements], args.versions)
-        constraints = read_constraints(args.constraints) if args.constraints else {}
-        nodes = bootstrap.plan(farm, roots, constraints=constraints)
-        keys = bootstrap.order(nodes)
-    except InvalidRequirement as exc:
-        raise SystemExit(f"wheelwright: not a requirement ({exc})") from None
-    except (bootstrap.BootstrapError, IndexUnreachable, SourceError) as exc:
-        print(f"wheelwright: {exc}", file=sys.stderr)
-        return 1
-    keep_plan(farm, nodes, keys)
-    planned = [{"key": k, "project": nodes[k].project, "version": nodes[k].version, "after": sorted(nodes[k].needs)}
-               for k in keys]
+    constraints = args.constraints.read_text() if args.constraints else ""
     if args.dry_run:
+        try:
+            nodes, keys = bootstrap.plan_tree(farm, args.requirements, constraints, args.versions or 0)
+        except (bootstrap.BootstrapError, IndexUnreachable, SourceError) as exc:
+            print(f"wheelwright: {exc}", file=sys.stderr)
+            return 1
+        planned = [{"key": k, "project": nodes[k].project, "version": nodes[k].version, "after": sorted(nodes[k].needs)}
+                   for k in keys]
         print(json.dumps({"plan": planned}, indent=2))
         return 0
     api = Api(farm)
-    # Builders with no worker here (another architecture's pool) would keep the tree waiting.
-    builders = args.builder or api.builders_with_workers()
-    outcome = drive(api, farm, nodes, builders, constraints)
-    keep_plan(farm, nodes, bootstrap.order(nodes))
-    print(json.dumps({"plan": planned, **outcome}, indent=2))
-    return 1 if outcome["failed"] or outcome["not_built"] else 0
-
-
-def expand_roots(farm: Farm, roots: list[Requirement], versions: int | None) -> list[Requirement]:
-    """With --versions N, each root becomes the newest N versions upstream that it allows."""
-    if not versions:
-        return roots
-    expanded = []
-    for root in roots:
-        matching = [s.version for s in list_sdists(farm.upstream, root.name) if root.specifier.contains(s.version)]
-        if not matching:
-            raise bootstrap.BootstrapError(f"no sdist upstream matches {root}")
-        expanded += [Requirement(f"{root.name}=={v}") for v in matching[:versions]]
-    return expanded
-
-
-def read_constraints(path: Path) -> dict[str, SpecifierSet]:
-    """A constraints file (pip's: one requirement a line, # comments) as specifiers by project."""
-    found: dict[str, SpecifierSet] = {}
-    for number, line in enumerate(path.read_text().splitlines(), 1):
-        line = line.split("#", 1)[0].strip()
-        if not line:
-            continue
-        try:
-            requirement = Requirement(line)
-        except InvalidRequirement as exc:
-            raise SystemExit(f"wheelwright: {path}:{number}: {exc}") from None
-        project = canonicalize_name(requirement.name)
-        found[project] = found.get(project, SpecifierSet()) & requirement.specifier
-    return found
-
-
-def keep_plan(farm: Farm, nodes: dict, keys: list[str]) -> None:
-    """The graph and the order, in fromager's graph.json and build-order.json shapes."""
-    folder = farm.logs_dir / "bootstrap"
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "graph.json").write_text(json.dumps(bootstrap.graph_json(nodes), indent=2) + "\n")
-    (folder / "build-order.json").write_text(json.dumps(bootstrap.build_order_json(nodes, keys), indent=2) + "\n")
-
-
-# What a build can find that an sdist does not say: the properties its steps set.
-DISCOVERED = {"build-backend": "missing_build_requires", "install": "missing_install_requires"}
-
-
-def drive(api: Api, farm: Farm, nodes: dict, builders: list[str], constraints: dict | None = None,
-          poll: float = 0.2) -> dict:
-    """Force each package once all it needs is built, the longest stretches of work first (from
-    earlier builds' durations) and no more at once than there are workers (a request forced early
-    would queue ahead of a longer stretch's). A build that stops for build requirements its
-    backend asked for when run gets them planned and built, and is then forced again."""
-    started = time.monotonic()
-    slots = max(1, len(api.workers(builders)))
-    estimates = api.recent_durations({n.project for n in nodes.values()})
-    pending, running = dict(bootstrap.buildable(nodes)), {}
-    built, failed, not_built, durations, discovered = {}, {}, {}, {}, {}
-    first = bootstrap.priorities(nodes, estimates)
-    while pending or running:
-        for key, node in list(pending.items()):
-            if node.needs & (failed.keys() | not_built.keys()):
-                not_built[key] = f"needs {', '.join(sorted(node.needs & (failed.keys() | not_built.keys())))}"
-                del pending[key]
-        ready = sorted((k for k, n in pending.items() if n.needs <= built.keys()), key=lambda k: (-first.get(k, 0), k))
-        for key in ready[: slots - len(running)]:
-            node = pending.pop(key)
-            running[key] = api.force(node.project, node.version, builders)
-        finished = False
-        for key, requests_by_builder in list(running.items()):
-            if not all(api.get(f"buildrequests/{brid}")["buildrequests"][0]["complete"]
-                       for brid in requests_by_builder.values()):
-                continue
-            del running[key]
-            finished = True
-            builds = [b for brid in requests_by_builder.values() for b in api.get(f"buildrequests/{brid}/builds")["builds"]]
-            durations[key] = max((b["complete_at"] - b["started_at"] for b in builds), default=0)
-            if builds and all(b["results"] in (SUCCESS, WARNINGS, SKIPPED) for b in builds):
-                built[key] = [build_url(farm, b) for b in builds]
-                continue
-            found = {kind: sorted({m for b in builds for m in api.property(b, prop) or []})
-                     for kind, prop in DISCOVERED.items()}
-            if any(found.values()) and key not in discovered:
-                # The build found what the sdist did not say it needs: plan it, build it, then this again.
-                discovered[key] = [m for missing in found.values() for m in missing]
-                for kind, missing in found.items():
-                    new = bootstrap.plan_discovered(farm, nodes, key, missing, kind, constraints or {})
-                    pending.update({k: nodes[k] for k in new})
-                pending[key] = nodes[key]
-                first = bootstrap.priorities(nodes, estimates)
-                continue
-            failed[key] = {r["builder"]: {"failed_steps": r["failed_steps"], "log_tails": r["log_tails"],
-                                          "build_url": r["build_url"]}
-                           for r in [api.describe(farm, b) for b in builds]} or "no build ran"
-        if not finished:  # what finished may have made others ready: force them at once
-            time.sleep(poll)
-    return {"built": built, "failed": failed, "not_built": not_built, "discovered": discovered,
-            "makespan_s": round(time.monotonic() - started, 2), "durations_s": durations}
+    (brid,) = api.force_scheduler(BOOTSTRAP_SCHEDULER, {
+        "builderNames": ["bootstrap"], "requirements": " ".join(args.requirements), "constraints": constraints,
+        "versions": args.versions or 0, "builders": " ".join(args.builder or []),
+        "reason": f"wheelwright bootstrap {' '.join(args.requirements)}"}).values()
+    if not args.wait:
+        print(json.dumps({"buildrequest": brid}))
+        return 0
+    build = api.wait(brid, follow="progress")
+    outcome = api.property(build, "bootstrap_outcome") or {}
+    print(json.dumps({"build_url": build_url(farm, build), "result": Results[build["results"]], **outcome,
+                      **({} if outcome else {"failed_steps": api.describe(farm, build)["log_tails"]})}, indent=2))
+    return 0 if build["results"] == SUCCESS else 1
 
 
 def cmd_review(args) -> int:
@@ -464,6 +391,8 @@ def main(argv=None) -> int:
     p.add_argument("--versions", type=int, help="build the newest N versions each requirement allows")
     p.add_argument("--builder", action="append", help="only this builder (repeatable; default: all)")
     p.add_argument("--dry-run", action="store_true", help="print the plan and build nothing")
+    p.add_argument("--wait", action="store_true", help="follow the bootstrap build, its progress on stderr, and print "
+                   "its outcome; exit 1 unless every package was built")
     p.set_defaults(func=cmd_bootstrap)
     p = sub.add_parser("review", help="the review queue: list it, approve or reject a project")
     p.add_argument("action", nargs="?", choices=["list", "approve", "reject"], default="list")

@@ -6,13 +6,14 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from urllib.parse import urljoin
 
 from pypi_simple import PYPI_SIMPLE_ENDPOINT
 
-from wheelwright.workers.pools import POOLS
+from wheelwright.workers.pools import POOLS, builder_name
 from wheelwright.workers.sandbox import Limits
 
 FARM_FILE = "farm.json"
@@ -103,6 +104,36 @@ class Farm:
     allowlist = property(lambda self: self.root / "allowlist.txt")
     logs_dir = property(lambda self: self.root / "logs")
     last_good_dir = property(lambda self: self.root / "master" / "last-good")
+
+    def pools_here(self) -> list:
+        return [POOLS[name] for name in self.pools]
+
+    def local_builders(self) -> list[str]:
+        """The wheel builders whose workers run here or start on demand (not remote pools)."""
+        return sorted({builder_name(p.arch, v) for p in self.pools_here() if p.kind != "remote" for v in p.interpreters()})
+
+    def workers_for(self, builders: list[str]) -> int:
+        """How many workers serve those builders: how many builds may run at once."""
+        return sum(len(p.worker_names()) for p in self.pools_here()
+                   if any(builder_name(p.arch, v) in builders for v in p.interpreters()))
+
+    @property
+    def bootstrap_durations_file(self) -> Path:
+        return self.logs_dir / "bootstrap" / "durations.json"
+
+    def bootstrap_durations(self) -> dict[str, float]:
+        """How long each project's last bootstrapped build took: the next bootstrap's estimates."""
+        try:
+            return json.loads(self.bootstrap_durations_file.read_text())
+        except (FileNotFoundError, ValueError):
+            return {}
+
+    def add_bootstrap_durations(self, durations: dict[str, float]) -> None:
+        self.bootstrap_durations_file.parent.mkdir(parents=True, exist_ok=True)
+        merged = {**self.bootstrap_durations(), **durations}
+        tmp = self.bootstrap_durations_file.with_suffix(f".tmp-{os.getpid()}")
+        tmp.write_text(json.dumps(merged, indent=1, sort_keys=True))
+        os.replace(tmp, self.bootstrap_durations_file)
 
     def save(self) -> None:
         data = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items() if k != "root"}

@@ -9,6 +9,7 @@ from pathlib import Path
 from buildbot.plugins import util
 from buildbot.schedulers.basic import AnyBranchScheduler
 from buildbot.schedulers.forcesched import ForceScheduler, ValidationError
+from buildbot.schedulers.triggerable import Triggerable
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 from twisted.internet import defer, threads
@@ -17,8 +18,10 @@ from wheelwright.index.lookup import next_build_tag
 from wheelwright.master.changesource import CATEGORY as UPSTREAM_RELEASE
 from wheelwright.master.farm import Farm
 from wheelwright.master.settingschanges import CATEGORY as SETTINGS_CHANGE
+from wheelwright.steps.bootstrap import TRIGGER_PREFIX
 
 FORCE_SCHEDULER = "build"
+BOOTSTRAP_SCHEDULER = "bootstrap"
 
 
 class PackageNameParameter(util.StringParameter):
@@ -67,6 +70,39 @@ class BuildScheduler(ForceScheduler):
         return tag
 
 
+class BuildersParameter(util.StringParameter):
+    """Builder names, separated by spaces or commas (empty: those whose workers run here)."""
+
+    def parse_from_arg(self, s):
+        return [name for name in super().parse_from_arg(s).replace(",", " ").split() if name]
+
+
+NO_SOURCE = [util.CodebaseParameter(
+    "", label="", branch=util.FixedParameter(name="branch", default=""),
+    revision=util.FixedParameter(name="revision", default=""),
+    repository=util.FixedParameter(name="repository", default=""),
+    project=util.FixedParameter(name="project", default=""))]
+
+
+def bootstrap_schedulers(builder_names: list[str]) -> list:
+    """The bootstrap form, and a Triggerable per wheel builder for the builds a bootstrap starts."""
+    return [*(Triggerable(name=TRIGGER_PREFIX + name, builderNames=[name]) for name in builder_names), ForceScheduler(
+        name=BOOTSTRAP_SCHEDULER,
+        label="Bootstrap a tree",
+        buttonName="Bootstrap",
+        builderNames=["bootstrap"],
+        codebases=NO_SOURCE,
+        reason=util.StringParameter(name="reason", label="Reason", default="bootstrap", size=40),
+        properties=[
+            util.StringParameter(name="requirements", label="Requirements (PEP 508, separated by spaces)",
+                                 required=True, size=60),
+            util.TextParameter(name="constraints", label="Constraints (one requirement a line)", cols=60, rows=4),
+            util.IntParameter(name="versions", label="Newest N versions of each (0: one)", default=0),
+            BuildersParameter(name="builders", label="Builders (empty: those with workers here)", size=40),
+        ],
+    )]
+
+
 def make_schedulers(builder_names: list[str]) -> list:
     # A buildset per change (no tree-stable timer): each release or edit is built on its own.
     from_changes = [AnyBranchScheduler(name=name, change_filter=util.ChangeFilter(category=category),
@@ -78,15 +114,11 @@ def make_schedulers(builder_names: list[str]) -> list:
         label="Build a package",
         buttonName="Build",
         builderNames=builder_names,
-        codebases=[util.CodebaseParameter(
-            "", label="", branch=util.FixedParameter(name="branch", default=""),
-            revision=util.FixedParameter(name="revision", default=""),
-            repository=util.FixedParameter(name="repository", default=""),
-            project=util.FixedParameter(name="project", default=""))],
+        codebases=NO_SOURCE,
         reason=util.StringParameter(name="reason", label="Reason", default="forced build", size=40),
         properties=[
             PackageNameParameter(name="package", label="Package", required=True, size=30),
             VersionParameter(name="version", label="Version (empty: latest)", size=15),
             util.BooleanParameter(name="rebuild", label="Rebuild: a new build number for a version we have"),
         ],
-    )]
+    ), *bootstrap_schedulers(builder_names)]

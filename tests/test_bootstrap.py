@@ -139,13 +139,18 @@ def test_a_tree_is_built_bottom_up_and_installs_from_our_index(backends, upstrea
                                   code="from bs_leaf import LEAF\nMID = LEAF + ' mid'\n"))
     upstream.add(setuptools_sdist(tmp_path, "bs-top", "1.0", requires=["bs-mid"], build_requires=["bs-tool"],
                                   code="from bs_mid import MID\nTOP = MID + ' top'\n"))
-    proc = backends.cli("bootstrap", "bs-top==1.0", "--builder", DEFAULT_BUILDER, check=False)
+    proc = backends.cli("bootstrap", "bs-top==1.0", "--builder", DEFAULT_BUILDER, "--wait", check=False)
     result = json.loads(proc.stdout)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert [p["project"] for p in result["plan"]] == ["bs-leaf", "bs-tool", "bs-mid", "bs-top"]
     assert set(result["built"]) == {"bs-leaf==1.0", "bs-tool==1.0", "bs-mid==1.0", "bs-top==1.0"} and not result["failed"]
     graph = json.loads((backends.state / "logs" / "bootstrap" / "graph.json").read_text())
     assert graph[""]["edges"][0]["key"] == "bs-top==1.0"
+    # the bootstrap is a build of its own in the waterfall, its plan and progress as logs
+    (tree_build,) = [b for b in backends.api("builders/bootstrap/builds")["builds"]]
+    logs = backends.logs("bootstrap", tree_build["number"])
+    assert '"key": "bs-top==1.0"' in logs and "bs-top==1.0 built (4 of 4)" in logs
+    assert result["build_url"].endswith(f"/builds/{tree_build['number']}")
     builds = {b["properties"]["package"][0]: b for b in backends.api("builds?property=package")["builds"]
               if b["properties"].get("package", [""])[0].startswith("bs-")}
     for project, needs in (("bs-mid", ["bs-leaf"]), ("bs-top", ["bs-mid", "bs-tool"])):
@@ -164,7 +169,7 @@ def test_a_failure_skips_what_needs_it(backends, upstream, tmp_path):
     upstream.add(setuptools_sdist(tmp_path, "bs-broken", "1.0", setup_py="raise SystemExit('this one does not build')\n"))
     upstream.add(setuptools_sdist(tmp_path, "bs-fine", "1.0"))
     upstream.add(setuptools_sdist(tmp_path, "bs-needs-broken", "1.0", requires=["bs-broken", "bs-fine"]))
-    proc = backends.cli("bootstrap", "bs-needs-broken", "--builder", DEFAULT_BUILDER, check=False)
+    proc = backends.cli("bootstrap", "bs-needs-broken", "--builder", DEFAULT_BUILDER, "--wait", check=False)
     result = json.loads(proc.stdout)
     assert proc.returncode == 1
     assert list(result["failed"]) == ["bs-broken==1.0"] and "bs-fine==1.0" in result["built"]
@@ -184,7 +189,8 @@ def test_a_build_requirement_only_the_backend_names_when_run_is_built_by_the_boo
     upstream.add(write_sdist(tmp_path, "bs-dyn", "1.0", {
         "PKG-INFO": pkg_info("bs-dyn", "1.0"),
         "pyproject.toml": pyproject("bs-dyn", "1.0", ["setuptools>=70"], "dynbackend").replace(
-            'build-backend = "dynbackend"', 'build-backend = "dynbackend"\nbackend-path = ["."]'),
+            'build-backend = "dynbackend"', 'build-backend = "dynbackend"\nbackend-path = ["."]')
+        + '\n[tool.setuptools]\npy-modules = ["bs_dyn"]\n',
         "dynbackend.py": """\
             from setuptools import build_meta
             from setuptools.build_meta import *  # noqa: F403
@@ -200,10 +206,19 @@ def test_a_build_requirement_only_the_backend_names_when_run_is_built_by_the_boo
     }))
     plan_only = json.loads(backends.cli("bootstrap", "bs-dyn==1.0", "--dry-run").stdout)
     assert [p["key"] for p in plan_only["plan"]] == ["bs-dyn==1.0"]
-    proc = backends.cli("bootstrap", "bs-dyn==1.0", "--builder", DEFAULT_BUILDER, check=False)
+    proc = backends.cli("bootstrap", "bs-dyn==1.0", "--builder", DEFAULT_BUILDER, "--wait", check=False)
     result = json.loads(proc.stdout)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert result["discovered"] == {"bs-dyn==1.0": ["bs-dyn-helper"]}
     assert set(result["built"]) == {"bs-dyn-helper==1.0", "bs-dyn==1.0"}
     graph = json.loads((backends.state / "logs" / "bootstrap" / "graph.json").read_text())
     assert {"key": "bs-dyn-helper==1.0", "req_type": "build-backend", "req": "bs-dyn-helper"} in graph["bs-dyn==1.0"]["edges"]
+
+
+def test_a_bootstrap_goes_on_when_the_command_that_started_it_ends(backends, upstream, tmp_path):
+    upstream.add(setuptools_sdist(tmp_path, "bs-alone", "1.0", requires=["bs-alone-dep"]))
+    upstream.add(setuptools_sdist(tmp_path, "bs-alone-dep", "1.0"))
+    started = json.loads(backends.cli("bootstrap", "bs-alone", "--builder", DEFAULT_BUILDER).stdout)
+    assert set(started) == {"buildrequest"}  # the command is gone; the master builds the tree
+    backends.wait_until_idle()
+    assert install_and_run(backends, tmp_path, "bs-alone==1.0", "import bs_alone; print('ok')") == "ok\n"

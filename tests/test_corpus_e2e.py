@@ -37,7 +37,7 @@ def test_real_trees_bootstrap_the_whole_corpus_and_install_from_our_index(backen
         upstream.add(cached_sdist(CACHE, pin))
     outcomes = {}
     for tree, roots in TREES.items():
-        proc = backends.cli("bootstrap", *roots, "--builder", DEFAULT_BUILDER, check=False)
+        proc = backends.cli("bootstrap", *roots, "--builder", DEFAULT_BUILDER, "--wait", check=False)
         try:
             outcomes[tree] = json.loads(proc.stdout)
         except json.JSONDecodeError:

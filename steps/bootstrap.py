@@ -1,0 +1,156 @@
+"""BootstrapTree: a whole tree built bottom-up, as a build of the `bootstrap` builder (master side).
+
+The step resolves the tree (master/bootstrap.py) and keeps the plan as logs (`plan`,
+`graph.json`, `build-order.json`), then triggers each package on the wheel builders once all it
+needs is published: the longest stretches of work first (from the durations of earlier
+bootstraps), no more at once than the builders have workers. A failure skips what needs it; what
+a build finds that the sdist did not say (a requirement the backend asks for when run, or one of
+the wheel's that PKG-INFO left out) is planned and built, and that build triggered again. The
+`progress` log says what happens as it happens; the outcome is the property `bootstrap_outcome`.
+It runs in the master, so the tree goes on when the command that started it ends.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from buildbot.process.properties import Properties
+from buildbot.process.results import FAILURE, SKIPPED, SUCCESS, WARNINGS
+from buildbot.reporters.utils import getURLForBuild
+from buildbot.util import asyncSleep
+from twisted.internet import defer, threads
+
+from wheelwright.index.lookup import IndexUnreachable
+from wheelwright.index.upstream import SourceError
+from wheelwright.master import bootstrap
+from wheelwright.steps.tool import WheelwrightStep, count
+
+TRIGGER_PREFIX = "bootstrap-"
+# What a build can find that its sdist does not say, by the property its step sets.
+DISCOVERED = {"build-backend": "missing_build_requires", "install": "missing_install_requires"}
+
+
+class BootstrapTree(WheelwrightStep):
+    name = "bootstrap"
+    description = ["planning the tree"]
+
+    def __init__(self, **kwargs):
+        super().__init__(doStepIf=True, **kwargs)
+
+    async def run(self):
+        builders = self.getProperty("builders") or self.farm.local_builders()
+        try:
+            nodes, keys = await threads.deferToThread(
+                bootstrap.plan_tree, self.farm, self.getProperty("requirements", "").split(), self.getProperty("constraints") or "",
+                int(self.getProperty("versions") or 0))
+        except (bootstrap.BootstrapError, SourceError, IndexUnreachable) as exc:
+            return await self.fail(str(exc))
+        planned = [{"key": k, "project": nodes[k].project, "version": nodes[k].version, "after": sorted(nodes[k].needs)}
+                   for k in keys]
+        await self.addCompleteLog("plan", json.dumps(planned, indent=2) + "\n")
+        await self.keep_plan(nodes)
+        self.progress = await self.addLog("progress")
+        self.nodes = nodes
+        outcome = await self.drive(builders)
+        await self.keep_plan(nodes)
+        self.setProperty("bootstrap_outcome", {"plan": planned, **outcome}, self.name)
+        self.descriptionDone = [f"{count(len(outcome['built']), 'package')} built"
+                                + (f", {len(outcome['failed'])} failed" if outcome["failed"] else "")
+                                + (f", {len(outcome['not_built'])} skipped" if outcome["not_built"] else "")]
+        return FAILURE if outcome["failed"] or outcome["not_built"] else SUCCESS
+
+    async def keep_plan(self, nodes) -> None:
+        graph = json.dumps(bootstrap.graph_json(nodes), indent=2) + "\n"
+        order = json.dumps(bootstrap.build_order_json(nodes, bootstrap.order(nodes)), indent=2) + "\n"
+        folder = self.farm.logs_dir / "bootstrap"
+        await threads.deferToThread(folder.mkdir, parents=True, exist_ok=True)
+        for name, text in (("graph.json", graph), ("build-order.json", order)):
+            await threads.deferToThread((folder / name).write_text, text)
+
+    async def say(self, line: str) -> None:
+        await self.progress.addStdout(f"{time.strftime('%H:%M:%S')} {line}\n")
+
+    async def drive(self, builders: list[str]) -> dict:
+        started = time.monotonic()
+        history = await threads.deferToThread(self.farm.bootstrap_durations)
+        slots = max(1, self.farm.workers_for(builders))
+        pending, running = dict(bootstrap.buildable(self.nodes)), {}
+        built, failed, not_built, durations, discovered = {}, {}, {}, {}, {}
+        first = bootstrap.priorities(self.nodes, history)
+        while pending or running:
+            for key, node in list(pending.items()):
+                if blocked := node.needs & (failed.keys() | not_built.keys()):
+                    not_built[key] = f"needs {', '.join(sorted(blocked))}"
+                    del pending[key]
+                    await self.say(f"{key} not built: {not_built[key]}")
+            ready = sorted((k for k, n in pending.items() if n.needs <= built.keys()), key=lambda k: (-first.get(k, 0), k))
+            for key in ready[: slots - len(running)]:
+                running[key] = await self.trigger(pending.pop(key), builders)
+                await self.say(f"{key} started on {', '.join(builders)}")
+            done = [k for k, d in running.items() if d.called]
+            if not done:
+                await asyncSleep(0.2, self.master.reactor)
+                continue
+            for key in done:
+                builds = await self.builds_of(await running.pop(key))
+                durations[key] = max((b["duration"] for b in builds), default=0)
+                if builds and all(b["results"] in (SUCCESS, WARNINGS, SKIPPED) for b in builds):
+                    built[key] = [b["url"] for b in builds]
+                    await self.say(f"{key} built ({len(built)} of {len(bootstrap.buildable(self.nodes))})")
+                    continue
+                found = {kind: sorted({m for b in builds for m in b["properties"].get(prop) or []})
+                         for kind, prop in DISCOVERED.items()}
+                if any(found.values()) and key not in discovered:
+                    discovered[key] = [m for missing in found.values() for m in missing]
+                    for kind, missing in found.items():
+                        new = await threads.deferToThread(bootstrap.plan_discovered, self.farm, self.nodes, key, missing,
+                                                          kind, {})
+                        pending.update({k: self.nodes[k] for k in new})
+                    pending[key] = self.nodes[key]
+                    first = bootstrap.priorities(self.nodes, history)
+                    await self.say(f"{key} needs {', '.join(discovered[key])}, which its sdist did not say: "
+                                   "building them, then it again")
+                    continue
+                failed[key] = {b["builder"]: {"url": b["url"], "failed_steps": b["failed_steps"]} for b in builds} \
+                    or "no build ran"
+                await self.say(f"{key} FAILED: {json.dumps(failed[key])}")
+        await threads.deferToThread(self.farm.add_bootstrap_durations,
+                                    {self.nodes[k].project: d for k, d in durations.items() if k in built})
+        return {"built": built, "failed": failed, "not_built": not_built, "discovered": discovered,
+                "makespan_s": round(time.monotonic() - started, 2), "durations_s": durations}
+
+    async def trigger(self, node, builders: list[str]) -> defer.Deferred:
+        """Trigger node's build on every builder; fires with their (result, brids) pairs."""
+        waiting = []
+        for builder in builders:
+            scheduler = self.master.scheduler_manager.namedServices[TRIGGER_PREFIX + builder]
+            props = Properties()
+            for name, value in (("package", node.project), ("version", node.version),
+                                ("reason", f"bootstrap build {self.build.number}: {node.key}")):
+                props.setProperty(name, value, "bootstrap")
+            ids, results = scheduler.trigger(waited_for=True, set_props=props, parent_buildid=self.build.buildid,
+                                             parent_relationship="bootstrap")
+            await ids
+            waiting.append(results)
+        return defer.gatherResults(waiting, consumeErrors=True)
+
+    async def builds_of(self, outcomes: list) -> list[dict]:
+        """The builds the triggered requests ran: builder, result, duration, URL, properties and the
+        summaries of their failed steps."""
+        found = []
+        for _, brids in outcomes:
+            for builderid, brid in brids.items():
+                for build in await self.master.data.get(("buildrequests", brid, "builds")):
+                    properties = await self.master.data.get(("builds", build["buildid"], "properties"))
+                    steps = await self.master.data.get(("builds", build["buildid"], "steps"))
+                    builder = await self.master.data.get(("builders", builderid))
+                    found.append({
+                        "builder": builder["name"], "results": build["results"],
+                        "duration": (build["complete_at"] - build["started_at"]).total_seconds(),
+                        "url": getURLForBuild(self.master, builderid, build["number"]),
+                        "properties": {name: value for name, (value, _) in properties.items()},
+                        "failed_steps": {s["name"]: s["state_string"] for s in steps
+                                         if s["results"] not in (None, SUCCESS, SKIPPED, WARNINGS)},
+                    })
+        return found
