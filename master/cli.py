@@ -171,24 +171,6 @@ class Api:
         workers = self.get(f"builders/{builderid}/workers")["workers"]
         return any(w["connected_to"] for w in workers)
 
-    def builders_with_workers(self) -> list[str]:
-        return [b["name"] for b in self.get("builders")["builders"] if self.has_worker(b["builderid"])]
-
-    def workers(self, builder_names: list[str]) -> set[str]:
-        """The connected workers that serve these builders."""
-        ids = {b["name"]: b["builderid"] for b in self.get("builders")["builders"]}
-        return {w["name"] for name in builder_names for w in self.get(f"builders/{ids[name]}/workers")["workers"]
-                if w["connected_to"]}
-
-    def recent_durations(self, projects: set[str], builds: int = 1000) -> dict[str, float]:
-        """How long the latest successful build of each project took (of the farm's last builds)."""
-        found: dict[str, float] = {}
-        for build in self.get("builds", property="package", order="-buildid", limit=builds)["builds"]:
-            package = build["properties"].get("package", [None])[0]
-            if package in projects and package not in found and build["results"] == SUCCESS:
-                found[package] = build["complete_at"] - build["started_at"]
-        return found
-
     def wait(self, brid: int, poll: float = 0.2, follow: str | None = None) -> dict:
         """The build of a request once it is complete; with follow, that log of its step is
         copied to stderr as it grows."""
@@ -291,7 +273,7 @@ def cmd_review(args) -> int:
     output = {{"approve": "approved", "reject": "rejected"}[args.action]: entry["project"], "requests": entry["requests"]}
     if args.action == "approve" and not args.no_build:
         api = Api(farm)  # a new package: its latest release, on every builder there is a worker for
-        output["buildrequests"] = api.force(entry["project"], "", api.builders_with_workers())
+        output["buildrequests"] = api.force(entry["project"], "", farm.local_builders())
     print(json.dumps(output, indent=2))
     return 0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -16,8 +17,8 @@ from wheelwright.index.wheelcheck import check_wheel
 from wheelwright.workers import source
 from wheelwright.workers.buildenv import freeze, install_from_index
 from wheelwright.workers.tool import RESULT_PREFIX, ToolError, create_venv
-from wheelwright.workers.validate import check_tags
-from wheelwright.workers.wheel import check_wheels, retag, take_wheels
+from wheelwright.workers.validate import check_tags, public
+from wheelwright.workers.wheel import ZIP_EPOCH, check_wheels, retag, source_date_epoch, take_wheels
 
 
 def test_an_sdist_of_another_project_or_version_is_refused(tmp_path):
@@ -124,3 +125,18 @@ def test_the_next_build_number_counts_from_the_wheels_our_index_has(index_host, 
     assert next_build_tag(simple, "demo", "2.0") is None
     assert published_pure_wheel(simple, "demo", "1.0", build_tag=1)["build_number"] == 7
     assert published_pure_wheel(simple, "demo", "1.0", build_tag=2) is None
+
+
+def test_an_sdist_dated_1970_builds_with_the_earliest_date_a_zip_can_hold(tmp_path):
+    # pdm-backend's sdists date their members 1970; its wheel builder refuses dates before 1980
+    (tmp_path / "PKG-INFO").write_text("Metadata-Version: 2.1\nName: old\nVersion: 1\n")
+    os.utime(tmp_path / "PKG-INFO", (0, 0))
+    assert source_date_epoch(tmp_path) == str(ZIP_EPOCH)
+    os.utime(tmp_path / "PKG-INFO", (1_700_000_000, 1_700_000_000))
+    assert source_date_epoch(tmp_path) == "1700000000"
+
+
+def test_the_import_test_takes_the_public_modules():
+    # ruamel.yaml.clib's _ruamel_yaml needs ruamel.yaml, which depends on it, not the other way
+    assert public(["_ruamel_yaml", "ruamel"]) == ["ruamel"]
+    assert public(["_cffi_backend"]) == ["_cffi_backend"]

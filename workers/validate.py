@@ -31,6 +31,7 @@ from wheelwright.workers.tool import (
 )
 
 EXTENSION_SUFFIXES = (".py", ".pyc", ".so", ".pyd")
+MAX_METADATA = 16 << 20
 
 
 def read_wheel(wheel: Path) -> tuple[Metadata, list[str]]:
@@ -40,13 +41,26 @@ def read_wheel(wheel: Path) -> tuple[Metadata, list[str]]:
         dist_info = [n for n in names if n.count("/") == 1 and n.endswith(".dist-info/METADATA")]
         if len(dist_info) != 1:
             raise ToolError(f"{wheel.name} must hold exactly one .dist-info/METADATA")
-        meta = Metadata.from_email(zf.read(dist_info[0]), validate=False)
+        meta = Metadata.from_email(_read_capped(zf, dist_info[0]), validate=False)
         top_level_txt = dist_info[0].replace("METADATA", "top_level.txt")
         if top_level_txt in names:
-            tops = zf.read(top_level_txt).decode().split()
+            tops = _read_capped(zf, top_level_txt).decode().split()
         else:
             tops = {_module_name(n.split("/")[0]) for n in names if not n.split("/")[0].endswith((".dist-info", ".data"))}
     return meta, sorted(t for t in tops if t and t.isidentifier())
+
+
+def public(modules: list[str]) -> list[str]:
+    """The modules to import by default: the public ones. A private top-level module (ruamel.yaml.clib's
+    _ruamel_yaml) is another package's implementation, and may need that package to import."""
+    return [m for m in modules if not m.startswith("_")] or modules
+
+
+def _read_capped(zf: zipfile.ZipFile, member: str) -> bytes:
+    """A small member of the wheel: the package's code made it, so its size is checked first."""
+    if zf.getinfo(member).file_size > MAX_METADATA:
+        raise ToolError(f"{member} is larger than {MAX_METADATA >> 20} MiB")
+    return zf.read(member)
 
 
 def _module_name(entry: str) -> str:
@@ -84,7 +98,7 @@ def install(python: str, wheel: Path, index_url: str, env_dir: Path, imports: li
     env_python = create_venv(python, str(env_dir))
     run(uv_pip(env_python, "install", "--index-url", index_url, "--only-binary", ":all:", str(wheel.resolve())),
         env=clean_pip_env(), what=f"installing {wheel.name} and its dependencies from our index")
-    modules = imports or read_wheel(wheel)[1]
+    modules = imports or public(read_wheel(wheel)[1])
     if modules:
         with tempfile.TemporaryDirectory() as cwd:
             code = "; ".join(f"import {m}" for m in modules)

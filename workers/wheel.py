@@ -74,9 +74,13 @@ def check_wheels(dist: Path, project: str, version: str, build_tag: int = 0) -> 
     return wheels
 
 
+# Zip files cannot say a date before 1980; some sdists (pdm-backend's) date their members 1970.
+ZIP_EPOCH = 315532800
+
+
 def source_date_epoch(src: Path) -> str:
     """The sdist's own date, so that wheel timestamps do not depend on when we built it."""
-    return str(int((src / "PKG-INFO").lstat().st_mtime))
+    return str(max(int((src / "PKG-INFO").lstat().st_mtime), ZIP_EPOCH))
 
 
 def retag(dist: Path, build_tag: int) -> None:
