@@ -58,7 +58,9 @@ def cmd_up(args) -> int:
         changes["settings"] = args.settings.resolve()
     farm = dataclasses.replace(farm, **changes)
     control.up(farm)
-    print(f"farm is up: UI {farm.ui_url}  index {farm.index_url}  state {farm.root}")
+    print(f"farm is up: UI {farm.ui_url}  index {farm.index_url}  state {farm.root}\n"
+          f"to force builds in the UI, log in as {CLI_USER} (password in {farm.secrets_dir / CLI_SECRET}) "
+          "or add yourself: wheelwright user add NAME")
     return 0
 
 

@@ -79,5 +79,10 @@ class ValidateInstallDeps(WheelwrightStep):
                                          "--index", index_url, "--env", TEST_ENV_DIR, *imports, *self.limits)
             if "error" in result:
                 return await self.fail(result["error"])
+            if result.get("undeclared"):
+                self.warned = True
+                await self.addCompleteLog("undeclared-imports", "".join(
+                    f"{module} imports {missing}, which {wheel} does not declare: imported without it\n"
+                    for module, missing in sorted(result["undeclared"].items())))
         self.descriptionDone = [f"{count(len(needed), 'dependency', 'dependencies')} known; installed and imported from our index"]
         return self.succeeded()

@@ -10,14 +10,14 @@ import pytest
 
 from tests.sdists import setuptools_sdist
 from tests.test_hostile import HOSTILE_SDISTS
-from tests.wheels import make_wheel
+from tests.wheels import make_wheel, wheel_files, write_wheel
 from wheelwright.index.lookup import next_build_tag, published_pure_wheel
 from wheelwright.index.upload import upload
 from wheelwright.index.wheelcheck import check_wheel
 from wheelwright.workers import source
 from wheelwright.workers.buildenv import freeze, install_from_index
 from wheelwright.workers.tool import RESULT_PREFIX, ToolError, create_venv
-from wheelwright.workers.validate import check_tags, public
+from wheelwright.workers.validate import check_tags, install, public
 from wheelwright.workers.wheel import ZIP_EPOCH, check_wheels, retag, source_date_epoch, take_wheels
 
 
@@ -140,3 +140,18 @@ def test_the_import_test_takes_the_public_modules():
     # ruamel.yaml.clib's _ruamel_yaml needs ruamel.yaml, which depends on it, not the other way
     assert public(["_ruamel_yaml", "ruamel"]) == ["ruamel"]
     assert public(["_cffi_backend"]) == ["_cffi_backend"]
+
+
+def test_an_import_of_a_package_the_wheel_does_not_declare_is_reported_not_fatal(index_host, tmp_path):
+    # ruamel.yaml.clib's extension imports ruamel.yaml, which depends on it: the wheel is fine alone
+    files, dist_info = wheel_files("cext", "1.0")
+    files["_cext.py"] = "from absent_parent import thing\n"
+    del files["cext.py"]
+    wheel = write_wheel(tmp_path / "cext-1.0-py3-none-any.whl", files, dist_info)
+    result = install(sys.executable, wheel, index_host + "simple/", tmp_path / "env", [])
+    assert result == {"imported": [], "undeclared": {"_cext": "absent_parent"}}
+    # a module of its own that fails is still a failure
+    files["_cext.py"] = "raise ImportError('broken inside')\n"
+    broken = write_wheel(tmp_path / "cext-1.0-py3-none-any.whl", files, dist_info)
+    with pytest.raises(ToolError, match="importing _cext failed"):
+        install(sys.executable, broken, index_host + "simple/", tmp_path / "env2", [])

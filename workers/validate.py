@@ -11,6 +11,8 @@ python -m wheelwright.workers.validate install --python PY --wheel W --index URL
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import tempfile
 import zipfile
 from pathlib import Path
@@ -42,11 +44,8 @@ def read_wheel(wheel: Path) -> tuple[Metadata, list[str]]:
         if len(dist_info) != 1:
             raise ToolError(f"{wheel.name} must hold exactly one .dist-info/METADATA")
         meta = Metadata.from_email(_read_capped(zf, dist_info[0]), validate=False)
-        top_level_txt = dist_info[0].replace("METADATA", "top_level.txt")
-        if top_level_txt in names:
-            tops = _read_capped(zf, top_level_txt).decode().split()
-        else:
-            tops = {_module_name(n.split("/")[0]) for n in names if not n.split("/")[0].endswith((".dist-info", ".data"))}
+        # From the files, not top_level.txt, which names namespaces with no file (ruamel.yaml.clib's "ruamel").
+        tops = {_module_name(n.split("/")[0]) for n in names if not n.split("/")[0].endswith((".dist-info", ".data"))}
     return meta, sorted(t for t in tops if t and t.isidentifier())
 
 
@@ -93,18 +92,50 @@ def requires(python: str, wheel: Path) -> dict:
     }
 
 
+# Imports each module; a module another project provides, which this wheel does not declare (a
+# C helper that imports the package that depends on it), is reported, not raised.
+IMPORT_SCRIPT = """\
+import importlib, json, sys
+own, undeclared = set(sys.argv[2:]), {}
+for module in sys.argv[2:]:
+    try:
+        importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if not exc.name or exc.name.split(".")[0] in own:
+            raise
+        undeclared[module] = exc.name
+with open(sys.argv[1], "w") as out:
+    json.dump(undeclared, out)
+"""
+
+
 def install(python: str, wheel: Path, index_url: str, env_dir: Path, imports: list[str],
             limits: sandbox.Limits = sandbox.Limits()) -> dict:
     env_python = create_venv(python, str(env_dir))
     run(uv_pip(env_python, "install", "--index-url", index_url, "--only-binary", ":all:", str(wheel.resolve())),
         env=clean_pip_env(), what=f"installing {wheel.name} and its dependencies from our index")
     modules = imports or public(read_wheel(wheel)[1])
+    undeclared = {}
     if modules:
         with tempfile.TemporaryDirectory() as cwd:
-            code = "; ".join(f"import {m}" for m in modules)
-            sandbox.run([env_python, "-I", "-c", code], write=[Path(cwd)], read=[env_dir.resolve()], cwd=Path(cwd),
-                        env=clean_pip_env(), what=f"importing {', '.join(modules)}", limits=limits, pythons=[python])
-    return {"imported": modules}
+            sandbox.run([env_python, "-I", "-c", IMPORT_SCRIPT, "undeclared.json", *modules], write=[Path(cwd)],
+                        read=[env_dir.resolve()], cwd=Path(cwd), env=clean_pip_env(),
+                        what=f"importing {', '.join(modules)}", limits=limits, pythons=[python])
+            undeclared = _undeclared(Path(cwd) / "undeclared.json")
+    return {"imported": [m for m in modules if m not in undeclared], "undeclared": undeclared}
+
+
+def _undeclared(path: Path) -> dict[str, str]:
+    """What the import script reported (the package's code ran beside it: read with care)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        with os.fdopen(fd) as fp:
+            found = json.loads(fp.read(1 << 16))
+    except (OSError, ValueError):
+        raise ToolError("the import test left no readable report") from None
+    if not isinstance(found, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in found.items()):
+        raise ToolError("the import test's report is not what it writes")
+    return found
 
 
 def main(argv=None) -> dict:
