@@ -11,6 +11,7 @@ from wheelwright.master.review import queue_for_review
 from wheelwright.steps.tool import ENV_DIR, SRC_DIR, WheelwrightStep, count
 
 MAX_REPORTED = 20
+MAX_FREEZE = 256 << 10
 
 
 def reported_projects(names) -> list[str]:
@@ -44,7 +45,8 @@ class PrepareBuildEnv(WheelwrightStep):
         self.setProperty("build_env_python", result["env_python"], self.name)
         requirements = result["build_system_requires"] + result["backend_requires"]
         self.setProperty("build_requires", requirements, self.name)
-        self.setProperty("build_freeze", result["freeze"], self.name)
-        await self.addCompleteLog("pip-freeze", result["freeze"])
+        freeze = str(result.get("freeze", ""))[:MAX_FREEZE]  # what a worker says is capped here too
+        self.setProperty("build_freeze", freeze, self.name)
+        await self.addCompleteLog("pip-freeze", freeze)
         self.descriptionDone = [f"{count(len(requirements), 'build requirement')} installed"]
         return SUCCESS

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -32,8 +33,9 @@ def upstream(tmp_path_factory):
 CANARY = f"canary-{uuid.uuid4().hex}"
 
 
-@pytest.fixture(scope="session")
-def farm(tmp_path_factory, upstream):
+@contextlib.contextmanager
+def running_farm(tmp_path_factory, upstream):
+    """A farm of its own, up for the duration of the with block."""
     state = tmp_path_factory.mktemp("farm") / "farm"
     state.mkdir()
     # farm.json settings `up` keeps: an unreachable index is retried within seconds, not minutes,
@@ -52,6 +54,12 @@ def farm(tmp_path_factory, upstream):
         yield under_test
     finally:
         under_test.cli("down", check=False)
+
+
+@pytest.fixture(scope="session")
+def farm(tmp_path_factory, upstream):
+    with running_farm(tmp_path_factory, upstream) as under_test:
+        yield under_test
 
 
 @pytest.fixture
@@ -94,6 +102,10 @@ BACKENDS = ["setuptools==80.9.0", "flit_core==3.12.0"]
 @pytest.fixture(scope="session")
 def backends(farm, upstream):
     """setuptools and flit_core, built by the farm from their own sdists into the empty index."""
+    return build_backends(farm, upstream)
+
+
+def build_backends(farm, upstream):
     for pin in BACKENDS:
         name, version = pin.split("==")
         upstream.add(CACHE / f"{name}-{version}.tar.gz")

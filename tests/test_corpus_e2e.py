@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from packaging.utils import canonicalize_name
 
-from tests.conftest import install_and_run
+from tests.conftest import build_backends, install_and_run, running_farm
 from tests.farm import DEFAULT_BUILDER, http_get
 from tests.fetch_corpus import cached_sdist, corpus_stages
 from tests.sdists import CACHE
@@ -29,6 +30,13 @@ TREES = {
 IMPORTS = {"requests": "requests", "flask": "flask", "rich": "rich", "attrs": "attrs", "ruamel.yaml": "ruamel.yaml",
            "zope.interface": "zope.interface", "python-dateutil": "dateutil", "simplejson": "simplejson._speedups",
            "colorama": "colorama", "meson-python": "mesonpy", "scikit-build-core": "scikit_build_core"}
+
+
+@pytest.fixture(scope="module")
+def backends(tmp_path_factory, upstream):
+    """A farm of the corpus's own: what it builds would change what other tests' farm has."""
+    with running_farm(tmp_path_factory, upstream) as farm:
+        yield build_backends(farm, upstream)
 
 
 def test_real_trees_bootstrap_the_whole_corpus_and_install_from_our_index(backends, upstream, tmp_path):
