@@ -72,7 +72,7 @@ def _suffix(filename: str) -> str:
     return next(s for s in SDIST_PREFERENCE if filename.endswith(s))
 
 
-def _open_on_same_host(session: requests.Session, url: str, hops: int = 5) -> requests.Response:
+def open_on_same_host(session: requests.Session, url: str, hops: int = 5) -> requests.Response:
     """GET url, following redirects only within its host: the index vouched for that host's file."""
     host = urllib.parse.urlsplit(url).netloc
     for _ in range(hops + 1):
@@ -95,7 +95,7 @@ def download_verified(sdist: Sdist, dest_dir: Path, session: requests.Session | 
     digest = hashlib.sha256()
     fd, tmp = tempfile.mkstemp(dir=dest_dir, prefix=".download-")
     try:
-        with os.fdopen(fd, "wb") as out, _open_on_same_host(session, sdist.url) as response:
+        with os.fdopen(fd, "wb") as out, open_on_same_host(session, sdist.url) as response:
             for block in response.iter_content(1 << 20):
                 digest.update(block)
                 out.write(block)

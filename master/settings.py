@@ -77,9 +77,12 @@ def _parse(path: Path) -> PackageSettings:
     if not all(isinstance(m, str) and m.replace(".", "").isidentifier() for m in settings.imports):
         raise SettingsError(f"{path}: imports must be a list of module names")
     source = settings.source
-    if source is not None and not (isinstance(source, dict) and set(source) <= {"git", "ref"}
-                                   and isinstance(source.get("git"), str) and isinstance(source.get("ref", ""), str)):
-        raise SettingsError(f'{path}: source must be {{git: URL, ref: "v${{version}}"}} (ref defaults to ${{version}})')
+    git = isinstance(source, dict) and set(source) <= {"git", "ref"} and isinstance(source.get("git"), str) \
+        and isinstance(source.get("ref", ""), str)
+    url = isinstance(source, dict) and set(source) == {"url"} and isinstance(source["url"], str)
+    if source is not None and not (git or url):
+        raise SettingsError(f'{path}: source must be {{git: URL, ref: "v${{version}}"}} (ref defaults to ${{version}}) '
+                            'or {url: "https://.../${version}.tar.gz"}')
     return settings
 
 

@@ -13,7 +13,7 @@ from packaging.utils import canonicalize_name
 from wheelwright.index.store import sha256_of
 from wheelwright.index.upload import UploadError, upload
 from wheelwright.index.upstream import Sdist, SourceError, download_verified, find_sdist
-from wheelwright.master.gitsource import sdist_from_git
+from wheelwright.master.othersources import sdist_from_git, sdist_from_url
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,7 @@ class ArchivedSdist:
 def obtain_sdist(farm, project: str, version: str | None, upload_user: str, upload_password: str,
                  source: dict | None = None) -> ArchivedSdist:
     """The verified sdist of project==version on the master's disk, archived in our source index
-    (made from the git repository `source` names, where the package's settings name one)."""
+    (made from the git repository or archive `source` names, where the package's settings name one)."""
     try:
         archived = find_sdist(farm.sources_url, project, version) if version else None
     except SourceError:
@@ -39,11 +39,12 @@ def obtain_sdist(farm, project: str, version: str | None, upload_user: str, uplo
         return ArchivedSdist(path, archived, "archive", archived.url, "our source archive (rebuild)")
     if source:
         if not version:
-            raise SourceError(f"{project}'s source is a git repository: name the version to build")
-        made = sdist_from_git(source["git"], source.get("ref", "${version}"), project, version, farm.source_cache)
+            raise SourceError(f"{project}'s source is not an sdist upstream: name the version to build")
+        made = (sdist_from_git(source["git"], source.get("ref", "${version}"), project, version, farm.source_cache)
+                if "git" in source else sdist_from_url(source["url"], project, version, farm.source_cache))
         found = Sdist(canonicalize_name(project), version, made.path.name, made.url, sha256_of(made.path))
-        provenance = {"git": made.url, "ref": made.ref, "commit": made.commit}
-        origin, fetched_from, commit = "git", f"git {made.url} {made.ref} (commit {made.commit})", made.commit
+        provenance, origin, commit = made.provenance, "git" if made.commit else "url", made.commit
+        fetched_from = f"git {made.url} {made.ref} (commit {made.commit})" if made.commit else made.url
     else:
         found = find_sdist(farm.upstream, project, version)
         provenance, origin, fetched_from, commit = {"upstream_url": found.url}, "upstream", found.url, None

@@ -1,9 +1,10 @@
-"""Git sources: a package whose settings name a git repository, archived reproducibly by the
-master and built like any sdist."""
+"""Sources that are not sdists upstream: a package whose settings name a git repository or an
+archive's address, archived reproducibly by the master and built like any sdist."""
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import subprocess
@@ -15,7 +16,7 @@ import pytest
 from tests.conftest import install_and_run
 from tests.farm import http_get
 from wheelwright.index.upstream import SourceError
-from wheelwright.master.gitsource import sdist_from_git
+from wheelwright.master.othersources import sdist_from_git, sdist_from_url
 
 COMMIT_TIME = "2024-05-01T12:00:00+00:00"
 
@@ -73,3 +74,55 @@ def test_a_package_built_from_its_git_repository(backends, tmp_path):
     archived = json.loads(http_get(f"{sources}gitpkg/gitpkg-1.0.tar.gz.provenance.json")[1])
     assert archived == {"git": f"file://{repo}", "ref": "v1.0", "commit": commit}
     assert install_and_run(backends, tmp_path, "gitpkg==1.0", "import gitpkg; print(gitpkg.FROM)") == "git\n"
+
+
+def project_archive(upstream, name: str, version: str, members: dict[str, bytes | None], kind: str = "file") -> str:
+    """An archive as a forge serves one (one top folder, no PKG-INFO) beside the test upstream's
+    pages; returns its URL template."""
+    folder = Path(upstream.store.root) / "archives"
+    folder.mkdir(exist_ok=True)
+    with tarfile.open(folder / f"{name}-{version}.tar.gz", "w:gz") as tar:
+        for member, data in members.items():
+            info = tarfile.TarInfo(f"{name}-{version}/{member}")
+            info.mtime = 1714564800
+            if data is None:
+                info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
+                tar.addfile(info)
+            else:
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    return upstream.url.replace("/simple/", f"/archives/{name}-${{version}}.tar.gz")
+
+
+PROJECT = {"pyproject.toml": b'[build-system]\nrequires = ["setuptools>=70"]\nbuild-backend = "setuptools.build_meta"\n\n'
+                             b'[project]\nname = "urlpkg"\nversion = "1.0"\n',
+           "urlpkg.py": b"FROM = 'archive'\n"}
+
+
+def test_an_archive_from_an_address_becomes_a_reproducible_sdist(upstream, tmp_path):
+    template = project_archive(upstream, "urldemo", "1.0", PROJECT)
+    first = sdist_from_url(template, "urldemo", "1.0", tmp_path / "a")
+    second = sdist_from_url(template, "urldemo", "1.0", tmp_path / "b")
+    assert first.path.read_bytes() == second.path.read_bytes()
+    assert first.provenance["archive_url"].endswith("/archives/urldemo-1.0.tar.gz")
+    with tarfile.open(first.path) as tar:
+        assert tar.getnames() == ["urldemo-1.0/PKG-INFO", "urldemo-1.0/pyproject.toml", "urldemo-1.0/urlpkg.py"]
+        assert {m.mtime for m in tar.getmembers()} == {1714564800}
+
+
+def test_an_archive_with_a_link_is_refused(upstream, tmp_path):
+    template = project_archive(upstream, "linkdemo", "1.0", {**PROJECT, "evil": None})
+    with pytest.raises(SourceError, match="is a link or special file; refused"):
+        sdist_from_url(template, "linkdemo", "1.0", tmp_path / "out")
+
+
+def test_a_package_built_from_an_archive_address(backends, upstream, tmp_path):
+    template = project_archive(upstream, "urlpkg", "1.0", PROJECT)
+    settings = backends.state / "overrides" / "settings"
+    settings.mkdir(parents=True, exist_ok=True)
+    (settings / "urlpkg.yaml").write_text(f'source: {{url: "{template}"}}\n')
+    rc, result = backends.build("urlpkg==1.0")
+    assert rc == 0, json.dumps(result)
+    archived = json.loads(http_get(f"{backends.status['sources']}urlpkg/urlpkg-1.0.tar.gz.provenance.json")[1])
+    assert archived["archive_url"] == template.replace("${version}", "1.0") and len(archived["archive_sha256"]) == 64
+    assert install_and_run(backends, tmp_path, "urlpkg==1.0", "import urlpkg; print(urlpkg.FROM)") == "archive\n"
