@@ -92,9 +92,10 @@ class UpdateIndex(WheelwrightStep):
                 return await self.fail(f"not published: {exc}")
             os.unlink(staged)
             made_by = entry.get("provenance", {}).get("build_url")
-            if made_by and made_by != provenance["build_url"] and is_pure(filename):
-                # Another builder published the same bytes first (a reproducible pure wheel).
-                self.descriptionDone = [f"pure wheel {filename} already published by {made_by}"]
+            if made_by and made_by != provenance["build_url"]:
+                # Another build published these very bytes first (a reproducible build): nothing to add.
+                self.descriptionDone = [f"{'pure wheel ' if is_pure(filename) else ''}{filename} already published "
+                                        f"by {made_by}"]
                 return SKIPPED
             warnings += [f"{filename}: {w}\n" for w in entry.get("provenance", {}).get("metadata_warnings", [])]
             url = file_url(self.farm.index_url, self.package, filename)
