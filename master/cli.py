@@ -258,7 +258,7 @@ def cmd_bootstrap(args) -> int:
     build = api.wait(brid, follow="progress")
     outcome = api.property(build, "bootstrap_outcome") or {}
     print(json.dumps({"build_url": build_url(farm, build), "result": Results[build["results"]], **outcome,
-                      **({} if outcome else {"failed_steps": api.describe(farm, build)["log_tails"]})}, indent=2))
+                      **({} if outcome else {"failed_steps": api.describe(farm, build)["failed_steps"]})}, indent=2))
     return 0 if build["results"] == SUCCESS else 1
 
 
