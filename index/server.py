@@ -211,7 +211,7 @@ class Upload(resource.Resource):
         request.authenticated.addCallback(
             lambda user: None if user is None else threads.deferToThread(self._publish, ctype, request.content))
         request.authenticated.addCallbacks(lambda entry: self._published(request, entry),
-                                           lambda failure: self._failed(request, failure))
+                                           lambda failure: _answer_failure(request, failure))
         return server.NOT_DONE_YET
 
     def _published(self, request, entry) -> None:
@@ -220,17 +220,6 @@ class Upload(resource.Resource):
         log.info("published %s", entry["filename"])
         request.setHeader("content-type", "application/json")
         request.write(json.dumps(entry).encode())
-        request.finish()
-
-    def _failed(self, request, failure) -> None:
-        codes = {AlreadyPublished: 409, StorageError: 507, PublishError: 400}
-        for kind, code in codes.items():
-            if failure.check(kind):
-                request.write(_error(request, code, str(failure.value)))
-                break
-        else:
-            log.error("upload failed: %s", failure.getTraceback())
-            request.write(_error(request, 500, "the index host failed to take the upload"))
         request.finish()
 
     def _publish(self, ctype: str, body) -> dict:
@@ -254,6 +243,55 @@ class Upload(resource.Resource):
                                      provenance=provenance, extra_files=extra)
             except OSError as exc:
                 raise StorageError(f"{filename}: the index host could not store it ({exc.strerror})") from None
+
+
+def _answer_failure(request, failure) -> None:
+    """Answer a failed upload or yank: a refusal with its status, anything else a 500."""
+    codes = {AlreadyPublished: 409, StorageError: 507, PublishError: 400}
+    for kind, code in codes.items():
+        if failure.check(kind):
+            request.write(_error(request, code, str(failure.value)))
+            break
+    else:
+        log.error("request failed: %s", failure.getTraceback())
+        request.write(_error(request, 500, "the index host failed to take the request"))
+    request.finish()
+
+
+class Yank(resource.Resource):
+    """PEP 592 yanks: POST /yank/ with name, version, optional filename and reason (empty: unyank),
+    by an upload account. Files are never deleted; installers skip a yanked file unless pinned."""
+
+    isLeaf = True
+
+    def __init__(self, store: IndexStore):
+        super().__init__()
+        self.store = store
+
+    def render_POST(self, request):
+        if request.refused:
+            return server.NOT_DONE_YET
+        if request.authenticated is None:
+            return _error(request, 401, "authentication required", authenticate=True)
+        try:
+            fields = {k.decode(): v[0].decode() for k, v in request.args.items()}
+        except UnicodeDecodeError:
+            return _error(request, 400, "a form field is not UTF-8 text")
+        request.authenticated.addCallback(lambda user: None if user is None else threads.deferToThread(
+            self.store.yank, fields.get("name", ""), fields.get("version", ""), fields.get("reason") or None,
+            fields.get("filename") or None))
+        request.authenticated.addCallbacks(lambda names: self._done(request, names, fields),
+                                           lambda failure: _answer_failure(request, failure))
+        return server.NOT_DONE_YET
+
+    @staticmethod
+    def _done(request, names, fields) -> None:
+        if names is None or request.refused:
+            return
+        log.info("%s %s: %s", "yanked" if fields.get("reason") else "unyanked", ", ".join(names), fields.get("reason", ""))
+        request.setHeader("content-type", "application/json")
+        request.write(json.dumps({"files": names, "yanked": fields.get("reason") or None}).encode())
+        request.finish()
 
 
 def _parse_form(ctype: str, body, tmp: Path) -> tuple[dict[str, str], str, Path]:
@@ -301,6 +339,7 @@ def make_site(root: Path, users: Path) -> server.Site:
     sources.putChild(b"simple", SimpleRoot(stores["sources"]))
     top.putChild(b"sources", sources)
     upload = Upload(stores)
+    top.putChild(b"yank", Yank(stores["wheels"]))
     top.putChild(b"legacy", upload)
     top.putChild(b"", upload)
     site = server.Site(top, requestFactory=GuardedRequest)

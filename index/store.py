@@ -36,6 +36,7 @@ from packaging.utils import (
     parse_sdist_filename,
     parse_wheel_filename,
 )
+from packaging.version import InvalidVersion, Version
 
 from wheelwright.index.wheelcheck import WheelRefused, check_wheel
 
@@ -223,6 +224,23 @@ class IndexStore:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(project_dir / name)
 
+    def yank(self, project: str, version: str, reason: str | None, filename: str | None = None) -> list[str]:
+        """Mark the files of project==version (or the one named) yanked with the reason (PEP 592),
+        or not yanked with reason None. Files are never deleted. Returns the files changed."""
+        project_dir = self.project_dir(project)
+        with self._locked(project_dir):
+            manifest = self.files(project)
+            names = [n for n, e in manifest.items() if _same_version(e["version"], version)
+                     and filename in (None, n)]
+            if not names:
+                raise PublishError(f"our index has no file {filename or ''} of {project} {version}".replace("  ", " "))
+            for name in names:
+                entry = {k: v for k, v in manifest[name].items() if k != "yanked"}
+                manifest[name] = {**entry, "yanked": reason} if reason is not None else entry
+            _write_atomic(project_dir / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True).encode())
+            self._write_listing(project, manifest)
+        return sorted(names)
+
     def reconcile(self) -> list[str]:
         """Make manifests and listings agree with the files on disk (after a crash): a file that
         is there but unlisted is listed, a listed file that is not there is dropped, and
@@ -305,6 +323,9 @@ class IndexStore:
             if "requires-python" in e:
                 f["requires-python"] = e["requires-python"]
                 attrs += f' data-requires-python="{html.escape(e["requires-python"])}"'
+            if "yanked" in e:
+                f["yanked"] = e["yanked"] or True
+                attrs += f' data-yanked="{html.escape(e["yanked"])}"'
             if "metadata-sha256" in e:
                 f["core-metadata"] = f["data-dist-info-metadata"] = {"sha256": e["metadata-sha256"]}
                 value = f"sha256={e['metadata-sha256']}"
@@ -322,6 +343,13 @@ class IndexStore:
         links = [f'    <a href="{html.escape(p)}/">{html.escape(p)}</a><br/>' for p in projects]
         _write_atomic(self.simple / "index.json", json.dumps(listing, indent=1).encode())
         _write_atomic(self.simple / "index.html", _html_page("Simple index", links).encode())
+
+
+def _same_version(a: str, b: str) -> bool:
+    try:
+        return Version(a) == Version(b)
+    except InvalidVersion:
+        return a == b
 
 
 def _html_page(title: str, links: list[str]) -> str:

@@ -41,3 +41,16 @@ def upload(upload_url: str, user: str, password: str, path: Path, *, provenance:
         raise UploadError(f"{path.name}: the index refused it ({response.status_code}): {response.text.strip()}",
                           response.status_code)
     return response.json()
+
+
+def yank(yank_url: str, user: str, password: str, project: str, version: str, reason: str | None,
+         filename: str | None = None, timeout: float = 60) -> dict:
+    """Yank project==version (or one file of it) with the reason, or unyank it (reason None)."""
+    fields = {"name": project, "version": version, "reason": reason or "", "filename": filename or ""}
+    try:
+        response = requests.post(yank_url, data=fields, auth=(user, password), timeout=timeout)
+    except requests.RequestException as exc:
+        raise UploadError(f"the index host at {yank_url} did not answer: {exc}") from None
+    if response.status_code != 200:
+        raise UploadError(f"the index refused it ({response.status_code}): {response.text.strip()}", response.status_code)
+    return response.json()

@@ -10,6 +10,7 @@
   wheelwright which WHEEL|NAME==VERSION    the build, logs, sdist and environment a wheel came from
   wheelwright seed FILE...            publish wheels that cannot be built from source, marked seeded
   wheelwright user add NAME [--role releng|admin]   a user who may force, rebuild and stop in the UI
+  wheelwright yank NAME==VERSION --reason TEXT      installers skip it unless pinned (unyank: undo)
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
 from wheelwright.index import accounts, lookup
 from wheelwright.index.lookup import IndexUnreachable
-from wheelwright.index.upload import UploadError, upload
+from wheelwright.index.upload import UploadError, upload, yank
 from wheelwright.index.upstream import SourceError
 from wheelwright.master import bootstrap, control
 from wheelwright.master.farm import CLI_SECRET, CLI_USER, UPLOAD_SECRET, UPLOAD_USER, Farm
@@ -326,6 +327,26 @@ def cmd_seed(args) -> int:
     return 1 if failed else 0
 
 
+def cmd_yank(args) -> int:
+    """Yank (or unyank) a version's wheels in our index: pip takes them only when pinned."""
+    farm = _farm(args)
+    project, version = parse_pin(args.pin)
+    reason = args.reason if args.command == "yank" else None
+    try:
+        answer = yank(farm.index_root + "yank/", UPLOAD_USER, farm.secret(UPLOAD_SECRET), project, version, reason,
+                      args.file)
+    except UploadError as exc:
+        print(f"wheelwright: {exc}", file=sys.stderr)
+        return 1
+    line = (f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {args.command} {' '.join(answer['files'])} "
+            f"by {args.by}: {reason or getattr(args, 'note', '')}\n")
+    farm.logs_dir.mkdir(parents=True, exist_ok=True)
+    with open(farm.logs_dir / "yank.log", "a") as log:
+        log.write(line)
+    print(json.dumps({**answer, "by": args.by}, indent=2))
+    return 0
+
+
 def cmd_user(args) -> int:
     """Add (or reset) a user of the web UI; prints the password unless one comes on stdin."""
     farm = _farm(args)
@@ -388,6 +409,17 @@ def main(argv=None) -> int:
     p = sub.add_parser("which", help="where a wheel in our index came from")
     p.add_argument("target", metavar="WHEEL|NAME==VERSION")
     p.set_defaults(func=cmd_which)
+    for name, text in (("yank", "yank a version (PEP 592): installers take it only when pinned"),
+                       ("unyank", "take a yank back")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("pin", metavar="NAME==VERSION")
+        p.add_argument("--file", help="only this file of the version")
+        p.add_argument("--by", default=getpass.getuser(), help="who (logged in farm/logs/yank.log)")
+        if name == "yank":
+            p.add_argument("--reason", required=True, help="why (shown to installers)")
+        else:
+            p.add_argument("--note", default="", help="why (logged)")
+        p.set_defaults(func=cmd_yank)
     p = sub.add_parser("user", help="manage who may steer the farm from its web UI")
     user_sub = p.add_subparsers(dest="user_action", required=True)
     p = user_sub.add_parser("add", help="add a user (or give one a new password and role)")

@@ -276,3 +276,17 @@ def test_up_again_and_down_then_up_keep_the_farm_working(farm):
     rc, result = farm.build("no-such-project==1.0")
     assert rc == 1
     assert "no-such-project is not on" in result["failed_steps"]["download-source"]
+
+
+def test_a_release_engineer_yanks_and_unyanks_a_version(backends, upstream, tmp_path):
+    for version in ("1.0", "2.0"):
+        upstream.add(flit_sdist(tmp_path, "yankable", version))
+        assert backends.build(f"yankable=={version}")[0] == 0
+    out = json.loads(backends.cli("yank", "yankable==2.0", "--reason", "leaks memory", "--by", "alice").stdout)
+    assert out == {"files": ["yankable-2.0-py2.py3-none-any.whl"], "yanked": "leaks memory", "by": "alice"}
+    code = "import importlib.metadata as m; print(m.version('yankable'))"
+    assert install_and_run(backends, tmp_path / "latest", "yankable", code) == "1.0\n"
+    assert install_and_run(backends, tmp_path / "pinned", "yankable==2.0", code) == "2.0\n"
+    assert "yank yankable-2.0-py2.py3-none-any.whl by alice: leaks memory" in (backends.state / "logs" / "yank.log").read_text()
+    backends.cli("unyank", "yankable==2.0", "--note", "fixed upstream")
+    assert install_and_run(backends, tmp_path / "again", "yankable", code) == "2.0\n"

@@ -14,11 +14,13 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import requests
 
 from tests.sdists import setuptools_sdist
 from tests.wheels import make_wheel
 from wheelwright.index.store import AlreadyPublished, IndexStore, PublishError, sha256_of
-from wheelwright.index.upload import UploadError, upload
+from wheelwright.index.upload import UploadError, upload, yank
+from wheelwright.workers.tool import clean_pip_env
 
 JSON = "application/vnd.pypi.simple.v1+json"
 
@@ -183,3 +185,36 @@ def test_twine_uploads_to_the_index_host(index_host, tmp_path):
     proc = twine_upload(index_host, other / wheel.name)
     assert proc.returncode != 0 and "409" in proc.stdout + proc.stderr
     assert json.loads(get(index_host + "simple/twined/", JSON)[1]) == listing
+
+
+def test_a_yanked_version_is_taken_only_when_pinned(index_host, tmp_path):
+    for version in ("1.0", "2.0"):
+        upload(index_host + "legacy/", "uploader", "s3cret", make_wheel(tmp_path, "yanky", version))
+    assert requests.post(index_host + "yank/", data={"name": "yanky", "version": "2.0", "reason": "broken"},
+                         timeout=30).status_code == 401
+    answer = yank(index_host + "yank/", "uploader", "s3cret", "yanky", "2.0", "broken build")
+    assert answer == {"files": ["yanky-2.0-py3-none-any.whl"], "yanked": "broken build"}
+    listing = json.loads(get(index_host + "simple/yanky/", JSON)[1])
+    assert {f["filename"]: f.get("yanked", False) for f in listing["files"]} == {
+        "yanky-1.0-py3-none-any.whl": False, "yanky-2.0-py3-none-any.whl": "broken build"}
+    assert 'data-yanked="broken build"' in get(index_host + "simple/yanky/", "text/html")[1].decode()
+    assert get(index_host + "simple/yanky/yanky-2.0-py3-none-any.whl")[1]  # never deleted
+    for installer in ("pip", "uv"):
+        assert installed(index_host, tmp_path / installer, installer, "yanky") == "1.0"
+        assert installed(index_host, tmp_path / f"{installer}-pinned", installer, "yanky==2.0") == "2.0"
+    yank(index_host + "yank/", "uploader", "s3cret", "yanky", "2.0", None)
+    assert installed(index_host, tmp_path / "after", "pip", "yanky") == "2.0"
+    with pytest.raises(UploadError, match="400.*no file"):
+        yank(index_host + "yank/", "uploader", "s3cret", "yanky", "3.0", "nothing there")
+
+
+def installed(index_host: str, venv: Path, installer: str, requirement: str) -> str:
+    """Install requirement from the index alone into a fresh venv; the version it took."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = str(venv / "bin" / "python")
+    cmd = ([sys.executable, "-m", "pip", "--python", python, "install"] if installer == "pip"
+           else [str(Path(sys.executable).with_name("uv")), "pip", "install", "--python", python])
+    subprocess.run([*cmd, "--index-url", index_host + "simple/", requirement], check=True, capture_output=True,
+                   env=clean_pip_env())
+    return subprocess.run([python, "-c", "import importlib.metadata as m; print(m.version('yanky'))"],
+                          capture_output=True, text=True, check=True).stdout.strip()
