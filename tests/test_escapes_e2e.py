@@ -14,6 +14,7 @@ import pytest
 import requests
 
 from tests.conftest import CANARY, wheel_index_has
+from tests.farm import DEFAULT_BUILDER
 from tests.sdists import setuptools_sdist
 from wheelwright.master.schedulers import FORCE_SCHEDULER
 
@@ -161,7 +162,7 @@ def test_anonymous_visitors_may_look_but_not_steer(backends):
     assert requests.get(ui + "api/v2/builders", timeout=30).status_code == 200
     before = len(backends.api("buildrequests")["buildrequests"])
     force = {"jsonrpc": "2.0", "method": "force", "id": 1,
-             "params": {"builderNames": [backends.api("builders")["builders"][0]["name"]], "package": "anything",
+             "params": {"builderNames": [DEFAULT_BUILDER], "package": "anything",
                         "version": "1.0"}}
     answer = requests.post(ui + f"api/v2/forceschedulers/{FORCE_SCHEDULER}", json=force, timeout=30)
     assert answer.status_code in (401, 403), answer.text
@@ -184,19 +185,22 @@ def test_a_release_engineer_logs_in_and_steers(backends, upstream, tmp_path):
     assert session.get(ui + "auth/login", auth=("alice", password), timeout=30).ok
     upstream.add(setuptools_sdist(tmp_path, "alicepkg", "1.0"))
     force = {"jsonrpc": "2.0", "method": "force", "id": 1,
-             "params": {"builderNames": [backends.api("builders")["builders"][0]["name"]], "package": "alicepkg",
+             "params": {"builderNames": [DEFAULT_BUILDER], "package": "alicepkg",
                         "version": "1.0", "reason": "alice's"}}
     answer = session.post(ui + f"api/v2/forceschedulers/{FORCE_SCHEDULER}", json=force, timeout=30)
     assert answer.ok and "result" in answer.json(), answer.text
     backends.wait_until_idle()
 
 
-def test_no_variable_of_the_shell_that_started_the_farm_reaches_any_log(backends):
-    # conftest put CANARY in the environment `wheelwright up` ran in; every build so far ran
+def test_no_variable_of_the_shell_that_started_the_farm_reaches_any_log(backends, upstream, tmp_path):
+    # conftest put CANARY in the environment `wheelwright up` ran in; this build and every one
+    # before it ran since
+    upstream.add(setuptools_sdist(tmp_path, "canarypkg", "1.0"))
+    assert backends.build("canarypkg==1.0")[0] == 0
     texts = []
     for build in backends.api("builds")["builds"]:
         for step in backends.api(f"builds/{build['buildid']}/steps")["steps"]:
             for log in backends.api(f"steps/{step['stepid']}/logs")["logs"]:
                 texts.append(requests.get(backends.status["ui"] + f"api/v2/logs/{log['logid']}/raw", timeout=30).text)
-    assert len(texts) > 20
+    assert len(texts) >= 10
     assert not [t for t in texts if CANARY in t]
