@@ -228,12 +228,15 @@ class IndexStore:
         """Mark the files of project==version (or the one named) yanked with the reason (PEP 592),
         or not yanked with reason None. Files are never deleted. Returns the files changed."""
         project_dir = self.project_dir(project)
+        what = f"{filename} of {project} {version}" if filename else f"{project} {version}"
+        if not (project_dir / MANIFEST).exists():  # no lock file left behind for a project we lack
+            raise PublishError(f"our index has no file of {what}")
         with self._locked(project_dir):
             manifest = self.files(project)
             names = [n for n, e in manifest.items() if _same_version(e["version"], version)
                      and filename in (None, n)]
             if not names:
-                raise PublishError(f"our index has no file {filename or ''} of {project} {version}".replace("  ", " "))
+                raise PublishError(f"our index has no file of {what}")
             for name in names:
                 entry = {k: v for k, v in manifest[name].items() if k != "yanked"}
                 manifest[name] = {**entry, "yanked": reason} if reason is not None else entry

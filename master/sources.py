@@ -43,12 +43,12 @@ def obtain_sdist(farm, project: str, version: str | None, upload_user: str, uplo
         made = (sdist_from_git(source["git"], source.get("ref", "${version}"), project, version, farm.source_cache)
                 if "git" in source else sdist_from_url(source["url"], project, version, farm.source_cache))
         found = Sdist(canonicalize_name(project), version, made.path.name, made.url, sha256_of(made.path))
-        provenance, origin, commit = made.provenance, "git" if made.commit else "url", made.commit
+        provenance, origin, commit, path = made.provenance, "git" if made.commit else "url", made.commit, made.path
         fetched_from = f"git {made.url} {made.ref} (commit {made.commit})" if made.commit else made.url
     else:
         found = find_sdist(farm.upstream, project, version)
         provenance, origin, fetched_from, commit = {"upstream_url": found.url}, "upstream", found.url, None
-    path = made.path if source else download_verified(found, farm.source_cache)
+        path = download_verified(found, farm.source_cache)
     try:
         upload(farm.upload_url, upload_user, upload_password, path, provenance=provenance)
     except UploadError as exc:

@@ -206,6 +206,9 @@ def test_a_yanked_version_is_taken_only_when_pinned(index_host, tmp_path):
     assert installed(index_host, tmp_path / "after", "pip", "yanky") == "2.0"
     with pytest.raises(UploadError, match="400.*no file"):
         yank(index_host + "yank/", "uploader", "s3cret", "yanky", "3.0", "nothing there")
+    with pytest.raises(UploadError, match="400.*no file of nosuch 1.0"):
+        yank(index_host + "yank/", "uploader", "s3cret", "nosuch", "1.0", "never built")
+    assert get(index_host + "simple/")[1].count(b"nosuch") == 0
 
 
 def installed(index_host: str, venv: Path, installer: str, requirement: str) -> str:
