@@ -203,3 +203,11 @@ def _cgroups_left():
 def test_bad_limits_are_refused():
     with pytest.raises(ToolError, match="invalid limits"):
         sandbox.Limits.parse('{"memory_mb": -1}')
+
+
+def test_the_private_tmp_comes_before_every_folder_it_could_hide(tmp_path):
+    # a checkout under /tmp (CI's clone, its .venv, an editable install of ours) is bound in read-only;
+    # a /tmp mounted after it would hide it and no tool could start inside
+    argv = sandbox.command(["true"], write=[tmp_path], cwd=tmp_path)
+    assert argv.index("--tmpfs") < argv.index("--ro-bind")
+    assert argv[argv.index("--tmpfs") + 1] == "/tmp"

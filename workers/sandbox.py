@@ -123,9 +123,10 @@ def _kernel_args() -> tuple[tuple[str, ...], str]:
 def command(cmd: list[str], *, write: list[Path], read: list[Path] = (), cwd: Path,
             pythons: list[str] = ()) -> list[str]:
     """The bubblewrap command line that runs cmd in the sandbox."""
+    # The private /tmp first: bound after them, it would hide the farm's own folders that live
+    # under /tmp (a checkout in /tmp, its .venv and an editable install of ours).
     args = ["bwrap", "--unshare-all", "--unshare-user", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
-            *_system_args(list(pythons)), *_kernel_args()[0],
-            "--dev", "/dev", "--tmpfs", "/tmp"]
+            "--tmpfs", "/tmp", *_system_args(list(pythons)), *_kernel_args()[0], "--dev", "/dev"]
     for path in read:
         real = os.path.realpath(path)
         args += ["--ro-bind", real, real]
