@@ -74,6 +74,17 @@ def _prefix_of(python: str) -> str:
     return str(Path(os.path.realpath(shutil.which(python) or python)).parent.parent)
 
 
+def farm_paths(pythons: list[str]) -> list[str]:
+    """The farm's own folders a build sees, read-only, besides the system's."""
+    # Our own tools and pip run inside too (`pip wheel`, the `build` frontend): the worker's
+    # environment, and the folders of an editable install of ours, never the repository around them.
+    import wheelwright.workers
+
+    ours = {sys.prefix, sys.base_prefix, *map(_prefix_of, [sys.executable, *pythons])}
+    ours |= {str(Path(wheelwright.workers.__file__).parent.parent / d) for d in ("workers", "index")}
+    return sorted(p for p in ours if os.path.isdir(p) and not p.startswith("/usr/"))
+
+
 def _system_args(pythons: list[str]) -> list[str]:
     args = ["--ro-bind", "/usr", "/usr"]
     for top in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
@@ -85,13 +96,7 @@ def _system_args(pythons: list[str]) -> list[str]:
     for name in ETC:
         if os.path.exists(f"/etc/{name}"):
             args += ["--ro-bind", f"/etc/{name}", f"/etc/{name}"]
-    # Our own tools and pip run inside too (`pip wheel`, the `build` frontend): the worker's
-    # environment, and the folders of an editable install of ours, never the repository around them.
-    import wheelwright.workers
-
-    ours = {sys.prefix, sys.base_prefix, *map(_prefix_of, [sys.executable, *pythons])}
-    ours |= {str(Path(wheelwright.workers.__file__).parent.parent / d) for d in ("workers", "index")}
-    for path in sorted(p for p in ours if os.path.isdir(p) and not p.startswith("/usr/")):
+    for path in farm_paths(pythons):
         args += ["--ro-bind", path, path]
     return args
 
