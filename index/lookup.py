@@ -81,13 +81,6 @@ def wheels_of(index_url: str, project: str, version: str) -> list[dict]:
     return found
 
 
-def next_build_tag(index_url: str, project: str, version: str) -> int | None:
-    """The build number a rebuild of project==version gets: one more than its wheels' highest
-    (a wheel with none counts 0); None if our index has no wheel of it."""
-    numbers = [build_number(entry["filename"]) for entry in wheels_of(index_url, project, version)]
-    return max(numbers) + 1 if numbers else None
-
-
 def published_pure_wheel(index_url: str, project: str, version: str, build_tag: int = 0) -> dict | None:
     """The provenance of a pure (`none-any`) wheel of project==version with that build number in
     our index, if there is one."""

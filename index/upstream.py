@@ -56,6 +56,17 @@ def list_sdists(index_url: str, project: str) -> list[Sdist]:
             for v, (_, pkg) in sorted(best.items(), reverse=True)]
 
 
+def upstream_versions(index_url: str, project: str) -> list[str]:
+    """Every version the index has of project, in any kind of file, yanked ones too (empty if it
+    has no such project)."""
+    with PyPISimple(index_url, accept=ACCEPT_JSON_PREFERRED) as client:
+        try:
+            page = client.get_project_page(canonicalize_name(project))
+        except NoSuchProjectError:
+            return []
+    return sorted({*(page.versions or []), *(pkg.version for pkg in page.packages if pkg.version)})
+
+
 def find_sdist(index_url: str, project: str, version: str | None = None, specifier: SpecifierSet | None = None) -> Sdist:
     """The sdist of `project==version` on the index (with no version: the latest final release,
     of those the specifier allows)."""

@@ -35,6 +35,7 @@ from wheelwright.index.lookup import IndexUnreachable
 from wheelwright.index.upload import UploadError, upload, yank
 from wheelwright.index.upstream import SourceError
 from wheelwright.master import bootstrap, control
+from wheelwright.master.bumps import BUMPS
 from wheelwright.master.farm import CLI_SECRET, CLI_USER, UPLOAD_SECRET, UPLOAD_USER, Farm
 from wheelwright.master.lastgood import ConfigError
 from wheelwright.master.review import ReviewError, decide, read_queue
@@ -119,12 +120,14 @@ class Api:
         response.raise_for_status()
         return response.json()
 
-    def force(self, package: str, version: str, builders: list[str] | None, rebuild: bool = False) -> dict[str, int]:
+    def force(self, package: str, version: str, builders: list[str] | None, rebuild: bool = False,
+              bump: str | None = None) -> dict[str, int]:
         if not builders:
             scheduler = self.get(f"forceschedulers/{FORCE_SCHEDULER}")["forceschedulers"][0]
             builders = scheduler["builder_names"]
         return self.force_scheduler(FORCE_SCHEDULER, {
             "builderNames": builders, "package": package, "version": version, "rebuild": rebuild,
+            "bump": bump or "",
             "reason": f"wheelwright {'rebuild' if rebuild else 'build'} {package}=={version}"})
 
     def force_scheduler(self, scheduler: str, params: dict) -> dict[str, int]:
@@ -214,7 +217,8 @@ def cmd_build(args) -> int:
     farm = _farm(args)
     package, version = parse_pin(args.pin)
     api = Api(farm)
-    requests_by_builder = api.force(package, version, args.builder, rebuild=args.command == "rebuild")
+    requests_by_builder = api.force(package, version, args.builder, rebuild=args.command == "rebuild",
+                                    bump=getattr(args, "bump", None))
     if not args.wait:
         print(json.dumps({"buildrequests": requests_by_builder}))
         return 0
@@ -383,9 +387,12 @@ def main(argv=None) -> int:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_status)
     for name, text in (("build", "force a build of NAME==VERSION"),
-                       ("rebuild", "build NAME==VERSION again, its wheels with the next build number")):
+                       ("rebuild", "build NAME==VERSION again, published with a bump")):
         p = sub.add_parser(name, help=text)
         p.add_argument("pin", metavar="NAME==VERSION")
+        if name == "rebuild":
+            p.add_argument("--bump", choices=BUMPS, help="post: VERSION.postN; local: VERSION+<label>.N; build-tag: "
+                                                        "build number N (default: the package's or the farm's)")
         p.add_argument("--builder", action="append", help="only this builder (repeatable; default: all)")
         p.add_argument("--wait", action="store_true", help="wait and print the result; exit 1 unless it succeeded")
         p.set_defaults(func=cmd_build)

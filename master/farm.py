@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from urllib.parse import urljoin
 
 from pypi_simple import PYPI_SIMPLE_ENDPOINT
 
+from wheelwright.master.bumps import BUMPS
 from wheelwright.workers.pools import POOLS, builder_name
 from wheelwright.workers.sandbox import Limits
 
@@ -52,6 +54,10 @@ class Farm:
     upstream_poll_interval: int = 300
     # Edits to the settings and patches rebuild what they change: looked for this often (0: never).
     settings_poll_interval: int = 60
+    # What a rebuild publishes (master/bumps.py: post, local or build-tag; a package's settings
+    # may choose another), and the label of local bumps (2.28.2+<label>.1).
+    rebuild_bump: str = "post"
+    local_label: str = "wheelwright"
     # What each command that runs a package's code may use (see workers/sandbox.py, Limits).
     build_limits: dict = field(default_factory=dict)
 
@@ -158,6 +164,10 @@ class Farm:
             Limits(**data.get("build_limits", {}))
         except TypeError as exc:
             raise ValueError(f"{path}: build_limits: {exc}") from None
+        if data.get("rebuild_bump", "post") not in BUMPS:
+            raise ValueError(f"{path}: rebuild_bump must be one of {', '.join(BUMPS)}")
+        if not re.fullmatch(r"[a-z][a-z0-9]*", data.get("local_label", "x")):
+            raise ValueError(f"{path}: local_label must be lowercase letters and digits, starting with a letter")
         if data.get("settings"):
             data["settings"] = Path(data["settings"])
         return cls(root=root, **data)

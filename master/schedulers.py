@@ -14,9 +14,11 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 from twisted.internet import defer, threads
 
-from wheelwright.index.lookup import next_build_tag
+from wheelwright.index.lookup import IndexUnreachable
+from wheelwright.master.bumps import BUMPS, BumpError, plan_rebuild
 from wheelwright.master.changesource import CATEGORY as UPSTREAM_RELEASE
 from wheelwright.master.farm import Farm
+from wheelwright.master.lastgood import ConfigError
 from wheelwright.master.settingschanges import CATEGORY as SETTINGS_CHANGE
 from wheelwright.steps.bootstrap import TRIGGER_PREFIX
 
@@ -46,28 +48,30 @@ class VersionParameter(util.StringParameter):
 
 
 class BuildScheduler(ForceScheduler):
-    """The force form, where a rebuild of a version our index has gets the next build number,
-    decided once for every builder of the request."""
+    """The force form, where a rebuild of a version our index has gets its bump (a post-release,
+    a local version or a build number), decided once for every builder of the request."""
 
     @defer.inlineCallbacks
     def gatherPropertiesAndChanges(self, collector, **kwargs):
         properties, changeids, sourcestamps = yield super().gatherPropertiesAndChanges(collector, **kwargs)
         if properties.getProperty("rebuild"):
-            tag = yield collector.collectValidationErrors("rebuild", self.next_build_tag, properties)
-            if tag is not None:
-                properties.setProperty("build_tag", tag, "Force Build Form")
+            bump = yield collector.collectValidationErrors("rebuild", self.plan_rebuild, properties)
+            for name, value in (bump.as_properties() if bump else {}).items():
+                properties.setProperty(name, value, "Force Build Form")
         return properties, changeids, sourcestamps
 
     @defer.inlineCallbacks
-    def next_build_tag(self, properties):
+    def plan_rebuild(self, properties):
         package, version = properties.getProperty("package"), properties.getProperty("version")
         if not version:
             raise ValidationError("a rebuild needs the version to rebuild")
         farm = Farm.load(Path(self.master.basedir).parent)
-        tag = yield threads.deferToThread(next_build_tag, farm.index_url, package, version)
-        if tag is None:
-            raise ValidationError(f"our index has no wheel of {package} {version} to rebuild: build it")
-        return tag
+        try:
+            bump, _ = yield threads.deferToThread(plan_rebuild, farm, package, version,
+                                                  properties.getProperty("bump") or None)
+        except (BumpError, IndexUnreachable, ConfigError) as exc:
+            raise ValidationError(str(exc)) from None
+        return bump
 
 
 class BuildersParameter(util.StringParameter):
@@ -119,6 +123,8 @@ def make_schedulers(builder_names: list[str]) -> list:
         properties=[
             PackageNameParameter(name="package", label="Package", required=True, size=30),
             VersionParameter(name="version", label="Version (empty: latest)", size=15),
-            util.BooleanParameter(name="rebuild", label="Rebuild: a new build number for a version we have"),
+            util.BooleanParameter(name="rebuild", label="Rebuild a version we have, published with a bump"),
+            util.ChoiceStringParameter(name="bump", label="Bump (empty: the package's or the farm's default)",
+                                       choices=["", *BUMPS], default=""),
         ],
     ), *bootstrap_schedulers(builder_names)]

@@ -18,6 +18,7 @@ import yaml
 from packaging.utils import InvalidName, canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+from wheelwright.master.bumps import BUMPS
 from wheelwright.master.lastgood import ConfigError, read_last_good
 from wheelwright.workers.wheel import FRONTENDS
 
@@ -34,6 +35,8 @@ class PackageSettings:
     container_image: str | None = None
     # Where the source comes from when not an sdist upstream: {git: URL, ref: "v${version}"}.
     source: dict | None = None
+    # How a rebuild of a version we have is published (master/bumps.py); None: the farm's default.
+    rebuild_bump: str | None = None
 
 
 def _names(project: str) -> list[str]:
@@ -74,6 +77,8 @@ def _parse(path: Path) -> PackageSettings:
     settings = PackageSettings(**data)
     if settings.build_frontend not in FRONTENDS:
         raise SettingsError(f"{path}: build_frontend must be one of {', '.join(FRONTENDS)}")
+    if settings.rebuild_bump not in (None, *BUMPS):
+        raise SettingsError(f"{path}: rebuild_bump must be one of {', '.join(BUMPS)}")
     if not all(isinstance(m, str) and m.replace(".", "").isidentifier() for m in settings.imports):
         raise SettingsError(f"{path}: imports must be a list of module names")
     source = settings.source

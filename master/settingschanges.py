@@ -1,5 +1,5 @@
 """Edits to a package's settings or patches, as Buildbot changes: the versions our index has are
-rebuilt with them (with the next build number), so the index never keeps wheels made under
+rebuilt with them (with the package's or the farm's rebuild bump, master/bumps.py), so the index never keeps wheels made under
 settings that are no longer ours.
 
 Every poll it hashes, per package, the settings file and each patches folder (fromager's layout,
@@ -17,8 +17,10 @@ from pathlib import Path
 from packaging.utils import InvalidName
 from packaging.version import Version
 from twisted.internet import threads
+from twisted.python import log
 
-from wheelwright.index.lookup import index_versions, next_build_tag
+from wheelwright.index.lookup import index_versions
+from wheelwright.master.bumps import BumpError, plan_rebuild
 from wheelwright.master.changesource import FarmPoller
 from wheelwright.master.settings import owner
 
@@ -41,21 +43,23 @@ def digests(settings_dir: Path) -> dict[str, str]:
     return {key: digest.hexdigest() for key, digest in found.items()}
 
 
-def rebuilds(before: dict[str, str], now: dict[str, str], index_url: str) -> list[tuple[str, str, int]]:
-    """(project, version, build number) for each package whose settings changed and that our
-    index has a wheel of."""
+def rebuilds(before: dict[str, str], now: dict[str, str], farm) -> list[tuple[str, str, dict]]:
+    """(project, version, the bump's properties) for each package whose settings changed and that
+    our index has a wheel of; the newest version is the newest sdist our source archive has (our
+    index lists its rebuilds' bumped versions too)."""
     found = {}
     for key in sorted(set(before) | set(now)):
         if before.get(key) == now.get(key):
             continue
         project, _, version = key.partition("==")
         if not version:
-            versions = index_versions(index_url, project) or []
+            versions = index_versions(farm.sources_url, project) or []
             version = str(max(map(Version, versions))) if versions else ""
-        tag = next_build_tag(index_url, project, version) if version else None
-        if tag is not None:
-            found[(project, version)] = tag
-    return [(project, version, tag) for (project, version), tag in found.items()]
+        try:
+            found[(project, version)] = plan_rebuild(farm, project, version)[0].as_properties() if version else None
+        except BumpError as exc:
+            log.msg(f"settings-changes: not rebuilding {project} {version}: {exc}")
+    return [(project, version, bump) for (project, version), bump in found.items() if bump]
 
 
 class SettingsChanges(FarmPoller):
@@ -68,10 +72,10 @@ class SettingsChanges(FarmPoller):
         before = await self.getState("digests", None)
         now = await threads.deferToThread(digests, self.farm.settings_dir)
         if before is not None and before != now:
-            for project, version, tag in await threads.deferToThread(rebuilds, before, now, self.farm.index_url):
+            for project, version, bump in await threads.deferToThread(rebuilds, before, now, self.farm):
                 await self.master.data.updates.addChange(
                     author="settings", comments=f"settings or patches of {project} changed: rebuilding {version}",
                     category=CATEGORY, project=project,
-                    properties={"package": project, "version": version, "build_tag": tag,
+                    properties={"package": project, "version": version, **bump,
                                 "reason": "settings or patches changed"})
         await self.setState("digests", now)

@@ -31,8 +31,8 @@ class DownloadSource(WheelwrightStep):
         version = self.version or None
         if version:
             try:
-                pure = await threads.deferToThread(published_pure_wheel, self.farm.index_url, self.package, version,
-                                                   self.getProperty("build_tag", 0))
+                pure = await threads.deferToThread(published_pure_wheel, self.farm.index_url, self.package,
+                                                   self.wheel_version, self.build_tag)
             except IndexUnreachable as exc:
                 return await self.fail(str(exc))
             if pure:

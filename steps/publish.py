@@ -125,8 +125,8 @@ class UpdateIndex(WheelwrightStep):
             dist = parse_distribution_filename(filename)
         except PublishError as exc:
             return str(exc)
-        if dist.kind != "wheel" or dist.project != canonicalize_name(self.package) or Version(dist.version) != Version(self.version):
-            return f"{filename} is not a wheel of {self.package} {self.version}; not published"
+        if dist.kind != "wheel" or dist.project != canonicalize_name(self.package) or Version(dist.version) != Version(self.wheel_version):
+            return f"{filename} is not a wheel of {self.package} {self.wheel_version}; not published"
         if build_number(filename) != self.build_tag:
             return f"{filename} does not carry this build's number ({self.build_tag or 'none'}); not published"
         python, arch = self.getProperty("python_version"), self.getProperty("arch")
@@ -136,11 +136,13 @@ class UpdateIndex(WheelwrightStep):
 
     async def _provenance(self) -> dict:
         keys = ("source_filename", "source_sha256", "source_url", "source_commit", "patches", "build_requires", "build_frontend",
-                "python_version", "arch", "workername", "pool", "build_tag", "reason")
+                "python_version", "arch", "workername", "pool", "version", "bump", "bump_number", "build_tag",
+                "reason")
         return {
             "build_url": await self.build_url(),
             "python": self.python,
             "builder": self.getProperty("buildername"),
             "build_number": self.build.number,
+            "wheel_version": self.wheel_version,
             **{k: self.getProperty(k) for k in keys},
         }

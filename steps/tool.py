@@ -72,6 +72,11 @@ class WheelwrightStep(buildstep.ShellMixin, CompositeStepMixin, buildstep.BuildS
         return self.getProperty("version")
 
     @property
+    def wheel_version(self) -> str:
+        """The version the wheels carry: a rebuild's bump (post-release, local), else the sdist's."""
+        return self.getProperty("wheel_version") or self.version
+
+    @property
     def build_tag(self) -> int:
         """The build number of a rebuild (0: none)."""
         return self.getProperty("build_tag", 0)

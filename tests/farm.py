@@ -15,6 +15,7 @@ from pathlib import Path
 
 import requests
 
+from wheelwright.master.farm import Farm
 from wheelwright.workers.pools import builder_name
 
 WHEELWRIGHT = str(Path(sys.executable).with_name("wheelwright"))
@@ -28,6 +29,11 @@ def http_get(url: str, accept: str | None = None) -> tuple[int, bytes, str]:
             return response.status, response.read(), response.headers.get("content-type", "")
     except urllib.error.HTTPError as exc:
         return exc.code, b"", ""
+
+
+def farm_on(index_host: str, root: Path, **options) -> Farm:
+    """The configuration of a farm whose index host is index_host (for tests of master-side code)."""
+    return Farm(root, index_port=int(index_host.rstrip("/").rsplit(":", 1)[1]), **options)
 
 
 class FarmUnderTest:

@@ -6,7 +6,7 @@ import json
 import time
 
 from tests.conftest import wheel_index_has
-from tests.farm import DEFAULT_BUILDER, http_get
+from tests.farm import DEFAULT_BUILDER, farm_on, http_get
 from tests.sdists import setuptools_sdist
 from tests.wheels import make_wheel
 from wheelwright.index.upload import upload
@@ -36,14 +36,18 @@ def test_an_edit_changes_only_its_own_digest(tmp_path):
     assert after["a"] == before["a"] and after["b==2.0"] != before["b==2.0"]
 
 
-def test_what_changed_is_rebuilt_at_the_next_build_number_if_our_index_has_it(tmp_path, index_host):
+def test_what_changed_is_rebuilt_with_the_next_bump_if_our_index_has_it(tmp_path, index_host):
     for name, version in (("a", "1.0"), ("a", "2.0"), ("b", "2.0"), ("b", "3.0")):
         upload(index_host + "legacy/", "uploader", "s3cret", make_wheel(tmp_path, name, version))
-    simple = index_host + "simple/"
+        upload(index_host + "legacy/", "uploader", "s3cret", setuptools_sdist(tmp_path, name, version))
+    # a's rebuild of 2.0 lists 2.0.post1 in our index: the newest version is still its sdist's
+    upload(index_host + "legacy/", "uploader", "s3cret", make_wheel(tmp_path, "a", "2.0.post1"))
+    farm = farm_on(index_host, tmp_path / "farm", rebuild_bump="local", local_label="ours")
     before = {"a": "1", "b==2.0": "1", "c": "1"}
     now = {"a": "2", "b==2.0": "2", "c": "2", "d": "1"}
-    assert rebuilds(before, now, simple) == [("a", "2.0", 1), ("b", "2.0", 1)]  # c, d: no wheel yet
-    assert rebuilds(now, now, simple) == []
+    assert [(p, v, bump["wheel_version"]) for p, v, bump in rebuilds(before, now, farm)] == [
+        ("a", "2.0", "2.0+ours.1"), ("b", "2.0", "2.0+ours.1")]  # c, d: no wheel yet
+    assert rebuilds(now, now, farm) == []
 
 
 def test_editing_a_built_packages_settings_rebuilds_it_on_the_running_farm(backends, upstream, tmp_path):
@@ -59,11 +63,11 @@ def test_editing_a_built_packages_settings_rebuilds_it_on_the_running_farm(backe
         settings.parent.mkdir(parents=True, exist_ok=True)
         settings.write_text("imports: [resettled_mod]\n")
         deadline = time.monotonic() + 120
-        url = backends.status["index"] + "resettled/resettled-1.0-1-py3-none-any.whl"
+        url = backends.status["index"] + "resettled/resettled-1.0.post1-py3-none-any.whl"  # the farm's default bump
         while http_get(url)[0] != 200 and time.monotonic() < deadline:
             time.sleep(0.5)
         provenance = json.loads(http_get(url + ".provenance.json")[1])
-        assert (provenance["build_tag"], provenance["reason"]) == (1, "settings or patches changed")
+        assert (provenance["bump"], provenance["reason"]) == ("post", "settings or patches changed")
         assert wheel_index_has(backends, "resettled")
     finally:
         farm_json.write_text(json.dumps(options))

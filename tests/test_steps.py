@@ -207,9 +207,10 @@ class TestPrepareBuildEnv(StepTest):
 
 
 class TestBuildWheel(StepTest):
-    def command(self, frontend="pip", *extra):
+    def command(self, frontend="pip", *extra, wheel_version="1.0"):
         return tool("wheel", "--python", "/py/bin/python3.11", "--env-python", "/w/env/bin/python", "--src", "src",
-                    "--dist", "dist", "--project", "pkg", "--version", "1.0", "--frontend", frontend, *extra, *LIMITS)
+                    "--dist", "dist", "--project", "pkg", "--version", "1.0", "--wheel-version", wheel_version,
+                    "--frontend", frontend, *extra, *LIMITS)
 
     def test_builds_the_wheel(self):
         self.setup(BuildWheel(farm=self.farm), build_env_python="/w/env/bin/python")
@@ -242,6 +243,17 @@ class TestBuildWheel(StepTest):
             )).exit(0),
         )
         self.expect_outcome(result=SUCCESS, state_string="pkg-1.0-2-py3-none-any.whl")
+        return self.run_step()
+
+    def test_a_post_rebuild_asks_for_its_version(self):
+        self.setup(BuildWheel(farm=self.farm), build_env_python="/w/env/bin/python", wheel_version="1.0.post1",
+                   bump="post")
+        self.expect_commands(
+            shell(self.command(wheel_version="1.0.post1")).stdout(result_line(
+                {"wheels": [{"filename": "pkg-1.0.post1-py3-none-any.whl", "sha256": "ab" * 32}]}
+            )).exit(0),
+        )
+        self.expect_outcome(result=SUCCESS, state_string="pkg-1.0.post1-py3-none-any.whl")
         return self.run_step()
 
     def test_broken_settings_warn_and_the_last_good_ones_stand_in(self):

@@ -8,12 +8,14 @@ import sys
 
 import pytest
 
+from tests.farm import farm_on
 from tests.sdists import setuptools_sdist
 from tests.test_hostile import HOSTILE_SDISTS
 from tests.wheels import make_wheel, wheel_files, write_wheel
-from wheelwright.index.lookup import next_build_tag, published_pure_wheel
+from wheelwright.index.lookup import published_pure_wheel
 from wheelwright.index.upload import upload
 from wheelwright.index.wheelcheck import check_wheel
+from wheelwright.master.bumps import BumpError, plan_rebuild
 from wheelwright.workers import source
 from wheelwright.workers.buildenv import freeze, install_from_index
 from wheelwright.workers.tool import RESULT_PREFIX, ToolError, create_venv
@@ -112,17 +114,22 @@ def test_a_rebuild_retags_its_wheels_with_the_build_number_and_nothing_else_pass
 
 def test_the_next_build_number_counts_from_the_wheels_our_index_has(index_host, tmp_path):
     simple = index_host + "simple/"
-    assert next_build_tag(simple, "demo", "1.0") is None
+    farm = farm_on(index_host, tmp_path / "farm", rebuild_bump="build-tag")
+
+    def next_build_tag(version: str) -> int:
+        return plan_rebuild(farm, "demo", version)[0].build_tag
+
+    with pytest.raises(BumpError, match="our index has no wheel of demo 1.0 to rebuild"):
+        next_build_tag("1.0")
     upload(index_host + "legacy/", "uploader", "s3cret", make_wheel(tmp_path, "demo", "1.0"))
-    assert next_build_tag(simple, "demo", "1.0") == 1
+    assert next_build_tag("1.0") == 1
     dist = tmp_path / "dist"
     dist.mkdir()
     make_wheel(dist, "demo", "1.0")
     retag(dist, 1)
     upload(index_host + "legacy/", "uploader", "s3cret", dist / "demo-1.0-1-py3-none-any.whl",
            provenance={"build_number": 7})
-    assert next_build_tag(simple, "demo", "1.0") == 2
-    assert next_build_tag(simple, "demo", "2.0") is None
+    assert next_build_tag("1.0") == 2
     assert published_pure_wheel(simple, "demo", "1.0", build_tag=1)["build_number"] == 7
     assert published_pure_wheel(simple, "demo", "1.0", build_tag=2) is None
 

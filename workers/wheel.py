@@ -2,14 +2,15 @@
 environment's `pip freeze`.
 
 python -m wheelwright.workers.wheel --python PY --env-python ENVPY --src src --dist dist --project P
-    --version V [--frontend pip|build] [--build-tag N] [--limits JSON]
+    --version V [--wheel-version V2] [--frontend pip|build] [--build-tag N] [--limits JSON]
 
 The build writes its wheels in a folder of its own; only what is a plain file (no link) and a
 wheel of P==V moves from there to dist, which the package's code cannot write, and only there is
 it retagged, hashed and later fetched by the master.
 
-A rebuild's wheels get build number N (`wheel tags --build N`), so they stand beside the earlier
-ones in the index, and installers prefer them.
+A rebuild's wheels carry its bump (master/bumps.py): a new version V2 (a post-release or a local
+version, written into the wheel and checked again as the index checks it), or build number N
+(`wheel tags --build N`); either way they stand beside the earlier ones in the index.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from packaging.version import Version
 
 from wheelwright.index.lookup import build_number
 from wheelwright.index.store import sha256_of
+from wheelwright.index.wheelcheck import WheelRefused, check_wheel
+from wheelwright.index.wheeledit import rewrite
 from wheelwright.workers import sandbox
 from wheelwright.workers.tool import ToolError, activated, clean_pip_env, pip_command, run, run_tool
 
@@ -57,6 +60,17 @@ def take_wheels(out: Path, dist: Path, project: str, version: str) -> None:
         fd = os.open(entry.path, os.O_RDONLY | os.O_NOFOLLOW)
         with os.fdopen(fd, "rb") as src, open(dist / entry.name, "xb") as dst:
             shutil.copyfileobj(src, dst)
+
+
+def bump_version(dist: Path, project: str, version: str) -> None:
+    """Give every wheel in dist the version a rebuild publishes, whatever backend built it."""
+    for wheel in sorted(dist.glob("*.whl")):
+        bumped = rewrite(wheel, dist, version=version)
+        wheel.unlink()
+        try:
+            check_wheel(bumped, bumped.name, canonicalize_name(project), version)
+        except WheelRefused as exc:
+            raise ToolError(f"{wheel.name} bumped to {version} does not check: {exc}") from None
 
 
 def check_wheels(dist: Path, project: str, version: str, build_tag: int = 0) -> list[dict]:
@@ -99,7 +113,7 @@ def fresh_dir(path: Path) -> Path:
 
 
 def build(python: str, env_python: str, src: Path, dist: Path, project: str, version: str, frontend: str,
-          build_tag: int = 0, limits: sandbox.Limits = sandbox.Limits()) -> dict:
+          build_tag: int = 0, limits: sandbox.Limits = sandbox.Limits(), wheel_version: str | None = None) -> dict:
     if frontend not in FRONTENDS:
         raise ToolError(f"unknown build frontend {frontend!r}; choose one of {', '.join(FRONTENDS)}")
     out = fresh_dir(dist.with_name(dist.name + ".build"))
@@ -114,7 +128,9 @@ def build(python: str, env_python: str, src: Path, dist: Path, project: str, ver
     shutil.rmtree(out)
     if build_tag:
         retag(dist, build_tag)
-    return {"wheels": check_wheels(dist, project, version, build_tag)}
+    if wheel_version and Version(wheel_version) != Version(version):
+        bump_version(dist, project, wheel_version)
+    return {"wheels": check_wheels(dist, project, wheel_version or version, build_tag)}
 
 
 def main(argv=None) -> dict:
@@ -125,6 +141,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--dist", type=Path, required=True)
     parser.add_argument("--project", required=True)
     parser.add_argument("--version", required=True)
+    parser.add_argument("--wheel-version", help="the version the wheels carry (a rebuild's bump)")
     parser.add_argument("--frontend", default="pip")
     parser.add_argument("--build-tag", type=int, default=0)
     parser.add_argument("--limits", help="the sandbox's limits, as JSON")
@@ -136,7 +153,8 @@ def main(argv=None) -> dict:
         ProjectBuilder(args.src, python_executable=args.env_python).build("wheel", args.dist)
         return {}
     return build(args.python or args.env_python, args.env_python, args.src.resolve(), args.dist.resolve(),
-                 args.project, args.version, args.frontend, args.build_tag, sandbox.Limits.parse(args.limits))
+                 args.project, args.version, args.frontend, args.build_tag, sandbox.Limits.parse(args.limits),
+                 args.wheel_version)
 
 
 if __name__ == "__main__":

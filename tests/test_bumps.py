@@ -1,0 +1,90 @@
+"""What a rebuild publishes (post-release, local version, build number), and the rewrite that gives
+a finished wheel its new version."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+
+import pytest
+from wheel.wheelfile import WheelError
+
+from tests.wheels import make_wheel, record_line, wheel_files, write_wheel
+from wheelwright.index.wheelcheck import check_wheel
+from wheelwright.index.wheeledit import rewrite
+from wheelwright.master.bumps import BumpError, next_bump
+
+
+def test_post_bumps_count_up_from_our_own_post_releases():
+    assert next_bump("post", "2.28.2", ["2.28.2"], [0], ["2.28.2", "2.29.0"], "ww").version == "2.28.2.post1"
+    bump = next_bump("post", "2.28.2", ["2.28.2", "2.28.2.post1", "2.28.2.post2"], [0], [], "ww")
+    assert (bump.version, bump.number, bump.build_tag) == ("2.28.2.post3", 3, 0)
+    assert next_bump("post", "1.0rc1", ["1.0rc1", "1.0", "1.0.post1"], [0], [], "ww").version == "1.0rc1.post1"
+
+
+def test_a_post_bump_that_upstream_could_collide_with_is_refused_naming_it():
+    with pytest.raises(BumpError, match=r"2.28.2.post1 would collide with upstream, which publishes 2.28.2.post1: "
+                                        r"use --bump local or --bump build-tag"):
+        next_bump("post", "2.28.2", ["2.28.2"], [0], ["2.28.2", "2.28.2.post1"], "ww")
+    with pytest.raises(BumpError, match="1.0.post1 is a post release upstream"):
+        next_bump("post", "1.0.post1", ["1.0.post1"], [0], ["1.0.post1"], "ww")
+    with pytest.raises(BumpError, match="development release"):  # 1.0.dev1.post1 would sort after 1.0
+        next_bump("post", "1.0.dev1", ["1.0.dev1"], [0], [], "ww")
+
+
+def test_local_bumps_carry_the_farms_label_and_count_up():
+    assert next_bump("local", "2.28.2", ["2.28.2"], [0], [], "ww").version == "2.28.2+ww.1"
+    bump = next_bump("local", "1.0.post1", ["1.0.post1", "1.0.post1+ww.1", "1.0.post1+other.7"], [0], [], "ww")
+    assert (bump.version, bump.number) == ("1.0.post1+ww.2", 2)
+    with pytest.raises(BumpError, match="local label already"):
+        next_bump("local", "1.0+cpu", ["1.0+cpu"], [0], [], "ww")
+
+
+def test_build_tag_bumps_take_the_next_build_number():
+    bump = next_bump("build-tag", "1.0", ["1.0"], [0, 2, 1], [], "ww")
+    assert (bump.version, bump.number, bump.build_tag) == ("1.0", 3, 3)
+    with pytest.raises(BumpError, match="unknown bump 'minor'"):
+        next_bump("minor", "1.0", ["1.0"], [0], [], "ww")
+
+
+def test_a_bumped_wheel_is_renamed_inside_and_out_and_still_checks(tmp_path):
+    files, dist_info = wheel_files("My_Pkg", "1.0")
+    files["My_Pkg-1.0.data/scripts/tool"] = "#!python\n"
+    wheel = write_wheel(tmp_path / "My_Pkg-1.0-py3-none-any.whl", files, dist_info)
+    out = tmp_path / "out"
+    out.mkdir()
+    bumped = rewrite(wheel, out, version="1.0.post1")
+    assert bumped.name == "My_Pkg-1.0.post1-py3-none-any.whl"
+    names = zipfile.ZipFile(bumped).namelist()
+    assert {n.split("/")[0] for n in names} == {"My_Pkg.py", "My_Pkg-1.0.post1.dist-info", "My_Pkg-1.0.post1.data"}
+    check_wheel(bumped, bumped.name, "my-pkg", "1.0.post1")  # RECORD rewritten, METADATA's Version too
+    before, after = zipfile.ZipFile(wheel), zipfile.ZipFile(bumped)
+    assert after.read("My_Pkg.py") == before.read("My_Pkg.py")
+    assert after.getinfo("My_Pkg.py").date_time == before.getinfo("My_Pkg.py").date_time
+    local = rewrite(wheel, out, version="1.0+ww.1")
+    assert local.name == "My_Pkg-1.0+ww.1-py3-none-any.whl"
+    check_wheel(local, local.name, "my-pkg", "1.0+ww.1")
+    # and installers agree
+    target = tmp_path / "target"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index", "--target",
+                    str(target), str(bumped)], check=True)
+    assert (target / "My_Pkg-1.0.post1.dist-info" / "METADATA").read_text().count("Version: 1.0.post1") == 1
+
+
+def test_a_rewrite_is_reproducible_and_refuses_a_wheel_whose_record_lies(tmp_path):
+    wheel = make_wheel(tmp_path, "pkg", "1.0")
+    first, second = tmp_path / "a", tmp_path / "b"
+    first.mkdir(), second.mkdir()
+    added = {"wheelwright/provenance.json": b"{}"}
+    assert rewrite(wheel, first, add=added).read_bytes() == rewrite(wheel, second, add=added).read_bytes()
+    files, dist_info = wheel_files("pkg", "1.0")
+    files["pkg.py"] = "VALUE = 2\n"  # after RECORD was written
+    (tmp_path / "liar").mkdir()
+    liar = write_wheel(tmp_path / "liar" / wheel.name, files, dist_info,
+                       record="".join(record_line(n, c.encode()) for n, c in wheel_files("pkg", "1.0")[0].items()))
+    with pytest.raises(WheelError, match="Hash mismatch for file 'pkg.py'"):
+        rewrite(liar, tmp_path, version="1.0.post1")
+    assert not (tmp_path / "pkg-1.0.post1-py3-none-any.whl").exists()  # no partial file left
+    with pytest.raises(FileExistsError):  # never over the wheel it reads
+        rewrite(wheel, wheel.parent, add=added)
