@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import urllib.error
+import urllib.parse
 import urllib.request
 
 from packaging.requirements import Requirement
@@ -88,6 +89,21 @@ def published_pure_wheel(index_url: str, project: str, version: str, build_tag: 
         if build_number(entry["filename"]) == build_tag and is_pure(entry["filename"]):
             return {"filename": entry["filename"], **provenance(index_url, project, entry["filename"])}
     return None
+
+
+def published_as(index_url: str, sha256: str) -> tuple[str, str] | None:
+    """(project, filename) of the file our index published with that sha256, if any."""
+    url = urllib.parse.urljoin(index_url, f"../by-sha256/{sha256}")
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response:
+            project, _, filename = response.read().decode().partition("/")
+            return project, filename
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return None
+        raise IndexUnreachable(f"our index answered {exc.code} for {url}") from None
+    except urllib.error.URLError as exc:
+        raise IndexUnreachable(f"our index at {index_url} cannot be reached: {exc.reason}") from None
 
 
 def file_url(index_url: str, project: str, filename: str) -> str:

@@ -107,6 +107,20 @@ class SimpleRoot(Listing):
         return ProjectListing(directory)
 
 
+class HashLookup(resource.Resource):
+    """GET /by-sha256/<sha256>: "project/filename" of the file published with that sha256."""
+
+    def __init__(self, store: IndexStore):
+        super().__init__()
+        self.store = store
+
+    def getChild(self, path, request):
+        found = self.store.find_hash(path.decode("ascii", "replace"))
+        if found is None:
+            return resource.NoResource("no file with that sha256")
+        return static.Data(found.encode(), "text/plain; charset=utf-8")
+
+
 class ProjectListing(Listing):
     def getChild(self, path, request):
         if path == b"":
@@ -340,6 +354,7 @@ def make_site(root: Path, users: Path) -> server.Site:
     top.putChild(b"sources", sources)
     upload = Upload(stores)
     top.putChild(b"yank", Yank(stores["wheels"]))
+    top.putChild(b"by-sha256", HashLookup(stores["wheels"]))
     top.putChild(b"legacy", upload)
     top.putChild(b"", upload)
     site = server.Site(top, requestFactory=GuardedRequest)

@@ -22,6 +22,7 @@ import hashlib
 import html
 import json
 import os
+import re
 import tempfile
 import time
 from dataclasses import dataclass
@@ -125,6 +126,9 @@ class IndexStore:
         self.root = Path(root)
         self.simple = self.root / "simple"
         self.simple.mkdir(parents=True, exist_ok=True)
+        # sha256 -> "project/filename" of each published file, for `wheelwright which SHA256`
+        self.hashes = self.root / "by-sha256"
+        self.hashes.mkdir(exist_ok=True)
         if not (self.simple / "index.json").exists():
             self._write_project_list()
 
@@ -199,6 +203,7 @@ class IndexStore:
                 _write_atomic(project_dir / MANIFEST, json.dumps({**manifest, filename: entry}, indent=1,
                                                                  sort_keys=True).encode())
                 self._write_listing(dist.project, {**manifest, filename: entry})
+                self._note_hash(dist.project, entry)
             except AlreadyPublished:
                 raise
             except OSError as exc:
@@ -208,6 +213,20 @@ class IndexStore:
             with self._locked(self.simple):
                 self._write_project_list()
         return entry
+
+    def _note_hash(self, project: str, entry: dict) -> None:
+        path = self.hashes / entry["sha256"]
+        if not path.exists():
+            _write_atomic(path, f"{project}/{entry['filename']}".encode())
+
+    def find_hash(self, sha256: str) -> str | None:
+        """"project/filename" of the published file with that sha256, if there is one."""
+        if not re.fullmatch(r"[0-9a-f]{64}", sha256):
+            return None
+        try:
+            return (self.hashes / sha256).read_text()
+        except FileNotFoundError:
+            return None
 
     def _roll_back(self, project: str, names: list[str], manifest: dict) -> None:
         """Undo a publish that failed halfway (a full disk, say): its files go first, which frees
@@ -264,6 +283,8 @@ class IndexStore:
                 if fixed != manifest:
                     _write_atomic(project_dir / MANIFEST, json.dumps(fixed, indent=1, sort_keys=True).encode())
                     self._write_listing(project_dir.name, fixed)
+                for entry in fixed.values():  # files published before the index kept their hashes
+                    self._note_hash(project_dir.name, entry)
         if changes:
             with self._locked(self.simple):
                 self._write_project_list()

@@ -19,6 +19,7 @@ import argparse
 import dataclasses
 import getpass
 import json
+import re
 import secrets
 import sys
 import time
@@ -32,12 +33,14 @@ from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
 from wheelwright.index import accounts, lookup
 from wheelwright.index.lookup import IndexUnreachable
+from wheelwright.index.store import sha256_of
 from wheelwright.index.upload import UploadError, upload, yank
 from wheelwright.index.upstream import SourceError
 from wheelwright.master import bootstrap, control
 from wheelwright.master.bumps import BUMPS
 from wheelwright.master.farm import CLI_SECRET, CLI_USER, UPLOAD_SECRET, UPLOAD_USER, Farm
 from wheelwright.master.lastgood import ConfigError
+from wheelwright.master.provenance import carried_by
 from wheelwright.master.review import ReviewError, decide, read_queue
 from wheelwright.master.schedulers import BOOTSTRAP_SCHEDULER, FORCE_SCHEDULER
 from wheelwright.master.webauth import ROLES
@@ -286,10 +289,32 @@ def cmd_review(args) -> int:
 
 
 def cmd_which(args) -> int:
-    """Where a wheel in our index came from: the build, its logs, the sdist, the build environment."""
+    """Where a wheel came from: the build, its logs, the sdist, the build environment. The target
+    is a wheel file found anywhere (what it carries, and whether our index published it), a file
+    name, a sha256, or NAME==VERSION."""
     farm = _farm(args)
-    if args.target.endswith(".whl"):
-        filename = Path(args.target).name
+    path = Path(args.target)
+    if args.target.endswith(".whl") and path.is_file():
+        sha256 = sha256_of(path)
+        published = lookup.published_as(farm.index_url, sha256)
+        carried = carried_by(path)
+        if carried is None and published is None:
+            print(f"wheelwright: {path.name} carries no provenance of ours, and our index has no file with its "
+                  f"sha256 {sha256}", file=sys.stderr)
+            return 1
+        where = lookup.file_url(farm.index_url, *published) if published else None
+        print(json.dumps({"wheel": path.name, "sha256": sha256, "published_by_our_index": where,
+                          **(carried or {})}, indent=2))
+        return 0
+    if re.fullmatch(r"[0-9a-fA-F]{64}", args.target):
+        published = lookup.published_as(farm.index_url, args.target.lower())
+        if published is None:
+            print(f"wheelwright: our index has no file with sha256 {args.target}", file=sys.stderr)
+            return 1
+        project, filename = published
+        version = str(parse_wheel_filename(filename)[1])
+    elif args.target.endswith(".whl"):
+        filename = path.name
         try:
             project, version = parse_wheel_filename(filename)[:2]
         except InvalidWheelFilename as exc:
@@ -413,8 +438,9 @@ def main(argv=None) -> int:
     p.add_argument("--reviewer", default=getpass.getuser())
     p.add_argument("--no-build", action="store_true", help="approve without building its latest release now")
     p.set_defaults(func=cmd_review)
-    p = sub.add_parser("which", help="where a wheel in our index came from")
-    p.add_argument("target", metavar="WHEEL|NAME==VERSION")
+    p = sub.add_parser("which", help="where a wheel came from: the build that made it")
+    p.add_argument("target", metavar="WHEEL|SHA256|NAME==VERSION",
+                   help="a wheel file (what it carries), a wheel's file name, its sha256, or NAME==VERSION")
     p.set_defaults(func=cmd_which)
     for name, text in (("yank", "yank a version (PEP 592): installers take it only when pinned"),
                        ("unyank", "take a yank back")):

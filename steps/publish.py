@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+from zipfile import BadZipFile
 
 from buildbot.process.properties import Secret
 from buildbot.process.results import SKIPPED, SUCCESS
@@ -13,11 +14,13 @@ from packaging.tags import Tag
 from packaging.utils import canonicalize_name, parse_wheel_filename
 from packaging.version import Version
 from twisted.internet import threads
+from wheel.wheelfile import WheelError
 
 from wheelwright.index.lookup import build_number, file_url, is_pure
 from wheelwright.index.store import PublishError, parse_distribution_filename, sha256_of
 from wheelwright.index.upload import UploadError, upload
 from wheelwright.master.farm import UPLOAD_SECRET, UPLOAD_USER
+from wheelwright.master.provenance import embed
 from wheelwright.master.staged import keep, retryable
 from wheelwright.steps.tool import DIST_DIR, WheelwrightStep, count
 
@@ -66,15 +69,23 @@ class UpdateIndex(WheelwrightStep):
                 return await self.fail(problem)
         staging = self.farm.staging_dir / str(self.build.buildid)
         freeze = self.getProperty("build_freeze")
-        provenance = await self._provenance()
+        common = await self._provenance()
         urls, warnings = [], []
         for filename, sha256 in wheels:
-            staged = staging / filename
-            if not await self.fetch_file(f"{DIST_DIR}/{filename}", staged, MAX_WHEEL_SIZE):
+            built = staging / "built" / filename
+            if not await self.fetch_file(f"{DIST_DIR}/{filename}", built, MAX_WHEEL_SIZE):
                 return await self.fail(f"could not bring {filename} back from the worker")
-            actual = await threads.deferToThread(sha256_of, staged)
-            if actual != sha256:
-                return await self.fail(f"{filename}: sha256 on the master is {actual}, the worker reported {sha256}")
+            provenance = {**common, "built_sha256": sha256}
+            try:
+                actual = await threads.deferToThread(sha256_of, built)
+                if actual != sha256:
+                    return await self.fail(f"{filename}: sha256 on the master is {actual}, the worker reported {sha256}")
+                staged = await threads.deferToThread(embed, built, staging, provenance, freeze or "")
+            except (BadZipFile, WheelError, KeyError, ValueError) as exc:  # a wheel the index would refuse too
+                return await self.fail(f"{filename}: cannot carry its provenance: {exc}")
+            finally:
+                built.unlink()
+                built.parent.rmdir()
             try:
                 entry = await self._upload(staged, provenance, freeze)
             except UploadError as exc:
@@ -91,12 +102,6 @@ class UpdateIndex(WheelwrightStep):
                     return SKIPPED
                 return await self.fail(f"not published: {exc}")
             os.unlink(staged)
-            made_by = entry.get("provenance", {}).get("build_url")
-            if made_by and made_by != provenance["build_url"]:
-                # Another build published these very bytes first (a reproducible build): nothing to add.
-                self.descriptionDone = [f"{'pure wheel ' if is_pure(filename) else ''}{filename} already published "
-                                        f"by {made_by}"]
-                return SKIPPED
             warnings += [f"{filename}: {w}\n" for w in entry.get("provenance", {}).get("metadata_warnings", [])]
             url = file_url(self.farm.index_url, self.package, filename)
             urls.append(url)
@@ -143,6 +148,8 @@ class UpdateIndex(WheelwrightStep):
             "python": self.python,
             "builder": self.getProperty("buildername"),
             "build_number": self.build.number,
+            "package": self.package,
+            "published_at": int(self.master.reactor.seconds()),
             "wheel_version": self.wheel_version,
             **{k: self.getProperty(k) for k in keys},
         }

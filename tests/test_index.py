@@ -18,6 +18,7 @@ import requests
 
 from tests.sdists import setuptools_sdist
 from tests.wheels import make_wheel
+from wheelwright.index.lookup import published_as
 from wheelwright.index.store import AlreadyPublished, IndexStore, PublishError, sha256_of
 from wheelwright.index.upload import UploadError, upload, yank
 from wheelwright.workers.tool import clean_pip_env
@@ -146,6 +147,26 @@ def test_sdists_go_to_the_source_index(index_host, tmp_path):
     assert [f["filename"] for f in json.loads(body)["files"]] == ["srcpkg-1.0.tar.gz"]
     with pytest.raises(urllib.error.HTTPError):
         get(index_host + "simple/srcpkg/")
+
+
+def test_a_published_wheel_is_found_by_its_sha256(index_host, tmp_path):
+    wheel = make_wheel(tmp_path, "hashed", "1.0")
+    upload(index_host + "legacy/", "uploader", "s3cret", wheel)
+    assert published_as(index_host + "simple/", sha256_of(wheel)) == ("hashed", wheel.name)
+    assert published_as(index_host + "simple/", "0" * 64) is None
+    with pytest.raises(urllib.error.HTTPError, match="404"):  # only sha256s are names
+        get(index_host + "by-sha256/..%2Fsimple%2Findex.json")
+
+
+def test_files_published_before_hashes_were_kept_are_found_after_a_restart(tmp_path):
+    store = IndexStore(tmp_path)
+    wheel = make_wheel(tmp_path, "older", "1.0")
+    publish(store, wheel)
+    for path in store.hashes.iterdir():
+        path.unlink()
+    assert store.find_hash(sha256_of(wheel)) is None
+    store.reconcile()
+    assert store.find_hash(sha256_of(wheel)) == f"older/{wheel.name}"
 
 
 def test_uploads_need_the_right_password(index_host, tmp_path):

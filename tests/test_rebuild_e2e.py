@@ -69,6 +69,16 @@ def test_a_post_rebuild_is_what_pip_install_upgrade_takes(backends, upstream, tm
         "post", 2, "1.0", "1.0.post2")
     assert traced["source_filename"] == "bumped-1.0.tar.gz"
     assert listed(backends, "bumped", "sources") == ["bumped-1.0.tar.gz"]
+    # The wheel carries it too: found anywhere, it names its build; its sha256 alone finds it.
+    found = tmp_path / "elsewhere" / "bumped-1.0.post2-py3-none-any.whl"
+    found.parent.mkdir()
+    found.write_bytes(http_get(backends.status["index"] + "bumped/" + found.name)[1])
+    carried = json.loads(backends.cli("which", str(found)).stdout)
+    assert (carried["build_url"], carried["bump"], carried["source_sha256"]) == (
+        traced["build_url"], "post", traced["source_sha256"])
+    assert carried["published_by_our_index"] == backends.status["index"] + "bumped/" + found.name
+    assert dict(carried["freeze"])["setuptools"] == "80.9.0"
+    assert json.loads(backends.cli("which", traced["sha256"]).stdout)["wheel"] == found.name
 
 
 @pytest.mark.parametrize("installer", ["pip", "uv"])

@@ -11,6 +11,7 @@ import sys
 import tempfile
 import urllib.error
 import urllib.request
+import zipfile
 from pathlib import Path
 from unittest import mock
 
@@ -25,6 +26,8 @@ from buildbot.test.steps import (
     ExpectUploadFile,
     TestBuildStepMixin,
 )
+from cyclonedx.schema import SchemaVersion
+from cyclonedx.validation.json import JsonStrictValidator
 from packaging.utils import parse_wheel_filename
 from twisted.trial import unittest
 
@@ -36,6 +39,7 @@ from wheelwright.index.upload import upload
 from wheelwright.index.upstream import SourceError
 from wheelwright.master import sources
 from wheelwright.master.farm import UPLOAD_USER, Farm
+from wheelwright.master.provenance import carried_by, is_ours
 from wheelwright.master.settings import settings_for
 from wheelwright.master.staged import kept_wheels, publish_kept
 from wheelwright.steps import (
@@ -356,8 +360,22 @@ class TestUpdateIndex(StepTest):
         url = f"{self.farm.index_url}pubpkg/{wheel.name}"
         self.expect_property("wheel_urls", [url])
         await self.run_step()
+        published = self.farm.root / "published" / wheel.name
+        published.parent.mkdir()
         with urllib.request.urlopen(url) as response:
-            self.assertEqual(response.read(), wheel.read_bytes())
+            published.write_bytes(response.read())
+        # It carries its provenance and the SBOM of its build environment; the build's own
+        # members are untouched, and RECORD is true (the index checked it).
+        carried = carried_by(published)
+        self.assertEqual((carried["build_number"], carried["built_sha256"], carried["freeze"]),
+                         (self.build.number, sha256_of(wheel), [["flit-core", "3.12.0"]]))
+        with zipfile.ZipFile(published) as zf, zipfile.ZipFile(wheel) as original:
+            sbom = json.loads(zf.read("pubpkg-1.0.dist-info/sboms/build-environment.cdx.json"))
+            self.assertEqual({n: zf.read(n) for n in zf.namelist() if not is_ours(n)},
+                             {n: original.read(n) for n in original.namelist() if not is_ours(n)})
+        self.assertEqual([c["purl"] for c in sbom["components"]], ["pkg:pypi/flit-core@3.12.0"])
+        self.assertIsNone(JsonStrictValidator(SchemaVersion.V1_6).validate_str(json.dumps(sbom)))
+        self.assertEqual(sbom["metadata"]["component"]["name"], "pubpkg")
         with urllib.request.urlopen(url + ".freeze.txt") as response:
             self.assertEqual(response.read(), b"flit_core==3.12.0\n")
         with urllib.request.urlopen(url + ".provenance.json") as response:
@@ -392,15 +410,16 @@ class TestUpdateIndex(StepTest):
         await self.run_step()
         staged = self.farm.staging_dir / str(self.build.buildid) / wheel.name
         self.assertEqual(kept_wheels(self.farm.staging_dir), [staged])
-        self.assertEqual(staged.read_bytes(), wheel.read_bytes())
+        self.assertEqual(carried_by(staged)["build_number"], self.build.number)
         reason = self.get_nth_step(0).logs["reason"].stdout
         self.assertIn("did not answer", reason)
         self.assertIn(f"kept at {staged}", reason)
+        kept = staged.read_bytes()
         (outcome,) = publish_kept(reachable, PASSWORD)  # what the master's retry service does
         self.assertTrue(outcome.startswith(f"{wheel.name}: published, made by http"), outcome)
         self.assertEqual(kept_wheels(self.farm.staging_dir), [])
         with urllib.request.urlopen(f"{reachable.index_url}kept/{wheel.name}") as response:
-            self.assertEqual(response.read(), wheel.read_bytes())
+            self.assertEqual(response.read(), kept)
         with urllib.request.urlopen(f"{reachable.index_url}kept/{wheel.name}.provenance.json") as response:
             self.assertEqual(json.load(response)["build_number"], self.build.number)
 
@@ -438,7 +457,7 @@ class TestUpdateIndex(StepTest):
                    wheel_filenames=[wheel.name], wheel_sha256s=[sha256_of(wheel)])
         self.expect_commands(*self.upload_expectations(wheel))
         self.expect_outcome(result=SKIPPED, state_string="pure wheel raced-1.0-py3-none-any.whl already published by "
-                                                         "http://other/builds/1 (skipped)")
+                                                         "another builder (skipped)")
         await self.run_step()
 
 
