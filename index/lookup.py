@@ -19,7 +19,8 @@ class IndexUnreachable(Exception):
     pass
 
 
-def _listing(index_url: str, project: str) -> dict | None:
+def listing(index_url: str, project: str) -> dict | None:
+    """Our index's PEP 691 listing of project (None if it has no such project)."""
     url = f"{index_url.rstrip('/')}/{canonicalize_name(project)}/"
     request = urllib.request.Request(url, headers={"Accept": JSON_CONTENT_TYPE})
     try:
@@ -35,8 +36,8 @@ def _listing(index_url: str, project: str) -> dict | None:
 
 def index_versions(index_url: str, project: str) -> list[str] | None:
     """The versions our index lists for project (PEP 700), or None if it has no such project."""
-    listing = _listing(index_url, project)
-    return None if listing is None else listing.get("versions", [])
+    found = listing(index_url, project)
+    return None if found is None else found.get("versions", [])
 
 
 def unsatisfied(requirement: Requirement, versions: list[str]) -> str | None:
@@ -73,7 +74,7 @@ def is_pure(filename: str) -> bool:
 def wheels_of(index_url: str, project: str, version: str) -> list[dict]:
     """The listing entries of the wheels of project==version our index has."""
     found = []
-    for entry in (_listing(index_url, project) or {"files": []})["files"]:
+    for entry in (listing(index_url, project) or {"files": []})["files"]:
         try:
             if parse_wheel_filename(entry["filename"])[1] == Version(version):
                 found.append(entry)

@@ -22,6 +22,7 @@ import json
 import re
 import secrets
 import sys
+import tempfile
 import time
 from functools import reduce
 from pathlib import Path
@@ -30,13 +31,14 @@ import requests
 from buildbot.process.results import SKIPPED, SUCCESS, WARNINGS, Results, worst_status
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+from packaging.version import Version
 
 from wheelwright.index import accounts, lookup
 from wheelwright.index.lookup import IndexUnreachable
 from wheelwright.index.store import sha256_of
 from wheelwright.index.upload import UploadError, upload, yank
 from wheelwright.index.upstream import SourceError
-from wheelwright.master import bootstrap, control
+from wheelwright.master import bootstrap, control, rebuilddiff
 from wheelwright.master.bumps import BUMPS
 from wheelwright.master.farm import CLI_SECRET, CLI_USER, UPLOAD_SECRET, UPLOAD_USER, Farm
 from wheelwright.master.lastgood import ConfigError
@@ -336,6 +338,33 @@ def cmd_which(args) -> int:
     return 0
 
 
+def cmd_diff(args) -> int:
+    """What changed between two builds of NAME==VERSION: by default its two latest builds (on
+    --builder, if given); --from and --to name others (wheel file names in our index, or files)."""
+    farm = _farm(args)
+    project, version = parse_pin(args.pin)
+    builds = [b for b in rebuilddiff.builds_of(farm.index_url, project, str(Version(version)))
+              if args.builder in (None, b["provenance"].get("builder"))]
+    names = [b["filename"] for b in builds]
+    chosen = [args.before or (names[-2] if len(names) > 1 else None), args.after or (names[-1] if names else None)]
+    if None in chosen:
+        print(f"wheelwright: our index has fewer than two builds of {project} {version}"
+              f"{' on ' + args.builder if args.builder else ''} to compare", file=sys.stderr)
+        return 1
+    with tempfile.TemporaryDirectory() as scratch:
+        facts = []
+        for name in chosen:
+            path = Path(name)
+            if not path.is_file():
+                if name not in names:
+                    print(f"wheelwright: {name} is no build of {project} {version} in our index", file=sys.stderr)
+                    return 1
+                path = rebuilddiff.download(farm.index_url, project, name, Path(scratch))
+            facts.append(rebuilddiff.facts_of(path))
+    print(rebuilddiff.report(*facts), end="")
+    return 0
+
+
 def cmd_seed(args) -> int:
     farm = _farm(args)
     password = farm.secret(UPLOAD_SECRET)
@@ -453,6 +482,13 @@ def main(argv=None) -> int:
         else:
             p.add_argument("--note", default="", help="why (logged)")
         p.set_defaults(func=cmd_yank)
+    p = sub.add_parser("diff", help="what changed between two builds of a version")
+    p.add_argument("pin", metavar="NAME==VERSION")
+    p.add_argument("--builder", help="only builds of this builder")
+    p.add_argument("--from", dest="before", metavar="WHEEL", help="the earlier build's wheel (default: the one "
+                                                                   "before the latest)")
+    p.add_argument("--to", dest="after", metavar="WHEEL", help="the later build's wheel (default: the latest)")
+    p.set_defaults(func=cmd_diff)
     p = sub.add_parser("user", help="manage who may steer the farm from its web UI")
     user_sub = p.add_subparsers(dest="user_action", required=True)
     p = user_sub.add_parser("add", help="add a user (or give one a new password and role)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from buildbot.process.results import SUCCESS
 
+from wheelwright.index.store import sha256_of
 from wheelwright.master.settings import SettingsError, check_patch, patches_for
 from wheelwright.steps.tool import PATCHES_DIR, SDIST_DIR, SRC_DIR, WheelwrightStep, count
 
@@ -31,6 +32,8 @@ class PrepareSource(WheelwrightStep):
             where = {p.name: p for p in patches}.get(result.get("patch"))
             return await self.fail(f"{where}: {result['error']}" if where else result["error"])
         self.setProperty("patches", result["patches"], self.name)
+        # what the master sent, by content: a patch edited under the same name is another patch
+        self.setProperty("patch_sha256s", {p.name: sha256_of(p) for p in patches}, self.name)
         applied = len(result["patches"])
         self.descriptionDone = [f"unpacked, {count(applied, 'patch', 'patches')} applied"]
         return SUCCESS

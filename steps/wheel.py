@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from wheelwright.master.lastgood import ConfigError
 from wheelwright.master.settings import settings_for
 from wheelwright.steps.tool import DIST_DIR, SRC_DIR, WheelwrightStep
@@ -23,6 +25,7 @@ class BuildWheel(WheelwrightStep):
         if "error" in result:
             return await self.fail(result["error"])
         self.setProperty("build_frontend", settings.build_frontend, self.name)
+        self.setProperty("package_settings", dataclasses.asdict(settings), self.name)
         self.setProperty("wheel_filenames", [w["filename"] for w in result["wheels"]], self.name)
         self.setProperty("wheel_sha256s", [w["sha256"] for w in result["wheels"]], self.name)
         self.descriptionDone = [", ".join(w["filename"] for w in result["wheels"])]

@@ -57,13 +57,18 @@ class FarmUnderTest:
 
     def logs(self, builder: str, number: int) -> str:
         """Every log of a build, as the web UI shows them."""
+        return "\n".join(self.step_logs({"builder": builder, "number": number}).values())
+
+    def step_logs(self, build: dict) -> dict[str, str]:
+        """The logs of a build (as `wheelwright build --wait` describes it), by name."""
         api = self.status["ui"] + "api/v2/"
-        text = []
-        steps = json.loads(http_get(f"{api}builders/{builder}/builds/{number}/steps")[1])["steps"]
+        found = {}
+        steps = json.loads(http_get(f"{api}builders/{build['builder']}/builds/{build['number']}/steps")[1])["steps"]
         for step in steps:
             for log in json.loads(http_get(f"{api}steps/{step['stepid']}/logs")[1])["logs"]:
-                text.append(http_get(f"{api}logs/{log['logid']}/raw")[1].decode())
-        return "\n".join(text)
+                found[log["name"] if log["name"] not in found else f"{step['name']}/{log['name']}"] = \
+                    http_get(f"{api}logs/{log['logid']}/raw")[1].decode()
+        return found
 
     def session(self) -> requests.Session:
         """A session of the web UI logged in as a release engineer (the farm's own account)."""

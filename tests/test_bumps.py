@@ -1,5 +1,5 @@
-"""What a rebuild publishes (post-release, local version, build number), and the rewrite that gives
-a finished wheel its new version."""
+"""What a rebuild publishes (post-release, local version, build number), the rewrite that gives a
+finished wheel its new version, and the report of what changed between two builds."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from tests.wheels import make_wheel, record_line, wheel_files, write_wheel
 from wheelwright.index.wheelcheck import check_wheel
 from wheelwright.index.wheeledit import rewrite
 from wheelwright.master.bumps import BumpError, next_bump
+from wheelwright.master.provenance import embed
+from wheelwright.master.rebuilddiff import facts_of, report
 
 
 def test_post_bumps_count_up_from_our_own_post_releases():
@@ -88,3 +90,38 @@ def test_a_rewrite_is_reproducible_and_refuses_a_wheel_whose_record_lies(tmp_pat
     assert not (tmp_path / "pkg-1.0.post1-py3-none-any.whl").exists()  # no partial file left
     with pytest.raises(FileExistsError):  # never over the wheel it reads
         rewrite(wheel, wheel.parent, add=added)
+
+
+def test_the_rebuild_diff_names_what_changed_and_not_the_bump(tmp_path):
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    files, dist_info = wheel_files("pkg", "1.0", requires=["idna>=3"])
+    first = write_wheel(tmp_path / "pkg-1.0-py3-none-any.whl", files, dist_info)
+    files, dist_info = wheel_files("pkg", "1.0", requires=["idna>=3", "certifi"])
+    files["pkg.py"] = "VALUE = 2\n"
+    files["pkg_extra.py"] = ""
+    second = rewrite(write_wheel(tmp_path / "b" / "pkg-1.0-py3-none-any.whl", files, dist_info), tmp_path / "a",
+                     version="1.0.post1")
+    before = embed(first, tmp_path / "a", {"package": "pkg", "wheel_version": "1.0", "build_url": "http://b/1",
+                                           "package_settings": {"imports": []}, "patch_sha256s": {}},
+                   "setuptools==80.9.0\nwheel==0.45.1\n")
+    after_dir = tmp_path / "after"
+    after_dir.mkdir()
+    after = embed(second, after_dir, {"package": "pkg", "wheel_version": "1.0.post1", "build_url": "http://b/2",
+                                      "package_settings": {"imports": ["pkg"]}, "patch_sha256s": {"0001.patch": "ab"}},
+                  "setuptools==80.9.1\npackaging==25.0\n")
+    text = report(facts_of(before), facts_of(after))
+    assert text.splitlines() == [
+        "before: pkg-1.0-py3-none-any.whl (http://b/1)",
+        "after:  pkg-1.0.post1-py3-none-any.whl (http://b/2)",
+        "",
+        "build environment:", "  + packaging 25.0", "  - wheel 0.45.1", "  ~ setuptools 80.9.0 -> 80.9.1",
+        "patches:", "  + 0001.patch ab",
+        "settings:", "  ~ imports [] -> ['pkg']",
+        "Requires-Dist:", "  + certifi",
+        "files:", "  + pkg_extra.py", "  ~ <dist-info>/METADATA (other bytes)", "  ~ pkg.py (other bytes)",
+    ]
+    # The same wheel bumped: nothing but the version differs, so nothing is reported.
+    (tmp_path / "c").mkdir()
+    bumped = embed(rewrite(first, tmp_path / "b", version="1.0.post2"), tmp_path / "c",
+                   {"package": "pkg", "wheel_version": "1.0.post2"}, "")
+    assert "the wheel's files are identical, byte for byte" in report(facts_of(first), facts_of(bumped))

@@ -101,3 +101,25 @@ def test_a_post_bump_upstream_could_collide_with_is_refused_with_what_to_do(back
     assert ("1.0.post1 would collide with upstream, which publishes 1.0.post1: use --bump local or --bump build-tag"
             in proc.stderr)
     assert listed(backends, "clash") == ["clash-1.0-py3-none-any.whl"]  # nothing built, nothing published
+
+
+def test_a_rebuild_says_what_changed_since_the_previous_build_of_its_version(backends, upstream, tmp_path):
+    upstream.add(setuptools_sdist(tmp_path, "diffed", "1.0", module="diffed_mod"))
+    rc, first = backends.build("diffed==1.0")
+    assert rc == 0, first
+    assert "rebuild-diff" not in backends.step_logs(first)  # nothing to compare the first build with
+    settings = backends.state / "overrides" / "settings" / "diffed.yaml"
+    settings.parent.mkdir(parents=True, exist_ok=True)
+    settings.write_text("imports: [diffed_mod]\n")
+    try:
+        second = rebuild(backends, "diffed==1.0")
+    finally:
+        settings.unlink()
+    diff = backends.step_logs(second)["rebuild-diff"]
+    assert diff.startswith(f"before: diffed-1.0-py3-none-any.whl ({first['build_url']})\n"
+                           f"after:  diffed-1.0.post1-py3-none-any.whl ({second['build_url']})\n")
+    assert "settings:\n  ~ imports [] -> ['diffed_mod']\n" in diff
+    assert "build environment: unchanged\n" in diff and "Requires-Dist: unchanged\n" in diff
+    # setuptools with SOURCE_DATE_EPOCH rebuilds the same bytes: the bump is no difference in itself
+    assert diff.endswith("the wheel's files are identical, byte for byte\n")
+    assert backends.cli("diff", "diffed==1.0").stdout == diff
