@@ -36,6 +36,7 @@ from wheelwright.index.store import JSON_CONTENT_TYPE, AlreadyPublished, IndexSt
 
 log = logging.getLogger("wheelwright.index")
 MAX_UPLOAD = 2 << 30
+MAX_VERIFICATION = 256 << 10
 # PEP 508 project names: anything else in a URL is no project of ours.
 PROJECT_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?")
 
@@ -260,7 +261,7 @@ class Upload(resource.Resource):
 
 
 def _answer_failure(request, failure) -> None:
-    """Answer a failed upload or yank: a refusal with its status, anything else a 500."""
+    """Answer a failed upload or form action: a refusal with its status, anything else a 500."""
     codes = {AlreadyPublished: 409, StorageError: 507, PublishError: 400}
     for kind, code in codes.items():
         if failure.check(kind):
@@ -272,15 +273,17 @@ def _answer_failure(request, failure) -> None:
     request.finish()
 
 
-class Yank(resource.Resource):
-    """PEP 592 yanks: POST /yank/ with name, version, optional filename and reason (empty: unyank),
-    by an upload account. Files are never deleted; installers skip a yanked file unless pinned."""
+class FormAction(resource.Resource):
+    """POST of a small form by an upload account, acted on in a thread; answers JSON."""
 
     isLeaf = True
 
     def __init__(self, store: IndexStore):
         super().__init__()
         self.store = store
+
+    def act(self, fields: dict[str, str]) -> dict:
+        raise NotImplementedError
 
     def render_POST(self, request):
         if request.refused:
@@ -291,21 +294,43 @@ class Yank(resource.Resource):
             fields = {k.decode(): v[0].decode() for k, v in request.args.items()}
         except UnicodeDecodeError:
             return _error(request, 400, "a form field is not UTF-8 text")
-        request.authenticated.addCallback(lambda user: None if user is None else threads.deferToThread(
-            self.store.yank, fields.get("name", ""), fields.get("version", ""), fields.get("reason") or None,
-            fields.get("filename") or None))
-        request.authenticated.addCallbacks(lambda names: self._done(request, names, fields),
+        request.authenticated.addCallback(lambda user: None if user is None else threads.deferToThread(self.act, fields))
+        request.authenticated.addCallbacks(lambda answer: self._done(request, answer),
                                            lambda failure: _answer_failure(request, failure))
         return server.NOT_DONE_YET
 
-    @staticmethod
-    def _done(request, names, fields) -> None:
-        if names is None or request.refused:
+    def _done(self, request, answer) -> None:
+        if answer is None or request.refused:
             return
-        log.info("%s %s: %s", "yanked" if fields.get("reason") else "unyanked", ", ".join(names), fields.get("reason", ""))
+        log.info("%s: %s", type(self).__name__.lower(), json.dumps(answer))
         request.setHeader("content-type", "application/json")
-        request.write(json.dumps({"files": names, "yanked": fields.get("reason") or None}).encode())
+        request.write(json.dumps(answer).encode())
         request.finish()
+
+
+class Yank(FormAction):
+    """PEP 592 yanks: POST /yank/ with name, version, optional filename and reason (empty: unyank).
+    Files are never deleted; installers skip a yanked file unless pinned."""
+
+    def act(self, fields):
+        names = self.store.yank(fields.get("name", ""), fields.get("version", ""), fields.get("reason") or None,
+                                fields.get("filename") or None)
+        return {"files": names, "yanked": fields.get("reason") or None}
+
+
+class Verification(FormAction):
+    """POST /verification/ with name, filename and record (JSON): a reproducibility check of a
+    published file, added to its provenance. The file itself never changes."""
+
+    def act(self, fields):
+        try:
+            record = json.loads(fields.get("record", ""))
+        except ValueError:
+            raise PublishError("record is not JSON") from None
+        if not isinstance(record, dict) or len(fields["record"]) > MAX_VERIFICATION:
+            raise PublishError(f"record must be a JSON object of at most {MAX_VERIFICATION} bytes")
+        self.store.add_verification(fields.get("name", ""), fields.get("filename", ""), record)
+        return {"file": fields.get("filename"), "verification": record}
 
 
 def _parse_form(ctype: str, body, tmp: Path) -> tuple[dict[str, str], str, Path]:
@@ -354,6 +379,7 @@ def make_site(root: Path, users: Path) -> server.Site:
     top.putChild(b"sources", sources)
     upload = Upload(stores)
     top.putChild(b"yank", Yank(stores["wheels"]))
+    top.putChild(b"verification", Verification(stores["wheels"]))
     top.putChild(b"by-sha256", HashLookup(stores["wheels"]))
     top.putChild(b"legacy", upload)
     top.putChild(b"", upload)

@@ -214,6 +214,23 @@ class IndexStore:
                 self._write_project_list()
         return entry
 
+    def add_verification(self, project: str, filename: str, record: dict) -> None:
+        """Add a reproducibility check of a published file to its provenance (the manifest's and
+        the .provenance.json beside it)."""
+        project_dir = self.project_dir(project)
+        if not (project_dir / MANIFEST).exists():
+            raise PublishError(f"our index has no file {filename} of {project}")
+        with self._locked(project_dir):
+            manifest = self.files(project)
+            if filename not in manifest:
+                raise PublishError(f"our index has no file {filename} of {project}")
+            provenance = manifest[filename].get("provenance", {})
+            provenance = {**provenance, "verifications": [*provenance.get("verifications", []), record]}
+            manifest[filename] = {**manifest[filename], "provenance": provenance}
+            _write_atomic(project_dir / f"{filename}.provenance.json",
+                          json.dumps(provenance, indent=2, sort_keys=True).encode())
+            _write_atomic(project_dir / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True).encode())
+
     def _note_hash(self, project: str, entry: dict) -> None:
         path = self.hashes / entry["sha256"]
         if not path.exists():

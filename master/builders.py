@@ -12,6 +12,7 @@ from buildbot.worker.local import LocalWorker
 
 from wheelwright.master.lastgood import ConfigError
 from wheelwright.master.settings import settings_for
+from wheelwright.master.verify import prefer_another_worker
 from wheelwright.steps import PIPELINE
 from wheelwright.steps.bootstrap import BootstrapTree
 from wheelwright.workers.pools import Pool, builder_name
@@ -71,6 +72,7 @@ def make_builders(farm, pools: list[Pool]) -> list[util.BuilderConfig]:
             # Buildbot merges queued requests with the same (empty) source stamp into one build:
             # here every request is another package or version, and each must be built.
             collapseRequests=False,
+            nextWorker=prefer_another_worker,
         )
         for (arch, python), carriers in sorted(matrix.items())
     ]

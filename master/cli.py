@@ -4,10 +4,12 @@
   wheelwright down                    stop it
   wheelwright status --json           where its UI, index and source index are
   wheelwright build NAME==VERSION     force a build through the master's REST API (--wait)
-  wheelwright rebuild NAME==VERSION   the same, its wheels with the next build number (-1, -2, ...)
+  wheelwright rebuild NAME==VERSION   the same, published with a bump (--bump post|local|build-tag)
+  wheelwright verify NAME==VERSION    build a published version again and compare, publishing nothing
+  wheelwright diff NAME==VERSION      what changed between two builds of a version
   wheelwright bootstrap REQUIREMENT... build them and all they need, bottom-up (--dry-run: the plan)
   wheelwright review [approve|reject NAME]  the review queue; approving allow-lists and builds it
-  wheelwright which WHEEL|NAME==VERSION    the build, logs, sdist and environment a wheel came from
+  wheelwright which WHEEL|SHA256|NAME==VERSION  the build, logs, sdist and environment a wheel came from
   wheelwright seed FILE...            publish wheels that cannot be built from source, marked seeded
   wheelwright user add NAME [--role releng|admin]   a user who may force, rebuild and stop in the UI
   wheelwright yank NAME==VERSION --reason TEXT      installers skip it unless pinned (unyank: undo)
@@ -126,14 +128,14 @@ class Api:
         return response.json()
 
     def force(self, package: str, version: str, builders: list[str] | None, rebuild: bool = False,
-              bump: str | None = None) -> dict[str, int]:
+              bump: str | None = None, verify: bool = False) -> dict[str, int]:
         if not builders:
             scheduler = self.get(f"forceschedulers/{FORCE_SCHEDULER}")["forceschedulers"][0]
             builders = scheduler["builder_names"]
         return self.force_scheduler(FORCE_SCHEDULER, {
             "builderNames": builders, "package": package, "version": version, "rebuild": rebuild,
-            "bump": bump or "",
-            "reason": f"wheelwright {'rebuild' if rebuild else 'build'} {package}=={version}"})
+            "bump": bump or "", "verify": verify,
+            "reason": f"wheelwright {'rebuild' if rebuild else 'verify' if verify else 'build'} {package}=={version}"})
 
     def force_scheduler(self, scheduler: str, params: dict) -> dict[str, int]:
         """Post to a force form; returns its build requests by builder id."""
@@ -215,6 +217,7 @@ class Api:
             "wheels": props.get("wheel_filenames", [[]])[0],
             "wheel_urls": props.get("wheel_urls", [[]])[0],
             **({"pure_wheel_published_by": props[PURE_WHEEL_PUBLISHED][0]} if PURE_WHEEL_PUBLISHED in props else {}),
+            **{name: props[name][0] for name in ("reproducible", "differing_members") if name in props},
         }
 
 
@@ -223,7 +226,7 @@ def cmd_build(args) -> int:
     package, version = parse_pin(args.pin)
     api = Api(farm)
     requests_by_builder = api.force(package, version, args.builder, rebuild=args.command == "rebuild",
-                                    bump=getattr(args, "bump", None))
+                                    bump=getattr(args, "bump", None), verify=args.command == "verify")
     if not args.wait:
         print(json.dumps({"buildrequests": requests_by_builder}))
         return 0
@@ -441,7 +444,9 @@ def main(argv=None) -> int:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_status)
     for name, text in (("build", "force a build of NAME==VERSION"),
-                       ("rebuild", "build NAME==VERSION again, published with a bump")):
+                       ("rebuild", "build NAME==VERSION again, published with a bump"),
+                       ("verify", "build a published NAME==VERSION again (on another worker if one is free), "
+                                  "publish nothing, and say whether it reproduces bit for bit")):
         p = sub.add_parser(name, help=text)
         p.add_argument("pin", metavar="NAME==VERSION")
         if name == "rebuild":

@@ -19,6 +19,7 @@ from wheelwright.master.bumps import BUMPS, BumpError, plan_rebuild
 from wheelwright.master.changesource import CATEGORY as UPSTREAM_RELEASE
 from wheelwright.master.farm import Farm
 from wheelwright.master.lastgood import ConfigError
+from wheelwright.master.verify import NothingToVerify, plan_verify
 from wheelwright.master.settingschanges import CATEGORY as SETTINGS_CHANGE
 from wheelwright.steps.bootstrap import TRIGGER_PREFIX
 
@@ -49,16 +50,39 @@ class VersionParameter(util.StringParameter):
 
 class BuildScheduler(ForceScheduler):
     """The force form, where a rebuild of a version our index has gets its bump (a post-release,
-    a local version or a build number), decided once for every builder of the request."""
+    a local version or a build number), and a verify build the version and build number of the
+    wheel it checks: decided once for every builder of the request."""
 
     @defer.inlineCallbacks
     def gatherPropertiesAndChanges(self, collector, **kwargs):
         properties, changeids, sourcestamps = yield super().gatherPropertiesAndChanges(collector, **kwargs)
-        if properties.getProperty("rebuild"):
+        if properties.getProperty("rebuild") and properties.getProperty("verify"):
+            yield collector.collectValidationErrors("verify", self.refuse, "verify rebuilds what was published, and "
+                                              "publishes nothing: choose it or Rebuild, not both")
+        elif properties.getProperty("rebuild"):
             bump = yield collector.collectValidationErrors("rebuild", self.plan_rebuild, properties)
             for name, value in (bump.as_properties() if bump else {}).items():
                 properties.setProperty(name, value, "Force Build Form")
+        elif properties.getProperty("verify"):
+            planned = yield collector.collectValidationErrors("verify", self.plan_verify, properties)
+            for name, value in (planned or {}).items():
+                properties.setProperty(name, value, "Force Build Form")
         return properties, changeids, sourcestamps
+
+    @staticmethod
+    def refuse(message: str):
+        raise ValidationError(message)
+
+    @defer.inlineCallbacks
+    def plan_verify(self, properties):
+        package, version = properties.getProperty("package"), properties.getProperty("version")
+        if not version:
+            raise ValidationError("a verify build needs the version to verify")
+        farm = Farm.load(Path(self.master.basedir).parent)
+        try:
+            return (yield threads.deferToThread(plan_verify, farm.index_url, package, version))
+        except (NothingToVerify, IndexUnreachable) as exc:
+            raise ValidationError(str(exc)) from None
 
     @defer.inlineCallbacks
     def plan_rebuild(self, properties):
@@ -124,6 +148,8 @@ def make_schedulers(builder_names: list[str]) -> list:
             PackageNameParameter(name="package", label="Package", required=True, size=30),
             VersionParameter(name="version", label="Version (empty: latest)", size=15),
             util.BooleanParameter(name="rebuild", label="Rebuild a version we have, published with a bump"),
+            util.BooleanParameter(name="verify", label="Verify: build a published version again, publish nothing, "
+                                                        "and compare (on another worker if one is free)"),
             util.ChoiceStringParameter(name="bump", label="Bump (empty: the package's or the farm's default)",
                                        choices=["", *BUMPS], default=""),
         ],

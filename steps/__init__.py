@@ -10,7 +10,8 @@ from wheelwright.steps.publish import UpdateIndex
 from wheelwright.steps.rebuilddiff import RebuildDiff
 from wheelwright.steps.source import PrepareSource
 from wheelwright.steps.validate import ValidateInstallDeps
+from wheelwright.steps.verify import VerifyReproducible
 from wheelwright.steps.wheel import BuildWheel
 
 PIPELINE = (DownloadSource, PrepareSource, PrepareBuildEnv, BuildWheel, ValidateInstallDeps, UpdateIndex,
-            RebuildDiff)
+            RebuildDiff, VerifyReproducible)

@@ -14,7 +14,7 @@ from wheelwright.master.farm import UPLOAD_SECRET, UPLOAD_USER
 from wheelwright.master.lastgood import ConfigError
 from wheelwright.master.settings import settings_for
 from wheelwright.master.sources import obtain_sdist
-from wheelwright.steps.tool import PURE_WHEEL_PUBLISHED, SDIST_DIR, WheelwrightStep
+from wheelwright.steps.tool import PURE_WHEEL_PUBLISHED, SDIST_DIR, WheelwrightStep, verifying
 
 
 class DownloadSource(WheelwrightStep):
@@ -29,7 +29,7 @@ class DownloadSource(WheelwrightStep):
     async def run(self):
         await self.runRmdir(self.workdir, abandonOnFailure=True)
         version = self.version or None
-        if version:
+        if version and not verifying(self):  # a verify build rebuilds what was published
             try:
                 pure = await threads.deferToThread(published_pure_wheel, self.farm.index_url, self.package,
                                                    self.wheel_version, self.build_tag)

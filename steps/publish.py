@@ -22,7 +22,7 @@ from wheelwright.index.upload import UploadError, upload
 from wheelwright.master.farm import UPLOAD_SECRET, UPLOAD_USER
 from wheelwright.master.provenance import embed
 from wheelwright.master.staged import keep, retryable
-from wheelwright.steps.tool import DIST_DIR, WheelwrightStep, count
+from wheelwright.steps.tool import DIST_DIR, WheelwrightStep, count, publishing
 
 MAX_WHEEL_SIZE = 4 << 30
 
@@ -58,7 +58,7 @@ class UpdateIndex(WheelwrightStep):
     renderables = ["upload_password"]
 
     def __init__(self, upload_password=Secret(UPLOAD_SECRET), **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(doStepIf=publishing, **kwargs)
         self.upload_password = upload_password
 
     async def run(self):

@@ -44,6 +44,15 @@ def pure_wheel_not_published(step) -> bool:
     return not step.getProperty(PURE_WHEEL_PUBLISHED)
 
 
+def verifying(step) -> bool:
+    """A verify build: it rebuilds a published wheel to compare, and publishes nothing."""
+    return bool(step.getProperty("verify"))
+
+
+def publishing(step) -> bool:
+    return pure_wheel_not_published(step) and not verifying(step)
+
+
 class WheelwrightStep(buildstep.ShellMixin, CompositeStepMixin, buildstep.BuildStep):
     """A pipeline stage: runs `python -m wheelwright.workers.<tool>` on the worker."""
 

@@ -12,7 +12,7 @@ from wheelwright.index.lookup import IndexUnreachable, short_of
 from wheelwright.master.lastgood import ConfigError
 from wheelwright.master.review import allowlist_for, queue_for_review
 from wheelwright.master.settings import settings_for
-from wheelwright.steps.tool import DIST_DIR, TEST_ENV_DIR, WheelwrightStep, count
+from wheelwright.steps.tool import DIST_DIR, TEST_ENV_DIR, WheelwrightStep, count, publishing
 
 
 def classify(requirements: list[str], allowlist: set[str], index_url: str) -> dict[str, list[str]]:
@@ -33,6 +33,9 @@ def _unmarked(requirement: str) -> str:
 class ValidateInstallDeps(WheelwrightStep):
     name = "validate-install-deps"
     description = ["validating dependencies"]
+
+    def __init__(self, **kwargs):
+        super().__init__(doStepIf=publishing, **kwargs)
 
     async def run(self):
         try:

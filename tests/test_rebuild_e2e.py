@@ -123,3 +123,46 @@ def test_a_rebuild_says_what_changed_since_the_previous_build_of_its_version(bac
     # setuptools with SOURCE_DATE_EPOCH rebuilds the same bytes: the bump is no difference in itself
     assert diff.endswith("the wheel's files are identical, byte for byte\n")
     assert backends.cli("diff", "diffed==1.0").stdout == diff
+
+
+STAMPED = """\
+    import time
+    from setuptools import setup
+    from setuptools.command.build_py import build_py
+
+    class Stamp(build_py):
+        def run(self):
+            super().run()
+            with open(f"{self.build_lib}/stamped_at.py", "w") as out:
+                out.write(f"BUILT_AT = {time.time_ns()}\\n")
+
+    setup(cmdclass={"build_py": Stamp})
+    """
+
+
+def test_verify_reproduces_a_pure_wheel_and_names_what_an_unreproducible_one_changes(backends, upstream, tmp_path):
+    upstream.add(setuptools_sdist(tmp_path, "steady", "1.0"))
+    upstream.add(setuptools_sdist(tmp_path, "stamped", "1.0", setup_py=STAMPED))
+    for name in ("steady", "stamped"):
+        assert backends.build(f"{name}==1.0")[0] == 0
+    proc = backends.cli("verify", "steady==1.0", "--builder", DEFAULT_BUILDER, "--wait", check=False)
+    steady = json.loads(proc.stdout)
+    assert proc.returncode == 0 and steady["reproducible"] is True, steady
+    assert steady["wheel_urls"] == []  # nothing published
+    log = backends.step_logs(steady)["reproducibility"]
+    assert "reproducible: the rebuild is the wheel the worker built, bit for bit" in log
+    proc = backends.cli("verify", "stamped==1.0", "--builder", DEFAULT_BUILDER, "--wait", check=False)
+    stamped = json.loads(proc.stdout)
+    assert proc.returncode == 1 and stamped["reproducible"] is False, stamped
+    assert stamped["differing_members"] == ["stamped_at.py"], stamped
+    log = backends.step_logs(stamped)["reproducibility"]
+    assert "differs: stamped_at.py" in log and "-BUILT_AT = " in log and "+BUILT_AT = " in log
+    # The outcome is in the published wheel's provenance, beside it in the index.
+    published = json.loads(backends.cli("which", "stamped==1.0").stdout)
+    (checked,) = published["verifications"]
+    assert (checked["reproducible"], checked["differing"], checked["build_url"]) == (
+        False, ["stamped_at.py"], stamped["build_url"])
+    assert checked["workername"] != published["workername"]  # the farm is idle: the other local worker
+    assert listed(backends, "stamped") == ["stamped-1.0-py3-none-any.whl"]
+    proc = backends.cli("verify", "unbuilt==1.0", "--wait", check=False)
+    assert proc.returncode != 0 and "our index has no wheel of unbuilt 1.0 to verify: build it" in proc.stderr

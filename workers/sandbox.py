@@ -247,6 +247,7 @@ def run(cmd: list[str], *, write: list[Path], read: list[Path] = (), cwd: Path, 
 
     def enter_limits():
         cgroup.join()
+        os.umask(0o022)  # the modes of the files a build makes do not depend on the worker's umask
         for which, value in rlimits.items():
             hard = resource.getrlimit(which)[1]
             value = value if hard == resource.RLIM_INFINITY else min(value, hard)

@@ -97,6 +97,15 @@ def source_date_epoch(src: Path) -> str:
     return str(max(int((src / "PKG-INFO").lstat().st_mtime), ZIP_EPOCH))
 
 
+def reproducible(env: dict[str, str], src: Path) -> dict[str, str]:
+    """env with what the common backends need to make the same bytes on any worker, any day: the
+    sdist's date, a fixed hash seed (set and dict orders written to files), UTC and one locale,
+    and compilers that write the source folder (different on every worker) as `.`."""
+    prefix_map = f"-ffile-prefix-map={src}=."
+    return {**env, "SOURCE_DATE_EPOCH": source_date_epoch(src), "PYTHONHASHSEED": "0", "TZ": "UTC",
+            "LC_ALL": "C.UTF-8", **{flag: f"{env.get(flag, '')} {prefix_map}".strip() for flag in ("CFLAGS", "CXXFLAGS")}}
+
+
 def retag(dist: Path, build_tag: int) -> None:
     for wheel in sorted(dist.glob("*.whl")):
         run([sys.executable, "-I", "-m", "wheel", "tags", "--remove", "--build", str(build_tag), str(wheel)],
@@ -119,8 +128,7 @@ def build(python: str, env_python: str, src: Path, dist: Path, project: str, ver
     out = fresh_dir(dist.with_name(dist.name + ".build"))
     fresh_dir(dist)
     env_dir = Path(env_python).parent.parent
-    env = activated(clean_pip_env(), env_dir)
-    env["SOURCE_DATE_EPOCH"] = source_date_epoch(src)
+    env = reproducible(activated(clean_pip_env(), env_dir), src)
     sandbox.run(build_command(frontend, env_python, src, out), write=[src, out, Path(os.environ["TMPDIR"])],
                 read=[env_dir], cwd=src, env=env, what=f"building the wheel with {frontend} (no network)",
                 limits=limits, pythons=[python])
