@@ -15,6 +15,7 @@ from wheelwright.master.settings import settings_for
 from wheelwright.master.verify import prefer_another_worker
 from wheelwright.steps import PIPELINE
 from wheelwright.steps.bootstrap import BootstrapTree
+from wheelwright.steps.yank import YankVersion
 from wheelwright.workers.pools import Pool, builder_name
 
 
@@ -78,15 +79,19 @@ def make_builders(farm, pools: list[Pool]) -> list[util.BuilderConfig]:
     ]
 
 
-# The bootstrap builder's one worker: in the master's own process, for its step runs no command.
+# The worker of the builders whose steps run on the master and run no command (bootstrap, yank):
+# in the master's own process.
+ON_MASTER = "on-master"
 BOOTSTRAP = "bootstrap"
+YANK = "yank"
 
 
-def bootstrap_worker() -> LocalWorker:
-    return LocalWorker(BOOTSTRAP, max_builds=4)
+def master_worker() -> LocalWorker:
+    return LocalWorker(ON_MASTER, max_builds=4)
 
 
-def bootstrap_builder(farm) -> util.BuilderConfig:
-    """Whole trees, each a build of its own that triggers the wheel builders' builds."""
-    return util.BuilderConfig(name=BOOTSTRAP, workernames=[BOOTSTRAP], factory=util.BuildFactory([BootstrapTree(farm=farm)]),
-                              tags=[BOOTSTRAP], collapseRequests=False)
+def master_builders(farm) -> list[util.BuilderConfig]:
+    """Whole trees, each a build of its own that triggers the wheel builders' builds; and yanks."""
+    return [util.BuilderConfig(name=name, workernames=[ON_MASTER], factory=util.BuildFactory([step(farm=farm)]),
+                               tags=[name], collapseRequests=False)
+            for name, step in ((BOOTSTRAP, BootstrapTree), (YANK, YankVersion))]

@@ -38,7 +38,7 @@ from packaging.version import Version
 from wheelwright.index import accounts, lookup
 from wheelwright.index.lookup import IndexUnreachable
 from wheelwright.index.store import sha256_of
-from wheelwright.index.upload import UploadError, upload, yank
+from wheelwright.index.upload import UploadError, upload
 from wheelwright.index.upstream import SourceError
 from wheelwright.master import bootstrap, control, rebuilddiff
 from wheelwright.master.bumps import BUMPS
@@ -48,6 +48,7 @@ from wheelwright.master.provenance import carried_by
 from wheelwright.master.review import ReviewError, decide, read_queue
 from wheelwright.master.schedulers import BOOTSTRAP_SCHEDULER, FORCE_SCHEDULER
 from wheelwright.master.webauth import ROLES
+from wheelwright.master.yanks import yank_and_log
 from wheelwright.steps.tool import PURE_WHEEL_PUBLISHED
 from wheelwright.workers.pools import POOLS
 
@@ -394,16 +395,11 @@ def cmd_yank(args) -> int:
     project, version = parse_pin(args.pin)
     reason = args.reason if args.command == "yank" else None
     try:
-        answer = yank(farm.index_root + "yank/", UPLOAD_USER, farm.secret(UPLOAD_SECRET), project, version, reason,
-                      args.file)
+        answer = yank_and_log(farm, farm.secret(UPLOAD_SECRET), project, version, reason, args.file, args.by,
+                              getattr(args, "note", ""))
     except UploadError as exc:
         print(f"wheelwright: {exc}", file=sys.stderr)
         return 1
-    line = (f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {args.command} {' '.join(answer['files'])} "
-            f"by {args.by}: {reason or getattr(args, 'note', '')}\n")
-    farm.logs_dir.mkdir(parents=True, exist_ok=True)
-    with open(farm.logs_dir / "yank.log", "a") as log:
-        log.write(line)
     print(json.dumps({**answer, "by": args.by}, indent=2))
     return 0
 

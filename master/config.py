@@ -6,7 +6,7 @@ from pathlib import Path
 
 from buildbot.plugins import secrets
 
-from wheelwright.master.builders import bootstrap_builder, bootstrap_worker, make_builders, make_workers
+from wheelwright.master.builders import make_builders, make_workers, master_builders, master_worker
 from wheelwright.master.changesource import UpstreamReleases
 from wheelwright.master.farm import Farm
 from wheelwright.master.schedulers import make_schedulers
@@ -25,9 +25,9 @@ def assemble(basedir: str) -> dict:
         "title": "Wheelwright",
         "titleURL": farm.ui_url,
         "buildbotURL": farm.ui_url,
-        "workers": [*make_workers(farm, pools), bootstrap_worker()],
+        "workers": [*make_workers(farm, pools), master_worker()],
         "protocols": {"pb": {"port": f"tcp:{farm.worker_port}:interface={farm.listen}"}},
-        "builders": [*builders, bootstrap_builder(farm)],
+        "builders": [*builders, *master_builders(farm)],
         "schedulers": make_schedulers([b.name for b in builders]),
         "services": [KeptWheelPublisher(farm)],
         "change_source": [source(farm, pollInterval=interval, pollAtLaunch=True) for source, interval in (

@@ -25,6 +25,7 @@ from wheelwright.steps.bootstrap import TRIGGER_PREFIX
 
 FORCE_SCHEDULER = "build"
 BOOTSTRAP_SCHEDULER = "bootstrap"
+YANK_SCHEDULER = "yank"
 
 
 class PackageNameParameter(util.StringParameter):
@@ -131,6 +132,20 @@ def bootstrap_schedulers(builder_names: list[str]) -> list:
     )]
 
 
+def yank_scheduler() -> ForceScheduler:
+    """The yank form: PEP 592, files never deleted; who and why in farm/logs/yank.log."""
+    return ForceScheduler(
+        name=YANK_SCHEDULER, label="Yank or unyank a version", buttonName="Yank", builderNames=["yank"],
+        codebases=NO_SOURCE, reason=util.FixedParameter(name="reason", default="yank"),
+        properties=[
+            PackageNameParameter(name="package", label="Package", required=True, size=30),
+            VersionParameter(name="version", label="Version", required=True, size=15),
+            util.StringParameter(name="file", label="Only this file (empty: every file of the version)", size=50),
+            util.StringParameter(name="yank_reason", label="Why (installers show it)", size=50),
+            util.BooleanParameter(name="unyank", label="Unyank: take the yank back"),
+        ])
+
+
 def make_schedulers(builder_names: list[str]) -> list:
     # A buildset per change (no tree-stable timer): each release or edit is built on its own.
     from_changes = [AnyBranchScheduler(name=name, change_filter=util.ChangeFilter(category=category),
@@ -153,4 +168,4 @@ def make_schedulers(builder_names: list[str]) -> list:
             util.ChoiceStringParameter(name="bump", label="Bump (empty: the package's or the farm's default)",
                                        choices=["", *BUMPS], default=""),
         ],
-    ), *bootstrap_schedulers(builder_names)]
+    ), *bootstrap_schedulers(builder_names), yank_scheduler()]

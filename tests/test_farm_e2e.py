@@ -13,6 +13,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+import requests
 
 from tests.conftest import install_and_run, wheel_index_has
 from tests.farm import DEFAULT_BUILDER, http_get
@@ -285,3 +286,30 @@ def test_a_release_engineer_yanks_and_unyanks_a_version(backends, upstream, tmp_
     assert "yank yankable-2.0-py2.py3-none-any.whl by alice: leaks memory" in (backends.state / "logs" / "yank.log").read_text()
     backends.cli("unyank", "yankable==2.0", "--note", "fixed upstream")
     assert install_and_run(backends, tmp_path / "again", "yankable", code) == "2.0\n"
+
+
+def test_a_release_engineer_yanks_from_the_web_ui_and_nobody_anonymous_can(backends, upstream, tmp_path):
+    upstream.add(flit_sdist(tmp_path, "uiyank", "1.0"))
+    assert backends.build("uiyank==1.0")[0] == 0
+    body = {"jsonrpc": "2.0", "method": "force", "id": 1, "params": {
+        "builderNames": ["yank"], "package": "uiyank", "version": "1.0", "yank_reason": "broken on musl"}}
+    url = backends.status["ui"] + "api/v2/forceschedulers/yank"
+    assert requests.post(url, json=body, timeout=30).status_code == 403
+    answer = backends.session().post(url, json=body, timeout=30).json()
+    (brid,) = answer["result"][1].values()
+    backends.wait_until_idle()
+    assert yank_step(backends, brid) == "yanked uiyank-1.0-py2.py3-none-any.whl"
+    listing = json.loads(http_get(backends.status["index"] + "uiyank/", "application/vnd.pypi.simple.v1+json")[1])
+    assert [f["yanked"] for f in listing["files"]] == ["broken on musl"]
+    assert "yank uiyank-1.0-py2.py3-none-any.whl by wheelwright: broken on musl" in (
+        backends.state / "logs" / "yank.log").read_text()
+    unreasoned = {**body, "params": {**body["params"], "yank_reason": ""}}
+    (brid,) = backends.session().post(url, json=unreasoned, timeout=30).json()["result"][1].values()
+    backends.wait_until_idle()
+    assert "a yank needs its reason" in yank_step(backends, brid)
+
+
+def yank_step(farm, brid: int) -> str:
+    (build,) = farm.api(f"buildrequests/{brid}/builds")["builds"]
+    steps = farm.api(f"builds/{build['buildid']}/steps")["steps"]
+    return {step["name"]: step["state_string"] for step in steps}["yank"]
