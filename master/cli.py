@@ -82,6 +82,8 @@ def cmd_down(args) -> int:
 def cmd_status(args) -> int:
     farm = _farm(args)
     status = {"ui": farm.ui_url, "index": farm.index_url, "sources": farm.sources_url}
+    if farm.upstream_watch_file.exists():  # written by the master once it has chosen
+        status["watching"] = json.loads(farm.upstream_watch_file.read_text())["said"]
     print(json.dumps(status) if args.json else "\n".join(f"{k}: {v}" for k, v in status.items()))
     return 0
 

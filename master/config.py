@@ -7,7 +7,7 @@ from pathlib import Path
 from buildbot.plugins import secrets
 
 from wheelwright.master.builders import make_builders, make_workers, master_builders, master_worker
-from wheelwright.master.changesource import UpstreamReleases
+from wheelwright.master.changesource import SLICES, UpstreamReleases
 from wheelwright.master.farm import Farm
 from wheelwright.master.schedulers import make_schedulers
 from wheelwright.master.settingschanges import SettingsChanges
@@ -31,7 +31,8 @@ def assemble(basedir: str) -> dict:
         "schedulers": make_schedulers([b.name for b in builders]),
         "services": [KeptWheelPublisher(farm)],
         "change_source": [source(farm, pollInterval=interval, pollAtLaunch=True) for source, interval in (
-            (UpstreamReleases, farm.upstream_poll_interval), (SettingsChanges, farm.settings_poll_interval)) if interval],
+            (UpstreamReleases, farm.upstream_poll_interval / SLICES), (SettingsChanges, farm.settings_poll_interval))
+            if interval],
         # `wheelwright up` makes the secrets folder; a checkconfig of the shipped file has none.
         "secretsProviders": [secrets.SecretInAFile(dirname=str(farm.secrets_dir))] if farm.secrets_dir.is_dir() else [],
         "www": {

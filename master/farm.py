@@ -52,6 +52,9 @@ class Farm:
     # (XML-RPC; default: `pypi` beside the upstream's `simple/`), read every poll interval (0: never).
     upstream_changelog: str | None = None
     upstream_poll_interval: int = 300
+    # A new upload waits this long (seconds) before it is built: a hijacked release is often
+    # yanked within hours. A package's settings may say otherwise.
+    min_release_age: float = 0
     # Edits to the settings and patches rebuild what they change: looked for this often (0: never).
     settings_poll_interval: int = 60
     # What a rebuild publishes (master/bumps.py: post, local or build-tag; a package's settings
@@ -140,6 +143,17 @@ class Farm:
         tmp = self.bootstrap_durations_file.with_suffix(f".tmp-{os.getpid()}")
         tmp.write_text(json.dumps(merged, indent=1, sort_keys=True))
         os.replace(tmp, self.bootstrap_durations_file)
+
+    @property
+    def upstream_watch_file(self) -> Path:
+        return self.logs_dir / "upstream-watching.json"
+
+    def note_upstream_watch(self, watch: dict) -> None:
+        """Say how the master watches the upstream (for `wheelwright status`)."""
+        self.logs_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.upstream_watch_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(watch, indent=2) + "\n")
+        os.replace(tmp, self.upstream_watch_file)
 
     def save(self) -> None:
         data = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items() if k != "root"}

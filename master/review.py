@@ -9,7 +9,9 @@ import os
 import time
 from pathlib import Path
 
+from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import InvalidName, canonicalize_name
+from packaging.version import Version
 
 from wheelwright.master.lastgood import ConfigError, read_last_good
 
@@ -18,20 +20,36 @@ class AllowlistError(ConfigError):
     pass
 
 
-def read_allowlist(path: Path) -> set[str]:
-    """Project names, one a line; `#` starts a comment. A bad line is an error naming it."""
+class Allowlist(dict):
+    """Project name -> the specifiers of its lines: a release is wanted if any line allows it
+    (`torch==2.1.*` and `torch==2.2.*` on two lines: both series)."""
+
+    def wants(self, project: str, version: str, prereleases: bool = False) -> bool:
+        parsed = Version(version)
+        # A specifier that names a pre-release (==2.0rc1) wants it even where pre-releases are not.
+        return any(spec.contains(parsed, prereleases=True) and (prereleases or spec.prereleases or not parsed.is_prerelease)
+                   for spec in self.get(canonicalize_name(project), []))
+
+
+def read_allowlist(path: Path) -> Allowlist:
+    """A project a line, bare (every release) or with PEP 440 specifiers (`numpy>=2`); `#` starts a
+    comment. A bad line is an error naming it."""
+    found = Allowlist()
     if not path.exists():
-        return set()
-    names = set()
+        return found
     for number, line in enumerate(path.read_text().splitlines(), 1):
         line = line.split("#", 1)[0].strip()
         if not line:
             continue
         try:
-            names.add(canonicalize_name(line, validate=True))
-        except InvalidName:
-            raise AllowlistError(f"{path}:{number}: {line!r} is not a project name") from None
-    return names
+            requirement = Requirement(line)
+            name = canonicalize_name(requirement.name, validate=True)
+        except (InvalidRequirement, InvalidName):
+            raise AllowlistError(f"{path}:{number}: {line!r} is not a project name (with specifiers)") from None
+        if requirement.extras or requirement.marker or requirement.url:
+            raise AllowlistError(f"{path}:{number}: {line!r}: a name and version specifiers only")
+        found.setdefault(name, []).append(requirement.specifier)
+    return found
 
 
 def allowlist_for(farm) -> tuple[set[str], str | None]:

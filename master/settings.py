@@ -35,6 +35,9 @@ class PackageSettings:
     container_image: str | None = None
     # Where the source comes from when not an sdist upstream: {git: URL, ref: "v${version}"}.
     source: dict | None = None
+    # New upstream releases: pre-releases too, and the cooldown (seconds; None: the farm's).
+    prereleases: bool = False
+    min_release_age: float | None = None
     # How a rebuild of a version we have is published (master/bumps.py); None: the farm's default.
     rebuild_bump: str | None = None
 
@@ -77,6 +80,10 @@ def _parse(path: Path) -> PackageSettings:
     settings = PackageSettings(**data)
     if settings.build_frontend not in FRONTENDS:
         raise SettingsError(f"{path}: build_frontend must be one of {', '.join(FRONTENDS)}")
+    if not isinstance(settings.prereleases, bool):
+        raise SettingsError(f"{path}: prereleases must be true or false")
+    if settings.min_release_age is not None and not isinstance(settings.min_release_age, (int, float)):
+        raise SettingsError(f"{path}: min_release_age must be a number of seconds")
     if settings.rebuild_bump not in (None, *BUMPS):
         raise SettingsError(f"{path}: rebuild_bump must be one of {', '.join(BUMPS)}")
     if not all(isinstance(m, str) and m.replace(".", "").isidentifier() for m in settings.imports):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import io
 import socket
 import tarfile
@@ -133,15 +134,20 @@ class Listener:
 
 
 class Upstream:
-    """An index on 127.0.0.1 that the farm downloads sdists from: its files served as they lie
-    (PEP 503 HTML pages, read by pypi-simple), and beside `simple/` the changelog that PyPI's
-    mirroring API serves (XML-RPC at `pypi`), an event for each sdist added."""
+    """An index on 127.0.0.1 that the farm downloads sdists from: its files served as they lie,
+    project pages as PEP 691 JSON or PEP 503 HTML with an ETag that conditional requests are
+    answered by (counted: full pages sent, 304s), and beside `simple/` the changelog that PyPI's
+    mirroring API serves (XML-RPC at `pypi`), an event for each sdist added; with changelog=False
+    that answers 405, as PyPI's CDN does to XML-RPC."""
 
-    def __init__(self, root: Path, port: int):
+    def __init__(self, root: Path, port: int, changelog: bool = True):
         self.store = IndexStore(root)
         self.url = f"http://127.0.0.1:{port}/simple/"
+        self.changelog = changelog
         self.events: list[tuple] = []
         self.requests = 0
+        self.full_pages = 0
+        self.not_modified = 0
         self.server = ThreadingHTTPServer(("127.0.0.1", port), functools.partial(_UpstreamHandler, self, root))
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
@@ -172,12 +178,31 @@ class _UpstreamHandler(SimpleHTTPRequestHandler):
 
     def do_GET(self):
         self.upstream.requests += 1
-        super().do_GET()
+        page = Path(self.translate_path(self.path))
+        if not (self.path.endswith("/") and (page / "index.html").is_file()):
+            super().do_GET()
+            return
+        json_page = "application/vnd.pypi.simple.v1+json" in self.headers.get("Accept", "")
+        body = (page / ("index.json" if json_page else "index.html")).read_bytes()
+        etag = f'"{hashlib.sha256(body).hexdigest()[:20]}"'
+        if self.headers.get("If-None-Match") == etag:
+            self.upstream.not_modified += 1
+            self.send_response(304)
+            self.send_header("ETag", etag)
+            self.end_headers()
+            return
+        self.upstream.full_pages += 1
+        self.send_response(200)
+        self.send_header("Content-Type", "application/vnd.pypi.simple.v1+json" if json_page else "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("ETag", etag)
+        self.end_headers()
+        self.wfile.write(body)
 
     def do_POST(self):
         self.upstream.requests += 1
-        if self.path != "/pypi":
-            self.send_error(404)
+        if self.path != "/pypi" or not self.upstream.changelog:
+            self.send_error(404 if self.path != "/pypi" else 405)
             return
         params, method = xmlrpc.client.loads(self.rfile.read(int(self.headers["Content-Length"])))
         if method not in ("changelog_since_serial", "changelog_last_serial"):

@@ -1,8 +1,10 @@
-"""The upstream change source against a hermetic upstream that serves PyPI's changelog."""
+"""The upstream change source against hermetic upstreams: one that serves PyPI's changelog, and
+one with nothing but its pages."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
 import tempfile
 import time
@@ -16,7 +18,9 @@ from twisted.trial import unittest
 from tests.conftest import wheel_index_has
 from tests.farm import http_get
 from tests.sdists import Upstream, free_port, setuptools_sdist
-from wheelwright.master.changesource import CATEGORY, UpstreamReleases, releases
+from tests.wheels import make_wheel
+from wheelwright.index.store import sha256_of
+from wheelwright.master.changesource import CATEGORY, SLICES, UpstreamReleases, releases
 from wheelwright.master.farm import Farm
 
 
@@ -65,11 +69,13 @@ class TestUpstreamReleases(ChangeSourceMixin, TestReactorMixin, unittest.TestCas
         self.upstream.add(setuptools_sdist(self.tmp, "watched", "0.9"))  # before the farm watched: history
         await self.changesource.poll()
         self.assertEqual(self.master.data.updates.changesAdded, [])
+        self.assertEqual(self.changesource.watch["way"], "changelog")
         self.upstream.add(setuptools_sdist(self.tmp, "watched", "1.0"))
         self.upstream.add(setuptools_sdist(self.tmp, "unwatched", "1.0"))
         before = self.upstream.requests
         await self.changesource.poll()
-        self.assertEqual(self.upstream.requests - before, 1)
+        # the changelog, then the page of the one allow-listed project it names
+        self.assertEqual(self.upstream.requests - before, 2)
         (change,) = self.master.data.updates.changesAdded
         self.assertEqual((change["category"], change["project"], change["properties"]),
                          (CATEGORY, "watched", {"package": "watched", "version": "1.0", "reason": "released upstream"}))
@@ -96,6 +102,104 @@ class TestUpstreamReleases(ChangeSourceMixin, TestReactorMixin, unittest.TestCas
         await self.attachChangeSource(UpstreamReleases(self.farm, pollInterval=60))
         await self.changesource.poll()
         self.assertEqual([c["properties"]["version"] for c in self.master.data.updates.changesAdded], ["1.0"])
+
+
+class TestUpstreamPages(ChangeSourceMixin, TestReactorMixin, unittest.TestCase):
+    """An upstream with no changelog (405, as PyPI's CDN answers XML-RPC): its pages are watched."""
+
+    async def setUp(self):
+        self.setup_test_reactor()
+        self.reactor.advance(time.time())  # upload times are the upstream's real ones
+        await self.setUpChangeSource()
+        self.tmp = Path(tempfile.mkdtemp())
+        self.addCleanup(shutil.rmtree, self.tmp)
+        self.upstream = Upstream(self.tmp / "upstream", free_port(), changelog=False)
+        self.addCleanup(self.upstream.close)
+        self.farm = Farm(root=self.tmp / "farm", upstream=self.upstream.url)
+        self.farm.root.mkdir()
+        self.farm.allowlist.write_text("watched\n")
+        await self.attachChangeSource(UpstreamReleases(self.farm, pollInterval=60))
+
+    async def cycle(self) -> list[str]:
+        """A whole poll interval (every slice), and the versions it started builds of."""
+        before = len(self.master.data.updates.changesAdded)
+        for _ in range(SLICES):
+            await self.changesource.poll()
+        return [c["properties"]["version"] for c in self.master.data.updates.changesAdded[before:]]
+
+    def settings(self, text: str) -> None:
+        path = self.farm.settings_dir / "settings" / "watched.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+
+    async def test_it_says_how_it_watches_and_builds_what_is_released_from_then_on(self):
+        self.upstream.add(setuptools_sdist(self.tmp, "watched", "0.9"))
+        self.assertEqual(await self.cycle(), [])  # history
+        self.assertEqual(self.changesource.watch["way"], "pages")
+        said = json.loads(self.farm.upstream_watch_file.read_text())["said"]
+        self.assertIn("reading the allow-listed projects' pages with conditional requests", said)
+        self.upstream.add(setuptools_sdist(self.tmp, "watched", "1.0"))
+        self.assertEqual(await self.cycle(), ["1.0"])
+        self.assertEqual(await self.cycle(), [])
+
+    async def test_a_release_whose_sdist_comes_after_its_wheels_is_built_when_the_sdist_comes(self):
+        await self.cycle()
+        self.upstream.store.publish("watched-2.0-py3-none-any.whl", make_wheel(self.tmp, "watched", "2.0"),
+                                    sha256=sha256_of(self.tmp / "watched-2.0-py3-none-any.whl"))
+        self.assertEqual(await self.cycle(), [])
+        self.upstream.add(setuptools_sdist(self.tmp, "watched", "2.0"))
+        self.assertEqual(await self.cycle(), ["2.0"])
+
+    async def test_yanked_pre_and_unwanted_releases_are_not_built(self):
+        self.farm.allowlist.write_text("watched>=2\n")
+        await self.cycle()
+        self.upstream.add(setuptools_sdist(self.tmp, "watched", "1.5"))  # the specifier says no
+        self.upstream.add(setuptools_sdist(self.tmp, "watched", "2.1rc1"))  # a pre-release
+        self.upstream.add(setuptools_sdist(self.tmp, "watched", "2.1"))
+        self.upstream.store.yank("watched", "2.1", "broken")
+        self.assertEqual(await self.cycle(), [])
+        self.upstream.store.yank("watched", "2.1", None)  # unyanked: now it is built
+        self.assertEqual(await self.cycle(), ["2.1"])
+        self.settings("prereleases: true\n")
+        self.upstream.add(setuptools_sdist(self.tmp, "watched", "2.2rc1"))
+        self.assertEqual(await self.cycle(), ["2.2rc1"])  # 2.1rc1 was passed over when it came
+
+    async def test_a_cooldown_waits_before_building_a_new_upload(self):
+        self.settings("min_release_age: 3600\n")
+        await self.cycle()
+        self.upstream.add(setuptools_sdist(self.tmp, "watched", "3.0"))
+        self.assertEqual(await self.cycle(), [])
+        self.reactor.advance(1800)
+        self.assertEqual(await self.cycle(), [])
+        self.reactor.advance(1801)
+        requests_before = self.upstream.full_pages
+        self.assertEqual(await self.cycle(), ["3.0"])
+        self.assertEqual(self.upstream.full_pages - requests_before, 1)  # looked at again in full when due
+
+    async def test_nothing_is_repeated_or_lost_across_a_restart(self):
+        await self.cycle()
+        self.upstream.add(setuptools_sdist(self.tmp, "watched", "1.0"))
+        self.assertEqual(await self.cycle(), ["1.0"])
+        await self.changesource.disownServiceParent()
+        self.upstream.add(setuptools_sdist(self.tmp, "watched", "1.1"))  # while the master was down
+        await self.attachChangeSource(UpstreamReleases(self.farm, pollInterval=60))
+        self.assertEqual(await self.cycle(), ["1.1"])
+
+    async def test_a_thousand_projects_cost_conditional_requests_only(self):
+        names = [f"quiet-{n:04}" for n in range(999)]
+        for name in names:  # pages as the upstream's store writes them, without their files
+            self.upstream.store.project_dir(name).mkdir()
+            self.upstream.store._write_listing(name, {f"{name}-1.0.tar.gz": {
+                "filename": f"{name}-1.0.tar.gz", "version": "1.0", "sha256": "0" * 64, "size": 1,
+                "upload-time": "2026-01-01T00:00:00Z"}})
+        self.upstream.add(setuptools_sdist(self.tmp, "watched", "1.0"))
+        self.farm.allowlist.write_text("".join(f"{n}\n" for n in ["watched", *names]))
+        self.assertEqual(await self.cycle(), [])
+        self.assertEqual(self.upstream.full_pages, 1000)  # the first look at each
+        self.upstream.add(setuptools_sdist(self.tmp, "watched", "2.0"))
+        full, not_modified = self.upstream.full_pages, self.upstream.not_modified
+        self.assertEqual(await self.cycle(), ["2.0"])
+        self.assertEqual((self.upstream.full_pages - full, self.upstream.not_modified - not_modified), (1, 999))
 
 
 def test_a_release_upstream_of_an_allow_listed_project_is_built_and_published(backends, upstream, tmp_path):

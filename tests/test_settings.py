@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from packaging.specifiers import SpecifierSet
 from buildbot.process.properties import Properties
 
 from wheelwright.master.builders import container_image
@@ -64,10 +65,10 @@ def test_a_broken_allowlist_gives_way_to_its_last_good_version(tmp_path):
     with pytest.raises(ConfigError, match="allowlist.txt:1"):
         allowlist_for(farm)
     farm.allowlist.write_text("requests\n")
-    assert allowlist_for(farm) == ({"requests"}, None)
+    assert allowlist_for(farm) == ({"requests": [SpecifierSet()]}, None)
     farm.allowlist.write_text("requests\nurllib3\nnot a name\n")
     allowlist, warning = allowlist_for(farm)
-    assert allowlist == {"requests"}
+    assert set(allowlist) == {"requests"}
     assert warning.startswith(f"{farm.allowlist}:3: 'not a name' is not a project name")
 
 
@@ -80,9 +81,24 @@ def test_patches_for_every_version_and_this_one_in_name_order(tmp_path):
     assert patches_for(tmp_path, "unrelated", "1.0") == []
 
 
+def read_allowlist_text(tmp_path, text: str):
+    (tmp_path / "one.txt").write_text(text)
+    return read_allowlist(tmp_path / "one.txt")
+
+
 def test_allowlist_and_review_queue(tmp_path):
-    (tmp_path / "allowlist.txt").write_text("# reviewed\nRequests  # by ops\n\nzope.interface\n")
-    assert read_allowlist(tmp_path / "allowlist.txt") == {"requests", "zope-interface"}
+    (tmp_path / "allowlist.txt").write_text("# reviewed\nRequests  # by ops\n\nzope.interface\n"
+                                            "torch==2.1.*\ntorch == 2.2.*\nnumpy>=2\n")
+    allowlist = read_allowlist(tmp_path / "allowlist.txt")
+    assert set(allowlist) == {"requests", "zope-interface", "torch", "numpy"}
+    assert [allowlist.wants("torch", v) for v in ("2.0.1", "2.1.2", "2.2.0", "2.3.0")] == [False, True, True, False]
+    assert allowlist.wants("numpy", "2.1.0") and not allowlist.wants("numpy", "1.26.4")
+    assert not allowlist.wants("numpy", "2.2.0rc1") and allowlist.wants("numpy", "2.2.0rc1", prereleases=True)
+    assert allowlist.wants("requests", "2.32.3") and not allowlist.wants("flask", "3.0")
+    assert read_allowlist_text(tmp_path, "numpy==2.2.0rc1\n").wants("numpy", "2.2.0rc1")
+    (tmp_path / "extras.txt").write_text("requests[socks]\n")
+    with pytest.raises(AllowlistError, match="a name and version specifiers only"):
+        read_allowlist(tmp_path / "extras.txt")
     (tmp_path / "bad.txt").write_text("requests\nnot a name\n")
     with pytest.raises(AllowlistError, match=f"{tmp_path}/bad.txt:2: 'not a name' is not a project name"):
         read_allowlist(tmp_path / "bad.txt")
@@ -123,7 +139,7 @@ def test_approving_allow_lists_and_logs_and_rejecting_only_logs(tmp_path):
     entry = decide(farm, "new-thing", approve=True, reviewer="ann", note="looked at it")
     assert entry["requests"][0]["reason"] == "install-time dependency of a 1.0"
     decide(farm, "spam", approve=False, reviewer="ann", note="typosquat")
-    assert read_allowlist(farm.allowlist) == {"already", "new-thing"}
+    assert set(read_allowlist(farm.allowlist)) == {"already", "new-thing"}
     assert "new-thing  # approved by ann" in farm.allowlist.read_text()
     assert json.loads(farm.review_queue.read_text()) == {}
     log = (farm.logs_dir / "review.log").read_text().splitlines()
