@@ -36,6 +36,7 @@ from wheelwright.master.settings import PackageSettings, settings_for
 from wheelwright.master.upstreamwatch import Release, decide, due, fetch_page
 
 CATEGORY = "upstream-release"
+SCHEDULER = "upstream-releases"  # the scheduler that builds these changes
 SDIST_ADDED = "add source file "
 
 

@@ -40,13 +40,13 @@ from wheelwright.index.lookup import IndexUnreachable
 from wheelwright.index.store import sha256_of
 from wheelwright.index.upload import UploadError, upload
 from wheelwright.index.upstream import SourceError
-from wheelwright.master import bootstrap, control, rebuilddiff
+from wheelwright.master import bootstrap, control, rebuilddiff, scan
 from wheelwright.master.bumps import BUMPS
-from wheelwright.master.farm import CLI_SECRET, CLI_USER, UPLOAD_SECRET, UPLOAD_USER, Farm
+from wheelwright.master.farm import CLI_SECRET, CLI_USER, FORCE_SCHEDULER, UPLOAD_SECRET, UPLOAD_USER, Farm
 from wheelwright.master.lastgood import ConfigError
 from wheelwright.master.provenance import carried_by
 from wheelwright.master.review import ReviewError, decide, read_queue
-from wheelwright.master.schedulers import BOOTSTRAP_SCHEDULER, FORCE_SCHEDULER
+from wheelwright.master.schedulers import BOOTSTRAP_SCHEDULER
 from wheelwright.master.webauth import ROLES
 from wheelwright.master.yanks import yank_and_log
 from wheelwright.steps.tool import PURE_WHEEL_PUBLISHED
@@ -281,7 +281,9 @@ def cmd_bootstrap(args) -> int:
 def cmd_review(args) -> int:
     farm = _farm(args)
     if args.action == "list":
-        print(json.dumps(read_queue(farm.review_queue), indent=2))
+        waiting = read_queue(farm.review_waiting)
+        print(json.dumps({**read_queue(farm.review_queue), **({"after approval": waiting} if waiting else {})},
+                         indent=2))
         return 0
     try:
         entry = decide(farm, args.project, args.action == "approve", args.reviewer, args.note)
@@ -289,9 +291,14 @@ def cmd_review(args) -> int:
         print(f"wheelwright: {exc}", file=sys.stderr)
         return 1
     output = {{"approve": "approved", "reject": "rejected"}[args.action]: entry["project"], "requests": entry["requests"]}
+    held = entry.get("held", [])
+    if args.action == "approve":
+        for release in held:  # the scan's findings were read: these very bytes may be built
+            scan.approve(farm, release["sha256"], args.reviewer)
     if args.action == "approve" and not args.no_build:
-        api = Api(farm)  # a new package: its latest release, on every builder there is a worker for
-        output["buildrequests"] = api.force(entry["project"], "", farm.local_builders())
+        api = Api(farm)  # the held releases, or a new package's latest, on every builder with a worker here
+        output["buildrequests"] = [api.force(entry["project"], version, farm.local_builders())
+                                   for version in [r["version"] for r in held] or [""]]
     print(json.dumps(output, indent=2))
     return 0
 

@@ -15,10 +15,13 @@ from urllib.parse import urljoin
 from pypi_simple import PYPI_SIMPLE_ENDPOINT
 
 from wheelwright.master.bumps import BUMPS
+from wheelwright.master.scan import HOLD_LEVELS
 from wheelwright.workers.pools import POOLS, builder_name
 from wheelwright.workers.sandbox import Limits
 
 FARM_FILE = "farm.json"
+# The force form (and `wheelwright build`): builds are also forced through it after a review.
+FORCE_SCHEDULER = "build"
 UPLOAD_USER = "wheelwright"
 UPLOAD_SECRET = "index-upload-password"
 # The account `wheelwright` logs in to the web UI's REST API with (an admin), and its password.
@@ -55,6 +58,9 @@ class Farm:
     # A new upload waits this long (seconds) before it is built: a hijacked release is often
     # yanked within hours. A package's settings may say otherwise.
     min_release_age: float = 0
+    # A new release's sdist is scanned (master/scan.py); a finding at this level or above holds
+    # it for review: low, medium, high or never.
+    scan_hold_at: str = "high"
     # Edits to the settings and patches rebuild what they change: looked for this often (0: never).
     settings_poll_interval: int = 60
     # What a rebuild publishes (master/bumps.py: post, local or build-tag; a package's settings
@@ -110,6 +116,8 @@ class Farm:
     source_cache = property(lambda self: self.root / "master" / "sources")
     staging_dir = property(lambda self: self.root / "master" / "staging")
     review_queue = property(lambda self: self.root / "review-queue.json")
+    # The builds that waited on a project now approved, and what became of them.
+    review_waiting = property(lambda self: self.root / "review-waiting.json")
     allowlist = property(lambda self: self.root / "allowlist.txt")
     logs_dir = property(lambda self: self.root / "logs")
     last_good_dir = property(lambda self: self.root / "master" / "last-good")
@@ -178,6 +186,8 @@ class Farm:
             Limits(**data.get("build_limits", {}))
         except TypeError as exc:
             raise ValueError(f"{path}: build_limits: {exc}") from None
+        if data.get("scan_hold_at", "high") not in HOLD_LEVELS:
+            raise ValueError(f"{path}: scan_hold_at must be one of {', '.join(HOLD_LEVELS)}")
         if data.get("rebuild_bump", "post") not in BUMPS:
             raise ValueError(f"{path}: rebuild_bump must be one of {', '.join(BUMPS)}")
         if not re.fullmatch(r"[a-z][a-z0-9]*", data.get("local_label", "x")):

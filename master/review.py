@@ -71,14 +71,20 @@ def _locked_queue(queue: Path):
         os.replace(tmp, queue)
 
 
-def queue_for_review(queue: Path, project: str, reason: str, requested_by: str) -> None:
-    """Add project to the review queue (once; later requests are added to its entry)."""
+def queue_for_review(queue: Path, project: str, reason: str, requested_by: str, held: dict | None = None,
+                     waiting: dict | None = None) -> None:
+    """Add project to the review queue (once; later requests are added to its entry). held: a
+    release the scan held (version, sha256, findings), let through by an approval; waiting: the
+    build that failed for want of the project (package, version, builder), forced again once
+    the project is approved and its wheel published."""
     with _locked_queue(queue) as entries:
         name = canonicalize_name(project)
         entry = entries.setdefault(name, {"project": name, "first_seen": _now(), "requests": []})
-        request = {"reason": reason, "requested_by": requested_by}
+        request = {"reason": reason, "requested_by": requested_by, **({"waiting": waiting} if waiting else {})}
         if request not in entry["requests"]:
             entry["requests"].append(request)
+        if held and held["sha256"] not in {h["sha256"] for h in entry.setdefault("held", [])}:
+            entry["held"].append(held)
 
 
 def decide(farm, project: str, approve: bool, reviewer: str, note: str) -> dict:
@@ -89,6 +95,10 @@ def decide(farm, project: str, approve: bool, reviewer: str, note: str) -> dict:
         if name not in entries:
             raise ReviewError(f"{name} is not in the review queue ({', '.join(sorted(entries)) or 'it is empty'})")
         entry = entries.pop(name)
+        if approve:
+            with _locked_queue(farm.review_waiting) as waiting:
+                waiting[name] = [*waiting.get(name, []), *(dict(r["waiting"], state=f"waiting for {name}'s wheel")
+                                                           for r in entry["requests"] if "waiting" in r)]
         if approve and name not in read_allowlist(farm.allowlist):
             text = farm.allowlist.read_text() if farm.allowlist.exists() else ""
             with open(farm.allowlist, "a") as allowlist:
@@ -98,6 +108,26 @@ def decide(farm, project: str, approve: bool, reviewer: str, note: str) -> dict:
     with open(farm.logs_dir / "review.log", "a") as log:
         log.write(f"{_now()} {'approved' if approve else 'rejected'} {name} by {reviewer}: {note}\n")
     return entry
+
+
+def builds_to_force(farm, project: str, builder: str, pure: bool) -> list[dict]:
+    """The builds that waited on an approved project, now that its wheel is published on builder
+    (every builder, for a pure wheel): marked forced, and returned. A build also waiting on a
+    project still in the queue stays for that one's approval."""
+    name = canonicalize_name(project)
+    with _locked_queue(farm.review_queue) as queue:
+        blocked = {(r["waiting"]["package"], r["waiting"]["builder"]) for entry in queue.values()
+                   for r in entry["requests"] if "waiting" in r}
+    chosen = []
+    with _locked_queue(farm.review_waiting) as waiting:
+        for build in waiting.get(name, []):
+            if build["state"].startswith("waiting") and (pure or build["builder"] == builder):
+                if (build["package"], build["builder"]) in blocked:
+                    build["state"] = "waiting for another review"
+                else:
+                    build["state"] = f"forced again {_now()}"
+                    chosen.append(build)
+    return chosen
 
 
 class ReviewError(ValueError):

@@ -17,13 +17,13 @@ from twisted.internet import defer, threads
 from wheelwright.index.lookup import IndexUnreachable
 from wheelwright.master.bumps import BUMPS, BumpError, plan_rebuild
 from wheelwright.master.changesource import CATEGORY as UPSTREAM_RELEASE
-from wheelwright.master.farm import Farm
+from wheelwright.master.changesource import SCHEDULER as UPSTREAM_SCHEDULER
+from wheelwright.master.farm import FORCE_SCHEDULER, Farm
 from wheelwright.master.lastgood import ConfigError
 from wheelwright.master.verify import NothingToVerify, plan_verify
 from wheelwright.master.settingschanges import CATEGORY as SETTINGS_CHANGE
 from wheelwright.steps.bootstrap import TRIGGER_PREFIX
 
-FORCE_SCHEDULER = "build"
 BOOTSTRAP_SCHEDULER = "bootstrap"
 YANK_SCHEDULER = "yank"
 
@@ -150,7 +150,7 @@ def make_schedulers(builder_names: list[str]) -> list:
     # A buildset per change (no tree-stable timer): each release or edit is built on its own.
     from_changes = [AnyBranchScheduler(name=name, change_filter=util.ChangeFilter(category=category),
                                        treeStableTimer=None, builderNames=builder_names, reason=reason)
-                    for name, category, reason in (("upstream-releases", UPSTREAM_RELEASE, "released upstream"),
+                    for name, category, reason in ((UPSTREAM_SCHEDULER, UPSTREAM_RELEASE, "released upstream"),
                                                    ("settings-changes", SETTINGS_CHANGE, "settings or patches changed"))]
     return [*from_changes, BuildScheduler(
         name=FORCE_SCHEDULER,

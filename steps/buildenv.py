@@ -39,7 +39,8 @@ class PrepareBuildEnv(WheelwrightStep):
             self.setProperty("missing_build_requires", missing, self.name)
         for project in missing:
             await threads.deferToThread(queue_for_review, self.farm.review_queue, project,
-                                        f"build requirement of {self.package} {self.version}", build_url)
+                                        f"build requirement of {self.package} {self.version}", build_url,
+                                        waiting=self.waiting_build)
         if "error" in result:
             return await self.fail(result["error"])
         self.setProperty("build_env_python", result["env_python"], self.name)

@@ -11,7 +11,10 @@ from wheelwright.index.lookup import IndexUnreachable, published_pure_wheel
 from wheelwright.index.upload import UploadError
 from wheelwright.index.upstream import SourceError
 from wheelwright.master.farm import UPLOAD_SECRET, UPLOAD_USER
+from wheelwright.master.changesource import SCHEDULER as UPSTREAM_SCHEDULER
 from wheelwright.master.lastgood import ConfigError
+from wheelwright.master.review import queue_for_review
+from wheelwright.master.scan import scanned
 from wheelwright.master.settings import settings_for
 from wheelwright.master.sources import obtain_sdist
 from wheelwright.steps.tool import PURE_WHEEL_PUBLISHED, SDIST_DIR, WheelwrightStep, verifying
@@ -44,6 +47,9 @@ class DownloadSource(WheelwrightStep):
         except (SourceError, UploadError, OSError, ConfigError) as exc:
             return await self.fail(str(exc))
         sdist = archived.sdist
+        held = await self.scan(archived.path, sdist)
+        if held:
+            return await self.fail(held)
         self.setProperty("version", sdist.version, self.name)
         self.setProperty("source_filename", sdist.filename, self.name)
         self.setProperty("source_sha256", sdist.sha256, self.name)
@@ -60,6 +66,24 @@ class DownloadSource(WheelwrightStep):
             self.setProperty("source_commit", archived.commit, self.name)
         self.descriptionDone = [f"{sdist.filename} ({archived.origin})"]
         return SUCCESS
+
+    async def scan(self, path, sdist) -> str | None:
+        """Scan the sdist (log `scan`, property `scan_findings`); a release nobody asked for by
+        hand with a finding at or above the farm's `scan_hold_at` is held for review: why."""
+        scan = await threads.deferToThread(scanned, self.farm, path, sdist.sha256)
+        await self.addCompleteLog("scan", scan.report())
+        self.setProperty("scan_findings", {rule: len(places) for rule, places in scan.findings.items()}, self.name)
+        if self.getProperty("scheduler") != UPSTREAM_SCHEDULER or scan.approved_by:
+            return None
+        severe = scan.severe(self.farm.scan_hold_at) or ([f"the scan could not run: {scan.error}"] if scan.error else [])
+        if not severe:
+            return None
+        await threads.deferToThread(
+            queue_for_review, self.farm.review_queue, self.package,
+            f"release {sdist.version} held: the scan found {len(severe)} at {self.farm.scan_hold_at} or above",
+            await self.build_url(), {"version": sdist.version, "sha256": sdist.sha256, "findings": severe[:50]})
+        return (f"{sdist.filename} held for review (wheelwright review): {len(severe)} finding(s) at "
+                f"{self.farm.scan_hold_at} or above, the first: {severe[0]}")
 
     async def skip_pure_wheel(self, pure: dict) -> int:
         by = f"build {pure.get('build_number')} of {pure.get('builder')}" if not pure.get("seeded") else "seeding"

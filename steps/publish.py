@@ -19,8 +19,9 @@ from wheel.wheelfile import WheelError
 from wheelwright.index.lookup import build_number, file_url, is_pure
 from wheelwright.index.store import PublishError, parse_distribution_filename, sha256_of
 from wheelwright.index.upload import UploadError, upload
-from wheelwright.master.farm import UPLOAD_SECRET, UPLOAD_USER
+from wheelwright.master.farm import FORCE_SCHEDULER, UPLOAD_SECRET, UPLOAD_USER
 from wheelwright.master.provenance import embed
+from wheelwright.master.review import builds_to_force
 from wheelwright.master.staged import keep, retryable
 from wheelwright.steps.tool import DIST_DIR, WheelwrightStep, count, publishing
 
@@ -110,7 +111,19 @@ class UpdateIndex(WheelwrightStep):
             await self.addCompleteLog("metadata-warnings", "".join(warnings))
         self.setProperty("wheel_urls", urls, self.name)
         self.descriptionDone = [f"published {count(len(urls), 'wheel')}"]
+        await self.force_waiting(all(is_pure(url.rsplit("/", 1)[1]) for url in urls))
         return SUCCESS
+
+    async def force_waiting(self, pure: bool) -> None:
+        """Force again the builds that failed waiting on this project's review (log `after-review`)."""
+        builds = await threads.deferToThread(builds_to_force, self.farm, self.package, self.getProperty("buildername"),
+                                             pure)
+        for build in builds:
+            await self.master.scheduler_manager.namedServices[FORCE_SCHEDULER].force("wheelwright", builderNames=[build["builder"]], package=build["package"],
+                                  version=build["version"], reason=f"{self.package} approved and published")
+        if builds:
+            await self.addCompleteLog("after-review", "".join(
+                f"forced again: {b['package']} {b['version']} on {b['builder']}\n" for b in builds))
 
     async def _upload(self, staged, provenance: dict, freeze: str | None) -> dict:
         """Upload, retrying while the index host does not answer or fails."""
@@ -141,7 +154,7 @@ class UpdateIndex(WheelwrightStep):
 
     async def _provenance(self) -> dict:
         keys = ("source_filename", "source_sha256", "source_url", "source_commit", "patches", "build_requires", "build_frontend",
-                "package_settings", "patch_sha256s",
+                "package_settings", "patch_sha256s", "scan_findings",
                 "python_version", "arch", "workername", "pool", "version", "bump", "bump_number", "build_tag",
                 "reason")
         return {

@@ -91,6 +91,11 @@ class WheelwrightStep(buildstep.ShellMixin, CompositeStepMixin, buildstep.BuildS
         return self.getProperty("build_tag", 0)
 
     @property
+    def waiting_build(self) -> dict:
+        """This build, as the review queue remembers a build to force again after an approval."""
+        return {"package": self.package, "version": self.version, "builder": self.getProperty("buildername")}
+
+    @property
     def python(self) -> str:
         """The builder's interpreter on this worker (worker properties say where each Python is)."""
         return self.getProperty("interpreters")[self.getProperty("python_version")]

@@ -68,7 +68,8 @@ class ValidateInstallDeps(WheelwrightStep):
         build_url = await self.build_url()
         for project in unknown:
             await threads.deferToThread(queue_for_review, self.farm.review_queue, project,
-                                        f"install-time dependency of {self.package} {self.version}", build_url)
+                                        f"install-time dependency of {self.package} {self.version}", build_url,
+                                        waiting=self.waiting_build)
         if unknown:
             return await self.fail(f"install-time dependency {', '.join(unknown)} is not in the allow-list or the "
                                    "index: queued for review")

@@ -16,7 +16,7 @@ import requests
 from tests.conftest import CANARY, wheel_index_has
 from tests.farm import DEFAULT_BUILDER
 from tests.sdists import setuptools_sdist
-from wheelwright.master.schedulers import FORCE_SCHEDULER
+from wheelwright.master.farm import FORCE_SCHEDULER
 
 
 def attacking_sdist(dest, name: str, at_import: str = "", at_build: str = "") -> object:

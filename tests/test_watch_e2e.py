@@ -11,6 +11,7 @@ import pytest
 
 from tests.conftest import running_farm, wheel_index_has
 from tests.sdists import CACHE, Upstream, free_port, setuptools_sdist
+from tests.test_scan import malicious_sdist
 
 QUIET = [f"quiet-{n:04}" for n in range(1000)]
 
@@ -57,3 +58,28 @@ def test_a_new_release_is_built_by_itself_and_quiet_pages_cost_only_304s(watched
     started = [(b["properties"]["version"][0], b["properties"]["scheduler"][0]) for b in builds
                if b["properties"].get("package", [None])[0] == "fresh"]
     assert started and set(started) == {("1.0", "upstream-releases")}, started
+
+
+def test_a_malicious_release_is_held_for_review_and_an_approval_lets_it_through(watched, tmp_path):
+    farm, upstream = watched
+    for name in ("hijacked", "honest"):
+        upstream.add(setuptools_sdist(tmp_path, name, "0.9"))
+    with open(farm.state / "allowlist.txt", "a") as allowlist:
+        allowlist.write("hijacked\nhonest\n")
+    time.sleep(4)  # their first look: history
+    upstream.add(malicious_sdist(tmp_path, "hijacked", "1.0"))
+    upstream.add(setuptools_sdist(tmp_path, "honest", "1.0"))
+    wait_for(lambda: wheel_index_has(farm, "honest"))
+    wait_for(lambda: "hijacked" in json.loads(farm.cli("review").stdout))
+    farm.wait_until_idle()
+    assert not wheel_index_has(farm, "hijacked")
+    (held,) = json.loads(farm.cli("review").stdout)["hijacked"]["held"]
+    assert held["version"] == "1.0" and any(f.startswith("threat-filesystem-read: hijacked-1.0/setup.py")
+                                            for f in held["findings"]), held
+    builds = farm.api("builds?property=package&property=scan_findings")["builds"]
+    (failed,) = [b for b in builds if b["properties"].get("package", [None])[0] == "hijacked"]
+    assert "held for review" in failed["state_string"] or failed["results"] == 2
+    farm.cli("review", "approve", "hijacked", "--note", "read setup.py: a test's")
+    wait_for(lambda: wheel_index_has(farm, "hijacked"))
+    provenance = json.loads(farm.cli("which", "hijacked==1.0").stdout)
+    assert provenance["scan_findings"]["threat-filesystem-read"] >= 1

@@ -1,0 +1,117 @@
+"""Scanning an sdist on the master before it is built, with guarddog's source heuristics.
+
+guarddog parses a stranger's archive, so it runs in the build sandbox too (no network: its
+lookups of popular-package lists fail at once and it goes on; it writes only a folder of its
+own). Its rules are `threat-*` (what malware does: reading ~/.ssh, download and execute,
+exfiltration) and `capability-*` (what much honest code does too: network, processes). A finding
+is `low` (a capability), `medium` (a threat in the package's code, which honest trees trip
+often: requests, flask, setuptools) or `high` (a threat in what runs when the sdist is built:
+setup.py, or guarddog's `threat-setup-*` rules). One at or above the farm's `scan_hold_at`
+(default `high`) holds a release nobody asked for by hand in the review queue. Outcomes are kept
+by the sdist's sha256 in farm/scans/, with the reviewer who let a held one through.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from wheelwright.workers import sandbox
+from wheelwright.workers.tool import clean_pip_env
+
+LEVELS = ("low", "medium", "high")
+HOLD_LEVELS = (*LEVELS, "never")
+SCAN_SECONDS = 300
+
+
+@dataclass
+class Scan:
+    sha256: str
+    findings: dict[str, list[str]] = field(default_factory=dict)  # rule -> "file:line: message"
+    error: str | None = None
+    approved_by: str | None = None
+
+    def severe(self, hold_at: str) -> list[str]:
+        """The findings at or above hold_at, as "rule: where: message"."""
+        if hold_at == "never":
+            return []
+        return [f"{rule}: {where}" for rule, places in sorted(self.findings.items()) for where in places
+                if LEVELS.index(level(rule, where)) >= LEVELS.index(hold_at)]
+
+    def report(self) -> str:
+        if self.error:
+            return f"the scan could not run: {self.error}\n"
+        if not self.findings:
+            return "guarddog: no findings\n"
+        return "".join(f"{rule}:\n" + "".join(f"  {where}\n" for where in places)
+                       for rule, places in sorted(self.findings.items()))
+
+
+def level(rule: str, where: str) -> str:
+    if rule.startswith("capability-"):
+        return "low"
+    path = where.split(":", 1)[0]
+    return "high" if rule.startswith("threat-setup-") or path.rsplit("/", 1)[-1] == "setup.py" else "medium"
+
+
+def _findings(output: dict) -> dict[str, list[str]]:
+    found = {}
+    for rule, matches in (output.get("results") or {}).items():
+        if isinstance(matches, list) and matches:
+            found[rule] = [f"{m.get('location', '?')}: {m.get('message', '')}" for m in matches if isinstance(m, dict)]
+        elif isinstance(matches, str) and matches:  # metadata rules answer with a sentence
+            found[rule] = [matches]
+    return found
+
+
+def run_guarddog(sdist: Path) -> dict[str, list[str]]:
+    """guarddog's findings on sdist, run in the sandbox. Raises RuntimeError if it cannot tell."""
+    guarddog = shutil.which("guarddog", path=os.path.dirname(sys.executable))
+    if guarddog is None:
+        raise RuntimeError("guarddog is not installed beside the master")
+    with tempfile.TemporaryDirectory(prefix="scan-") as scratch:
+        home = Path(scratch)
+        env = {**clean_pip_env(), "HOME": str(home), "TMPDIR": str(home)}
+        # --no-sandbox: guarddog's own (Landlock) sandbox is not needed inside ours. /etc/ssl: the
+        # public CA certificates, which pygit2 (imported by guarddog) insists on loading.
+        argv = sandbox.command([guarddog, "pypi", "scan", str(sdist), "--output-format", "json", "--no-sandbox"],
+                               write=[home], read=[sdist.parent, Path("/etc/ssl")], cwd=home)
+        proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=SCAN_SECONDS)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    if not lines:
+        raise RuntimeError(f"guarddog exited {proc.returncode}: {proc.stderr.strip()[-500:]}")
+    return _findings(json.loads(lines[-1]))
+
+
+def scanned(farm, sdist: Path, sha256: str) -> Scan:
+    """The scan of the sdist with that sha256: kept from before, or made now and kept."""
+    path = farm.root / "scans" / f"{sha256}.json"
+    if path.exists():
+        return Scan(**json.loads(path.read_text()))
+    try:
+        scan = Scan(sha256, run_guarddog(sdist))
+    except (RuntimeError, OSError, ValueError, subprocess.TimeoutExpired) as exc:
+        return Scan(sha256, error=str(exc))  # not kept: the next build scans again
+    _keep(path, scan)
+    return scan
+
+
+def approve(farm, sha256: str, reviewer: str) -> None:
+    """Let a held sdist through."""
+    path = farm.root / "scans" / f"{sha256}.json"
+    scan = Scan(**json.loads(path.read_text())) if path.exists() else Scan(sha256)
+    scan.approved_by = reviewer
+    _keep(path, scan)
+
+
+def _keep(path: Path, scan: Scan) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(asdict(scan), indent=2) + "\n")
+    os.replace(tmp, path)

