@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from pypi_simple import PyPISimple
+import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -28,8 +28,8 @@ from tests.wheels import make_wheel  # noqa: E402
 from wheelwright.index.store import IndexStore, sha256_of  # noqa: E402
 from wheelwright.master.bootstrap import Node, lower_bound  # noqa: E402
 from wheelwright.master.changesource import Changelog, releases  # noqa: E402
+from wheelwright.master.upstreamwatch import decide, fetch_page  # noqa: E402
 from wheelwright.master.farm import Farm  # noqa: E402
-from wheelwright.master.review import allowlist_for  # noqa: E402
 from wheelwright.workers.tool import clean_pip_env  # noqa: E402
 
 
@@ -170,44 +170,64 @@ def bench_farm_overhead(work: Path, quick: bool) -> None:
 
 
 def bench_upstream_watching(work: Path, quick: bool) -> None:
-    """The change source's poll cycle with 10, 1,000 and 10,000 allow-listed projects, nothing
-    changed and 5 changed, against asking upstream about each allow-listed project (PEP 503 pages)."""
+    """A poll cycle of the change source with 10, 1,000 and 10,000 allow-listed projects, nothing
+    changed and 5 changed, both ways it watches, side by side: the changelog (then the changed
+    projects' pages), and the pages with conditional requests (for upstreams without one);
+    against reading every page in full."""
     upstream = Upstream(work / "upstream", free_port())
-    print("watching upstream: requests and time per poll cycle")
-    constant = True
+    print("watching upstream: requests, full pages and time per poll cycle")
+    flat = True
     try:
         for size in (10, 100) if quick else (10, 1_000, 10_000):
             names = [f"watch{size}-{n:05d}" for n in range(size)]
             for name in names:
-                page = upstream.store.project_dir(name) / "index.html"
-                page.parent.mkdir(parents=True)
-                page.write_text(f'<html><body><a href="{name}-1.0.tar.gz">{name}-1.0.tar.gz</a></body></html>\n')
+                write_page(upstream, name, ["1.0"])
                 upstream.events.append((name, "1.0", 0, f"add source file {name}-1.0.tar.gz", len(upstream.events) + 1))
             farm = Farm(root=work / f"farm-{size}", upstream=upstream.url)
-            farm.root.mkdir()
-            farm.allowlist.write_text("\n".join(names) + "\n")
             changelog = Changelog(farm.changelog_url)
-            serial = changelog.since(None)[1]
+            serial = changelog.call("changelog_last_serial")
+            session, states = requests.Session(), {name: {} for name in names}
+            for name in names:  # the first look at each page, as the farm makes once
+                decide(fetch_page(session, upstream.url, name, states[name]), states[name], lambda v: True, 0, 0)
             for changed in (0, 5):
                 for name in names[:changed]:
-                    upstream.events.append((name, "2.0", 0, f"add source file {name}-2.0.tar.gz", len(upstream.events) + 1))
-                before, started = upstream.requests, time.perf_counter()
-                events, serial = changelog.since(serial)
-                found = releases(events, allowlist_for(farm)[0])
-                ours, ours_requests = time.perf_counter() - started, upstream.requests - before
-                assert len(found) == changed
-                before, started = upstream.requests, time.perf_counter()
-                with PyPISimple(endpoint=upstream.url) as client:
-                    for name in names:
-                        client.get_project_page(name)
-                each, each_requests = time.perf_counter() - started, upstream.requests - before
-                constant = constant and ours_requests == 1
-                print(f"  {size:>6} allow-listed, {changed} changed: changelog {ours_requests} request, "
-                      f"{ours * 1000:.1f} ms; per project {each_requests} requests, {each * 1000:.0f} ms; "
-                      f"time ratio {each / ours:.1f}x")
+                    write_page(upstream, name, ["1.0", f"2.{changed}"])
+                    upstream.events.append((name, f"2.{changed}", 0, f"add source file {name}-2.{changed}.tar.gz",
+                                            len(upstream.events) + 1))
+                cost = {}
+                for way in ("changelog", "pages", "full pages"):
+                    before, full, started = upstream.requests, upstream.full_pages, time.perf_counter()
+                    if way == "changelog":
+                        events, serial = changelog.since(serial)
+                        looked = sorted({r.project for r in releases(events, set(names))})
+                    else:
+                        looked = names
+                    found = 0
+                    for name in looked:
+                        state = dict(states[name]) if way != "full pages" else {"seen": states[name]["seen"]}
+                        page = fetch_page(session, upstream.url, name, state)
+                        found += len(decide(page, state, lambda v: True, 0, 0)) if page else 0
+                    cost[way] = (upstream.requests - before, upstream.full_pages - full, time.perf_counter() - started)
+                    assert found == changed, (way, found)
+                for name in names[:changed]:  # what the farm would keep after this cycle
+                    fetch_page(session, upstream.url, name, states[name])
+                    states[name]["seen"] = [*states[name]["seen"], f"2.{changed}"]
+                flat = flat and cost["pages"][1] == changed and cost["changelog"][0] == 1 + changed
+                print(f"  {size:>6} allow-listed, {changed} changed: " + "; ".join(
+                    f"{way} {n} requests, {full} full, {t * 1000:.0f} ms" for way, (n, full, t) in cost.items())
+                    + f"; full/conditional time {cost['full pages'][2] / cost['pages'][2]:.1f}x")
     finally:
         upstream.close()
-    print(f"  requests per cycle grow with the changes, not with the allow-list: {'met' if constant else 'MISSED'}")
+    print(f"  full pages per cycle grow with the changes, not with the allow-list: {'met' if flat else 'MISSED'}")
+
+
+def write_page(upstream: Upstream, name: str, versions: list[str]) -> None:
+    """A project page as an index writes it (its files are never fetched)."""
+    directory = upstream.store.project_dir(name)
+    directory.mkdir(exist_ok=True)
+    upstream.store._write_listing(name, {f"{name}-{v}.tar.gz": {
+        "filename": f"{name}-{v}.tar.gz", "version": v, "sha256": "0" * 64, "size": 1,
+        "upload-time": "2026-01-01T00:00:00Z"} for v in versions})
 
 
 # A tree of the usual shape: a root over a few mid-level packages and many leaves, with a chain

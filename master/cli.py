@@ -45,7 +45,7 @@ from wheelwright.master.bumps import BUMPS
 from wheelwright.master.farm import CLI_SECRET, CLI_USER, FORCE_SCHEDULER, UPLOAD_SECRET, UPLOAD_USER, Farm
 from wheelwright.master.lastgood import ConfigError
 from wheelwright.master.provenance import carried_by
-from wheelwright.master.review import ReviewError, decide, read_queue
+from wheelwright.master.review import ReviewError, decide, pulled_in, read_queue
 from wheelwright.master.schedulers import BOOTSTRAP_SCHEDULER
 from wheelwright.master.webauth import ROLES
 from wheelwright.master.yanks import yank_and_log
@@ -281,17 +281,32 @@ def cmd_bootstrap(args) -> int:
 def cmd_review(args) -> int:
     farm = _farm(args)
     if args.action == "list":
+        queue = read_queue(farm.review_queue)
+        for entry in queue.values():
+            if not entry.get("held"):  # a held release's project is allow-listed already
+                entry["would pull in"] = _pulled_in(farm, entry["project"])
         waiting = read_queue(farm.review_waiting)
-        print(json.dumps({**read_queue(farm.review_queue), **({"after approval": waiting} if waiting else {})},
-                         indent=2))
+        print(json.dumps({**queue, **({"after approval": waiting} if waiting else {})}, indent=2))
         return 0
     try:
+        pulls = _pulled_in(farm, args.project) if args.with_deps else []
+        if isinstance(pulls, str):
+            raise ReviewError(pulls)
         entry = decide(farm, args.project, args.action == "approve", args.reviewer, args.note)
+        for project in pulls:
+            decide(farm, project, True, args.reviewer, f"with {entry['project']}: {args.note}", queued=False)
     except (ReviewError, ConfigError) as exc:
         print(f"wheelwright: {exc}", file=sys.stderr)
         return 1
-    output = {{"approve": "approved", "reject": "rejected"}[args.action]: entry["project"], "requests": entry["requests"]}
+    output = {{"approve": "approved", "reject": "rejected"}[args.action]: entry["project"], "requests": entry["requests"],
+              **({"with": pulls} if args.with_deps else {})}
     held = entry.get("held", [])
+    if args.with_deps and not args.no_build:  # the whole tree, bottom-up, then the builds that waited
+        output["bootstrap"] = Api(farm).force_scheduler(BOOTSTRAP_SCHEDULER, {
+            "builderNames": ["bootstrap"], "requirements": entry["project"], "constraints": "", "versions": 0,
+            "builders": " ".join(farm.local_builders()), "reason": f"{entry['project']} approved with its dependencies"})
+        print(json.dumps(output, indent=2))
+        return 0
     if args.action == "approve":
         for release in held:  # the scan's findings were read: these very bytes may be built
             scan.approve(farm, release["sha256"], args.reviewer)
@@ -301,6 +316,14 @@ def cmd_review(args) -> int:
                                    for version in [r["version"] for r in held] or [""]]
     print(json.dumps(output, indent=2))
     return 0
+
+
+def _pulled_in(farm, project: str) -> list[str] | str:
+    """What approving project would pull in, or why that cannot be told."""
+    try:
+        return pulled_in(farm, project)
+    except (bootstrap.BootstrapError, SourceError, IndexUnreachable) as exc:
+        return f"cannot tell: {exc}"
 
 
 def cmd_which(args) -> int:
@@ -476,6 +499,8 @@ def main(argv=None) -> int:
     p.add_argument("--note", default="", help="why (logged in farm/logs/review.log and the allow-list)")
     p.add_argument("--reviewer", default=getpass.getuser())
     p.add_argument("--no-build", action="store_true", help="approve without building its latest release now")
+    p.add_argument("--with-deps", action="store_true", help="approve too the projects it would pull in, and build "
+                                                            "them all bottom-up (a bootstrap), then what waited")
     p.set_defaults(func=cmd_review)
     p = sub.add_parser("which", help="where a wheel came from: the build that made it")
     p.add_argument("target", metavar="WHEEL|SHA256|NAME==VERSION",

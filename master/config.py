@@ -11,6 +11,7 @@ from wheelwright.master.changesource import SLICES, UpstreamReleases
 from wheelwright.master.farm import Farm
 from wheelwright.master.schedulers import make_schedulers
 from wheelwright.master.settingschanges import SettingsChanges
+from wheelwright.master.settingsgit import SettingsFromGit, settings_poller
 from wheelwright.master.staged import KeptWheelPublisher
 from wheelwright.master.webauth import www_auth
 from wheelwright.workers.pools import POOLS
@@ -28,11 +29,13 @@ def assemble(basedir: str) -> dict:
         "workers": [*make_workers(farm, pools), master_worker()],
         "protocols": {"pb": {"port": f"tcp:{farm.worker_port}:interface={farm.listen}"}},
         "builders": [*builders, *master_builders(farm)],
-        "schedulers": make_schedulers([b.name for b in builders]),
+        "schedulers": [*make_schedulers([b.name for b in builders]),
+                       *([SettingsFromGit("settings-git", farm, [b.name for b in builders])] if farm.settings_git else [])],
         "services": [KeptWheelPublisher(farm)],
-        "change_source": [source(farm, pollInterval=interval, pollAtLaunch=True) for source, interval in (
-            (UpstreamReleases, farm.upstream_poll_interval / SLICES), (SettingsChanges, farm.settings_poll_interval))
-            if interval],
+        "change_source": [*(source(farm, pollInterval=interval, pollAtLaunch=True) for source, interval in (
+            (UpstreamReleases, farm.upstream_poll_interval / SLICES),
+            (SettingsChanges, 0 if farm.settings_git else farm.settings_poll_interval)) if interval),
+            *([settings_poller(farm)] if farm.settings_git and farm.settings_poll_interval else [])],
         # `wheelwright up` makes the secrets folder; a checkconfig of the shipped file has none.
         "secretsProviders": [secrets.SecretInAFile(dirname=str(farm.secrets_dir))] if farm.secrets_dir.is_dir() else [],
         "www": {

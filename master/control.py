@@ -13,6 +13,7 @@ from pathlib import Path
 
 from wheelwright.index import accounts
 from wheelwright.master.farm import CLI_SECRET, CLI_USER, UPLOAD_SECRET, UPLOAD_USER, Farm
+from wheelwright.master.settingsgit import clone_settings
 from wheelwright.master.webauth import ROLES
 from wheelwright.workers.pools import POOLS
 
@@ -74,8 +75,11 @@ def _pid_alive(pidfile: Path) -> int | None:
 
 def up(farm: Farm) -> None:
     farm.save()
-    for d in (farm.secrets_dir, farm.index_dir, farm.workers_dir, farm.logs_dir, farm.settings_dir):
+    for d in (farm.secrets_dir, farm.index_dir, farm.workers_dir, farm.logs_dir):
         d.mkdir(parents=True, exist_ok=True)
+    if farm.settings_git:
+        clone_settings(farm)
+    farm.settings_dir.mkdir(parents=True, exist_ok=True)
     farm.secrets_dir.chmod(0o700)
     accounts.add(farm.index_dir / "users.json", UPLOAD_USER, _ensure_secret(farm, UPLOAD_SECRET))
     accounts.add(farm.www_users, CLI_USER, _ensure_secret(farm, CLI_SECRET), ROLES["admin"])

@@ -63,6 +63,10 @@ class Farm:
     scan_hold_at: str = "high"
     # Edits to the settings and patches rebuild what they change: looked for this often (0: never).
     settings_poll_interval: int = 60
+    # Production: the settings and patches in a git repository (cloned into the settings
+    # directory, watched by Buildbot's GitPoller; master/settingsgit.py).
+    settings_git: str | None = None
+    settings_branch: str = "main"
     # What a rebuild publishes (master/bumps.py: post, local or build-tag; a package's settings
     # may choose another), and the label of local bumps (2.28.2+<label>.1).
     rebuild_bump: str = "post"

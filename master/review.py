@@ -13,6 +13,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import InvalidName, canonicalize_name
 from packaging.version import Version
 
+from wheelwright.master.bootstrap import plan_tree
 from wheelwright.master.lastgood import ConfigError, read_last_good
 
 
@@ -87,14 +88,15 @@ def queue_for_review(queue: Path, project: str, reason: str, requested_by: str, 
             entry["held"].append(held)
 
 
-def decide(farm, project: str, approve: bool, reviewer: str, note: str) -> dict:
+def decide(farm, project: str, approve: bool, reviewer: str, note: str, queued: bool = True) -> dict:
     """Take project off the review queue; approved, it joins the allow-list. The decision is
-    logged in farm/logs/review.log. Returns the queue entry."""
+    logged in farm/logs/review.log. Returns the queue entry. queued=False: a project not in the
+    queue may be approved too (one that an approval --with-deps pulls in)."""
     name = canonicalize_name(project)
     with _locked_queue(farm.review_queue) as entries:
-        if name not in entries:
+        if name not in entries and queued:
             raise ReviewError(f"{name} is not in the review queue ({', '.join(sorted(entries)) or 'it is empty'})")
-        entry = entries.pop(name)
+        entry = entries.pop(name, {"project": name, "requests": []})
         if approve:
             with _locked_queue(farm.review_waiting) as waiting:
                 waiting[name] = [*waiting.get(name, []), *(dict(r["waiting"], state=f"waiting for {name}'s wheel")
@@ -108,6 +110,14 @@ def decide(farm, project: str, approve: bool, reviewer: str, note: str) -> dict:
     with open(farm.logs_dir / "review.log", "a") as log:
         log.write(f"{_now()} {'approved' if approve else 'rejected'} {name} by {reviewer}: {note}\n")
     return entry
+
+
+def pulled_in(farm, project: str) -> list[str]:
+    """The projects an approval of project would pull in: those its latest release's tree needs
+    built that are neither allow-listed nor in our index (read from metadata, building nothing)."""
+    allowlist = read_allowlist(farm.allowlist)
+    nodes, _ = plan_tree(farm, [project], "", 0)
+    return sorted({n.project for n in nodes.values() if n.project not in allowlist} - {canonicalize_name(project)})
 
 
 def builds_to_force(farm, project: str, builder: str, pure: bool) -> list[dict]:

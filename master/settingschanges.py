@@ -43,23 +43,33 @@ def digests(settings_dir: Path) -> dict[str, str]:
     return {key: digest.hexdigest() for key, digest in found.items()}
 
 
+def rebuild_properties(farm, project: str, version: str | None) -> tuple[str, dict] | None:
+    """The version to rebuild after project's settings changed (with no version: the newest our
+    source archive has a sdist of; our index lists its rebuilds' bumped versions too), and the
+    bump's properties; None if our index has no wheel of it, or the bump is refused (logged)."""
+    if not version:
+        versions = index_versions(farm.sources_url, project) or []
+        version = str(max(map(Version, versions))) if versions else ""
+    if not version:
+        return None
+    try:
+        return version, plan_rebuild(farm, project, version)[0].as_properties()
+    except BumpError as exc:
+        log.msg(f"settings-changes: not rebuilding {project} {version}: {exc}")
+        return None
+
+
 def rebuilds(before: dict[str, str], now: dict[str, str], farm) -> list[tuple[str, str, dict]]:
     """(project, version, the bump's properties) for each package whose settings changed and that
-    our index has a wheel of; the newest version is the newest sdist our source archive has (our
-    index lists its rebuilds' bumped versions too)."""
+    our index has a wheel of."""
     found = {}
     for key in sorted(set(before) | set(now)):
-        if before.get(key) == now.get(key):
-            continue
-        project, _, version = key.partition("==")
-        if not version:
-            versions = index_versions(farm.sources_url, project) or []
-            version = str(max(map(Version, versions))) if versions else ""
-        try:
-            found[(project, version)] = plan_rebuild(farm, project, version)[0].as_properties() if version else None
-        except BumpError as exc:
-            log.msg(f"settings-changes: not rebuilding {project} {version}: {exc}")
-    return [(project, version, bump) for (project, version), bump in found.items() if bump]
+        if before.get(key) != now.get(key):
+            project, _, version = key.partition("==")
+            planned = rebuild_properties(farm, project, version or None)
+            if planned:
+                found[(project, planned[0])] = planned[1]
+    return [(project, version, bump) for (project, version), bump in found.items()]
 
 
 class SettingsChanges(FarmPoller):

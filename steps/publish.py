@@ -154,7 +154,7 @@ class UpdateIndex(WheelwrightStep):
 
     async def _provenance(self) -> dict:
         keys = ("source_filename", "source_sha256", "source_url", "source_commit", "patches", "build_requires", "build_frontend",
-                "package_settings", "patch_sha256s", "scan_findings",
+                "package_settings", "patch_sha256s", "settings_commit", "scan_findings",
                 "python_version", "arch", "workername", "pool", "version", "bump", "bump_number", "build_tag",
                 "reason")
         return {

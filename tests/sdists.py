@@ -182,7 +182,8 @@ class _UpstreamHandler(SimpleHTTPRequestHandler):
         if not (self.path.endswith("/") and (page / "index.html").is_file()):
             super().do_GET()
             return
-        json_page = "application/vnd.pypi.simple.v1+json" in self.headers.get("Accept", "")
+        json_page = ("application/vnd.pypi.simple.v1+json" in self.headers.get("Accept", "")
+                     and (page / "index.json").is_file())
         body = (page / ("index.json" if json_page else "index.html")).read_bytes()
         etag = f'"{hashlib.sha256(body).hexdigest()[:20]}"'
         if self.headers.get("If-None-Match") == etag:

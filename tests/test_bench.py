@@ -20,5 +20,5 @@ def test_upstream_watching_benchmark_runs_and_counts_requests():
     proc = subprocess.run([sys.executable, str(BENCH), "--quick", "--only", "upstream-watching"],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-    assert "100 allow-listed, 5 changed: changelog 1 request" in proc.stdout
-    assert "per project 100 requests" in proc.stdout
+    assert "100 allow-listed, 5 changed: changelog 6 requests, 5 full" in proc.stdout
+    assert "pages 100 requests, 5 full" in proc.stdout and "full pages 100 requests, 100 full" in proc.stdout

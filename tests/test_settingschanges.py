@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import time
 
 from tests.conftest import wheel_index_has
@@ -69,6 +71,49 @@ def test_editing_a_built_packages_settings_rebuilds_it_on_the_running_farm(backe
         provenance = json.loads(http_get(url + ".provenance.json")[1])
         assert (provenance["bump"], provenance["reason"]) == ("post", "settings or patches changed")
         assert wheel_index_has(backends, "resettled")
+    finally:
+        farm_json.write_text(json.dumps(options))
+        backends.cli("up")
+        backends.wait_until_idle()
+
+
+def git(*args: str, cwd=None) -> None:
+    subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True,
+                   env={**os.environ, "GIT_AUTHOR_NAME": "ops", "GIT_AUTHOR_EMAIL": "ops@example.invalid",
+                        "GIT_COMMITTER_NAME": "ops", "GIT_COMMITTER_EMAIL": "ops@example.invalid"})
+
+
+def test_settings_in_git_are_watched_by_gitpoller_and_a_commit_rebuilds_what_it_changed(backends, upstream, tmp_path):
+    upstream.add(setuptools_sdist(tmp_path, "gitset", "1.0", module="gitset_mod"))
+    assert backends.build("gitset==1.0", DEFAULT_BUILDER)[0] == 0
+    repo, work = tmp_path / "settings.git", tmp_path / "work"
+    git("init", "--quiet", "--bare", "--initial-branch", "main", str(repo))
+    git("clone", "--quiet", str(repo), str(work))
+    (work / "README").write_text("the farm's settings\n")
+    git("add", "README", cwd=work)
+    git("commit", "--quiet", "-m", "start", cwd=work)
+    git("push", "--quiet", "origin", "HEAD:main", cwd=work)
+    farm_json = backends.state / "farm.json"
+    options = json.loads(farm_json.read_text())
+    farm_json.write_text(json.dumps({**options, "settings": str(tmp_path / "checkout"), "settings_git": str(repo),
+                                     "settings_poll_interval": 1}))
+    backends.cli("up")  # clones the repository and watches it
+    try:
+        assert (tmp_path / "checkout" / "README").exists()
+        time.sleep(3)  # GitPoller's first poll notes where the branch stands
+        (work / "settings").mkdir()
+        (work / "settings" / "gitset.yaml").write_text("imports: [gitset_mod]\n")
+        git("add", "settings", cwd=work)
+        git("commit", "--quiet", "-m", "gitset: test its module's import", cwd=work)
+        git("push", "--quiet", "origin", "HEAD:main", cwd=work)
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=work, capture_output=True, text=True).stdout.strip()
+        url = backends.status["index"] + "gitset/gitset-1.0.post1-py3-none-any.whl"
+        deadline = time.monotonic() + 120
+        while http_get(url)[0] != 200 and time.monotonic() < deadline:
+            time.sleep(0.5)
+        provenance = json.loads(http_get(url + ".provenance.json")[1])
+        assert (provenance["reason"], provenance["settings_commit"]) == ("settings or patches changed", commit)
+        assert provenance["package_settings"]["imports"] == ["gitset_mod"]  # read from that commit's checkout
     finally:
         farm_json.write_text(json.dumps(options))
         backends.cli("up")
