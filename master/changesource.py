@@ -138,8 +138,11 @@ class UpstreamReleases(FarmPoller):
         else:
             announced = dict.fromkeys(self._next_slice(sorted(allowlist)), frozenset())
         now = self.master.reactor.seconds()
-        for project in allowlist:
-            if project not in announced and project in self.states and due(self.states[project], self._min_age(project), now):
+        for project in allowlist:  # and the releases whose cooldown is over (kept across restarts)
+            if project not in self.states:
+                self.states[project] = await self.getState(f"page:{project}", {})
+            waiting = self.states[project].get("waiting")
+            if project not in announced and waiting and due(self.states[project], self._min_age(project), now):
                 announced[project] = frozenset()
         for project, versions in announced.items():
             await self._look_at(project, versions, allowlist, now)
@@ -194,8 +197,6 @@ class UpstreamReleases(FarmPoller):
         return self.farm.min_release_age if age is None else age
 
     async def _look_at(self, project: str, announced: frozenset[str], allowlist, now: float) -> None:
-        if project not in self.states:
-            self.states[project] = await self.getState(f"page:{project}", {})
         state = dict(self.states[project])
         min_age = self._min_age(project)
         try:
