@@ -34,6 +34,13 @@ def listing(index_url: str, project: str) -> dict | None:
         raise IndexUnreachable(f"our index at {index_url} cannot be reached: {exc.reason}") from None
 
 
+def projects(index_url: str) -> list[str]:
+    """The projects our index has (its PEP 691 project list)."""
+    request = urllib.request.Request(index_url, headers={"Accept": JSON_CONTENT_TYPE})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return sorted(p["name"] for p in json.load(response).get("projects", []))
+
+
 def index_versions(index_url: str, project: str) -> list[str] | None:
     """The versions our index lists for project (PEP 700), or None if it has no such project."""
     found = listing(index_url, project)

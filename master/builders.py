@@ -8,6 +8,7 @@ address as the workers reach it) travels as worker properties.
 from __future__ import annotations
 
 from buildbot.plugins import util, worker
+from buildbot.process.build import Build
 from buildbot.worker.local import LocalWorker
 
 from wheelwright.master.lastgood import ConfigError
@@ -54,8 +55,25 @@ def make_workers(farm, pools: list[Pool]) -> list:
     return workers
 
 
+class PackageBuild(Build):
+    """A build whose summary is what its steps say of it ("flask 3.1.0: published flask-3.1.0-…"),
+    not "build successful"."""
+
+    def allStepsDone(self):
+        if not self.text:
+            return super().allStepsDone()
+        return self.buildFinished(self.text + ([f"({self.stopped_reason})"] if self.stopped_reason else []),
+                                  self.results)
+
+
+def factory(steps) -> util.BuildFactory:
+    made = util.BuildFactory(steps)
+    made.buildClass = PackageBuild
+    return made
+
+
 def make_factory(farm) -> util.BuildFactory:
-    return util.BuildFactory([step(farm=farm) for step in PIPELINE])
+    return factory([step(farm=farm) for step in PIPELINE])
 
 
 def make_builders(farm, pools: list[Pool]) -> list[util.BuilderConfig]:
@@ -92,6 +110,6 @@ def master_worker() -> LocalWorker:
 
 def master_builders(farm) -> list[util.BuilderConfig]:
     """Whole trees, each a build of its own that triggers the wheel builders' builds; and yanks."""
-    return [util.BuilderConfig(name=name, workernames=[ON_MASTER], factory=util.BuildFactory([step(farm=farm)]),
+    return [util.BuilderConfig(name=name, workernames=[ON_MASTER], factory=factory([step(farm=farm)]),
                                tags=[name], collapseRequests=False)
             for name, step in ((BOOTSTRAP, BootstrapTree), (YANK, YankVersion))]

@@ -8,6 +8,8 @@ from buildbot.plugins import secrets
 
 from wheelwright.master.builders import make_builders, make_workers, master_builders, master_worker
 from wheelwright.master.changesource import SLICES, UpstreamReleases
+from wheelwright.master.dashboard import NAME as DASHBOARD
+from wheelwright.master.dashboard import make_app
 from wheelwright.master.farm import Farm
 from wheelwright.master.schedulers import make_schedulers
 from wheelwright.master.settingschanges import SettingsChanges
@@ -40,7 +42,8 @@ def assemble(basedir: str) -> dict:
         "secretsProviders": [secrets.SecretInAFile(dirname=str(farm.secrets_dir))] if farm.secrets_dir.is_dir() else [],
         "www": {
             "port": f"tcp:{farm.ui_port}:interface={farm.host}",
-            "plugins": {"waterfall_view": {}, "console_view": {}, "grid_view": {}},
+            "plugins": {"waterfall_view": {}, "console_view": {}, "grid_view": {}, "wsgi_dashboards": [
+                {"name": DASHBOARD, "caption": "Packages", "app": make_app(farm), "order": 1, "icon": "cubes"}]},
             **www_auth(farm.www_users),
         },
         "db": {"db_url": "sqlite:///state.sqlite"},

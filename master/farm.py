@@ -38,7 +38,9 @@ class Farm:
     worker_port: int = 9989
     index_port: int = 8080
     settings: Path | None = None
-    pools: list[str] = field(default_factory=lambda: ["local", "aarch64"])
+    # The embedded default: the pools that run on this machine. Remote pools (aarch64) are the
+    # operator's to add: `wheelwright up --pools local,aarch64`.
+    pools: list[str] = field(default_factory=lambda: ["local"])
     # The interface the worker port and the index listen on: containers and remote workers need
     # more than loopback ("0.0.0.0", or the container network's gateway).
     listen: str = "127.0.0.1"

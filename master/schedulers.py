@@ -49,7 +49,33 @@ class VersionParameter(util.StringParameter):
             raise ValidationError(f"{text!r} is not a valid version (PEP 440)") from None
 
 
-class BuildScheduler(ForceScheduler):
+class PackageChanges:
+    """A scheduler mixin: a build of package==version is a change of project `package` at
+    revision `version`, as an upstream release is, so that the console and grid views show
+    package versions against builders for forced and bootstrap builds too."""
+
+    change_category = "forced"
+
+    @defer.inlineCallbacks
+    def addBuildsetForSourceStampsWithDefaults(self, reason, sourcestamps=None, waited_for=False, properties=None,
+                                               builderNames=None, priority=None, **kw):
+        package, version = (properties.getProperty(p) if properties else None for p in ("package", "version"))
+        if sourcestamps or not package:
+            return (yield super().addBuildsetForSourceStampsWithDefaults(
+                reason, sourcestamps, waited_for, properties, builderNames, priority, **kw))
+        changeid = yield self.master.data.updates.addChange(
+            author=properties.getProperty("owner") or self.name, comments=reason, project=package,
+            revision=version or "latest", category=self.change_category, repository="", branch=None,
+            codebase="", properties={})
+        return (yield self.addBuildsetForChanges(waited_for=waited_for, reason=reason, changeids=[changeid],
+                                                 builderNames=builderNames, properties=properties, priority=priority))
+
+
+class BootstrapTriggerable(PackageChanges, Triggerable):
+    change_category = "bootstrap"
+
+
+class BuildScheduler(PackageChanges, ForceScheduler):
     """The force form, where a rebuild of a version our index has gets its bump (a post-release,
     a local version or a build number), and a verify build the version and build number of the
     wheel it checks: decided once for every builder of the request."""
@@ -115,7 +141,7 @@ NO_SOURCE = [util.CodebaseParameter(
 
 def bootstrap_schedulers(builder_names: list[str]) -> list:
     """The bootstrap form, and a Triggerable per wheel builder for the builds a bootstrap starts."""
-    return [*(Triggerable(name=TRIGGER_PREFIX + name, builderNames=[name]) for name in builder_names), ForceScheduler(
+    return [*(BootstrapTriggerable(name=TRIGGER_PREFIX + name, builderNames=[name]) for name in builder_names), ForceScheduler(
         name=BOOTSTRAP_SCHEDULER,
         label="Bootstrap a tree",
         buttonName="Bootstrap",

@@ -33,6 +33,10 @@ DISCOVERED = {"build-backend": "missing_build_requires", "install": "missing_ins
 
 class BootstrapTree(WheelwrightStep):
     name = "bootstrap"
+
+    @property
+    def subject(self) -> str:
+        return f"bootstrap {self.getProperty('requirements', '')}"
     description = ["planning the tree"]
 
     def __init__(self, **kwargs):
@@ -58,6 +62,7 @@ class BootstrapTree(WheelwrightStep):
         self.descriptionDone = [f"{count(len(outcome['built']), 'package')} built"
                                 + (f", {len(outcome['failed'])} failed" if outcome["failed"] else "")
                                 + (f", {len(outcome['not_built'])} skipped" if outcome["not_built"] else "")]
+        self.build_summary = self.descriptionDone[0]
         return FAILURE if outcome["failed"] or outcome["not_built"] else SUCCESS
 
     async def keep_plan(self, nodes) -> None:

@@ -91,4 +91,5 @@ class DownloadSource(WheelwrightStep):
         if pure.get("build_url"):
             await self.addURL(f"{pure['filename']} ({by})", pure["build_url"])
         self.descriptionDone = [f"pure wheel already published by {by}"]
+        self.build_summary = self.descriptionDone[0]
         return SUCCESS

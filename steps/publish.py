@@ -100,6 +100,7 @@ class UpdateIndex(WheelwrightStep):
                 if exc.status == 409 and is_pure(filename):
                     # Another builder of the matrix published this pure wheel while we built it.
                     self.descriptionDone = [f"pure wheel {filename} already published by another builder"]
+                    self.build_summary = self.descriptionDone[0]
                     return SKIPPED
                 return await self.fail(f"not published: {exc}")
             os.unlink(staged)
@@ -111,6 +112,7 @@ class UpdateIndex(WheelwrightStep):
             await self.addCompleteLog("metadata-warnings", "".join(warnings))
         self.setProperty("wheel_urls", urls, self.name)
         self.descriptionDone = [f"published {count(len(urls), 'wheel')}"]
+        self.build_summary = f"published {', '.join(url.rsplit('/', 1)[1] for url in urls)}"
         await self.force_waiting(all(is_pure(url.rsplit("/", 1)[1]) for url in urls))
         return SUCCESS
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from buildbot.process import buildstep, remotecommand, remotetransfer
-from buildbot.process.results import FAILURE, SUCCESS, WARNINGS
+from buildbot.process.results import EXCEPTION, FAILURE, SUCCESS, WARNINGS
 from buildbot.reporters.utils import getURLForBuild
 from buildbot.steps.worker import CompositeStepMixin
 from twisted.internet import threads
@@ -60,6 +60,7 @@ class WheelwrightStep(buildstep.ShellMixin, CompositeStepMixin, buildstep.BuildS
     flunkOnFailure = True
     warnOnWarnings = True
     warned = False  # set when a broken configuration file gave way to its last good version
+    build_summary: str | None = None  # what the build as a whole did, when this step says it
 
     def __init__(self, farm=None, **kwargs):
         # Buildbot prints a command's whole environment atop its log unless told not to.
@@ -71,6 +72,21 @@ class WheelwrightStep(buildstep.ShellMixin, CompositeStepMixin, buildstep.BuildS
         kwargs.setdefault("doStepIf", pure_wheel_not_published)
         super().__init__(**kwargs)
         self.farm = farm
+
+    @property
+    def subject(self) -> str:
+        """What the build is about, as its summary names it."""
+        return " ".join(filter(None, (self.package, self.wheel_version)))
+
+    def getResultSummary(self) -> dict[str, str]:
+        # The build's summary (waterfall, builder and build pages) names the package and version,
+        # and what became of it: this step's word on the build, or its reason for failing.
+        summary = super().getResultSummary()
+        failed = self.results in (FAILURE, EXCEPTION) and self.descriptionDone
+        said = self.build_summary or (" ".join(self.descriptionDone) if failed else None)
+        if said:
+            summary["build"] = f"{self.subject}: {said}"
+        return summary
 
     @property
     def package(self) -> str:

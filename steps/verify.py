@@ -45,6 +45,7 @@ class VerifyReproducible(WheelwrightStep):
         self.setProperty("reproducible", reproducible, self.name)
         if reproducible:
             self.descriptionDone = ["reproducible, bit for bit"]
+            self.build_summary = "reproducible, bit for bit"
             return SUCCESS
         differing = sorted({m for _, c in outcomes for m in c.differing + c.only_published + c.only_rebuilt})
         self.setProperty("differing_members", differing, self.name)

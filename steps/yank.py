@@ -34,4 +34,5 @@ class YankVersion(WheelwrightStep):
         except UploadError as exc:
             return await self.fail(str(exc))
         self.descriptionDone = [f"{'unyanked' if unyank else 'yanked'} {', '.join(answer['files'])}"[:200]]
+        self.build_summary = self.descriptionDone[0]
         return SUCCESS

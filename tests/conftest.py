@@ -49,7 +49,7 @@ def running_farm(tmp_path_factory, upstream):
     under_test = FarmUnderTest(state)
     os.environ["DEPLOY_TOKEN"] = CANARY
     try:  # a farm that came up halfway is stopped too
-        under_test.cli("up", "--upstream", upstream.url, "--ui-port", str(free_port()),
+        under_test.cli("up", "--upstream", upstream.url, "--pools", "local,aarch64", "--ui-port", str(free_port()),
                        "--worker-port", str(free_port()), "--index-port", str(free_port()))
         yield under_test
     finally:

@@ -19,6 +19,7 @@ from tests.conftest import install_and_run, wheel_index_has
 from tests.farm import DEFAULT_BUILDER, http_get
 from tests.sdists import Listener, c_extension_sdist, calling_out_sdist, flit_sdist, pkg_info, setuptools_sdist, write_sdist
 from tests.wheels import make_wheel
+from wheelwright.master.farm import Farm
 
 
 def test_build_backends_build_themselves_into_the_empty_index(backends):
@@ -251,8 +252,10 @@ def test_force_form_asks_for_package_and_version(farm):
 
     fields = set(names(scheduler["all_fields"]))
     assert {"package", "version"} <= fields
+    # the tests' farms add the remote aarch64 pool, as an operator would
     assert set(scheduler["builder_names"]) == {f"{arch}-cp{v}" for arch in ("x86_64", "aarch64")
                                                for v in ("310", "311", "312", "313")}
+    assert Farm(root=farm.state).pools == ["local"]  # the embedded default: what runs here
 
 
 def test_the_force_form_refuses_a_bad_version_clearly(farm):
