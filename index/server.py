@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
+import html
 import json
 import logging
 import os
@@ -28,6 +29,7 @@ from pathlib import Path
 
 import multipart
 from packaging.utils import canonicalize_name
+from packaging.version import Version
 from twisted.internet import reactor, threads
 from twisted.web import http, resource, server, static
 
@@ -106,6 +108,44 @@ class SimpleRoot(Listing):
         if not (directory / "index.json").exists():
             return resource.NoResource("no such project")
         return ProjectListing(directory)
+
+
+class HumanPages(resource.Resource):
+    """GET /project/NAME/: a page for people, beside the PEP 503/691 pages installers read: each
+    version's files with the build that made each, yanks and rebuilds marked."""
+
+    isLeaf = True
+
+    def __init__(self, store: IndexStore):
+        super().__init__()
+        self.store = store
+
+    def render_GET(self, request):
+        name = (request.postpath or [b""])[0].decode("utf-8", "replace")
+        manifest = self.store.files(canonicalize_name(name)) if PROJECT_NAME.fullmatch(name) else {}
+        if not manifest:
+            return resource.NoResource("no such project").render(request)
+        request.setHeader("content-type", "text/html; charset=utf-8")
+        return human_page(canonicalize_name(name), manifest).encode()
+
+
+def human_page(project: str, manifest: dict) -> str:
+    rows = []
+    for entry in sorted(manifest.values(), key=lambda e: (Version(e["version"]), e["filename"]), reverse=True):
+        made = entry.get("provenance", {})
+        by = (f'<a href="{html.escape(made["build_url"])}">build {made.get("build_number")} of '
+              f'{html.escape(str(made.get("builder")))}</a>' if made.get("build_url") else
+              "seeded" if made.get("seeded") else "")
+        marks = ([f"yanked: {entry['yanked']}"] if entry.get("yanked") else []) + (
+            [f"rebuild ({made['bump']}, {made.get('bump_number')})"] if made.get("bump") else [])
+        marks = "".join(f" <b>{html.escape(str(mark))}</b>" for mark in marks)
+        link = f"../../simple/{project}/{html.escape(entry['filename'])}"
+        rows.append(f"<tr><td>{html.escape(entry['version'])}</td><td><a href=\"{link}\">{html.escape(entry['filename'])}"
+                    f"</a>{marks}</td><td>{entry['upload-time']}</td><td>{by}</td>"
+                    f"<td><a href=\"{link}.provenance.json\">provenance</a> <a href=\"{link}.freeze.txt\">freeze</a></td></tr>")
+    return (f"<!DOCTYPE html>\n<html><head><title>{project}</title></head><body><h1>{project}</h1>\n"
+            "<table><tr><th>version</th><th>file</th><th>published</th><th>made by</th><th></th></tr>\n"
+            + "\n".join(rows) + "\n</table></body></html>\n")
 
 
 class HashLookup(resource.Resource):
@@ -381,6 +421,7 @@ def make_site(root: Path, users: Path) -> server.Site:
     top.putChild(b"yank", Yank(stores["wheels"]))
     top.putChild(b"verification", Verification(stores["wheels"]))
     top.putChild(b"by-sha256", HashLookup(stores["wheels"]))
+    top.putChild(b"project", HumanPages(stores["wheels"]))
     top.putChild(b"legacy", upload)
     top.putChild(b"", upload)
     site = server.Site(top, requestFactory=GuardedRequest)

@@ -83,7 +83,7 @@ def make_app(farm) -> Flask:
         queue = read_queue(farm.review_queue)
         return render_template("dashboard.html", projects=projects, builders=wheel_builders, recent=recent[:20],
                                queue=queue, releng=releng, token=csrf(info) if releng else "",
-                               waiting=read_queue(farm.review_waiting), who=info.get("email"))
+                               waiting=read_queue(farm.review_waiting), index_root=farm.index_root)
 
     @app.route("/find")
     def find():

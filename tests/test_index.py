@@ -242,3 +242,17 @@ def installed(index_host: str, venv: Path, installer: str, requirement: str) -> 
                    env=clean_pip_env())
     return subprocess.run([python, "-c", "import importlib.metadata as m; print(m.version('yanky'))"],
                           capture_output=True, text=True, check=True).stdout.strip()
+
+
+def test_the_index_has_a_page_for_people_beside_the_ones_installers_read(index_host, tmp_path):
+    wheel = make_wheel(tmp_path, "shown", "1.0")
+    upload(index_host + "legacy/", "uploader", "s3cret", wheel,
+           provenance={"build_url": "http://ui/#/builders/3/builds/7", "build_number": 7, "builder": "x86_64-cp311"})
+    yank(index_host + "yank/", "uploader", "s3cret", "shown", "1.0", "broken <b>")
+    _, page, _ = get(index_host + "project/shown/")
+    assert b'<a href="http://ui/#/builders/3/builds/7">build 7 of x86_64-cp311</a>' in page
+    assert b"yanked: broken &lt;b&gt;" in page
+    ctype, _, _ = get(index_host + "simple/shown/", JSON)
+    assert ctype == JSON  # installers' pages as they were
+    with pytest.raises(urllib.error.HTTPError, match="404"):
+        get(index_host + "project/nothing-here/")
