@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import getpass
 import json
@@ -30,6 +31,8 @@ from functools import reduce
 from pathlib import Path
 
 import requests
+import rich.console
+import rich.progress
 from buildbot.process.results import SKIPPED, SUCCESS, WARNINGS, Results, worst_status
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
@@ -187,9 +190,9 @@ class Api:
         workers = self.get(f"builders/{builderid}/workers")["workers"]
         return any(w["connected_to"] for w in workers)
 
-    def wait(self, brid: int, poll: float = 0.2, follow: str | None = None) -> dict:
+    def wait(self, brid: int, poll: float = 0.2, follow: str | None = None, show=None) -> dict:
         """The build of a request once it is complete; with follow, that log of its step is
-        copied to stderr as it grows."""
+        copied to stderr as it grows; show(text) is told which step it is in."""
         shown = 0
         while True:
             request = self.get(f"buildrequests/{brid}")["buildrequests"][0]
@@ -197,9 +200,18 @@ class Api:
                 shown = self.copy_log(brid, follow, shown)
             if request["complete"]:
                 break
+            if show:
+                show(self.current_step(brid))
             time.sleep(poll)
         builds = self.get(f"buildrequests/{brid}/builds")["builds"]
         return builds[-1] if builds else {}
+
+    def current_step(self, brid: int) -> str:
+        builds = self.get(f"buildrequests/{brid}/builds")["builds"]
+        if not builds:
+            return "queued"
+        running = [s for s in self.get(f"builds/{builds[-1]['buildid']}/steps")["steps"] if not s["complete"]]
+        return f"{running[-1]['name']}: {running[-1]['state_string']}" if running else builds[-1]["state_string"]
 
     def describe(self, farm: Farm, build: dict) -> dict:
         if not build:
@@ -224,6 +236,20 @@ class Api:
         }
 
 
+@contextlib.contextmanager
+def progress(what: str):
+    """On a terminal, a line on stderr that says which step a build is in (rich); elsewhere
+    nothing (scripts read the JSON result, and logs the progress log)."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    with rich.progress.Progress(rich.progress.SpinnerColumn(), rich.progress.TextColumn("{task.description}"),
+                                rich.progress.TimeElapsedColumn(), console=rich.console.Console(stderr=True),
+                                transient=True) as bar:
+        task = bar.add_task(what)
+        yield lambda text: bar.update(task, description=f"{what}: {text}")
+
+
 def cmd_build(args) -> int:
     farm = _farm(args)
     package, version = parse_pin(args.pin)
@@ -236,7 +262,9 @@ def cmd_build(args) -> int:
     builds = []
     for builderid, brid in requests_by_builder.items():
         if api.has_worker(int(builderid)):
-            builds.append(api.describe(farm, api.wait(brid)))
+            name = api.get(f"builders/{builderid}")["builders"][0]["name"]
+            with progress(f"{package} {version} on {name}") as show:
+                builds.append(api.describe(farm, api.wait(brid, show=show)))
         else:
             # Queued until one of its pool's workers connects; waiting here could take forever.
             name = api.get(f"builders/{builderid}")["builders"][0]["name"]
@@ -271,7 +299,8 @@ def cmd_bootstrap(args) -> int:
     if not args.wait:
         print(json.dumps({"buildrequest": brid}))
         return 0
-    build = api.wait(brid, follow="progress")
+    with progress(f"bootstrap {' '.join(args.requirements)}") as show:
+        build = api.wait(brid, follow="progress", show=show)
     outcome = api.property(build, "bootstrap_outcome") or {}
     print(json.dumps({"build_url": build_url(farm, build), "result": Results[build["results"]], **outcome,
                       **({} if outcome else {"failed_steps": api.describe(farm, build)["failed_steps"]})}, indent=2))

@@ -84,6 +84,10 @@ class BootstrapTree(WheelwrightStep):
         built, failed, not_built, durations, discovered = {}, {}, {}, {}, {}
         first = bootstrap.priorities(self.nodes, history)
         while pending or running:
+            # the step's summary is the tree's progress (the UI and `wheelwright bootstrap --wait` show it)
+            self.description = [f"{len(built)} of {len(bootstrap.buildable(self.nodes))} built, {len(running)} building"
+                                + (f", {len(failed)} failed" if failed else "")]
+            self.updateSummary()
             for key, node in list(pending.items()):
                 if blocked := node.needs & (failed.keys() | not_built.keys()):
                     not_built[key] = f"needs {', '.join(sorted(blocked))}"
