@@ -12,7 +12,7 @@ SDIST_CACHE := tests/.cache/sdists
 # Debian packages the tests need: the container engine for the latent-worker tests (podman, with
 # runc and catatonit) and debootstrap to make their worker image; patch and gcc for builds;
 # bubblewrap, the sandbox every build's own code runs in; ninja and patchelf for meson-python.
-SYSTEM_PACKAGES := podman runc catatonit debootstrap patch gcc bubblewrap ninja-build patchelf git chromium chromium-driver
+SYSTEM_PACKAGES := podman runc catatonit debootstrap patch gcc bubblewrap ninja-build patchelf git chromium chromium-driver graphviz
 
 .PHONY: up down test install system-packages bench
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+import subprocess
 from pathlib import Path
 
 from buildbot.process.results import statusToString
@@ -107,6 +108,18 @@ def make_app(farm) -> Flask:
             return redirect(lookup.file_url(farm.index_url, *found) + ".provenance.json")
         return redirect(f"{farm.ui_url}#/builders/{builderid}/builds/{made_by['build_number']}")
 
+    @app.route("/tree/<int:builderid>/<int:number>.svg")
+    def bootstrap_tree(builderid: int, number: int):
+        """A bootstrap's tree (Graphviz), each package coloured by its result and linked to its build."""
+        builds = api("builders", builderid, "builds", number)
+        if not builds:
+            abort(404)
+        outcome = api("builds", builds["buildid"], "properties").get("bootstrap_outcome", [None])[0]
+        if not outcome:
+            abort(404, "that bootstrap has no tree yet")
+        svg = subprocess.run(["dot", "-Tsvg"], input=tree_dot(outcome), capture_output=True, text=True, check=True)
+        return svg.stdout, 200, {"Content-Type": "image/svg+xml"}
+
     @app.route("/review", methods=["POST"])
     def review():
         """Approve or reject a project of the review queue: release engineers only."""
@@ -130,6 +143,22 @@ def make_app(farm) -> Flask:
         return redirect(f"{farm.ui_url}#/{NAME}")
 
     return app
+
+
+COLOURS = {"built": "palegreen", "failed": "salmon", "not_built": "lightgrey"}
+
+
+def tree_dot(outcome: dict) -> str:
+    """A bootstrap's plan and outcome in Graphviz's language: each package after what it needs."""
+    state = {key: kind for kind in COLOURS for key in outcome.get(kind, {})}
+    lines = ["digraph tree {", "  rankdir=BT; node [shape=box, style=filled, fontname=Helvetica];"]
+    for node in outcome.get("plan", []):
+        key = node["key"]
+        urls = outcome.get("built", {}).get(key) or []
+        link = f', URL="{urls[0]}", target="_top"' if urls else ""
+        lines.append(f'  "{key}" [fillcolor={COLOURS.get(state.get(key), "white")}{link}];')
+        lines += [f'  "{key}" -> "{need}";' for need in node.get("after", [])]
+    return "\n".join([*lines, "}"]) + "\n"
 
 
 def _file(farm, project: str, entry: dict) -> dict:

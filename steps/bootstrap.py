@@ -24,6 +24,7 @@ from twisted.internet import defer, threads
 from wheelwright.index.lookup import IndexUnreachable
 from wheelwright.index.upstream import SourceError
 from wheelwright.master import bootstrap
+from wheelwright.master.dashboard import NAME as DASHBOARD
 from wheelwright.steps.tool import WheelwrightStep, count
 
 TRIGGER_PREFIX = "bootstrap-"
@@ -59,6 +60,9 @@ class BootstrapTree(WheelwrightStep):
         outcome = await self.drive(builders)
         await self.keep_plan(nodes)
         self.setProperty("bootstrap_outcome", {"plan": planned, **outcome}, self.name)
+        builderid = await self.master.data.updates.findBuilderId(self.getProperty("buildername"))
+        await self.addURL("the tree (picture)", f"{self.farm.ui_url}plugins/wsgi_dashboards/{DASHBOARD}/tree/"
+                                                f"{builderid}/{self.build.number}.svg")
         self.descriptionDone = [f"{count(len(outcome['built']), 'package')} built"
                                 + (f", {len(outcome['failed'])} failed" if outcome["failed"] else "")
                                 + (f", {len(outcome['not_built'])} skipped" if outcome["not_built"] else "")]

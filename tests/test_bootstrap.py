@@ -10,7 +10,7 @@ from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 
 from tests.conftest import install_and_run
-from tests.farm import DEFAULT_BUILDER
+from tests.farm import DEFAULT_BUILDER, http_get
 from tests.sdists import Upstream, free_port, pkg_info, pyproject, setuptools_sdist, write_sdist
 from tests.wheels import make_wheel
 from wheelwright.index.upload import upload
@@ -151,6 +151,12 @@ def test_a_tree_is_built_bottom_up_and_installs_from_our_index(backends, upstrea
     logs = backends.logs("bootstrap", tree_build["number"])
     assert '"key": "bs-top==1.0"' in logs and "bs-top==1.0 built (4 of 4)" in logs
     assert result["build_url"].endswith(f"/builds/{tree_build['number']}")
+    assert tree_build["state_string"] == "bootstrap bs-top==1.0: 4 packages built"
+    # its tree as a picture (Graphviz), linked from the build: each package green and linked to its build
+    status, svg, ctype = http_get(f"{backends.status['ui']}plugins/wsgi_dashboards/packages/tree/"
+                                  f"{tree_build['builderid']}/{tree_build['number']}.svg")
+    assert status == 200 and ctype == "image/svg+xml" and svg.count(b'fill="palegreen"') == 4, svg[:300]
+    assert b"bs-top==1.0" in svg and result["built"]["bs-leaf==1.0"][0].encode() in svg
     builds = {b["properties"]["package"][0]: b for b in backends.api("builds?property=package")["builds"]
               if b["properties"].get("package", [""])[0].startswith("bs-")}
     for project, needs in (("bs-mid", ["bs-leaf"]), ("bs-top", ["bs-mid", "bs-tool"])):
