@@ -67,6 +67,8 @@ HOSTILE_SDISTS = {
         p, [("evil-1.0/up", b"", "symlink:.."), ("evil-1.0/up/escaped", b"x", "file")]),
     "a chain of links out": lambda p: tar_sdist(
         p, [("evil-1.0/x/up", b"", "symlink:.."), ("evil-1.0/y", b"", "symlink:x/up/../..")]),
+    "a link loop (found by the fuzzer)": lambda p: tar_sdist(
+        p, [("evil-1.0/a", b"", "symlink:b"), ("evil-1.0/b", b"", "symlink:a")]),
     "hardlink out": lambda p: tar_sdist(p, [("evil-1.0/hard", b"", "hardlink:/etc/passwd")]),
     "device file": lambda p: tar_sdist(p, [("evil-1.0/dev", b"", "chr")]),
     "fifo": lambda p: tar_sdist(p, [("evil-1.0/fifo", b"", "fifo")]),

@@ -56,6 +56,12 @@ def _check_links_inside(into: Path) -> None:
     for path in into.rglob("*"):
         if path.is_symlink():
             top = (into / path.relative_to(into).parts[0]).resolve()
+            try:
+                path.resolve(strict=True)
+            except FileNotFoundError:
+                pass  # a dangling link leads nowhere: checked as a path below
+            except (RuntimeError, OSError):  # ELOOP: the link (or a chain of them) leads to itself
+                raise ToolError(f"{path.relative_to(into)} is a link that leads to itself; refused") from None
             target = Path(os.path.realpath(path))
             if target != top and top not in target.parents:
                 raise ToolError(f"{path.relative_to(into)} is a link that leads outside the sdist; refused")
