@@ -43,7 +43,7 @@ def assemble(basedir: str) -> dict:
         "www": {
             "port": f"tcp:{farm.ui_port}:interface={farm.host}",
             "plugins": {"waterfall_view": {}, "console_view": {}, "grid_view": {}, "wsgi_dashboards": [
-                {"name": DASHBOARD, "caption": "Packages", "app": make_app(farm), "order": 1, "icon": "cubes"}]},
+                {"name": DASHBOARD, "caption": "Packages", "app": make_app(farm), "order": 1, "icon": "cube"}]},
             **www_auth(farm.www_users),
         },
         "db": {"db_url": "sqlite:///state.sqlite"},

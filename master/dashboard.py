@@ -59,7 +59,7 @@ def make_app(farm) -> Flask:
         builders = {b["builderid"]: b["name"] for b in api("builders")}
         wheel_builders = sorted(n for n in builders.values() if "-cp" in n)
         latest: dict[tuple[str, str, str], dict] = {}
-        recent = []
+        recent, durations = [], {}
         for build in api("builds", order=["-buildid"], limit=RECENT, fields=None):
             props = api("builds", build["buildid"], "properties")
             package = props.get("package", [None])[0]
@@ -71,13 +71,18 @@ def make_app(farm) -> Flask:
                      "url": f"#/builders/{build['builderid']}/builds/{build['number']}",
                      "wheels": props.get("wheel_urls", [[]])[0]}
             latest.setdefault((canonicalize_name(package), version, build["builder"]), build)
+            if build["complete"]:
+                durations.setdefault(canonicalize_name(package), []).insert(
+                    0, (build["complete_at"] - build["started_at"]).total_seconds())
             if build["wheels"]:
                 recent.append(build)
         projects = []
         for project in lookup.projects(farm.index_url):
             files = (lookup.listing(farm.index_url, project) or {}).get("files", [])
             versions = sorted({str(parse_wheel_filename(f["filename"])[1]) for f in files}, reverse=True)
-            projects.append({"name": project, "versions": [{
+            projects.append({"name": project, "durations": bars(durations.get(project, [])),
+                             "sizes": bars([f["size"] for f in sorted(files, key=lambda f: f["upload-time"])]),
+                             "versions": [{
                 "version": v, "files": [_file(farm, project, f) for f in files
                                         if str(parse_wheel_filename(f["filename"])[1]) == v],
                 "cells": [latest.get((project, v, b)) for b in wheel_builders]} for v in versions]})
@@ -143,6 +148,17 @@ def make_app(farm) -> Flask:
         return redirect(f"{farm.ui_url}#/{NAME}")
 
     return app
+
+
+def bars(values: list[float], width: int = 120, height: int = 24) -> str:
+    """A small bar chart (inline SVG) of values, oldest first."""
+    values = values[-30:]
+    if not values:
+        return ""
+    top, step = max(values) or 1, width / len(values)
+    rects = "".join(f'<rect x="{i * step:.1f}" y="{height - v / top * height:.1f}" width="{max(step - 1, 1):.1f}" '
+                    f'height="{v / top * height:.1f}"><title>{v:g}</title></rect>' for i, v in enumerate(values))
+    return f'<svg width="{width}" height="{height}" fill="steelblue">{rects}</svg>'
 
 
 COLOURS = {"built": "palegreen", "failed": "salmon", "not_built": "lightgrey"}

@@ -60,11 +60,13 @@ class PackageChanges:
     def addBuildsetForSourceStampsWithDefaults(self, reason, sourcestamps=None, waited_for=False, properties=None,
                                                builderNames=None, priority=None, **kw):
         package, version = (properties.getProperty(p) if properties else None for p in ("package", "version"))
-        if sourcestamps or not package:
+        # The force form's codebase is empty (NO_SOURCE): only a real source stamp is kept as given.
+        if any(ss.get("revision") or ss.get("repository") for ss in sourcestamps or []) or not package:
             return (yield super().addBuildsetForSourceStampsWithDefaults(
                 reason, sourcestamps, waited_for, properties, builderNames, priority, **kw))
         changeid = yield self.master.data.updates.addChange(
-            author=properties.getProperty("owner") or self.name, comments=reason, project=package,
+            author=properties.getProperty("owner") or self.name, comments=f"{package} {version or 'latest'}: {reason}",
+            project=package,
             revision=version or "latest", category=self.change_category, repository="", branch=None,
             codebase="", properties={})
         return (yield self.addBuildsetForChanges(waited_for=waited_for, reason=reason, changeids=[changeid],
