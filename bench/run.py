@@ -28,8 +28,8 @@ from tests.wheels import make_wheel  # noqa: E402
 from wheelwright.index.store import IndexStore, sha256_of  # noqa: E402
 from wheelwright.master.bootstrap import Node, lower_bound  # noqa: E402
 from wheelwright.master.changesource import Changelog, releases  # noqa: E402
-from wheelwright.master.upstreamwatch import decide, fetch_page  # noqa: E402
 from wheelwright.master.farm import Farm  # noqa: E402
+from wheelwright.master.upstreamwatch import decide, fetch_page  # noqa: E402
 from wheelwright.workers.tool import clean_pip_env  # noqa: E402
 
 

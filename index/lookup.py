@@ -19,13 +19,11 @@ class IndexUnreachable(Exception):
     pass
 
 
-def listing(index_url: str, project: str) -> dict | None:
-    """Our index's PEP 691 listing of project (None if it has no such project)."""
-    url = f"{index_url.rstrip('/')}/{canonicalize_name(project)}/"
-    request = urllib.request.Request(url, headers={"Accept": JSON_CONTENT_TYPE})
+def _read(index_url: str, url: str, accept: str = JSON_CONTENT_TYPE) -> bytes | None:
+    """What our index serves at url (None for a 404); IndexUnreachable when it cannot say."""
     try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return json.load(response)
+        with urllib.request.urlopen(urllib.request.Request(url, headers={"Accept": accept}), timeout=60) as response:
+            return response.read()
     except urllib.error.HTTPError as exc:
         if exc.code == 404:
             return None
@@ -34,11 +32,15 @@ def listing(index_url: str, project: str) -> dict | None:
         raise IndexUnreachable(f"our index at {index_url} cannot be reached: {exc.reason}") from None
 
 
+def listing(index_url: str, project: str) -> dict | None:
+    """Our index's PEP 691 listing of project (None if it has no such project)."""
+    found = _read(index_url, f"{index_url.rstrip('/')}/{canonicalize_name(project)}/")
+    return None if found is None else json.loads(found)
+
+
 def projects(index_url: str) -> list[str]:
     """The projects our index has (its PEP 691 project list)."""
-    request = urllib.request.Request(index_url, headers={"Accept": JSON_CONTENT_TYPE})
-    with urllib.request.urlopen(request, timeout=60) as response:
-        return sorted(p["name"] for p in json.load(response).get("projects", []))
+    return sorted(p["name"] for p in json.loads(_read(index_url, index_url) or b"{}").get("projects", []))
 
 
 def index_versions(index_url: str, project: str) -> list[str] | None:
@@ -101,17 +103,11 @@ def published_pure_wheel(index_url: str, project: str, version: str, build_tag: 
 
 def published_as(index_url: str, sha256: str) -> tuple[str, str] | None:
     """(project, filename) of the file our index published with that sha256, if any."""
-    url = urllib.parse.urljoin(index_url, f"../by-sha256/{sha256}")
-    try:
-        with urllib.request.urlopen(url, timeout=60) as response:
-            project, _, filename = response.read().decode().partition("/")
-            return project, filename
-    except urllib.error.HTTPError as exc:
-        if exc.code == 404:
-            return None
-        raise IndexUnreachable(f"our index answered {exc.code} for {url}") from None
-    except urllib.error.URLError as exc:
-        raise IndexUnreachable(f"our index at {index_url} cannot be reached: {exc.reason}") from None
+    found = _read(index_url, urllib.parse.urljoin(index_url, f"../by-sha256/{sha256}"), "text/plain")
+    if found is None:
+        return None
+    project, _, filename = found.decode().partition("/")
+    return project, filename
 
 
 def file_url(index_url: str, project: str, filename: str) -> str:

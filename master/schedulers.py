@@ -20,8 +20,8 @@ from wheelwright.master.changesource import CATEGORY as UPSTREAM_RELEASE
 from wheelwright.master.changesource import SCHEDULER as UPSTREAM_SCHEDULER
 from wheelwright.master.farm import FORCE_SCHEDULER, Farm
 from wheelwright.master.lastgood import ConfigError
-from wheelwright.master.verify import NothingToVerify, plan_verify
 from wheelwright.master.settingschanges import CATEGORY as SETTINGS_CHANGE
+from wheelwright.master.verify import NothingToVerify, plan_verify
 from wheelwright.steps.bootstrap import TRIGGER_PREFIX
 
 BOOTSTRAP_SCHEDULER = "bootstrap"

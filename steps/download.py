@@ -10,8 +10,8 @@ from twisted.internet import threads
 from wheelwright.index.lookup import IndexUnreachable, published_pure_wheel
 from wheelwright.index.upload import UploadError
 from wheelwright.index.upstream import SourceError
-from wheelwright.master.farm import UPLOAD_SECRET, UPLOAD_USER
 from wheelwright.master.changesource import SCHEDULER as UPSTREAM_SCHEDULER
+from wheelwright.master.farm import UPLOAD_SECRET, UPLOAD_USER
 from wheelwright.master.lastgood import ConfigError
 from wheelwright.master.review import queue_for_review
 from wheelwright.master.scan import scanned

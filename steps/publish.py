@@ -121,8 +121,9 @@ class UpdateIndex(WheelwrightStep):
         builds = await threads.deferToThread(builds_to_force, self.farm, self.package, self.getProperty("buildername"),
                                              pure)
         for build in builds:
-            await self.master.scheduler_manager.namedServices[FORCE_SCHEDULER].force("wheelwright", builderNames=[build["builder"]], package=build["package"],
-                                  version=build["version"], reason=f"{self.package} approved and published")
+            await self.master.scheduler_manager.namedServices[FORCE_SCHEDULER].force(
+                "wheelwright", builderNames=[build["builder"]], package=build["package"], version=build["version"],
+                reason=f"{self.package} approved and published")
         if builds:
             await self.addCompleteLog("after-review", "".join(
                 f"forced again: {b['package']} {b['version']} on {b['builder']}\n" for b in builds))
@@ -145,7 +146,8 @@ class UpdateIndex(WheelwrightStep):
             dist = parse_distribution_filename(filename)
         except PublishError as exc:
             return str(exc)
-        if dist.kind != "wheel" or dist.project != canonicalize_name(self.package) or Version(dist.version) != Version(self.wheel_version):
+        if (dist.kind != "wheel" or dist.project != canonicalize_name(self.package)
+                or Version(dist.version) != Version(self.wheel_version)):
             return f"{filename} is not a wheel of {self.package} {self.wheel_version}; not published"
         if build_number(filename) != self.build_tag:
             return f"{filename} does not carry this build's number ({self.build_tag or 'none'}); not published"

@@ -21,7 +21,8 @@ class BuildWheel(WheelwrightStep):
         result = await self.run_tool(
             "wheel", "--python", self.python, "--env-python", self.getProperty("build_env_python"), "--src", SRC_DIR,
             "--dist", DIST_DIR, "--project", self.package, "--version", self.version, "--wheel-version",
-            self.wheel_version, "--frontend", settings.build_frontend, *(["--build-tag", str(self.build_tag)] if self.build_tag else []), *self.limits)
+            self.wheel_version, "--frontend", settings.build_frontend,
+            *(["--build-tag", str(self.build_tag)] if self.build_tag else []), *self.limits)
         if "error" in result:
             return await self.fail(result["error"])
         self.setProperty("build_frontend", settings.build_frontend, self.name)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from packaging.specifiers import SpecifierSet
 from buildbot.process.properties import Properties
+from packaging.specifiers import SpecifierSet
 
 from wheelwright.master.builders import container_image
 from wheelwright.master.cli import parse_pin

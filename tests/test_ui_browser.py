@@ -21,7 +21,21 @@ from tests.sdists import setuptools_sdist
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "test-output" / "screenshots"
 
 
-def browser(farm, logged_in: bool):
+@pytest.fixture
+def browser(backends):
+    """Opens a browser on the farm (logged in as a release engineer, or not); closes them after."""
+    opened = []
+
+    def open_one(logged_in: bool):
+        opened.append(chromium(backends, logged_in))
+        return opened[-1]
+
+    yield open_one
+    for driver in opened:
+        driver.quit()
+
+
+def chromium(farm, logged_in: bool):
     options = webdriver.ChromeOptions()
     for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1600,1200"):
         options.add_argument(argument)
@@ -56,61 +70,49 @@ def built(backends, upstream, tmp_path_factory):
     return shown
 
 
-def test_a_release_engineer_finds_a_wheel_by_sha256_and_lands_on_its_build(backends, built):
-    driver = browser(backends, logged_in=True)
-    try:
-        driver.get(backends.status["ui"] + "#/packages")
-        wait(driver, ready.presence_of_element_located((By.CSS_SELECTOR, '#packages tr[data-project="ui-shown"]')))
-        shot(driver, "dashboard")
-        wheel = built["wheels"][0]
-        sha256 = json.loads(backends.cli("which", "ui-shown==1.0").stdout)["sha256"]
-        field = driver.find_element(By.CSS_SELECTOR, "#find-wheel input[name=q]")
-        field.send_keys(sha256)
-        field.submit()
-        wait(driver, ready.url_contains(f"/builds/{built['number']}"))
-        wait(driver, ready.text_to_be_present_in_element((By.TAG_NAME, "body"), f"ui-shown 1.0: published {wheel}"))
-        shot(driver, "build-found-by-sha256")
-    finally:
-        driver.quit()
+def test_a_release_engineer_finds_a_wheel_by_sha256_and_lands_on_its_build(backends, built, browser):
+    driver = browser(logged_in=True)
+    driver.get(backends.status["ui"] + "#/packages")
+    wait(driver, ready.presence_of_element_located((By.CSS_SELECTOR, '#packages tr[data-project="ui-shown"]')))
+    shot(driver, "dashboard")
+    wheel = built["wheels"][0]
+    sha256 = json.loads(backends.cli("which", "ui-shown==1.0").stdout)["sha256"]
+    field = driver.find_element(By.CSS_SELECTOR, "#find-wheel input[name=q]")
+    field.send_keys(sha256)
+    field.submit()
+    wait(driver, ready.url_contains(f"/builds/{built['number']}"))
+    wait(driver, ready.text_to_be_present_in_element((By.TAG_NAME, "body"), f"ui-shown 1.0: published {wheel}"))
+    shot(driver, "build-found-by-sha256")
 
 
-def test_the_console_view_shows_a_forced_builds_package(backends, built):
-    driver = browser(backends, logged_in=False)
-    try:
-        driver.get(backends.status["ui"] + "#/console")
-        wait(driver, ready.text_to_be_present_in_element((By.TAG_NAME, "body"), "ui-shown"))
-        shot(driver, "console")
-        driver.get(backends.status["ui"] + f"#/builders/{DEFAULT_BUILDER}")
-        shot(driver, "builder")
-    finally:
-        driver.quit()
+def test_the_console_view_shows_a_forced_builds_package(backends, built, browser):
+    driver = browser(logged_in=False)
+    driver.get(backends.status["ui"] + "#/console")
+    wait(driver, ready.text_to_be_present_in_element((By.TAG_NAME, "body"), "ui-shown"))
+    shot(driver, "console")
+    driver.get(backends.status["ui"] + f"#/builders/{DEFAULT_BUILDER}")
+    shot(driver, "builder")
 
 
-def test_an_anonymous_visitor_sees_the_dashboard_but_no_approve_button(backends, built):
-    driver = browser(backends, logged_in=False)
-    try:
-        driver.get(backends.status["ui"] + "#/packages")
-        wait(driver, ready.presence_of_element_located((By.CSS_SELECTOR, '#review-queue tr[data-project="ui-newdep"]')))
-        assert driver.find_elements(By.CSS_SELECTOR, "button.approve") == []
-        shot(driver, "dashboard-anonymous")
-    finally:
-        driver.quit()
+def test_an_anonymous_visitor_sees_the_dashboard_but_no_approve_button(backends, built, browser):
+    driver = browser(logged_in=False)
+    driver.get(backends.status["ui"] + "#/packages")
+    wait(driver, ready.presence_of_element_located((By.CSS_SELECTOR, '#review-queue tr[data-project="ui-newdep"]')))
+    assert driver.find_elements(By.CSS_SELECTOR, "button.approve") == []
+    shot(driver, "dashboard-anonymous")
 
 
-def test_a_release_engineer_approves_a_queued_project_and_its_build_appears(backends, built):
-    driver = browser(backends, logged_in=True)
-    try:
-        driver.get(backends.status["ui"] + "#/packages")
-        row = wait(driver, ready.presence_of_element_located((By.CSS_SELECTOR, '#review-queue tr[data-project="ui-newdep"]')))
-        row.find_element(By.NAME, "note").send_keys("read it in the browser")
-        shot(driver, "review-queue")
-        row.find_element(By.CSS_SELECTOR, "button.approve").click()
-        wait(driver, ready.url_contains("#/packages"))
-        backends.wait_until_idle()
-        assert "ui-newdep  # approved by wheelwright" in (backends.state / "allowlist.txt").read_text()
-        driver.get(backends.status["ui"] + "#/packages")
-        wait(driver, ready.presence_of_element_located((By.CSS_SELECTOR, '#packages tr[data-project="ui-newdep"]')))
-        wait(driver, ready.presence_of_element_located((By.CSS_SELECTOR, '#packages tr[data-project="ui-waits"]')))
-        shot(driver, "dashboard-after-approval")
-    finally:
-        driver.quit()
+def test_a_release_engineer_approves_a_queued_project_and_its_build_appears(backends, built, browser):
+    driver = browser(logged_in=True)
+    driver.get(backends.status["ui"] + "#/packages")
+    row = wait(driver, ready.presence_of_element_located((By.CSS_SELECTOR, '#review-queue tr[data-project="ui-newdep"]')))
+    row.find_element(By.NAME, "note").send_keys("read it in the browser")
+    shot(driver, "review-queue")
+    row.find_element(By.CSS_SELECTOR, "button.approve").click()
+    wait(driver, ready.url_contains("#/packages"))
+    backends.wait_until_idle()
+    assert "ui-newdep  # approved by wheelwright" in (backends.state / "allowlist.txt").read_text()
+    driver.get(backends.status["ui"] + "#/packages")
+    wait(driver, ready.presence_of_element_located((By.CSS_SELECTOR, '#packages tr[data-project="ui-newdep"]')))
+    wait(driver, ready.presence_of_element_located((By.CSS_SELECTOR, '#packages tr[data-project="ui-waits"]')))
+    shot(driver, "dashboard-after-approval")
