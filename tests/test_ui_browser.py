@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ready
@@ -54,7 +55,11 @@ def shot(driver, name: str) -> None:
 
 
 def wait(driver, condition, timeout: float = 60):
-    return WebDriverWait(driver, timeout).until(condition)
+    try:
+        return WebDriverWait(driver, timeout).until(condition)
+    except TimeoutException:
+        shot(driver, "timed-out")  # what the browser showed instead
+        raise AssertionError(f"timed out at {driver.current_url}: {driver.find_element(By.TAG_NAME, 'body').text[:2000]}")
 
 
 @pytest.fixture(scope="module")
@@ -112,6 +117,7 @@ def test_a_release_engineer_approves_a_queued_project_and_its_build_appears(back
     wait(driver, ready.url_contains("#/packages"))
     backends.wait_until_idle()
     assert "ui-newdep  # approved by wheelwright" in (backends.state / "allowlist.txt").read_text()
+    driver.get("about:blank")  # the dashboard anew, not the one the page already holds
     driver.get(backends.status["ui"] + "#/packages")
     wait(driver, ready.presence_of_element_located((By.CSS_SELECTOR, '#packages tr[data-project="ui-newdep"]')))
     wait(driver, ready.presence_of_element_located((By.CSS_SELECTOR, '#packages tr[data-project="ui-waits"]')))
