@@ -86,8 +86,12 @@ def make_app(farm) -> Flask:
                 "version": v, "files": [_file(farm, project, f) for f in files
                                         if str(parse_wheel_filename(f["filename"])[1]) == v],
                 "cells": [latest.get((project, v, b)) for b in wheel_builders]} for v in versions]})
+        trees = [{"url": f"#/builders/{b['builderid']}/builds/{b['number']}", "summary": b["state_string"],
+                  "picture": f"plugins/wsgi_dashboards/{NAME}/tree/{b['builderid']}/{b['number']}.svg"}
+                 for builder in api("builders") if builder["name"] == "bootstrap"
+                 for b in api("builders", builder["builderid"], "builds", order=["-number"], limit=3) if b["complete"]]
         queue = read_queue(farm.review_queue)
-        return render_template("dashboard.html", projects=projects, builders=wheel_builders, recent=recent[:20],
+        return render_template("dashboard.html", trees=trees, projects=projects, builders=wheel_builders, recent=recent[:20],
                                queue=queue, releng=releng, token=csrf(info) if releng else "",
                                waiting=read_queue(farm.review_waiting), index_root=farm.index_root)
 

@@ -13,7 +13,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import InvalidName, canonicalize_name
 from packaging.version import Version
 
-from wheelwright.master.bootstrap import plan_tree
+from wheelwright.master.bootstrap import buildable, plan_tree
 from wheelwright.master.lastgood import ConfigError, read_last_good
 
 
@@ -117,7 +117,8 @@ def pulled_in(farm, project: str) -> list[str]:
     built that are neither allow-listed nor in our index (read from metadata, building nothing)."""
     allowlist = read_allowlist(farm.allowlist)
     nodes, _ = plan_tree(farm, [project], "", 0)
-    return sorted({n.project for n in nodes.values() if n.project not in allowlist} - {canonicalize_name(project)})
+    return sorted({n.project for n in buildable(nodes).values() if n.project not in allowlist}
+                  - {canonicalize_name(project)})
 
 
 def builds_to_force(farm, project: str, builder: str, pure: bool) -> list[dict]:

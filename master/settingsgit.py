@@ -17,6 +17,7 @@ from typing import ClassVar
 
 from buildbot.changes.gitpoller import GitPoller
 from buildbot.plugins import util
+from buildbot.process.properties import Properties
 from buildbot.schedulers.base import ReconfigurableBaseScheduler
 from packaging.utils import InvalidName
 from twisted.internet import threads
@@ -78,7 +79,7 @@ class SettingsFromGit(ReconfigurableBaseScheduler):
         for project, version, bump in rebuilds:
             await self.addBuildsetForSourceStampsWithDefaults(
                 reason=f"settings or patches changed in {change.revision[:12]}",
-                properties=util.Properties(package=project, version=version, reason="settings or patches changed",
+                properties=Properties(package=project, version=version, reason="settings or patches changed",
                                            settings_commit=change.revision, **bump))
 
     def _checkout_and_plan(self, revision: str, paths: list[str]) -> list[tuple[str, str, dict]]:
