@@ -3,7 +3,6 @@ sent to the worker. Workers never reach upstream themselves."""
 
 from __future__ import annotations
 
-from buildbot.process.properties import Secret
 from buildbot.process.results import SUCCESS
 from twisted.internet import threads
 
@@ -11,23 +10,20 @@ from wheelwright.index.lookup import IndexUnreachable, published_pure_wheel
 from wheelwright.index.upload import UploadError
 from wheelwright.index.upstream import SourceError
 from wheelwright.master.changesource import SCHEDULER as UPSTREAM_SCHEDULER
-from wheelwright.master.farm import UPLOAD_SECRET, UPLOAD_USER
+from wheelwright.master.farm import UPLOAD_USER
 from wheelwright.master.lastgood import ConfigError
 from wheelwright.master.review import queue_for_review
 from wheelwright.master.scan import scanned
 from wheelwright.master.settings import settings_for
 from wheelwright.master.sources import obtain_sdist
-from wheelwright.steps.tool import PURE_WHEEL_PUBLISHED, SDIST_DIR, WheelwrightStep, verifying
+from wheelwright.steps.tool import PURE_WHEEL_PUBLISHED, SDIST_DIR, WritesToIndex, verifying
 
 
-class DownloadSource(WheelwrightStep):
+class DownloadSource(WritesToIndex):
     name = "download-source"
     description = ["downloading source"]
-    renderables = ["upload_password"]
-
-    def __init__(self, upload_password=Secret(UPLOAD_SECRET), **kwargs):
+    def __init__(self, **kwargs):
         super().__init__(doStepIf=True, **kwargs)
-        self.upload_password = upload_password
 
     async def run(self):
         await self.runRmdir(self.workdir, abandonOnFailure=True)

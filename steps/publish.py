@@ -7,7 +7,6 @@ import os
 import re
 from zipfile import BadZipFile
 
-from buildbot.process.properties import Secret
 from buildbot.process.results import SKIPPED, SUCCESS
 from buildbot.util import asyncSleep
 from packaging.tags import Tag
@@ -19,11 +18,11 @@ from wheel.wheelfile import WheelError
 from wheelwright.index.lookup import build_number, file_url, is_pure
 from wheelwright.index.store import PublishError, parse_distribution_filename, sha256_of
 from wheelwright.index.upload import UploadError, upload
-from wheelwright.master.farm import FORCE_SCHEDULER, UPLOAD_SECRET, UPLOAD_USER
+from wheelwright.master.farm import FORCE_SCHEDULER, UPLOAD_USER
 from wheelwright.master.provenance import embed
 from wheelwright.master.review import builds_to_force
 from wheelwright.master.staged import keep, retryable
-from wheelwright.steps.tool import DIST_DIR, WheelwrightStep, count, publishing
+from wheelwright.steps.tool import DIST_DIR, WritesToIndex, count, publishing
 
 MAX_WHEEL_SIZE = 4 << 30
 
@@ -53,14 +52,11 @@ def _cp(python: str) -> str:
     return "cp" + python.replace(".", "")
 
 
-class UpdateIndex(WheelwrightStep):
+class UpdateIndex(WritesToIndex):
     name = "update-index"
     description = ["publishing"]
-    renderables = ["upload_password"]
-
-    def __init__(self, upload_password=Secret(UPLOAD_SECRET), **kwargs):
+    def __init__(self, **kwargs):
         super().__init__(doStepIf=publishing, **kwargs)
-        self.upload_password = upload_password
 
     async def run(self):
         wheels = list(zip(self.getProperty("wheel_filenames"), self.getProperty("wheel_sha256s")))

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 
 from buildbot.process import buildstep, remotecommand, remotetransfer
+from buildbot.process.properties import Secret
 from buildbot.process.results import EXCEPTION, FAILURE, SUCCESS, WARNINGS
 from buildbot.reporters.utils import getURLForBuild
 from buildbot.steps.worker import CompositeStepMixin
 from twisted.internet import threads
 
+from wheelwright.master.farm import UPLOAD_SECRET
 from wheelwright.workers.tool import RESULT_PREFIX
 
 # Paths on the worker, relative to the builder's workdir.
@@ -175,3 +177,14 @@ class WheelwrightStep(buildstep.ShellMixin, CompositeStepMixin, buildstep.BuildS
             writer.purge()
             return False
         return True
+
+
+class WritesToIndex(WheelwrightStep):
+    """A master-side step that writes to the index host (publish, archive, yank, record), with
+    the upload password, a secret only the master holds."""
+
+    renderables = ["upload_password"]
+
+    def __init__(self, upload_password=Secret(UPLOAD_SECRET), **kwargs):
+        super().__init__(**kwargs)
+        self.upload_password = upload_password

@@ -8,27 +8,23 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from buildbot.process.properties import Secret
 from buildbot.process.results import FAILURE, SUCCESS
 from twisted.internet import threads
 
 from wheelwright.index.lookup import IndexUnreachable, provenance
 from wheelwright.index.upload import UploadError, add_verification
-from wheelwright.master.farm import UPLOAD_SECRET, UPLOAD_USER
+from wheelwright.master.farm import UPLOAD_USER
 from wheelwright.master.rebuilddiff import download
 from wheelwright.master.verify import compare
 from wheelwright.steps.publish import MAX_WHEEL_SIZE
-from wheelwright.steps.tool import DIST_DIR, WheelwrightStep, count, verifying
+from wheelwright.steps.tool import DIST_DIR, WritesToIndex, count, verifying
 
 
-class VerifyReproducible(WheelwrightStep):
+class VerifyReproducible(WritesToIndex):
     name = "verify-reproducible"
     description = ["comparing with the published wheel"]
-    renderables = ["upload_password"]
-
-    def __init__(self, upload_password=Secret(UPLOAD_SECRET), **kwargs):
+    def __init__(self, **kwargs):
         super().__init__(doStepIf=verifying, hideStepIf=lambda results, step: not verifying(step), **kwargs)
-        self.upload_password = upload_password
 
     async def run(self):
         scratch = Path(tempfile.mkdtemp(prefix="verify-", dir=self.farm.staging_dir))

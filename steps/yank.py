@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-from buildbot.process.properties import Secret
 from buildbot.process.results import SUCCESS
 from twisted.internet import threads
 
 from wheelwright.index.upload import UploadError
-from wheelwright.master.farm import UPLOAD_SECRET
 from wheelwright.master.yanks import yank_and_log
-from wheelwright.steps.tool import WheelwrightStep
+from wheelwright.steps.tool import WritesToIndex
 
 
-class YankVersion(WheelwrightStep):
+class YankVersion(WritesToIndex):
     name = "yank"
     description = ["yanking"]
-    renderables = ["upload_password"]
-
-    def __init__(self, upload_password=Secret(UPLOAD_SECRET), **kwargs):
+    def __init__(self, **kwargs):
         super().__init__(doStepIf=True, **kwargs)
-        self.upload_password = upload_password
 
     async def run(self):
         unyank = bool(self.getProperty("unyank"))
