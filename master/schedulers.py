@@ -104,27 +104,25 @@ class BuildScheduler(PackageChanges, ForceScheduler):
 
     @defer.inlineCallbacks
     def plan_verify(self, properties):
-        package, version = properties.getProperty("package"), properties.getProperty("version")
-        if not version:
-            raise ValidationError("a verify build needs the version to verify")
-        farm = Farm.load(Path(self.master.basedir).parent)
-        try:
-            return (yield threads.deferToThread(plan_verify, farm.index_url, package, version))
-        except (NothingToVerify, IndexUnreachable) as exc:
-            raise ValidationError(str(exc)) from None
+        planned = yield self._plan(properties, "verify", plan_verify)
+        return planned
 
     @defer.inlineCallbacks
     def plan_rebuild(self, properties):
+        bump, _ = yield self._plan(properties, "rebuild", plan_rebuild, properties.getProperty("bump") or None)
+        return bump
+
+    @defer.inlineCallbacks
+    def _plan(self, properties, what: str, planner, *args):
+        """planner(farm, package, version, *args) in a thread, its refusal a ValidationError."""
         package, version = properties.getProperty("package"), properties.getProperty("version")
         if not version:
-            raise ValidationError("a rebuild needs the version to rebuild")
+            raise ValidationError(f"{what} needs the version to {what}")
         farm = Farm.load(Path(self.master.basedir).parent)
         try:
-            bump, _ = yield threads.deferToThread(plan_rebuild, farm, package, version,
-                                                  properties.getProperty("bump") or None)
-        except (BumpError, IndexUnreachable, ConfigError) as exc:
+            return (yield threads.deferToThread(planner, farm, package, version, *args))
+        except (BumpError, NothingToVerify, IndexUnreachable, ConfigError) as exc:
             raise ValidationError(str(exc)) from None
-        return bump
 
 
 class BuildersParameter(util.StringParameter):

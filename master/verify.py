@@ -30,10 +30,10 @@ class NothingToVerify(Exception):
     pass
 
 
-def plan_verify(index_url: str, project: str, version: str) -> dict:
+def plan_verify(farm, project: str, version: str) -> dict:
     """The properties of a verify build of project==version: its latest build's version, build
     number, and the worker to avoid (the one that built it)."""
-    builds = builds_of(index_url, project, version)
+    builds = builds_of(farm.index_url, project, version)
     if not builds:
         raise NothingToVerify(f"our index has no wheel of {project} {version} to verify: build it")
     latest = builds[-1]
