@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import pty
 import subprocess
 import sys
 import urllib.error
@@ -16,7 +18,7 @@ import pytest
 import requests
 
 from tests.conftest import install_and_run, wheel_index_has
-from tests.farm import DEFAULT_BUILDER, http_get
+from tests.farm import DEFAULT_BUILDER, WHEELWRIGHT, http_get
 from tests.sdists import Listener, c_extension_sdist, calling_out_sdist, flit_sdist, pkg_info, setuptools_sdist, write_sdist
 from tests.wheels import make_wheel
 from wheelwright.master.farm import Farm
@@ -316,3 +318,24 @@ def yank_step(farm, brid: int) -> str:
     (build,) = farm.api(f"buildrequests/{brid}/builds")["builds"]
     steps = farm.api(f"builds/{build['buildid']}/steps")["steps"]
     return {step["name"]: step["state_string"] for step in steps}["yank"]
+
+
+def test_on_a_terminal_build_wait_shows_which_step_the_build_is_in(backends, upstream, tmp_path):
+    upstream.add(setuptools_sdist(tmp_path, "shown-progress", "1.0"))
+    primary, secondary = pty.openpty()  # stderr is a terminal; stdout, for scripts, is not
+    proc = subprocess.Popen([WHEELWRIGHT, "--state", str(backends.state), "build", "shown-progress==1.0", "--builder",
+                             DEFAULT_BUILDER, "--wait"], stdout=subprocess.PIPE, stderr=secondary)
+    os.close(secondary)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(primary, 65536)
+        except OSError:  # the terminal closed: the command is done
+            break
+        if not chunk:
+            break
+        seen += chunk
+    result = json.loads(proc.stdout.read())
+    assert proc.wait() == 0 and result["result"] == "success"
+    assert b"shown-progress 1.0 on " + DEFAULT_BUILDER.encode() in seen
+    assert any(step in seen for step in (b"build-wheel", b"prepare-build-env", b"validate-install-deps")), seen[-500:]
