@@ -106,7 +106,9 @@ def wheel_metadata(path: Path, dist: Distribution) -> tuple[bytes, list[str]]:
         raise PublishError(str(exc)) from None
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes) -> None:
+    """path's new content, whole or not at all, from a temporary file of its own (so concurrent
+    writers never share one)."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
     try:
         with os.fdopen(fd, "wb") as f:
@@ -197,10 +199,10 @@ class IndexStore:
             side_files.update({f"{filename}{suffix}": data for suffix, data in (extra_files or {}).items()})
             try:
                 for name, data in side_files.items():
-                    _write_atomic(project_dir / name, data)
+                    write_atomic(project_dir / name, data)
                 if not relinked:
                     self._link_new(source, target)
-                _write_atomic(project_dir / MANIFEST, json.dumps({**manifest, filename: entry}, indent=1,
+                write_atomic(project_dir / MANIFEST, json.dumps({**manifest, filename: entry}, indent=1,
                                                                  sort_keys=True).encode())
                 self._write_listing(dist.project, {**manifest, filename: entry})
                 self._note_hash(dist.project, entry)
@@ -227,14 +229,14 @@ class IndexStore:
             provenance = manifest[filename].get("provenance", {})
             provenance = {**provenance, "verifications": [*provenance.get("verifications", []), record]}
             manifest[filename] = {**manifest[filename], "provenance": provenance}
-            _write_atomic(project_dir / f"{filename}.provenance.json",
+            write_atomic(project_dir / f"{filename}.provenance.json",
                           json.dumps(provenance, indent=2, sort_keys=True).encode())
-            _write_atomic(project_dir / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True).encode())
+            write_atomic(project_dir / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True).encode())
 
     def _note_hash(self, project: str, entry: dict) -> None:
         path = self.hashes / entry["sha256"]
         if not path.exists():
-            _write_atomic(path, f"{project}/{entry['filename']}".encode())
+            write_atomic(path, f"{project}/{entry['filename']}".encode())
 
     def find_hash(self, sha256: str) -> str | None:
         """"project/filename" of the published file with that sha256, if there is one."""
@@ -253,7 +255,7 @@ class IndexStore:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(project_dir / name)
         if manifest:
-            _write_atomic(project_dir / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True).encode())
+            write_atomic(project_dir / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True).encode())
             self._write_listing(project, manifest)
         else:
             for name in (MANIFEST, "index.json", "index.html"):
@@ -276,7 +278,7 @@ class IndexStore:
             for name in names:
                 entry = {k: v for k, v in manifest[name].items() if k != "yanked"}
                 manifest[name] = {**entry, "yanked": reason} if reason is not None else entry
-            _write_atomic(project_dir / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True).encode())
+            write_atomic(project_dir / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True).encode())
             self._write_listing(project, manifest)
         return sorted(names)
 
@@ -298,7 +300,7 @@ class IndexStore:
                     fixed[name] = self._entry_on_disk(project_dir, name)
                     changes.append(f"{project_dir.name}: {name} was on disk but unlisted; listed")
                 if fixed != manifest:
-                    _write_atomic(project_dir / MANIFEST, json.dumps(fixed, indent=1, sort_keys=True).encode())
+                    write_atomic(project_dir / MANIFEST, json.dumps(fixed, indent=1, sort_keys=True).encode())
                     self._write_listing(project_dir.name, fixed)
                 for entry in fixed.values():  # files published before the index kept their hashes
                     self._note_hash(project_dir.name, entry)
@@ -375,15 +377,15 @@ class IndexStore:
             links.append(f"    <a{attrs}>{html.escape(e['filename'])}</a><br/>")
         versions = sorted({e["version"] for e in entries})
         listing = {"meta": {"api-version": API_VERSION}, "name": project, "versions": versions, "files": files}
-        _write_atomic(project_dir / "index.json", json.dumps(listing, indent=1).encode())
-        _write_atomic(project_dir / "index.html", _html_page(f"Links for {project}", links).encode())
+        write_atomic(project_dir / "index.json", json.dumps(listing, indent=1).encode())
+        write_atomic(project_dir / "index.html", _html_page(f"Links for {project}", links).encode())
 
     def _write_project_list(self) -> None:
         projects = self.projects()
         listing = {"meta": {"api-version": API_VERSION}, "projects": [{"name": p} for p in projects]}
         links = [f'    <a href="{html.escape(p)}/">{html.escape(p)}</a><br/>' for p in projects]
-        _write_atomic(self.simple / "index.json", json.dumps(listing, indent=1).encode())
-        _write_atomic(self.simple / "index.html", _html_page("Simple index", links).encode())
+        write_atomic(self.simple / "index.json", json.dumps(listing, indent=1).encode())
+        write_atomic(self.simple / "index.html", _html_page("Simple index", links).encode())
 
 
 def _same_version(a: str, b: str) -> bool:

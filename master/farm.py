@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -14,6 +13,7 @@ from urllib.parse import urljoin
 
 from pypi_simple import PYPI_SIMPLE_ENDPOINT
 
+from wheelwright.index.store import write_atomic
 from wheelwright.master.bumps import BUMPS
 from wheelwright.master.scan import HOLD_LEVELS
 from wheelwright.workers.pools import POOLS, builder_name
@@ -154,9 +154,7 @@ class Farm:
     def add_bootstrap_durations(self, durations: dict[str, float]) -> None:
         self.bootstrap_durations_file.parent.mkdir(parents=True, exist_ok=True)
         merged = {**self.bootstrap_durations(), **durations}
-        tmp = self.bootstrap_durations_file.with_suffix(f".tmp-{os.getpid()}")
-        tmp.write_text(json.dumps(merged, indent=1, sort_keys=True))
-        os.replace(tmp, self.bootstrap_durations_file)
+        write_atomic(self.bootstrap_durations_file, json.dumps(merged, indent=1, sort_keys=True).encode())
 
     @property
     def upstream_watch_file(self) -> Path:
@@ -165,9 +163,7 @@ class Farm:
     def note_upstream_watch(self, watch: dict) -> None:
         """Say how the master watches the upstream (for `wheelwright status`)."""
         self.logs_dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.upstream_watch_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(watch, indent=2) + "\n")
-        os.replace(tmp, self.upstream_watch_file)
+        write_atomic(self.upstream_watch_file, (json.dumps(watch, indent=2) + "\n").encode())
 
     def save(self) -> None:
         data = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items() if k != "root"}

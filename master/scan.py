@@ -22,6 +22,7 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from wheelwright.index.store import write_atomic
 from wheelwright.workers import sandbox
 from wheelwright.workers.tool import clean_pip_env
 
@@ -112,6 +113,4 @@ def approve(farm, sha256: str, reviewer: str) -> None:
 
 def _keep(path: Path, scan: Scan) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(asdict(scan), indent=2) + "\n")
-    os.replace(tmp, path)
+    write_atomic(path, (json.dumps(asdict(scan), indent=2) + "\n").encode())  # builders scan one sdist at once

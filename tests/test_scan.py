@@ -3,6 +3,8 @@ that hold a release for review."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 from tests.sdists import CACHE, setuptools_sdist
 from wheelwright.index.store import sha256_of
 from wheelwright.master.farm import Farm
@@ -46,3 +48,13 @@ def test_honest_trees_with_threat_like_code_are_medium_not_held_by_default(tmp_p
     for sdist in ("urllib3-2.3.0.tar.gz", "flask-3.1.0.tar.gz", "setuptools-80.9.0.tar.gz"):
         scan = scanned(Farm(root=tmp_path / sdist), CACHE / sdist, sha256_of(CACHE / sdist))
         assert scan.error is None and scan.severe("medium") and not scan.severe("high"), (sdist, scan.findings)
+
+
+def test_builders_scanning_one_sdist_at_once_all_get_its_scan(tmp_path):
+    # The matrix's builders download and scan the same release at the same moment (found in CI).
+    sdist = setuptools_sdist(tmp_path, "popular", "1.0")
+    farm = Farm(root=tmp_path / "farm")
+    with ThreadPoolExecutor(4) as pool:
+        scans = list(pool.map(lambda _: scanned(farm, sdist, sha256_of(sdist)), range(4)))
+    assert all(s.error is None and s.findings == scans[0].findings for s in scans)
+    assert [p.name for p in (farm.root / "scans").iterdir()] == [f"{sha256_of(sdist)}.json"]
