@@ -9,6 +9,7 @@ from __future__ import annotations
 import stat
 import zipfile
 from email.parser import BytesParser
+from pathlib import Path
 
 from installer.exceptions import InstallerError
 from installer.records import parse_record_file
@@ -124,6 +125,16 @@ def _metadata(wheel: WheelFile, filename: str, project: str, version: str) -> tu
     except Exception as exc:  # an ExceptionGroup of every deviation from the spec
         return raw, sorted({str(e) for e in getattr(exc, "exceptions", [exc])})
     return raw, []
+
+
+def check_members(path) -> None:
+    """The checks of a wheel's members alone (safe names, plain files, bounded size): what must
+    hold before a tool of ours reads a wheel a build made, to rewrite or compare it."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            _check_members(zf, Path(path).name)
+    except zipfile.BadZipFile as exc:
+        raise WheelRefused(f"{Path(path).name}: not a zip file ({exc})") from None
 
 
 def check_wheel(path, filename: str, project: str, version: str) -> tuple[bytes, list[str]]:

@@ -17,6 +17,8 @@ from packaging.utils import parse_wheel_filename
 from packaging.version import Version
 from wheel.wheelfile import WheelFile
 
+from wheelwright.index.wheelcheck import check_members
+
 VERSION_HEADER = re.compile(rb"^Version:[ \t]*[^\r\n]*", re.MULTILINE)
 SIGNATURES = ("RECORD.jws", "RECORD.p7s")
 
@@ -39,6 +41,7 @@ def _new_metadata(raw: bytes, version: str) -> bytes:
 def rewrite(wheel: Path, out_dir: Path, *, version: str | None = None, add: dict[str, bytes] | None = None) -> Path:
     """A copy of wheel in out_dir, with the version given and the files of add (named relative to
     .dist-info/) in its .dist-info; returns the copy's path."""
+    check_members(wheel)  # a build made it: no unsafe member, no bomb, before we read it whole
     version = str(Version(version)) if version else None
     target = out_dir / (_renamed(wheel.name, version) if version else wheel.name)
     with WheelFile(wheel) as src:

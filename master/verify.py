@@ -19,6 +19,7 @@ from pathlib import Path
 from packaging.utils import parse_wheel_filename
 
 from wheelwright.index.lookup import build_number
+from wheelwright.index.wheelcheck import check_members
 from wheelwright.master.provenance import is_ours
 from wheelwright.master.rebuilddiff import builds_of
 
@@ -76,6 +77,7 @@ def _text_diff(name: str, old: bytes, new: bytes) -> list[str]:
 
 def compare(published: Path, rebuilt: Path, built_sha256: str | None) -> Comparison:
     """The published wheel against a rebuild of it."""
+    check_members(rebuilt)  # a build made it: no bomb before its members are read
     rebuilt_sha256 = hashlib.sha256(rebuilt.read_bytes()).hexdigest()
     if rebuilt_sha256 == built_sha256:
         return Comparison(True, text=f"reproducible: the rebuild is the wheel the worker built, bit for bit "

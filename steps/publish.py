@@ -18,6 +18,7 @@ from wheel.wheelfile import WheelError
 from wheelwright.index.lookup import build_number, file_url, is_pure
 from wheelwright.index.store import PublishError, parse_distribution_filename, sha256_of
 from wheelwright.index.upload import UploadError, upload
+from wheelwright.index.wheelcheck import WheelRefused
 from wheelwright.master.farm import FORCE_SCHEDULER, UPLOAD_USER
 from wheelwright.master.provenance import embed
 from wheelwright.master.review import builds_to_force
@@ -78,7 +79,7 @@ class UpdateIndex(WritesToIndex):
                 if actual != sha256:
                     return await self.fail(f"{filename}: sha256 on the master is {actual}, the worker reported {sha256}")
                 staged = await threads.deferToThread(embed, built, staging, provenance, freeze or "")
-            except (BadZipFile, WheelError, KeyError, ValueError) as exc:  # a wheel the index would refuse too
+            except (WheelRefused, BadZipFile, WheelError, KeyError, ValueError) as exc:  # the index would refuse it too
                 return await self.fail(f"{filename}: cannot carry its provenance: {exc}")
             finally:
                 built.unlink()

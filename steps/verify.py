@@ -13,6 +13,7 @@ from twisted.internet import threads
 
 from wheelwright.index.lookup import IndexUnreachable, provenance
 from wheelwright.index.upload import UploadError, add_verification
+from wheelwright.index.wheelcheck import WheelRefused
 from wheelwright.master.farm import UPLOAD_USER
 from wheelwright.master.rebuilddiff import download
 from wheelwright.master.verify import compare
@@ -30,7 +31,7 @@ class VerifyReproducible(WritesToIndex):
         scratch = Path(tempfile.mkdtemp(prefix="verify-", dir=self.farm.staging_dir))
         try:
             outcomes = [await self._verify(filename, scratch) for filename in self.getProperty("wheel_filenames")]
-        except (IndexUnreachable, UploadError, OSError) as exc:
+        except (IndexUnreachable, UploadError, OSError, WheelRefused) as exc:
             return await self.fail(f"could not compare: {exc}")
         finally:
             shutil.rmtree(scratch)

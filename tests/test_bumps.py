@@ -11,7 +11,7 @@ import pytest
 from wheel.wheelfile import WheelError
 
 from tests.wheels import make_wheel, record_line, wheel_files, write_wheel
-from wheelwright.index.wheelcheck import check_wheel
+from wheelwright.index.wheelcheck import WheelRefused, check_wheel
 from wheelwright.index.wheeledit import rewrite
 from wheelwright.master.bumps import BumpError, next_bump
 from wheelwright.master.provenance import embed
@@ -125,3 +125,15 @@ def test_the_rebuild_diff_names_what_changed_and_not_the_bump(tmp_path):
     bumped = embed(rewrite(first, tmp_path / "b", version="1.0.post2"), tmp_path / "c",
                    {"package": "pkg", "wheel_version": "1.0.post2"}, "")
     assert "the wheel's files are identical, byte for byte" in report(facts_of(first), facts_of(bumped))
+
+
+def test_a_wheel_a_build_planted_bad_members_in_is_refused_before_it_is_read(tmp_path):
+    # The worker's bump and the master's provenance both rewrite what a build made.
+    files, dist_info = wheel_files("pkg", "1.0")
+    files["../../escaped.py"] = "x = 1\n"
+    planted = write_wheel(tmp_path / "pkg-1.0-py3-none-any.whl", files, dist_info)
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(WheelRefused, match="escaped.py"):
+        rewrite(planted, out, version="1.0.post1")
+    assert list(out.iterdir()) == []

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import Version
+from wheel.wheelfile import WheelError
 
 from wheelwright.index.lookup import build_number
 from wheelwright.index.store import sha256_of
@@ -65,11 +66,11 @@ def take_wheels(out: Path, dist: Path, project: str, version: str) -> None:
 def bump_version(dist: Path, project: str, version: str) -> None:
     """Give every wheel in dist the version a rebuild publishes, whatever backend built it."""
     for wheel in sorted(dist.glob("*.whl")):
-        bumped = rewrite(wheel, dist, version=version)
-        wheel.unlink()
         try:
+            bumped = rewrite(wheel, dist, version=version)
+            wheel.unlink()
             check_wheel(bumped, bumped.name, canonicalize_name(project), version)
-        except WheelRefused as exc:
+        except (WheelRefused, WheelError, KeyError, ValueError) as exc:
             raise ToolError(f"{wheel.name} bumped to {version} does not check: {exc}") from None
 
 
