@@ -11,10 +11,13 @@ SDIST_CACHE := tests/.cache/sdists
 
 # Debian packages the tests need: the container engine for the latent-worker tests (podman, with
 # runc and catatonit) and debootstrap to make their worker image; patch and gcc for builds;
-# bubblewrap, the sandbox every build's own code runs in; ninja and patchelf for meson-python.
-SYSTEM_PACKAGES := podman runc catatonit debootstrap patch gcc bubblewrap ninja-build patchelf git chromium chromium-driver graphviz
+# bubblewrap, the sandbox every build's own code runs in; ninja and patchelf for meson-python;
+# qemu-user-static, which runs the emulated aarch64 pool's workers.
+SYSTEM_PACKAGES := podman runc catatonit debootstrap patch gcc bubblewrap ninja-build patchelf git chromium chromium-driver \
+	graphviz qemu-user-static
+BINFMT := /proc/sys/fs/binfmt_misc
 
-.PHONY: up down test install system-packages bench
+.PHONY: up down test install system-packages emulation bench
 
 $(BIN)/wheelwright: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,7 +43,13 @@ system-packages:
 	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then apt-get update -qq && apt-get install -y -qq $$missing; fi
 
-test: system-packages install $(SDIST_CACHE)/.done
+# The kernel hands aarch64 programs to qemu (master/emulation.py): binfmt_misc mounted, and
+# qemu-user-static's entry (with the F flag) registered once.
+emulation: system-packages
+	@mountpoint -q $(BINFMT) || mount -t binfmt_misc binfmt_misc $(BINFMT)
+	@[ -e $(BINFMT)/qemu-aarch64 ] || cat /usr/lib/binfmt.d/qemu-aarch64.conf > $(BINFMT)/register
+
+test: system-packages emulation install $(SDIST_CACHE)/.done
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Benchmarks (not tests): farm against bare pip, publishing at scale; BENCH_ARGS=--quick for a smoke run.

@@ -63,14 +63,15 @@ def _farm(args) -> Farm:
 def cmd_up(args) -> int:
     farm = _farm(args)
     changes = {k: getattr(args, k) for k in ("upstream", "ui_port", "worker_port", "index_port", "listen", "docker_host",
-                                             "container_network", "container_master_host")
+                                             "container_network", "container_master_host", "emulation", "root_cache")
                if getattr(args, k) is not None}
     if args.pools:
         changes["pools"] = args.pools.split(",")
     if args.settings:
         changes["settings"] = args.settings.resolve()
     farm = dataclasses.replace(farm, **changes)
-    control.up(farm)
+    for line in control.up(farm):
+        print(line, file=sys.stderr)
     print(f"farm is up: UI {farm.ui_url}  index {farm.index_url}  state {farm.root}\n"
           f"to force builds in the UI, log in as {CLI_USER} (password in {farm.secrets_dir / CLI_SECRET}) "
           "or add yourself: wheelwright user add NAME")
@@ -495,6 +496,9 @@ def main(argv=None) -> int:
     p.add_argument("--docker-host", help="Docker API for container pools, e.g. unix:///run/docker.sock")
     p.add_argument("--container-network", help="the network containers join (an internal one)")
     p.add_argument("--container-master-host", help="the master's and index's address on that network")
+    p.add_argument("--emulation", action=argparse.BooleanOptionalAction,
+                   help="run workers of a remote pool's architecture here under qemu when none are at hand (default: on)")
+    p.add_argument("--root-cache", help="where the root filesystems of emulated workers are made and kept")
     p.set_defaults(func=cmd_up)
     sub.add_parser("down", help="stop the farm").set_defaults(func=cmd_down)
     p = sub.add_parser("status", help="where the farm's parts are")

@@ -16,13 +16,12 @@ from wheelwright.master.settingschanges import SettingsChanges
 from wheelwright.master.settingsgit import SettingsFromGit, settings_poller
 from wheelwright.master.staged import KeptWheelPublisher
 from wheelwright.master.webauth import www_auth
-from wheelwright.workers.pools import POOLS
 
 
 def assemble(basedir: str) -> dict:
     # The master's basedir is <farm>/master; a checkconfig of the shipped file gets the defaults.
     farm = Farm.load(Path(basedir).resolve().parent)
-    pools = [POOLS[name] for name in farm.pools]
+    pools = farm.pools_here()
     builders = make_builders(farm, pools)
     return {
         "title": "Wheelwright",

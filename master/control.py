@@ -12,10 +12,12 @@ import time
 from pathlib import Path
 
 from wheelwright.index import accounts
+from wheelwright.master import emulation
 from wheelwright.master.farm import CLI_SECRET, CLI_USER, UPLOAD_SECRET, UPLOAD_USER, Farm
+from wheelwright.master.roots import unpack_root
 from wheelwright.master.settingsgit import clone_settings
 from wheelwright.master.webauth import ROLES
-from wheelwright.workers.pools import POOLS
+from wheelwright.workers.pools import Pool
 
 MASTER_CFG = Path(__file__).with_name("master.cfg")
 
@@ -73,7 +75,8 @@ def _pid_alive(pidfile: Path) -> int | None:
         return None
 
 
-def up(farm: Farm) -> None:
+def up(farm: Farm) -> list[str]:
+    """Start what is not running; what could not be started, said in a line each."""
     farm.save()
     for d in (farm.secrets_dir, farm.index_dir, farm.workers_dir, farm.logs_dir):
         d.mkdir(parents=True, exist_ok=True)
@@ -83,13 +86,24 @@ def up(farm: Farm) -> None:
     farm.secrets_dir.chmod(0o700)
     accounts.add(farm.index_dir / "users.json", UPLOAD_USER, _ensure_secret(farm, UPLOAD_SECRET))
     accounts.add(farm.www_users, CLI_USER, _ensure_secret(farm, CLI_SECRET), ROLES["admin"])
-    workers = {name: _ensure_secret(farm, f"worker-{name}")
-               for pool in (POOLS[p] for p in farm.pools) for name in pool.worker_names()}
+    workers = {name: _ensure_secret(farm, f"worker-{name}") for pool in farm.pools_here() for name in pool.worker_names()}
     start_index(farm)
     start_master(farm)
-    for pool in (POOLS[p] for p in farm.pools if POOLS[p].kind == "local"):
-        for name in pool.worker_names():
-            start_worker(farm, name, workers[name])
+    said = []
+    for pool in farm.pools_here():
+        if pool.kind == "local":
+            for name in pool.worker_names():
+                start_worker(farm, name, workers[name])
+        elif pool.kind == "emulated":
+            why = emulation.why_not(pool.arch)
+            if why:
+                said.append(f"{pool.name}: not started: {why}. The {pool.arch} builds wait for remote {pool.arch} workers.")
+                continue
+            start_emulated_workers(farm, pool, workers)
+    for pidfile in farm.workers_dir.glob(f"*/{emulation.PIDFILE}"):
+        if pidfile.parent.name not in workers:  # emulation turned off: real machines took over
+            _stop_pid(pidfile)
+    return said
 
 
 def start_index(farm: Farm) -> None:
@@ -121,19 +135,66 @@ def start_master(farm: Farm) -> None:
 
 
 def start_worker(farm: Farm, name: str, password: str) -> None:
-    basedir = farm.workers_dir / name
-    tool = _bin("buildbot-worker")
-    if not (basedir / "buildbot.tac").exists():
-        _run([tool, "create-worker", "--relocatable", "--umask=0o22", basedir,
-              f"{farm.host}:{farm.worker_port}", name, password], f"creating worker {name}")
+    basedir = _create_worker(farm, name, password)
     if not _pid_alive(basedir / "twistd.pid"):
-        _run([tool, "start", basedir], f"starting worker {name}")
+        _run([_bin("buildbot-worker"), "start", basedir], f"starting worker {name}")
+
+
+def _create_worker(farm: Farm, name: str, password: str) -> Path:
+    basedir = farm.workers_dir / name
+    if not (basedir / "buildbot.tac").exists():
+        _run([_bin("buildbot-worker"), "create-worker", "--relocatable", "--umask=0o22", basedir,
+              f"{farm.host}:{farm.worker_port}", name, password], f"creating worker {name}")
+    return basedir
+
+
+def start_emulated_workers(farm: Farm, pool: Pool, passwords: dict[str, str], timeout: float = 300) -> None:
+    """Start the pool's workers in its root (made the first time: minutes) and wait until the
+    master has them: under emulation a worker takes seconds to start."""
+    root = unpack_root(pool.emulation.debian_arch, Path(farm.root_cache), farm.roots_dir / pool.emulation.root_name)
+    started = {}
+    for name in pool.worker_names():
+        basedir = _create_worker(farm, name, passwords[name])
+        if not _pid_alive(basedir / emulation.PIDFILE):
+            log = basedir / "twistd.log"
+            started[name] = (log, log.stat().st_size if log.exists() else 0)
+            emulation.start(root, basedir, farm.logs_dir / f"{name}.log")
+    deadline = time.monotonic() + timeout
+    for name, (log, offset) in started.items():
+        while not _log_has(log, offset, b"message from master: attached"):
+            if time.monotonic() > deadline:
+                raise FarmError(f"emulated worker {name} did not attach within {timeout:.0f} s (see {log})")
+            time.sleep(0.5)
+
+
+def _log_has(log: Path, offset: int, text: bytes) -> bool:
+    try:
+        with open(log, "rb") as f:
+            f.seek(offset)
+            return text in f.read()
+    except FileNotFoundError:
+        return False
+
+
+def _stop_pid(pidfile: Path, timeout: float = 60) -> None:
+    pid = _pid_alive(pidfile)
+    if not pid:
+        return
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while _pid_alive(pidfile):
+        if time.monotonic() > deadline:  # killed with everything in its namespace
+            os.kill(pid, signal.SIGKILL)
+        time.sleep(0.2)
+    pidfile.unlink()
 
 
 def down(farm: Farm) -> None:
     for basedir in sorted(farm.workers_dir.glob("*/")) if farm.workers_dir.exists() else []:
         if _pid_alive(basedir / "twistd.pid"):
             _run([_bin("buildbot-worker"), "stop", basedir], f"stopping worker {basedir.name}")
+        # Emulated workers: their twistd is PID 1 of a namespace, known here by its host PID.
+        _stop_pid(basedir / emulation.PIDFILE)
     if _pid_alive(farm.master_dir / "twistd.pid"):
         _run([_bin("buildbot"), "stop", farm.master_dir], "stopping the master")
     pid = _pid_alive(farm.index_dir / "index.pid")

@@ -41,6 +41,11 @@ class Farm:
     # The embedded default: the pools that run on this machine. Remote pools (aarch64) are the
     # operator's to add: `wheelwright up --pools local,aarch64`.
     pools: list[str] = field(default_factory=lambda: ["local"])
+    # A remote pool with an emulated stand-in (aarch64) gets workers here, under qemu, where the
+    # machine can run them (master/emulation.py); off once real machines serve it.
+    emulation: bool = True
+    # Where the Debian roots of emulated pools are made and kept between farms (a few hundred MB).
+    root_cache: str = str(Path.home() / ".cache" / "wheelwright" / "roots")
     # The interface the worker port and the index listen on: containers and remote workers need
     # more than loopback ("0.0.0.0", or the container network's gateway).
     listen: str = "127.0.0.1"
@@ -126,10 +131,13 @@ class Farm:
     review_waiting = property(lambda self: self.root / "review-waiting.json")
     allowlist = property(lambda self: self.root / "allowlist.txt")
     logs_dir = property(lambda self: self.root / "logs")
+    roots_dir = property(lambda self: self.root / "roots")
     last_good_dir = property(lambda self: self.root / "master" / "last-good")
 
     def pools_here(self) -> list:
-        return [POOLS[name] for name in self.pools]
+        pools = [POOLS[name] for name in self.pools]
+        stand_ins = [p.emulated() for p in pools if self.emulation and p.emulated()]
+        return pools + stand_ins
 
     def local_builders(self) -> list[str]:
         """The wheel builders whose workers run here or start on demand (not remote pools)."""

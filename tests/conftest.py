@@ -34,8 +34,9 @@ CANARY = f"canary-{uuid.uuid4().hex}"
 
 
 @contextlib.contextmanager
-def running_farm(tmp_path_factory, upstream):
-    """A farm of its own, up for the duration of the with block."""
+def running_farm(tmp_path_factory, upstream, *up_args: str):
+    """A farm of its own, up for the duration of the with block. The aarch64 pool's builders are
+    there, waiting for remote workers: the tests that emulate aarch64 say --emulation."""
     state = tmp_path_factory.mktemp("farm") / "farm"
     state.mkdir()
     # farm.json settings `up` keeps: an unreachable index is retried within seconds, not minutes,
@@ -50,7 +51,8 @@ def running_farm(tmp_path_factory, upstream):
     os.environ["DEPLOY_TOKEN"] = CANARY
     try:  # a farm that came up halfway is stopped too
         under_test.cli("up", "--upstream", upstream.url, "--pools", "local,aarch64", "--ui-port", str(free_port()),
-                       "--worker-port", str(free_port()), "--index-port", str(free_port()))
+                       "--worker-port", str(free_port()), "--index-port", str(free_port()),
+                       *(up_args or ("--no-emulation",)))
         yield under_test
     finally:
         under_test.cli("down", check=False)

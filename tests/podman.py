@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -36,7 +37,8 @@ class Podman:
                                         env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for_socket(self.socket)
         subprocess.run([str(TOP / "containers" / "debian-image.sh"), IMAGE, str(cache)], check=True,
-                       env={**self.env, "PODMAN": " ".join(["podman", *self.flags])}, capture_output=True)
+                       env={**self.env, "PODMAN": " ".join(["podman", *self.flags]), "PYTHON": sys.executable},
+                       capture_output=True)
         self.network = f"wwtest-{uuid.uuid4().hex[:8]}"
         self.podman("network", "create", "--internal", self.network)
         (subnet,) = json.loads(self.podman("network", "inspect", self.network))[0]["subnets"]

@@ -7,6 +7,9 @@ kind "remote": buildbot-worker processes on other machines, started by their ope
                name and password from the farm's secrets folder; `python3.X` on their PATH.
 kind "container": Buildbot's DockerLatentWorker: a fresh container of `image` for every build,
                removed afterwards (see containers/).
+kind "emulated": buildbot-worker processes that `wheelwright up` runs on the master's machine in a
+               Debian root filesystem of another architecture, under qemu-user (master/emulation.py):
+               a remote pool's stand-in where no machine of its architecture is at hand.
 """
 
 from __future__ import annotations
@@ -19,8 +22,24 @@ import sys
 from dataclasses import dataclass
 
 SUPPORTED_PYTHONS = ("3.10", "3.11", "3.12", "3.13")
-# Where containers/ installs buildbot-worker and our worker-side tools.
-CONTAINER_TOOL_PYTHON = "/opt/wheelwright/bin/python"
+# Where a Debian root of ours (a container image's, an emulated pool's) has buildbot-worker and
+# our worker-side tools.
+ROOT_TOOL_PYTHON = "/opt/wheelwright/bin/python"
+
+
+@dataclass(frozen=True)
+class Emulation:
+    """Workers for a remote pool that this machine runs itself, in a Debian root of the pool's
+    architecture: only the Pythons that Debian release carries."""
+
+    debian_arch: str
+    suite: str
+    pythons: tuple[str, ...]
+    workers: int
+
+    @property
+    def root_name(self) -> str:
+        return f"debian-{self.suite}-{self.debian_arch}"
 
 
 @dataclass(frozen=True)
@@ -32,6 +51,14 @@ class Pool:
     workers: int = 1
     max_builds: int = 1
     image: str | None = None
+    emulation: Emulation | None = None
+
+    def emulated(self) -> Pool | None:
+        """The stand-in pool of emulated workers, for a remote pool that has one."""
+        if self.kind != "remote" or self.emulation is None:
+            return None
+        return Pool(f"{self.name}-emulated", self.arch, "emulated", self.emulation.pythons,
+                    workers=self.emulation.workers, emulation=self.emulation)
 
     def worker_names(self) -> list[str]:
         return [f"{self.name}-{n}" for n in range(1, self.workers + 1)]
@@ -41,19 +68,22 @@ class Pool:
         if self.kind == "local":
             found = {v: find_python(v) for v in self.pythons}
             return {v: path for v, path in found.items() if path}
-        if self.kind == "container":
+        if self.kind in ("container", "emulated"):
             return {v: f"/usr/bin/python{v}" for v in self.pythons}
         return {v: f"python{v}" for v in self.pythons}
 
     def tool_python(self) -> str:
         """The interpreter that runs our worker-side tools."""
-        return {"local": sys.executable, "container": CONTAINER_TOOL_PYTHON}.get(self.kind, "python3")
+        return {"local": sys.executable, "container": ROOT_TOOL_PYTHON, "emulated": ROOT_TOOL_PYTHON}.get(self.kind, "python3")
 
 
 POOLS = {pool.name: pool for pool in (
     # Two workers, a build each at a time: the two cores of the machines we run on.
     Pool("local", arch=platform.machine(), kind="local", pythons=SUPPORTED_PYTHONS, workers=2),
-    Pool("aarch64", arch="aarch64", kind="remote", pythons=SUPPORTED_PYTHONS, workers=2),
+    # Where no aarch64 machine is at hand, `wheelwright up` runs two workers here under qemu; a
+    # real machine joins as aarch64-1 (see README, "Architectures").
+    Pool("aarch64", arch="aarch64", kind="remote", pythons=SUPPORTED_PYTHONS, workers=2,
+         emulation=Emulation(debian_arch="arm64", suite="bookworm", pythons=("3.11",), workers=2)),
     Pool("containers", arch=platform.machine(), kind="container", pythons=("3.11",), workers=2,
          image="localhost/wheelwright-worker:bookworm"),
 )}
