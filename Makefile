@@ -50,7 +50,7 @@ emulation: system-packages
 	@[ -e $(BINFMT)/qemu-aarch64 ] || cat /usr/lib/binfmt.d/qemu-aarch64.conf > $(BINFMT)/register
 
 test: system-packages emulation install $(SDIST_CACHE)/.done
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest --durations=25 $(PYTEST_ARGS)
 
 # Benchmarks (not tests): farm against bare pip, publishing at scale; BENCH_ARGS=--quick for a smoke run.
 bench: install $(SDIST_CACHE)/.done
