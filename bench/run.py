@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
+import os
 import statistics
 import subprocess
 import sys
@@ -22,19 +22,20 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.farm import DEFAULT_BUILDER, FarmUnderTest, http_get  # noqa: E402
+from tests.farm import DEFAULT_BUILDER, FarmUnderTest  # noqa: E402
 from tests.sdists import CACHE, Upstream, flit_sdist, free_port, setuptools_sdist  # noqa: E402
 from tests.wheels import make_wheel  # noqa: E402
 from wheelwright.index.store import IndexStore, sha256_of  # noqa: E402
 from wheelwright.master.bootstrap import Node, lower_bound  # noqa: E402
 from wheelwright.master.changesource import Changelog, releases  # noqa: E402
+from wheelwright.master.cli import Api  # noqa: E402
 from wheelwright.master.farm import Farm  # noqa: E402
 from wheelwright.master.upstreamwatch import decide, fetch_page  # noqa: E402
 from wheelwright.workers.tool import clean_pip_env  # noqa: E402
 
 
-def verdict(ratio: float, goal: str, met: bool) -> str:
-    return f"{ratio:.2f}x (goal {goal}: {'met' if met else 'MISSED'})"
+def verdict(value: float, goal: str, met: bool, unit: str = "x") -> str:
+    return f"{value:.2f}{unit} (goal {goal}: {'met' if met else 'MISSED'})"
 
 
 def bench_publishing(work: Path, quick: bool) -> None:
@@ -65,19 +66,30 @@ def bench_publishing(work: Path, quick: bool) -> None:
           f"under 50 ms: {'met' if one < 0.05 else 'MISSED'}")
 
 
-def stages(farm: FarmUnderTest, build: dict) -> dict[str, tuple[float, float]]:
-    """Each step's wall time (the data API keeps whole seconds) and the time of its commands on the
-    worker (each stdio log ends a command with its elapsedTime)."""
-    api = farm.status["ui"] + "api/v2/"
+def timings(farm: FarmUnderTest, build: dict) -> dict[str, dict[str, float]]:
+    """Where the build's time went, as its steps recorded it (property `timings`): seconds by step
+    and part (the step's wall time, each command on the worker, each tool's own parts)."""
     builderid = build["build_url"].split("/builders/")[1].split("/")[0]
-    steps = json.loads(http_get(f"{api}builders/{builderid}/builds/{build['number']}/steps")[1])["steps"]
-    out = {}
-    for step in steps:
-        logs = json.loads(http_get(f"{api}steps/{step['stepid']}/logs")[1])["logs"]
-        text = "".join(http_get(f"{api}logs/{log['logid']}/raw")[1].decode() for log in logs if log["slug"] == "stdio")
-        worker = sum(float(m) for m in re.findall(r"^elapsedTime=([0-9.]+)$", text, re.M))
-        out[step["name"]] = (step["complete_at"] - step["started_at"], worker)
-    return out
+    props = farm.api(f"builders/{builderid}/builds/{build['number']}?property=timings")["builds"][0]["properties"]
+    return props["timings"][0]
+
+
+# The package's own commands: what a bare pip build also spends (the rest is the farm's overhead).
+PACKAGE_OWN = ("wheel: package build", "validate: package install")
+
+
+def overhead_report(total: float, steps: dict[str, dict[str, float]]) -> list[str]:
+    own = sum(parts.get(name, 0) for parts in steps.values() for name in PACKAGE_OWN)
+    in_steps = sum(parts.get("step", 0) for parts in steps.values())
+    lines = [f"    request -> published and validated {total:6.2f} s; the package's own build and install "
+             f"{own:.2f} s; overhead {total - own:.2f} s",
+             f"    {'scheduling, polling (outside steps)':<48} {total - in_steps:6.2f} s"]
+    for step, parts in steps.items():
+        lines.append(f"    {step:<48} {parts.get('step', 0):6.2f} s")
+        for name, seconds in sorted(parts.items(), key=lambda item: -item[1]):
+            if name != "step" and seconds >= 0.005:
+                lines.append(f"      {name:<46} {seconds:6.2f} s")
+    return lines
 
 
 def pip(*args: str) -> None:
@@ -102,12 +114,19 @@ def bare_build(work: Path, upstream: str, index: str, pin: str) -> float:
     return time.perf_counter() - started
 
 
-def farm_build(work: Path, farm: FarmUnderTest, pin: str) -> tuple[float, dict]:
+def farm_build(work: Path, farm: FarmUnderTest, pin: str) -> tuple[float, float, dict]:
+    """The farm's build of pin and a fresh install from its index; also the time from the build
+    request to the build's end, measured on the REST API (polled every 20 ms), and its timings."""
+    name, version = pin.split("==")
+    api = Api(Farm.load(farm.state))
     started = time.perf_counter()
-    rc, build = farm.build(pin)
-    assert rc == 0, build
+    (brid,) = api.force(name, version, [DEFAULT_BUILDER]).values()
+    build = api.wait(brid, poll=0.02)
+    requested = time.perf_counter() - started
+    described = api.describe(Farm.load(farm.state), build)
+    assert described["result"] == "success", described
     install_fresh(work, farm.status["index"], pin)
-    return time.perf_counter() - started, stages(farm, build)
+    return time.perf_counter() - started, requested, timings(farm, described)
 
 
 def c_extension_sdist_slow(dest: Path, name: str, version: str, functions: int) -> Path:
@@ -145,7 +164,7 @@ def bench_farm_overhead(work: Path, quick: bool) -> None:
                  ("C extension, slow to compile", "benchc",
                   lambda d, v: c_extension_sdist_slow(d, "benchc", v, 50 if quick else 3000), "<= 1.05x", 1.05)]
         for label, name, make, goal, limit in cases:
-            bare, farmed, stages = [], [], []
+            bare, farmed, requested, steps = [], [], [], []
             for n in range(rounds):
                 for kind in ("bare", "farm"):
                     version = f"1.{n}.{0 if kind == 'bare' else 1}"
@@ -153,17 +172,19 @@ def bench_farm_overhead(work: Path, quick: bool) -> None:
                     if kind == "bare":
                         bare.append(bare_build(work, upstream.url, farm.status["index"], f"{name}=={version}"))
                     else:
-                        seconds, steps = farm_build(work, farm, f"{name}=={version}")
+                        seconds, request, timed = farm_build(work, farm, f"{name}=={version}")
                         farmed.append(seconds)
-                        stages.append(steps)
+                        requested.append(request)
+                        steps.append(timed)
             ratio = statistics.median(farmed) / statistics.median(bare)
             print(f"farm overhead, {label}: farm {statistics.median(farmed):.2f} s, bare pip "
                   f"{statistics.median(bare):.2f} s (medians of {rounds}); ratio {verdict(ratio, goal, ratio <= limit)}")
-            print(f"    {'step':<28} {'wall (whole s)':>14} {'worker commands':>16}")
-            for step in stages[0]:
-                wall = statistics.median(s[step][0] for s in stages)
-                worker = statistics.median(s[step][1] for s in stages)
-                print(f"    {step:<28} {wall:>12.0f} s {worker:>14.2f} s")
+            middle = sorted(range(rounds), key=lambda i: requested[i])[rounds // 2]
+            report = overhead_report(requested[middle], steps[middle])
+            overhead = requested[middle] - sum(p.get(n, 0) for p in steps[middle].values() for n in PACKAGE_OWN)
+            if name == "benchpure":
+                report[0] += f" ({verdict(overhead, '<= 1 s', overhead <= 1, ' s')})"
+            print("\n".join(report))
     finally:
         farm.cli("down", check=False)
         upstream.close()
@@ -284,8 +305,68 @@ def bench_bootstrap(work: Path, quick: bool) -> None:
         upstream.close()
 
 
+# Real trees of the test corpus: one pure, one with a C extension (MarkupSafe) under it.
+FROMAGER_TREES = ("click==8.1.8", "flask==3.1.0")
+
+
+def tool_venv(work: Path, name: str, *requirements: str) -> Path:
+    """A venv of the benchmark's own, with requirements installed from the registry pip is
+    configured with (the tools we compare with are not our dependencies)."""
+    venv = work / name
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check", *requirements],
+                   check=True)
+    return venv
+
+
+def fromager_bootstrap(work: Path, fromager: Path, upstream: Upstream, pin: str, projects: list[str]) -> float:
+    """fromager bootstrapping pin from our test upstream (each project's settings point its
+    resolver there), in one process, from scratch."""
+    top = Path(tempfile.mkdtemp(dir=work))
+    settings = top / "overrides" / "settings"
+    settings.mkdir(parents=True)
+    for project in projects:
+        (settings / f"{project.replace('-', '_')}.yaml").write_text(
+            f"resolver_dist:\n  sdist_server_url: {upstream.url}\n")
+    started = time.perf_counter()
+    subprocess.run([str(fromager / "bin" / "fromager"), "--sdists-repo", str(top / "sdists"), "--wheels-repo",
+                    str(top / "wheels"), "--work-dir", str(top / "work"), "--settings-dir", str(settings),
+                    "--patches-dir", str(top / "overrides" / "patches"), "bootstrap", pin],
+                   check=True, capture_output=True, cwd=top, env=clean_pip_env() | {"PATH": os.environ["PATH"]})
+    return time.perf_counter() - started
+
+
+def bench_fromager(work: Path, quick: bool) -> None:
+    """Bootstrapping a real tree onto a fresh farm (the local pool's two workers, every install
+    validated) against fromager bootstrapping the same tree (one process, no validation), from the
+    same upstream on 127.0.0.1, side by side."""
+    fromager = tool_venv(work, "fromager-venv", "fromager")
+    upstream = Upstream(work / "upstream", free_port())
+    for sdist in sorted(CACHE.glob("*")):
+        upstream.add(sdist)
+    try:
+        for pin in FROMAGER_TREES[:1] if quick else FROMAGER_TREES:
+            farm = FarmUnderTest(work / f"farm-{pin}")
+            try:
+                farm.cli("up", "--pools", "local", "--upstream", upstream.url, "--ui-port", str(free_port()),
+                         "--worker-port", str(free_port()), "--index-port", str(free_port()))
+                plan = json.loads(farm.cli("bootstrap", pin, "--builder", DEFAULT_BUILDER, "--dry-run").stdout)["plan"]
+                theirs = fromager_bootstrap(work, fromager, upstream, pin, sorted({p["project"] for p in plan}))
+                started = time.perf_counter()
+                result = json.loads(farm.cli("bootstrap", pin, "--builder", DEFAULT_BUILDER, "--wait").stdout)
+                ours = time.perf_counter() - started
+                assert result["result"] == "success", result
+            finally:
+                farm.cli("down", check=False)
+            ratio = ours / theirs
+            print(f"bootstrap {pin} ({len(plan)} packages) from scratch: farm {ours:.1f} s, fromager {theirs:.1f} s; "
+                  f"ratio {verdict(ratio, '<= 0.7x', ratio <= 0.7)}")
+    finally:
+        upstream.close()
+
+
 BENCHMARKS = {"publishing": bench_publishing, "farm-overhead": bench_farm_overhead, "bootstrap": bench_bootstrap,
-              "upstream-watching": bench_upstream_watching}
+              "upstream-watching": bench_upstream_watching, "fromager": bench_fromager}
 
 
 def main() -> int:

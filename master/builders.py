@@ -12,6 +12,7 @@ from buildbot.process.build import Build
 from buildbot.worker.local import LocalWorker
 
 from wheelwright.master.lastgood import ConfigError
+from wheelwright.master.puregate import GATE
 from wheelwright.master.settings import settings_for
 from wheelwright.master.verify import prefer_another_worker
 from wheelwright.steps import PIPELINE
@@ -92,6 +93,8 @@ def make_builders(farm, pools: list[Pool]) -> list[util.BuilderConfig]:
             # here every request is another package or version, and each must be built.
             collapseRequests=False,
             nextWorker=prefer_another_worker,
+            # One build of a version first; the others once it knows whether its wheel is pure.
+            canStartBuild=GATE.can_start,
         )
         for (arch, python), carriers in sorted(matrix.items())
     ]

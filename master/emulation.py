@@ -15,6 +15,7 @@ import os
 import platform
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import wheelwright.workers
@@ -61,22 +62,24 @@ def _site_packages(root: Path) -> str:
 
 
 def worker_command(root: Path, basedir: Path, info_fd: int) -> list[str]:
-    """bubblewrap running `buildbot-worker start` in root, as PID 1 of a namespace of its own
-    (bubblewrap writes its host PID to info_fd)."""
+    """bubblewrap running `buildbot-worker start` in root, in a PID namespace of its own whose
+    PID 1 is bubblewrap's (it writes that one's host PID to info_fd)."""
     ours = Path(wheelwright.workers.__file__).parent.parent
     site = _site_packages(root)
     binds = []
     for package in ("workers", "index"):
         binds += ["--ro-bind", str(ours / package), f"{site}/wheelwright/{package}"]
-    return ["bwrap", "--unshare-pid", "--as-pid-1", "--info-fd", str(info_fd),
+    return ["bwrap", "--unshare-pid", "--info-fd", str(info_fd),
             "--bind", str(root), "/", "--dev-bind", "/dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
             "--bind", str(basedir), str(basedir), *binds, "--chdir", str(basedir),
             "--clearenv", "--setenv", "PATH", PATH, "--setenv", "HOME", "/root", "--setenv", "LANG", "C.UTF-8",
             "--", f"{TOOLS_PREFIX}/bin/buildbot-worker", "start", "--nodaemon", str(basedir)]
 
 
-def start(root: Path, basedir: Path, log: Path) -> int:
-    """Start the worker in basedir (made already) in root; its host PID, also kept in basedir."""
+def start(root: Path, basedir: Path, log: Path, timeout: float = 30) -> int:
+    """Start the worker in basedir (made already) in root; its host PID, also kept in basedir.
+    Not PID 1 of its namespace: twistd ends by raising the signal that stopped it again, and PID 1
+    does not die of its own signals."""
     read, write = os.pipe()
     with open(log, "ab") as out:
         proc = subprocess.Popen(worker_command(root, basedir, write), pass_fds=(write,), stdin=subprocess.DEVNULL,
@@ -84,9 +87,13 @@ def start(root: Path, basedir: Path, log: Path) -> int:
     os.close(write)
     with os.fdopen(read) as info:
         text = info.read()
-    if not text:
-        proc.wait()
-        raise RuntimeError(f"the emulated worker in {basedir} did not start (see {log})")
-    pid = json.loads(text)["child-pid"]
-    (basedir / PIDFILE).write_text(str(pid))
-    return pid
+    deadline = time.monotonic() + timeout
+    while text and proc.poll() is None and time.monotonic() < deadline:
+        init = json.loads(text)["child-pid"]
+        children = Path(f"/proc/{init}/task/{init}/children").read_text().split()
+        if children:
+            (basedir / PIDFILE).write_text(children[0])
+            return int(children[0])
+        time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError(f"the emulated worker in {basedir} did not start (see {log})")

@@ -3,7 +3,7 @@ emulated pool's (master/emulation.py). Made from local material with debootstrap
 buildbot-worker and our worker-side tools' dependencies in /opt/wheelwright, and kept as tarballs
 in a cache: debootstrap takes minutes, and under emulation several more.
 
-    python -m wheelwright.master.roots DEST --arch arm64 --cache DIR
+    python -m wheelwright.master.roots --arch arm64 --cache DIR [DEST]
 """
 
 from __future__ import annotations
@@ -114,11 +114,12 @@ def unpack_root(arch: str, cache: Path, dest: Path) -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("dest", type=Path)
+    parser.add_argument("dest", type=Path, nargs="?", help="unpack the root here (default: only make its tarball)")
     parser.add_argument("--arch", default=None, help="Debian architecture (default: this machine's)")
     parser.add_argument("--cache", type=Path, required=True)
     args = parser.parse_args()
-    print(unpack_root(args.arch or host_arch(), args.cache, args.dest))
+    arch = args.arch or host_arch()
+    print(unpack_root(arch, args.cache, args.dest) if args.dest else cached_root(arch, args.cache))
 
 
 if __name__ == "__main__":

@@ -30,20 +30,23 @@ class DownloadSource(WritesToIndex):
         version = self.version or None
         if version and not verifying(self):  # a verify build rebuilds what was published
             try:
-                pure = await threads.deferToThread(published_pure_wheel, self.farm.index_url, self.package,
-                                                   self.wheel_version, self.build_tag)
+                with self.timing("pure wheel lookup"):
+                    pure = await threads.deferToThread(published_pure_wheel, self.farm.index_url, self.package,
+                                                       self.wheel_version, self.build_tag)
             except IndexUnreachable as exc:
                 return await self.fail(str(exc))
             if pure:
                 return await self.skip_pure_wheel(pure)
         try:
             settings = await self.read_config("settings", settings_for, self.package)
-            archived = await threads.deferToThread(
-                obtain_sdist, self.farm, self.package, version, UPLOAD_USER, self.upload_password, settings.source)
+            with self.timing("sdist"):
+                archived = await threads.deferToThread(
+                    obtain_sdist, self.farm, self.package, version, UPLOAD_USER, self.upload_password, settings.source)
         except (SourceError, UploadError, OSError, ConfigError) as exc:
             return await self.fail(str(exc))
         sdist = archived.sdist
-        held = await self.scan(archived.path, sdist)
+        with self.timing("scan"):
+            held = await self.scan(archived.path, sdist)
         if held:
             return await self.fail(held)
         self.setProperty("version", sdist.version, self.name)

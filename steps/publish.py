@@ -67,7 +67,8 @@ class UpdateIndex(WritesToIndex):
                 return await self.fail(problem)
         staging = self.farm.staging_dir / str(self.build.buildid)
         freeze = self.getProperty("build_freeze")
-        common = await self._provenance()
+        with self.timing("provenance"):
+            common = await self._provenance()
         urls, warnings = [], []
         for filename, sha256 in wheels:
             built = staging / "built" / filename
@@ -78,14 +79,16 @@ class UpdateIndex(WritesToIndex):
                 actual = await threads.deferToThread(sha256_of, built)
                 if actual != sha256:
                     return await self.fail(f"{filename}: sha256 on the master is {actual}, the worker reported {sha256}")
-                staged = await threads.deferToThread(embed, built, staging, provenance, freeze or "")
+                with self.timing("provenance"):
+                    staged = await threads.deferToThread(embed, built, staging, provenance, freeze or "")
             except (WheelRefused, BadZipFile, WheelError, KeyError, ValueError) as exc:  # the index would refuse it too
                 return await self.fail(f"{filename}: cannot carry its provenance: {exc}")
             finally:
                 built.unlink()
                 built.parent.rmdir()
             try:
-                entry = await self._upload(staged, provenance, freeze)
+                with self.timing("upload"):
+                    entry = await self._upload(staged, provenance, freeze)
             except UploadError as exc:
                 if retryable(exc):
                     await threads.deferToThread(keep, staged, provenance, freeze)
@@ -110,7 +113,8 @@ class UpdateIndex(WritesToIndex):
         self.setProperty("wheel_urls", urls, self.name)
         self.descriptionDone = [f"published {count(len(urls), 'wheel')}"]
         self.build_summary = f"published {', '.join(url.rsplit('/', 1)[1] for url in urls)}"
-        await self.force_waiting(all(is_pure(url.rsplit("/", 1)[1]) for url in urls))
+        with self.timing("after review"):
+            await self.force_waiting(all(is_pure(url.rsplit("/", 1)[1]) for url in urls))
         return SUCCESS
 
     async def force_waiting(self, pure: bool) -> None:

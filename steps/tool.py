@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import time
 
 from buildbot.process import buildstep, remotecommand, remotetransfer
 from buildbot.process.properties import Secret
@@ -127,6 +129,32 @@ class WheelwrightStep(buildstep.ShellMixin, CompositeStepMixin, buildstep.BuildS
         """The sandbox's limits, as the tools that run the package's code take them."""
         return ["--limits", self.farm.limits.as_json()]
 
+    def startStep(self, remote):
+        started = time.monotonic()
+        done = super().startStep(remote)
+        done.addBoth(lambda result: self.note_time("step", time.monotonic() - started) or result)
+        return done
+
+    def note_time(self, part: str, seconds: float) -> None:
+        """Where this build's time went: the `timings` property, seconds by step and part."""
+        timings = dict(self.getProperty("timings") or {})
+        step = dict(timings.get(self.name, {}))
+        step[part] = round(step.get(part, 0) + seconds, 3)
+        timings[self.name] = step
+        self.setProperty("timings", timings, "timings")
+
+    @contextlib.contextmanager
+    def timing(self, part: str):
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            self.note_time(part, time.monotonic() - started)
+
+    async def runCommand(self, command):
+        with self.timing(f"worker {command.remote_command}"):
+            return await super().runCommand(command)
+
     async def run_tool(self, tool: str, *args: str) -> dict:
         # -I: the working directory (the build's) is not on sys.path, nor anything from the
         # environment; the package's code cannot plant a module our tool would import.
@@ -134,6 +162,9 @@ class WheelwrightStep(buildstep.ShellMixin, CompositeStepMixin, buildstep.BuildS
         cmd = await self.makeRemoteShellCommand(collectStdout=True, command=command)
         await self.runCommand(cmd)
         result = parse_result(cmd.stdout)
+        for part, seconds in (result.get("timings") or {}).items():
+            if isinstance(seconds, (int, float)):
+                self.note_time(f"{tool}: {part}", seconds)
         if cmd.didFail() and "error" not in result:
             result["error"] = f"{tool} failed (exit {cmd.rc})"
         return result

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 
+from wheelwright.index.lookup import is_pure
 from wheelwright.master.lastgood import ConfigError
+from wheelwright.master.puregate import GATE
 from wheelwright.master.settings import settings_for
 from wheelwright.steps.tool import DIST_DIR, SRC_DIR, WheelwrightStep
 
@@ -30,4 +32,6 @@ class BuildWheel(WheelwrightStep):
         self.setProperty("wheel_filenames", [w["filename"] for w in result["wheels"]], self.name)
         self.setProperty("wheel_sha256s", [w["sha256"] for w in result["wheels"]], self.name)
         self.descriptionDone = [", ".join(w["filename"] for w in result["wheels"])]
+        if not all(is_pure(w["filename"]) for w in result["wheels"]):
+            GATE.not_pure(self.master, self.build.getProperties())
         return self.succeeded()

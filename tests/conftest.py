@@ -21,6 +21,31 @@ from tests.sdists import CACHE, Upstream, free_port, wait_for_port
 from wheelwright.index import accounts
 from wheelwright.workers.tool import clean_pip_env
 
+# The emulated aarch64 root takes minutes to make, mostly one core running qemu: it is made in
+# the background, at the lowest priority, while the other tests run; its tests run last.
+EMULATION_TESTS = "test_emulation_e2e.py"
+ROOTS_CACHE = CACHE.parent / "roots"
+ROOT_MAKER: list[subprocess.Popen] = []
+
+
+def pytest_collection_modifyitems(session, config, items):
+    emulated = [item for item in items if item.path.name == EMULATION_TESTS]
+    if not emulated:
+        return
+    items[:] = [item for item in items if item not in emulated] + emulated
+    ROOTS_CACHE.mkdir(parents=True, exist_ok=True)
+    ROOT_MAKER.append(subprocess.Popen(["nice", "-n", "19", sys.executable, "-m", "wheelwright.master.roots", "--arch",
+                                        "arm64", "--cache", str(ROOTS_CACHE)], stdout=subprocess.DEVNULL,
+                                       stderr=open(ROOTS_CACHE / "background.log", "w")))
+
+
+def made_roots_cache() -> Path:
+    """The roots cache, once the background maker (if any) is done with it."""
+    for maker in ROOT_MAKER:
+        if maker.wait() != 0:
+            raise AssertionError(f"making the arm64 root failed: {(ROOTS_CACHE / 'background.log').read_text()[-3000:]}")
+    return ROOTS_CACHE
+
 
 @pytest.fixture(scope="session")
 def upstream(tmp_path_factory):

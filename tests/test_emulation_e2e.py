@@ -11,8 +11,8 @@ import sys
 
 import pytest
 
-from tests.conftest import build_backends, install_and_run, running_farm
-from tests.sdists import CACHE, c_extension_sdist, flit_sdist
+from tests.conftest import build_backends, install_and_run, made_roots_cache, running_farm
+from tests.sdists import c_extension_sdist, flit_sdist
 from wheelwright.master import emulation
 from wheelwright.master.farm import Farm
 from wheelwright.workers.pools import find_python
@@ -43,7 +43,7 @@ def test_why_not_says_what_is_missing(tmp_path, monkeypatch):
 def emulating_farm(tmp_path_factory, upstream):
     if CAN_EMULATE:
         pytest.fail(f"make test sets up aarch64 emulation, yet: {CAN_EMULATE}")
-    with running_farm(tmp_path_factory, upstream, "--emulation", "--root-cache", str(CACHE.parent / "roots")) as farm:
+    with running_farm(tmp_path_factory, upstream, "--emulation", "--root-cache", str(made_roots_cache())) as farm:
         yield build_backends(farm, upstream)
 
 

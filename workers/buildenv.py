@@ -30,6 +30,7 @@ from wheelwright.workers.tool import (
     marker_environment,
     run,
     run_tool,
+    timed,
     uv_pip,
 )
 
@@ -50,8 +51,9 @@ def install_from_index(python: str, env_python: str, requirements: list[str], in
         raise ToolError(f"build requirement {', '.join(missing)} is not in the index", missing=missing)
     if too_old:
         raise ToolError(f"build requirement {'; '.join(too_old)} is not satisfied by our index")
-    run(uv_pip(env_python, "install", "--index-url", index_url, "--only-binary", ":all:", *map(str, wanted)),
-        env=clean_pip_env(), what="installing build requirements from our index")
+    with timed("build requirements install"):
+        run(uv_pip(env_python, "install", "--index-url", index_url, "--only-binary", ":all:", *map(str, wanted)),
+            env=clean_pip_env(), what="installing build requirements from our index")
 
 
 def sandboxed_runner(python: str, src: Path, env_dir: Path, limits: sandbox.Limits):
@@ -84,7 +86,8 @@ def prepare(python: str, src: Path, env_dir: Path, index_url: str, limits: sandb
     _check(static)
     install_from_index(python, env_python, static, index_url)
     try:
-        dynamic = sorted(set(builder.get_requires_for_build("wheel")) - set(static))
+        with timed("get_requires_for_build_wheel"):
+            dynamic = sorted(set(builder.get_requires_for_build("wheel")) - set(static))
     except BuildBackendException as exc:
         if isinstance(exc.exception, ToolError):
             raise exc.exception from None

@@ -7,12 +7,14 @@ master-side step reads. Workers run strangers' code, so the master re-checks wha
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import traceback
 
 RESULT_PREFIX = "wheelwright-result: "
@@ -44,11 +46,26 @@ def private_tmp() -> str:
     return tmp
 
 
+# Where a tool's time went (seconds by part), reported in its result as `timings`.
+TIMINGS: dict[str, float] = {}
+
+
+@contextlib.contextmanager
+def timed(part: str):
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        TIMINGS[part] = TIMINGS.get(part, 0) + time.perf_counter() - started
+
+
 def run_tool(main, argv=None) -> int:
-    """Run a tool's main(argv) -> dict, printing its result or its error."""
+    """Run a tool's main(argv) -> dict, printing its result (with its timings) or its error."""
     tmp = private_tmp()
     try:
-        result = main(argv)
+        with timed("tool"):
+            result = main(argv)
+        result["timings"] = {k: round(v, 3) for k, v in TIMINGS.items()}
     except ToolError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         emit({"error": str(exc), **exc.details})
@@ -118,8 +135,9 @@ def create_venv(python: str, env_dir: str) -> str:
     our index); returns its interpreter."""
     if os.path.exists(env_dir):
         shutil.rmtree(env_dir)
-    run(uv_command("venv", "--quiet", "--no-python-downloads", "--python", python, env_dir),
-        env=clean_pip_env(), what=f"creating a virtual environment with {python}")
+    with timed("venv"):
+        run(uv_command("venv", "--quiet", "--no-python-downloads", "--python", python, env_dir),
+            env=clean_pip_env(), what=f"creating a virtual environment with {python}")
     return os.path.join(os.path.abspath(env_dir), "bin", "python")
 
 

@@ -29,6 +29,7 @@ from wheelwright.workers.tool import (
     run,
     run_tool,
     supported_tags,
+    timed,
     uv_pip,
 )
 
@@ -112,15 +113,17 @@ with open(sys.argv[1], "w") as out:
 def install(python: str, wheel: Path, index_url: str, env_dir: Path, imports: list[str],
             limits: sandbox.Limits = sandbox.Limits()) -> dict:
     env_python = create_venv(python, str(env_dir))
-    run(uv_pip(env_python, "install", "--index-url", index_url, "--only-binary", ":all:", str(wheel.resolve())),
-        env=clean_pip_env(), what=f"installing {wheel.name} and its dependencies from our index")
+    with timed("package install"):
+        run(uv_pip(env_python, "install", "--index-url", index_url, "--only-binary", ":all:", str(wheel.resolve())),
+            env=clean_pip_env(), what=f"installing {wheel.name} and its dependencies from our index")
     modules = imports or public(read_wheel(wheel)[1])
     undeclared = {}
     if modules:
         with tempfile.TemporaryDirectory() as cwd:
-            sandbox.run([env_python, "-I", "-c", IMPORT_SCRIPT, "undeclared.json", *modules], write=[Path(cwd)],
-                        read=[env_dir.resolve()], cwd=Path(cwd), env=clean_pip_env(),
-                        what=f"importing {', '.join(modules)}", limits=limits, pythons=[python])
+            with timed("import check"):
+                sandbox.run([env_python, "-I", "-c", IMPORT_SCRIPT, "undeclared.json", *modules], write=[Path(cwd)],
+                            read=[env_dir.resolve()], cwd=Path(cwd), env=clean_pip_env(),
+                            what=f"importing {', '.join(modules)}", limits=limits, pythons=[python])
             undeclared = _undeclared(Path(cwd) / "undeclared.json")
     return {"imported": [m for m in modules if m not in undeclared], "undeclared": undeclared}
 

@@ -30,7 +30,7 @@ from wheelwright.index.store import sha256_of
 from wheelwright.index.wheelcheck import WheelRefused, check_wheel
 from wheelwright.index.wheeledit import rewrite
 from wheelwright.workers import sandbox
-from wheelwright.workers.tool import ToolError, activated, clean_pip_env, pip_command, run, run_tool
+from wheelwright.workers.tool import ToolError, activated, clean_pip_env, pip_command, run, run_tool, timed
 
 FRONTENDS = ("pip", "build")
 
@@ -130,9 +130,10 @@ def build(python: str, env_python: str, src: Path, dist: Path, project: str, ver
     fresh_dir(dist)
     env_dir = Path(env_python).parent.parent
     env = reproducible(activated(clean_pip_env(), env_dir), src)
-    sandbox.run(build_command(frontend, env_python, src, out), write=[src, out, Path(os.environ["TMPDIR"])],
-                read=[env_dir], cwd=src, env=env, what=f"building the wheel with {frontend} (no network)",
-                limits=limits, pythons=[python])
+    with timed("package build"):
+        sandbox.run(build_command(frontend, env_python, src, out), write=[src, out, Path(os.environ["TMPDIR"])],
+                    read=[env_dir], cwd=src, env=env, what=f"building the wheel with {frontend} (no network)",
+                    limits=limits, pythons=[python])
     take_wheels(out, dist, project, version)
     shutil.rmtree(out)
     if build_tag:
