@@ -315,7 +315,7 @@ def tool_venv(work: Path, name: str, *requirements: str) -> Path:
     venv = work / name
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check", *requirements],
-                   check=True)
+                   capture_output=True, check=True)
     return venv
 
 
@@ -328,11 +328,14 @@ def fromager_bootstrap(work: Path, fromager: Path, upstream: Upstream, pin: str,
     for project in projects:
         (settings / f"{project.replace('-', '_')}.yaml").write_text(
             f"resolver_dist:\n  sdist_server_url: {upstream.url}\n")
+    env = clean_pip_env() | {"PATH": f"{fromager / 'bin'}:{os.environ['PATH']}"}  # it runs the uv beside it
     started = time.perf_counter()
-    subprocess.run([str(fromager / "bin" / "fromager"), "--sdists-repo", str(top / "sdists"), "--wheels-repo",
-                    str(top / "wheels"), "--work-dir", str(top / "work"), "--settings-dir", str(settings),
-                    "--patches-dir", str(top / "overrides" / "patches"), "bootstrap", pin],
-                   check=True, capture_output=True, cwd=top, env=clean_pip_env() | {"PATH": os.environ["PATH"]})
+    proc = subprocess.run([str(fromager / "bin" / "fromager"), "--sdists-repo", str(top / "sdists"), "--wheels-repo",
+                           str(top / "wheels"), "--work-dir", str(top / "work"), "--settings-dir", str(settings),
+                           "--patches-dir", str(top / "overrides" / "patches"), "bootstrap", pin],
+                          capture_output=True, text=True, cwd=top, env=env)
+    if proc.returncode:
+        raise AssertionError(f"fromager bootstrap {pin} failed:\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}")
     return time.perf_counter() - started
 
 
@@ -342,7 +345,7 @@ def bench_fromager(work: Path, quick: bool) -> None:
     same upstream on 127.0.0.1, side by side."""
     fromager = tool_venv(work, "fromager-venv", "fromager")
     upstream = Upstream(work / "upstream", free_port())
-    for sdist in sorted(CACHE.glob("*")):
+    for sdist in sorted(CACHE.glob("*.tar.gz")) + sorted(CACHE.glob("*.zip")):
         upstream.add(sdist)
     try:
         for pin in FROMAGER_TREES[:1] if quick else FROMAGER_TREES:

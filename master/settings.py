@@ -29,7 +29,7 @@ class SettingsError(ConfigError):
 
 @dataclass(frozen=True)
 class PackageSettings:
-    build_frontend: str = "pip"
+    build_frontend: str = "build"
     imports: list[str] = field(default_factory=list)
     # The worker image with the system build tools the package needs (container pools).
     container_image: str | None = None

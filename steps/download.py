@@ -19,6 +19,12 @@ from wheelwright.master.sources import obtain_sdist
 from wheelwright.steps.tool import PURE_WHEEL_PUBLISHED, SDIST_DIR, WritesToIndex, verifying
 
 
+async def report_scan(step, scan) -> None:
+    """A scan in the step's log `scan` and the build's property `scan_findings`."""
+    await step.addCompleteLog("scan", scan.report())
+    step.setProperty("scan_findings", {rule: len(places) for rule, places in scan.findings.items()}, step.name)
+
+
 class DownloadSource(WritesToIndex):
     name = "download-source"
     description = ["downloading source"]
@@ -45,10 +51,15 @@ class DownloadSource(WritesToIndex):
         except (SourceError, UploadError, OSError, ConfigError) as exc:
             return await self.fail(str(exc))
         sdist = archived.sdist
-        with self.timing("scan"):
-            held = await self.scan(archived.path, sdist)
-        if held:
-            return await self.fail(held)
+        if self.getProperty("scheduler") == UPSTREAM_SCHEDULER:  # a new release waits for its scan
+            with self.timing("scan"):
+                held = await self.scan(archived.path, sdist)
+            if held:
+                return await self.fail(held)
+        else:
+            # Asked for by hand or by a bootstrap: never held, so it is scanned beside the build
+            # and the publishing step reports it (the provenance carries it).
+            self.build.scan_running = threads.deferToThread(scanned, self.farm, archived.path, sdist.sha256)
         self.setProperty("version", sdist.version, self.name)
         self.setProperty("source_filename", sdist.filename, self.name)
         self.setProperty("source_sha256", sdist.sha256, self.name)
@@ -67,12 +78,11 @@ class DownloadSource(WritesToIndex):
         return SUCCESS
 
     async def scan(self, path, sdist) -> str | None:
-        """Scan the sdist (log `scan`, property `scan_findings`); a release nobody asked for by
-        hand with a finding at or above the farm's `scan_hold_at` is held for review: why."""
+        """Scan the sdist (log `scan`, property `scan_findings`); a new release with a finding at or
+        above the farm's `scan_hold_at` is held for review: why."""
         scan = await threads.deferToThread(scanned, self.farm, path, sdist.sha256)
-        await self.addCompleteLog("scan", scan.report())
-        self.setProperty("scan_findings", {rule: len(places) for rule, places in scan.findings.items()}, self.name)
-        if self.getProperty("scheduler") != UPSTREAM_SCHEDULER or scan.approved_by:
+        await report_scan(self, scan)
+        if scan.approved_by:
             return None
         severe = scan.severe(self.farm.scan_hold_at) or ([f"the scan could not run: {scan.error}"] if scan.error else [])
         if not severe:

@@ -23,6 +23,7 @@ from wheelwright.master.farm import FORCE_SCHEDULER, UPLOAD_USER
 from wheelwright.master.provenance import embed
 from wheelwright.master.review import builds_to_force
 from wheelwright.master.staged import keep, retryable
+from wheelwright.steps.download import report_scan
 from wheelwright.steps.tool import DIST_DIR, WritesToIndex, count, publishing
 
 MAX_WHEEL_SIZE = 4 << 30
@@ -67,6 +68,9 @@ class UpdateIndex(WritesToIndex):
                 return await self.fail(problem)
         staging = self.farm.staging_dir / str(self.build.buildid)
         freeze = self.getProperty("build_freeze")
+        if getattr(self.build, "scan_running", None):  # the scan DownloadSource started beside the build
+            with self.timing("scan"):
+                await report_scan(self, await self.build.scan_running)
         with self.timing("provenance"):
             common = await self._provenance()
         urls, warnings = [], []

@@ -14,7 +14,7 @@ from buildbot.steps.worker import CompositeStepMixin
 from twisted.internet import threads
 
 from wheelwright.master.farm import UPLOAD_SECRET
-from wheelwright.workers.tool import RESULT_PREFIX
+from wheelwright.workers.tool import RESULT_PREFIX, UV_CACHE
 
 # Paths on the worker, relative to the builder's workdir.
 SDIST_DIR = "sdist"
@@ -23,6 +23,8 @@ PATCHES_DIR = "patches"
 ENV_DIR = "env"
 DIST_DIR = "dist"
 TEST_ENV_DIR = "test-env"
+# The worker's uv cache, beside its builders' folders (<worker>/<builder>/build is the workdir).
+WORKER_UV_CACHE = "../../uv-cache"
 
 
 def count(n: int, singular: str, plural: str | None = None) -> str:
@@ -159,7 +161,7 @@ class WheelwrightStep(buildstep.ShellMixin, CompositeStepMixin, buildstep.BuildS
         # -I: the working directory (the build's) is not on sys.path, nor anything from the
         # environment; the package's code cannot plant a module our tool would import.
         command = [self.getProperty("worker_python", "python3"), "-I", "-m", f"wheelwright.workers.{tool}", *args]
-        cmd = await self.makeRemoteShellCommand(collectStdout=True, command=command)
+        cmd = await self.makeRemoteShellCommand(collectStdout=True, command=command, env={UV_CACHE: WORKER_UV_CACHE})
         await self.runCommand(cmd)
         result = parse_result(cmd.stdout)
         for part, seconds in (result.get("timings") or {}).items():

@@ -85,15 +85,15 @@ def test_a_settings_file_broken_while_the_farm_runs_gives_way_to_its_last_good_v
         upstream.add(setuptools_sdist(tmp_path, "edited", version, module="edited_mod"))
     settings = backends.state / "overrides" / "settings" / "edited.yaml"
     settings.parent.mkdir(parents=True, exist_ok=True)
-    settings.write_text("build_frontend: build\nimports: [edited_mod]\n")
+    settings.write_text("build_frontend: pip\nimports: [edited_mod]\n")
     rc, result = backends.build("edited==1.0")
     assert rc == 0 and result["result"] == "success", result
-    settings.write_text("build_frontend: build\nimports: [edited_mod\n")
+    settings.write_text("build_frontend: pip\nimports: [edited_mod\n")
     rc, result = backends.build("edited==2.0")
     assert rc == 0 and result["result"] == "warnings", result
     (warning,) = result["warnings"]["build-wheel"]
     assert warning.startswith(f"{settings}:3: not valid YAML") and "last good version" in warning
-    assert "--frontend build" in backends.logs(result["builder"], result["number"])
+    assert "--frontend pip" in backends.logs(result["builder"], result["number"])
     assert result["wheels"] == ["edited-2.0-py3-none-any.whl"]
     assert install_and_run(backends, tmp_path, "edited==2.0", "import edited_mod; print(edited_mod.VALUE)") == "1\n"
 

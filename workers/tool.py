@@ -92,7 +92,7 @@ def clean_pip_env() -> dict[str, str]:
     env = {k: os.environ[k] for k in PASSED_ON if k in os.environ}
     env.setdefault("PATH", os.defpath)
     env.update(PIP_CONFIG_FILE=os.devnull, PIP_NO_INPUT="1", PIP_DISABLE_PIP_VERSION_CHECK="1",
-               PIP_NO_CACHE_DIR="1", UV_NO_CONFIG="1", UV_NO_CACHE="1", PYTHONDONTWRITEBYTECODE="1")
+               PIP_NO_CACHE_DIR="1", UV_NO_CONFIG="1", PYTHONDONTWRITEBYTECODE="1")
     return env
 
 
@@ -107,13 +107,20 @@ def pip_command(target_python: str, *args: str) -> list[str]:
     return [sys.executable, "-m", "pip", "--python", target_python, *args]
 
 
+# The worker's uv cache (the step names it, outside the build directory): wheels from our index,
+# unpacked once. Builds run strangers' code, so no sandbox can reach it (it binds only folders of
+# the build directory), and uv copies from it (never hard links, which a build could write through).
+UV_CACHE = "WHEELWRIGHT_UV_CACHE"
+
+
 def uv_command(*args: str) -> list[str]:
-    """uv, which installs into and creates environments in a fraction of pip's time. No cache:
-    builds run strangers' code, which could otherwise plant files for the next build to install."""
+    """uv, which installs into and creates environments in a fraction of pip's time."""
     uv = shutil.which("uv", path=os.path.dirname(sys.executable)) or shutil.which("uv")
     if not uv:
         raise ToolError("uv is not installed beside the worker's tools")
-    return [uv, *args, "--no-config", "--no-cache"]
+    cache = os.environ.get(UV_CACHE)
+    return [uv, *args, "--no-config", *(["--cache-dir", os.path.abspath(cache), "--link-mode", "copy"] if cache
+                                         else ["--no-cache"])]
 
 
 def uv_pip(target_python: str, *args: str) -> list[str]:

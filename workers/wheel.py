@@ -152,7 +152,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--project", required=True)
     parser.add_argument("--version", required=True)
     parser.add_argument("--wheel-version", help="the version the wheels carry (a rebuild's bump)")
-    parser.add_argument("--frontend", default="pip")
+    parser.add_argument("--frontend", default="build")
     parser.add_argument("--build-tag", type=int, default=0)
     parser.add_argument("--limits", help="the sandbox's limits, as JSON")
     parser.add_argument("--pep517", action="store_true", help=argparse.SUPPRESS)
