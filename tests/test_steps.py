@@ -51,8 +51,8 @@ from wheelwright.steps import (
     ValidateInstallDeps,
 )
 from wheelwright.steps.publish import tag_fits
-from wheelwright.steps.tool import parse_result
-from wheelwright.workers.tool import RESULT_PREFIX
+from wheelwright.steps.tool import WORKER_UV_CACHE, parse_result
+from wheelwright.workers.tool import RESULT_PREFIX, UV_CACHE
 
 WORKER_PYTHON = "/worker/bin/python"
 PASSWORD = "test-password"
@@ -70,8 +70,9 @@ LIMITS = ["--limits", Farm(root=Path("/")).limits.as_json()]
 
 
 def shell(command: list[str]) -> ExpectShell:
-    """A tool's command as our steps send it: no environment printed, the limits' own timeout."""
-    return ExpectShell(workdir="build", command=command, log_environ=False,
+    """A tool's command as our steps send it: no environment printed but the worker's uv cache,
+    the limits' own timeout."""
+    return ExpectShell(workdir="build", command=command, log_environ=False, env={UV_CACHE: WORKER_UV_CACHE},
                        max_time=Farm(root=Path("/")).limits.wall_seconds + 600)
 
 
@@ -211,7 +212,7 @@ class TestPrepareBuildEnv(StepTest):
 
 
 class TestBuildWheel(StepTest):
-    def command(self, frontend="pip", *extra, wheel_version="1.0"):
+    def command(self, frontend="build", *extra, wheel_version="1.0"):
         return tool("wheel", "--python", "/py/bin/python3.11", "--env-python", "/w/env/bin/python", "--src", "src",
                     "--dist", "dist", "--project", "pkg", "--version", "1.0", "--wheel-version", wheel_version,
                     "--frontend", frontend, *extra, *LIMITS)
@@ -230,19 +231,19 @@ class TestBuildWheel(StepTest):
 
     def test_per_package_setting_chooses_the_frontend(self):
         (self.farm.settings_dir / "settings").mkdir(parents=True)
-        (self.farm.settings_dir / "settings" / "pkg.yaml").write_text("build_frontend: build\n")
+        (self.farm.settings_dir / "settings" / "pkg.yaml").write_text("build_frontend: pip\n")
         self.setup(BuildWheel(farm=self.farm), build_env_python="/w/env/bin/python")
         self.expect_commands(
-            shell(self.command("build"))
-            .stdout(result_line({"error": "building the wheel with build (no network) failed (exit 1)"})).exit(1),
+            shell(self.command("pip"))
+            .stdout(result_line({"error": "building the wheel with pip (no network) failed (exit 1)"})).exit(1),
         )
-        self.expect_outcome(result=FAILURE, state_string="building the wheel with build (no network) failed (exit 1) (failure)")
+        self.expect_outcome(result=FAILURE, state_string="building the wheel with pip (no network) failed (exit 1) (failure)")
         return self.run_step()
 
     def test_a_rebuild_asks_for_its_build_number(self):
         self.setup(BuildWheel(farm=self.farm), build_env_python="/w/env/bin/python", build_tag=2)
         self.expect_commands(
-            shell(self.command("pip", "--build-tag", "2")).stdout(result_line(
+            shell(self.command("build", "--build-tag", "2")).stdout(result_line(
                 {"wheels": [{"filename": "pkg-1.0-2-py3-none-any.whl", "sha256": "ab" * 32}]}
             )).exit(0),
         )
@@ -263,12 +264,12 @@ class TestBuildWheel(StepTest):
     def test_broken_settings_warn_and_the_last_good_ones_stand_in(self):
         path = self.farm.settings_dir / "settings" / "pkg.yaml"
         path.parent.mkdir(parents=True)
-        path.write_text("build_frontend: build\n")
+        path.write_text("build_frontend: pip\n")
         settings_for(self.farm, "pkg")  # an earlier build read them
-        path.write_text("build_frontend: pip\nimports: [a\n")
+        path.write_text("build_frontend: build\nimports: [a\n")
         self.setup(BuildWheel(farm=self.farm), build_env_python="/w/env/bin/python")
         self.expect_commands(
-            shell(self.command("build")).stdout(result_line(
+            shell(self.command("pip")).stdout(result_line(
                 {"wheels": [{"filename": "pkg-1.0-py3-none-any.whl", "sha256": "ab" * 32}]}
             )).exit(0),
         )
