@@ -18,7 +18,6 @@ import time
 from buildbot.process.properties import Properties
 from buildbot.process.results import FAILURE, SKIPPED, SUCCESS, WARNINGS
 from buildbot.reporters.utils import getURLForBuild
-from buildbot.util import asyncSleep
 from twisted.internet import defer, threads
 
 from wheelwright.index.lookup import IndexUnreachable
@@ -30,6 +29,20 @@ from wheelwright.steps.tool import WheelwrightStep, count
 TRIGGER_PREFIX = "bootstrap-"
 # What a build can find that its sdist does not say, by the property its step sets.
 DISCOVERED = {"build-backend": "missing_build_requires", "install": "missing_install_requires"}
+
+
+def first_of(deferreds) -> defer.Deferred:
+    """Fires when the first of deferreds does (their results left as they are)."""
+    woken = defer.Deferred()
+
+    def wake(result):
+        if not woken.called:
+            woken.callback(None)
+        return result
+
+    for d in deferreds:
+        d.addBoth(wake)
+    return woken
 
 
 class BootstrapTree(WheelwrightStep):
@@ -103,7 +116,7 @@ class BootstrapTree(WheelwrightStep):
                 await self.say(f"{key} started on {', '.join(builders)}")
             done = [k for k, d in running.items() if d.called]
             if not done:
-                await asyncSleep(0.2, self.master.reactor)
+                await first_of(running.values())
                 continue
             for key in done:
                 builds = await self.builds_of(await running.pop(key))
