@@ -34,8 +34,8 @@ from wheelwright.master.upstreamwatch import decide, fetch_page  # noqa: E402
 from wheelwright.workers.tool import clean_pip_env  # noqa: E402
 
 
-def verdict(value: float, goal: str, met: bool, unit: str = "x") -> str:
-    return f"{value:.2f}{unit} (goal {goal}: {'met' if met else 'MISSED'})"
+def verdict(ratio: float, goal: str, met: bool) -> str:
+    return f"{ratio:.2f}x (goal {goal}: {'met' if met else 'MISSED'})"
 
 
 def bench_publishing(work: Path, quick: bool) -> None:
@@ -183,7 +183,7 @@ def bench_farm_overhead(work: Path, quick: bool) -> None:
             report = overhead_report(requested[middle], steps[middle])
             overhead = requested[middle] - sum(p.get(n, 0) for p in steps[middle].values() for n in PACKAGE_OWN)
             if name == "benchpure":
-                report[0] += f" ({verdict(overhead, '<= 1 s', overhead <= 1, ' s')})"
+                report[0] += f" (goal <= 1 s: {'met' if overhead <= 1 else 'MISSED'})"
             print("\n".join(report))
     finally:
         farm.cli("down", check=False)
