@@ -99,7 +99,8 @@ def up(farm: Farm) -> list[str]:
             if why:
                 said.append(f"{pool.name}: not started: {why}. The {pool.arch} builds wait for remote {pool.arch} workers.")
                 continue
-            start_emulated_workers(farm, pool, workers)
+            root = start_emulated_workers(farm, pool, workers)
+            said.append(f"{pool.name}: {', '.join(pool.worker_names())} run here under qemu, in {root}")
     for pidfile in farm.workers_dir.glob(f"*/{emulation.PIDFILE}"):
         if pidfile.parent.name not in workers:  # emulation turned off: real machines took over
             _stop_pid(pidfile)
@@ -148,9 +149,9 @@ def _create_worker(farm: Farm, name: str, password: str) -> Path:
     return basedir
 
 
-def start_emulated_workers(farm: Farm, pool: Pool, passwords: dict[str, str], timeout: float = 300) -> None:
+def start_emulated_workers(farm: Farm, pool: Pool, passwords: dict[str, str], timeout: float = 300) -> Path:
     """Start the pool's workers in its root (made the first time: minutes) and wait until the
-    master has them: under emulation a worker takes seconds to start."""
+    master has them: under emulation a worker takes seconds to start. Returns the root."""
     root = unpack_root(pool.emulation.debian_arch, Path(farm.root_cache), farm.roots_dir / pool.emulation.root_name)
     started = {}
     for name in pool.worker_names():
@@ -165,6 +166,7 @@ def start_emulated_workers(farm: Farm, pool: Pool, passwords: dict[str, str], ti
             if time.monotonic() > deadline:
                 raise FarmError(f"emulated worker {name} did not attach within {timeout:.0f} s (see {log})")
             time.sleep(0.5)
+    return root
 
 
 def _log_has(log: Path, offset: int, text: bytes) -> bool:

@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from tests.conftest import build_backends, install_and_run, made_roots_cache, running_farm
-from tests.sdists import c_extension_sdist, flit_sdist
+from tests.sdists import Listener, c_extension_sdist, flit_sdist, setuptools_sdist
 from wheelwright.master import emulation
 from wheelwright.master.farm import Farm
 from wheelwright.workers.pools import find_python
@@ -99,3 +99,40 @@ def test_a_pure_wheel_is_built_once_for_both(emulating_farm, upstream, tmp_path)
     assert rc == 0, json.dumps(second, indent=2)
     assert second["pure_wheel_published_by"] and not second["wheels"]
 
+
+
+def test_the_sandbox_holds_under_emulation(emulating_farm, upstream, tmp_path):
+    """A build on the emulated worker reaches no socket of the host and reads neither the
+    worker's own password (in its buildbot.tac) nor the farm's secrets."""
+    listener = Listener()
+    tac = emulating_farm.state / "workers" / "aarch64-emulated-1" / "buildbot.tac"
+    secret = emulating_farm.state / "secrets" / "worker-aarch64-emulated-1"
+    upstream.add(setuptools_sdist(tmp_path, "probes", "1.0", setup_py=f"""\
+        import platform, socket
+        from setuptools import setup
+        from setuptools.command.build_py import build_py
+
+        class Probe(build_py):
+            def run(self):
+                assert platform.machine() == "aarch64", platform.machine()
+                leaks = []
+                try:
+                    socket.create_connection(("127.0.0.1", {listener.port}), timeout=5)
+                    leaks.append("network")
+                except OSError:
+                    pass
+                for path in ("{tac}", "{secret}"):
+                    try:
+                        leaks.append(path + ": " + open(path).read()[:20])
+                    except OSError:
+                        pass
+                if leaks:
+                    raise SystemExit("LEAKED " + " ".join(leaks))
+                super().run()
+
+        setup(cmdclass={{"build_py": Probe}})
+        """))
+    rc, result = emulating_farm.build("probes==1.0", EMULATED)
+    listener.close()
+    assert rc == 0, json.dumps(result, indent=2)
+    assert listener.accepted == []
