@@ -34,9 +34,10 @@ def pytest_collection_modifyitems(session, config, items):
         return
     items[:] = [item for item in items if item not in emulated] + emulated
     ROOTS_CACHE.mkdir(parents=True, exist_ok=True)
-    ROOT_MAKER.append(subprocess.Popen(["nice", "-n", "19", sys.executable, "-m", "wheelwright.master.roots", "--arch",
-                                        "arm64", "--cache", str(ROOTS_CACHE)], stdout=subprocess.DEVNULL,
-                                       stderr=open(ROOTS_CACHE / "background.log", "w")))
+    with open(ROOTS_CACHE / "background.log", "w") as log:
+        ROOT_MAKER.append(subprocess.Popen(["nice", "-n", "19", sys.executable, "-m", "wheelwright.master.roots",
+                                            "--arch", "arm64", "--cache", str(ROOTS_CACHE)], stdout=subprocess.DEVNULL,
+                                           stderr=log))
 
 
 def made_roots_cache() -> Path:
