@@ -152,14 +152,21 @@ def _create_worker(farm: Farm, name: str, password: str) -> Path:
 def start_emulated_workers(farm: Farm, pool: Pool, passwords: dict[str, str], timeout: float = 300) -> Path:
     """Start the pool's workers in its root (made the first time: minutes) and wait until the
     master has them: under emulation a worker takes seconds to start. Returns the root."""
-    root = unpack_root(pool.emulation.debian_arch, Path(farm.root_cache), farm.roots_dir / pool.emulation.root_name)
+    try:
+        root = unpack_root(pool.emulation.debian_arch, Path(farm.root_cache), farm.roots_dir / pool.emulation.root_name)
+    except (RuntimeError, OSError, subprocess.CalledProcessError) as exc:
+        raise FarmError(f"making the {pool.emulation.root_name} root for {pool.name} failed "
+                        f"(see {farm.root_cache}): {exc}") from None
     started = {}
     for name in pool.worker_names():
         basedir = _create_worker(farm, name, passwords[name])
         if not _pid_alive(basedir / emulation.PIDFILE):
             log = basedir / "twistd.log"
             started[name] = (log, log.stat().st_size if log.exists() else 0)
-            emulation.start(root, basedir, farm.logs_dir / f"{name}.log")
+            try:
+                emulation.start(root, basedir, farm.logs_dir / f"{name}.log")
+            except RuntimeError as exc:
+                raise FarmError(str(exc)) from None
     deadline = time.monotonic() + timeout
     for name, (log, offset) in started.items():
         while not _log_has(log, offset, b"message from master: attached"):
@@ -185,8 +192,9 @@ def _stop_pid(pidfile: Path, timeout: float = 60) -> None:
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while _pid_alive(pidfile):
-        if time.monotonic() > deadline:  # killed with everything in its namespace
+        if time.monotonic() > deadline:
             os.kill(pid, signal.SIGKILL)
+            deadline = float("inf")
         time.sleep(0.2)
     pidfile.unlink()
 
@@ -195,7 +203,7 @@ def down(farm: Farm) -> None:
     for basedir in sorted(farm.workers_dir.glob("*/")) if farm.workers_dir.exists() else []:
         if _pid_alive(basedir / "twistd.pid"):
             _run([_bin("buildbot-worker"), "stop", basedir], f"stopping worker {basedir.name}")
-        # Emulated workers: their twistd is PID 1 of a namespace, known here by its host PID.
+        # Emulated workers run in a PID namespace of their own: their pidfile holds the host's PID.
         _stop_pid(basedir / emulation.PIDFILE)
     if _pid_alive(farm.master_dir / "twistd.pid"):
         _run([_bin("buildbot"), "stop", farm.master_dir], "stopping the master")
