@@ -86,6 +86,9 @@ def overhead_report(total: float, steps: dict[str, dict[str, float]]) -> list[st
              f"    {'scheduling, polling (outside steps)':<48} {total - in_steps:6.2f} s"]
     for step, parts in steps.items():
         lines.append(f"    {step:<48} {parts.get('step', 0):6.2f} s")
+        tools = sum(seconds for name, seconds in parts.items() if name.endswith(": tool"))
+        if tools:  # what the worker's command took beyond the tool's own work
+            parts = {**parts, "tool start-up and round trip": parts.get("worker shell", 0) - tools}
         for name, seconds in sorted(parts.items(), key=lambda item: -item[1]):
             if name != "step" and seconds >= 0.005:
                 lines.append(f"      {name:<46} {seconds:6.2f} s")
