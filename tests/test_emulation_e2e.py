@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from tests.conftest import build_backends, install_and_run, made_roots_cache, running_farm
-from tests.sdists import Listener, c_extension_sdist, flit_sdist, setuptools_sdist
+from tests.sdists import CACHE, Listener, c_extension_sdist, flit_sdist, setuptools_sdist
 from wheelwright.master import emulation
 from wheelwright.master.farm import Farm
 from wheelwright.workers.pools import find_python
@@ -103,7 +103,8 @@ def test_a_pure_wheel_is_built_once_for_both(emulating_farm, upstream, tmp_path)
 
 def test_the_sandbox_holds_under_emulation(emulating_farm, upstream, tmp_path):
     """A build on the emulated worker reaches no socket of the host and reads neither the
-    worker's own password (in its buildbot.tac) nor the farm's secrets."""
+    worker's own password (in its buildbot.tac, also through the worker's /proc) nor the farm's
+    secrets."""
     listener = Listener()
     tac = emulating_farm.state / "workers" / "aarch64-emulated-1" / "buildbot.tac"
     secret = emulating_farm.state / "secrets" / "worker-aarch64-emulated-1"
@@ -121,7 +122,9 @@ def test_the_sandbox_holds_under_emulation(emulating_farm, upstream, tmp_path):
                     leaks.append("network")
                 except OSError:
                     pass
-                for path in ("{tac}", "{secret}"):
+                # also through the worker's own processes: /proc/PID/cwd and /proc/PID/root
+                import glob
+                for path in ("{tac}", "{secret}", *glob.glob("/proc/*/cwd/buildbot.tac"), *glob.glob("/proc/*/root{tac}")):
                     try:
                         leaks.append(path + ": " + open(path).read()[:20])
                     except OSError:
@@ -136,3 +139,18 @@ def test_the_sandbox_holds_under_emulation(emulating_farm, upstream, tmp_path):
     listener.close()
     assert rc == 0, json.dumps(result, indent=2)
     assert listener.accepted == []
+
+
+def test_a_real_c_extension_builds_for_aarch64(emulating_farm, upstream, tmp_path):
+    """MarkupSafe from the corpus (setuptools, its optional C speedups) on the emulated builder."""
+    upstream.add(CACHE / "markupsafe-3.0.2.tar.gz")
+    rc, result = emulating_farm.build("MarkupSafe==3.0.2", EMULATED)
+    assert rc == 0, json.dumps(result, indent=2)
+    assert result["wheels"] == ["markupsafe-3.0.2-cp311-cp311-linux_aarch64.whl"]
+    out = in_root(emulating_farm, f"""
+        python3 -m venv --without-pip /tmp/venv
+        /opt/wheelwright/bin/python -m pip --python /tmp/venv/bin/python install --quiet --disable-pip-version-check \\
+            --no-cache-dir --index-url {emulating_farm.status["index"]} MarkupSafe==3.0.2
+        /tmp/venv/bin/python -c 'import markupsafe._speedups as s; print(s.__file__)'
+    """)
+    assert out.strip().endswith("_speedups.cpython-311-aarch64-linux-gnu.so")
