@@ -50,12 +50,17 @@ def test_build_tag_bumps_take_the_next_build_number():
         next_bump("minor", "1.0", ["1.0"], [0], [], "ww")
 
 
-def test_a_bumped_wheel_is_renamed_inside_and_out_and_still_checks(tmp_path):
-    files, dist_info = wheel_files("My_Pkg", "1.0")
-    files["My_Pkg-1.0.data/scripts/tool"] = "#!python\n"
-    wheel = write_wheel(tmp_path / "My_Pkg-1.0-py3-none-any.whl", files, dist_info)
+def wheel_to_rewrite(tmp_path, name: str, extra: dict[str, str]):
+    """A wheel of name 1.0 with extra members, and an empty folder for what rewrites it."""
+    files, dist_info = wheel_files(name, "1.0")
+    wheel = write_wheel(tmp_path / f"{name}-1.0-py3-none-any.whl", {**files, **extra}, dist_info)
     out = tmp_path / "out"
     out.mkdir()
+    return wheel, out
+
+
+def test_a_bumped_wheel_is_renamed_inside_and_out_and_still_checks(tmp_path):
+    wheel, out = wheel_to_rewrite(tmp_path, "My_Pkg", {"My_Pkg-1.0.data/scripts/tool": "#!python\n"})
     bumped = rewrite(wheel, out, version="1.0.post1")
     assert bumped.name == "My_Pkg-1.0.post1-py3-none-any.whl"
     names = zipfile.ZipFile(bumped).namelist()
@@ -129,11 +134,7 @@ def test_the_rebuild_diff_names_what_changed_and_not_the_bump(tmp_path):
 
 def test_a_wheel_a_build_planted_bad_members_in_is_refused_before_it_is_read(tmp_path):
     # The worker's bump and the master's provenance both rewrite what a build made.
-    files, dist_info = wheel_files("pkg", "1.0")
-    files["../../escaped.py"] = "x = 1\n"
-    planted = write_wheel(tmp_path / "pkg-1.0-py3-none-any.whl", files, dist_info)
-    out = tmp_path / "out"
-    out.mkdir()
+    planted, out = wheel_to_rewrite(tmp_path, "pkg", {"../../escaped.py": "x = 1\n"})
     with pytest.raises(WheelRefused, match="escaped.py"):
         rewrite(planted, out, version="1.0.post1")
     assert list(out.iterdir()) == []
