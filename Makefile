@@ -12,9 +12,10 @@ SDIST_CACHE := tests/.cache/sdists
 # Debian packages the tests need: the container engine for the latent-worker tests (podman, with
 # runc and catatonit) and debootstrap to make their worker image; patch and gcc for builds;
 # bubblewrap, the sandbox every build's own code runs in; ninja and patchelf for meson-python;
-# qemu-user-static, which runs the emulated aarch64 pool's workers.
+# qemu-user-static, which runs the emulated aarch64 pool's workers; postgresql, the production
+# database the deployment tests run a server of (tests/postgres.py).
 SYSTEM_PACKAGES := podman runc catatonit debootstrap patch gcc bubblewrap ninja-build patchelf git chromium chromium-driver \
-	graphviz qemu-user-static
+	graphviz qemu-user-static postgresql
 BINFMT := /proc/sys/fs/binfmt_misc
 
 .PHONY: up down test install system-packages emulation bench

@@ -107,7 +107,10 @@ BOOTSTRAP = "bootstrap"
 YANK = "yank"
 
 
-def master_worker() -> LocalWorker:
+def master_worker(runs_builds: bool = True):
+    """On a master that runs no builds the name stays (the builders name it) but never attaches."""
+    if not runs_builds:
+        return worker.Worker(ON_MASTER, None)
     return LocalWorker(ON_MASTER, max_builds=4)
 
 

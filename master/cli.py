@@ -63,13 +63,15 @@ def _farm(args) -> Farm:
 def cmd_up(args) -> int:
     farm = _farm(args)
     changes = {k: getattr(args, k) for k in ("upstream", "ui_port", "worker_port", "index_port", "listen", "docker_host",
-                                             "container_network", "container_master_host", "emulation", "root_cache")
+                                             "container_network", "container_master_host", "emulation", "root_cache",
+                                             "db_url", "mq_router")
                if getattr(args, k) is not None}
-    if args.pools:
-        changes["pools"] = args.pools.split(",")
+    for listed in ("pools", "roles"):
+        if getattr(args, listed):
+            changes[listed] = getattr(args, listed).split(",")
     if args.settings:
         changes["settings"] = args.settings.resolve()
-    farm = dataclasses.replace(farm, **changes)
+    farm = dataclasses.replace(farm, **changes, from_environment=farm.from_environment - set(changes))
     for line in control.up(farm):
         print(line, file=sys.stderr)
     print(f"farm is up: UI {farm.ui_url}  index {farm.index_url}  state {farm.root}\n"
@@ -499,6 +501,9 @@ def main(argv=None) -> int:
     p.add_argument("--emulation", action=argparse.BooleanOptionalAction,
                    help="run workers of a remote pool's architecture here under qemu when none are at hand (default: on)")
     p.add_argument("--root-cache", help="where the root filesystems of emulated workers are made and kept")
+    p.add_argument("--db", dest="db_url", help="Buildbot's database, e.g. postgresql://USER@HOST/DB (default: sqlite)")
+    p.add_argument("--mq-router", help="several masters: the Crossbar router's ws:// URL (see docs/deploy.md)")
+    p.add_argument("--roles", help="what this master runs: ui, builds or ui,builds (the default)")
     p.set_defaults(func=cmd_up)
     sub.add_parser("down", help="stop the farm").set_defaults(func=cmd_down)
     p = sub.add_parser("status", help="where the farm's parts are")

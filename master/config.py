@@ -18,21 +18,28 @@ from wheelwright.master.staged import KeptWheelPublisher
 from wheelwright.master.webauth import www_auth
 
 
+def worker_port(farm: Farm) -> str:
+    """The worker port as a Twisted endpoint: TLS when the farm says so (master/tls.py)."""
+    return f"tcp:{farm.worker_port}:interface={farm.listen}"
+
+
 def assemble(basedir: str) -> dict:
     # The master's basedir is <farm>/master; a checkconfig of the shipped file gets the defaults.
     farm = Farm.load(Path(basedir).resolve().parent)
     pools = farm.pools_here()
+    runs_builds = "builds" in farm.roles
     builders = make_builders(farm, pools)
     return {
         "title": "Wheelwright",
         "titleURL": farm.ui_url,
         "buildbotURL": farm.ui_url,
-        "workers": [*make_workers(farm, pools), master_worker()],
-        "protocols": {"pb": {"port": f"tcp:{farm.worker_port}:interface={farm.listen}"}},
+        "workers": [*make_workers(farm, pools), master_worker(runs_builds)],
+        # A master that only serves the UI has no worker port: its builds run on the other masters.
+        "protocols": {"pb": {"port": worker_port(farm)}} if runs_builds else {},
         "builders": [*builders, *master_builders(farm)],
         "schedulers": [*make_schedulers([b.name for b in builders]),
                        *([SettingsFromGit("settings-git", farm, [b.name for b in builders])] if farm.settings_git else [])],
-        "services": [KeptWheelPublisher(farm)],
+        "services": [KeptWheelPublisher(farm)] if runs_builds else [],
         "change_source": [*(source(farm, pollInterval=interval, pollAtLaunch=True) for source, interval in (
             (UpstreamReleases, farm.upstream_poll_interval / SLICES),
             (SettingsChanges, 0 if farm.settings_git else farm.settings_poll_interval)) if interval),
@@ -40,11 +47,15 @@ def assemble(basedir: str) -> dict:
         # `wheelwright up` makes the secrets folder; a checkconfig of the shipped file has none.
         "secretsProviders": [secrets.SecretInAFile(dirname=str(farm.secrets_dir))] if farm.secrets_dir.is_dir() else [],
         "www": {
-            "port": f"tcp:{farm.ui_port}:interface={farm.host}",
+            # A builds-only master still answers the REST API (the `wheelwright` command's), on
+            # loopback; its pages are the UI master's to show.
+            "port": f"tcp:{farm.ui_port}:interface={farm.host if 'ui' in farm.roles else '127.0.0.1'}",
             "plugins": {"waterfall_view": {}, "console_view": {}, "grid_view": {}, "wsgi_dashboards": [
                 {"name": DASHBOARD, "caption": "Packages", "app": make_app(farm), "order": 1, "icon": "cube"}]},
             **www_auth(farm.www_users),
         },
-        "db": {"db_url": "sqlite:///state.sqlite"},
+        "db": {"db_url": farm.db_url},
+        **({"multiMaster": True, "mq": {"type": "wamp", "router_url": farm.mq_router, "realm": farm.mq_realm}}
+           if farm.multi_master else {}),
         "buildbotNetUsageData": None,
     }

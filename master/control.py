@@ -13,7 +13,7 @@ from pathlib import Path
 
 from wheelwright.index import accounts
 from wheelwright.master import emulation
-from wheelwright.master.farm import CLI_SECRET, CLI_USER, UPLOAD_SECRET, UPLOAD_USER, Farm
+from wheelwright.master.farm import CLI_SECRET, CLI_USER, ENVIRONMENT_PREFIX, UPLOAD_SECRET, UPLOAD_USER, Farm
 from wheelwright.master.roots import unpack_root
 from wheelwright.master.settingsgit import clone_settings
 from wheelwright.master.webauth import ROLES
@@ -41,8 +41,14 @@ def farm_environment() -> dict[str, str]:
     return {k: os.environ[k] for k in PASSED_ON if k in os.environ}
 
 
-def _run(cmd: list, what: str, log: Path | None = None) -> None:
-    proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, env=farm_environment())
+def master_environment() -> dict[str, str]:
+    """The master's, and its alone: the farm's settings given in the environment (a database
+    password among them) reach no worker."""
+    return {**farm_environment(), **{k: v for k, v in os.environ.items() if k.startswith(ENVIRONMENT_PREFIX)}}
+
+
+def _run(cmd: list, what: str, log: Path | None = None, env: dict[str, str] | None = None) -> None:
+    proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, env=env or farm_environment())
     if proc.returncode != 0:
         tail = "".join(log.read_text().splitlines(keepends=True)[-20:]) if log and log.exists() else ""
         raise FarmError(f"{what} failed:\n{proc.stdout}{proc.stderr}{tail}")
@@ -122,16 +128,16 @@ def start_index(farm: Farm) -> None:
 
 def start_master(farm: Farm) -> None:
     """Create the master the first time; upgrade and start a stopped one; reconfigure a running one."""
-    buildbot = _bin("buildbot")
+    buildbot, env, log = _bin("buildbot"), master_environment(), farm.master_dir / "twistd.log"
     if _pid_alive(farm.master_dir / "twistd.pid"):
-        _run([buildbot, "reconfig", farm.master_dir], "reconfiguring the master", log=farm.master_dir / "twistd.log")
+        _run([buildbot, "reconfig", farm.master_dir], "reconfiguring the master", log=log, env=env)
         return
     if not (farm.master_dir / "buildbot.tac").exists():
-        _run([buildbot, "create-master", "--relocatable", "--config", MASTER_CFG, farm.master_dir],
-             "creating the master")
+        _run([buildbot, "create-master", "--relocatable", "--config", MASTER_CFG, "--db", farm.db_url, farm.master_dir],
+             "creating the master", env=env)
     else:
-        _run([buildbot, "upgrade-master", farm.master_dir], "upgrading the master")
-    _run([buildbot, "start", farm.master_dir], "starting the master", log=farm.master_dir / "twistd.log")
+        _run([buildbot, "upgrade-master", farm.master_dir], "upgrading the master", env=env)
+    _run([buildbot, "start", farm.master_dir], "starting the master", log=log, env=env)
     _wait_for_port(farm.host, farm.ui_port, "the master's web UI")
 
 
@@ -206,7 +212,7 @@ def down(farm: Farm) -> None:
         # Emulated workers run in a PID namespace of their own: their pidfile holds the host's PID.
         _stop_pid(basedir / emulation.PIDFILE)
     if _pid_alive(farm.master_dir / "twistd.pid"):
-        _run([_bin("buildbot"), "stop", farm.master_dir], "stopping the master")
+        _run([_bin("buildbot"), "stop", farm.master_dir], "stopping the master", env=master_environment())
     pid = _pid_alive(farm.index_dir / "index.pid")
     if pid:
         os.kill(pid, signal.SIGTERM)

@@ -6,10 +6,11 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 from pypi_simple import PYPI_SIMPLE_ENDPOINT
 
@@ -20,6 +21,10 @@ from wheelwright.workers.pools import POOLS, builder_name
 from wheelwright.workers.sandbox import Limits
 
 FARM_FILE = "farm.json"
+# A setting in the environment wins over farm.json: WHEELWRIGHT_DB_URL, WHEELWRIGHT_POOLS='["local"]'
+# (JSON, for all but text settings).
+ENVIRONMENT_PREFIX = "WHEELWRIGHT_"
+MASTER_ROLES = ("ui", "builds")
 # The force form (and `wheelwright build`): builds are also forced through it after a review.
 FORCE_SCHEDULER = "build"
 UPLOAD_USER = "wheelwright"
@@ -80,6 +85,19 @@ class Farm:
     local_label: str = "wheelwright"
     # What each command that runs a package's code may use (see workers/sandbox.py, Limits).
     build_limits: dict = field(default_factory=dict)
+    # Buildbot's database: the embedded sqlite file by default; PostgreSQL for production
+    # (`postgresql://user@host/db`, the driver from the `postgresql` extra). A password is best
+    # kept out of farm.json: in WHEELWRIGHT_DB_URL, or in the user's ~/.pgpass.
+    db_url: str = "sqlite:///state.sqlite"
+    # Several masters share the database and a Crossbar router: its ws:// URL and realm (Buildbot's
+    # `wamp` message queue). None: one master, Buildbot's `simple` queue.
+    mq_router: str | None = None
+    mq_realm: str = "realm1"
+    # Which parts this master runs: "ui" (the web UI and REST API), "builds" (the worker port, and
+    # the builds its workers run). One master runs both; see docs/deploy.md.
+    roles: list[str] = field(default_factory=lambda: list(MASTER_ROLES))
+    # The settings that came from the environment (WHEELWRIGHT_<SETTING>), never written to farm.json.
+    from_environment: frozenset = field(default=frozenset(), repr=False, compare=False)
 
     @property
     def limits(self) -> Limits:
@@ -174,18 +192,22 @@ class Farm:
         write_atomic(self.upstream_watch_file, (json.dumps(watch, indent=2) + "\n").encode())
 
     def save(self) -> None:
-        data = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items() if k != "root"}
+        path = self.root / FARM_FILE
+        kept = json.loads(path.read_text()) if path.exists() else {}
+        data = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()
+                if k not in ("root", "from_environment") and k not in self.from_environment}
+        data.update({k: kept[k] for k in self.from_environment if k in kept})
         self.root.mkdir(parents=True, exist_ok=True)
-        (self.root / FARM_FILE).write_text(json.dumps(data, indent=2) + "\n")
+        write_atomic(path, (json.dumps(data, indent=2) + "\n").encode())
 
     @classmethod
-    def load(cls, root: Path | str) -> Farm:
+    def load(cls, root: Path | str, environ: dict[str, str] | None = None) -> Farm:
         root = Path(root).resolve()
         path = root / FARM_FILE
-        if not path.exists():
-            return cls(root=root)
-        data = json.loads(path.read_text())
-        known = {f.name for f in fields(cls)}
+        data = json.loads(path.read_text()) if path.exists() else {}
+        overrides = settings_from_environment(os.environ if environ is None else environ)
+        data.update(overrides)
+        known = {f.name for f in fields(cls)} - {"root", "from_environment"}
         unknown_pools = set(data.get("pools", [])) - set(POOLS)
         if unknown_pools:
             raise ValueError(f"{path}: unknown pools {', '.join(sorted(unknown_pools))} (known: {', '.join(POOLS)})")
@@ -204,7 +226,32 @@ class Farm:
             raise ValueError(f"{path}: local_label must be lowercase letters and digits, starting with a letter")
         if data.get("settings"):
             data["settings"] = Path(data["settings"])
-        return cls(root=root, **data)
+        if not data.get("roles", MASTER_ROLES) or set(data.get("roles", MASTER_ROLES)) - set(MASTER_ROLES):
+            raise ValueError(f"{path}: roles must be one or both of {', '.join(MASTER_ROLES)}")
+        if urlsplit(data.get("db_url", "sqlite://")).scheme.split("+")[0] not in ("sqlite", "postgresql", "mysql"):
+            raise ValueError(f"{path}: db_url must be a sqlite:// or postgresql:// URL (SQLAlchemy's form)")
+        return cls(root=root, from_environment=frozenset(overrides), **data)
+
+    @property
+    def multi_master(self) -> bool:
+        return self.mq_router is not None
 
     def secret(self, name: str) -> str:
         return (self.secrets_dir / name).read_text().strip()
+
+
+TEXT_SETTINGS = {f.name for f in fields(Farm) if f.type in ("str", "str | None", "Path | None")}
+
+
+def settings_from_environment(environ) -> dict:
+    """WHEELWRIGHT_<SETTING> variables: text as it is, any other setting as JSON."""
+    found = {}
+    for f in fields(Farm):
+        value = environ.get(ENVIRONMENT_PREFIX + f.name.upper())
+        if value is None or f.name in ("root", "from_environment"):
+            continue
+        try:
+            found[f.name] = value if f.name in TEXT_SETTINGS else json.loads(value)
+        except ValueError:
+            raise ValueError(f"{ENVIRONMENT_PREFIX}{f.name.upper()}: not JSON: {value!r}") from None
+    return found

@@ -60,7 +60,7 @@ CANARY = f"canary-{uuid.uuid4().hex}"
 
 
 @contextlib.contextmanager
-def running_farm(tmp_path_factory, upstream, *up_args: str):
+def running_farm(tmp_path_factory, upstream, *up_args: str, environ: dict[str, str] | None = None):
     """A farm of its own, up for the duration of the with block. The aarch64 pool's builders are
     there, waiting for remote workers: the tests that emulate aarch64 say --emulation."""
     state = tmp_path_factory.mktemp("farm") / "farm"
@@ -73,7 +73,7 @@ def running_farm(tmp_path_factory, upstream, *up_args: str):
                                                  "upstream_poll_interval": 2, "settings_poll_interval": 0,
                                                  "build_limits": {"memory_mb": 1536, "processes": 256,
                                                                   "disk_mb": 512, "output_mb": 4}}))
-    under_test = FarmUnderTest(state)
+    under_test = FarmUnderTest(state, environ)
     os.environ["DEPLOY_TOKEN"] = CANARY
     try:  # a farm that came up halfway is stopped too
         under_test.cli("up", "--upstream", upstream.url, "--pools", "local,aarch64", "--ui-port", str(free_port()),

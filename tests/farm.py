@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -37,11 +38,14 @@ def farm_on(index_host: str, root: Path, **options) -> Farm:
 
 
 class FarmUnderTest:
-    def __init__(self, state: Path):
+    def __init__(self, state: Path, environ: dict[str, str] | None = None):
         self.state = state
+        # Settings given in the environment (WHEELWRIGHT_<SETTING>), as an operator keeps a password.
+        self.environ = environ or {}
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        proc = subprocess.run([WHEELWRIGHT, "--state", str(self.state), *args], capture_output=True, text=True)
+        proc = subprocess.run([WHEELWRIGHT, "--state", str(self.state), *args], capture_output=True, text=True,
+                              env={**os.environ, **self.environ})
         if check and proc.returncode != 0:
             raise AssertionError(f"wheelwright {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}{proc.stderr}")
         return proc

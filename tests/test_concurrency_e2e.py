@@ -33,7 +33,13 @@ def listing(farm, project: str) -> tuple[set[str], set[str]]:
 
 
 def test_twenty_builds_at_once_publish_twenty_wheels_and_whole_listings(backends, upstream, tmp_path):
-    pins = [f"crowd=={n}.0" for n in range(1, 11)] + [f"solo{n}==1.0" for n in range(10)]
+    twenty_builds_at_once(backends, upstream, tmp_path)
+
+
+def twenty_builds_at_once(backends, upstream, tmp_path, prefix: str = "") -> None:
+    """Also run on the production database (test_deploy_e2e.py): prefix keeps its projects apart."""
+    crowd, solos = f"{prefix}crowd", [f"{prefix}solo{n}" for n in range(10)]
+    pins = [f"{crowd}=={n}.0" for n in range(1, 11)] + [f"{solo}==1.0" for solo in solos]
     for pin in pins:
         name, version = pin.split("==")
         upstream.add(setuptools_sdist(tmp_path, name, version))
@@ -43,14 +49,14 @@ def test_twenty_builds_at_once_publish_twenty_wheels_and_whole_listings(backends
     backends.wait_until_idle(timeout=600)
 
     index_dir = backends.state / "index" / "wheels" / "simple"
-    projects = ["crowd"] + [f"solo{n}" for n in range(10)]
+    projects = [crowd, *solos]
     published = 0
     for project in projects:
         on_disk = {p.name for p in (index_dir / project).glob("*.whl")}
         as_json, as_html = listing(backends, project)
         assert as_json == as_html == on_disk, project
         published += len(on_disk)
-    assert len({p for p in (index_dir / "crowd").glob("*.whl")}) == 10
+    assert len({p for p in (index_dir / crowd).glob("*.whl")}) == 10
     assert published == 20
     project_list = json.loads(http_get(backends.status["index"], "application/vnd.pypi.simple.v1+json")[1])
     assert set(projects) <= {p["name"] for p in project_list["projects"]}
