@@ -38,7 +38,7 @@ def make_workers(farm, pools: list[Pool]) -> list:
     workers = []
     for pool in pools:
         properties = {"worker_python": pool.tool_python(), "interpreters": pool.interpreters(),
-                      "index_url": farm.index_url_for(pool.kind), "pool": pool.name}
+                      "index_url": farm.index_url_for(pool), "pool": pool.name}
         for name in pool.worker_names():
             password = util.Secret(f"worker-{name}")
             if pool.kind == "container":

@@ -11,6 +11,7 @@
   wheelwright review [approve|reject NAME]  the review queue; approving allow-lists and builds it
   wheelwright which WHEEL|SHA256|NAME==VERSION  the build, logs, sdist and environment a wheel came from
   wheelwright seed FILE...            publish wheels that cannot be built from source, marked seeded
+  wheelwright worker create NAME --pool POOL   what another machine runs to be that worker (--dir: make it here)
   wheelwright user add NAME [--role releng|admin]   a user who may force, rebuild and stop in the UI
   wheelwright yank NAME==VERSION --reason TEXT      installers skip it unless pinned (unyank: undo)
 """
@@ -43,7 +44,7 @@ from wheelwright.index.lookup import IndexUnreachable
 from wheelwright.index.store import sha256_of
 from wheelwright.index.upload import UploadError, upload
 from wheelwright.index.upstream import SourceError
-from wheelwright.master import bootstrap, control, rebuilddiff, scan
+from wheelwright.master import bootstrap, control, rebuilddiff, scan, tls
 from wheelwright.master.bumps import BUMPS
 from wheelwright.master.farm import CLI_SECRET, CLI_USER, FORCE_SCHEDULER, UPLOAD_SECRET, UPLOAD_USER, Farm
 from wheelwright.master.lastgood import ConfigError
@@ -64,7 +65,7 @@ def cmd_up(args) -> int:
     farm = _farm(args)
     changes = {k: getattr(args, k) for k in ("upstream", "ui_port", "worker_port", "index_port", "listen", "docker_host",
                                              "container_network", "container_master_host", "emulation", "root_cache",
-                                             "db_url", "mq_router")
+                                             "db_url", "mq_router", "worker_tls", "public_host")
                if getattr(args, k) is not None}
     for listed in ("pools", "roles"):
         if getattr(args, listed):
@@ -468,6 +469,35 @@ def cmd_yank(args) -> int:
     return 0
 
 
+def cmd_worker(args) -> int:
+    farm = _farm(args)
+    pool = POOLS.get(args.pool)
+    if pool is None or args.name not in pool.worker_names():
+        known = ", ".join(f"{p.name} ({', '.join(p.worker_names())})" for p in POOLS.values())
+        raise SystemExit(f"wheelwright: {args.name} is not a worker of pool {args.pool}; the pools: {known}")
+    if pool.name not in farm.pools:
+        raise SystemExit(f"wheelwright: this farm does not run pool {pool.name}: "
+                         f"wheelwright up --pools {','.join([*farm.pools, pool.name])}")
+    try:
+        password = farm.secret(f"worker-{args.name}")
+    except FileNotFoundError:
+        raise SystemExit("wheelwright: no password for it yet: run wheelwright up first") from None
+    master = args.master or f"{farm.reachable_host}:{farm.worker_port}"
+    host = master.rsplit(":", 1)[0]
+    if farm.worker_tls and host not in tls.names_in(tls.certificate(farm)[2]):
+        raise SystemExit(f"wheelwright: the master's certificate is not for {host}: wheelwright up --public-host {host} "
+                         "(a certificate the farm made is made again), or give one for it (worker_tls_cert)")
+    if args.dir:
+        try:
+            control.create_worker_at(farm, args.dir.resolve(), args.name, password, master)
+        except control.FarmError as exc:
+            raise SystemExit(f"wheelwright: {exc}") from None
+        print(f"created {args.dir}: start it with buildbot-worker start {args.dir}")
+    else:
+        print(control.remote_worker_script(farm, pool, args.name, master, password), end="")
+    return 0
+
+
 def cmd_user(args) -> int:
     """Add (or reset) a user of the web UI; prints the password unless one comes on stdin."""
     farm = _farm(args)
@@ -501,6 +531,9 @@ def main(argv=None) -> int:
     p.add_argument("--emulation", action=argparse.BooleanOptionalAction,
                    help="run workers of a remote pool's architecture here under qemu when none are at hand (default: on)")
     p.add_argument("--root-cache", help="where the root filesystems of emulated workers are made and kept")
+    p.add_argument("--worker-tls", dest="worker_tls", action=argparse.BooleanOptionalAction,
+                   help="the worker port speaks TLS (a certificate the farm makes, or farm.json worker_tls_cert)")
+    p.add_argument("--public-host", help="the master's address as other machines reach it (remote workers, their index)")
     p.add_argument("--db", dest="db_url", help="Buildbot's database, e.g. postgresql://USER@HOST/DB (default: sqlite)")
     p.add_argument("--mq-router", help="several masters: the Crossbar router's ws:// URL (see docs/deploy.md)")
     p.add_argument("--roles", help="what this master runs: ui, builds or ui,builds (the default)")
@@ -562,6 +595,15 @@ def main(argv=None) -> int:
                                                                    "before the latest)")
     p.add_argument("--to", dest="after", metavar="WHEEL", help="the later build's wheel (default: the latest)")
     p.set_defaults(func=cmd_diff)
+    p = sub.add_parser("worker", help="workers on other machines")
+    worker_sub = p.add_subparsers(dest="worker_action", required=True)
+    p = worker_sub.add_parser("create", help="print what another machine runs to be one of a pool's workers")
+    p.add_argument("name", help="one of the pool's worker names (workers/pools.py), e.g. aarch64-1")
+    p.add_argument("--pool", required=True)
+    p.add_argument("--master", metavar="HOST:PORT", help="the worker port as that machine reaches it "
+                   "(default: public_host and worker_port)")
+    p.add_argument("--dir", type=Path, help="make the worker's folder here instead (to run it on this machine)")
+    p.set_defaults(func=cmd_worker)
     p = sub.add_parser("user", help="manage who may steer the farm from its web UI")
     user_sub = p.add_subparsers(dest="user_action", required=True)
     p = user_sub.add_parser("add", help="add a user (or give one a new password and role)")

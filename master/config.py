@@ -6,6 +6,7 @@ from pathlib import Path
 
 from buildbot.plugins import secrets
 
+from wheelwright.master import tls
 from wheelwright.master.builders import make_builders, make_workers, master_builders, master_worker
 from wheelwright.master.changesource import SLICES, UpstreamReleases
 from wheelwright.master.dashboard import NAME as DASHBOARD
@@ -16,11 +17,6 @@ from wheelwright.master.settingschanges import SettingsChanges
 from wheelwright.master.settingsgit import SettingsFromGit, settings_poller
 from wheelwright.master.staged import KeptWheelPublisher
 from wheelwright.master.webauth import www_auth
-
-
-def worker_port(farm: Farm) -> str:
-    """The worker port as a Twisted endpoint: TLS when the farm says so (master/tls.py)."""
-    return f"tcp:{farm.worker_port}:interface={farm.listen}"
 
 
 def assemble(basedir: str) -> dict:
@@ -35,7 +31,7 @@ def assemble(basedir: str) -> dict:
         "buildbotURL": farm.ui_url,
         "workers": [*make_workers(farm, pools), master_worker(runs_builds)],
         # A master that only serves the UI has no worker port: its builds run on the other masters.
-        "protocols": {"pb": {"port": worker_port(farm)}} if runs_builds else {},
+        "protocols": {"pb": {"port": tls.server_endpoint(farm)}} if runs_builds else {},
         "builders": [*builders, *master_builders(farm)],
         "schedulers": [*make_schedulers([b.name for b in builders]),
                        *([SettingsFromGit("settings-git", farm, [b.name for b in builders])] if farm.settings_git else [])],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shlex
 import signal
 import socket
 import subprocess
@@ -12,9 +13,9 @@ import time
 from pathlib import Path
 
 from wheelwright.index import accounts
-from wheelwright.master import emulation
+from wheelwright.master import emulation, tls
 from wheelwright.master.farm import CLI_SECRET, CLI_USER, ENVIRONMENT_PREFIX, UPLOAD_SECRET, UPLOAD_USER, Farm
-from wheelwright.master.roots import unpack_root
+from wheelwright.master.roots import TOOLS_PREFIX, unpack_root, worker_requirements
 from wheelwright.master.settingsgit import clone_settings
 from wheelwright.master.webauth import ROLES
 from wheelwright.workers.pools import Pool
@@ -93,7 +94,14 @@ def up(farm: Farm) -> list[str]:
     accounts.add(farm.index_dir / "users.json", UPLOAD_USER, _ensure_secret(farm, UPLOAD_SECRET))
     accounts.add(farm.www_users, CLI_USER, _ensure_secret(farm, CLI_SECRET), ROLES["admin"])
     workers = {name: _ensure_secret(farm, f"worker-{name}") for pool in farm.pools_here() for name in pool.worker_names()}
+    if farm.worker_tls and any(pool.kind == "container" for pool in farm.pools_here()):
+        raise FarmError("container pools reach the worker port without TLS (DockerLatentWorker's start command): "
+                        "run them on a farm whose worker port does not say worker_tls")
+    new_certificate = farm.worker_tls and tls.ensure_certificate(farm)
     start_index(farm)
+    if new_certificate and _pid_alive(farm.master_dir / "twistd.pid"):
+        # A listening port keeps the certificate it started with.
+        _run([_bin("buildbot"), "stop", farm.master_dir], "stopping the master", env=master_environment())
     start_master(farm)
     said = []
     for pool in farm.pools_here():
@@ -142,17 +150,54 @@ def start_master(farm: Farm) -> None:
 
 
 def start_worker(farm: Farm, name: str, password: str) -> None:
-    basedir = _create_worker(farm, name, password)
-    if not _pid_alive(basedir / "twistd.pid"):
-        _run([_bin("buildbot-worker"), "start", basedir], f"starting worker {name}")
+    basedir, changed = _create_worker(farm, name, password)
+    if farm.worker_tls:  # the certificate may have been made again, for new addresses
+        tls.install_trust(farm, basedir)
+    if _pid_alive(basedir / "twistd.pid"):
+        if changed:  # the way to the master changed (TLS turned on or off): reconnect that way
+            _run([_bin("buildbot-worker"), "restart", basedir], f"restarting worker {name}")
+        return
+    _run([_bin("buildbot-worker"), "start", basedir], f"starting worker {name}")
 
 
-def _create_worker(farm: Farm, name: str, password: str) -> Path:
-    basedir = farm.workers_dir / name
-    if not (basedir / "buildbot.tac").exists():
-        _run([_bin("buildbot-worker"), "create-worker", "--relocatable", "--umask=0o22", basedir,
-              f"{farm.host}:{farm.worker_port}", name, password], f"creating worker {name}")
-    return basedir
+def create_worker_args(farm: Farm, basedir: Path, name: str, password: str, master: str) -> list[str]:
+    """buildbot-worker create-worker's arguments for a worker of this farm reaching `master` (HOST:PORT)."""
+    host, port = master.rsplit(":", 1)
+    tls_args = [f"--connection-string={tls.client_endpoint(host, int(port), tls.TRUST_DIR)}"] if farm.worker_tls else []
+    return ["create-worker", "--relocatable", "--umask=0o22", *tls_args, str(basedir), master, name, password]
+
+
+def remote_worker_script(farm: Farm, pool: Pool, name: str, master: str, password: str) -> str:
+    """What the operator of another machine runs to make `name` one of the pool's workers."""
+    basedir = f"/var/lib/wheelwright/{name}"
+    args = " ".join(shlex.quote(a) for a in create_worker_args(farm, Path(basedir), name, password, master))
+    trust = (f"mkdir -p {basedir}/{tls.TRUST_DIR}\ncat > {basedir}/{tls.TRUST_DIR}/master.pem <<'PEM'\n"
+             f"{tls.certificate(farm)[2].read_text().strip()}\nPEM\n") if farm.worker_tls else ""
+    pythons = " ".join(f"python{v}" for v in pool.pythons)
+    return (f"# {name}: a worker of pool {pool.name} ({pool.arch}; builds with {pythons} from PATH)\n"
+            f"python3 -m venv {TOOLS_PREFIX}\n"
+            f"{TOOLS_PREFIX}/bin/pip install {' '.join(worker_requirements())}\n"
+            f"{TOOLS_PREFIX}/bin/pip install --no-deps PATH-TO-A-WHEELWRIGHT-CHECKOUT  # the worker-side tools\n"
+            f"{trust}{TOOLS_PREFIX}/bin/buildbot-worker {args}\n"
+            f"{TOOLS_PREFIX}/bin/buildbot-worker start {basedir}\n")
+
+
+def _create_worker(farm: Farm, name: str, password: str) -> tuple[Path, bool]:
+    """The worker's folder, made or made again when the way to the master changed; and whether it was."""
+    basedir, tac = farm.workers_dir / name, farm.workers_dir / name / "buildbot.tac"
+    connection = tls.client_endpoint(farm.host, farm.worker_port, tls.TRUST_DIR) if farm.worker_tls else None
+    existed = tac.exists()
+    if existed and f"connection_string = {connection!r}" in tac.read_text():
+        return basedir, False
+    create_worker_at(farm, basedir, name, password, f"{farm.host}:{farm.worker_port}")
+    return basedir, existed
+
+
+def create_worker_at(farm: Farm, basedir: Path, name: str, password: str, master: str) -> None:
+    if farm.worker_tls:
+        tls.install_trust(farm, basedir)
+    args = create_worker_args(farm, basedir, name, password, master)
+    _run([_bin("buildbot-worker"), *args[:1], "--force", *args[1:]], f"creating worker {name}")
 
 
 def start_emulated_workers(farm: Farm, pool: Pool, passwords: dict[str, str], timeout: float = 300) -> Path:
@@ -165,7 +210,7 @@ def start_emulated_workers(farm: Farm, pool: Pool, passwords: dict[str, str], ti
                         f"(see {farm.root_cache}): {exc}") from None
     started = {}
     for name in pool.worker_names():
-        basedir = _create_worker(farm, name, passwords[name])
+        basedir, _ = _create_worker(farm, name, passwords[name])
         if not _pid_alive(basedir / emulation.PIDFILE):
             log = basedir / "twistd.log"
             started[name] = (log, log.stat().st_size if log.exists() else 0)

@@ -54,6 +54,18 @@ class Farm:
     # The interface the worker port and the index listen on: containers and remote workers need
     # more than loopback ("0.0.0.0", or the container network's gateway).
     listen: str = "127.0.0.1"
+    # The master's address as other machines reach it: remote pools' workers connect to it and
+    # install from the index there (`wheelwright worker create`). Default: `host`.
+    public_host: str | None = None
+    # A pool's own address of the index, where its workers reach it otherwise (a mirror near them,
+    # a proxy): pool name -> simple/ URL.
+    pool_index_urls: dict = field(default_factory=dict)
+    # The worker port speaks TLS (master/tls.py): with the operator's certificate and key (PEM) and
+    # the authority that signed it, or a self-signed one the farm makes.
+    worker_tls: bool = False
+    worker_tls_cert: str | None = None
+    worker_tls_key: str | None = None
+    worker_tls_ca: str | None = None
     # Container pools: the Docker API (a Docker engine, or podman's), the network their
     # containers join, and the master's address on it.
     docker_host: str | None = None
@@ -127,10 +139,18 @@ class Farm:
     def upload_url(self) -> str:
         return self.index_root + "legacy/"
 
-    def index_url_for(self, pool_kind: str) -> str:
+    @property
+    def reachable_host(self) -> str:
+        return self.public_host or self.host
+
+    def index_url_for(self, pool) -> str:
         """Our index's address as a pool's workers reach it."""
-        if pool_kind == "container" and self.container_master_host:
+        if pool.name in self.pool_index_urls:
+            return self.pool_index_urls[pool.name]
+        if pool.kind == "container" and self.container_master_host:
             return f"http://{self.container_master_host}:{self.index_port}/simple/"
+        if pool.kind == "remote":
+            return f"http://{self.reachable_host}:{self.index_port}/simple/"
         return self.index_url
 
     @property
@@ -226,6 +246,10 @@ class Farm:
             raise ValueError(f"{path}: local_label must be lowercase letters and digits, starting with a letter")
         if data.get("settings"):
             data["settings"] = Path(data["settings"])
+        if set(data.get("pool_index_urls", {})) - set(POOLS):
+            raise ValueError(f"{path}: pool_index_urls: unknown pools (known: {', '.join(POOLS)})")
+        if data.get("worker_tls_key") and not data.get("worker_tls_cert"):
+            raise ValueError(f"{path}: worker_tls_key without worker_tls_cert")
         if not data.get("roles", MASTER_ROLES) or set(data.get("roles", MASTER_ROLES)) - set(MASTER_ROLES):
             raise ValueError(f"{path}: roles must be one or both of {', '.join(MASTER_ROLES)}")
         if urlsplit(data.get("db_url", "sqlite://")).scheme.split("+")[0] not in ("sqlite", "postgresql", "mysql"):

@@ -3,8 +3,8 @@ from this table and nothing else.
 
 kind "local":  buildbot-worker processes that `wheelwright up` runs on the master's machine, with
                the interpreters found there (pyenv's, or on PATH).
-kind "remote": buildbot-worker processes on other machines, started by their operators with the
-               name and password from the farm's secrets folder; `python3.X` on their PATH.
+kind "remote": buildbot-worker processes on other machines, set up by their operators with what
+               `wheelwright worker create` prints; our tools in /opt/wheelwright, `python3.X` on PATH.
 kind "container": Buildbot's DockerLatentWorker: a fresh container of `image` for every build,
                removed afterwards (see containers/).
 kind "emulated": buildbot-worker processes that `wheelwright up` runs on the master's machine in a
@@ -22,8 +22,8 @@ import sys
 from dataclasses import dataclass
 
 SUPPORTED_PYTHONS = ("3.10", "3.11", "3.12", "3.13")
-# Where a Debian root of ours (a container image's, an emulated pool's) has buildbot-worker and
-# our worker-side tools.
+# Where buildbot-worker and our worker-side tools live on every worker but local ones: in a Debian
+# root of ours (a container image's, an emulated pool's) and on remote machines.
 ROOT_TOOL_PYTHON = "/opt/wheelwright/bin/python"
 
 
@@ -74,7 +74,7 @@ class Pool:
 
     def tool_python(self) -> str:
         """The interpreter that runs our worker-side tools."""
-        return {"local": sys.executable, "container": ROOT_TOOL_PYTHON, "emulated": ROOT_TOOL_PYTHON}.get(self.kind, "python3")
+        return sys.executable if self.kind == "local" else ROOT_TOOL_PYTHON
 
 
 POOLS = {pool.name: pool for pool in (

@@ -1,0 +1,99 @@
+"""The deployment settings without a farm: what the environment overrides and what is never
+written to farm.json, the worker port's endpoints, the certificate the farm makes, and what
+`wheelwright worker create` says."""
+
+from __future__ import annotations
+
+import json
+import ssl
+import subprocess
+
+import pytest
+
+from tests.farm import WHEELWRIGHT
+from wheelwright.master import control, tls
+from wheelwright.master.config import assemble
+from wheelwright.master.farm import Farm
+from wheelwright.workers.pools import POOLS
+
+
+def test_the_environment_overrides_farm_json_and_is_never_written_to_it(tmp_path):
+    (tmp_path / "farm.json").write_text(json.dumps({"db_url": "sqlite:///state.sqlite", "ui_port": 8011}))
+    environ = {"WHEELWRIGHT_DB_URL": "postgresql://farm:s3cret@db.internal/buildbot", "WHEELWRIGHT_UI_PORT": "9000"}
+    farm = Farm.load(tmp_path, environ)
+    assert (farm.db_url, farm.ui_port) == ("postgresql://farm:s3cret@db.internal/buildbot", 9000)
+    farm.save()
+    kept = json.loads((tmp_path / "farm.json").read_text())
+    assert (kept["db_url"], kept["ui_port"]) == ("sqlite:///state.sqlite", 8011)
+    assert "s3cret" not in (tmp_path / "farm.json").read_text()
+
+
+@pytest.mark.parametrize(("environ", "message"), [
+    ({"WHEELWRIGHT_UI_PORT": "eighty"}, "WHEELWRIGHT_UI_PORT: not JSON"),
+    ({"WHEELWRIGHT_DB_URL": "oracle://x"}, "db_url must be a sqlite:// or postgresql:// URL"),
+    ({"WHEELWRIGHT_ROLES": '["ui", "coffee"]'}, "roles must be one or both of ui, builds"),
+    ({"WHEELWRIGHT_POOL_INDEX_URLS": '{"sparc": "http://x/simple/"}'}, "pool_index_urls: unknown pools"),
+])
+def test_bad_deployment_settings_are_named(tmp_path, environ, message):
+    with pytest.raises(ValueError, match=message):
+        Farm.load(tmp_path, environ)
+
+
+def test_each_pool_reaches_the_index_at_its_own_address(tmp_path):
+    farm = Farm(tmp_path, public_host="farm.example", pool_index_urls={"containers": "http://mirror:3141/simple/"})
+    assert farm.index_url_for(POOLS["local"]) == "http://127.0.0.1:8080/simple/"
+    # Remote machines cannot reach the master's loopback.
+    assert farm.index_url_for(POOLS["aarch64"]) == "http://farm.example:8080/simple/"
+    assert farm.index_url_for(POOLS["containers"]) == "http://mirror:3141/simple/"
+
+
+def test_the_master_config_follows_the_deployment_settings(tmp_path):
+    (tmp_path / "master").mkdir()
+    (tmp_path / "farm.json").write_text(json.dumps({"db_url": "postgresql://farm@db/buildbot", "worker_tls": True,
+                                                    "mq_router": "ws://router:8081/ws", "roles": ["ui"]}))
+    (tmp_path / "secrets").mkdir(mode=0o700)
+    tls.ensure_certificate(Farm.load(tmp_path))
+    config = assemble(str(tmp_path / "master"))
+    assert config["db"] == {"db_url": "postgresql://farm@db/buildbot"}
+    assert config["mq"] == {"type": "wamp", "router_url": "ws://router:8081/ws", "realm": "realm1"}
+    assert config["multiMaster"] is True
+    assert config["protocols"] == {}  # a UI master has no worker port
+    (tmp_path / "farm.json").write_text(json.dumps({"worker_tls": True, "listen": "0.0.0.0"}))
+    port = assemble(str(tmp_path / "master"))["protocols"]["pb"]["port"]
+    assert port.startswith("ssl:9989:interface=0.0.0.0:privateKey=") and port.endswith("worker-port.pem")
+
+
+def test_the_farm_makes_its_certificate_again_when_the_master_gets_a_new_address(tmp_path):
+    (tmp_path / "secrets").mkdir()
+    farm = Farm(tmp_path, worker_tls=True)
+    assert tls.ensure_certificate(farm) and not tls.ensure_certificate(farm)
+    cert, key, trusted = tls.certificate(farm)
+    assert tls.names_in(cert) == {"127.0.0.1"} and trusted == cert
+    assert oct(key.stat().st_mode & 0o777) == "0o600"
+    ssl.create_default_context(cafile=str(trusted))  # a certificate a client can trust as its root
+    moved = Farm(tmp_path, worker_tls=True, public_host="farm.example")
+    assert tls.ensure_certificate(moved) and tls.names_in(cert) == {"127.0.0.1", "farm.example"}
+
+
+def test_endpoint_values_with_separators_are_escaped():
+    assert tls.client_endpoint("::1", 9989, "/srv/a:b") == r"tls:host=\:\:1:port=9989:trustRoots=/srv/a\:b"
+
+
+def test_worker_create_prints_what_the_other_machine_runs(tmp_path):
+    farm = Farm(tmp_path, worker_tls=True, public_host="farm.example")
+    (tmp_path / "secrets").mkdir()
+    tls.ensure_certificate(farm)
+    script = control.remote_worker_script(farm, POOLS["aarch64"], "aarch64-1", "farm.example:9989", "pw")
+    assert "buildbot-worker==" in script and "BEGIN CERTIFICATE" in script
+    assert ("--connection-string=tls:host=farm.example:port=9989:trustRoots=master-ca /var/lib/wheelwright/aarch64-1 "
+            "farm.example:9989 aarch64-1 pw") in script
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["aarch64-9", "--pool", "aarch64"], "aarch64-9 is not a worker of pool aarch64"),
+    (["aarch64-1", "--pool", "aarch64"], "this farm does not run pool aarch64: wheelwright up --pools local,aarch64"),
+])
+def test_worker_create_refuses_what_the_master_would_not_take(tmp_path, args, message):
+    proc = subprocess.run([WHEELWRIGHT, "--state", str(tmp_path), "worker", "create", *args], capture_output=True,
+                          text=True)
+    assert proc.returncode != 0 and message in proc.stderr
