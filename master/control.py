@@ -98,7 +98,8 @@ def up(farm: Farm) -> list[str]:
         raise FarmError("container pools reach the worker port without TLS (DockerLatentWorker's start command): "
                         "run them on a farm whose worker port does not say worker_tls")
     new_certificate = farm.worker_tls and tls.ensure_certificate(farm)
-    start_index(farm)
+    if not farm.index_host:
+        start_index(farm)
     if new_certificate and _pid_alive(farm.master_dir / "twistd.pid"):
         # A listening port keeps the certificate it started with.
         _run([_bin("buildbot"), "stop", farm.master_dir], "stopping the master", env=master_environment())

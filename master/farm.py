@@ -108,6 +108,11 @@ class Farm:
     # Which parts this master runs: "ui" (the web UI and REST API), "builds" (the worker port, and
     # the builds its workers run). One master runs both; see docs/deploy.md.
     roles: list[str] = field(default_factory=lambda: list(MASTER_ROLES))
+    # Index hosts of other kinds that every published wheel is also uploaded to (master/mirrors.py).
+    mirrors: list = field(default_factory=list)
+    # Our own index host where it runs on another machine (its static tree behind a web server,
+    # its upload API behind TLS; docs/deploy.md): `up` starts none here. None: `up` runs it.
+    index_host: str | None = None
     # The settings that came from the environment (WHEELWRIGHT_<SETTING>), never written to farm.json.
     from_environment: frozenset = field(default=frozenset(), repr=False, compare=False)
 
@@ -125,7 +130,7 @@ class Farm:
 
     @property
     def index_root(self) -> str:
-        return f"http://{self.host}:{self.index_port}/"
+        return self.index_host or f"http://{self.host}:{self.index_port}/"
 
     @property
     def index_url(self) -> str:
@@ -147,6 +152,8 @@ class Farm:
         """Our index's address as a pool's workers reach it."""
         if pool.name in self.pool_index_urls:
             return self.pool_index_urls[pool.name]
+        if self.index_host:
+            return self.index_url
         if pool.kind == "container" and self.container_master_host:
             return f"http://{self.container_master_host}:{self.index_port}/simple/"
         if pool.kind == "remote":
@@ -248,6 +255,12 @@ class Farm:
             data["settings"] = Path(data["settings"])
         if set(data.get("pool_index_urls", {})) - set(POOLS):
             raise ValueError(f"{path}: pool_index_urls: unknown pools (known: {', '.join(POOLS)})")
+        for mirror in data.get("mirrors", []):
+            if not isinstance(mirror, dict) or set(mirror) != {"name", "upload_url", "simple_url", "user"} \
+                    or not re.fullmatch(r"[a-z0-9][a-z0-9-]*", str(mirror["name"])):
+                raise ValueError(f"{path}: mirrors: each is {{name (a-z, 0-9, -), upload_url, simple_url, user}}: {mirror!r}")
+        if data.get("index_host") and not data["index_host"].endswith("/"):
+            raise ValueError(f"{path}: index_host must end with / (the index's root, above simple/)")
         if data.get("worker_tls_key") and not data.get("worker_tls_cert"):
             raise ValueError(f"{path}: worker_tls_key without worker_tls_cert")
         if not data.get("roles", MASTER_ROLES) or set(data.get("roles", MASTER_ROLES)) - set(MASTER_ROLES):

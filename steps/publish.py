@@ -7,7 +7,7 @@ import os
 import re
 from zipfile import BadZipFile
 
-from buildbot.process.results import SKIPPED, SUCCESS
+from buildbot.process.results import SKIPPED, SUCCESS, WARNINGS
 from buildbot.util import asyncSleep
 from packaging.tags import Tag
 from packaging.utils import canonicalize_name, parse_wheel_filename
@@ -19,6 +19,7 @@ from wheelwright.index.lookup import build_number, file_url, is_pure
 from wheelwright.index.store import PublishError, parse_distribution_filename, sha256_of
 from wheelwright.index.upload import UploadError, upload
 from wheelwright.index.wheelcheck import WheelRefused
+from wheelwright.master import mirrors
 from wheelwright.master.farm import FORCE_SCHEDULER, UPLOAD_USER
 from wheelwright.master.provenance import embed
 from wheelwright.master.review import builds_to_force
@@ -73,7 +74,7 @@ class UpdateIndex(WritesToIndex):
                 await report_scan(self, await self.build.scan_running)
         with self.timing("provenance"):
             common = await self._provenance()
-        urls, warnings = [], []
+        urls, warnings, mirrored = [], [], []
         for filename, sha256 in wheels:
             built = staging / "built" / filename
             if not await self.fetch_file(f"{DIST_DIR}/{filename}", built, MAX_WHEEL_SIZE):
@@ -107,6 +108,9 @@ class UpdateIndex(WritesToIndex):
                     self.build_summary = self.descriptionDone[0]
                     return SKIPPED
                 return await self.fail(f"not published: {exc}")
+            with self.timing("mirrors"):
+                mirrored += [await threads.deferToThread(mirrors.publish, self.farm, m, staged)
+                             for m in mirrors.mirrors_of(self.farm)]
             os.unlink(staged)
             warnings += [f"{filename}: {w}\n" for w in entry.get("provenance", {}).get("metadata_warnings", [])]
             url = file_url(self.farm.index_url, self.package, filename)
@@ -114,11 +118,19 @@ class UpdateIndex(WritesToIndex):
             await self.addURL(filename, url)
         if warnings:  # deviations from the metadata spec that installers accept
             await self.addCompleteLog("metadata-warnings", "".join(warnings))
+        if mirrored:
+            await self.addCompleteLog("mirrors", "".join(
+                f"{r.mirror}: {'uploaded' if r.published else 'held already' if r.already_there else 'FAILED'}\n"
+                f"{r.said}\n\n" for r in mirrored))
         self.setProperty("wheel_urls", urls, self.name)
         self.descriptionDone = [f"published {count(len(urls), 'wheel')}"]
         self.build_summary = f"published {', '.join(url.rsplit('/', 1)[1] for url in urls)}"
         with self.timing("after review"):
             await self.force_waiting(all(is_pure(url.rsplit("/", 1)[1]) for url in urls))
+        failed = sorted({r.mirror for r in mirrored if not (r.published or r.already_there)})
+        if failed:  # published in our index all the same: the mirrors are copies
+            self.descriptionDone.append(f"not on {', '.join(failed)} (see log mirrors)")
+            return WARNINGS
         return SUCCESS
 
     async def force_waiting(self, pure: bool) -> None:

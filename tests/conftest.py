@@ -60,11 +60,13 @@ CANARY = f"canary-{uuid.uuid4().hex}"
 
 
 @contextlib.contextmanager
-def running_farm(tmp_path_factory, upstream, *up_args: str, environ: dict[str, str] | None = None):
+def running_farm(tmp_path_factory, upstream, *up_args: str, environ: dict[str, str] | None = None,
+                 state: Path | None = None, settings: dict | None = None):
     """A farm of its own, up for the duration of the with block. The aarch64 pool's builders are
-    there, waiting for remote workers: the tests that emulate aarch64 say --emulation."""
-    state = tmp_path_factory.mktemp("farm") / "farm"
-    state.mkdir()
+    there, waiting for remote workers: the tests that emulate aarch64 say --emulation. `settings`
+    go to farm.json beside the tests' own."""
+    state = state or tmp_path_factory.mktemp("farm") / "farm"
+    state.mkdir(exist_ok=True)
     # farm.json settings `up` keeps: an unreachable index is retried within seconds, not minutes,
     # upstream's changelog is read every 2 s, and edits to settings (which many tests make) start
     # no rebuilds but in the test that turns that on.
@@ -72,7 +74,8 @@ def running_farm(tmp_path_factory, upstream, *up_args: str, environ: dict[str, s
     (state / "farm.json").write_text(json.dumps({"publish_retry_delays": [1, 1], "staged_retry_interval": 2,
                                                  "upstream_poll_interval": 2, "settings_poll_interval": 0,
                                                  "build_limits": {"memory_mb": 1536, "processes": 256,
-                                                                  "disk_mb": 512, "output_mb": 4}}))
+                                                                  "disk_mb": 512, "output_mb": 4},
+                                                 **(settings or {})}))
     under_test = FarmUnderTest(state, environ)
     os.environ["DEPLOY_TOKEN"] = CANARY
     try:  # a farm that came up halfway is stopped too
@@ -109,17 +112,18 @@ def wheel_index_has(farm, project: str) -> bool:
 
 
 def install_and_run(farm, tmp_path: Path, pin: str, code: str, installer: str = "pip",
-                    base_python: str = sys.executable) -> str:
+                    base_python: str = sys.executable, index_url: str | None = None) -> str:
     """A fresh venv of base_python, the packages (pins separated by spaces) installed from our index
-    alone, then `code` run in it."""
-    venv = tmp_path / f"venv-{installer}-{Path(base_python).name}"
+    (or index_url) alone, then `code` run in it."""
+    index_url = index_url or farm.status["index"]
+    venv = tmp_path / f"venv-{installer}-{Path(base_python).name}-{uuid.uuid4().hex[:6]}"
     subprocess.run([base_python, "-m", "venv", "--without-pip", str(venv)], check=True)
     python = str(venv / "bin" / "python")
     if installer == "pip":
-        cmd = [sys.executable, "-m", "pip", "--python", python, "install", "--index-url", farm.status["index"], *pin.split()]
+        cmd = [sys.executable, "-m", "pip", "--python", python, "install", "--index-url", index_url, *pin.split()]
     else:
         uv = str(Path(sys.executable).with_name("uv"))
-        cmd = [uv, "pip", "install", "--python", python, "--index-url", farm.status["index"], *pin.split()]
+        cmd = [uv, "pip", "install", "--python", python, "--index-url", index_url, *pin.split()]
     subprocess.run(cmd, check=True, env=clean_pip_env(), capture_output=True)
     return subprocess.run([python, "-I", "-c", code], check=True, capture_output=True, text=True, cwd=tmp_path).stdout
 

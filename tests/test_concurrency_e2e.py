@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import platform
 from html.parser import HTMLParser
+from pathlib import Path
 
 from tests.farm import http_get
 from tests.sdists import setuptools_sdist
@@ -36,8 +37,9 @@ def test_twenty_builds_at_once_publish_twenty_wheels_and_whole_listings(backends
     twenty_builds_at_once(backends, upstream, tmp_path)
 
 
-def twenty_builds_at_once(backends, upstream, tmp_path, prefix: str = "") -> None:
-    """Also run on the production database (test_deploy_e2e.py): prefix keeps its projects apart."""
+def twenty_builds_at_once(backends, upstream, tmp_path, prefix: str = "", index_root: Path | None = None) -> None:
+    """Also run on the production setup (test_deploy_e2e.py): prefix keeps its projects apart;
+    index_root is where its index host keeps the files."""
     crowd, solos = f"{prefix}crowd", [f"{prefix}solo{n}" for n in range(10)]
     pins = [f"{crowd}=={n}.0" for n in range(1, 11)] + [f"{solo}==1.0" for solo in solos]
     for pin in pins:
@@ -48,7 +50,7 @@ def twenty_builds_at_once(backends, upstream, tmp_path, prefix: str = "") -> Non
         backends.cli("build", pin, "--builder", builders[n % len(builders)])
     backends.wait_until_idle(timeout=600)
 
-    index_dir = backends.state / "index" / "wheels" / "simple"
+    index_dir = (index_root or backends.state / "index") / "wheels" / "simple"
     projects = [crowd, *solos]
     published = 0
     for project in projects:

@@ -11,7 +11,10 @@ import subprocess
 import pytest
 
 from tests.farm import WHEELWRIGHT
-from wheelwright.master import control, tls
+from tests.indexhosts import PASSWORD, USER, devpi, pypiserver
+from tests.wheels import make_wheel
+from wheelwright.index.store import sha256_of
+from wheelwright.master import control, mirrors, tls
 from wheelwright.master.config import assemble
 from wheelwright.master.farm import Farm
 from wheelwright.workers.pools import POOLS
@@ -97,3 +100,30 @@ def test_worker_create_refuses_what_the_master_would_not_take(tmp_path, args, me
     proc = subprocess.run([WHEELWRIGHT, "--state", str(tmp_path), "worker", "create", *args], capture_output=True,
                           text=True)
     assert proc.returncode != 0 and message in proc.stderr
+
+
+@pytest.mark.parametrize("kind", [pypiserver, devpi], ids=lambda kind: kind.__name__)
+def test_a_mirror_keeps_the_file_it_holds_and_says_so(tmp_path, kind):
+    """Real pypiserver and devpi-server: the same file twice is no failure; another file of the
+    same name is refused and left alone; a wrong password is a failure that says why."""
+    for name in ("first", "second"):
+        (tmp_path / name).mkdir()
+    first = make_wheel(tmp_path / "first", "mirrored", "1.0", payload=b"first")
+    second = make_wheel(tmp_path / "second", "mirrored", "1.0", payload=b"second")
+    (tmp_path / "farm" / "secrets").mkdir(parents=True)
+    with kind(tmp_path / "host") as host:
+        farm = Farm(tmp_path / "farm", mirrors=[{"name": host.name, "upload_url": host.upload_url,
+                                                "simple_url": host.simple_url, "user": USER}])
+        (mirror,) = mirrors.mirrors_of(farm)
+        assert not mirrors.publish(farm, mirror, first).published
+        assert "no password" in mirrors.publish(farm, mirror, first).said
+        (tmp_path / "farm" / "secrets" / mirror.secret).write_text("wrong")
+        refused = mirrors.publish(farm, mirror, first)
+        assert not refused.published and not refused.already_there and mirrors.held_by(mirror, first) is None
+        (tmp_path / "farm" / "secrets" / mirror.secret).write_text(PASSWORD)
+        assert mirrors.publish(farm, mirror, first).published
+        again = mirrors.publish(farm, mirror, first)
+        assert again.published or again.already_there  # devpi takes the same bytes again; pypiserver refuses them
+        other = mirrors.publish(farm, mirror, second)
+        assert not other.published and not other.already_there and "another sha256" in other.said
+        assert mirrors.held_by(mirror, second) == sha256_of(first)

@@ -1,10 +1,14 @@
-"""The production setup (docs/deploy.md): Buildbot on a real PostgreSQL server of the tests' own,
-its password given in the environment as an operator keeps it; the worker port speaking TLS
-only, with a certificate the farm made, and a worker made by `wheelwright worker create`."""
+"""The production setup (docs/deploy.md), one farm: Buildbot on a real PostgreSQL server of the
+tests' own, its password given in the environment as an operator keeps it; our index host run
+apart from the farm (`index_host`), every wheel also uploaded to a real pypiserver and a real
+devpi-server; the worker port speaking TLS only, with a certificate the farm made, and a worker
+made by `wheelwright worker create`."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import secrets
 import subprocess
 import sys
 import time
@@ -14,9 +18,12 @@ import pytest
 
 from tests.conftest import build_backends, install_and_run, running_farm
 from tests.farm import DEFAULT_BUILDER
+from tests.indexhosts import PASSWORD, USER, devpi, pypiserver
 from tests.postgres import postgres_server, query
-from tests.sdists import flit_sdist
+from tests.sdists import flit_sdist, free_port, wait_for_port
 from tests.test_concurrency_e2e import twenty_builds_at_once
+from wheelwright.index import accounts
+from wheelwright.master.farm import UPLOAD_SECRET, UPLOAD_USER
 
 
 @pytest.fixture(scope="module")
@@ -26,19 +33,53 @@ def database():
 
 
 @pytest.fixture(scope="module")
-def production(tmp_path_factory, upstream, database):
-    with running_farm(tmp_path_factory, upstream, "--no-emulation", "--pools", "local", "--worker-tls",
-                      environ={"WHEELWRIGHT_DB_URL": database}) as farm:
+def own_index_host(tmp_path_factory):
+    """Our index host as production runs it, on a machine of its own: not started by `up`. Yields
+    its URL, where it keeps its files, and the password of the farm's upload account."""
+    top, password, port = tmp_path_factory.mktemp("index-host"), secrets.token_urlsafe(16), free_port()
+    accounts.add(top / "users.json", UPLOAD_USER, password)
+    proc = subprocess.Popen([sys.executable, "-m", "wheelwright.index.server", "--root", str(top / "root"), "--users",
+                             str(top / "users.json"), "--port", str(port)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    wait_for_port(port)
+    yield f"http://127.0.0.1:{port}/", top / "root", password
+    proc.terminate()
+    proc.wait()
+
+
+@pytest.fixture(scope="module")
+def mirrors(tmp_path_factory):
+    with contextlib.ExitStack() as stack:
+        yield [stack.enter_context(host(tmp_path_factory.mktemp(host.__name__))) for host in (pypiserver, devpi)]
+
+
+@pytest.fixture(scope="module")
+def production(tmp_path_factory, upstream, database, own_index_host, mirrors):
+    index_url, _, upload_password = own_index_host
+    state = tmp_path_factory.mktemp("production") / "farm"
+    (state / "secrets").mkdir(parents=True, mode=0o700)
+    for name, password in ((UPLOAD_SECRET, upload_password), *((f"mirror-{m.name}", PASSWORD) for m in mirrors)):
+        (state / "secrets" / name).write_text(password)
+        (state / "secrets" / name).chmod(0o600)
+    settings = {"mirrors": [{"name": m.name, "upload_url": m.upload_url, "simple_url": m.simple_url, "user": USER}
+                            for m in mirrors]}
+    with running_farm(tmp_path_factory, upstream, "--no-emulation", "--pools", "local", "--worker-tls", state=state,
+                      settings=settings, environ={"WHEELWRIGHT_DB_URL": database,
+                                                  "WHEELWRIGHT_INDEX_HOST": index_url}) as farm:
         yield build_backends(farm, upstream)
 
 
-def test_a_build_runs_on_postgresql_whose_password_stays_out_of_the_farm_files(production, database, upstream,
-                                                                              tmp_path):
+def test_a_build_runs_on_postgresql_publishes_to_the_index_host_and_both_mirrors(production, database, upstream,
+                                                                                  mirrors, own_index_host, tmp_path):
     upstream.add(flit_sdist(tmp_path, "onpostgres", "1.0", code="WHERE = 'postgresql'\n"))
     rc, result = production.build("onpostgres==1.0")
-    assert rc == 0, result
-    assert install_and_run(production, tmp_path, "onpostgres==1.0", "import onpostgres; print(onpostgres.WHERE)") \
-        == "postgresql\n"
+    assert rc == 0 and result["result"] == "success", result
+    assert production.status["index"] == own_index_host[0] + "simple/"
+    (wheel,) = result["wheels"]
+    assert (own_index_host[1] / "wheels" / "simple" / "onpostgres" / wheel).exists()
+    for index_url in (production.status["index"], *(m.simple_url for m in mirrors)):
+        assert install_and_run(production, tmp_path, "onpostgres==1.0", "import onpostgres; print(onpostgres.WHERE)",
+                               index_url=index_url) == "postgresql\n", index_url
     # The build is in PostgreSQL's tables, not in a sqlite file beside the master.
     (row,) = query(database, "SELECT b.number, b.results FROM builds b JOIN builders r ON r.id = b.builderid "
                              f"WHERE r.name = '{DEFAULT_BUILDER}' ORDER BY b.id DESC LIMIT 1")
@@ -49,8 +90,8 @@ def test_a_build_runs_on_postgresql_whose_password_stays_out_of_the_farm_files(p
     assert "db_url" not in farm_json and password not in (production.state / "farm.json").read_text()
 
 
-def test_twenty_builds_at_once_on_postgresql(production, upstream, tmp_path):
-    twenty_builds_at_once(production, upstream, tmp_path, prefix="pg")
+def test_twenty_builds_at_once_on_postgresql(production, upstream, own_index_host, tmp_path):
+    twenty_builds_at_once(production, upstream, tmp_path, prefix="pg", index_root=own_index_host[1])
 
 
 BUILDBOT_WORKER = str(Path(sys.executable).with_name("buildbot-worker"))
