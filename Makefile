@@ -8,8 +8,9 @@ BIN := $(VENV)/bin
 # The build backends the end-to-end tests build from source first, as a fresh farm would.
 TEST_SDISTS := setuptools==80.9.0 flit_core==3.12.0
 SDIST_CACHE := tests/.cache/sdists
-# Index hosts of other kinds the deployment tests publish to, each in a venv of its own.
-INDEX_HOSTS := tests/.cache/indexhosts
+# What the deployment tests run beside the farm, each in a venv of its own: index hosts of other
+# kinds to publish to, and the Crossbar router several masters share.
+SERVICES := tests/.cache/services
 
 # Debian packages the tests need: the container engine for the latent-worker tests (podman, with
 # runc and catatonit) and debootstrap to make their worker image; patch and gcc for builds;
@@ -52,14 +53,16 @@ emulation: system-packages
 	@mountpoint -q $(BINFMT) || mount -t binfmt_misc binfmt_misc $(BINFMT)
 	@[ -e $(BINFMT)/qemu-aarch64 ] || cat /usr/lib/binfmt.d/qemu-aarch64.conf > $(BINFMT)/register
 
-$(INDEX_HOSTS)/.done: Makefile
-	$(PYTHON) -m venv $(INDEX_HOSTS)/pypiserver
-	$(INDEX_HOSTS)/pypiserver/bin/pip install --quiet pypiserver passlib
-	$(PYTHON) -m venv $(INDEX_HOSTS)/devpi
-	$(INDEX_HOSTS)/devpi/bin/pip install --quiet devpi-server devpi-client
+$(SERVICES)/.done: Makefile
+	$(PYTHON) -m venv $(SERVICES)/pypiserver
+	$(SERVICES)/pypiserver/bin/pip install --quiet pypiserver passlib
+	$(PYTHON) -m venv $(SERVICES)/devpi
+	$(SERVICES)/devpi/bin/pip install --quiet devpi-server devpi-client
+	$(PYTHON) -m venv $(SERVICES)/crossbar
+	$(SERVICES)/crossbar/bin/pip install --quiet crossbar
 	touch $@
 
-test: system-packages emulation install $(SDIST_CACHE)/.done $(INDEX_HOSTS)/.done
+test: system-packages emulation install $(SDIST_CACHE)/.done $(SERVICES)/.done
 	$(BIN)/python -m pytest --durations=25 $(PYTEST_ARGS)
 
 # Benchmarks (not tests): farm against bare pip, publishing at scale; BENCH_ARGS=--quick for a smoke run.

@@ -30,8 +30,9 @@ def assemble(basedir: str) -> dict:
         "titleURL": farm.ui_url,
         "buildbotURL": farm.ui_url,
         "workers": [*make_workers(farm, pools), master_worker(runs_builds)],
-        # A master that only serves the UI has no worker port: its builds run on the other masters.
-        "protocols": {"pb": {"port": tls.server_endpoint(farm)}} if runs_builds else {},
+        # A master that only serves the UI takes no worker: Buildbot wants a worker port all the same
+        # (its builders name workers), so it gets one nobody is told of, on loopback.
+        "protocols": {"pb": {"port": tls.server_endpoint(farm) if runs_builds else "tcp:0:interface=127.0.0.1"}},
         "builders": [*builders, *master_builders(farm)],
         "schedulers": [*make_schedulers([b.name for b in builders]),
                        *([SettingsFromGit("settings-git", farm, [b.name for b in builders])] if farm.settings_git else [])],

@@ -105,6 +105,8 @@ def up(farm: Farm) -> list[str]:
         _run([_bin("buildbot"), "stop", farm.master_dir], "stopping the master", env=master_environment())
     start_master(farm)
     said = []
+    if "builds" not in farm.roles:  # the masters that run builds run the workers
+        return said
     for pool in farm.pools_here():
         if pool.kind == "local":
             for name in pool.worker_names():

@@ -1,5 +1,5 @@
 """Index hosts of other kinds, real ones, on 127.0.0.1: pypiserver and devpi-server, each from
-its venv under tests/.cache/indexhosts (made by `make test`), each taking uploads with a password
+its venv under tests/.cache/services (made by `make test`), each taking uploads with a password
 and refusing to replace a file."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 
 from tests.sdists import CACHE, free_port, wait_for_port
 
-VENVS = CACHE.parent / "indexhosts"
+VENVS = CACHE.parent / "services"
 USER, PASSWORD = "publisher", "pub-s3cret"
 
 

@@ -60,7 +60,7 @@ def test_the_master_config_follows_the_deployment_settings(tmp_path):
     assert config["db"] == {"db_url": "postgresql://farm@db/buildbot"}
     assert config["mq"] == {"type": "wamp", "router_url": "ws://router:8081/ws", "realm": "realm1"}
     assert config["multiMaster"] is True
-    assert config["protocols"] == {}  # a UI master has no worker port
+    assert config["protocols"] == {"pb": {"port": "tcp:0:interface=127.0.0.1"}}  # a UI master takes no worker
     (tmp_path / "farm.json").write_text(json.dumps({"worker_tls": True, "listen": "0.0.0.0"}))
     port = assemble(str(tmp_path / "master"))["protocols"]["pb"]["port"]
     assert port.startswith("ssl:9989:interface=0.0.0.0:privateKey=") and port.endswith("worker-port.pem")

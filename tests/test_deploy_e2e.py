@@ -1,14 +1,16 @@
-"""The production setup (docs/deploy.md), one farm: Buildbot on a real PostgreSQL server of the
-tests' own, its password given in the environment as an operator keeps it; our index host run
-apart from the farm (`index_host`), every wheel also uploaded to a real pypiserver and a real
-devpi-server; the worker port speaking TLS only, with a certificate the farm made, and a worker
-made by `wheelwright worker create`."""
+"""The production setup (docs/deploy.md): Buildbot on a real PostgreSQL server of the tests' own,
+its password given in the environment as an operator keeps it; the masters' messages through a
+real Crossbar router; our index host run apart from the farm (`index_host`), every wheel also
+uploaded to a real pypiserver and a real devpi-server; the worker port speaking TLS only, with a
+certificate the farm made, and a worker made by `wheelwright worker create`; a second master that
+serves the UI while the first runs the builds."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import secrets
+import shutil
 import subprocess
 import sys
 import time
@@ -17,7 +19,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import build_backends, install_and_run, running_farm
-from tests.farm import DEFAULT_BUILDER
+from tests.crossbar import REALM, crossbar_router
+from tests.farm import DEFAULT_BUILDER, FarmUnderTest
 from tests.indexhosts import PASSWORD, USER, devpi, pypiserver
 from tests.postgres import postgres_server, query
 from tests.sdists import flit_sdist, free_port, wait_for_port
@@ -54,7 +57,13 @@ def mirrors(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def production(tmp_path_factory, upstream, database, own_index_host, mirrors):
+def router(tmp_path_factory):
+    with crossbar_router(tmp_path_factory.mktemp("crossbar")) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def production(tmp_path_factory, upstream, database, own_index_host, mirrors, router):
     index_url, _, upload_password = own_index_host
     state = tmp_path_factory.mktemp("production") / "farm"
     (state / "secrets").mkdir(parents=True, mode=0o700)
@@ -62,8 +71,9 @@ def production(tmp_path_factory, upstream, database, own_index_host, mirrors):
         (state / "secrets" / name).write_text(password)
         (state / "secrets" / name).chmod(0o600)
     settings = {"mirrors": [{"name": m.name, "upload_url": m.upload_url, "simple_url": m.simple_url, "user": USER}
-                            for m in mirrors]}
-    with running_farm(tmp_path_factory, upstream, "--no-emulation", "--pools", "local", "--worker-tls", state=state,
+                            for m in mirrors], "mq_realm": REALM}
+    with running_farm(tmp_path_factory, upstream, "--no-emulation", "--pools", "local", "--worker-tls", "--roles",
+                      "builds", "--mq-router", router, state=state,
                       settings=settings, environ={"WHEELWRIGHT_DB_URL": database,
                                                   "WHEELWRIGHT_INDEX_HOST": index_url}) as farm:
         yield build_backends(farm, upstream)
@@ -149,3 +159,35 @@ def test_a_worker_made_by_worker_create_reaches_the_master_only_over_tls(product
     finally:
         for basedir in (made, plain):
             subprocess.run([BUILDBOT_WORKER, "stop", str(basedir)], capture_output=True)
+
+
+def test_a_build_forced_through_the_ui_master_runs_on_the_builds_master(production, database, router, upstream,
+                                                                       tmp_path):
+    """A second master, as on a machine of its own: its own state directory with the first's
+    secrets and settings, the same database and router, no worker port. The build forced through
+    it is run by the other master's worker, and both masters show it."""
+    state = tmp_path / "ui-master"
+    shutil.copytree(production.state / "secrets", state / "secrets")
+    first = json.loads((production.state / "farm.json").read_text())
+    (state / "farm.json").write_text(json.dumps({
+        **{k: first[k] for k in ("upstream", "pools", "emulation", "mq_router", "mq_realm", "worker_port")},
+        "roles": ["ui"], "ui_port": free_port(), "settings": str(production.state / "overrides")}))
+    ui = FarmUnderTest(state, production.environ)
+    try:
+        ui.cli("up")
+        assert not (state / "workers").exists() or not list((state / "workers").iterdir())
+        upstream.add(flit_sdist(tmp_path, "twomasters", "1.0"))
+        rc, result = ui.build("twomasters==1.0")
+        assert rc == 0 and result["result"] == "success", result
+        assert result["build_url"].startswith(ui.status["ui"])
+        assert worker_of(database, DEFAULT_BUILDER, result["number"]) in ("local-1", "local-2")
+        masters = {m["masterid"]: m for m in ui.api("masters")["masters"]}
+        assert len(masters) == 2 and all(m["active"] for m in masters.values()), masters
+        for farm in (ui, production):
+            (builder,) = farm.api(f"builders?name={DEFAULT_BUILDER}")["builders"]
+            (build,) = farm.api(f"builders/{builder['builderid']}/builds/{result['number']}")["builds"]
+            assert build["complete"] and build["results"] == 0 and "twomasters" in build["state_string"]
+            # Run by the master with the worker port (Buildbot names a master host:basedir).
+            assert masters[build["masterid"]]["name"].endswith(str(production.state / "master")), masters
+    finally:
+        ui.cli("down", check=False)
