@@ -43,3 +43,23 @@ def check(users: Path, user: str, password: str) -> bool:
 def roles(users: Path, user: str) -> list[str]:
     row = _table(users).get(user)
     return list(row.get("roles", [])) if isinstance(row, dict) else []
+
+
+def main(argv=None) -> None:
+    """An index host on a machine of its own: add the farm's upload account, password on stdin."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m wheelwright.index.accounts",
+                                     description="add an upload account (or give it a new password), read from stdin")
+    parser.add_argument("users", type=Path, help="the index host's --users file")
+    parser.add_argument("name")
+    args = parser.parse_args(argv)
+    password = sys.stdin.readline().strip()
+    if not password:
+        raise SystemExit("no password on stdin")
+    add(args.users, args.name, password)
+
+
+if __name__ == "__main__":
+    main()
