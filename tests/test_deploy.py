@@ -127,3 +127,14 @@ def test_a_mirror_keeps_the_file_it_holds_and_says_so(tmp_path, kind):
         other = mirrors.publish(farm, mirror, second)
         assert not other.published and not other.already_there and "another sha256" in other.said
         assert mirrors.held_by(mirror, second) == sha256_of(first)
+
+
+def test_the_operators_certificate_is_used_as_given_and_never_made_again(tmp_path):
+    signed = tmp_path / "given"
+    signed.mkdir()
+    tls.make_self_signed(signed / "cert.pem", signed / "key.pem", names=["farm.example"])
+    farm = Farm(tmp_path, worker_tls=True, worker_tls_cert=str(signed / "cert.pem"),
+                worker_tls_key=str(signed / "key.pem"), worker_tls_ca=str(signed / "ca.pem"), public_host="other.example")
+    assert not tls.ensure_certificate(farm) and not (tmp_path / "secrets").exists()
+    assert tls.certificate(farm) == (signed / "cert.pem", signed / "key.pem", signed / "ca.pem")
+    assert tls.server_endpoint(farm).endswith(f"privateKey={signed / 'key.pem'}:certKey={signed / 'cert.pem'}")
