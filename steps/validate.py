@@ -45,12 +45,9 @@ class ValidateInstallDeps(WheelwrightStep):
         index_url = self.getProperty("index_url")
         wheels = self.getProperty("wheel_filenames")
         needed: dict[str, str] = {}
-        for wheel in wheels:
-            result = await self.run_tool("validate", "requires", "--python", self.python, "--wheel", f"{DIST_DIR}/{wheel}")
-            if "error" in result:
-                return await self.fail(result["error"])
-            for r in result["requires"]:
-                needed.setdefault(canonicalize_name(r["project"]), r["requirement"])
+        for requirements in self.getProperty("wheel_requires"):  # per wheel, as build-wheel read them
+            for requirement in requirements:
+                needed.setdefault(canonicalize_name(Requirement(requirement).name), requirement)
         needed.pop(canonicalize_name(self.package), None)
         self.setProperty("install_requires", sorted(needed.values()), self.name)
         try:

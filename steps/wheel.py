@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from packaging.requirements import InvalidRequirement, Requirement
+
 from wheelwright.index.lookup import is_pure
 from wheelwright.master.lastgood import ConfigError
 from wheelwright.master.puregate import GATE
@@ -27,6 +29,11 @@ class BuildWheel(WheelwrightStep):
             *(["--build-tag", str(self.build_tag)] if self.build_tag else []), *self.limits)
         if "error" in result:
             return await self.fail(result["error"])
+        try:  # the worker read them from the wheel the package's code made: parsed before anything uses them
+            requires = [sorted({str(Requirement(r["requirement"])) for r in w["requires"]}) for w in result["wheels"]]
+        except (KeyError, TypeError, InvalidRequirement) as exc:
+            return await self.fail(f"the wheel tool reported requirements that do not parse: {exc!r}")
+        self.setProperty("wheel_requires", requires, self.name)
         self.setProperty("build_frontend", settings.build_frontend, self.name)
         self.setProperty("package_settings", dataclasses.asdict(settings), self.name)
         self.setProperty("wheel_filenames", [w["filename"] for w in result["wheels"]], self.name)

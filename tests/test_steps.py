@@ -219,15 +219,28 @@ class TestBuildWheel(StepTest):
 
     def test_builds_the_wheel(self):
         self.setup(BuildWheel(farm=self.farm), build_env_python="/w/env/bin/python")
+        requires = [{"requirement": "dep>=1; python_version >= '3'", "project": "dep"}]
         self.expect_commands(
             shell(self.command()).stdout(result_line(
-                {"wheels": [{"filename": "pkg-1.0-py3-none-any.whl", "sha256": "ab" * 32}]}
+                {"wheels": [{"filename": "pkg-1.0-py3-none-any.whl", "sha256": "ab" * 32, "requires": requires}]}
             )).exit(0),
         )
         self.expect_outcome(result=SUCCESS, state_string="pkg-1.0-py3-none-any.whl")
         self.expect_property("wheel_filenames", ["pkg-1.0-py3-none-any.whl"])
         self.expect_property("wheel_sha256s", ["ab" * 32])
+        self.expect_property("wheel_requires", [['dep>=1; python_version >= "3"']])
         return self.run_step()
+
+    async def test_requirements_the_worker_reports_must_parse(self):
+        self.setup(BuildWheel(farm=self.farm), build_env_python="/w/env/bin/python")
+        self.expect_commands(
+            shell(self.command()).stdout(result_line({"wheels": [
+                {"filename": "pkg-1.0-py3-none-any.whl", "sha256": "ab" * 32,
+                 "requires": [{"requirement": "dep>=>=1", "project": "dep"}]}]})).exit(0),
+        )
+        self.expect_outcome(result=FAILURE)
+        await self.run_step()
+        self.assertIn("the wheel tool reported requirements that do not parse", self.get_nth_step(0).logs["reason"].stdout)
 
     def test_per_package_setting_chooses_the_frontend(self):
         (self.farm.settings_dir / "settings").mkdir(parents=True)
@@ -244,7 +257,7 @@ class TestBuildWheel(StepTest):
         self.setup(BuildWheel(farm=self.farm), build_env_python="/w/env/bin/python", build_tag=2)
         self.expect_commands(
             shell(self.command("build", "--build-tag", "2")).stdout(result_line(
-                {"wheels": [{"filename": "pkg-1.0-2-py3-none-any.whl", "sha256": "ab" * 32}]}
+                {"wheels": [{"filename": "pkg-1.0-2-py3-none-any.whl", "sha256": "ab" * 32, "requires": []}]}
             )).exit(0),
         )
         self.expect_outcome(result=SUCCESS, state_string="pkg-1.0-2-py3-none-any.whl")
@@ -255,7 +268,7 @@ class TestBuildWheel(StepTest):
                    bump="post")
         self.expect_commands(
             shell(self.command(wheel_version="1.0.post1")).stdout(result_line(
-                {"wheels": [{"filename": "pkg-1.0.post1-py3-none-any.whl", "sha256": "ab" * 32}]}
+                {"wheels": [{"filename": "pkg-1.0.post1-py3-none-any.whl", "sha256": "ab" * 32, "requires": []}]}
             )).exit(0),
         )
         self.expect_outcome(result=SUCCESS, state_string="pkg-1.0.post1-py3-none-any.whl")
@@ -270,7 +283,7 @@ class TestBuildWheel(StepTest):
         self.setup(BuildWheel(farm=self.farm), build_env_python="/w/env/bin/python")
         self.expect_commands(
             shell(self.command("pip")).stdout(result_line(
-                {"wheels": [{"filename": "pkg-1.0-py3-none-any.whl", "sha256": "ab" * 32}]}
+                {"wheels": [{"filename": "pkg-1.0-py3-none-any.whl", "sha256": "ab" * 32, "requires": []}]}
             )).exit(0),
         )
         self.expect_outcome(result=WARNINGS, state_string="pkg-1.0-py3-none-any.whl (warnings)")
@@ -291,15 +304,13 @@ class TestBuildWheel(StepTest):
 class TestValidateInstallDeps(StepTest):
     with_index = True
 
-    def requires(self, *requirements):
-        return shell(tool("validate", "requires", "--python", "/py/bin/python3.11",
-                                                         "--wheel", "dist/pkg-1.0-py3-none-any.whl")).stdout(
-            result_line({"requires": [{"requirement": r, "project": r.split(">")[0]} for r in requirements],
-                         "top_level": ["pkg"]})).exit(0)
+    def setup_requiring(self, *requirements):
+        """The step, after a build-wheel that read these requirements from the one wheel."""
+        self.setup(ValidateInstallDeps(farm=self.farm), wheel_filenames=["pkg-1.0-py3-none-any.whl"],
+                   wheel_requires=[list(requirements)])
 
     async def test_unknown_dependency_is_queued_and_fails(self):
-        self.setup(ValidateInstallDeps(farm=self.farm), wheel_filenames=["pkg-1.0-py3-none-any.whl"])
-        self.expect_commands(self.requires("newthing>=1"))
+        self.setup_requiring("newthing>=1")
         self.expect_outcome(result=FAILURE, state_string="install-time dependency newthing is not in the allow-list "
                                                          "or the index: queued for review (failure)")
         await self.run_step()
@@ -308,25 +319,22 @@ class TestValidateInstallDeps(StepTest):
     def test_allow_listed_but_unbuilt_dependency_fails_without_review(self):
         self.farm.root.mkdir(parents=True, exist_ok=True)
         self.farm.allowlist.write_text("# reviewed\nNewThing\n")
-        self.setup(ValidateInstallDeps(farm=self.farm), wheel_filenames=["pkg-1.0-py3-none-any.whl"])
-        self.expect_commands(self.requires("newthing>=1"))
+        self.setup_requiring("newthing>=1")
         self.expect_outcome(result=FAILURE,
                             state_string="install-time dependency newthing is allow-listed but not built yet (failure)")
         return self.run_step()
 
     async def test_a_version_our_index_lacks_fails_naming_what_it_has(self):
         upload(self.farm.upload_url, UPLOAD_USER, PASSWORD, make_wheel(self.farm.root, "older", "2.0"))
-        self.setup(ValidateInstallDeps(farm=self.farm), wheel_filenames=["pkg-1.0-py3-none-any.whl"])
-        self.expect_commands(self.requires("older>=3"))
+        self.setup_requiring("older>=3")
         self.expect_outcome(result=FAILURE, state_string="install-time dependency older>=3 (our index has 2.0) is not "
                                                          "satisfied by our index (failure)")
         await self.run_step()
 
     async def test_known_dependencies_are_installed_from_our_index(self):
         upload(self.farm.upload_url, UPLOAD_USER, PASSWORD, make_wheel(self.farm.root, "known", "2.0"))
-        self.setup(ValidateInstallDeps(farm=self.farm), wheel_filenames=["pkg-1.0-py3-none-any.whl"])
+        self.setup_requiring("known>=1")
         self.expect_commands(
-            self.requires("known>=1"),
             shell(tool("validate", "install", "--python", "/py/bin/python3.11", "--wheel",
                                                       "dist/pkg-1.0-py3-none-any.whl", "--index", self.farm.index_url,
                                                       "--env", "test-env", *LIMITS))

@@ -1,8 +1,5 @@
 """ValidateInstallDeps on the worker.
 
-python -m wheelwright.workers.validate requires --python PY --wheel W
-    the wheel's Requires-Dist that apply to the builder's Python and platform, and its
-    top-level modules.
 python -m wheelwright.workers.validate install --python PY --wheel W --index URL --env DIR [--import M ...]
     install the wheel and its dependencies in a fresh venv from our index only, then import it
     (with no network: importing runs the package's code).
@@ -82,15 +79,14 @@ def check_tags(python: str, wheel: Path) -> None:
                         f"which this builder's Python ({python}) cannot install")
 
 
-def requires(python: str, wheel: Path) -> dict:
+def requires(python: str, wheel: Path) -> list[dict]:
+    """The wheel's Requires-Dist that apply to the builder's Python and platform (the build-wheel
+    tool reports them, so that validating them starts no tool of its own)."""
     check_tags(python, wheel)
-    meta, tops = read_wheel(wheel)
+    meta, _ = read_wheel(wheel)
     environment = {**marker_environment(python), "extra": ""}
     applicable = [r for r in meta.requires_dist or [] if r.marker is None or r.marker.evaluate(environment)]
-    return {
-        "requires": [{"requirement": str(r), "project": r.name} for r in applicable],
-        "top_level": tops,
-    }
+    return [{"requirement": str(r), "project": r.name} for r in applicable]
 
 
 # Imports each module; a module another project provides, which this wheel does not declare (a
@@ -144,18 +140,14 @@ def _undeclared(path: Path) -> dict[str, str]:
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m wheelwright.workers.validate")
     sub = parser.add_subparsers(dest="command", required=True)
-    req = sub.add_parser("requires")
     inst = sub.add_parser("install")
-    for p in (req, inst):
-        p.add_argument("--python", required=True)
-        p.add_argument("--wheel", type=Path, required=True)
+    inst.add_argument("--python", required=True)
+    inst.add_argument("--wheel", type=Path, required=True)
     inst.add_argument("--index", required=True)
     inst.add_argument("--env", type=Path, required=True)
     inst.add_argument("--import", dest="imports", action="append", default=[])
     inst.add_argument("--limits", help="the sandbox's limits, as JSON")
     args = parser.parse_args(argv)
-    if args.command == "requires":
-        return requires(args.python, args.wheel)
     return install(args.python, args.wheel, args.index, args.env, args.imports, sandbox.Limits.parse(args.limits))
 
 

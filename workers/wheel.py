@@ -31,6 +31,7 @@ from wheelwright.index.wheelcheck import WheelRefused, check_wheel
 from wheelwright.index.wheeledit import rewrite
 from wheelwright.workers import sandbox
 from wheelwright.workers.tool import ToolError, activated, clean_pip_env, pip_command, run, run_tool, timed
+from wheelwright.workers.validate import requires
 
 FRONTENDS = ("pip", "build")
 
@@ -140,7 +141,9 @@ def build(python: str, env_python: str, src: Path, dist: Path, project: str, ver
         retag(dist, build_tag)
     if wheel_version and Version(wheel_version) != Version(version):
         bump_version(dist, project, wheel_version)
-    return {"wheels": check_wheels(dist, project, wheel_version or version, build_tag)}
+    wheels = check_wheels(dist, project, wheel_version or version, build_tag)
+    with timed("requirements"):
+        return {"wheels": [{**w, "requires": requires(python, dist / w["filename"])} for w in wheels]}
 
 
 def main(argv=None) -> dict:
