@@ -27,6 +27,8 @@ from tests.sdists import flit_sdist, free_port, wait_for_port
 from tests.test_concurrency_e2e import twenty_builds_at_once
 from wheelwright.master.farm import UPLOAD_SECRET, UPLOAD_USER
 
+pytestmark = pytest.mark.farm
+
 
 @pytest.fixture(scope="module")
 def database():
@@ -159,6 +161,7 @@ def test_a_worker_made_by_worker_create_reaches_the_master_only_over_tls(product
     finally:
         for basedir in (made, plain):
             subprocess.run([BUILDBOT_WORKER, "stop", str(basedir)], capture_output=True)
+        production.cli("up")  # the farm's own workers again, for the tests after this one
 
 
 def test_a_build_forced_through_the_ui_master_runs_on_the_builds_master(production, database, router, upstream,
