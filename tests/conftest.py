@@ -16,7 +16,7 @@ import pytest
 import wheelwright.master.cli  # noqa: F401  isort: skip
 import wheelwright.master.config  # noqa: F401  isort: skip
 
-from tests.farm import FarmUnderTest, http_get
+from tests.farm import MARKED_FARM, FarmUnderTest, http_get
 from tests.sdists import CACHE, Upstream, free_port, wait_for_port
 from wheelwright.index import accounts
 from wheelwright.workers.tool import clean_pip_env
@@ -28,9 +28,10 @@ ROOTS_CACHE = CACHE.parent / "roots"
 ROOT_MAKER: list[subprocess.Popen] = []
 
 
+@pytest.hookimpl(trylast=True)  # after `-m` deselected what will not run
 def pytest_collection_modifyitems(session, config, items):
     emulated = [item for item in items if item.path.name == EMULATION_TESTS]
-    if not emulated:
+    if not emulated or hasattr(config, "workerinput"):  # an xdist worker: its controller makes the root
         return
     items[:] = [item for item in items if item not in emulated] + emulated
     ROOTS_CACHE.mkdir(parents=True, exist_ok=True)
@@ -46,6 +47,12 @@ def made_roots_cache() -> Path:
         if maker.wait() != 0:
             raise AssertionError(f"making the arm64 root failed: {(ROOTS_CACHE / 'background.log').read_text()[-3000:]}")
     return ROOTS_CACHE
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    # Before any fixture: a module or session fixture that starts a farm does so for this test.
+    MARKED_FARM[0] = item.get_closest_marker("farm") is not None
 
 
 @pytest.fixture(scope="session")

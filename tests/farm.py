@@ -37,6 +37,11 @@ def farm_on(index_host: str, root: Path, **options) -> Farm:
     return Farm(root, index_port=int(index_host.rstrip("/").rsplit(":", 1)[1]), **options)
 
 
+# Whether the running test is marked `farm` (set by conftest for each test): a test that starts a
+# farm unmarked fails, so `pytest -m "not farm"` stays the quick loop it claims to be.
+MARKED_FARM = [False]
+
+
 class FarmUnderTest:
     def __init__(self, state: Path, environ: dict[str, str] | None = None):
         self.state = state
@@ -44,6 +49,8 @@ class FarmUnderTest:
         self.environ = environ or {}
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        if args[:1] == ("up",) and not MARKED_FARM[0]:
+            raise AssertionError("this test starts a farm: mark it @pytest.mark.farm (or its module: pytestmark)")
         proc = subprocess.run([WHEELWRIGHT, "--state", str(self.state), *args], capture_output=True, text=True,
                               env={**os.environ, **self.environ})
         if check and proc.returncode != 0:

@@ -132,6 +132,7 @@ def test_the_lower_bound_is_the_longest_chain_or_the_work_shared_out():
     assert lower_bound({"a": 1, "b": 1, "c": 4, "d": 4}, nodes, workers=2) == 5  # 10 s of work on two
 
 
+@pytest.mark.farm
 def test_a_tree_is_built_bottom_up_and_installs_from_our_index(backends, upstream, tmp_path):
     upstream.add(setuptools_sdist(tmp_path, "bs-leaf", "1.0", code="LEAF = 'leaf'\n"))
     upstream.add(setuptools_sdist(tmp_path, "bs-tool", "1.0"))
@@ -171,6 +172,7 @@ def test_the_longest_stretch_of_work_goes_first():
     assert priorities(nodes, {}) == {"top": 1, "short": 2, "long": 2, "new": 2}
 
 
+@pytest.mark.farm
 def test_a_failure_skips_what_needs_it(backends, upstream, tmp_path):
     upstream.add(setuptools_sdist(tmp_path, "bs-broken", "1.0", setup_py="raise SystemExit('this one does not build')\n"))
     upstream.add(setuptools_sdist(tmp_path, "bs-fine", "1.0"))
@@ -188,6 +190,7 @@ def test_requirements_are_read_whatever_the_sdists_top_folder_is_called(tmp_path
     assert sdist_requirements(renamed) == (["setuptools>=70", "tool"], ["dep>=1"])
 
 
+@pytest.mark.farm
 def test_a_build_requirement_only_the_backend_names_when_run_is_built_by_the_bootstrap(backends, upstream, tmp_path):
     # an in-tree backend that asks for bs-dyn-helper in get_requires_for_build_wheel, which no
     # file of the sdist names: the plan cannot see it; the build finds it, the bootstrap builds it
@@ -221,6 +224,7 @@ def test_a_build_requirement_only_the_backend_names_when_run_is_built_by_the_boo
     assert {"key": "bs-dyn-helper==1.0", "req_type": "build-backend", "req": "bs-dyn-helper"} in graph["bs-dyn==1.0"]["edges"]
 
 
+@pytest.mark.farm
 def test_a_bootstrap_goes_on_when_the_command_that_started_it_ends(backends, upstream, tmp_path):
     upstream.add(setuptools_sdist(tmp_path, "bs-alone", "1.0", requires=["bs-alone-dep"]))
     upstream.add(setuptools_sdist(tmp_path, "bs-alone-dep", "1.0"))

@@ -10,6 +10,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import pytest
 from buildbot.test.reactor import TestReactorMixin
 from buildbot.test.util.changesource import ChangeSourceMixin
 from twisted.python import log
@@ -202,6 +203,7 @@ class TestUpstreamPages(ChangeSourceMixin, TestReactorMixin, unittest.TestCase):
         self.assertEqual((self.upstream.full_pages - full, self.upstream.not_modified - not_modified), (1, 999))
 
 
+@pytest.mark.farm
 def test_a_release_upstream_of_an_allow_listed_project_is_built_and_published(backends, upstream, tmp_path):
     with open(backends.state / "allowlist.txt", "a") as allowlist:
         allowlist.write("\nreleased\n")

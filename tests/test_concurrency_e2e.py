@@ -8,10 +8,13 @@ import platform
 from html.parser import HTMLParser
 from pathlib import Path
 
+import pytest
+
 from tests.farm import http_get
 from tests.sdists import setuptools_sdist
 from wheelwright.workers.pools import builder_name, find_python
 
+pytestmark = pytest.mark.farm
 
 class Anchors(HTMLParser):
     def __init__(self, html: str):

@@ -12,6 +12,8 @@ from tests.farm import FarmUnderTest, http_get
 from tests.podman import Podman
 from tests.sdists import CACHE, Listener, c_extension_sdist, calling_out_sdist, free_port
 
+pytestmark = pytest.mark.farm
+
 BUILDER = "x86_64-cp311"
 
 

@@ -15,6 +15,8 @@ from tests.farm import DEFAULT_BUILDER, http_get
 from tests.fetch_corpus import cached_sdist, corpus_stages
 from tests.sdists import CACHE
 
+pytestmark = pytest.mark.farm
+
 TREES = {
     # zope.interface builds with setuptools<74, the rest with 80.9.0; python-dateutil with
     # setuptools_scm<8, pluggy with 8.x: two versions of two build backends in one tree

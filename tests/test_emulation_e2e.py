@@ -55,6 +55,7 @@ def in_root(farm, script: str) -> str:
                           check=True, capture_output=True, text=True).stdout
 
 
+@pytest.mark.farm
 def test_workers_run_in_the_arm64_root(emulating_farm):
     workers = {w["name"]: w for w in emulating_farm.api("workers")["workers"]}
     for name in ("aarch64-emulated-1", "aarch64-emulated-2"):
@@ -66,6 +67,7 @@ def test_workers_run_in_the_arm64_root(emulating_farm):
     assert in_root(emulating_farm, "python3 -c 'import platform; print(platform.machine())'").strip() == "aarch64"
 
 
+@pytest.mark.farm
 def test_one_c_extension_for_both_architectures(emulating_farm, upstream, tmp_path):
     upstream.add(c_extension_sdist(tmp_path, "twoarch", "1.0"))
     rc, result = emulating_farm.build("twoarch==1.0", NATIVE, EMULATED)
@@ -91,6 +93,7 @@ def test_one_c_extension_for_both_architectures(emulating_farm, upstream, tmp_pa
     assert emulated.split()[2].endswith(".cpython-311-aarch64-linux-gnu.so")
 
 
+@pytest.mark.farm
 def test_a_pure_wheel_is_built_once_for_both(emulating_farm, upstream, tmp_path):
     upstream.add(flit_sdist(tmp_path, "pureboth", "1.0"))
     rc, first = emulating_farm.build("pureboth==1.0", NATIVE)
@@ -101,6 +104,7 @@ def test_a_pure_wheel_is_built_once_for_both(emulating_farm, upstream, tmp_path)
 
 
 
+@pytest.mark.farm
 def test_the_sandbox_holds_under_emulation(emulating_farm, upstream, tmp_path):
     """A build on the emulated worker reaches no socket of the host and reads neither the
     worker's own password (in its buildbot.tac, also through the worker's /proc) nor the farm's
@@ -141,6 +145,7 @@ def test_the_sandbox_holds_under_emulation(emulating_farm, upstream, tmp_path):
     assert listener.accepted == []
 
 
+@pytest.mark.farm
 def test_a_real_c_extension_builds_for_aarch64(emulating_farm, upstream, tmp_path):
     """MarkupSafe from the corpus (setuptools, its optional C speedups) on the emulated builder."""
     upstream.add(CACHE / "markupsafe-3.0.2.tar.gz")

@@ -18,6 +18,8 @@ from tests.farm import DEFAULT_BUILDER
 from tests.sdists import setuptools_sdist
 from wheelwright.master.farm import FORCE_SCHEDULER
 
+pytestmark = pytest.mark.farm
+
 
 def attacking_sdist(dest, name: str, at_import: str = "", at_build: str = "") -> object:
     """A setuptools package whose setup.py runs at_import whenever the backend loads it (in

@@ -23,6 +23,8 @@ from tests.sdists import Listener, c_extension_sdist, calling_out_sdist, flit_sd
 from tests.wheels import make_wheel
 from wheelwright.master.farm import Farm
 
+pytestmark = pytest.mark.farm
+
 
 def test_build_backends_build_themselves_into_the_empty_index(backends):
     status, body, ctype = http_get(backends.status["index"] + "setuptools/", accept="application/vnd.pypi.simple.v1+json")

@@ -7,11 +7,14 @@ import os
 import signal
 import time
 
+import pytest
 from buildbot.process.results import EXCEPTION, FAILURE, RETRY
 
 from tests.conftest import wheel_index_has
 from tests.farm import DEFAULT_BUILDER, http_get
 from tests.sdists import setuptools_sdist
+
+pytestmark = pytest.mark.farm
 
 SLOW_BUILD = """\
 import time

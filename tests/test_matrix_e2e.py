@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from buildbot.process.results import SKIPPED
 
 from tests.conftest import install_and_run
@@ -11,6 +12,7 @@ from tests.farm import http_get
 from tests.sdists import c_extension_sdist, flit_sdist
 from wheelwright.workers.pools import find_python
 
+pytestmark = pytest.mark.farm
 PIPELINE_AFTER_DOWNLOAD = ("prepare-source", "prepare-build-env", "build-wheel", "validate-install-deps", "update-index")
 
 

@@ -60,6 +60,7 @@ def test_a_ref_the_repository_lacks_is_a_clear_error(tmp_path):
         sdist_from_git(f"file://{repo}", "v${version}", "gitdemo", "2.0", tmp_path / "out")
 
 
+@pytest.mark.farm
 def test_a_package_built_from_its_git_repository(backends, tmp_path):
     repo, commit = git_repo(tmp_path / "repo", "gitpkg", "1.0")
     settings = backends.state / "overrides" / "settings"
@@ -116,6 +117,7 @@ def test_an_archive_with_a_link_is_refused(upstream, tmp_path):
         sdist_from_url(template, "linkdemo", "1.0", tmp_path / "out")
 
 
+@pytest.mark.farm
 def test_a_package_built_from_an_archive_address(backends, upstream, tmp_path):
     template = project_archive(upstream, "urlpkg", "1.0", PROJECT)
     settings = backends.state / "overrides" / "settings"

@@ -14,6 +14,8 @@ from tests.farm import DEFAULT_BUILDER, http_get
 from tests.sdists import setuptools_sdist
 from wheelwright.workers.tool import clean_pip_env
 
+pytestmark = pytest.mark.farm
+
 VERSION_OF = "import importlib.metadata as m; print(m.version('{}'))"
 
 

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.farm import DEFAULT_BUILDER, http_get
 from tests.sdists import setuptools_sdist
 
+pytestmark = pytest.mark.farm
 
 def test_approving_a_new_dependency_builds_it_and_the_wheel_traces_to_its_build(backends, upstream, tmp_path):
     upstream.add(setuptools_sdist(tmp_path, "rv-newdep", "1.0"))

@@ -7,6 +7,8 @@ import os
 import subprocess
 import time
 
+import pytest
+
 from tests.conftest import wheel_index_has
 from tests.farm import DEFAULT_BUILDER, farm_on, http_get
 from tests.sdists import setuptools_sdist
@@ -52,6 +54,7 @@ def test_what_changed_is_rebuilt_with_the_next_bump_if_our_index_has_it(tmp_path
     assert rebuilds(now, now, farm) == []
 
 
+@pytest.mark.farm
 def test_editing_a_built_packages_settings_rebuilds_it_on_the_running_farm(backends, upstream, tmp_path):
     upstream.add(setuptools_sdist(tmp_path, "resettled", "1.0", module="resettled_mod"))
     assert backends.build("resettled==1.0", DEFAULT_BUILDER)[0] == 0
@@ -83,6 +86,7 @@ def git(*args: str, cwd=None) -> None:
                         "GIT_COMMITTER_NAME": "ops", "GIT_COMMITTER_EMAIL": "ops@example.invalid"})
 
 
+@pytest.mark.farm
 def test_settings_in_git_are_watched_by_gitpoller_and_a_commit_rebuilds_what_it_changed(backends, upstream, tmp_path):
     upstream.add(setuptools_sdist(tmp_path, "gitset", "1.0", module="gitset_mod"))
     assert backends.build("gitset==1.0", DEFAULT_BUILDER)[0] == 0

@@ -19,6 +19,8 @@ from selenium.webdriver.support.ui import WebDriverWait
 from tests.farm import DEFAULT_BUILDER
 from tests.sdists import setuptools_sdist
 
+pytestmark = pytest.mark.farm
+
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "test-output" / "screenshots"
 
 

@@ -14,6 +14,8 @@ from tests.conftest import running_farm, wheel_index_has
 from tests.sdists import CACHE, Upstream, free_port, setuptools_sdist
 from tests.test_scan import malicious_sdist
 
+pytestmark = pytest.mark.farm
+
 QUIET = [f"quiet-{n:04}" for n in range(1000)]
 
 
