@@ -46,9 +46,17 @@ def bench_publishing(work: Path, quick: bool) -> None:
         name = f"project-{n:05d}"
         directory = store.project_dir(name)
         directory.mkdir()
-        manifest = {f"{name}-1.{v}-py3-none-any.whl": {
-            "filename": f"{name}-1.{v}-py3-none-any.whl", "version": f"1.{v}", "sha256": "0" * 64, "size": 1000,
-            "upload-time": "2026-01-01T00:00:00Z", "provenance": {}} for v in range(per_project)}
+        manifest = {
+            f"{name}-1.{v}-py3-none-any.whl": {
+                "filename": f"{name}-1.{v}-py3-none-any.whl",
+                "version": f"1.{v}",
+                "sha256": "0" * 64,
+                "size": 1000,
+                "upload-time": "2026-01-01T00:00:00Z",
+                "provenance": {},
+            }
+            for v in range(per_project)
+        }
         (directory / ".files.json").write_text(json.dumps(manifest))
     started = time.perf_counter()
     store.regenerate()
@@ -61,16 +69,22 @@ def bench_publishing(work: Path, quick: bool) -> None:
         times.append(time.perf_counter() - started)
     one = statistics.median(times)
     print(f"publishing: index of {projects} projects, {projects * per_project} files")
-    print(f"  regenerate all: {full * 1000:.0f} ms; publish one wheel: {one * 1000:.1f} ms (median of {len(times)})")
-    print(f"  ratio: {verdict(full / one, '>= 100x', full / one >= 100)}; "
-          f"under 50 ms: {'met' if one < 0.05 else 'MISSED'}")
+    print(
+        f"  regenerate all: {full * 1000:.0f} ms; publish one wheel: {one * 1000:.1f} ms (median of {len(times)})"
+    )
+    print(
+        f"  ratio: {verdict(full / one, '>= 100x', full / one >= 100)}; "
+        f"under 50 ms: {'met' if one < 0.05 else 'MISSED'}"
+    )
 
 
 def timings(farm: FarmUnderTest, build: dict) -> dict[str, dict[str, float]]:
     """Where the build's time went, as its steps recorded it (property `timings`): seconds by step
     and part (the step's wall time, each command on the worker, each tool's own parts)."""
     builderid = build["build_url"].split("/builders/")[1].split("/")[0]
-    props = farm.api(f"builders/{builderid}/builds/{build['number']}?property=timings")["builds"][0]["properties"]
+    props = farm.api(f"builders/{builderid}/builds/{build['number']}?property=timings")["builds"][
+        0
+    ]["properties"]
     return props["timings"][0]
 
 
@@ -81,9 +95,11 @@ PACKAGE_OWN = ("wheel: package build", "validate: package install")
 def overhead_report(total: float, steps: dict[str, dict[str, float]]) -> list[str]:
     own = sum(parts.get(name, 0) for parts in steps.values() for name in PACKAGE_OWN)
     in_steps = sum(parts.get("step", 0) for parts in steps.values())
-    lines = [f"    request -> published and validated {total:6.2f} s; the package's own build and install "
-             f"{own:.2f} s; overhead {total - own:.2f} s",
-             f"    {'scheduling, polling (outside steps)':<48} {total - in_steps:6.2f} s"]
+    lines = [
+        f"    request -> published and validated {total:6.2f} s; the package's own build and install "
+        f"{own:.2f} s; overhead {total - own:.2f} s",
+        f"    {'scheduling, polling (outside steps)':<48} {total - in_steps:6.2f} s",
+    ]
     for step, parts in steps.items():
         lines.append(f"    {step:<48} {parts.get('step', 0):6.2f} s")
         tools = sum(seconds for name, seconds in parts.items() if name.endswith(": tool"))
@@ -96,7 +112,9 @@ def overhead_report(total: float, steps: dict[str, dict[str, float]]) -> list[st
 
 
 def pip(*args: str) -> None:
-    subprocess.run([sys.executable, "-m", "pip", *args], check=True, capture_output=True, env=clean_pip_env())
+    subprocess.run(
+        [sys.executable, "-m", "pip", *args], check=True, capture_output=True, env=clean_pip_env()
+    )
 
 
 def install_fresh(work: Path, index: str, requirement: str) -> None:
@@ -109,7 +127,17 @@ def bare_build(work: Path, upstream: str, index: str, pin: str) -> float:
     """What the farm replaces: pip download, pip wheel (build requirements from our index), pip install."""
     out = Path(tempfile.mkdtemp(dir=work))
     started = time.perf_counter()
-    pip("download", "--no-deps", "--no-binary", ":all:", "--index-url", upstream, "--dest", str(out / "sdist"), pin)
+    pip(
+        "download",
+        "--no-deps",
+        "--no-binary",
+        ":all:",
+        "--index-url",
+        upstream,
+        "--dest",
+        str(out / "sdist"),
+        pin,
+    )
     (sdist,) = (out / "sdist").iterdir()
     pip("wheel", "--no-deps", "--index-url", index, "--wheel-dir", str(out / "wheel"), str(sdist))
     (wheel,) = (out / "wheel").iterdir()
@@ -134,21 +162,34 @@ def farm_build(work: Path, farm: FarmUnderTest, pin: str) -> tuple[float, float,
 
 def c_extension_sdist_slow(dest: Path, name: str, version: str, functions: int) -> Path:
     """A C extension that takes a while to compile: many functions, optimised."""
-    body = "\n".join(f"static long f{n}(long x) {{ long s = 0; for (long i = 0; i < x; i++) s += (i * {n}) % 7; "
-                     f"return s; }}" for n in range(functions))
+    body = "\n".join(
+        f"static long f{n}(long x) {{ long s = 0; for (long i = 0; i < x; i++) s += (i * {n}) % 7; "
+        f"return s; }}"
+        for n in range(functions)
+    )
     calls = " + ".join(f"f{n}(3)" for n in range(functions))
     module = name.replace("-", "_")
-    return setuptools_sdist(dest, name, version, module=f"{module}_py", code="", setup_py=f"""\
+    return setuptools_sdist(
+        dest,
+        name,
+        version,
+        module=f"{module}_py",
+        code="",
+        setup_py=f"""\
         from setuptools import Extension, setup
         setup(ext_modules=[Extension("{module}", ["{module}.c"], extra_compile_args=["-O3"])], py_modules=[])
-        """, extra={f"{module}.c": f"""\
+        """,
+        extra={
+            f"{module}.c": f"""\
         #include <Python.h>
         {body}
         static PyObject *answer(PyObject *self, PyObject *args) {{ return PyLong_FromLong({calls}); }}
         static PyMethodDef methods[] = {{{{"answer", answer, METH_NOARGS, ""}}, {{NULL, NULL, 0, NULL}}}};
         static struct PyModuleDef mod = {{PyModuleDef_HEAD_INIT, "{module}", NULL, -1, methods}};
         PyMODINIT_FUNC PyInit_{module}(void) {{ return PyModule_Create(&mod); }}
-        """})
+        """
+        },
+    )
 
 
 def bench_farm_overhead(work: Path, quick: bool) -> None:
@@ -156,16 +197,40 @@ def bench_farm_overhead(work: Path, quick: bool) -> None:
     upstream = Upstream(work / "upstream", free_port())
     farm = FarmUnderTest(work / "farm")
     try:
-        farm.cli("up", "--pools", "local", "--upstream", upstream.url, "--ui-port", str(free_port()),
-                 "--worker-port", str(free_port()), "--index-port", str(free_port()))
+        farm.cli(
+            "up",
+            "--pools",
+            "local",
+            "--upstream",
+            upstream.url,
+            "--ui-port",
+            str(free_port()),
+            "--worker-port",
+            str(free_port()),
+            "--index-port",
+            str(free_port()),
+        )
         for backend in ("setuptools-80.9.0.tar.gz", "flit_core-3.12.0.tar.gz"):
             upstream.add(CACHE / backend)
             name, version = backend[: -len(".tar.gz")].rsplit("-", 1)
             assert farm.build(f"{name}=={version}")[0] == 0
         rounds = 1 if quick else 3
-        cases = [("pure-Python, small", "benchpure", lambda d, v: flit_sdist(d, "benchpure", v), "<= 1.3x", 1.3),
-                 ("C extension, slow to compile", "benchc",
-                  lambda d, v: c_extension_sdist_slow(d, "benchc", v, 50 if quick else 3000), "<= 1.05x", 1.05)]
+        cases = [
+            (
+                "pure-Python, small",
+                "benchpure",
+                lambda d, v: flit_sdist(d, "benchpure", v),
+                "<= 1.3x",
+                1.3,
+            ),
+            (
+                "C extension, slow to compile",
+                "benchc",
+                lambda d, v: c_extension_sdist_slow(d, "benchc", v, 50 if quick else 3000),
+                "<= 1.05x",
+                1.05,
+            ),
+        ]
         for label, name, make, goal, limit in cases:
             bare, farmed, requested, steps = [], [], [], []
             for n in range(rounds):
@@ -173,18 +238,26 @@ def bench_farm_overhead(work: Path, quick: bool) -> None:
                     version = f"1.{n}.{0 if kind == 'bare' else 1}"
                     upstream.add(make(work, version))
                     if kind == "bare":
-                        bare.append(bare_build(work, upstream.url, farm.status["index"], f"{name}=={version}"))
+                        bare.append(
+                            bare_build(
+                                work, upstream.url, farm.status["index"], f"{name}=={version}"
+                            )
+                        )
                     else:
                         seconds, request, timed = farm_build(work, farm, f"{name}=={version}")
                         farmed.append(seconds)
                         requested.append(request)
                         steps.append(timed)
             ratio = statistics.median(farmed) / statistics.median(bare)
-            print(f"farm overhead, {label}: farm {statistics.median(farmed):.2f} s, bare pip "
-                  f"{statistics.median(bare):.2f} s (medians of {rounds}); ratio {verdict(ratio, goal, ratio <= limit)}")
+            print(
+                f"farm overhead, {label}: farm {statistics.median(farmed):.2f} s, bare pip "
+                f"{statistics.median(bare):.2f} s (medians of {rounds}); ratio {verdict(ratio, goal, ratio <= limit)}"
+            )
             middle = sorted(range(rounds), key=lambda i: requested[i])[rounds // 2]
             report = overhead_report(requested[middle], steps[middle])
-            overhead = requested[middle] - sum(p.get(n, 0) for p in steps[middle].values() for n in PACKAGE_OWN)
+            overhead = requested[middle] - sum(
+                p.get(n, 0) for p in steps[middle].values() for n in PACKAGE_OWN
+            )
             if name == "benchpure":
                 report[0] += f" (goal <= 1 s: {'met' if overhead <= 1 else 'MISSED'})"
             print("\n".join(report))
@@ -206,21 +279,40 @@ def bench_upstream_watching(work: Path, quick: bool) -> None:
             names = [f"watch{size}-{n:05d}" for n in range(size)]
             for name in names:
                 write_page(upstream, name, ["1.0"])
-                upstream.events.append((name, "1.0", 0, f"add source file {name}-1.0.tar.gz", len(upstream.events) + 1))
+                upstream.events.append(
+                    (name, "1.0", 0, f"add source file {name}-1.0.tar.gz", len(upstream.events) + 1)
+                )
             farm = Farm(root=work / f"farm-{size}", upstream=upstream.url)
             changelog = Changelog(farm.changelog_url)
             serial = changelog.call("changelog_last_serial")
             session, states = requests.Session(), {name: {} for name in names}
             for name in names:  # the first look at each page, as the farm makes once
-                decide(fetch_page(session, upstream.url, name, states[name]), states[name], lambda v: True, 0, 0)
+                decide(
+                    fetch_page(session, upstream.url, name, states[name]),
+                    states[name],
+                    lambda v: True,
+                    0,
+                    0,
+                )
             for changed in (0, 5):
                 for name in names[:changed]:
                     write_page(upstream, name, ["1.0", f"2.{changed}"])
-                    upstream.events.append((name, f"2.{changed}", 0, f"add source file {name}-2.{changed}.tar.gz",
-                                            len(upstream.events) + 1))
+                    upstream.events.append(
+                        (
+                            name,
+                            f"2.{changed}",
+                            0,
+                            f"add source file {name}-2.{changed}.tar.gz",
+                            len(upstream.events) + 1,
+                        )
+                    )
                 cost = {}
                 for way in ("changelog", "pages", "full pages"):
-                    before, full, started = upstream.requests, upstream.full_pages, time.perf_counter()
+                    before, full, started = (
+                        upstream.requests,
+                        upstream.full_pages,
+                        time.perf_counter(),
+                    )
                     if way == "changelog":
                         events, serial = changelog.since(serial)
                         looked = sorted({r.project for r in releases(events, set(names))})
@@ -228,45 +320,77 @@ def bench_upstream_watching(work: Path, quick: bool) -> None:
                         looked = names
                     found = 0
                     for name in looked:
-                        state = dict(states[name]) if way != "full pages" else {"seen": states[name]["seen"]}
+                        state = (
+                            dict(states[name])
+                            if way != "full pages"
+                            else {"seen": states[name]["seen"]}
+                        )
                         page = fetch_page(session, upstream.url, name, state)
                         found += len(decide(page, state, lambda v: True, 0, 0)) if page else 0
-                    cost[way] = (upstream.requests - before, upstream.full_pages - full, time.perf_counter() - started)
+                    cost[way] = (
+                        upstream.requests - before,
+                        upstream.full_pages - full,
+                        time.perf_counter() - started,
+                    )
                     assert found == changed, (way, found)
                 for name in names[:changed]:  # what the farm would keep after this cycle
                     fetch_page(session, upstream.url, name, states[name])
                     states[name]["seen"] = [*states[name]["seen"], f"2.{changed}"]
                 flat = flat and cost["pages"][1] == changed and cost["changelog"][0] == 1 + changed
-                print(f"  {size:>6} allow-listed, {changed} changed: " + "; ".join(
-                    f"{way} {n} requests, {full} full, {t * 1000:.0f} ms" for way, (n, full, t) in cost.items())
-                    + f"; full/conditional time {cost['full pages'][2] / cost['pages'][2]:.1f}x")
+                print(
+                    f"  {size:>6} allow-listed, {changed} changed: "
+                    + "; ".join(
+                        f"{way} {n} requests, {full} full, {t * 1000:.0f} ms"
+                        for way, (n, full, t) in cost.items()
+                    )
+                    + f"; full/conditional time {cost['full pages'][2] / cost['pages'][2]:.1f}x"
+                )
     finally:
         upstream.close()
-    print(f"  full pages per cycle grow with the changes, not with the allow-list: {'met' if flat else 'MISSED'}")
+    print(
+        f"  full pages per cycle grow with the changes, not with the allow-list: {'met' if flat else 'MISSED'}"
+    )
 
 
 def write_page(upstream: Upstream, name: str, versions: list[str]) -> None:
     """A project page as an index writes it (its files are never fetched)."""
     directory = upstream.store.project_dir(name)
     directory.mkdir(exist_ok=True)
-    upstream.store._write_listing(name, {f"{name}-{v}.tar.gz": {
-        "filename": f"{name}-{v}.tar.gz", "version": v, "sha256": "0" * 64, "size": 1,
-        "upload-time": "2026-01-01T00:00:00Z"} for v in versions})
+    upstream.store._write_listing(
+        name,
+        {
+            f"{name}-{v}.tar.gz": {
+                "filename": f"{name}-{v}.tar.gz",
+                "version": v,
+                "sha256": "0" * 64,
+                "size": 1,
+                "upload-time": "2026-01-01T00:00:00Z",
+            }
+            for v in versions
+        },
+    )
 
 
 # A tree of the usual shape: a root over a few mid-level packages and many leaves, with a chain
 # of build tools. Each: (seconds its build sleeps, what it needs).
 BOOTSTRAP_TREE = {
     **{f"bt-leaf-{n}": (1 + n % 4, []) for n in range(1, 15)},
-    "bt-tool-a": (1, []), "bt-tool-b": (2, ["bt-tool-a"]),
-    "bt-mid-1": (3, ["bt-leaf-9", "bt-leaf-10", "bt-tool-b"]), "bt-mid-2": (2, ["bt-leaf-11", "bt-leaf-12"]),
+    "bt-tool-a": (1, []),
+    "bt-tool-b": (2, ["bt-tool-a"]),
+    "bt-mid-1": (3, ["bt-leaf-9", "bt-leaf-10", "bt-tool-b"]),
+    "bt-mid-2": (2, ["bt-leaf-11", "bt-leaf-12"]),
     "bt-mid-3": (4, ["bt-leaf-13", "bt-leaf-14"]),
     "bt-root": (2, ["bt-mid-1", "bt-mid-2", "bt-mid-3", *(f"bt-leaf-{n}" for n in range(1, 9))]),
 }
 
 
 def sleepy_sdist(dest: Path, name: str, version: str, seconds: float, requires: list[str]) -> Path:
-    return setuptools_sdist(dest, name, version, requires=requires, setup_py=f"""\
+    return setuptools_sdist(
+        dest,
+        name,
+        version,
+        requires=requires,
+        setup_py=f"""\
         import time
         from setuptools import setup
         from setuptools.command.build_py import build_py
@@ -277,7 +401,8 @@ def sleepy_sdist(dest: Path, name: str, version: str, seconds: float, requires: 
                 super().run()
 
         setup(cmdclass={{"build_py": Slow}})
-        """)
+        """,
+    )
 
 
 def bench_bootstrap(work: Path, quick: bool) -> None:
@@ -287,22 +412,55 @@ def bench_bootstrap(work: Path, quick: bool) -> None:
     upstream = Upstream(work / "upstream", free_port())
     farm = FarmUnderTest(work / "farm")
     try:
-        farm.cli("up", "--pools", "local", "--upstream", upstream.url, "--ui-port", str(free_port()),
-                 "--worker-port", str(free_port()), "--index-port", str(free_port()))
+        farm.cli(
+            "up",
+            "--pools",
+            "local",
+            "--upstream",
+            upstream.url,
+            "--ui-port",
+            str(free_port()),
+            "--worker-port",
+            str(free_port()),
+            "--index-port",
+            str(free_port()),
+        )
         upstream.add(CACHE / "setuptools-80.9.0.tar.gz")
-        assert farm.cli("bootstrap", "setuptools", "--builder", DEFAULT_BUILDER, "--wait").returncode == 0
+        assert (
+            farm.cli("bootstrap", "setuptools", "--builder", DEFAULT_BUILDER, "--wait").returncode
+            == 0
+        )
         # First a tree the farm never built (no durations to go by), then its next release, which
         # bootstrap orders by the first one's build times.
-        for version, history in (("1.0", "never built before"), ("1.1", "ordered by 1.0's build times")):
+        for version, history in (
+            ("1.0", "never built before"),
+            ("1.1", "ordered by 1.0's build times"),
+        ):
             for name, (seconds, needs) in BOOTSTRAP_TREE.items():
-                upstream.add(sleepy_sdist(work, name, version, 0 if quick else seconds, [f"{n}=={version}" for n in needs]))
-            result = json.loads(farm.cli("bootstrap", f"bt-root=={version}", "--builder", DEFAULT_BUILDER, "--wait").stdout)
-            nodes = {p["key"]: Node(p["project"], p["version"], set(p["after"])) for p in result["plan"]}
+                upstream.add(
+                    sleepy_sdist(
+                        work,
+                        name,
+                        version,
+                        0 if quick else seconds,
+                        [f"{n}=={version}" for n in needs],
+                    )
+                )
+            result = json.loads(
+                farm.cli(
+                    "bootstrap", f"bt-root=={version}", "--builder", DEFAULT_BUILDER, "--wait"
+                ).stdout
+            )
+            nodes = {
+                p["key"]: Node(p["project"], p["version"], set(p["after"])) for p in result["plan"]
+            }
             bound = lower_bound(result["durations_s"], nodes, workers=2)
             ratio = result["makespan_s"] / bound
-            print(f"bootstrap, {len(nodes)} packages on two workers, {history}: makespan {result['makespan_s']:.1f} s, "
-                  f"lower bound {bound:.1f} s (builds of {min(result['durations_s'].values()):.0f} to "
-                  f"{max(result['durations_s'].values()):.0f} s); ratio {verdict(ratio, '<= 1.15x', ratio <= 1.15)}")
+            print(
+                f"bootstrap, {len(nodes)} packages on two workers, {history}: makespan {result['makespan_s']:.1f} s, "
+                f"lower bound {bound:.1f} s (builds of {min(result['durations_s'].values()):.0f} to "
+                f"{max(result['durations_s'].values()):.0f} s); ratio {verdict(ratio, '<= 1.15x', ratio <= 1.15)}"
+            )
     finally:
         farm.cli("down", check=False)
         upstream.close()
@@ -317,12 +475,23 @@ def tool_venv(work: Path, name: str, *requirements: str) -> Path:
     configured with (the tools we compare with are not our dependencies)."""
     venv = work / name
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check", *requirements],
-                   capture_output=True, check=True)
+    subprocess.run(
+        [
+            str(venv / "bin" / "pip"),
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            *requirements,
+        ],
+        capture_output=True,
+        check=True,
+    )
     return venv
 
 
-def fromager_bootstrap(work: Path, fromager: Path, upstream: Upstream, pin: str, projects: list[str]) -> float:
+def fromager_bootstrap(
+    work: Path, fromager: Path, upstream: Upstream, pin: str, projects: list[str]
+) -> float:
     """fromager bootstrapping pin from our test upstream (each project's settings point its
     resolver there), in one process, from scratch."""
     top = Path(tempfile.mkdtemp(dir=work))
@@ -330,15 +499,37 @@ def fromager_bootstrap(work: Path, fromager: Path, upstream: Upstream, pin: str,
     settings.mkdir(parents=True)
     for project in projects:
         (settings / f"{project.replace('-', '_')}.yaml").write_text(
-            f"resolver_dist:\n  sdist_server_url: {upstream.url}\n")
-    env = clean_pip_env() | {"PATH": f"{fromager / 'bin'}:{os.environ['PATH']}"}  # it runs the uv beside it
+            f"resolver_dist:\n  sdist_server_url: {upstream.url}\n"
+        )
+    env = clean_pip_env() | {
+        "PATH": f"{fromager / 'bin'}:{os.environ['PATH']}"
+    }  # it runs the uv beside it
     started = time.perf_counter()
-    proc = subprocess.run([str(fromager / "bin" / "fromager"), "--sdists-repo", str(top / "sdists"), "--wheels-repo",
-                           str(top / "wheels"), "--work-dir", str(top / "work"), "--settings-dir", str(settings),
-                           "--patches-dir", str(top / "overrides" / "patches"), "bootstrap", pin],
-                          capture_output=True, text=True, cwd=top, env=env)
+    proc = subprocess.run(
+        [
+            str(fromager / "bin" / "fromager"),
+            "--sdists-repo",
+            str(top / "sdists"),
+            "--wheels-repo",
+            str(top / "wheels"),
+            "--work-dir",
+            str(top / "work"),
+            "--settings-dir",
+            str(settings),
+            "--patches-dir",
+            str(top / "overrides" / "patches"),
+            "bootstrap",
+            pin,
+        ],
+        capture_output=True,
+        text=True,
+        cwd=top,
+        env=env,
+    )
     if proc.returncode:
-        raise AssertionError(f"fromager bootstrap {pin} failed:\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}")
+        raise AssertionError(
+            f"fromager bootstrap {pin} failed:\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}"
+        )
     return time.perf_counter() - started
 
 
@@ -354,30 +545,58 @@ def bench_fromager(work: Path, quick: bool) -> None:
         for pin in FROMAGER_TREES[:1] if quick else FROMAGER_TREES:
             farm = FarmUnderTest(work / f"farm-{pin}")
             try:
-                farm.cli("up", "--pools", "local", "--upstream", upstream.url, "--ui-port", str(free_port()),
-                         "--worker-port", str(free_port()), "--index-port", str(free_port()))
-                plan = json.loads(farm.cli("bootstrap", pin, "--builder", DEFAULT_BUILDER, "--dry-run").stdout)["plan"]
-                theirs = fromager_bootstrap(work, fromager, upstream, pin, sorted({p["project"] for p in plan}))
+                farm.cli(
+                    "up",
+                    "--pools",
+                    "local",
+                    "--upstream",
+                    upstream.url,
+                    "--ui-port",
+                    str(free_port()),
+                    "--worker-port",
+                    str(free_port()),
+                    "--index-port",
+                    str(free_port()),
+                )
+                plan = json.loads(
+                    farm.cli("bootstrap", pin, "--builder", DEFAULT_BUILDER, "--dry-run").stdout
+                )["plan"]
+                theirs = fromager_bootstrap(
+                    work, fromager, upstream, pin, sorted({p["project"] for p in plan})
+                )
                 started = time.perf_counter()
-                result = json.loads(farm.cli("bootstrap", pin, "--builder", DEFAULT_BUILDER, "--wait").stdout)
+                result = json.loads(
+                    farm.cli("bootstrap", pin, "--builder", DEFAULT_BUILDER, "--wait").stdout
+                )
                 ours = time.perf_counter() - started
                 assert result["result"] == "success", result
             finally:
                 farm.cli("down", check=False)
             ratio = ours / theirs
-            print(f"bootstrap {pin} ({len(plan)} packages) from scratch: farm {ours:.1f} s, fromager {theirs:.1f} s; "
-                  f"ratio {verdict(ratio, '<= 0.7x', ratio <= 0.7)}")
+            print(
+                f"bootstrap {pin} ({len(plan)} packages) from scratch: farm {ours:.1f} s, fromager {theirs:.1f} s; "
+                f"ratio {verdict(ratio, '<= 0.7x', ratio <= 0.7)}"
+            )
     finally:
         upstream.close()
 
 
-BENCHMARKS = {"publishing": bench_publishing, "farm-overhead": bench_farm_overhead, "bootstrap": bench_bootstrap,
-              "upstream-watching": bench_upstream_watching, "fromager": bench_fromager}
+BENCHMARKS = {
+    "publishing": bench_publishing,
+    "farm-overhead": bench_farm_overhead,
+    "bootstrap": bench_bootstrap,
+    "upstream-watching": bench_upstream_watching,
+    "fromager": bench_fromager,
+}
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="tiny sizes: check the benchmarks work")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="tiny sizes: check the benchmarks work"
+    )
     parser.add_argument("--only", choices=sorted(BENCHMARKS), action="append")
     args = parser.parse_args()
     for name in args.only or BENCHMARKS:

@@ -50,8 +50,10 @@ def main(argv=None) -> None:
     import argparse
     import sys
 
-    parser = argparse.ArgumentParser(prog="python -m wheelwright.index.accounts",
-                                     description="add an upload account (or give it a new password), read from stdin")
+    parser = argparse.ArgumentParser(
+        prog="python -m wheelwright.index.accounts",
+        description="add an upload account (or give it a new password), read from stdin",
+    )
     parser.add_argument("users", type=Path, help="the index host's --users file")
     parser.add_argument("name")
     args = parser.parse_args(argv)

@@ -22,14 +22,18 @@ class IndexUnreachable(Exception):
 def _read(index_url: str, url: str, accept: str = JSON_CONTENT_TYPE) -> bytes | None:
     """What our index serves at url (None for a 404); IndexUnreachable when it cannot say."""
     try:
-        with urllib.request.urlopen(urllib.request.Request(url, headers={"Accept": accept}), timeout=60) as response:
+        with urllib.request.urlopen(
+            urllib.request.Request(url, headers={"Accept": accept}), timeout=60
+        ) as response:
             return response.read()
     except urllib.error.HTTPError as exc:
         if exc.code == 404:
             return None
         raise IndexUnreachable(f"our index answered {exc.code} for {url}") from None
     except urllib.error.URLError as exc:
-        raise IndexUnreachable(f"our index at {index_url} cannot be reached: {exc.reason}") from None
+        raise IndexUnreachable(
+            f"our index at {index_url} cannot be reached: {exc.reason}"
+        ) from None
 
 
 def listing(index_url: str, project: str) -> dict | None:
@@ -40,7 +44,9 @@ def listing(index_url: str, project: str) -> dict | None:
 
 def projects(index_url: str) -> list[str]:
     """The projects our index has (its PEP 691 project list)."""
-    return sorted(p["name"] for p in json.loads(_read(index_url, index_url) or b"{}").get("projects", []))
+    return sorted(
+        p["name"] for p in json.loads(_read(index_url, index_url) or b"{}").get("projects", [])
+    )
 
 
 def index_versions(index_url: str, project: str) -> list[str] | None:
@@ -92,18 +98,25 @@ def wheels_of(index_url: str, project: str, version: str) -> list[dict]:
     return found
 
 
-def published_pure_wheel(index_url: str, project: str, version: str, build_tag: int = 0) -> dict | None:
+def published_pure_wheel(
+    index_url: str, project: str, version: str, build_tag: int = 0
+) -> dict | None:
     """The provenance of a pure (`none-any`) wheel of project==version with that build number in
     our index, if there is one."""
     for entry in wheels_of(index_url, project, version):
         if build_number(entry["filename"]) == build_tag and is_pure(entry["filename"]):
-            return {"filename": entry["filename"], **provenance(index_url, project, entry["filename"])}
+            return {
+                "filename": entry["filename"],
+                **provenance(index_url, project, entry["filename"]),
+            }
     return None
 
 
 def published_as(index_url: str, sha256: str) -> tuple[str, str] | None:
     """(project, filename) of the file our index published with that sha256, if any."""
-    found = _read(index_url, urllib.parse.urljoin(index_url, f"../by-sha256/{sha256}"), "text/plain")
+    found = _read(
+        index_url, urllib.parse.urljoin(index_url, f"../by-sha256/{sha256}"), "text/plain"
+    )
     if found is None:
         return None
     project, _, filename = found.decode().partition("/")
@@ -116,7 +129,9 @@ def file_url(index_url: str, project: str, filename: str) -> str:
 
 def provenance(index_url: str, project: str, filename: str) -> dict:
     """Which build made a file of our index (the provenance.json beside it)."""
-    with urllib.request.urlopen(file_url(index_url, project, filename) + ".provenance.json", timeout=60) as response:
+    with urllib.request.urlopen(
+        file_url(index_url, project, filename) + ".provenance.json", timeout=60
+    ) as response:
         return json.load(response)
 
 
@@ -126,6 +141,11 @@ def wheel_requires(index_url: str, project: str, version: str) -> list[str]:
     from packaging.metadata import Metadata
 
     for entry in wheels_of(index_url, project, version):
-        with urllib.request.urlopen(file_url(index_url, project, entry["filename"]) + ".metadata", timeout=60) as response:
-            return [str(r) for r in Metadata.from_email(response.read(), validate=False).requires_dist or []]
+        with urllib.request.urlopen(
+            file_url(index_url, project, entry["filename"]) + ".metadata", timeout=60
+        ) as response:
+            return [
+                str(r)
+                for r in Metadata.from_email(response.read(), validate=False).requires_dist or []
+            ]
     return []

@@ -34,7 +34,13 @@ from twisted.internet import reactor, threads
 from twisted.web import http, resource, server, static
 
 from wheelwright.index import accounts
-from wheelwright.index.store import JSON_CONTENT_TYPE, AlreadyPublished, IndexStore, PublishError, StorageError
+from wheelwright.index.store import (
+    JSON_CONTENT_TYPE,
+    AlreadyPublished,
+    IndexStore,
+    PublishError,
+    StorageError,
+)
 
 log = logging.getLogger("wheelwright.index")
 MAX_UPLOAD = 2 << 30
@@ -59,7 +65,11 @@ def wants_json(accept: str | None, query_format: str | None) -> bool:
                     q = 0.0
         if media == JSON_CONTENT_TYPE:
             best_json = max(best_json, q)
-        elif media in ("text/html", "application/vnd.pypi.simple.v1+html", "application/vnd.pypi.simple.latest+html"):
+        elif media in (
+            "text/html",
+            "application/vnd.pypi.simple.v1+html",
+            "application/vnd.pypi.simple.latest+html",
+        ):
             best_html = max(best_html, q)
         elif media == "application/vnd.pypi.simple.latest+json":
             best_json = max(best_json, q)
@@ -131,21 +141,34 @@ class HumanPages(resource.Resource):
 
 def human_page(project: str, manifest: dict) -> str:
     rows = []
-    for entry in sorted(manifest.values(), key=lambda e: (Version(e["version"]), e["filename"]), reverse=True):
+    for entry in sorted(
+        manifest.values(), key=lambda e: (Version(e["version"]), e["filename"]), reverse=True
+    ):
         made = entry.get("provenance", {})
-        by = (f'<a href="{html.escape(made["build_url"])}">build {made.get("build_number")} of '
-              f'{html.escape(str(made.get("builder")))}</a>' if made.get("build_url") else
-              "seeded" if made.get("seeded") else "")
+        by = (
+            f'<a href="{html.escape(made["build_url"])}">build {made.get("build_number")} of '
+            f"{html.escape(str(made.get('builder')))}</a>"
+            if made.get("build_url")
+            else "seeded"
+            if made.get("seeded")
+            else ""
+        )
         marks = ([f"yanked: {entry['yanked']}"] if entry.get("yanked") else []) + (
-            [f"rebuild ({made['bump']}, {made.get('bump_number')})"] if made.get("bump") else [])
+            [f"rebuild ({made['bump']}, {made.get('bump_number')})"] if made.get("bump") else []
+        )
         marks = "".join(f" <b>{html.escape(str(mark))}</b>" for mark in marks)
         link = f"../../simple/{project}/{html.escape(entry['filename'])}"
-        rows.append(f"<tr><td>{html.escape(entry['version'])}</td><td><a href=\"{link}\">{html.escape(entry['filename'])}"
-                    f"</a>{marks}</td><td>{entry['upload-time']}</td><td>{by}</td>"
-                    f"<td><a href=\"{link}.provenance.json\">provenance</a> <a href=\"{link}.freeze.txt\">freeze</a></td></tr>")
-    return (f"<!DOCTYPE html>\n<html><head><title>{project}</title></head><body><h1>{project}</h1>\n"
-            "<table><tr><th>version</th><th>file</th><th>published</th><th>made by</th><th></th></tr>\n"
-            + "\n".join(rows) + "\n</table></body></html>\n")
+        rows.append(
+            f'<tr><td>{html.escape(entry["version"])}</td><td><a href="{link}">{html.escape(entry["filename"])}'
+            f"</a>{marks}</td><td>{entry['upload-time']}</td><td>{by}</td>"
+            f'<td><a href="{link}.provenance.json">provenance</a> <a href="{link}.freeze.txt">freeze</a></td></tr>'
+        )
+    return (
+        f"<!DOCTYPE html>\n<html><head><title>{project}</title></head><body><h1>{project}</h1>\n"
+        "<table><tr><th>version</th><th>file</th><th>published</th><th>made by</th><th></th></tr>\n"
+        + "\n".join(rows)
+        + "\n</table></body></html>\n"
+    )
 
 
 class HashLookup(resource.Resource):
@@ -180,9 +203,14 @@ class DistributionFile(static.File):
     clients would then unpack it and see a different sha256."""
 
     contentEncodings: dict[str, str] = {}
-    contentTypes = {".metadata": "text/plain; charset=utf-8", ".txt": "text/plain; charset=utf-8",
-                    ".json": "application/json", ".whl": "application/octet-stream",
-                    ".gz": "application/octet-stream", ".zip": "application/octet-stream"}
+    contentTypes = {
+        ".metadata": "text/plain; charset=utf-8",
+        ".txt": "text/plain; charset=utf-8",
+        ".json": "application/json",
+        ".whl": "application/octet-stream",
+        ".gz": "application/octet-stream",
+        ".zip": "application/octet-stream",
+    }
     defaultType = "application/octet-stream"
 
 
@@ -199,7 +227,7 @@ class _Redirect(resource.Resource):
 
 
 def basic_credentials(header: bytes | None) -> tuple[str, str] | None:
-    if not header or not header[:6].lower() == b"basic ":
+    if not header or header[:6].lower() != b"basic ":
         return None
     try:
         user, sep, password = base64.b64decode(header[6:], validate=True).decode().partition(":")
@@ -222,12 +250,16 @@ class GuardedRequest(server.Request):
             return self._refuse(411, "an upload must declare its Content-Length")
         if length > MAX_UPLOAD:
             return self._refuse(413, f"an upload may be {MAX_UPLOAD} bytes at most")
-        credentials = basic_credentials(self.requestHeaders.getRawHeaders(b"authorization", [None])[0])
+        credentials = basic_credentials(
+            self.requestHeaders.getRawHeaders(b"authorization", [None])[0]
+        )
         if credentials is None:
             return self._refuse(401, "authentication required")
         transport = self.channel.transport
         transport.pauseProducing()  # nothing more of the body is read until the password is checked
-        self.authenticated = threads.deferToThread(accounts.check, self.channel.site.users, *credentials)
+        self.authenticated = threads.deferToThread(
+            accounts.check, self.channel.site.users, *credentials
+        )
 
         def checked(ok):
             if not ok:
@@ -242,10 +274,12 @@ class GuardedRequest(server.Request):
         self.refused = True
         log.warning("upload refused before its body was read: %s", message)
         body = (message + "\n").encode()
-        head = (f"HTTP/1.1 {code} {http.RESPONSES.get(code, b'').decode()}\r\n"
-                "Content-Type: text/plain; charset=utf-8\r\nConnection: close\r\n"
-                + ('WWW-Authenticate: Basic realm="wheelwright"\r\n' if code == 401 else "")
-                + f"Content-Length: {len(body)}\r\n\r\n")
+        head = (
+            f"HTTP/1.1 {code} {http.RESPONSES.get(code, b'').decode()}\r\n"
+            "Content-Type: text/plain; charset=utf-8\r\nConnection: close\r\n"
+            + ('WWW-Authenticate: Basic realm="wheelwright"\r\n' if code == 401 else "")
+            + f"Content-Length: {len(body)}\r\n\r\n"
+        )
         self.channel.transport.write(head.encode() + body)
         self.channel.transport.loseConnection()
 
@@ -264,9 +298,16 @@ class Upload(resource.Resource):
             return _error(request, 401, "authentication required", authenticate=True)
         ctype = request.getHeader("content-type") or ""
         request.authenticated.addCallback(
-            lambda user: None if user is None else threads.deferToThread(self._publish, ctype, request.content))
-        request.authenticated.addCallbacks(lambda entry: self._published(request, entry),
-                                           lambda failure: _answer_failure(request, failure))
+            lambda user: (
+                None
+                if user is None
+                else threads.deferToThread(self._publish, ctype, request.content)
+            )
+        )
+        request.authenticated.addCallbacks(
+            lambda entry: self._published(request, entry),
+            lambda failure: _answer_failure(request, failure),
+        )
         return server.NOT_DONE_YET
 
     def _published(self, request, entry) -> None:
@@ -294,10 +335,17 @@ class Upload(resource.Resource):
             if "wheelwright_freeze" in fields:
                 extra[".freeze.txt"] = fields["wheelwright_freeze"].encode()
             try:
-                return store.publish(filename, path, sha256=fields.get("sha256_digest", ""),
-                                     provenance=provenance, extra_files=extra)
+                return store.publish(
+                    filename,
+                    path,
+                    sha256=fields.get("sha256_digest", ""),
+                    provenance=provenance,
+                    extra_files=extra,
+                )
             except OSError as exc:
-                raise StorageError(f"{filename}: the index host could not store it ({exc.strerror})") from None
+                raise StorageError(
+                    f"{filename}: the index host could not store it ({exc.strerror})"
+                ) from None
 
 
 def _answer_failure(request, failure) -> None:
@@ -334,9 +382,13 @@ class FormAction(resource.Resource):
             fields = {k.decode(): v[0].decode() for k, v in request.args.items()}
         except UnicodeDecodeError:
             return _error(request, 400, "a form field is not UTF-8 text")
-        request.authenticated.addCallback(lambda user: None if user is None else threads.deferToThread(self.act, fields))
-        request.authenticated.addCallbacks(lambda answer: self._done(request, answer),
-                                           lambda failure: _answer_failure(request, failure))
+        request.authenticated.addCallback(
+            lambda user: None if user is None else threads.deferToThread(self.act, fields)
+        )
+        request.authenticated.addCallbacks(
+            lambda answer: self._done(request, answer),
+            lambda failure: _answer_failure(request, failure),
+        )
         return server.NOT_DONE_YET
 
     def _done(self, request, answer) -> None:
@@ -353,8 +405,12 @@ class Yank(FormAction):
     Files are never deleted; installers skip a yanked file unless pinned."""
 
     def act(self, fields):
-        names = self.store.yank(fields.get("name", ""), fields.get("version", ""), fields.get("reason") or None,
-                                fields.get("filename") or None)
+        names = self.store.yank(
+            fields.get("name", ""),
+            fields.get("version", ""),
+            fields.get("reason") or None,
+            fields.get("filename") or None,
+        )
         return {"files": names, "yanked": fields.get("reason") or None}
 
 
@@ -382,8 +438,9 @@ def _parse_form(ctype: str, body, tmp: Path) -> tuple[dict[str, str], str, Path]
     fields: dict[str, str] = {}
     upload = None
     try:
-        for part in multipart.MultipartParser(body, options["boundary"], part_limit=64, memory_limit=16 << 20,
-                                              disk_limit=MAX_UPLOAD):
+        for part in multipart.MultipartParser(
+            body, options["boundary"], part_limit=64, memory_limit=16 << 20, disk_limit=MAX_UPLOAD
+        ):
             if part.name == "content" and part.filename:
                 path = tmp / "content"
                 with open(path, "wb") as out:
@@ -441,7 +498,13 @@ def main(argv=None):
         for change in IndexStore(args.root / kind).reconcile():
             log.warning("%s index: %s", kind, change)
     port = reactor.listenTCP(args.port, make_site(args.root, args.users), interface=args.host)
-    log.info("serving %s on http://%s:%d/ (pid %d)", args.root, args.host, port.getHost().port, os.getpid())
+    log.info(
+        "serving %s on http://%s:%d/ (pid %d)",
+        args.root,
+        args.host,
+        port.getHost().port,
+        os.getpid(),
+    )
     reactor.run()
 
 

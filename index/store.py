@@ -153,8 +153,15 @@ class IndexStore:
     def projects(self) -> list[str]:
         return sorted(p.name for p in self.simple.iterdir() if (p / MANIFEST).exists())
 
-    def publish(self, filename: str, source: Path, *, sha256: str, provenance: dict | None = None,
-                extra_files: dict[str, bytes] | None = None) -> dict:
+    def publish(
+        self,
+        filename: str,
+        source: Path,
+        *,
+        sha256: str,
+        provenance: dict | None = None,
+        extra_files: dict[str, bytes] | None = None,
+    ) -> dict:
         """Publish `source` as `filename`; returns its manifest entry.
 
         `extra_files` are published beside it as `<filename><suffix>` (for example the build
@@ -181,7 +188,9 @@ class IndexStore:
             if relinked and filename in manifest:
                 return manifest[filename]
             if target.exists() and not relinked:
-                raise AlreadyPublished(f"{filename} is already in the index; published files are never replaced")
+                raise AlreadyPublished(
+                    f"{filename} is already in the index; published files are never replaced"
+                )
             entry = {
                 "filename": filename,
                 "version": dist.version,
@@ -192,25 +201,37 @@ class IndexStore:
             }
             if requires_python:
                 entry["requires-python"] = str(requires_python)
-            side_files = {f"{filename}.provenance.json": json.dumps(entry["provenance"], indent=2, sort_keys=True).encode()}
+            side_files = {
+                f"{filename}.provenance.json": json.dumps(
+                    entry["provenance"], indent=2, sort_keys=True
+                ).encode()
+            }
             if metadata is not None:
                 side_files[f"{filename}.metadata"] = metadata
                 entry["metadata-sha256"] = hashlib.sha256(metadata).hexdigest()
-            side_files.update({f"{filename}{suffix}": data for suffix, data in (extra_files or {}).items()})
+            side_files.update(
+                {f"{filename}{suffix}": data for suffix, data in (extra_files or {}).items()}
+            )
             try:
                 for name, data in side_files.items():
                     write_atomic(project_dir / name, data)
                 if not relinked:
                     self._link_new(source, target)
-                write_atomic(project_dir / MANIFEST, json.dumps({**manifest, filename: entry}, indent=1,
-                                                                 sort_keys=True).encode())
+                write_atomic(
+                    project_dir / MANIFEST,
+                    json.dumps({**manifest, filename: entry}, indent=1, sort_keys=True).encode(),
+                )
                 self._write_listing(dist.project, {**manifest, filename: entry})
                 self._note_hash(dist.project, entry)
             except AlreadyPublished:
                 raise
             except OSError as exc:
-                self._roll_back(dist.project, [*([] if relinked else [filename]), *side_files], manifest)
-                raise StorageError(f"{filename}: not published, the index could not write it ({exc.strerror})") from None
+                self._roll_back(
+                    dist.project, [*([] if relinked else [filename]), *side_files], manifest
+                )
+                raise StorageError(
+                    f"{filename}: not published, the index could not write it ({exc.strerror})"
+                ) from None
         if new_project:
             with self._locked(self.simple):
                 self._write_project_list()
@@ -227,11 +248,18 @@ class IndexStore:
             if filename not in manifest:
                 raise PublishError(f"our index has no file {filename} of {project}")
             provenance = manifest[filename].get("provenance", {})
-            provenance = {**provenance, "verifications": [*provenance.get("verifications", []), record]}
+            provenance = {
+                **provenance,
+                "verifications": [*provenance.get("verifications", []), record],
+            }
             manifest[filename] = {**manifest[filename], "provenance": provenance}
-            write_atomic(project_dir / f"{filename}.provenance.json",
-                          json.dumps(provenance, indent=2, sort_keys=True).encode())
-            write_atomic(project_dir / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True).encode())
+            write_atomic(
+                project_dir / f"{filename}.provenance.json",
+                json.dumps(provenance, indent=2, sort_keys=True).encode(),
+            )
+            write_atomic(
+                project_dir / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True).encode()
+            )
 
     def _note_hash(self, project: str, entry: dict) -> None:
         path = self.hashes / entry["sha256"]
@@ -239,7 +267,7 @@ class IndexStore:
             write_atomic(path, f"{project}/{entry['filename']}".encode())
 
     def find_hash(self, sha256: str) -> str | None:
-        """"project/filename" of the published file with that sha256, if there is one."""
+        """ "project/filename" of the published file with that sha256, if there is one."""
         if not re.fullmatch(r"[0-9a-f]{64}", sha256):
             return None
         try:
@@ -255,14 +283,18 @@ class IndexStore:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(project_dir / name)
         if manifest:
-            write_atomic(project_dir / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True).encode())
+            write_atomic(
+                project_dir / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True).encode()
+            )
             self._write_listing(project, manifest)
         else:
             for name in (MANIFEST, "index.json", "index.html"):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(project_dir / name)
 
-    def yank(self, project: str, version: str, reason: str | None, filename: str | None = None) -> list[str]:
+    def yank(
+        self, project: str, version: str, reason: str | None, filename: str | None = None
+    ) -> list[str]:
         """Mark the files of project==version (or the one named) yanked with the reason (PEP 592),
         or not yanked with reason None. Files are never deleted. Returns the files changed."""
         project_dir = self.project_dir(project)
@@ -271,14 +303,19 @@ class IndexStore:
             raise PublishError(f"our index has no file of {what}")
         with self._locked(project_dir):
             manifest = self.files(project)
-            names = [n for n, e in manifest.items() if _same_version(e["version"], version)
-                     and filename in (None, n)]
+            names = [
+                n
+                for n, e in manifest.items()
+                if _same_version(e["version"], version) and filename in (None, n)
+            ]
             if not names:
                 raise PublishError(f"our index has no file of {what}")
             for name in names:
                 entry = {k: v for k, v in manifest[name].items() if k != "yanked"}
                 manifest[name] = {**entry, "yanked": reason} if reason is not None else entry
-            write_atomic(project_dir / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True).encode())
+            write_atomic(
+                project_dir / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True).encode()
+            )
             self._write_listing(project, manifest)
         return sorted(names)
 
@@ -287,20 +324,32 @@ class IndexStore:
         is there but unlisted is listed, a listed file that is not there is dropped, and
         leftover temporary files go. Returns what it changed, for the log."""
         changes = []
-        for project_dir in sorted(p for p in self.simple.iterdir() if p.is_dir() and not p.is_symlink()):
+        for project_dir in sorted(
+            p for p in self.simple.iterdir() if p.is_dir() and not p.is_symlink()
+        ):
             with self._locked(project_dir):
                 for tmp in project_dir.glob(".tmp-*"):
                     tmp.unlink()
                 manifest = self.files(project_dir.name)
-                on_disk = {p.name for p in project_dir.iterdir() if p.is_file() and not p.is_symlink()
-                           and p.name.endswith((".whl", ".tar.gz", ".zip"))}
+                on_disk = {
+                    p.name
+                    for p in project_dir.iterdir()
+                    if p.is_file()
+                    and not p.is_symlink()
+                    and p.name.endswith((".whl", ".tar.gz", ".zip"))
+                }
                 fixed = {name: entry for name, entry in manifest.items() if name in on_disk}
-                changes += [f"{project_dir.name}: {name} is listed but missing; unlisted" for name in set(manifest) - on_disk]
+                changes += [
+                    f"{project_dir.name}: {name} is listed but missing; unlisted"
+                    for name in set(manifest) - on_disk
+                ]
                 for name in sorted(on_disk - set(manifest)):
                     fixed[name] = self._entry_on_disk(project_dir, name)
                     changes.append(f"{project_dir.name}: {name} was on disk but unlisted; listed")
                 if fixed != manifest:
-                    write_atomic(project_dir / MANIFEST, json.dumps(fixed, indent=1, sort_keys=True).encode())
+                    write_atomic(
+                        project_dir / MANIFEST, json.dumps(fixed, indent=1, sort_keys=True).encode()
+                    )
                     self._write_listing(project_dir.name, fixed)
                 for entry in fixed.values():  # files published before the index kept their hashes
                     self._note_hash(project_dir.name, entry)
@@ -312,12 +361,18 @@ class IndexStore:
     @staticmethod
     def _entry_on_disk(project_dir: Path, filename: str) -> dict:
         path = project_dir / filename
-        entry = {"filename": filename, "version": parse_distribution_filename(filename).version,
-                 "sha256": sha256_of(path), "size": path.stat().st_size,
-                 "upload-time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(path.stat().st_mtime)),
-                 "provenance": {}}
+        entry = {
+            "filename": filename,
+            "version": parse_distribution_filename(filename).version,
+            "sha256": sha256_of(path),
+            "size": path.stat().st_size,
+            "upload-time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(path.stat().st_mtime)),
+            "provenance": {},
+        }
         with contextlib.suppress(OSError, ValueError):
-            entry["provenance"] = json.loads((project_dir / f"{filename}.provenance.json").read_text())
+            entry["provenance"] = json.loads(
+                (project_dir / f"{filename}.provenance.json").read_text()
+            )
         metadata = project_dir / f"{filename}.metadata"
         if metadata.is_file():
             raw = metadata.read_bytes()
@@ -360,8 +415,13 @@ class IndexStore:
         files = []
         links = []
         for e in entries:
-            f = {"filename": e["filename"], "url": e["filename"], "hashes": {"sha256": e["sha256"]},
-                 "size": e["size"], "upload-time": e["upload-time"]}
+            f = {
+                "filename": e["filename"],
+                "url": e["filename"],
+                "hashes": {"sha256": e["sha256"]},
+                "size": e["size"],
+                "upload-time": e["upload-time"],
+            }
             attrs = f' href="{html.escape(e["filename"])}#sha256={e["sha256"]}"'
             if "requires-python" in e:
                 f["requires-python"] = e["requires-python"]
@@ -376,13 +436,21 @@ class IndexStore:
             files.append(f)
             links.append(f"    <a{attrs}>{html.escape(e['filename'])}</a><br/>")
         versions = sorted({e["version"] for e in entries})
-        listing = {"meta": {"api-version": API_VERSION}, "name": project, "versions": versions, "files": files}
+        listing = {
+            "meta": {"api-version": API_VERSION},
+            "name": project,
+            "versions": versions,
+            "files": files,
+        }
         write_atomic(project_dir / "index.json", json.dumps(listing, indent=1).encode())
         write_atomic(project_dir / "index.html", _html_page(f"Links for {project}", links).encode())
 
     def _write_project_list(self) -> None:
         projects = self.projects()
-        listing = {"meta": {"api-version": API_VERSION}, "projects": [{"name": p} for p in projects]}
+        listing = {
+            "meta": {"api-version": API_VERSION},
+            "projects": [{"name": p} for p in projects],
+        }
         links = [f'    <a href="{html.escape(p)}/">{html.escape(p)}</a><br/>' for p in projects]
         write_atomic(self.simple / "index.json", json.dumps(listing, indent=1).encode())
         write_atomic(self.simple / "index.html", _html_page("Simple index", links).encode())

@@ -24,6 +24,7 @@ SDIST_PREFERENCE = (".tar.gz", ".zip")
 class SourceError(Exception):
     """The source could not be had, or could not be trusted."""
 
+
 @dataclass(frozen=True)
 class Sdist:
     project: str
@@ -31,6 +32,7 @@ class Sdist:
     filename: str
     url: str
     sha256: str
+
 
 def list_sdists(index_url: str, project: str) -> list[Sdist]:
     """Every release's sdist of project on the index (yanked ones left out), newest first, the
@@ -52,8 +54,10 @@ def list_sdists(index_url: str, project: str) -> list[Sdist]:
         rank = -SDIST_PREFERENCE.index(_suffix(pkg.filename))
         if pkg_version not in best or rank > best[pkg_version][0]:
             best[pkg_version] = (rank, pkg)
-    return [Sdist(wanted, str(v), pkg.filename, pkg.url, pkg.digests["sha256"])
-            for v, (_, pkg) in sorted(best.items(), reverse=True)]
+    return [
+        Sdist(wanted, str(v), pkg.filename, pkg.url, pkg.digests["sha256"])
+        for v, (_, pkg) in sorted(best.items(), reverse=True)
+    ]
 
 
 def upstream_versions(index_url: str, project: str) -> list[str]:
@@ -67,7 +71,9 @@ def upstream_versions(index_url: str, project: str) -> list[str]:
     return sorted({*(page.versions or []), *(pkg.version for pkg in page.packages if pkg.version)})
 
 
-def find_sdist(index_url: str, project: str, version: str | None = None, specifier: SpecifierSet | None = None) -> Sdist:
+def find_sdist(
+    index_url: str, project: str, version: str | None = None, specifier: SpecifierSet | None = None
+) -> Sdist:
     """The sdist of `project==version` on the index (with no version: the latest final release,
     of those the specifier allows)."""
     for sdist in list_sdists(index_url, project):
@@ -75,7 +81,9 @@ def find_sdist(index_url: str, project: str, version: str | None = None, specifi
             return sdist
         if version is None and (specifier or SpecifierSet()).contains(sdist.version):
             return sdist
-    wanted_version = f"=={version}" if version else f"{specifier}" if specifier else " (any final release)"
+    wanted_version = (
+        f"=={version}" if version else f"{specifier}" if specifier else " (any final release)"
+    )
     raise SourceError(f"no sdist of {canonicalize_name(project)}{wanted_version} on {index_url}")
 
 
@@ -99,7 +107,9 @@ def open_on_same_host(session: requests.Session, url: str, hops: int = 5) -> req
     raise SourceError(f"{url}: more than {hops} redirects")
 
 
-def download_verified(sdist: Sdist, dest_dir: Path, session: requests.Session | None = None) -> Path:
+def download_verified(
+    sdist: Sdist, dest_dir: Path, session: requests.Session | None = None
+) -> Path:
     """Download `sdist` into dest_dir; the file appears only if its sha256 matches."""
     session = session or requests.Session()
     dest_dir.mkdir(parents=True, exist_ok=True)

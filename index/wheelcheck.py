@@ -56,8 +56,10 @@ def _check_members(zf: zipfile.ZipFile, filename: str) -> None:
     if all(t.abi == "none" and t.platform == "any" for t in parse_wheel_filename(filename)[3]):
         compiled = [i.filename for i in infos if _compiled(i.filename)]
         if compiled:
-            raise WheelRefused(f"{filename}: a pure (none-any) wheel holds compiled code ({compiled[0]}); "
-                               "its platform would be claimed by every builder")
+            raise WheelRefused(
+                f"{filename}: a pure (none-any) wheel holds compiled code ({compiled[0]}); "
+                "its platform would be claimed by every builder"
+            )
     for info in infos:
         reason = unsafe_member(info)
         if reason:
@@ -80,29 +82,39 @@ def _dist_info(wheel: WheelFile, members: list[str], filename: str, version: str
         raise WheelRefused(f"{filename}: {dist_info} is not for version {version}")
     for top in {name.split("/", 1)[0] for name in members}:
         if top.endswith(".data") and top != f"{stem}.data":
-            raise WheelRefused(f"{filename}: {top} is not this wheel's .data directory ({stem}.data)")
+            raise WheelRefused(
+                f"{filename}: {top} is not this wheel's .data directory ({stem}.data)"
+            )
 
 
 def _check_wheel_file(wheel: WheelFile, filename: str) -> None:
     fields = BytesParser().parsebytes(wheel.read_dist_info("WHEEL").encode())
     if not (fields.get("Wheel-Version") or "").startswith("1."):
-        raise WheelRefused(f"{filename}: WHEEL says Wheel-Version {fields.get('Wheel-Version')!r}, not 1.x")
+        raise WheelRefused(
+            f"{filename}: WHEEL says Wheel-Version {fields.get('Wheel-Version')!r}, not 1.x"
+        )
 
 
 def _check_record(wheel: WheelFile, members: list[str], filename: str) -> None:
     try:
         wheel.validate_record()  # every member listed, with its size and hash
     except InstallerError as exc:
-        raise WheelRefused(f"{filename}: " + "; ".join(getattr(exc, "issues", [str(exc)]))) from None
+        raise WheelRefused(
+            f"{filename}: " + "; ".join(getattr(exc, "issues", [str(exc)]))
+        ) from None
     for path, hash_, _ in parse_record_file(wheel.read_dist_info("RECORD").splitlines()):
         if path not in members:
             raise WheelRefused(f"{filename}: RECORD lists {path}, which the wheel does not contain")
         if hash_ and hash_.partition("=")[0] not in STRONG_HASHES:
-            raise WheelRefused(f"{filename}: RECORD hashes {path} with {hash_.partition('=')[0]}; "
-                               f"use one of {', '.join(sorted(STRONG_HASHES))}")
+            raise WheelRefused(
+                f"{filename}: RECORD hashes {path} with {hash_.partition('=')[0]}; "
+                f"use one of {', '.join(sorted(STRONG_HASHES))}"
+            )
 
 
-def _metadata(wheel: WheelFile, filename: str, project: str, version: str) -> tuple[bytes, list[str]]:
+def _metadata(
+    wheel: WheelFile, filename: str, project: str, version: str
+) -> tuple[bytes, list[str]]:
     """METADATA read as installers read it: what they act on (name, version, Requires-Dist,
     Requires-Python) must parse and match the file; any other deviation from the core metadata
     spec is returned as a warning, since pip, uv and PyPI accept it (setuptools 56 to 76 write
@@ -112,14 +124,18 @@ def _metadata(wheel: WheelFile, filename: str, project: str, version: str) -> tu
         meta = Metadata.from_email(raw, validate=False)
         name, found = meta.name, Version(str(meta.version))
     except (KeyError, ValueError, InvalidVersion, TypeError) as exc:
-        raise WheelRefused(f"{filename}: METADATA has no readable Name and Version ({exc})") from None
+        raise WheelRefused(
+            f"{filename}: METADATA has no readable Name and Version ({exc})"
+        ) from None
     if canonicalize_name(name) != project or found != Version(version):
         raise WheelRefused(f"{filename}: METADATA is for {name} {found}, not {project} {version}")
     for field in ("requires_dist", "requires_python"):
         try:
             getattr(meta, field)
         except Exception as exc:  # packaging raises InvalidMetadata for a field that does not parse
-            raise WheelRefused(f"{filename}: METADATA's {field.replace('_', '-').title()} does not parse ({exc})") from None
+            raise WheelRefused(
+                f"{filename}: METADATA's {field.replace('_', '-').title()} does not parse ({exc})"
+            ) from None
     try:
         Metadata.from_email(raw, validate=True)
     except Exception as exc:  # an ExceptionGroup of every deviation from the spec

@@ -38,7 +38,9 @@ def _new_metadata(raw: bytes, version: str) -> bytes:
     return header + sep + body
 
 
-def rewrite(wheel: Path, out_dir: Path, *, version: str | None = None, add: dict[str, bytes] | None = None) -> Path:
+def rewrite(
+    wheel: Path, out_dir: Path, *, version: str | None = None, add: dict[str, bytes] | None = None
+) -> Path:
     """A copy of wheel in out_dir, with the version given and the files of add (named relative to
     .dist-info/) in its .dist-info; returns the copy's path."""
     check_members(wheel)  # a build made it: no unsafe member, no bomb, before we read it whole
@@ -72,7 +74,7 @@ def _copy(src: WheelFile, dst: WheelFile, version: str | None, add: dict[str, by
                 stamp = info.date_time
                 if version:
                     data = _new_metadata(data, version)
-            info.filename = new_stem + top[len(old_stem):] + "/" + rest
+            info.filename = new_stem + top[len(old_stem) :] + "/" + rest
         dst.writestr(info, data)
     for name, data in sorted(add.items()):
         dst.writestr(_info(f"{dst.dist_info_path}/{name}", stamp), data)

@@ -64,22 +64,32 @@ class Node:
 
 def _top_level(path: Path, names: tuple[str, ...]) -> dict[str, bytes]:
     """Those files of the sdist's top folder (whatever the folder is called), read, not unpacked."""
-    if path.name.endswith(".zip"):
-        archive = zipfile.ZipFile(path)
-        members, read = archive.namelist(), archive.read
-    else:
-        archive = tarfile.open(path)
-        members, read = archive.getnames(), lambda member: archive.extractfile(member).read()
-    with archive:
-        return {m.split("/")[1]: read(m) for m in members if m.count("/") == 1 and m.split("/")[1] in names}
+    with zipfile.ZipFile(path) if path.name.endswith(".zip") else tarfile.open(path) as archive:
+        if isinstance(archive, zipfile.ZipFile):
+            members, read = archive.namelist(), archive.read
+        else:
+            members, read = archive.getnames(), lambda member: archive.extractfile(member).read()
+        return {
+            m.split("/")[1]: read(m)
+            for m in members
+            if m.count("/") == 1 and m.split("/")[1] in names
+        }
 
 
 def sdist_requirements(path: Path) -> tuple[list[str], list[str]]:
     """(build requirements, Requires-Dist) as the sdist states them."""
     try:
         read = _top_level(path, ("PKG-INFO", "pyproject.toml"))
-        pyproject = tomllib.loads(read["pyproject.toml"].decode()) if "pyproject.toml" in read else {}
-    except (tarfile.TarError, zipfile.BadZipFile, AttributeError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        pyproject = (
+            tomllib.loads(read["pyproject.toml"].decode()) if "pyproject.toml" in read else {}
+        )
+    except (
+        tarfile.TarError,
+        zipfile.BadZipFile,
+        AttributeError,
+        tomllib.TOMLDecodeError,
+        UnicodeDecodeError,
+    ) as exc:
         raise BootstrapError(f"{path.name}: {exc}") from None
     if "PKG-INFO" not in read:
         raise BootstrapError(f"{path.name} has no PKG-INFO in its top folder")
@@ -88,12 +98,15 @@ def sdist_requirements(path: Path) -> tuple[list[str], list[str]]:
     return list(build), [str(r) for r in meta.requires_dist or []]
 
 
-def applicable(requirements: list[str], environment: dict, extras: frozenset[str] = frozenset()) -> list[Requirement]:
+def applicable(
+    requirements: list[str], environment: dict, extras: frozenset[str] = frozenset()
+) -> list[Requirement]:
     found = []
     for text in requirements:
         requirement = Requirement(text)
-        if requirement.marker is None or any(requirement.marker.evaluate({**environment, "extra": e})
-                                             for e in extras | {""}):
+        if requirement.marker is None or any(
+            requirement.marker.evaluate({**environment, "extra": e}) for e in extras | {""}
+        ):
             found.append(requirement)
     return found
 
@@ -115,25 +128,31 @@ class Universe:
         self.farm = farm
         self.environment = environment
         self.constraints = constraints
+        # Looked up once each for this universe's life (not the process's: a cache on the class
+        # would keep every universe).
+        self.index = functools.cache(self._index)
+        self.upstream = functools.cache(self._upstream)
+        self.sdist_requirements = functools.cache(self._sdist_requirements)
 
-    @functools.cache
-    def index(self, project: str) -> list[Version]:
-        return sorted((Version(v) for v in index_versions(self.farm.index_url, project) or []), reverse=True)
+    def _index(self, project: str) -> list[Version]:
+        return sorted(
+            (Version(v) for v in index_versions(self.farm.index_url, project) or []), reverse=True
+        )
 
-    @functools.cache
-    def upstream(self, project: str) -> list[Sdist]:
+    def _upstream(self, project: str) -> list[Sdist]:
         try:
             return list_sdists(self.farm.upstream, project)
         except SourceError:
             return []
 
-    @functools.cache
-    def sdist_requirements(self, sdist: Sdist) -> tuple[list[str], list[str]]:
+    def _sdist_requirements(self, sdist: Sdist) -> tuple[list[str], list[str]]:
         return sdist_requirements(download_verified(sdist, self.farm.source_cache))
 
     def install_requirements(self, candidate: Candidate) -> list[Requirement]:
         if candidate.in_index:
-            requires = wheel_requires(self.farm.index_url, candidate.project, str(candidate.version))
+            requires = wheel_requires(
+                self.farm.index_url, candidate.project, str(candidate.version)
+            )
         else:
             requires = self.sdist_requirements(candidate.sdist)[1]
         return applicable(requires, self.environment, candidate.extras)
@@ -147,7 +166,9 @@ class _Provider(resolvelib.AbstractProvider):
         self.universe = universe
 
     def identify(self, requirement_or_candidate):
-        return canonicalize_name(getattr(requirement_or_candidate, "project", None) or requirement_or_candidate.name)
+        return canonicalize_name(
+            getattr(requirement_or_candidate, "project", None) or requirement_or_candidate.name
+        )
 
     def get_preference(self, identifier, resolutions, candidates, information, backtrack_causes):
         return sum(1 for _ in candidates[identifier])
@@ -159,12 +180,23 @@ class _Provider(resolvelib.AbstractProvider):
         bad = {c.version for c in incompatibilities[identifier]}
 
         def fits(version: Version) -> bool:
-            return version not in bad and version in specifier and all(version in r.specifier for r in wanted)
+            return (
+                version not in bad
+                and version in specifier
+                and all(version in r.specifier for r in wanted)
+            )
 
-        ours = [Candidate(identifier, v, extras, True, None) for v in self.universe.index(identifier) if fits(v)]
+        ours = [
+            Candidate(identifier, v, extras, True, None)
+            for v in self.universe.index(identifier)
+            if fits(v)
+        ]
         known = {c.version for c in ours}
-        theirs = [Candidate(identifier, Version(s.version), extras, False, s) for s in self.universe.upstream(identifier)
-                  if fits(Version(s.version)) and Version(s.version) not in known]
+        theirs = [
+            Candidate(identifier, Version(s.version), extras, False, s)
+            for s in self.universe.upstream(identifier)
+            if fits(Version(s.version)) and Version(s.version) not in known
+        ]
         return ours + theirs
 
     def is_satisfied_by(self, requirement, candidate):
@@ -177,14 +209,20 @@ class _Provider(resolvelib.AbstractProvider):
 def resolve(universe: Universe, requirements: list[Requirement]) -> dict[str, Candidate]:
     """One consistent set of versions for requirements and all they install."""
     try:
-        result = resolvelib.Resolver(_Provider(universe), resolvelib.BaseReporter()).resolve(requirements,
-                                                                                            max_rounds=2000)
+        result = resolvelib.Resolver(_Provider(universe), resolvelib.BaseReporter()).resolve(
+            requirements, max_rounds=2000
+        )
     except resolvelib.ResolutionImpossible as exc:
-        causes = "; ".join(f"{c.requirement}" + (f" (needed by {c.parent.project} {c.parent.version})" if c.parent else "")
-                           for c in exc.causes)
+        causes = "; ".join(
+            f"{c.requirement}"
+            + (f" (needed by {c.parent.project} {c.parent.version})" if c.parent else "")
+            for c in exc.causes
+        )
         raise BootstrapError(f"no versions satisfy {causes}") from None
     except resolvelib.ResolutionTooDeep:
-        raise BootstrapError("the resolution went too deep; pin some versions with --constraints") from None
+        raise BootstrapError(
+            "the resolution went too deep; pin some versions with --constraints"
+        ) from None
     return dict(result.mapping)
 
 
@@ -192,8 +230,13 @@ class Planner:
     """Grows the graph: nodes for what resolutions chose that our index lacks, each with the
     resolution of its own build requirements."""
 
-    def __init__(self, farm, environment: dict | None = None, constraints: dict[str, SpecifierSet] | None = None,
-                 nodes: dict[str, Node] | None = None):
+    def __init__(
+        self,
+        farm,
+        environment: dict | None = None,
+        constraints: dict[str, SpecifierSet] | None = None,
+        nodes: dict[str, Node] | None = None,
+    ):
         self.universe = Universe(farm, environment or default_environment(), constraints or {})
         self.nodes = nodes if nodes is not None else {"": Node("", "0")}
 
@@ -201,21 +244,36 @@ class Planner:
         mapping = resolve(self.universe, [root])
         keys = self._expand(mapping, [])
         project = canonicalize_name(root.name)
-        self.nodes[""].edges.append(("toplevel", str(root), keys.get(project) or f"{project}=={mapping[project].version}"))
+        self.nodes[""].edges.append(
+            ("toplevel", str(root), keys.get(project) or f"{project}=={mapping[project].version}")
+        )
 
-    def add_build_requirements(self, key: str, requirements: list[Requirement], kind: str) -> list[str]:
+    def add_build_requirements(
+        self, key: str, requirements: list[Requirement], kind: str
+    ) -> list[str]:
         """Plan what `key` needs to build besides what it had; returns the keys of new nodes."""
         before = set(self.nodes)
-        keys = self._expand(resolve(self.universe, requirements), [key],
-                            f" (the build environment of {key}: {', '.join(map(str, requirements))})") if requirements else {}
+        keys = (
+            self._expand(
+                resolve(self.universe, requirements),
+                [key],
+                f" (the build environment of {key}: {', '.join(map(str, requirements))})",
+            )
+            if requirements
+            else {}
+        )
         node = self.nodes[key]
         for requirement in requirements:
             found = keys.get(canonicalize_name(requirement.name))
-            node.edges.append((kind, str(requirement), found or _index_key(self.universe, requirement)))
+            node.edges.append(
+                (kind, str(requirement), found or _index_key(self.universe, requirement))
+            )
         node.needs |= set(keys.values())
         return sorted(set(self.nodes) - before)
 
-    def _expand(self, mapping: dict[str, Candidate], path: list[str], why: str = "") -> dict[str, str]:
+    def _expand(
+        self, mapping: dict[str, Candidate], path: list[str], why: str = ""
+    ) -> dict[str, str]:
         """Nodes for what a resolution chose that our index lacks; returns project -> node key."""
         keys = {}
         for project, candidate in mapping.items():
@@ -224,24 +282,39 @@ class Planner:
             node = Node(project, str(candidate.version), sdist=candidate.sdist)
             keys[project] = node.key
             if node.key in path:
-                raise BootstrapError("build cycle: " + " -> ".join([*path[path.index(node.key):], node.key]) + why +
-                                     "; no in-tree backend, and no wheel of it in our index to break it")
+                raise BootstrapError(
+                    "build cycle: "
+                    + " -> ".join([*path[path.index(node.key) :], node.key])
+                    + why
+                    + "; no in-tree backend, and no wheel of it in our index to break it"
+                )
             if node.key in self.nodes:
                 continue
             self.nodes[node.key] = node
-            self.add_build_requirements(node.key, self.universe.build_requirements(candidate.sdist), "build-system")
+            self.add_build_requirements(
+                node.key, self.universe.build_requirements(candidate.sdist), "build-system"
+            )
         for project, key in keys.items():
             for requirement in self.universe.install_requirements(mapping[project]):
                 dependency = canonicalize_name(requirement.name)
-                self.nodes[key].edges.append(("install", str(requirement),
-                                              keys.get(dependency) or f"{dependency}=={mapping[dependency].version}"))
+                self.nodes[key].edges.append(
+                    (
+                        "install",
+                        str(requirement),
+                        keys.get(dependency) or f"{dependency}=={mapping[dependency].version}",
+                    )
+                )
                 if dependency in keys:
                     self.nodes[key].needs.add(keys[dependency])
         return keys
 
 
-def plan(farm, roots: list[Requirement], environment: dict | None = None,
-         constraints: dict[str, SpecifierSet] | None = None) -> dict[str, Node]:
+def plan(
+    farm,
+    roots: list[Requirement],
+    environment: dict | None = None,
+    constraints: dict[str, SpecifierSet] | None = None,
+) -> dict[str, Node]:
     """The packages to build for roots, each with the node keys it needs built first. Each root
     is resolved on its own, so two versions of one project can both be roots."""
     planner = Planner(farm, environment, constraints)
@@ -250,8 +323,14 @@ def plan(farm, roots: list[Requirement], environment: dict | None = None,
     return planner.nodes
 
 
-def plan_discovered(farm, nodes: dict[str, Node], key: str, requirements: list[str], kind: str,
-                    constraints: dict[str, SpecifierSet]) -> list[str]:
+def plan_discovered(
+    farm,
+    nodes: dict[str, Node],
+    key: str,
+    requirements: list[str],
+    kind: str,
+    constraints: dict[str, SpecifierSet],
+) -> list[str]:
     """Add to the graph what key's build found it needs (kind "build-backend": asked for by
     get_requires_for_build_wheel; "install": in the wheel's metadata, not the sdist's)."""
     planner = Planner(farm, constraints=constraints, nodes=nodes)
@@ -279,7 +358,11 @@ def expand_roots(farm, roots: list[Requirement], versions: int) -> list[Requirem
         return roots
     expanded = []
     for root in roots:
-        matching = [s.version for s in list_sdists(farm.upstream, root.name) if root.specifier.contains(s.version)]
+        matching = [
+            s.version
+            for s in list_sdists(farm.upstream, root.name)
+            if root.specifier.contains(s.version)
+        ]
         if not matching:
             raise BootstrapError(f"no sdist upstream matches {root}")
         expanded += [Requirement(f"{root.name}=={v}") for v in matching[:versions]]
@@ -297,7 +380,9 @@ def plan_tree(farm, requirements: list[str], constraints: str, versions: int):
 
 
 def _index_key(universe: Universe, requirement: Requirement) -> str:
-    versions = [v for v in universe.index(canonicalize_name(requirement.name)) if v in requirement.specifier]
+    versions = [
+        v for v in universe.index(canonicalize_name(requirement.name)) if v in requirement.specifier
+    ]
     return f"{canonicalize_name(requirement.name)}=={versions[0]}" if versions else ""
 
 
@@ -306,23 +391,41 @@ def graph_json(nodes: dict[str, Node]) -> dict:
     graph = {}
     for node in nodes.values():
         graph[node.key if node.project else ""] = {
-            "download_url": node.sdist.url if node.sdist else "", "pre_built": False,
-            "version": node.version, "canonicalized_name": node.project,
-            "edges": [{"key": key, "req_type": kind, "req": req} for kind, req, key in node.edges]}
-        for kind, req, key in node.edges:
+            "download_url": node.sdist.url if node.sdist else "",
+            "pre_built": False,
+            "version": node.version,
+            "canonicalized_name": node.project,
+            "edges": [{"key": key, "req_type": kind, "req": req} for kind, req, key in node.edges],
+        }
+        for _, _, key in node.edges:
             if key and key not in nodes and key not in graph:
                 project, _, version = key.partition("==")
-                graph[key] = {"download_url": "", "pre_built": True, "version": version,
-                              "canonicalized_name": project, "edges": []}
+                graph[key] = {
+                    "download_url": "",
+                    "pre_built": True,
+                    "version": version,
+                    "canonicalized_name": project,
+                    "edges": [],
+                }
     return graph
 
 
 def build_order_json(nodes: dict[str, Node], order_keys: list[str]) -> list[dict]:
     """The order chosen, in fromager's build-order.json shape."""
     kinds = {key: kind for node in nodes.values() for kind, _, key in node.edges}
-    return [{"type": kinds.get(key, "install"), "req": key, "constraint": "", "dist": nodes[key].project,
-             "version": nodes[key].version, "prebuilt": False, "source_url": nodes[key].sdist.url if nodes[key].sdist else "",
-             "source_url_type": "sdist"} for key in order_keys]
+    return [
+        {
+            "type": kinds.get(key, "install"),
+            "req": key,
+            "constraint": "",
+            "dist": nodes[key].project,
+            "version": nodes[key].version,
+            "prebuilt": False,
+            "source_url": nodes[key].sdist.url if nodes[key].sdist else "",
+            "source_url_type": "sdist",
+        }
+        for key in order_keys
+    ]
 
 
 def buildable(nodes: dict[str, Node]) -> dict[str, Node]:
@@ -337,7 +440,9 @@ def order(nodes: dict[str, Node]) -> list[str]:
     while len(done) < len(nodes):
         ready = sorted(k for k, n in nodes.items() if k not in done and n.needs <= set(done))
         if not ready:
-            raise BootstrapError("dependency cycle: " + " -> ".join(_cycle(nodes, set(nodes) - set(done))))
+            raise BootstrapError(
+                "dependency cycle: " + " -> ".join(_cycle(nodes, set(nodes) - set(done)))
+            )
         done += ready
     return done
 
@@ -348,7 +453,7 @@ def _cycle(nodes: dict[str, Node], among: set[str]) -> list[str]:
     while True:
         step = min(nodes[path[-1]].needs & among)
         if step in path:
-            return [*path[path.index(step):], step]
+            return [*path[path.index(step) :], step]
         path.append(step)
 
 
@@ -371,5 +476,7 @@ def lower_bound(durations: dict[str, float], nodes: dict[str, Node], workers: in
     one another, or all the work shared out evenly."""
     finish: dict[str, float] = {}
     for project in order(nodes):
-        finish[project] = durations[project] + max((finish[n] for n in nodes[project].needs), default=0)
+        finish[project] = durations[project] + max(
+            (finish[n] for n in nodes[project].needs), default=0
+        )
     return max(max(finish.values(), default=0), sum(durations.values()) / workers)

@@ -37,22 +37,40 @@ def container_image(farm, default: str):
 def make_workers(farm, pools: list[Pool]) -> list:
     workers = []
     for pool in pools:
-        properties = {"worker_python": pool.tool_python(), "interpreters": pool.interpreters(),
-                      "index_url": farm.index_url_for(pool), "pool": pool.name}
+        properties = {
+            "worker_python": pool.tool_python(),
+            "interpreters": pool.interpreters(),
+            "index_url": farm.index_url_for(pool),
+            "pool": pool.name,
+        }
         for name in pool.worker_names():
             password = util.Secret(f"worker-{name}")
             if pool.kind == "container":
-                workers.append(worker.DockerLatentWorker(
-                    name, password, docker_host=farm.docker_host, image=container_image(farm, pool.image),
-                    masterFQDN=f"{farm.container_master_host}:{farm.worker_port}",
-                    # The container's own cgroup is the outer wall of the build's limits (inside, the
-                    # sandbox has rlimits only).
-                    hostconfig={"network_mode": farm.container_network, "pids_limit": farm.limits.processes * 2,
-                                "mem_limit": f"{farm.limits.memory_mb * 2}m"}, autopull=False,
-                    # One container per build, removed as soon as the build ends.
-                    build_wait_timeout=0, max_builds=pool.max_builds, properties=properties))
+                workers.append(
+                    worker.DockerLatentWorker(
+                        name,
+                        password,
+                        docker_host=farm.docker_host,
+                        image=container_image(farm, pool.image),
+                        masterFQDN=f"{farm.container_master_host}:{farm.worker_port}",
+                        # The container's own cgroup is the outer wall of the build's limits (inside, the
+                        # sandbox has rlimits only).
+                        hostconfig={
+                            "network_mode": farm.container_network,
+                            "pids_limit": farm.limits.processes * 2,
+                            "mem_limit": f"{farm.limits.memory_mb * 2}m",
+                        },
+                        autopull=False,
+                        # One container per build, removed as soon as the build ends.
+                        build_wait_timeout=0,
+                        max_builds=pool.max_builds,
+                        properties=properties,
+                    )
+                )
             else:
-                workers.append(worker.Worker(name, password, max_builds=pool.max_builds, properties=properties))
+                workers.append(
+                    worker.Worker(name, password, max_builds=pool.max_builds, properties=properties)
+                )
     return workers
 
 
@@ -63,8 +81,9 @@ class PackageBuild(Build):
     def allStepsDone(self):
         if not self.text:
             return super().allStepsDone()
-        return self.buildFinished(self.text + ([f"({self.stopped_reason})"] if self.stopped_reason else []),
-                                  self.results)
+        return self.buildFinished(
+            self.text + ([f"({self.stopped_reason})"] if self.stopped_reason else []), self.results
+        )
 
 
 def factory(steps) -> util.BuildFactory:
@@ -87,7 +106,9 @@ def make_builders(farm, pools: list[Pool]) -> list[util.BuilderConfig]:
             name=builder_name(arch, python),
             workernames=[name for pool in carriers for name in pool.worker_names()],
             factory=make_factory(farm),
-            tags=list(dict.fromkeys([arch, f"cp{python.replace('.', '')}", *(p.name for p in carriers)])),
+            tags=list(
+                dict.fromkeys([arch, f"cp{python.replace('.', '')}", *(p.name for p in carriers)])
+            ),
             properties={"python_version": python, "arch": arch},
             # Buildbot merges queued requests with the same (empty) source stamp into one build:
             # here every request is another package or version, and each must be built.
@@ -116,6 +137,13 @@ def master_worker(runs_builds: bool = True):
 
 def master_builders(farm) -> list[util.BuilderConfig]:
     """Whole trees, each a build of its own that triggers the wheel builders' builds; and yanks."""
-    return [util.BuilderConfig(name=name, workernames=[ON_MASTER], factory=factory([step(farm=farm)]),
-                               tags=[name], collapseRequests=False)
-            for name, step in ((BOOTSTRAP, BootstrapTree), (YANK, YankVersion))]
+    return [
+        util.BuilderConfig(
+            name=name,
+            workernames=[ON_MASTER],
+            factory=factory([step(farm=farm)]),
+            tags=[name],
+            collapseRequests=False,
+        )
+        for name, step in ((BOOTSTRAP, BootstrapTree), (YANK, YankVersion))
+    ]

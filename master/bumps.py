@@ -32,8 +32,12 @@ class Bump:
     build_tag: int = 0
 
     def as_properties(self) -> dict:
-        return {"bump": self.kind, "bump_number": self.number, "wheel_version": self.version,
-                "build_tag": self.build_tag}
+        return {
+            "bump": self.kind,
+            "bump_number": self.number,
+            "wheel_version": self.version,
+            "build_tag": self.build_tag,
+        }
 
 
 def _versions(texts) -> list[Version]:
@@ -46,8 +50,9 @@ def _versions(texts) -> list[Version]:
     return found
 
 
-def next_bump(kind: str, version: str, ours: list[str], build_tags: list[int], upstream: list[str],
-              label: str) -> Bump:
+def next_bump(
+    kind: str, version: str, ours: list[str], build_tags: list[int], upstream: list[str], label: str
+) -> Bump:
     """The bump of a rebuild of version, given the versions our index lists (ours), the build
     numbers of its wheels there, and the versions upstream has."""
     if kind not in BUMPS:
@@ -64,22 +69,30 @@ def next_bump(kind: str, version: str, ours: list[str], build_tags: list[int], u
     instead = "use --bump local or --bump build-tag"
     if base.is_postrelease or base.is_devrelease:
         kind_of = "post" if base.is_postrelease else "development"
-        raise BumpError(f"{version} is a {kind_of} release upstream; it has no post-release of its own: {instead}")
+        raise BumpError(
+            f"{version} is a {kind_of} release upstream; it has no post-release of its own: {instead}"
+        )
     numbers = [v.post for v in _versions(ours) if _post_of(v, base)]
     number = max(numbers, default=0) + 1
     bumped = f"{base}.post{number}"
     # Upstream's own post-releases of this version, now or later, are theirs to number.
     theirs = sorted({v for v in _versions(upstream) if _post_of(v, base)})
     if theirs:
-        raise BumpError(f"{bumped} would collide with upstream, which publishes {', '.join(map(str, theirs))}: "
-                        f"{instead}")
+        raise BumpError(
+            f"{bumped} would collide with upstream, which publishes {', '.join(map(str, theirs))}: "
+            f"{instead}"
+        )
     return Bump(kind, number, bumped)
 
 
 def _post_of(candidate: Version, base: Version) -> bool:
     """Whether candidate is a post-release of base (the same release, pre-release and epoch)."""
-    return (candidate.post is not None and candidate.release == base.release and candidate.pre == base.pre
-            and candidate.epoch == base.epoch)
+    return (
+        candidate.post is not None
+        and candidate.release == base.release
+        and candidate.pre == base.pre
+        and candidate.epoch == base.epoch
+    )
 
 
 def _local_number(candidate: Version, base: Version, label: str) -> int | None:
@@ -89,20 +102,34 @@ def _local_number(candidate: Version, base: Version, label: str) -> int | None:
     return int(number) if name == label.lower() and number.isdigit() else None
 
 
-def plan_rebuild(farm, project: str, version: str, kind: str | None = None) -> tuple[Bump, str | None]:
+def plan_rebuild(
+    farm, project: str, version: str, kind: str | None = None
+) -> tuple[Bump, str | None]:
     """The bump of a rebuild of project==version: of the kind asked for, else the package's
     setting, else the farm's; and a warning when the package's settings file is broken and its
     last good version stands in. BumpError when it cannot be rebuilt so."""
-    from wheelwright.master.settings import settings_for  # here: settings.py checks its bumps against BUMPS
+    from wheelwright.master.settings import (
+        settings_for,
+    )  # here: settings.py checks its bumps against BUMPS
 
     settings, warning = settings_for(farm, project)
     kind = kind or settings.rebuild_bump or farm.rebuild_bump
-    build_tags = [build_number(entry["filename"]) for entry in wheels_of(farm.index_url, project, version)]
+    build_tags = [
+        build_number(entry["filename"]) for entry in wheels_of(farm.index_url, project, version)
+    ]
     if not build_tags:
         raise BumpError(f"our index has no wheel of {project} {version} to rebuild: build it")
     try:
         upstream = upstream_versions(farm.upstream, project) if kind == "post" else []
     except (SourceError, OSError) as exc:
-        raise BumpError(f"cannot tell whether upstream has post-releases of {project} {version}: {exc}") from None
-    return next_bump(kind, version, index_versions(farm.index_url, project) or [], build_tags, upstream,
-                     farm.local_label), warning
+        raise BumpError(
+            f"cannot tell whether upstream has post-releases of {project} {version}: {exc}"
+        ) from None
+    return next_bump(
+        kind,
+        version,
+        index_versions(farm.index_url, project) or [],
+        build_tags,
+        upstream,
+        farm.local_label,
+    ), warning

@@ -53,7 +53,10 @@ def releases(events: list, allowlist: set[str]) -> list[Release]:
         except InvalidVersion:
             log.msg(f"upstream-releases: {name} {version!r} is not a PEP 440 version; not built")
             continue
-        found.setdefault((project, version), Release(project, version, action[len(SDIST_ADDED):], int(timestamp)))
+        found.setdefault(
+            (project, version),
+            Release(project, version, action[len(SDIST_ADDED) :], int(timestamp)),
+        )
     return list(found.values())
 
 
@@ -65,8 +68,12 @@ class Changelog:
         self.timeout = timeout
 
     def call(self, method: str, *params):
-        response = requests.post(self.url, data=xmlrpc.client.dumps(params, method),
-                                 headers={"Content-Type": "text/xml"}, timeout=self.timeout)
+        response = requests.post(
+            self.url,
+            data=xmlrpc.client.dumps(params, method),
+            headers={"Content-Type": "text/xml"},
+            timeout=self.timeout,
+        )
         response.raise_for_status()
         (result,), _ = xmlrpc.client.loads(response.content)
         return result
@@ -85,8 +92,17 @@ def choose_watch(farm) -> dict:
     except (requests.ConnectionError, requests.Timeout):
         raise
     except (requests.RequestException, xmlrpc.client.Error, ValueError, ExpatError) as exc:
-        return {"way": "pages", "upstream": farm.upstream, "why": f"no changelog at {farm.changelog_url} ({exc})"}
-    return {"way": "changelog", "upstream": farm.upstream, "changelog": farm.changelog_url, "serial": serial}
+        return {
+            "way": "pages",
+            "upstream": farm.upstream,
+            "why": f"no changelog at {farm.changelog_url} ({exc})",
+        }
+    return {
+        "way": "changelog",
+        "upstream": farm.upstream,
+        "changelog": farm.changelog_url,
+        "serial": serial,
+    }
 
 
 class FarmPoller(base.ReconfigurablePollingChangeSource, StateMixin):
@@ -142,7 +158,11 @@ class UpstreamReleases(FarmPoller):
             if project not in self.states:
                 self.states[project] = await self.getState(f"page:{project}", {})
             waiting = self.states[project].get("waiting")
-            if project not in announced and waiting and due(self.states[project], self._min_age(project), now):
+            if (
+                project not in announced
+                and waiting
+                and due(self.states[project], self._min_age(project), now)
+            ):
                 announced[project] = frozenset()
         for project, versions in announced.items():
             await self._look_at(project, versions, allowlist, now)
@@ -153,11 +173,15 @@ class UpstreamReleases(FarmPoller):
         except requests.RequestException as exc:
             log.msg(f"upstream-releases: cannot reach the upstream at {self.farm.upstream}: {exc}")
             return None
-        said = {"changelog": f"reading the changelog at {watch.get('changelog')}",
-                "pages": "reading the allow-listed projects' pages with conditional requests, "
-                         f"{SLICES} slices every {self.farm.upstream_poll_interval} s ({watch.get('why')})"}
+        said = {
+            "changelog": f"reading the changelog at {watch.get('changelog')}",
+            "pages": "reading the allow-listed projects' pages with conditional requests, "
+            f"{SLICES} slices every {self.farm.upstream_poll_interval} s ({watch.get('why')})",
+        }
         log.msg(f"upstream-releases: watching {self.farm.upstream} by {said[watch['way']]}")
-        await threads.deferToThread(self.farm.note_upstream_watch, {**watch, "said": said[watch["way"]]})
+        await threads.deferToThread(
+            self.farm.note_upstream_watch, {**watch, "said": said[watch["way"]]}
+        )
         if watch["way"] == "changelog" and await self.getState("last_serial", None) is None:
             await self.setState("last_serial", watch["serial"])
         return watch
@@ -167,10 +191,14 @@ class UpstreamReleases(FarmPoller):
         whose sdists it announces."""
         serial = await self.getState("last_serial")
         try:
-            events, last = await threads.deferToThread(Changelog(self.farm.changelog_url).since, serial)
+            events, last = await threads.deferToThread(
+                Changelog(self.farm.changelog_url).since, serial
+            )
         except (requests.RequestException, xmlrpc.client.Error, ValueError, ExpatError) as exc:
             # Said in one line each poll; the next poll asks again from the same serial.
-            log.msg(f"upstream-releases: cannot read the changelog at {self.farm.changelog_url}: {exc}")
+            log.msg(
+                f"upstream-releases: cannot read the changelog at {self.farm.changelog_url}: {exc}"
+            )
             return None
         announced: dict[str, set[str]] = {}
         for release in releases(events, allowlist):
@@ -182,7 +210,7 @@ class UpstreamReleases(FarmPoller):
         size = -(-len(projects) // SLICES)
         if self.cursor >= len(projects):
             self.cursor = 0
-        chosen = projects[self.cursor:self.cursor + size]
+        chosen = projects[self.cursor : self.cursor + size]
         self.cursor += size
         return chosen
 
@@ -196,23 +224,51 @@ class UpstreamReleases(FarmPoller):
         age = self._settings(project).min_release_age
         return self.farm.min_release_age if age is None else age
 
-    async def _look_at(self, project: str, announced: frozenset[str], allowlist, now: float) -> None:
+    async def _look_at(
+        self, project: str, announced: frozenset[str], allowlist, now: float
+    ) -> None:
         state = dict(self.states[project])
         min_age = self._min_age(project)
         try:
-            page = await threads.deferToThread(fetch_page, self.session, self.farm.upstream, project, state,
-                                               conditional=not due(state, min_age, now))
+            page = await threads.deferToThread(
+                fetch_page,
+                self.session,
+                self.farm.upstream,
+                project,
+                state,
+                conditional=not due(state, min_age, now),
+            )
         except (requests.RequestException, ValueError) as exc:
-            log.msg(f"upstream-releases: cannot read {project}'s page at {self.farm.upstream}: {exc}")
+            log.msg(
+                f"upstream-releases: cannot read {project}'s page at {self.farm.upstream}: {exc}"
+            )
             return
         prereleases = self._settings(project).prereleases
-        found = [] if page is None else decide(
-            page, state, lambda version: allowlist.wants(project, version, prereleases), min_age, now, announced)
+        found = (
+            []
+            if page is None
+            else decide(
+                page,
+                state,
+                lambda version: allowlist.wants(project, version, prereleases),
+                min_age,
+                now,
+                announced,
+            )
+        )
         for release in found:
             await self.master.data.updates.addChange(
-                author="upstream", comments=f"{release.project} {release.version} released upstream ({release.sdist})",
-                when_timestamp=release.timestamp, category=CATEGORY, project=release.project,
-                properties={"package": release.project, "version": release.version, "reason": "released upstream"})
+                author="upstream",
+                comments=f"{release.project} {release.version} released upstream ({release.sdist})",
+                when_timestamp=release.timestamp,
+                category=CATEGORY,
+                project=release.project,
+                properties={
+                    "package": release.project,
+                    "version": release.version,
+                    "reason": "released upstream",
+                },
+            )
         if state != self.states[project]:
             self.states[project] = state
             await self.setState(f"page:{project}", state)

@@ -1,19 +1,19 @@
 """The `wheelwright` command: drive a farm from scripts.
 
-  wheelwright up [--upstream URL]     create (first time), upgrade and start the farm
-  wheelwright down                    stop it
-  wheelwright status --json           where its UI, index and source index are
-  wheelwright build NAME==VERSION     force a build through the master's REST API (--wait)
-  wheelwright rebuild NAME==VERSION   the same, published with a bump (--bump post|local|build-tag)
-  wheelwright verify NAME==VERSION    build a published version again and compare, publishing nothing
-  wheelwright diff NAME==VERSION      what changed between two builds of a version
-  wheelwright bootstrap REQUIREMENT... build them and all they need, bottom-up (--dry-run: the plan)
-  wheelwright review [approve|reject NAME]  the review queue; approving allow-lists and builds it
-  wheelwright which WHEEL|SHA256|NAME==VERSION  the build, logs, sdist and environment a wheel came from
-  wheelwright seed FILE...            publish wheels that cannot be built from source, marked seeded
-  wheelwright worker create NAME --pool POOL   what another machine runs to be that worker (--dir: make it here)
-  wheelwright user add NAME [--role releng|admin]   a user who may force, rebuild and stop in the UI
-  wheelwright yank NAME==VERSION --reason TEXT      installers skip it unless pinned (unyank: undo)
+wheelwright up [--upstream URL]     create (first time), upgrade and start the farm
+wheelwright down                    stop it
+wheelwright status --json           where its UI, index and source index are
+wheelwright build NAME==VERSION     force a build through the master's REST API (--wait)
+wheelwright rebuild NAME==VERSION   the same, published with a bump (--bump post|local|build-tag)
+wheelwright verify NAME==VERSION    build a published version again and compare, publishing nothing
+wheelwright diff NAME==VERSION      what changed between two builds of a version
+wheelwright bootstrap REQUIREMENT... build them and all they need, bottom-up (--dry-run: the plan)
+wheelwright review [approve|reject NAME]  the review queue; approving allow-lists and builds it
+wheelwright which WHEEL|SHA256|NAME==VERSION  the build, logs, sdist and environment a wheel came from
+wheelwright seed FILE...            publish wheels that cannot be built from source, marked seeded
+wheelwright worker create NAME --pool POOL   what another machine runs to be that worker (--dir: make it here)
+wheelwright user add NAME [--role releng|admin]   a user who may force, rebuild and stop in the UI
+wheelwright yank NAME==VERSION --reason TEXT      installers skip it unless pinned (unyank: undo)
 """
 
 from __future__ import annotations
@@ -46,7 +46,14 @@ from wheelwright.index.upload import UploadError, upload
 from wheelwright.index.upstream import SourceError
 from wheelwright.master import bootstrap, control, rebuilddiff, scan, tls
 from wheelwright.master.bumps import BUMPS
-from wheelwright.master.farm import CLI_SECRET, CLI_USER, FORCE_SCHEDULER, UPLOAD_SECRET, UPLOAD_USER, Farm
+from wheelwright.master.farm import (
+    CLI_SECRET,
+    CLI_USER,
+    FORCE_SCHEDULER,
+    UPLOAD_SECRET,
+    UPLOAD_USER,
+    Farm,
+)
 from wheelwright.master.lastgood import ConfigError
 from wheelwright.master.provenance import carried_by
 from wheelwright.master.review import ReviewError, decide, pulled_in, read_queue
@@ -63,21 +70,41 @@ def _farm(args) -> Farm:
 
 def cmd_up(args) -> int:
     farm = _farm(args)
-    changes = {k: getattr(args, k) for k in ("upstream", "ui_port", "worker_port", "index_port", "listen", "docker_host",
-                                             "container_network", "container_master_host", "emulation", "root_cache",
-                                             "db_url", "mq_router", "worker_tls", "public_host")
-               if getattr(args, k) is not None}
+    changes = {
+        k: getattr(args, k)
+        for k in (
+            "upstream",
+            "ui_port",
+            "worker_port",
+            "index_port",
+            "listen",
+            "docker_host",
+            "container_network",
+            "container_master_host",
+            "emulation",
+            "root_cache",
+            "db_url",
+            "mq_router",
+            "worker_tls",
+            "public_host",
+        )
+        if getattr(args, k) is not None
+    }
     for listed in ("pools", "roles"):
         if getattr(args, listed):
             changes[listed] = getattr(args, listed).split(",")
     if args.settings:
         changes["settings"] = args.settings.resolve()
-    farm = dataclasses.replace(farm, **changes, from_environment=farm.from_environment - set(changes))
+    farm = dataclasses.replace(
+        farm, **changes, from_environment=farm.from_environment - set(changes)
+    )
     for line in control.up(farm):
         print(line, file=sys.stderr)
-    print(f"farm is up: UI {farm.ui_url}  index {farm.index_url}  state {farm.root}\n"
-          f"to force builds in the UI, log in as {CLI_USER} (password in {farm.secrets_dir / CLI_SECRET}) "
-          "or add yourself: wheelwright user add NAME")
+    print(
+        f"farm is up: UI {farm.ui_url}  index {farm.index_url}  state {farm.root}\n"
+        f"to force builds in the UI, log in as {CLI_USER} (password in {farm.secrets_dir / CLI_SECRET}) "
+        "or add yourself: wheelwright user add NAME"
+    )
     return 0
 
 
@@ -124,10 +151,16 @@ class Api:
         try:
             password = self.farm.secret(CLI_SECRET)
         except OSError:
-            raise SystemExit(f"wheelwright: no credentials in {self.farm.secrets_dir}: run `wheelwright up` "
-                             "first, or use an account of your own in the web UI") from None
-        response = self.session.get(self.farm.ui_url + "auth/login", auth=(CLI_USER, password), timeout=30,
-                                    allow_redirects=False)
+            raise SystemExit(
+                f"wheelwright: no credentials in {self.farm.secrets_dir}: run `wheelwright up` "
+                "first, or use an account of your own in the web UI"
+            ) from None
+        response = self.session.get(
+            self.farm.ui_url + "auth/login",
+            auth=(CLI_USER, password),
+            timeout=30,
+            allow_redirects=False,
+        )
         if response.status_code >= 400:
             raise SystemExit(f"wheelwright: the master refused our login ({response.status_code})")
         self.logged_in = True
@@ -137,24 +170,44 @@ class Api:
         response.raise_for_status()
         return response.json()
 
-    def force(self, package: str, version: str, builders: list[str] | None, rebuild: bool = False,
-              bump: str | None = None, verify: bool = False) -> dict[str, int]:
+    def force(
+        self,
+        package: str,
+        version: str,
+        builders: list[str] | None,
+        rebuild: bool = False,
+        bump: str | None = None,
+        verify: bool = False,
+    ) -> dict[str, int]:
         if not builders:
             scheduler = self.get(f"forceschedulers/{FORCE_SCHEDULER}")["forceschedulers"][0]
             builders = scheduler["builder_names"]
-        return self.force_scheduler(FORCE_SCHEDULER, {
-            "builderNames": builders, "package": package, "version": version, "rebuild": rebuild,
-            "bump": bump or "", "verify": verify,
-            "reason": f"wheelwright {'rebuild' if rebuild else 'verify' if verify else 'build'} {package}=={version}"})
+        return self.force_scheduler(
+            FORCE_SCHEDULER,
+            {
+                "builderNames": builders,
+                "package": package,
+                "version": version,
+                "rebuild": rebuild,
+                "bump": bump or "",
+                "verify": verify,
+                "reason": f"wheelwright {'rebuild' if rebuild else 'verify' if verify else 'build'} "
+                f"{package}=={version}",
+            },
+        )
 
     def force_scheduler(self, scheduler: str, params: dict) -> dict[str, int]:
         """Post to a force form; returns its build requests by builder id."""
         body = {"jsonrpc": "2.0", "method": "force", "id": 1, "params": params}
         self.login()
-        response = self.session.post(self.base + f"forceschedulers/{scheduler}", json=body, timeout=30)
+        response = self.session.post(
+            self.base + f"forceschedulers/{scheduler}", json=body, timeout=30
+        )
         answer = response.json()
         if "error" in answer:
-            raise SystemExit(f"wheelwright: the master refused the build: {answer['error'].get('message')}")
+            raise SystemExit(
+                f"wheelwright: the master refused the build: {answer['error'].get('message')}"
+            )
         _, requests_by_builder = answer["result"]
         return requests_by_builder
 
@@ -162,16 +215,22 @@ class Api:
         """Print the lines of a running build's log past the first `shown`; returns how many there are."""
         for build in self.get(f"buildrequests/{brid}/builds")["builds"]:
             for step in self.get(f"builds/{build['buildid']}/steps")["steps"]:
-                logs = {log["slug"]: log for log in self.get(f"steps/{step['stepid']}/logs")["logs"]}
+                logs = {
+                    log["slug"]: log for log in self.get(f"steps/{step['stepid']}/logs")["logs"]
+                }
                 if slug in logs:
-                    lines = self.session.get(self.base + f"logs/{logs[slug]['logid']}/raw", timeout=30).text.splitlines()
+                    lines = self.session.get(
+                        self.base + f"logs/{logs[slug]['logid']}/raw", timeout=30
+                    ).text.splitlines()
                     for line in lines[shown:]:
                         print(line, file=sys.stderr, flush=True)
                     return len(lines)
         return shown
 
     def property(self, build: dict, name: str):
-        return self.get(f"builds/{build['buildid']}", property=name)["builds"][0]["properties"].get(name, [None])[0]
+        return self.get(f"builds/{build['buildid']}", property=name)["builds"][0]["properties"].get(
+            name, [None]
+        )[0]
 
     def log_tail(self, stepid: int, lines: int = 15, slug: str = "stdio") -> str:
         """The end of a step's log (stdio: usually where it says why it failed)."""
@@ -183,7 +242,11 @@ class Api:
 
     def warnings(self, stepid: int) -> list[str]:
         logs = self.get(f"steps/{stepid}/logs")["logs"]
-        return [self.log_tail(stepid, slug=log["slug"]) for log in logs if log["slug"].endswith("-warning")]
+        return [
+            self.log_tail(stepid, slug=log["slug"])
+            for log in logs
+            if log["slug"].endswith("-warning")
+        ]
 
     def has_worker(self, builderid: int) -> bool:
         """Whether a worker can take the builder's builds now: local workers run with the farm,
@@ -214,8 +277,16 @@ class Api:
         builds = self.get(f"buildrequests/{brid}/builds")["builds"]
         if not builds:
             return "queued"
-        running = [s for s in self.get(f"builds/{builds[-1]['buildid']}/steps")["steps"] if not s["complete"]]
-        return f"{running[-1]['name']}: {running[-1]['state_string']}" if running else builds[-1]["state_string"]
+        running = [
+            s
+            for s in self.get(f"builds/{builds[-1]['buildid']}/steps")["steps"]
+            if not s["complete"]
+        ]
+        return (
+            f"{running[-1]['name']}: {running[-1]['state_string']}"
+            if running
+            else builds[-1]["state_string"]
+        )
 
     def describe(self, farm: Farm, build: dict) -> dict:
         if not build:
@@ -232,11 +303,21 @@ class Api:
             "summary": build["state_string"],
             "failed_steps": {s["name"]: s["state_string"] for s in failed},
             "log_tails": {s["name"]: self.log_tail(s["stepid"]) for s in failed},
-            "warnings": {s["name"]: self.warnings(s["stepid"]) for s in steps if s["results"] == WARNINGS},
+            "warnings": {
+                s["name"]: self.warnings(s["stepid"]) for s in steps if s["results"] == WARNINGS
+            },
             "wheels": props.get("wheel_filenames", [[]])[0],
             "wheel_urls": props.get("wheel_urls", [[]])[0],
-            **({"pure_wheel_published_by": props[PURE_WHEEL_PUBLISHED][0]} if PURE_WHEEL_PUBLISHED in props else {}),
-            **{name: props[name][0] for name in ("reproducible", "differing_members") if name in props},
+            **(
+                {"pure_wheel_published_by": props[PURE_WHEEL_PUBLISHED][0]}
+                if PURE_WHEEL_PUBLISHED in props
+                else {}
+            ),
+            **{
+                name: props[name][0]
+                for name in ("reproducible", "differing_members")
+                if name in props
+            },
         }
 
 
@@ -247,9 +328,13 @@ def progress(what: str):
     if not sys.stderr.isatty():
         yield None
         return
-    with rich.progress.Progress(rich.progress.SpinnerColumn(), rich.progress.TextColumn("{task.description}"),
-                                rich.progress.TimeElapsedColumn(), console=rich.console.Console(stderr=True),
-                                transient=True) as bar:
+    with rich.progress.Progress(
+        rich.progress.SpinnerColumn(),
+        rich.progress.TextColumn("{task.description}"),
+        rich.progress.TimeElapsedColumn(),
+        console=rich.console.Console(stderr=True),
+        transient=True,
+    ) as bar:
         task = bar.add_task(what)
         yield lambda text: bar.update(task, description=f"{what}: {text}")
 
@@ -258,8 +343,14 @@ def cmd_build(args) -> int:
     farm = _farm(args)
     package, version = parse_pin(args.pin)
     api = Api(farm)
-    requests_by_builder = api.force(package, version, args.builder, rebuild=args.command == "rebuild",
-                                    bump=getattr(args, "bump", None), verify=args.command == "verify")
+    requests_by_builder = api.force(
+        package,
+        version,
+        args.builder,
+        rebuild=args.command == "rebuild",
+        bump=getattr(args, "bump", None),
+        verify=args.command == "verify",
+    )
     if not args.wait:
         print(json.dumps({"buildrequests": requests_by_builder}))
         return 0
@@ -272,12 +363,25 @@ def cmd_build(args) -> int:
         else:
             # Queued until one of its pool's workers connects; waiting here could take forever.
             name = api.get(f"builders/{builderid}")["builders"][0]["name"]
-            builds.append({"result": "pending", "builder": name, "buildrequest": brid,
-                           "summary": "no worker of this builder's pool is connected; the build stays queued"})
+            builds.append(
+                {
+                    "result": "pending",
+                    "builder": name,
+                    "buildrequest": brid,
+                    "summary": "no worker of this builder's pool is connected; the build stays queued",
+                }
+            )
     done = [b for b in builds if b["result"] != "pending"]
-    output = builds[0] if len(builds) == 1 else {
-        "result": Results[reduce(worst_status, (Results.index(b["result"]) for b in done))] if done else "pending",
-        "builds": builds}
+    output = (
+        builds[0]
+        if len(builds) == 1
+        else {
+            "result": Results[reduce(worst_status, (Results.index(b["result"]) for b in done))]
+            if done
+            else "pending",
+            "builds": builds,
+        }
+    )
     print(json.dumps(output, indent=2))
     return 0 if done and all(b["result"] in ("success", "warnings", "skipped") for b in done) else 1
 
@@ -287,27 +391,52 @@ def cmd_bootstrap(args) -> int:
     constraints = args.constraints.read_text() if args.constraints else ""
     if args.dry_run:
         try:
-            nodes, keys = bootstrap.plan_tree(farm, args.requirements, constraints, args.versions or 0)
+            nodes, keys = bootstrap.plan_tree(
+                farm, args.requirements, constraints, args.versions or 0
+            )
         except (bootstrap.BootstrapError, IndexUnreachable, SourceError) as exc:
             print(f"wheelwright: {exc}", file=sys.stderr)
             return 1
-        planned = [{"key": k, "project": nodes[k].project, "version": nodes[k].version, "after": sorted(nodes[k].needs)}
-                   for k in keys]
+        planned = [
+            {
+                "key": k,
+                "project": nodes[k].project,
+                "version": nodes[k].version,
+                "after": sorted(nodes[k].needs),
+            }
+            for k in keys
+        ]
         print(json.dumps({"plan": planned}, indent=2))
         return 0
     api = Api(farm)
-    (brid,) = api.force_scheduler(BOOTSTRAP_SCHEDULER, {
-        "builderNames": ["bootstrap"], "requirements": " ".join(args.requirements), "constraints": constraints,
-        "versions": args.versions or 0, "builders": " ".join(args.builder or []),
-        "reason": f"wheelwright bootstrap {' '.join(args.requirements)}"}).values()
+    (brid,) = api.force_scheduler(
+        BOOTSTRAP_SCHEDULER,
+        {
+            "builderNames": ["bootstrap"],
+            "requirements": " ".join(args.requirements),
+            "constraints": constraints,
+            "versions": args.versions or 0,
+            "builders": " ".join(args.builder or []),
+            "reason": f"wheelwright bootstrap {' '.join(args.requirements)}",
+        },
+    ).values()
     if not args.wait:
         print(json.dumps({"buildrequest": brid}))
         return 0
     with progress(f"bootstrap {' '.join(args.requirements)}") as show:
         build = api.wait(brid, follow="progress", show=show)
     outcome = api.property(build, "bootstrap_outcome") or {}
-    print(json.dumps({"build_url": build_url(farm, build), "result": Results[build["results"]], **outcome,
-                      **({} if outcome else {"failed_steps": api.describe(farm, build)["failed_steps"]})}, indent=2))
+    print(
+        json.dumps(
+            {
+                "build_url": build_url(farm, build),
+                "result": Results[build["results"]],
+                **outcome,
+                **({} if outcome else {"failed_steps": api.describe(farm, build)["failed_steps"]}),
+            },
+            indent=2,
+        )
+    )
     return 0 if build["results"] == SUCCESS else 1
 
 
@@ -327,26 +456,50 @@ def cmd_review(args) -> int:
             raise ReviewError(pulls)
         entry = decide(farm, args.project, args.action == "approve", args.reviewer, args.note)
         for project in pulls:
-            decide(farm, project, True, args.reviewer, f"with {entry['project']}: {args.note}", queued=False)
+            decide(
+                farm,
+                project,
+                True,
+                args.reviewer,
+                f"with {entry['project']}: {args.note}",
+                queued=False,
+            )
     except (ReviewError, ConfigError) as exc:
         print(f"wheelwright: {exc}", file=sys.stderr)
         return 1
-    output = {{"approve": "approved", "reject": "rejected"}[args.action]: entry["project"], "requests": entry["requests"],
-              **({"with": pulls} if args.with_deps else {})}
+    output = {
+        {"approve": "approved", "reject": "rejected"}[args.action]: entry["project"],
+        "requests": entry["requests"],
+        **({"with": pulls} if args.with_deps else {}),
+    }
     held = entry.get("held", [])
-    if args.with_deps and not args.no_build:  # the whole tree, bottom-up, then the builds that waited
-        output["bootstrap"] = Api(farm).force_scheduler(BOOTSTRAP_SCHEDULER, {
-            "builderNames": ["bootstrap"], "requirements": entry["project"], "constraints": "", "versions": 0,
-            "builders": " ".join(farm.local_builders()), "reason": f"{entry['project']} approved with its dependencies"})
+    if (
+        args.with_deps and not args.no_build
+    ):  # the whole tree, bottom-up, then the builds that waited
+        output["bootstrap"] = Api(farm).force_scheduler(
+            BOOTSTRAP_SCHEDULER,
+            {
+                "builderNames": ["bootstrap"],
+                "requirements": entry["project"],
+                "constraints": "",
+                "versions": 0,
+                "builders": " ".join(farm.local_builders()),
+                "reason": f"{entry['project']} approved with its dependencies",
+            },
+        )
         print(json.dumps(output, indent=2))
         return 0
     if args.action == "approve":
         for release in held:  # the scan's findings were read: these very bytes may be built
             scan.approve(farm, release["sha256"], args.reviewer)
     if args.action == "approve" and not args.no_build:
-        api = Api(farm)  # the held releases, or a new package's latest, on every builder with a worker here
-        output["buildrequests"] = [api.force(entry["project"], version, farm.local_builders())
-                                   for version in [r["version"] for r in held] or [""]]
+        api = Api(
+            farm
+        )  # the held releases, or a new package's latest, on every builder with a worker here
+        output["buildrequests"] = [
+            api.force(entry["project"], version, farm.local_builders())
+            for version in [r["version"] for r in held] or [""]
+        ]
     print(json.dumps(output, indent=2))
     return 0
 
@@ -370,12 +523,24 @@ def cmd_which(args) -> int:
         published = lookup.published_as(farm.index_url, sha256)
         carried = carried_by(path)
         if carried is None and published is None:
-            print(f"wheelwright: {path.name} carries no provenance of ours, and our index has no file with its "
-                  f"sha256 {sha256}", file=sys.stderr)
+            print(
+                f"wheelwright: {path.name} carries no provenance of ours, and our index has no file with its "
+                f"sha256 {sha256}",
+                file=sys.stderr,
+            )
             return 1
         where = lookup.file_url(farm.index_url, *published) if published else None
-        print(json.dumps({"wheel": path.name, "sha256": sha256, "published_by_our_index": where,
-                          **(carried or {})}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "wheel": path.name,
+                    "sha256": sha256,
+                    "published_by_our_index": where,
+                    **(carried or {}),
+                },
+                indent=2,
+            )
+        )
         return 0
     if re.fullmatch(r"[0-9a-fA-F]{64}", args.target):
         published = lookup.published_as(farm.index_url, args.target.lower())
@@ -397,9 +562,15 @@ def cmd_which(args) -> int:
     for entry in lookup.wheels_of(farm.index_url, project, str(version)):
         if filename in (None, entry["filename"]):
             url = lookup.file_url(farm.index_url, project, entry["filename"])
-            found.append({"wheel": entry["filename"], "url": url, "sha256": entry["hashes"]["sha256"],
-                          "build_environment": url + ".freeze.txt",
-                          **lookup.provenance(farm.index_url, project, entry["filename"])})
+            found.append(
+                {
+                    "wheel": entry["filename"],
+                    "url": url,
+                    "sha256": entry["hashes"]["sha256"],
+                    "build_environment": url + ".freeze.txt",
+                    **lookup.provenance(farm.index_url, project, entry["filename"]),
+                }
+            )
     if not found:
         print(f"wheelwright: our index has no wheel {args.target}", file=sys.stderr)
         return 1
@@ -412,13 +583,22 @@ def cmd_diff(args) -> int:
     --builder, if given); --from and --to name others (wheel file names in our index, or files)."""
     farm = _farm(args)
     project, version = parse_pin(args.pin)
-    builds = [b for b in rebuilddiff.builds_of(farm.index_url, project, str(Version(version)))
-              if args.builder in (None, b["provenance"].get("builder"))]
+    builds = [
+        b
+        for b in rebuilddiff.builds_of(farm.index_url, project, str(Version(version)))
+        if args.builder in (None, b["provenance"].get("builder"))
+    ]
     names = [b["filename"] for b in builds]
-    chosen = [args.before or (names[-2] if len(names) > 1 else None), args.after or (names[-1] if names else None)]
+    chosen = [
+        args.before or (names[-2] if len(names) > 1 else None),
+        args.after or (names[-1] if names else None),
+    ]
     if None in chosen:
-        print(f"wheelwright: our index has fewer than two builds of {project} {version}"
-              f"{' on ' + args.builder if args.builder else ''} to compare", file=sys.stderr)
+        print(
+            f"wheelwright: our index has fewer than two builds of {project} {version}"
+            f"{' on ' + args.builder if args.builder else ''} to compare",
+            file=sys.stderr,
+        )
         return 1
     with tempfile.TemporaryDirectory() as scratch:
         facts = []
@@ -426,7 +606,10 @@ def cmd_diff(args) -> int:
             path = Path(name)
             if not path.is_file():
                 if name not in names:
-                    print(f"wheelwright: {name} is no build of {project} {version} in our index", file=sys.stderr)
+                    print(
+                        f"wheelwright: {name} is no build of {project} {version} in our index",
+                        file=sys.stderr,
+                    )
                     return 1
                 path = rebuilddiff.download(farm.index_url, project, name, Path(scratch))
             facts.append(rebuilddiff.facts_of(path))
@@ -447,7 +630,10 @@ def cmd_seed(args) -> int:
             print(f"wheelwright: {exc}", file=sys.stderr)
             failed += 1
             continue
-        line = f"{entry['upload-time']} seeded {entry['filename']} sha256={entry['sha256']} from {path}: {args.reason}\n"
+        line = (
+            f"{entry['upload-time']} seeded {entry['filename']} sha256={entry['sha256']} "
+            f"from {path}: {args.reason}\n"
+        )
         with open(log, "a") as f:
             f.write(line)
         print(line, end="")
@@ -460,8 +646,16 @@ def cmd_yank(args) -> int:
     project, version = parse_pin(args.pin)
     reason = args.reason if args.command == "yank" else None
     try:
-        answer = yank_and_log(farm, farm.secret(UPLOAD_SECRET), project, version, reason, args.file, args.by,
-                              getattr(args, "note", ""))
+        answer = yank_and_log(
+            farm,
+            farm.secret(UPLOAD_SECRET),
+            project,
+            version,
+            reason,
+            args.file,
+            args.by,
+            getattr(args, "note", ""),
+        )
     except UploadError as exc:
         print(f"wheelwright: {exc}", file=sys.stderr)
         return 1
@@ -474,10 +668,14 @@ def cmd_worker(args) -> int:
     pool = POOLS.get(args.pool)
     if pool is None or args.name not in pool.worker_names():
         known = ", ".join(f"{p.name} ({', '.join(p.worker_names())})" for p in POOLS.values())
-        raise SystemExit(f"wheelwright: {args.name} is not a worker of pool {args.pool}; the pools: {known}")
+        raise SystemExit(
+            f"wheelwright: {args.name} is not a worker of pool {args.pool}; the pools: {known}"
+        )
     if pool.name not in farm.pools:
-        raise SystemExit(f"wheelwright: this farm does not run pool {pool.name}: "
-                         f"wheelwright up --pools {','.join([*farm.pools, pool.name])}")
+        raise SystemExit(
+            f"wheelwright: this farm does not run pool {pool.name}: "
+            f"wheelwright up --pools {','.join([*farm.pools, pool.name])}"
+        )
     try:
         password = farm.secret(f"worker-{args.name}")
     except FileNotFoundError:
@@ -485,8 +683,10 @@ def cmd_worker(args) -> int:
     master = args.master or f"{farm.reachable_host}:{farm.worker_port}"
     host = master.rsplit(":", 1)[0]
     if farm.worker_tls and host not in tls.names_in(tls.certificate(farm)[2]):
-        raise SystemExit(f"wheelwright: the master's certificate is not for {host}: wheelwright up --public-host {host} "
-                         "(a certificate the farm made is made again), or give one for it (worker_tls_cert)")
+        raise SystemExit(
+            f"wheelwright: the master's certificate is not for {host}: wheelwright up --public-host {host} "
+            "(a certificate the farm made is made again), or give one for it (worker_tls_cert)"
+        )
     if args.dir:
         try:
             control.create_worker_at(farm, args.dir.resolve(), args.name, password, master)
@@ -502,83 +702,171 @@ def cmd_user(args) -> int:
     """Add (or reset) a user of the web UI; prints the password unless one comes on stdin."""
     farm = _farm(args)
     if not farm.secrets_dir.is_dir():
-        raise SystemExit(f"wheelwright: {farm.secrets_dir} does not exist: run `wheelwright up` first")
-    password = sys.stdin.readline().rstrip("\n") if args.password_stdin else secrets.token_urlsafe(18)
+        raise SystemExit(
+            f"wheelwright: {farm.secrets_dir} does not exist: run `wheelwright up` first"
+        )
+    password = (
+        sys.stdin.readline().rstrip("\n") if args.password_stdin else secrets.token_urlsafe(18)
+    )
     if len(password) < 12:
         raise SystemExit("wheelwright: a password needs 12 characters at least")
     accounts.add(farm.www_users, args.name, password, ROLES[args.role])
-    print(json.dumps({"user": args.name, "roles": ROLES[args.role],
-                      **({} if args.password_stdin else {"password": password})}, indent=2))
+    print(
+        json.dumps(
+            {
+                "user": args.name,
+                "roles": ROLES[args.role],
+                **({} if args.password_stdin else {"password": password}),
+            },
+            indent=2,
+        )
+    )
     return 0
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="wheelwright", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--state", type=Path, default=Path("farm"), help="the farm's state directory (./farm)")
+    parser = argparse.ArgumentParser(
+        prog="wheelwright",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--state", type=Path, default=Path("farm"), help="the farm's state directory (./farm)"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("up", help="create, upgrade and start the farm")
     p.add_argument("--upstream", help="upstream index (default: the one pip itself defaults to)")
-    p.add_argument("--settings", type=Path, help="settings directory in fromager's layout (default: <state>/overrides)")
+    p.add_argument(
+        "--settings",
+        type=Path,
+        help="settings directory in fromager's layout (default: <state>/overrides)",
+    )
     p.add_argument("--ui-port", type=int)
     p.add_argument("--worker-port", type=int)
     p.add_argument("--index-port", type=int)
     p.add_argument("--pools", help="comma-separated pools from workers/pools.py (default: local)")
-    p.add_argument("--listen", help="interface for the worker port and the index (default 127.0.0.1)")
-    p.add_argument("--docker-host", help="Docker API for container pools, e.g. unix:///run/docker.sock")
+    p.add_argument(
+        "--listen", help="interface for the worker port and the index (default 127.0.0.1)"
+    )
+    p.add_argument(
+        "--docker-host", help="Docker API for container pools, e.g. unix:///run/docker.sock"
+    )
     p.add_argument("--container-network", help="the network containers join (an internal one)")
-    p.add_argument("--container-master-host", help="the master's and index's address on that network")
-    p.add_argument("--emulation", action=argparse.BooleanOptionalAction,
-                   help="run workers of a remote pool's architecture here under qemu when none are at hand (default: on)")
-    p.add_argument("--root-cache", help="where the root filesystems of emulated workers are made and kept")
-    p.add_argument("--worker-tls", dest="worker_tls", action=argparse.BooleanOptionalAction,
-                   help="the worker port speaks TLS (a certificate the farm makes, or farm.json worker_tls_cert)")
-    p.add_argument("--public-host", help="the master's address as other machines reach it (remote workers, their index)")
-    p.add_argument("--db", dest="db_url", help="Buildbot's database, e.g. postgresql://USER@HOST/DB (default: sqlite)")
-    p.add_argument("--mq-router", help="several masters: the Crossbar router's ws:// URL (see docs/deploy.md)")
+    p.add_argument(
+        "--container-master-host", help="the master's and index's address on that network"
+    )
+    p.add_argument(
+        "--emulation",
+        action=argparse.BooleanOptionalAction,
+        help="run workers of a remote pool's architecture here under qemu when none are at hand (default: on)",
+    )
+    p.add_argument(
+        "--root-cache", help="where the root filesystems of emulated workers are made and kept"
+    )
+    p.add_argument(
+        "--worker-tls",
+        dest="worker_tls",
+        action=argparse.BooleanOptionalAction,
+        help="the worker port speaks TLS (a certificate the farm makes, or farm.json worker_tls_cert)",
+    )
+    p.add_argument(
+        "--public-host",
+        help="the master's address as other machines reach it (remote workers, their index)",
+    )
+    p.add_argument(
+        "--db",
+        dest="db_url",
+        help="Buildbot's database, e.g. postgresql://USER@HOST/DB (default: sqlite)",
+    )
+    p.add_argument(
+        "--mq-router", help="several masters: the Crossbar router's ws:// URL (see docs/deploy.md)"
+    )
     p.add_argument("--roles", help="what this master runs: ui, builds or ui,builds (the default)")
     p.set_defaults(func=cmd_up)
     sub.add_parser("down", help="stop the farm").set_defaults(func=cmd_down)
     p = sub.add_parser("status", help="where the farm's parts are")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_status)
-    for name, text in (("build", "force a build of NAME==VERSION"),
-                       ("rebuild", "build NAME==VERSION again, published with a bump"),
-                       ("verify", "build a published NAME==VERSION again (on another worker if one is free), "
-                                  "publish nothing, and say whether it reproduces bit for bit")):
+    for name, text in (
+        ("build", "force a build of NAME==VERSION"),
+        ("rebuild", "build NAME==VERSION again, published with a bump"),
+        (
+            "verify",
+            "build a published NAME==VERSION again (on another worker if one is free), "
+            "publish nothing, and say whether it reproduces bit for bit",
+        ),
+    ):
         p = sub.add_parser(name, help=text)
         p.add_argument("pin", metavar="NAME==VERSION")
         if name == "rebuild":
-            p.add_argument("--bump", choices=BUMPS, help="post: VERSION.postN; local: VERSION+<label>.N; build-tag: "
-                                                        "build number N (default: the package's or the farm's)")
-        p.add_argument("--builder", action="append", help="only this builder (repeatable; default: all)")
-        p.add_argument("--wait", action="store_true", help="wait and print the result; exit 1 unless it succeeded")
+            p.add_argument(
+                "--bump",
+                choices=BUMPS,
+                help="post: VERSION.postN; local: VERSION+<label>.N; build-tag: "
+                "build number N (default: the package's or the farm's)",
+            )
+        p.add_argument(
+            "--builder", action="append", help="only this builder (repeatable; default: all)"
+        )
+        p.add_argument(
+            "--wait",
+            action="store_true",
+            help="wait and print the result; exit 1 unless it succeeded",
+        )
         p.set_defaults(func=cmd_build)
     p = sub.add_parser("bootstrap", help="build projects and everything they need, bottom-up")
-    p.add_argument("requirements", nargs="+", metavar="REQUIREMENT", help="NAME, NAME==VERSION or any PEP 508 "
-                   "requirement; each is resolved on its own, so two versions of one project may both be asked for")
-    p.add_argument("--constraints", type=Path, help="a constraints file: pins every resolution must keep to")
-    p.add_argument("--versions", type=int, help="build the newest N versions each requirement allows")
-    p.add_argument("--builder", action="append", help="only this builder (repeatable; default: all)")
+    p.add_argument(
+        "requirements",
+        nargs="+",
+        metavar="REQUIREMENT",
+        help="NAME, NAME==VERSION or any PEP 508 "
+        "requirement; each is resolved on its own, so two versions of one project may both be asked for",
+    )
+    p.add_argument(
+        "--constraints", type=Path, help="a constraints file: pins every resolution must keep to"
+    )
+    p.add_argument(
+        "--versions", type=int, help="build the newest N versions each requirement allows"
+    )
+    p.add_argument(
+        "--builder", action="append", help="only this builder (repeatable; default: all)"
+    )
     p.add_argument("--dry-run", action="store_true", help="print the plan and build nothing")
-    p.add_argument("--wait", action="store_true", help="follow the bootstrap build, its progress on stderr, and print "
-                   "its outcome; exit 1 unless every package was built")
+    p.add_argument(
+        "--wait",
+        action="store_true",
+        help="follow the bootstrap build, its progress on stderr, and print "
+        "its outcome; exit 1 unless every package was built",
+    )
     p.set_defaults(func=cmd_bootstrap)
     p = sub.add_parser("review", help="the review queue: list it, approve or reject a project")
     p.add_argument("action", nargs="?", choices=["list", "approve", "reject"], default="list")
     p.add_argument("project", nargs="?")
-    p.add_argument("--note", default="", help="why (logged in farm/logs/review.log and the allow-list)")
+    p.add_argument(
+        "--note", default="", help="why (logged in farm/logs/review.log and the allow-list)"
+    )
     p.add_argument("--reviewer", default=getpass.getuser())
-    p.add_argument("--no-build", action="store_true", help="approve without building its latest release now")
-    p.add_argument("--with-deps", action="store_true", help="approve too the projects it would pull in, and build "
-                                                            "them all bottom-up (a bootstrap), then what waited")
+    p.add_argument(
+        "--no-build", action="store_true", help="approve without building its latest release now"
+    )
+    p.add_argument(
+        "--with-deps",
+        action="store_true",
+        help="approve too the projects it would pull in, and build "
+        "them all bottom-up (a bootstrap), then what waited",
+    )
     p.set_defaults(func=cmd_review)
     p = sub.add_parser("which", help="where a wheel came from: the build that made it")
-    p.add_argument("target", metavar="WHEEL|SHA256|NAME==VERSION",
-                   help="a wheel file (what it carries), a wheel's file name, its sha256, or NAME==VERSION")
+    p.add_argument(
+        "target",
+        metavar="WHEEL|SHA256|NAME==VERSION",
+        help="a wheel file (what it carries), a wheel's file name, its sha256, or NAME==VERSION",
+    )
     p.set_defaults(func=cmd_which)
-    for name, text in (("yank", "yank a version (PEP 592): installers take it only when pinned"),
-                       ("unyank", "take a yank back")):
+    for name, text in (
+        ("yank", "yank a version (PEP 592): installers take it only when pinned"),
+        ("unyank", "take a yank back"),
+    ):
         p = sub.add_parser(name, help=text)
         p.add_argument("pin", metavar="NAME==VERSION")
         p.add_argument("--file", help="only this file of the version")
@@ -591,29 +879,50 @@ def main(argv=None) -> int:
     p = sub.add_parser("diff", help="what changed between two builds of a version")
     p.add_argument("pin", metavar="NAME==VERSION")
     p.add_argument("--builder", help="only builds of this builder")
-    p.add_argument("--from", dest="before", metavar="WHEEL", help="the earlier build's wheel (default: the one "
-                                                                   "before the latest)")
-    p.add_argument("--to", dest="after", metavar="WHEEL", help="the later build's wheel (default: the latest)")
+    p.add_argument(
+        "--from",
+        dest="before",
+        metavar="WHEEL",
+        help="the earlier build's wheel (default: the one before the latest)",
+    )
+    p.add_argument(
+        "--to", dest="after", metavar="WHEEL", help="the later build's wheel (default: the latest)"
+    )
     p.set_defaults(func=cmd_diff)
     p = sub.add_parser("worker", help="workers on other machines")
     worker_sub = p.add_subparsers(dest="worker_action", required=True)
-    p = worker_sub.add_parser("create", help="print what another machine runs to be one of a pool's workers")
+    p = worker_sub.add_parser(
+        "create", help="print what another machine runs to be one of a pool's workers"
+    )
     p.add_argument("name", help="one of the pool's worker names (workers/pools.py), e.g. aarch64-1")
     p.add_argument("--pool", required=True)
-    p.add_argument("--master", metavar="HOST:PORT", help="the worker port as that machine reaches it "
-                   "(default: public_host and worker_port)")
-    p.add_argument("--dir", type=Path, help="make the worker's folder here instead (to run it on this machine)")
+    p.add_argument(
+        "--master",
+        metavar="HOST:PORT",
+        help="the worker port as that machine reaches it (default: public_host and worker_port)",
+    )
+    p.add_argument(
+        "--dir", type=Path, help="make the worker's folder here instead (to run it on this machine)"
+    )
     p.set_defaults(func=cmd_worker)
     p = sub.add_parser("user", help="manage who may steer the farm from its web UI")
     user_sub = p.add_subparsers(dest="user_action", required=True)
     p = user_sub.add_parser("add", help="add a user (or give one a new password and role)")
     p.add_argument("name")
     p.add_argument("--role", choices=sorted(ROLES), default="releng")
-    p.add_argument("--password-stdin", action="store_true", help="read the password from stdin instead of making one")
+    p.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from stdin instead of making one",
+    )
     p.set_defaults(func=cmd_user)
-    p = sub.add_parser("seed", help="publish wheels that cannot be built from source, marked as seeded")
+    p = sub.add_parser(
+        "seed", help="publish wheels that cannot be built from source, marked as seeded"
+    )
     p.add_argument("files", nargs="+", type=Path)
-    p.add_argument("--reason", required=True, help="why these are seeded rather than built (logged)")
+    p.add_argument(
+        "--reason", required=True, help="why these are seeded rather than built (logged)"
+    )
     p.set_defaults(func=cmd_seed)
     args = parser.parse_args(argv)
     if args.func is cmd_review and args.action != "list" and not args.project:

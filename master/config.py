@@ -32,27 +32,64 @@ def assemble(basedir: str) -> dict:
         "workers": [*make_workers(farm, pools), master_worker(runs_builds)],
         # A master that only serves the UI takes no worker: Buildbot wants a worker port all the same
         # (its builders name workers), so it gets one nobody is told of, on loopback.
-        "protocols": {"pb": {"port": tls.server_endpoint(farm) if runs_builds else "tcp:0:interface=127.0.0.1"}},
+        "protocols": {
+            "pb": {
+                "port": tls.server_endpoint(farm) if runs_builds else "tcp:0:interface=127.0.0.1"
+            }
+        },
         "builders": [*builders, *master_builders(farm)],
-        "schedulers": [*make_schedulers([b.name for b in builders]),
-                       *([SettingsFromGit("settings-git", farm, [b.name for b in builders])] if farm.settings_git else [])],
+        "schedulers": [
+            *make_schedulers([b.name for b in builders]),
+            *(
+                [SettingsFromGit("settings-git", farm, [b.name for b in builders])]
+                if farm.settings_git
+                else []
+            ),
+        ],
         "services": [KeptWheelPublisher(farm)] if runs_builds else [],
-        "change_source": [*(source(farm, pollInterval=interval, pollAtLaunch=True) for source, interval in (
-            (UpstreamReleases, farm.upstream_poll_interval / SLICES),
-            (SettingsChanges, 0 if farm.settings_git else farm.settings_poll_interval)) if interval),
-            *([settings_poller(farm)] if farm.settings_git and farm.settings_poll_interval else [])],
+        "change_source": [
+            *(
+                source(farm, pollInterval=interval, pollAtLaunch=True)
+                for source, interval in (
+                    (UpstreamReleases, farm.upstream_poll_interval / SLICES),
+                    (SettingsChanges, 0 if farm.settings_git else farm.settings_poll_interval),
+                )
+                if interval
+            ),
+            *([settings_poller(farm)] if farm.settings_git and farm.settings_poll_interval else []),
+        ],
         # `wheelwright up` makes the secrets folder; a checkconfig of the shipped file has none.
-        "secretsProviders": [secrets.SecretInAFile(dirname=str(farm.secrets_dir))] if farm.secrets_dir.is_dir() else [],
+        "secretsProviders": [secrets.SecretInAFile(dirname=str(farm.secrets_dir))]
+        if farm.secrets_dir.is_dir()
+        else [],
         "www": {
             # A builds-only master still answers the REST API (the `wheelwright` command's), on
             # loopback; its pages are the UI master's to show.
             "port": f"tcp:{farm.ui_port}:interface={farm.host if 'ui' in farm.roles else '127.0.0.1'}",
-            "plugins": {"waterfall_view": {}, "console_view": {}, "grid_view": {}, "wsgi_dashboards": [
-                {"name": DASHBOARD, "caption": "Packages", "app": make_app(farm), "order": 1, "icon": "cube"}]},
+            "plugins": {
+                "waterfall_view": {},
+                "console_view": {},
+                "grid_view": {},
+                "wsgi_dashboards": [
+                    {
+                        "name": DASHBOARD,
+                        "caption": "Packages",
+                        "app": make_app(farm),
+                        "order": 1,
+                        "icon": "cube",
+                    }
+                ],
+            },
             **www_auth(farm.www_users),
         },
         "db": {"db_url": farm.db_url},
-        **({"multiMaster": True, "mq": {"type": "wamp", "router_url": farm.mq_router, "realm": farm.mq_realm}}
-           if farm.multi_master else {}),
+        **(
+            {
+                "multiMaster": True,
+                "mq": {"type": "wamp", "router_url": farm.mq_router, "realm": farm.mq_realm},
+            }
+            if farm.multi_master
+            else {}
+        ),
         "buildbotNetUsageData": None,
     }

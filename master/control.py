@@ -14,7 +14,14 @@ from pathlib import Path
 
 from wheelwright.index import accounts
 from wheelwright.master import emulation, tls
-from wheelwright.master.farm import CLI_SECRET, CLI_USER, ENVIRONMENT_PREFIX, UPLOAD_SECRET, UPLOAD_USER, Farm
+from wheelwright.master.farm import (
+    CLI_SECRET,
+    CLI_USER,
+    ENVIRONMENT_PREFIX,
+    UPLOAD_SECRET,
+    UPLOAD_USER,
+    Farm,
+)
 from wheelwright.master.roots import TOOLS_PREFIX, unpack_root, worker_requirements
 from wheelwright.master.settingsgit import clone_settings
 from wheelwright.master.webauth import ROLES
@@ -34,8 +41,21 @@ def _bin(name: str) -> str:
 # What the farm's processes take from the shell that ran `wheelwright up`: where programs and
 # interpreters are, the language, and the certificates the master trusts for upstream. Nothing
 # else: a token set in that shell would otherwise reach every worker and every build's log.
-PASSED_ON = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "PYENV_ROOT", "SSL_CERT_FILE", "SSL_CERT_DIR",
-             "REQUESTS_CA_BUNDLE", "HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy")
+PASSED_ON = (
+    "PATH",
+    "HOME",
+    "LANG",
+    "LC_ALL",
+    "TZ",
+    "PYENV_ROOT",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "REQUESTS_CA_BUNDLE",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "NO_PROXY",
+    "no_proxy",
+)
 
 
 def farm_environment() -> dict[str, str]:
@@ -45,13 +65,20 @@ def farm_environment() -> dict[str, str]:
 def master_environment() -> dict[str, str]:
     """The master's, and its alone: the farm's settings given in the environment (a database
     password among them) reach no worker."""
-    return {**farm_environment(), **{k: v for k, v in os.environ.items() if k.startswith(ENVIRONMENT_PREFIX)}}
+    return {
+        **farm_environment(),
+        **{k: v for k, v in os.environ.items() if k.startswith(ENVIRONMENT_PREFIX)},
+    }
 
 
 def _run(cmd: list, what: str, log: Path | None = None, env: dict[str, str] | None = None) -> None:
-    proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, env=env or farm_environment())
+    proc = subprocess.run(
+        [str(c) for c in cmd], capture_output=True, text=True, env=env or farm_environment()
+    )
     if proc.returncode != 0:
-        tail = "".join(log.read_text().splitlines(keepends=True)[-20:]) if log and log.exists() else ""
+        tail = (
+            "".join(log.read_text().splitlines(keepends=True)[-20:]) if log and log.exists() else ""
+        )
         raise FarmError(f"{what} failed:\n{proc.stdout}{proc.stderr}{tail}")
 
 
@@ -93,16 +120,26 @@ def up(farm: Farm) -> list[str]:
     farm.secrets_dir.chmod(0o700)
     accounts.add(farm.index_dir / "users.json", UPLOAD_USER, _ensure_secret(farm, UPLOAD_SECRET))
     accounts.add(farm.www_users, CLI_USER, _ensure_secret(farm, CLI_SECRET), ROLES["admin"])
-    workers = {name: _ensure_secret(farm, f"worker-{name}") for pool in farm.pools_here() for name in pool.worker_names()}
+    workers = {
+        name: _ensure_secret(farm, f"worker-{name}")
+        for pool in farm.pools_here()
+        for name in pool.worker_names()
+    }
     if farm.worker_tls and any(pool.kind == "container" for pool in farm.pools_here()):
-        raise FarmError("container pools reach the worker port without TLS (DockerLatentWorker's start command): "
-                        "run them on a farm whose worker port does not say worker_tls")
+        raise FarmError(
+            "container pools reach the worker port without TLS (DockerLatentWorker's start command): "
+            "run them on a farm whose worker port does not say worker_tls"
+        )
     new_certificate = farm.worker_tls and tls.ensure_certificate(farm)
     if not farm.index_host:
         start_index(farm)
     if new_certificate and _pid_alive(farm.master_dir / "twistd.pid"):
         # A listening port keeps the certificate it started with.
-        _run([_bin("buildbot"), "stop", farm.master_dir], "stopping the master", env=master_environment())
+        _run(
+            [_bin("buildbot"), "stop", farm.master_dir],
+            "stopping the master",
+            env=master_environment(),
+        )
     start_master(farm)
     said = []
     if "builds" not in farm.roles:  # the masters that run builds run the workers
@@ -114,10 +151,14 @@ def up(farm: Farm) -> list[str]:
         elif pool.kind == "emulated":
             why = emulation.why_not(pool.arch)
             if why:
-                said.append(f"{pool.name}: not started: {why}. The {pool.arch} builds wait for remote {pool.arch} workers.")
+                said.append(
+                    f"{pool.name}: not started: {why}. The {pool.arch} builds wait for remote {pool.arch} workers."
+                )
                 continue
             root = start_emulated_workers(farm, pool, workers)
-            said.append(f"{pool.name}: {', '.join(pool.worker_names())} run here under qemu, in {root}")
+            said.append(
+                f"{pool.name}: {', '.join(pool.worker_names())} run here under qemu, in {root}"
+            )
     for pidfile in farm.workers_dir.glob(f"*/{emulation.PIDFILE}"):
         if pidfile.parent.name not in workers:  # emulation turned off: real machines took over
             _stop_pid(pidfile)
@@ -128,11 +169,27 @@ def start_index(farm: Farm) -> None:
     pidfile = farm.index_dir / "index.pid"
     if _pid_alive(pidfile):
         return
-    log = open(farm.logs_dir / "index.log", "ab")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "wheelwright.index.server", "--root", farm.index_dir, "--users",
-         farm.index_dir / "users.json", "--host", farm.listen, "--port", str(farm.index_port)],
-        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, env=farm_environment())
+    with open(farm.logs_dir / "index.log", "ab") as log:  # the index host keeps its own copy
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "wheelwright.index.server",
+                "--root",
+                farm.index_dir,
+                "--users",
+                farm.index_dir / "users.json",
+                "--host",
+                farm.listen,
+                "--port",
+                str(farm.index_port),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env=farm_environment(),
+        )
     pidfile.write_text(str(proc.pid))
     _wait_for_port(farm.host, farm.index_port, "the index host")
 
@@ -144,8 +201,20 @@ def start_master(farm: Farm) -> None:
         _run([buildbot, "reconfig", farm.master_dir], "reconfiguring the master", log=log, env=env)
         return
     if not (farm.master_dir / "buildbot.tac").exists():
-        _run([buildbot, "create-master", "--relocatable", "--config", MASTER_CFG, "--db", farm.db_url, farm.master_dir],
-             "creating the master", env=env)
+        _run(
+            [
+                buildbot,
+                "create-master",
+                "--relocatable",
+                "--config",
+                MASTER_CFG,
+                "--db",
+                farm.db_url,
+                farm.master_dir,
+            ],
+            "creating the master",
+            env=env,
+        )
     else:
         _run([buildbot, "upgrade-master", farm.master_dir], "upgrading the master", env=env)
     _run([buildbot, "start", farm.master_dir], "starting the master", log=log, env=env)
@@ -163,32 +232,59 @@ def start_worker(farm: Farm, name: str, password: str) -> None:
     _run([_bin("buildbot-worker"), "start", basedir], f"starting worker {name}")
 
 
-def create_worker_args(farm: Farm, basedir: Path, name: str, password: str, master: str) -> list[str]:
+def create_worker_args(
+    farm: Farm, basedir: Path, name: str, password: str, master: str
+) -> list[str]:
     """buildbot-worker create-worker's arguments for a worker of this farm reaching `master` (HOST:PORT)."""
     host, port = master.rsplit(":", 1)
-    tls_args = [f"--connection-string={tls.client_endpoint(host, int(port), tls.TRUST_DIR)}"] if farm.worker_tls else []
-    return ["create-worker", "--relocatable", "--umask=0o22", *tls_args, str(basedir), master, name, password]
+    tls_args = (
+        [f"--connection-string={tls.client_endpoint(host, int(port), tls.TRUST_DIR)}"]
+        if farm.worker_tls
+        else []
+    )
+    return [
+        "create-worker",
+        "--relocatable",
+        "--umask=0o22",
+        *tls_args,
+        str(basedir),
+        master,
+        name,
+        password,
+    ]
 
 
 def remote_worker_script(farm: Farm, pool: Pool, name: str, master: str, password: str) -> str:
     """What the operator of another machine runs to make `name` one of the pool's workers."""
     basedir = f"/var/lib/wheelwright/{name}"
-    args = " ".join(shlex.quote(a) for a in create_worker_args(farm, Path(basedir), name, password, master))
-    trust = (f"mkdir -p {basedir}/{tls.TRUST_DIR}\ncat > {basedir}/{tls.TRUST_DIR}/master.pem <<'PEM'\n"
-             f"{tls.certificate(farm)[2].read_text().strip()}\nPEM\n") if farm.worker_tls else ""
+    args = " ".join(
+        shlex.quote(a) for a in create_worker_args(farm, Path(basedir), name, password, master)
+    )
+    trust = (
+        (
+            f"mkdir -p {basedir}/{tls.TRUST_DIR}\ncat > {basedir}/{tls.TRUST_DIR}/master.pem <<'PEM'\n"
+            f"{tls.certificate(farm)[2].read_text().strip()}\nPEM\n"
+        )
+        if farm.worker_tls
+        else ""
+    )
     pythons = " ".join(f"python{v}" for v in pool.pythons)
-    return (f"# {name}: a worker of pool {pool.name} ({pool.arch}; builds with {pythons} from PATH)\n"
-            f"python3 -m venv {TOOLS_PREFIX}\n"
-            f"{TOOLS_PREFIX}/bin/pip install {' '.join(worker_requirements())}\n"
-            f"{TOOLS_PREFIX}/bin/pip install --no-deps PATH-TO-A-WHEELWRIGHT-CHECKOUT  # the worker-side tools\n"
-            f"{trust}{TOOLS_PREFIX}/bin/buildbot-worker {args}\n"
-            f"{TOOLS_PREFIX}/bin/buildbot-worker start {basedir}\n")
+    return (
+        f"# {name}: a worker of pool {pool.name} ({pool.arch}; builds with {pythons} from PATH)\n"
+        f"python3 -m venv {TOOLS_PREFIX}\n"
+        f"{TOOLS_PREFIX}/bin/pip install {' '.join(worker_requirements())}\n"
+        f"{TOOLS_PREFIX}/bin/pip install --no-deps PATH-TO-A-WHEELWRIGHT-CHECKOUT  # the worker-side tools\n"
+        f"{trust}{TOOLS_PREFIX}/bin/buildbot-worker {args}\n"
+        f"{TOOLS_PREFIX}/bin/buildbot-worker start {basedir}\n"
+    )
 
 
 def _create_worker(farm: Farm, name: str, password: str) -> tuple[Path, bool]:
     """The worker's folder, made or made again when the way to the master changed; and whether it was."""
     basedir, tac = farm.workers_dir / name, farm.workers_dir / name / "buildbot.tac"
-    connection = tls.client_endpoint(farm.host, farm.worker_port, tls.TRUST_DIR) if farm.worker_tls else None
+    connection = (
+        tls.client_endpoint(farm.host, farm.worker_port, tls.TRUST_DIR) if farm.worker_tls else None
+    )
     existed = tac.exists()
     if existed and f"connection_string = {connection!r}" in tac.read_text():
         return basedir, False
@@ -203,14 +299,22 @@ def create_worker_at(farm: Farm, basedir: Path, name: str, password: str, master
     _run([_bin("buildbot-worker"), *args[:1], "--force", *args[1:]], f"creating worker {name}")
 
 
-def start_emulated_workers(farm: Farm, pool: Pool, passwords: dict[str, str], timeout: float = 300) -> Path:
+def start_emulated_workers(
+    farm: Farm, pool: Pool, passwords: dict[str, str], timeout: float = 300
+) -> Path:
     """Start the pool's workers in its root (made the first time: minutes) and wait until the
     master has them: under emulation a worker takes seconds to start. Returns the root."""
     try:
-        root = unpack_root(pool.emulation.debian_arch, Path(farm.root_cache), farm.roots_dir / pool.emulation.root_name)
+        root = unpack_root(
+            pool.emulation.debian_arch,
+            Path(farm.root_cache),
+            farm.roots_dir / pool.emulation.root_name,
+        )
     except (RuntimeError, OSError, subprocess.CalledProcessError) as exc:
-        raise FarmError(f"making the {pool.emulation.root_name} root for {pool.name} failed "
-                        f"(see {farm.root_cache}): {exc}") from None
+        raise FarmError(
+            f"making the {pool.emulation.root_name} root for {pool.name} failed "
+            f"(see {farm.root_cache}): {exc}"
+        ) from None
     started = {}
     for name in pool.worker_names():
         basedir, _ = _create_worker(farm, name, passwords[name])
@@ -225,7 +329,9 @@ def start_emulated_workers(farm: Farm, pool: Pool, passwords: dict[str, str], ti
     for name, (log, offset) in started.items():
         while not _log_has(log, offset, b"message from master: attached"):
             if time.monotonic() > deadline:
-                raise FarmError(f"emulated worker {name} did not attach within {timeout:.0f} s (see {log})")
+                raise FarmError(
+                    f"emulated worker {name} did not attach within {timeout:.0f} s (see {log})"
+                )
             time.sleep(0.5)
     return root
 
@@ -260,9 +366,12 @@ def down(farm: Farm) -> None:
         # Emulated workers run in a PID namespace of their own: their pidfile holds the host's PID.
         _stop_pid(basedir / emulation.PIDFILE)
     if _pid_alive(farm.master_dir / "twistd.pid"):
-        _run([_bin("buildbot"), "stop", farm.master_dir], "stopping the master", env=master_environment())
+        _run(
+            [_bin("buildbot"), "stop", farm.master_dir],
+            "stopping the master",
+            env=master_environment(),
+        )
     pid = _pid_alive(farm.index_dir / "index.pid")
     if pid:
         os.kill(pid, signal.SIGTERM)
         (farm.index_dir / "index.pid").unlink()
-

@@ -50,7 +50,9 @@ def make_app(farm) -> Flask:
 
     def csrf(info: dict) -> str:
         secret = app.buildbot_api.master.www.site.session_secret
-        return hmac.new(secret.encode(), f"review:{info.get('email')}".encode(), hashlib.sha256).hexdigest()
+        return hmac.new(
+            secret.encode(), f"review:{info.get('email')}".encode(), hashlib.sha256
+        ).hexdigest()
 
     @app.route("/index.html")
     def index():
@@ -66,34 +68,73 @@ def make_app(farm) -> Flask:
             if not package:
                 continue
             version = props.get("wheel_version", props.get("version", [""]))[0]
-            build = {**build, "builder": builders.get(build["builderid"]), "package": package, "version": version,
-                     "result": statusToString(build["results"]) if build["complete"] else "building",
-                     "url": f"#/builders/{build['builderid']}/builds/{build['number']}",
-                     "wheels": props.get("wheel_urls", [[]])[0]}
+            build = {
+                **build,
+                "builder": builders.get(build["builderid"]),
+                "package": package,
+                "version": version,
+                "result": statusToString(build["results"]) if build["complete"] else "building",
+                "url": f"#/builders/{build['builderid']}/builds/{build['number']}",
+                "wheels": props.get("wheel_urls", [[]])[0],
+            }
             latest.setdefault((canonicalize_name(package), version, build["builder"]), build)
             if build["complete"]:
                 durations.setdefault(canonicalize_name(package), []).insert(
-                    0, (build["complete_at"] - build["started_at"]).total_seconds())
+                    0, (build["complete_at"] - build["started_at"]).total_seconds()
+                )
             if build["wheels"]:
                 recent.append(build)
         projects = []
         for project in lookup.projects(farm.index_url):
             files = (lookup.listing(farm.index_url, project) or {}).get("files", [])
-            versions = sorted({str(parse_wheel_filename(f["filename"])[1]) for f in files}, reverse=True)
-            projects.append({"name": project, "durations": bars(durations.get(project, [])),
-                             "sizes": bars([f["size"] for f in sorted(files, key=lambda f: f["upload-time"])]),
-                             "versions": [{
-                "version": v, "files": [_file(farm, project, f) for f in files
-                                        if str(parse_wheel_filename(f["filename"])[1]) == v],
-                "cells": [latest.get((project, v, b)) for b in wheel_builders]} for v in versions]})
-        trees = [{"url": f"#/builders/{b['builderid']}/builds/{b['number']}", "summary": b["state_string"],
-                  "picture": f"plugins/wsgi_dashboards/{NAME}/tree/{b['builderid']}/{b['number']}.svg"}
-                 for builder in api("builders") if builder["name"] == "bootstrap"
-                 for b in api("builders", builder["builderid"], "builds", order=["-number"], limit=3) if b["complete"]]
+            versions = sorted(
+                {str(parse_wheel_filename(f["filename"])[1]) for f in files}, reverse=True
+            )
+            projects.append(
+                {
+                    "name": project,
+                    "durations": bars(durations.get(project, [])),
+                    "sizes": bars(
+                        [f["size"] for f in sorted(files, key=lambda f: f["upload-time"])]
+                    ),
+                    "versions": [
+                        {
+                            "version": v,
+                            "files": [
+                                _file(farm, project, f)
+                                for f in files
+                                if str(parse_wheel_filename(f["filename"])[1]) == v
+                            ],
+                            "cells": [latest.get((project, v, b)) for b in wheel_builders],
+                        }
+                        for v in versions
+                    ],
+                }
+            )
+        trees = [
+            {
+                "url": f"#/builders/{b['builderid']}/builds/{b['number']}",
+                "summary": b["state_string"],
+                "picture": f"plugins/wsgi_dashboards/{NAME}/tree/{b['builderid']}/{b['number']}.svg",
+            }
+            for builder in api("builders")
+            if builder["name"] == "bootstrap"
+            for b in api("builders", builder["builderid"], "builds", order=["-number"], limit=3)
+            if b["complete"]
+        ]
         queue = read_queue(farm.review_queue)
-        return render_template("dashboard.html", trees=trees, projects=projects, builders=wheel_builders, recent=recent[:20],
-                               queue=queue, releng=releng, token=csrf(info) if releng else "",
-                               waiting=read_queue(farm.review_waiting), index_root=farm.index_root)
+        return render_template(
+            "dashboard.html",
+            trees=trees,
+            projects=projects,
+            builders=wheel_builders,
+            recent=recent[:20],
+            queue=queue,
+            releng=releng,
+            token=csrf(info) if releng else "",
+            waiting=read_queue(farm.review_waiting),
+            index_root=farm.index_root,
+        )
 
     @app.route("/find")
     def find():
@@ -112,7 +153,9 @@ def make_app(farm) -> Flask:
             made_by = lookup.provenance(farm.index_url, *found)
         except OSError:
             return render_template("notfound.html", query=query), 404
-        builderid = next((b["builderid"] for b in api("builders") if b["name"] == made_by.get("builder")), None)
+        builderid = next(
+            (b["builderid"] for b in api("builders") if b["name"] == made_by.get("builder")), None
+        )
         if builderid is None:
             return redirect(lookup.file_url(farm.index_url, *found) + ".provenance.json")
         return redirect(f"{farm.ui_url}#/builders/{builderid}/builds/{made_by['build_number']}")
@@ -126,16 +169,23 @@ def make_app(farm) -> Flask:
         outcome = api("builds", builds["buildid"], "properties").get("bootstrap_outcome", [None])[0]
         if not outcome:
             abort(404, "that bootstrap has no tree yet")
-        svg = subprocess.run(["dot", "-Tsvg"], input=tree_dot(outcome), capture_output=True, text=True, check=True)
+        svg = subprocess.run(
+            ["dot", "-Tsvg"], input=tree_dot(outcome), capture_output=True, text=True, check=True
+        )
         return svg.stdout, 200, {"Content-Type": "image/svg+xml"}
 
     @app.route("/review", methods=["POST"])
     def review():
         """Approve or reject a project of the review queue: release engineers only."""
         info = user()
-        if "releng" not in info.get("groups", []) or not hmac.compare_digest(request.form.get("token", ""), csrf(info)):
+        if "releng" not in info.get("groups", []) or not hmac.compare_digest(
+            request.form.get("token", ""), csrf(info)
+        ):
             abort(403)
-        project, approve = request.form.get("project", ""), request.form.get("decision") == "approve"
+        project, approve = (
+            request.form.get("project", ""),
+            request.form.get("decision") == "approve",
+        )
         try:
             entry = decide(farm, project, approve, info["email"], request.form.get("note", ""))
         except ReviewError as exc:
@@ -146,9 +196,15 @@ def make_app(farm) -> Flask:
                 scan.approve(farm, release["sha256"], info["email"])
             scheduler = app.buildbot_api.master.scheduler_manager.namedServices[FORCE_SCHEDULER]
             for version in [r["version"] for r in held] or [""]:
-                blockingCallFromThread(reactor, scheduler.force, info["email"], builderNames=farm.local_builders(),
-                                       package=entry["project"], version=version,
-                                       reason=f"approved by {info['email']} in the dashboard")
+                blockingCallFromThread(
+                    reactor,
+                    scheduler.force,
+                    info["email"],
+                    builderNames=farm.local_builders(),
+                    package=entry["project"],
+                    version=version,
+                    reason=f"approved by {info['email']} in the dashboard",
+                )
         return redirect(f"{farm.ui_url}#/{NAME}")
 
     return app
@@ -160,8 +216,11 @@ def bars(values: list[float], width: int = 120, height: int = 24) -> str:
     if not values:
         return ""
     top, step = max(values) or 1, width / len(values)
-    rects = "".join(f'<rect x="{i * step:.1f}" y="{height - v / top * height:.1f}" width="{max(step - 1, 1):.1f}" '
-                    f'height="{v / top * height:.1f}"><title>{v:g}</title></rect>' for i, v in enumerate(values))
+    rects = "".join(
+        f'<rect x="{i * step:.1f}" y="{height - v / top * height:.1f}" width="{max(step - 1, 1):.1f}" '
+        f'height="{v / top * height:.1f}"><title>{v:g}</title></rect>'
+        for i, v in enumerate(values)
+    )
     return f'<svg width="{width}" height="{height}" fill="steelblue">{rects}</svg>'
 
 
@@ -184,5 +243,11 @@ def tree_dot(outcome: dict) -> str:
 def _file(farm, project: str, entry: dict) -> dict:
     url = lookup.file_url(farm.index_url, project, entry["filename"])
     build = parse_wheel_filename(entry["filename"])[2]
-    return {"filename": entry["filename"], "url": url, "yanked": entry.get("yanked"), "rebuilt": bool(build),
-            "provenance": url + ".provenance.json", "freeze": url + ".freeze.txt"}
+    return {
+        "filename": entry["filename"],
+        "url": url,
+        "yanked": entry.get("yanked"),
+        "rebuilt": bool(build),
+        "provenance": url + ".provenance.json",
+        "freeze": url + ".freeze.txt",
+    }

@@ -31,8 +31,10 @@ PIDFILE = "emulated.pid"
 def why_not(arch: str) -> str | None:
     """Why this machine cannot run workers of arch under emulation; None when it can."""
     entry = BINFMT / f"qemu-{arch}"
-    setup = (f"apt-get install qemu-user-static; mount -t binfmt_misc binfmt_misc {BINFMT}; "
-             f"cat {BINFMT_CONFS}/qemu-{arch}.conf > {BINFMT}/register  (or: make emulation)")
+    setup = (
+        f"apt-get install qemu-user-static; mount -t binfmt_misc binfmt_misc {BINFMT}; "
+        f"cat {BINFMT_CONFS}/qemu-{arch}.conf > {BINFMT}/register  (or: make emulation)"
+    )
     if platform.machine() == arch:
         return f"this machine is {arch}: its local pool builds for it natively"
     if os.geteuid() != 0:
@@ -45,19 +47,26 @@ def why_not(arch: str) -> str | None:
     if not entry.exists():
         return f"no binfmt_misc entry runs {arch} programs (qemu-user-static, registered): {setup}"
     text = entry.read_text()
-    fields = {key.rstrip(":"): value for key, _, value in (line.partition(" ") for line in text.splitlines()[1:])}
+    fields = {
+        key.rstrip(":"): value
+        for key, _, value in (line.partition(" ") for line in text.splitlines()[1:])
+    }
     if not text.startswith("enabled"):
         return f"the binfmt_misc entry {entry} is disabled: echo 1 > {entry}"
     if "F" not in fields.get("flags", ""):
         # Without F the kernel looks the interpreter up inside the root, where it is not.
         return f"{entry} was registered without the F flag; register {BINFMT_CONFS}/qemu-{arch}.conf instead"
     if not os.path.exists(fields.get("interpreter", "")):
-        return f"{entry} names an interpreter that is not there ({fields.get('interpreter')}): {setup}"
+        return (
+            f"{entry} names an interpreter that is not there ({fields.get('interpreter')}): {setup}"
+        )
     return None
 
 
 def _site_packages(root: Path) -> str:
-    (found,) = glob.glob(str(root / TOOLS_PREFIX.lstrip("/") / "lib" / "python3.*" / "site-packages"))
+    (found,) = glob.glob(
+        str(root / TOOLS_PREFIX.lstrip("/") / "lib" / "python3.*" / "site-packages")
+    )
     return "/" + str(Path(found).relative_to(root))
 
 
@@ -69,11 +78,43 @@ def worker_command(root: Path, basedir: Path, info_fd: int) -> list[str]:
     binds = []
     for package in ("workers", "index"):
         binds += ["--ro-bind", str(ours / package), f"{site}/wheelwright/{package}"]
-    return ["bwrap", "--unshare-pid", "--info-fd", str(info_fd),
-            "--bind", str(root), "/", "--dev-bind", "/dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
-            "--bind", str(basedir), str(basedir), *binds, "--chdir", str(basedir),
-            "--clearenv", "--setenv", "PATH", PATH, "--setenv", "HOME", "/root", "--setenv", "LANG", "C.UTF-8",
-            "--", f"{TOOLS_PREFIX}/bin/buildbot-worker", "start", "--nodaemon", str(basedir)]
+    return [
+        "bwrap",
+        "--unshare-pid",
+        "--info-fd",
+        str(info_fd),
+        "--bind",
+        str(root),
+        "/",
+        "--dev-bind",
+        "/dev",
+        "/dev",
+        "--proc",
+        "/proc",
+        "--tmpfs",
+        "/tmp",
+        "--bind",
+        str(basedir),
+        str(basedir),
+        *binds,
+        "--chdir",
+        str(basedir),
+        "--clearenv",
+        "--setenv",
+        "PATH",
+        PATH,
+        "--setenv",
+        "HOME",
+        "/root",
+        "--setenv",
+        "LANG",
+        "C.UTF-8",
+        "--",
+        f"{TOOLS_PREFIX}/bin/buildbot-worker",
+        "start",
+        "--nodaemon",
+        str(basedir),
+    ]
 
 
 def start(root: Path, basedir: Path, log: Path, timeout: float = 30) -> int:
@@ -82,8 +123,14 @@ def start(root: Path, basedir: Path, log: Path, timeout: float = 30) -> int:
     does not die of its own signals."""
     read, write = os.pipe()
     with open(log, "ab") as out:
-        proc = subprocess.Popen(worker_command(root, basedir, write), pass_fds=(write,), stdin=subprocess.DEVNULL,
-                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            worker_command(root, basedir, write),
+            pass_fds=(write,),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     os.close(write)
     with os.fdopen(read) as info:
         text = info.read()

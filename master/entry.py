@@ -10,8 +10,11 @@ def main() -> int:
     try:
         from wheelwright.master.cli import main as cli_main
     except ModuleNotFoundError as exc:
-        print(f"wheelwright: the command needs the farm's master side ({exc.name} is missing): "
-              "pip install 'wheelwright[master]'", file=sys.stderr)
+        print(
+            f"wheelwright: the command needs the farm's master side ({exc.name} is missing): "
+            "pip install 'wheelwright[master]'",
+            file=sys.stderr,
+        )
         return 2
     return cli_main()
 

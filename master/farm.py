@@ -186,12 +186,22 @@ class Farm:
 
     def local_builders(self) -> list[str]:
         """The wheel builders whose workers run here or start on demand (not remote pools)."""
-        return sorted({builder_name(p.arch, v) for p in self.pools_here() if p.kind != "remote" for v in p.interpreters()})
+        return sorted(
+            {
+                builder_name(p.arch, v)
+                for p in self.pools_here()
+                if p.kind != "remote"
+                for v in p.interpreters()
+            }
+        )
 
     def workers_for(self, builders: list[str]) -> int:
         """How many workers serve those builders: how many builds may run at once."""
-        return sum(len(p.worker_names()) for p in self.pools_here()
-                   if any(builder_name(p.arch, v) in builders for v in p.interpreters()))
+        return sum(
+            len(p.worker_names())
+            for p in self.pools_here()
+            if any(builder_name(p.arch, v) in builders for v in p.interpreters())
+        )
 
     @property
     def bootstrap_durations_file(self) -> Path:
@@ -207,7 +217,9 @@ class Farm:
     def add_bootstrap_durations(self, durations: dict[str, float]) -> None:
         self.bootstrap_durations_file.parent.mkdir(parents=True, exist_ok=True)
         merged = {**self.bootstrap_durations(), **durations}
-        write_atomic(self.bootstrap_durations_file, json.dumps(merged, indent=1, sort_keys=True).encode())
+        write_atomic(
+            self.bootstrap_durations_file, json.dumps(merged, indent=1, sort_keys=True).encode()
+        )
 
     @property
     def upstream_watch_file(self) -> Path:
@@ -221,8 +233,11 @@ class Farm:
     def save(self) -> None:
         path = self.root / FARM_FILE
         kept = json.loads(path.read_text()) if path.exists() else {}
-        data = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()
-                if k not in ("root", "from_environment") and k not in self.from_environment}
+        data = {
+            k: (str(v) if isinstance(v, Path) else v)
+            for k, v in asdict(self).items()
+            if k not in ("root", "from_environment") and k not in self.from_environment
+        }
         data.update({k: kept[k] for k in self.from_environment if k in kept})
         self.root.mkdir(parents=True, exist_ok=True)
         write_atomic(path, (json.dumps(data, indent=2) + "\n").encode())
@@ -237,7 +252,9 @@ class Farm:
         known = {f.name for f in fields(cls)} - {"root", "from_environment"}
         unknown_pools = set(data.get("pools", [])) - set(POOLS)
         if unknown_pools:
-            raise ValueError(f"{path}: unknown pools {', '.join(sorted(unknown_pools))} (known: {', '.join(POOLS)})")
+            raise ValueError(
+                f"{path}: unknown pools {', '.join(sorted(unknown_pools))} (known: {', '.join(POOLS)})"
+            )
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"{path}: unknown keys {', '.join(sorted(unknown))}")
@@ -250,23 +267,40 @@ class Farm:
         if data.get("rebuild_bump", "post") not in BUMPS:
             raise ValueError(f"{path}: rebuild_bump must be one of {', '.join(BUMPS)}")
         if not re.fullmatch(r"[a-z][a-z0-9]*", data.get("local_label", "x")):
-            raise ValueError(f"{path}: local_label must be lowercase letters and digits, starting with a letter")
+            raise ValueError(
+                f"{path}: local_label must be lowercase letters and digits, starting with a letter"
+            )
         if data.get("settings"):
             data["settings"] = Path(data["settings"])
         if set(data.get("pool_index_urls", {})) - set(POOLS):
             raise ValueError(f"{path}: pool_index_urls: unknown pools (known: {', '.join(POOLS)})")
         for mirror in data.get("mirrors", []):
-            if not isinstance(mirror, dict) or set(mirror) != {"name", "upload_url", "simple_url", "user"} \
-                    or not re.fullmatch(r"[a-z0-9][a-z0-9-]*", str(mirror["name"])):
-                raise ValueError(f"{path}: mirrors: each is {{name (a-z, 0-9, -), upload_url, simple_url, user}}: {mirror!r}")
+            if (
+                not isinstance(mirror, dict)
+                or set(mirror) != {"name", "upload_url", "simple_url", "user"}
+                or not re.fullmatch(r"[a-z0-9][a-z0-9-]*", str(mirror["name"]))
+            ):
+                raise ValueError(
+                    f"{path}: mirrors: each is {{name (a-z, 0-9, -), upload_url, simple_url, user}}: {mirror!r}"
+                )
         if data.get("index_host") and not data["index_host"].endswith("/"):
-            raise ValueError(f"{path}: index_host must end with / (the index's root, above simple/)")
+            raise ValueError(
+                f"{path}: index_host must end with / (the index's root, above simple/)"
+            )
         if data.get("worker_tls_key") and not data.get("worker_tls_cert"):
             raise ValueError(f"{path}: worker_tls_key without worker_tls_cert")
-        if not data.get("roles", MASTER_ROLES) or set(data.get("roles", MASTER_ROLES)) - set(MASTER_ROLES):
+        if not data.get("roles", MASTER_ROLES) or set(data.get("roles", MASTER_ROLES)) - set(
+            MASTER_ROLES
+        ):
             raise ValueError(f"{path}: roles must be one or both of {', '.join(MASTER_ROLES)}")
-        if urlsplit(data.get("db_url", "sqlite://")).scheme.split("+")[0] not in ("sqlite", "postgresql", "mysql"):
-            raise ValueError(f"{path}: db_url must be a sqlite:// or postgresql:// URL (SQLAlchemy's form)")
+        if urlsplit(data.get("db_url", "sqlite://")).scheme.split("+")[0] not in (
+            "sqlite",
+            "postgresql",
+            "mysql",
+        ):
+            raise ValueError(
+                f"{path}: db_url must be a sqlite:// or postgresql:// URL (SQLAlchemy's form)"
+            )
         return cls(root=root, from_environment=frozenset(overrides), **data)
 
     @property

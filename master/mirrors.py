@@ -55,24 +55,61 @@ def publish(farm, mirror: Mirror, path: Path, timeout: float = 300) -> MirrorRes
     try:
         password = farm.secret(mirror.secret)
     except FileNotFoundError:
-        return MirrorResult(mirror.name, False, False, f"no password: write it to {farm.secrets_dir / mirror.secret}")
-    env = {**farm_environment(), "TWINE_USERNAME": mirror.user, "TWINE_PASSWORD": password,
-           "TWINE_NON_INTERACTIVE": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+        return MirrorResult(
+            mirror.name,
+            False,
+            False,
+            f"no password: write it to {farm.secrets_dir / mirror.secret}",
+        )
+    env = {
+        **farm_environment(),
+        "TWINE_USERNAME": mirror.user,
+        "TWINE_PASSWORD": password,
+        "TWINE_NON_INTERACTIVE": "1",
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
     try:
-        proc = subprocess.run([sys.executable, "-m", "twine", "upload", "--disable-progress-bar", "--repository-url",
-                               mirror.upload_url, os.fspath(path)], capture_output=True, text=True, env=env,
-                              timeout=timeout)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "twine",
+                "upload",
+                "--disable-progress-bar",
+                "--repository-url",
+                mirror.upload_url,
+                os.fspath(path),
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=timeout,
+        )
     except subprocess.TimeoutExpired:
-        return MirrorResult(mirror.name, False, False, f"no answer from {mirror.upload_url} within {timeout:g} s")
+        return MirrorResult(
+            mirror.name, False, False, f"no answer from {mirror.upload_url} within {timeout:g} s"
+        )
     said = (proc.stdout + proc.stderr).strip()
     if proc.returncode == 0:
         return MirrorResult(mirror.name, True, False, said)
     # Each kind of host refuses a file it holds in words of its own (409, 400, 403): its listing says.
     held = held_by(mirror, path)
-    return MirrorResult(mirror.name, False, held == sha256_of(path), said + (
-        f"\n{mirror.name} lists {path.name} already, " + ("the same file" if held == sha256_of(path) else
-                                                            f"with another sha256 ({held}): left alone")
-        if held else ""))
+    return MirrorResult(
+        mirror.name,
+        False,
+        held == sha256_of(path),
+        said
+        + (
+            f"\n{mirror.name} lists {path.name} already, "
+            + (
+                "the same file"
+                if held == sha256_of(path)
+                else f"with another sha256 ({held}): left alone"
+            )
+            if held
+            else ""
+        ),
+    )
 
 
 def held_by(mirror: Mirror, path: Path) -> str | None:

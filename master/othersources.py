@@ -45,15 +45,24 @@ class MadeSdist:
 
 
 def _git(*args: str, cwd: Path) -> bytes:
-    env = {"PATH": os.environ.get("PATH", os.defpath), "HOME": str(cwd), "GIT_TERMINAL_PROMPT": "0",
-           "GIT_CONFIG_NOSYSTEM": "1", "GIT_ASKPASS": "true"}
+    env = {
+        "PATH": os.environ.get("PATH", os.defpath),
+        "HOME": str(cwd),
+        "GIT_TERMINAL_PROMPT": "0",
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_ASKPASS": "true",
+    }
     proc = subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, timeout=600)
     if proc.returncode != 0:
-        raise SourceError(f"git {args[0]} failed: {proc.stderr.decode(errors='replace').strip()[-500:]}")
+        raise SourceError(
+            f"git {args[0]} failed: {proc.stderr.decode(errors='replace').strip()[-500:]}"
+        )
     return proc.stdout
 
 
-def sdist_from_git(url: str, ref_template: str, project: str, version: str, dest_dir: Path) -> MadeSdist:
+def sdist_from_git(
+    url: str, ref_template: str, project: str, version: str, dest_dir: Path
+) -> MadeSdist:
     """Fetch ref (its ${version} filled in) of the repository at url and archive it as the sdist
     of project==version in dest_dir."""
     ref = Template(ref_template).safe_substitute(version=version)
@@ -87,7 +96,7 @@ def sdist_from_url(url_template: str, project: str, version: str, dest_dir: Path
     if len(tops) != 1:
         raise SourceError(f"{url} must hold exactly one top folder, not {len(tops)}")
     top = tops.pop()
-    inside = {name[len(top) + 1:]: value for name, value in files.items() if name != top}
+    inside = {name[len(top) + 1 :]: value for name, value in files.items() if name != top}
     when = max(_archive_times(data) or [ZIP_EPOCH])
     made = _sdist_archive(inside, project, version, when, dest_dir)
     return MadeSdist(made, url, archive_sha256=hashlib.sha256(data).hexdigest())
@@ -101,8 +110,10 @@ def _archive_files(data: bytes, url: str) -> dict[str, tuple[int, bytes | None]]
             with zipfile.ZipFile(io.BytesIO(data)) as zf:
                 for info in zf.infolist():
                     _safe(info.filename.rstrip("/"), url)
-                    files[info.filename.rstrip("/")] = (0o755 if info.is_dir() else 0o644,
-                                                        None if info.is_dir() else zf.read(info))
+                    files[info.filename.rstrip("/")] = (
+                        0o755 if info.is_dir() else 0o644,
+                        None if info.is_dir() else zf.read(info),
+                    )
             return files
         with tarfile.open(fileobj=io.BytesIO(data)) as tar:
             for member in tar.getmembers():
@@ -132,22 +143,42 @@ def _safe(name: str, url: str) -> None:
         raise SourceError(f"{url}: member {name!r} would land outside the archive; refused")
 
 
-def _sdist_archive(files: dict[str, tuple[int, bytes | None]], project: str, version: str, when: int,
-                   dest_dir: Path) -> Path:
+def _sdist_archive(
+    files: dict[str, tuple[int, bytes | None]],
+    project: str,
+    version: str,
+    when: int,
+    dest_dir: Path,
+) -> Path:
     """files (path -> (mode, bytes, or None for a folder)) as project-version.tar.gz, reproducibly."""
     stem = f"{canonicalize_name(project).replace('-', '_')}-{version}"
     if "PKG-INFO" not in files:
-        files = {**files, "PKG-INFO": (0o644, f"Metadata-Version: 2.1\nName: {project}\nVersion: {version}\n".encode())}
+        files = {
+            **files,
+            "PKG-INFO": (
+                0o644,
+                f"Metadata-Version: 2.1\nName: {project}\nVersion: {version}\n".encode(),
+            ),
+        }
     dest_dir.mkdir(parents=True, exist_ok=True)
     path = dest_dir / f"{stem}.tar.gz"
     part = path.with_name(f".{path.name}.part")
-    with open(part, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") as gz, \
-            tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as out:
+    with (
+        open(part, "wb") as raw,
+        gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") as gz,
+        tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as out,
+    ):
         for name in sorted(files):
             mode, data = files[name]
             info = tarfile.TarInfo(f"{stem}/{name}")
             info.mode = 0o755 if data is None or mode & 0o111 else 0o644
-            info.mtime, info.uid, info.gid, info.uname, info.gname = max(when, ZIP_EPOCH), 0, 0, "", ""
+            info.mtime, info.uid, info.gid, info.uname, info.gname = (
+                max(when, ZIP_EPOCH),
+                0,
+                0,
+                "",
+                "",
+            )
             if data is None:
                 info.type = tarfile.DIRTYPE
                 out.addfile(info)

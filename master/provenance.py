@@ -52,15 +52,33 @@ def _purl(name: str, version: str) -> PackageURL:
 def build_environment_sbom(project: str, version: str, freeze: str, provenance: dict) -> bytes:
     """A CycloneDX document of what the wheel was built with: its build environment's packages
     (scope excluded: not in the wheel, but what made it)."""
-    subject = Component(name=canonicalize_name(project), version=version, type=ComponentType.LIBRARY,
-                        purl=_purl(canonicalize_name(project), version), bom_ref=f"{project}=={version}")
+    subject = Component(
+        name=canonicalize_name(project),
+        version=version,
+        type=ComponentType.LIBRARY,
+        purl=_purl(canonicalize_name(project), version),
+        bom_ref=f"{project}=={version}",
+    )
     # Named and dated by the build, not by the clock: the document is a fact about that build.
     serial = uuid.uuid5(uuid.NAMESPACE_URL, f"{provenance.get('build_url')}#{project}=={version}")
-    bom = Bom(serial_number=serial, metadata=BomMetaData(
-        component=subject, timestamp=datetime.fromtimestamp(provenance.get("published_at", 0), timezone.utc)))
-    used = [Component(name=name, version=pinned_version, type=ComponentType.LIBRARY, scope=ComponentScope.EXCLUDED,
-                      purl=_purl(name, pinned_version), bom_ref=f"{name}=={pinned_version}")
-            for name, pinned_version in pinned(freeze)]
+    bom = Bom(
+        serial_number=serial,
+        metadata=BomMetaData(
+            component=subject,
+            timestamp=datetime.fromtimestamp(provenance.get("published_at", 0), timezone.utc),
+        ),
+    )
+    used = [
+        Component(
+            name=name,
+            version=pinned_version,
+            type=ComponentType.LIBRARY,
+            scope=ComponentScope.EXCLUDED,
+            purl=_purl(name, pinned_version),
+            bom_ref=f"{name}=={pinned_version}",
+        )
+        for name, pinned_version in pinned(freeze)
+    ]
     bom.components.update(used)
     bom.register_dependency(subject, used)  # what the wheel was made with, not what it runs with
     return JsonV1Dot6(bom).output_as_string(indent=2).encode()
@@ -70,10 +88,14 @@ def embed(wheel: Path, out_dir: Path, provenance: dict, freeze: str) -> Path:
     """A copy of wheel in out_dir that carries its provenance and its build environment's SBOM."""
     project, version = provenance["package"], provenance["wheel_version"]
     carried = {**provenance, "freeze": pinned(freeze)}
-    return rewrite(wheel, out_dir, add={
-        PROVENANCE: json.dumps(carried, indent=2, sort_keys=True).encode(),
-        SBOM: build_environment_sbom(project, version, freeze, provenance),
-    })
+    return rewrite(
+        wheel,
+        out_dir,
+        add={
+            PROVENANCE: json.dumps(carried, indent=2, sort_keys=True).encode(),
+            SBOM: build_environment_sbom(project, version, freeze, provenance),
+        },
+    )
 
 
 def carried_by(wheel: Path) -> dict | None:

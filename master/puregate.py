@@ -27,8 +27,12 @@ class PureWheelGate:
         package = properties.getProperty("package")
         if not package or properties.getProperty("verify"):
             return None
-        return (canonicalize_name(package), properties.getProperty("version") or "", properties.getProperty("wheel_version"),
-                properties.getProperty("build_tag") or 0)
+        return (
+            canonicalize_name(package),
+            properties.getProperty("version") or "",
+            properties.getProperty("wheel_version"),
+            properties.getProperty("build_tag") or 0,
+        )
 
     async def can_start(self, builder, workerforbuilder, request) -> bool:
         key = self.key(request.properties)
@@ -42,7 +46,9 @@ class PureWheelGate:
             # Buildbot itself looks again only at the finished build's own builder.
             self.listening = True
             await master.mq.startConsuming(
-                lambda *_: master.botmaster.maybeStartBuildsForAllBuilders(), ("buildrequests", None, "complete"))
+                lambda *_: master.botmaster.maybeStartBuildsForAllBuilders(),
+                ("buildrequests", None, "complete"),
+            )
         done = (await master.data.get(("buildrequests", holder)) or {}).get("complete", True)
         if done:
             self.first[key] = request.id

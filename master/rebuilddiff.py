@@ -35,7 +35,9 @@ class WheelFacts:
     filename: str
     provenance: dict = field(default_factory=dict)
     requires: frozenset[str] = frozenset()
-    members: dict[str, str] = field(default_factory=dict)  # name (folders made neutral) -> RECORD hash
+    members: dict[str, str] = field(
+        default_factory=dict
+    )  # name (folders made neutral) -> RECORD hash
 
     @property
     def build(self) -> str:
@@ -52,7 +54,9 @@ def _neutral(name: str, stem: str) -> str:
 
 def facts_of(wheel: Path) -> WheelFacts:
     with zipfile.ZipFile(wheel) as zf:
-        dist_info = next(n.split("/")[0] for n in zf.namelist() if n.split("/")[0].endswith(".dist-info"))
+        dist_info = next(
+            n.split("/")[0] for n in zf.namelist() if n.split("/")[0].endswith(".dist-info")
+        )
         stem = dist_info[: -len(".dist-info")]
         record_info = zf.getinfo(f"{dist_info}/RECORD")
         if record_info.file_size > MAX_RECORD:
@@ -62,14 +66,25 @@ def facts_of(wheel: Path) -> WheelFacts:
         raw = zf.read(f"{dist_info}/METADATA")
         metadata = Metadata.from_email(raw, validate=False)
     # A bump rewrites Version, and only that: compare METADATA without it.
-    members["<dist-info>/METADATA"] = hashlib.sha256(VERSION_HEADER.sub(b"", raw, count=1)).hexdigest()
-    return WheelFacts(wheel.name, carried_by(wheel) or {}, frozenset(map(str, metadata.requires_dist or [])), members)
+    members["<dist-info>/METADATA"] = hashlib.sha256(
+        VERSION_HEADER.sub(b"", raw, count=1)
+    ).hexdigest()
+    return WheelFacts(
+        wheel.name,
+        carried_by(wheel) or {},
+        frozenset(map(str, metadata.requires_dist or [])),
+        members,
+    )
 
 
 def _changes(title: str, before: dict, after: dict) -> list[str]:
     lines = [f"  + {k} {after[k]}".rstrip() for k in sorted(set(after) - set(before))]
     lines += [f"  - {k} {before[k]}".rstrip() for k in sorted(set(before) - set(after))]
-    lines += [f"  ~ {k} {before[k]} -> {after[k]}" for k in sorted(set(before) & set(after)) if before[k] != after[k]]
+    lines += [
+        f"  ~ {k} {before[k]} -> {after[k]}"
+        for k in sorted(set(before) & set(after))
+        if before[k] != after[k]
+    ]
     return [f"{title}:", *lines] if lines else [f"{title}: unchanged"]
 
 
@@ -80,13 +95,23 @@ def _patches(provenance: dict) -> dict:
 def report(before: WheelFacts, after: WheelFacts) -> str:
     """The difference between two builds' wheels, as text for a log."""
     old, new = before.provenance, after.provenance
-    lines = [f"before: {before.filename} ({before.build})", f"after:  {after.filename} ({after.build})", ""]
+    lines = [
+        f"before: {before.filename} ({before.build})",
+        f"after:  {after.filename} ({after.build})",
+        "",
+    ]
     lines += _changes("build environment", dict(old.get("freeze", [])), dict(new.get("freeze", [])))
     lines += _changes("patches", _patches(old), _patches(new))
-    lines += _changes("settings", old.get("package_settings") or {}, new.get("package_settings") or {})
-    lines += _changes("Requires-Dist", dict.fromkeys(before.requires, ""), dict.fromkeys(after.requires, ""))
+    lines += _changes(
+        "settings", old.get("package_settings") or {}, new.get("package_settings") or {}
+    )
+    lines += _changes(
+        "Requires-Dist", dict.fromkeys(before.requires, ""), dict.fromkeys(after.requires, "")
+    )
     files = _changes("files", {k: "" for k in before.members}, {k: "" for k in after.members})
-    differ = sorted(k for k in set(before.members) & set(after.members) if before.members[k] != after.members[k])
+    differ = sorted(
+        k for k in set(before.members) & set(after.members) if before.members[k] != after.members[k]
+    )
     if differ:
         files = [line for line in files if line != "files: unchanged"] or ["files:"]
         files += [f"  ~ {name} (other bytes)" for name in differ]
@@ -117,7 +142,9 @@ def _bump_of(wheel_version, version: str) -> bool:
     return wheel_version.is_postrelease and str(wheel_version).startswith(version + ".post")
 
 
-def previous_build(index_url: str, project: str, version: str, filename: str, builder: str) -> dict | None:
+def previous_build(
+    index_url: str, project: str, version: str, filename: str, builder: str
+) -> dict | None:
     """The build before the one that published filename, of that version, on that builder (a
     pure wheel: on any builder), with the same tags."""
     tags = parse_wheel_filename(filename)[3]
@@ -134,8 +161,12 @@ def previous_build(index_url: str, project: str, version: str, filename: str, bu
 
 def download(index_url: str, project: str, filename: str, dest_dir: Path) -> Path:
     target = dest_dir / filename
-    with urllib.request.urlopen(lookup.file_url(index_url, project, filename), timeout=300) as response, \
-            open(target, "wb") as out:
+    with (
+        urllib.request.urlopen(
+            lookup.file_url(index_url, project, filename), timeout=300
+        ) as response,
+        open(target, "wb") as out,
+    ):
         while block := response.read(1 << 20):
             out.write(block)
     return target

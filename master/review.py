@@ -28,8 +28,11 @@ class Allowlist(dict):
     def wants(self, project: str, version: str, prereleases: bool = False) -> bool:
         parsed = Version(version)
         # A specifier that names a pre-release (==2.0rc1) wants it even where pre-releases are not.
-        return any(spec.contains(parsed, prereleases=True) and (prereleases or spec.prereleases or not parsed.is_prerelease)
-                   for spec in self.get(canonicalize_name(project), []))
+        return any(
+            spec.contains(parsed, prereleases=True)
+            and (prereleases or spec.prereleases or not parsed.is_prerelease)
+            for spec in self.get(canonicalize_name(project), [])
+        )
 
 
 def read_allowlist(path: Path) -> Allowlist:
@@ -46,7 +49,9 @@ def read_allowlist(path: Path) -> Allowlist:
             requirement = Requirement(line)
             name = canonicalize_name(requirement.name, validate=True)
         except (InvalidRequirement, InvalidName):
-            raise AllowlistError(f"{path}:{number}: {line!r} is not a project name (with specifiers)") from None
+            raise AllowlistError(
+                f"{path}:{number}: {line!r} is not a project name (with specifiers)"
+            ) from None
         if requirement.extras or requirement.marker or requirement.url:
             raise AllowlistError(f"{path}:{number}: {line!r}: a name and version specifiers only")
         found.setdefault(name, []).append(requirement.specifier)
@@ -72,8 +77,14 @@ def _locked_queue(queue: Path):
         os.replace(tmp, queue)
 
 
-def queue_for_review(queue: Path, project: str, reason: str, requested_by: str, held: dict | None = None,
-                     waiting: dict | None = None) -> None:
+def queue_for_review(
+    queue: Path,
+    project: str,
+    reason: str,
+    requested_by: str,
+    held: dict | None = None,
+    waiting: dict | None = None,
+) -> None:
     """Add project to the review queue (once; later requests are added to its entry). held: a
     release the scan held (version, sha256, findings), let through by an approval; waiting: the
     build that failed for want of the project (package, version, builder), forced again once
@@ -81,34 +92,52 @@ def queue_for_review(queue: Path, project: str, reason: str, requested_by: str, 
     with _locked_queue(queue) as entries:
         name = canonicalize_name(project)
         entry = entries.setdefault(name, {"project": name, "first_seen": _now(), "requests": []})
-        request = {"reason": reason, "requested_by": requested_by, **({"waiting": waiting} if waiting else {})}
+        request = {
+            "reason": reason,
+            "requested_by": requested_by,
+            **({"waiting": waiting} if waiting else {}),
+        }
         if request not in entry["requests"]:
             entry["requests"].append(request)
         if held and held["sha256"] not in {h["sha256"] for h in entry.setdefault("held", [])}:
             entry["held"].append(held)
 
 
-def decide(farm, project: str, approve: bool, reviewer: str, note: str, queued: bool = True) -> dict:
+def decide(
+    farm, project: str, approve: bool, reviewer: str, note: str, queued: bool = True
+) -> dict:
     """Take project off the review queue; approved, it joins the allow-list. The decision is
     logged in farm/logs/review.log. Returns the queue entry. queued=False: a project not in the
     queue may be approved too (one that an approval --with-deps pulls in)."""
     name = canonicalize_name(project)
     with _locked_queue(farm.review_queue) as entries:
         if name not in entries and queued:
-            raise ReviewError(f"{name} is not in the review queue ({', '.join(sorted(entries)) or 'it is empty'})")
+            raise ReviewError(
+                f"{name} is not in the review queue ({', '.join(sorted(entries)) or 'it is empty'})"
+            )
         entry = entries.pop(name, {"project": name, "requests": []})
         if approve:
             with _locked_queue(farm.review_waiting) as waiting:
-                waiting[name] = [*waiting.get(name, []), *(dict(r["waiting"], state=f"waiting for {name}'s wheel")
-                                                           for r in entry["requests"] if "waiting" in r)]
+                waiting[name] = [
+                    *waiting.get(name, []),
+                    *(
+                        dict(r["waiting"], state=f"waiting for {name}'s wheel")
+                        for r in entry["requests"]
+                        if "waiting" in r
+                    ),
+                ]
         if approve and name not in read_allowlist(farm.allowlist):
             text = farm.allowlist.read_text() if farm.allowlist.exists() else ""
             with open(farm.allowlist, "a") as allowlist:
-                allowlist.write(("\n" if text and not text.endswith("\n") else "")
-                                + f"{name}  # approved by {reviewer} {_now()}: {note}\n")
+                allowlist.write(
+                    ("\n" if text and not text.endswith("\n") else "")
+                    + f"{name}  # approved by {reviewer} {_now()}: {note}\n"
+                )
     farm.logs_dir.mkdir(parents=True, exist_ok=True)
     with open(farm.logs_dir / "review.log", "a") as log:
-        log.write(f"{_now()} {'approved' if approve else 'rejected'} {name} by {reviewer}: {note}\n")
+        log.write(
+            f"{_now()} {'approved' if approve else 'rejected'} {name} by {reviewer}: {note}\n"
+        )
     return entry
 
 
@@ -117,8 +146,10 @@ def pulled_in(farm, project: str) -> list[str]:
     built that are neither allow-listed nor in our index (read from metadata, building nothing)."""
     allowlist = read_allowlist(farm.allowlist)
     nodes, _ = plan_tree(farm, [project], "", 0)
-    return sorted({n.project for n in buildable(nodes).values() if n.project not in allowlist}
-                  - {canonicalize_name(project)})
+    return sorted(
+        {n.project for n in buildable(nodes).values() if n.project not in allowlist}
+        - {canonicalize_name(project)}
+    )
 
 
 def builds_to_force(farm, project: str, builder: str, pure: bool) -> list[dict]:
@@ -127,8 +158,12 @@ def builds_to_force(farm, project: str, builder: str, pure: bool) -> list[dict]:
     project still in the queue stays for that one's approval."""
     name = canonicalize_name(project)
     with _locked_queue(farm.review_queue) as queue:
-        blocked = {(r["waiting"]["package"], r["waiting"]["builder"]) for entry in queue.values()
-                   for r in entry["requests"] if "waiting" in r}
+        blocked = {
+            (r["waiting"]["package"], r["waiting"]["builder"])
+            for entry in queue.values()
+            for r in entry["requests"]
+            if "waiting" in r
+        }
     chosen = []
     with _locked_queue(farm.review_waiting) as waiting:
         for build in waiting.get(name, []):

@@ -42,30 +42,44 @@ class Scan:
         """The findings at or above hold_at, as "rule: where: message"."""
         if hold_at == "never":
             return []
-        return [f"{rule}: {where}" for rule, places in sorted(self.findings.items()) for where in places
-                if LEVELS.index(level(rule, where)) >= LEVELS.index(hold_at)]
+        return [
+            f"{rule}: {where}"
+            for rule, places in sorted(self.findings.items())
+            for where in places
+            if LEVELS.index(level(rule, where)) >= LEVELS.index(hold_at)
+        ]
 
     def report(self) -> str:
         if self.error:
             return f"the scan could not run: {self.error}\n"
         if not self.findings:
             return "guarddog: no findings\n"
-        return "".join(f"{rule}:\n" + "".join(f"  {where}\n" for where in places)
-                       for rule, places in sorted(self.findings.items()))
+        return "".join(
+            f"{rule}:\n" + "".join(f"  {where}\n" for where in places)
+            for rule, places in sorted(self.findings.items())
+        )
 
 
 def level(rule: str, where: str) -> str:
     if rule.startswith("capability-"):
         return "low"
     path = where.split(":", 1)[0]
-    return "high" if rule.startswith("threat-setup-") or path.rsplit("/", 1)[-1] == "setup.py" else "medium"
+    return (
+        "high"
+        if rule.startswith("threat-setup-") or path.rsplit("/", 1)[-1] == "setup.py"
+        else "medium"
+    )
 
 
 def _findings(output: dict) -> dict[str, list[str]]:
     found = {}
     for rule, matches in (output.get("results") or {}).items():
         if isinstance(matches, list) and matches:
-            found[rule] = [f"{m.get('location', '?')}: {m.get('message', '')}" for m in matches if isinstance(m, dict)]
+            found[rule] = [
+                f"{m.get('location', '?')}: {m.get('message', '')}"
+                for m in matches
+                if isinstance(m, dict)
+            ]
         elif isinstance(matches, str) and matches:  # metadata rules answer with a sentence
             found[rule] = [matches]
     return found
@@ -81,8 +95,12 @@ def run_guarddog(sdist: Path) -> dict[str, list[str]]:
         env = {**clean_pip_env(), "HOME": str(home), "TMPDIR": str(home)}
         # --no-sandbox: guarddog's own (Landlock) sandbox is not needed inside ours. /etc/ssl: the
         # public CA certificates, which pygit2 (imported by guarddog) insists on loading.
-        argv = sandbox.command([guarddog, "pypi", "scan", str(sdist), "--output-format", "json", "--no-sandbox"],
-                               write=[home], read=[sdist.parent, Path("/etc/ssl")], cwd=home)
+        argv = sandbox.command(
+            [guarddog, "pypi", "scan", str(sdist), "--output-format", "json", "--no-sandbox"],
+            write=[home],
+            read=[sdist.parent, Path("/etc/ssl")],
+            cwd=home,
+        )
         proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=SCAN_SECONDS)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     if not lines:
@@ -113,4 +131,6 @@ def approve(farm, sha256: str, reviewer: str) -> None:
 
 def _keep(path: Path, scan: Scan) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, (json.dumps(asdict(scan), indent=2) + "\n").encode())  # builders scan one sdist at once
+    write_atomic(
+        path, (json.dumps(asdict(scan), indent=2) + "\n").encode()
+    )  # builders scan one sdist at once

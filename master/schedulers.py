@@ -57,20 +57,50 @@ class PackageChanges:
     change_category = "forced"
 
     @defer.inlineCallbacks
-    def addBuildsetForSourceStampsWithDefaults(self, reason, sourcestamps=None, waited_for=False, properties=None,
-                                               builderNames=None, priority=None, **kw):
-        package, version = (properties.getProperty(p) if properties else None for p in ("package", "version"))
+    def addBuildsetForSourceStampsWithDefaults(
+        self,
+        reason,
+        sourcestamps=None,
+        waited_for=False,
+        properties=None,
+        builderNames=None,
+        priority=None,
+        **kw,
+    ):
+        package, version = (
+            properties.getProperty(p) if properties else None for p in ("package", "version")
+        )
         # The force form's codebase is empty (NO_SOURCE): only a real source stamp is kept as given.
-        if any(ss.get("revision") or ss.get("repository") for ss in sourcestamps or []) or not package:
-            return (yield super().addBuildsetForSourceStampsWithDefaults(
-                reason, sourcestamps, waited_for, properties, builderNames, priority, **kw))
+        if (
+            any(ss.get("revision") or ss.get("repository") for ss in sourcestamps or [])
+            or not package
+        ):
+            return (
+                yield super().addBuildsetForSourceStampsWithDefaults(
+                    reason, sourcestamps, waited_for, properties, builderNames, priority, **kw
+                )
+            )
         changeid = yield self.master.data.updates.addChange(
-            author=properties.getProperty("owner") or self.name, comments=f"{package} {version or 'latest'}: {reason}",
+            author=properties.getProperty("owner") or self.name,
+            comments=f"{package} {version or 'latest'}: {reason}",
             project=package,
-            revision=version or "latest", category=self.change_category, repository="", branch=None,
-            codebase="", properties={})
-        return (yield self.addBuildsetForChanges(waited_for=waited_for, reason=reason, changeids=[changeid],
-                                                 builderNames=builderNames, properties=properties, priority=priority))
+            revision=version or "latest",
+            category=self.change_category,
+            repository="",
+            branch=None,
+            codebase="",
+            properties={},
+        )
+        return (
+            yield self.addBuildsetForChanges(
+                waited_for=waited_for,
+                reason=reason,
+                changeids=[changeid],
+                builderNames=builderNames,
+                properties=properties,
+                priority=priority,
+            )
+        )
 
 
 class BootstrapTriggerable(PackageChanges, Triggerable):
@@ -84,16 +114,24 @@ class BuildScheduler(PackageChanges, ForceScheduler):
 
     @defer.inlineCallbacks
     def gatherPropertiesAndChanges(self, collector, **kwargs):
-        properties, changeids, sourcestamps = yield super().gatherPropertiesAndChanges(collector, **kwargs)
+        properties, changeids, sourcestamps = yield super().gatherPropertiesAndChanges(
+            collector, **kwargs
+        )
         if properties.getProperty("rebuild") and properties.getProperty("verify"):
-            yield collector.collectValidationErrors("verify", self.refuse, "verify rebuilds what was published, and "
-                                              "publishes nothing: choose it or Rebuild, not both")
+            yield collector.collectValidationErrors(
+                "verify",
+                self.refuse,
+                "verify rebuilds what was published, and "
+                "publishes nothing: choose it or Rebuild, not both",
+            )
         elif properties.getProperty("rebuild"):
             bump = yield collector.collectValidationErrors("rebuild", self.plan_rebuild, properties)
             for name, value in (bump.as_properties() if bump else {}).items():
                 properties.setProperty(name, value, "Force Build Form")
         elif properties.getProperty("verify"):
-            planned = yield collector.collectValidationErrors("verify", self.plan_verify, properties)
+            planned = yield collector.collectValidationErrors(
+                "verify", self.plan_verify, properties
+            )
             for name, value in (planned or {}).items():
                 properties.setProperty(name, value, "Force Build Form")
         return properties, changeids, sourcestamps
@@ -109,7 +147,9 @@ class BuildScheduler(PackageChanges, ForceScheduler):
 
     @defer.inlineCallbacks
     def plan_rebuild(self, properties):
-        bump, _ = yield self._plan(properties, "rebuild", plan_rebuild, properties.getProperty("bump") or None)
+        bump, _ = yield self._plan(
+            properties, "rebuild", plan_rebuild, properties.getProperty("bump") or None
+        )
         return bump
 
     @defer.inlineCallbacks
@@ -132,66 +172,124 @@ class BuildersParameter(util.StringParameter):
         return [name for name in super().parse_from_arg(s).replace(",", " ").split() if name]
 
 
-NO_SOURCE = [util.CodebaseParameter(
-    "", label="", branch=util.FixedParameter(name="branch", default=""),
-    revision=util.FixedParameter(name="revision", default=""),
-    repository=util.FixedParameter(name="repository", default=""),
-    project=util.FixedParameter(name="project", default=""))]
+NO_SOURCE = [
+    util.CodebaseParameter(
+        "",
+        label="",
+        branch=util.FixedParameter(name="branch", default=""),
+        revision=util.FixedParameter(name="revision", default=""),
+        repository=util.FixedParameter(name="repository", default=""),
+        project=util.FixedParameter(name="project", default=""),
+    )
+]
 
 
 def bootstrap_schedulers(builder_names: list[str]) -> list:
     """The bootstrap form, and a Triggerable per wheel builder for the builds a bootstrap starts."""
-    return [*(BootstrapTriggerable(name=TRIGGER_PREFIX + name, builderNames=[name]) for name in builder_names), ForceScheduler(
-        name=BOOTSTRAP_SCHEDULER,
-        label="Bootstrap a tree",
-        buttonName="Bootstrap",
-        builderNames=["bootstrap"],
-        codebases=NO_SOURCE,
-        reason=util.StringParameter(name="reason", label="Reason", default="bootstrap", size=40),
-        properties=[
-            util.StringParameter(name="requirements", label="Requirements (PEP 508, separated by spaces)",
-                                 required=True, size=60),
-            util.TextParameter(name="constraints", label="Constraints (one requirement a line)", cols=60, rows=4),
-            util.IntParameter(name="versions", label="Newest N versions of each (0: one)", default=0),
-            BuildersParameter(name="builders", label="Builders (empty: those with workers here)", size=40),
-        ],
-    )]
+    return [
+        *(
+            BootstrapTriggerable(name=TRIGGER_PREFIX + name, builderNames=[name])
+            for name in builder_names
+        ),
+        ForceScheduler(
+            name=BOOTSTRAP_SCHEDULER,
+            label="Bootstrap a tree",
+            buttonName="Bootstrap",
+            builderNames=["bootstrap"],
+            codebases=NO_SOURCE,
+            reason=util.StringParameter(
+                name="reason", label="Reason", default="bootstrap", size=40
+            ),
+            properties=[
+                util.StringParameter(
+                    name="requirements",
+                    label="Requirements (PEP 508, separated by spaces)",
+                    required=True,
+                    size=60,
+                ),
+                util.TextParameter(
+                    name="constraints",
+                    label="Constraints (one requirement a line)",
+                    cols=60,
+                    rows=4,
+                ),
+                util.IntParameter(
+                    name="versions", label="Newest N versions of each (0: one)", default=0
+                ),
+                BuildersParameter(
+                    name="builders", label="Builders (empty: those with workers here)", size=40
+                ),
+            ],
+        ),
+    ]
 
 
 def yank_scheduler() -> ForceScheduler:
     """The yank form: PEP 592, files never deleted; who and why in farm/logs/yank.log."""
     return ForceScheduler(
-        name=YANK_SCHEDULER, label="Yank or unyank a version", buttonName="Yank", builderNames=["yank"],
-        codebases=NO_SOURCE, reason=util.FixedParameter(name="reason", default="yank"),
+        name=YANK_SCHEDULER,
+        label="Yank or unyank a version",
+        buttonName="Yank",
+        builderNames=["yank"],
+        codebases=NO_SOURCE,
+        reason=util.FixedParameter(name="reason", default="yank"),
         properties=[
             PackageNameParameter(name="package", label="Package", required=True, size=30),
             VersionParameter(name="version", label="Version", required=True, size=15),
-            util.StringParameter(name="file", label="Only this file (empty: every file of the version)", size=50),
+            util.StringParameter(
+                name="file", label="Only this file (empty: every file of the version)", size=50
+            ),
             util.StringParameter(name="yank_reason", label="Why (installers show it)", size=50),
             util.BooleanParameter(name="unyank", label="Unyank: take the yank back"),
-        ])
+        ],
+    )
 
 
 def make_schedulers(builder_names: list[str]) -> list:
     # A buildset per change (no tree-stable timer): each release or edit is built on its own.
-    from_changes = [AnyBranchScheduler(name=name, change_filter=util.ChangeFilter(category=category),
-                                       treeStableTimer=None, builderNames=builder_names, reason=reason)
-                    for name, category, reason in ((UPSTREAM_SCHEDULER, UPSTREAM_RELEASE, "released upstream"),
-                                                   ("settings-changes", SETTINGS_CHANGE, "settings or patches changed"))]
-    return [*from_changes, BuildScheduler(
-        name=FORCE_SCHEDULER,
-        label="Build a package",
-        buttonName="Build",
-        builderNames=builder_names,
-        codebases=NO_SOURCE,
-        reason=util.StringParameter(name="reason", label="Reason", default="forced build", size=40),
-        properties=[
-            PackageNameParameter(name="package", label="Package", required=True, size=30),
-            VersionParameter(name="version", label="Version (empty: latest)", size=15),
-            util.BooleanParameter(name="rebuild", label="Rebuild a version we have, published with a bump"),
-            util.BooleanParameter(name="verify", label="Verify: build a published version again, publish nothing, "
-                                                        "and compare (on another worker if one is free)"),
-            util.ChoiceStringParameter(name="bump", label="Bump (empty: the package's or the farm's default)",
-                                       choices=["", *BUMPS], default=""),
-        ],
-    ), *bootstrap_schedulers(builder_names), yank_scheduler()]
+    from_changes = [
+        AnyBranchScheduler(
+            name=name,
+            change_filter=util.ChangeFilter(category=category),
+            treeStableTimer=None,
+            builderNames=builder_names,
+            reason=reason,
+        )
+        for name, category, reason in (
+            (UPSTREAM_SCHEDULER, UPSTREAM_RELEASE, "released upstream"),
+            ("settings-changes", SETTINGS_CHANGE, "settings or patches changed"),
+        )
+    ]
+    return [
+        *from_changes,
+        BuildScheduler(
+            name=FORCE_SCHEDULER,
+            label="Build a package",
+            buttonName="Build",
+            builderNames=builder_names,
+            codebases=NO_SOURCE,
+            reason=util.StringParameter(
+                name="reason", label="Reason", default="forced build", size=40
+            ),
+            properties=[
+                PackageNameParameter(name="package", label="Package", required=True, size=30),
+                VersionParameter(name="version", label="Version (empty: latest)", size=15),
+                util.BooleanParameter(
+                    name="rebuild", label="Rebuild a version we have, published with a bump"
+                ),
+                util.BooleanParameter(
+                    name="verify",
+                    label="Verify: build a published version again, publish nothing, "
+                    "and compare (on another worker if one is free)",
+                ),
+                util.ChoiceStringParameter(
+                    name="bump",
+                    label="Bump (empty: the package's or the farm's default)",
+                    choices=["", *BUMPS],
+                    default="",
+                ),
+            ],
+        ),
+        *bootstrap_schedulers(builder_names),
+        yank_scheduler(),
+    ]

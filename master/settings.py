@@ -76,25 +76,35 @@ def _parse(path: Path) -> PackageSettings:
     known = PackageSettings.__dataclass_fields__
     unknown = sorted(set(data) - set(known))
     if unknown:
-        raise SettingsError(f"{path}: unknown setting {', '.join(unknown)} (known: {', '.join(known)})")
+        raise SettingsError(
+            f"{path}: unknown setting {', '.join(unknown)} (known: {', '.join(known)})"
+        )
     settings = PackageSettings(**data)
     if settings.build_frontend not in FRONTENDS:
         raise SettingsError(f"{path}: build_frontend must be one of {', '.join(FRONTENDS)}")
     if not isinstance(settings.prereleases, bool):
         raise SettingsError(f"{path}: prereleases must be true or false")
-    if settings.min_release_age is not None and not isinstance(settings.min_release_age, (int, float)):
+    if settings.min_release_age is not None and not isinstance(
+        settings.min_release_age, (int, float)
+    ):
         raise SettingsError(f"{path}: min_release_age must be a number of seconds")
     if settings.rebuild_bump not in (None, *BUMPS):
         raise SettingsError(f"{path}: rebuild_bump must be one of {', '.join(BUMPS)}")
     if not all(isinstance(m, str) and m.replace(".", "").isidentifier() for m in settings.imports):
         raise SettingsError(f"{path}: imports must be a list of module names")
     source = settings.source
-    git = isinstance(source, dict) and set(source) <= {"git", "ref"} and isinstance(source.get("git"), str) \
+    git = (
+        isinstance(source, dict)
+        and set(source) <= {"git", "ref"}
+        and isinstance(source.get("git"), str)
         and isinstance(source.get("ref", ""), str)
+    )
     url = isinstance(source, dict) and set(source) == {"url"} and isinstance(source["url"], str)
     if source is not None and not (git or url):
-        raise SettingsError(f'{path}: source must be {{git: URL, ref: "v${{version}}"}} (ref defaults to ${{version}}) '
-                            'or {url: "https://.../${version}.tar.gz"}')
+        raise SettingsError(
+            f'{path}: source must be {{git: URL, ref: "v${{version}}"}} (ref defaults to ${{version}}) '
+            'or {url: "https://.../${version}.tar.gz"}'
+        )
     return settings
 
 
@@ -103,7 +113,11 @@ def patches_for(settings_dir: Path, project: str, version: str) -> list[Path]:
     folders = []
     for name in _names(project):
         folders.append(patches_dir / name)
-        folders += [d for d in patches_dir.glob(f"{name}-*") if _is_version(d.name[len(name) + 1:], version)]
+        folders += [
+            d
+            for d in patches_dir.glob(f"{name}-*")
+            if _is_version(d.name[len(name) + 1 :], version)
+        ]
     patches = [p for folder in folders if folder.is_dir() for p in folder.glob("*.patch")]
     return sorted(patches, key=lambda p: (p.name, str(p)))
 

@@ -1,6 +1,6 @@
 """Edits to a package's settings or patches, as Buildbot changes: the versions our index has are
-rebuilt with them (with the package's or the farm's rebuild bump, master/bumps.py), so the index never keeps wheels made under
-settings that are no longer ours.
+rebuilt with them (with the package's or the farm's rebuild bump, master/bumps.py), so the index
+never keeps wheels made under settings that are no longer ours.
 
 Every poll it hashes, per package, the settings file and each patches folder (fromager's layout,
 see settings.py). A digest that differs from the last poll's is a change: a settings file or a
@@ -28,7 +28,7 @@ CATEGORY = "settings-change"
 
 
 def digests(settings_dir: Path) -> dict[str, str]:
-    """"project" or "project==version" -> a digest of its settings file or patches folder."""
+    """ "project" or "project==version" -> a digest of its settings file or patches folder."""
     found: dict = {}
     candidates = [*settings_dir.glob("settings/*.yaml"), *settings_dir.glob("patches/*/*.patch")]
     for path in sorted(candidates):
@@ -82,10 +82,19 @@ class SettingsChanges(FarmPoller):
         before = await self.getState("digests", None)
         now = await threads.deferToThread(digests, self.farm.settings_dir)
         if before is not None and before != now:
-            for project, version, bump in await threads.deferToThread(rebuilds, before, now, self.farm):
+            for project, version, bump in await threads.deferToThread(
+                rebuilds, before, now, self.farm
+            ):
                 await self.master.data.updates.addChange(
-                    author="settings", comments=f"settings or patches of {project} changed: rebuilding {version}",
-                    category=CATEGORY, project=project,
-                    properties={"package": project, "version": version, **bump,
-                                "reason": "settings or patches changed"})
+                    author="settings",
+                    comments=f"settings or patches of {project} changed: rebuilding {version}",
+                    category=CATEGORY,
+                    project=project,
+                    properties={
+                        "package": project,
+                        "version": version,
+                        **bump,
+                        "reason": "settings or patches changed",
+                    },
+                )
         await self.setState("digests", now)

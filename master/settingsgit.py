@@ -30,16 +30,32 @@ CATEGORY = "settings-git"
 
 
 def settings_poller(farm) -> GitPoller:
-    return GitPoller(repourl=farm.settings_git, branches=[farm.settings_branch], category=CATEGORY,
-                     pollInterval=farm.settings_poll_interval, pollAtLaunch=True,
-                     workdir=str(farm.root / "master" / "settings-gitpoller"))
+    return GitPoller(
+        repourl=farm.settings_git,
+        branches=[farm.settings_branch],
+        category=CATEGORY,
+        pollInterval=farm.settings_poll_interval,
+        pollAtLaunch=True,
+        workdir=str(farm.root / "master" / "settings-gitpoller"),
+    )
 
 
 def clone_settings(farm) -> None:
     """The settings directory as a checkout of the settings repository (made once)."""
     if not (farm.settings_dir / ".git").exists():
-        subprocess.run(["git", "clone", "--quiet", "--branch", farm.settings_branch, farm.settings_git,
-                        str(farm.settings_dir)], check=True, capture_output=True)
+        subprocess.run(
+            [
+                "git",
+                "clone",
+                "--quiet",
+                "--branch",
+                farm.settings_branch,
+                farm.settings_git,
+                str(farm.settings_dir),
+            ],
+            check=True,
+            capture_output=True,
+        )
 
 
 def changed_packages(settings_dir: Path, paths: list[str]) -> list[tuple[str, str | None]]:
@@ -75,22 +91,34 @@ class SettingsFromGit(ReconfigurableBaseScheduler):
             await self.startConsumingChanges(change_filter=util.ChangeFilter(category=CATEGORY))
 
     async def gotChange(self, change, important):
-        rebuilds = await threads.deferToThread(self._checkout_and_plan, change.revision, change.files)
+        rebuilds = await threads.deferToThread(
+            self._checkout_and_plan, change.revision, change.files
+        )
         for project, version, bump in rebuilds:
             await self.addBuildsetForSourceStampsWithDefaults(
                 reason=f"settings or patches changed in {change.revision[:12]}",
-                properties=Properties(package=project, version=version, reason="settings or patches changed",
-                                           settings_commit=change.revision, **bump))
+                properties=Properties(
+                    package=project,
+                    version=version,
+                    reason="settings or patches changed",
+                    settings_commit=change.revision,
+                    **bump,
+                ),
+            )
 
     def _checkout_and_plan(self, revision: str, paths: list[str]) -> list[tuple[str, str, dict]]:
         git = ["git", "-C", str(self.farm.settings_dir)]
         subprocess.run([*git, "fetch", "--quiet", "origin"], check=True, capture_output=True)
-        subprocess.run([*git, "checkout", "--quiet", "--detach", revision], check=True, capture_output=True)
+        subprocess.run(
+            [*git, "checkout", "--quiet", "--detach", revision], check=True, capture_output=True
+        )
         found = []
         for project, version in changed_packages(self.farm.settings_dir, paths):
             planned = rebuild_properties(self.farm, project, version)
             if planned:
                 found.append((project, *planned))
             else:
-                log.msg(f"settings-git: {project} changed in {revision[:12]}; our index has no wheel of it to rebuild")
+                log.msg(
+                    f"settings-git: {project} changed in {revision[:12]}; our index has no wheel of it to rebuild"
+                )
         return found

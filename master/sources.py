@@ -26,8 +26,14 @@ class ArchivedSdist:
     commit: str | None = None
 
 
-def obtain_sdist(farm, project: str, version: str | None, upload_user: str, upload_password: str,
-                 source: dict | None = None) -> ArchivedSdist:
+def obtain_sdist(
+    farm,
+    project: str,
+    version: str | None,
+    upload_user: str,
+    upload_password: str,
+    source: dict | None = None,
+) -> ArchivedSdist:
     """The verified sdist of project==version on the master's disk, archived in our source index
     (made from the git repository or archive `source` names, where the package's settings name one)."""
     try:
@@ -36,18 +42,41 @@ def obtain_sdist(farm, project: str, version: str | None, upload_user: str, uplo
         archived = None
     if archived is not None:
         path = download_verified(archived, farm.source_cache)
-        return ArchivedSdist(path, archived, "archive", archived.url, "our source archive (rebuild)")
+        return ArchivedSdist(
+            path, archived, "archive", archived.url, "our source archive (rebuild)"
+        )
     if source:
         if not version:
-            raise SourceError(f"{project}'s source is not an sdist upstream: name the version to build")
-        made = (sdist_from_git(source["git"], source.get("ref", "${version}"), project, version, farm.source_cache)
-                if "git" in source else sdist_from_url(source["url"], project, version, farm.source_cache))
-        found = Sdist(canonicalize_name(project), version, made.path.name, made.url, sha256_of(made.path))
-        provenance, origin, commit, path = made.provenance, "git" if made.commit else "url", made.commit, made.path
-        fetched_from = f"git {made.url} {made.ref} (commit {made.commit})" if made.commit else made.url
+            raise SourceError(
+                f"{project}'s source is not an sdist upstream: name the version to build"
+            )
+        made = (
+            sdist_from_git(
+                source["git"], source.get("ref", "${version}"), project, version, farm.source_cache
+            )
+            if "git" in source
+            else sdist_from_url(source["url"], project, version, farm.source_cache)
+        )
+        found = Sdist(
+            canonicalize_name(project), version, made.path.name, made.url, sha256_of(made.path)
+        )
+        provenance, origin, commit, path = (
+            made.provenance,
+            "git" if made.commit else "url",
+            made.commit,
+            made.path,
+        )
+        fetched_from = (
+            f"git {made.url} {made.ref} (commit {made.commit})" if made.commit else made.url
+        )
     else:
         found = find_sdist(farm.upstream, project, version)
-        provenance, origin, fetched_from, commit = {"upstream_url": found.url}, "upstream", found.url, None
+        provenance, origin, fetched_from, commit = (
+            {"upstream_url": found.url},
+            "upstream",
+            found.url,
+            None,
+        )
         path = download_verified(found, farm.source_cache)
     try:
         upload(farm.upload_url, upload_user, upload_password, path, provenance=provenance)
@@ -55,8 +84,14 @@ def obtain_sdist(farm, project: str, version: str | None, upload_user: str, uplo
         # Another builder of the matrix archived it meanwhile: the same file, or the archive is wrong.
         if exc.status != 409 or _archived_sha256(farm, found) != found.sha256:
             raise
-    return ArchivedSdist(path, found, origin, f"{farm.sources_url}{found.project}/{found.filename}", fetched_from,
-                         commit)
+    return ArchivedSdist(
+        path,
+        found,
+        origin,
+        f"{farm.sources_url}{found.project}/{found.filename}",
+        fetched_from,
+        commit,
+    )
 
 
 def _archived_sha256(farm, sdist: Sdist) -> str | None:

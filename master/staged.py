@@ -32,7 +32,10 @@ def keep(wheel: Path, provenance: dict, freeze: str | None) -> None:
 
 
 def kept_wheels(staging_dir: Path) -> list[Path]:
-    return sorted(m.with_name(m.name[: -len(MANIFEST_SUFFIX)]) for m in staging_dir.glob(f"*/*{MANIFEST_SUFFIX}"))
+    return sorted(
+        m.with_name(m.name[: -len(MANIFEST_SUFFIX)])
+        for m in staging_dir.glob(f"*/*{MANIFEST_SUFFIX}")
+    )
 
 
 def _forget(wheel: Path) -> None:
@@ -48,14 +51,23 @@ def publish_kept(farm, password: str) -> list[str]:
     for wheel in kept_wheels(farm.staging_dir):
         kept = json.loads(wheel.with_name(wheel.name + MANIFEST_SUFFIX).read_text())
         try:
-            upload(farm.upload_url, UPLOAD_USER, password, wheel, provenance=kept["provenance"], freeze=kept["freeze"])
+            upload(
+                farm.upload_url,
+                UPLOAD_USER,
+                password,
+                wheel,
+                provenance=kept["provenance"],
+                freeze=kept["freeze"],
+            )
         except UploadError as exc:
             if retryable(exc):
                 outcomes.append(f"{wheel.name}: still kept, not published: {exc}")
                 continue
             outcomes.append(f"{wheel.name}: dropped, the index refused it: {exc}")
         else:
-            outcomes.append(f"{wheel.name}: published, made by {kept['provenance'].get('build_url')}")
+            outcomes.append(
+                f"{wheel.name}: published, made by {kept['provenance'].get('build_url')}"
+            )
         _forget(wheel)
     return outcomes
 
@@ -89,5 +101,7 @@ class KeptWheelPublisher(service.BuildbotService):
     @poll.method
     async def retry(self):
         if kept_wheels(self.farm.staging_dir):
-            for outcome in await threads.deferToThread(publish_kept, self.farm, self.farm.secret(UPLOAD_SECRET)):
+            for outcome in await threads.deferToThread(
+                publish_kept, self.farm, self.farm.secret(UPLOAD_SECRET)
+            ):
                 log.msg(f"kept wheel {outcome}")

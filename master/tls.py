@@ -56,7 +56,9 @@ def names_in(cert: Path) -> set[str]:
         alt = made.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
         return set()
-    return {str(n) for n in alt.get_values_for_type(x509.IPAddress)} | set(alt.get_values_for_type(x509.DNSName))
+    return {str(n) for n in alt.get_values_for_type(x509.IPAddress)} | set(
+        alt.get_values_for_type(x509.DNSName)
+    )
 
 
 def make_self_signed(cert: Path, key: Path, names: list[str], days: int = 3650) -> None:
@@ -74,15 +76,27 @@ def make_self_signed(cert: Path, key: Path, names: list[str], days: int = 3650) 
             alt.append(x509.IPAddress(ipaddress.ip_address(name)))
         except ValueError:
             alt.append(x509.DNSName(name))
-    made = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(private.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=days))
-            .add_extension(x509.SubjectAlternativeName(alt), critical=False)
-            # Its own authority: a worker trusts it as the one root it knows.
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .sign(private, hashes.SHA256()))
-    write_atomic(key, private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                            serialization.NoEncryption()))
+    made = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(private.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=days))
+        .add_extension(x509.SubjectAlternativeName(alt), critical=False)
+        # Its own authority: a worker trusts it as the one root it knows.
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .sign(private, hashes.SHA256())
+    )
+    write_atomic(
+        key,
+        private.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ),
+    )
     write_atomic(cert, made.public_bytes(serialization.Encoding.PEM))
     # Buildbot reads the secrets folder only when no file in it is readable by others.
     for path in (key, cert):

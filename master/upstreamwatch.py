@@ -36,8 +36,9 @@ def page_url(upstream: str, project: str) -> str:
     return f"{upstream.rstrip('/')}/{canonicalize_name(project)}/"
 
 
-def fetch_page(session: requests.Session, upstream: str, project: str, state: dict,
-               conditional: bool = True) -> ProjectPage | None:
+def fetch_page(
+    session: requests.Session, upstream: str, project: str, state: dict, conditional: bool = True
+) -> ProjectPage | None:
     """The project's page, or None if it has not changed since the state's validators. Updates
     the validators in state. A project upstream lacks has an empty page."""
     headers = {"Accept": ACCEPT_JSON_PREFERRED}
@@ -53,12 +54,22 @@ def fetch_page(session: requests.Session, upstream: str, project: str, state: di
     response.raise_for_status()
     serial = response.headers.get(SERIAL_HEADER)
     unchanged = conditional and serial is not None and serial == state.get("serial")
-    state.update(etag=response.headers.get("ETag"), last_modified=response.headers.get("Last-Modified"), serial=serial)
+    state.update(
+        etag=response.headers.get("ETag"),
+        last_modified=response.headers.get("Last-Modified"),
+        serial=serial,
+    )
     return None if unchanged else ProjectPage.from_response(response, project)
 
 
-def decide(page: ProjectPage, state: dict, wants, min_age: float, now: float,
-           announced: frozenset[str] = frozenset()) -> list[Release]:
+def decide(
+    page: ProjectPage,
+    state: dict,
+    wants,
+    min_age: float,
+    now: float,
+    announced: frozenset[str] = frozenset(),
+) -> list[Release]:
     """The releases on the page to build now; notes them (and those passed over) in state.
     wants(version) says whether the allow-list and the package's settings want a version; on a
     first look, the versions a changelog announced are new, the rest history."""
@@ -78,12 +89,18 @@ def decide(page: ProjectPage, state: dict, wants, min_age: float, now: float,
         if (first_look and version not in announced) or not wants(version):
             seen.add(version)
             continue
-        uploaded = package.upload_time.timestamp() if package.upload_time else was_waiting.get(version, now)
+        uploaded = (
+            package.upload_time.timestamp()
+            if package.upload_time
+            else was_waiting.get(version, now)
+        )
         if min_age > 0 and now - uploaded < min_age:
             waiting[version] = uploaded
             continue
         seen.add(version)
-        found.append(Release(canonicalize_name(page.project), version, package.filename, int(uploaded)))
+        found.append(
+            Release(canonicalize_name(page.project), version, package.filename, int(uploaded))
+        )
     state.update(seen=sorted(seen, key=Version), waiting=waiting)
     return found
 

@@ -38,8 +38,11 @@ def plan_verify(farm, project: str, version: str) -> dict:
     if not builds:
         raise NothingToVerify(f"our index has no wheel of {project} {version} to verify: build it")
     latest = builds[-1]
-    return {"wheel_version": str(parse_wheel_filename(latest["filename"])[1]),
-            "build_tag": build_number(latest["filename"]), "avoid_worker": latest["provenance"].get("workername")}
+    return {
+        "wheel_version": str(parse_wheel_filename(latest["filename"])[1]),
+        "build_tag": build_number(latest["filename"]),
+        "avoid_worker": latest["provenance"].get("workername"),
+    }
 
 
 def prefer_another_worker(builder, workers, buildrequest):
@@ -60,7 +63,9 @@ class Comparison:
 
 
 def _members(zf: zipfile.ZipFile, skip) -> dict[str, bytes]:
-    return {i.filename: zf.read(i) for i in zf.infolist() if not skip(i.filename) and not i.is_dir()}
+    return {
+        i.filename: zf.read(i) for i in zf.infolist() if not skip(i.filename) and not i.is_dir()
+    }
 
 
 def _text_diff(name: str, old: bytes, new: bytes) -> list[str]:
@@ -70,9 +75,14 @@ def _text_diff(name: str, old: bytes, new: bytes) -> list[str]:
         a, b = old.decode(), new.decode()
     except UnicodeDecodeError:
         return []
-    lines = list(difflib.unified_diff(a.splitlines(), b.splitlines(), f"published/{name}", f"rebuilt/{name}",
-                                      lineterm=""))
-    return lines[:MAX_DIFF_LINES] + ([f"... ({len(lines) - MAX_DIFF_LINES} more lines)"] if len(lines) > MAX_DIFF_LINES else [])
+    lines = list(
+        difflib.unified_diff(
+            a.splitlines(), b.splitlines(), f"published/{name}", f"rebuilt/{name}", lineterm=""
+        )
+    )
+    return lines[:MAX_DIFF_LINES] + (
+        [f"... ({len(lines) - MAX_DIFF_LINES} more lines)"] if len(lines) > MAX_DIFF_LINES else []
+    )
 
 
 def compare(published: Path, rebuilt: Path, built_sha256: str | None) -> Comparison:
@@ -80,21 +90,30 @@ def compare(published: Path, rebuilt: Path, built_sha256: str | None) -> Compari
     check_members(rebuilt)  # a build made it: no bomb before its members are read
     rebuilt_sha256 = hashlib.sha256(rebuilt.read_bytes()).hexdigest()
     if rebuilt_sha256 == built_sha256:
-        return Comparison(True, text=f"reproducible: the rebuild is the wheel the worker built, bit for bit "
-                                     f"(sha256 {rebuilt_sha256})\n")
+        return Comparison(
+            True,
+            text=f"reproducible: the rebuild is the wheel the worker built, bit for bit "
+            f"(sha256 {rebuilt_sha256})\n",
+        )
     with zipfile.ZipFile(published) as old_zip, zipfile.ZipFile(rebuilt) as new_zip:
         old = _members(old_zip, is_ours)
         new = _members(new_zip, lambda name: name.endswith(".dist-info/RECORD"))
     differing = sorted(n for n in set(old) & set(new) if old[n] != new[n])
     result = Comparison(False, differing, sorted(set(old) - set(new)), sorted(set(new) - set(old)))
-    lines = [f"not reproducible: the rebuild's sha256 is {rebuilt_sha256}, the worker built {built_sha256}"]
+    lines = [
+        f"not reproducible: the rebuild's sha256 is {rebuilt_sha256}, the worker built {built_sha256}"
+    ]
     if not (differing or result.only_published or result.only_rebuilt):
-        lines.append("the same files with the same bytes, but not the same archive (member dates, modes or order)")
+        lines.append(
+            "the same files with the same bytes, but not the same archive (member dates, modes or order)"
+        )
     lines += [f"only in the published wheel: {n}" for n in result.only_published]
     lines += [f"only in the rebuild: {n}" for n in result.only_rebuilt]
     for name in differing:
-        lines.append(f"differs: {name} (sha256 {hashlib.sha256(old[name]).hexdigest()[:16]}… published, "
-                     f"{hashlib.sha256(new[name]).hexdigest()[:16]}… rebuilt)")
+        lines.append(
+            f"differs: {name} (sha256 {hashlib.sha256(old[name]).hexdigest()[:16]}… published, "
+            f"{hashlib.sha256(new[name]).hexdigest()[:16]}… rebuilt)"
+        )
         lines += _text_diff(name, old[name], new[name])
     result.text = "\n".join(lines) + "\n"
     return result

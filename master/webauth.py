@@ -42,14 +42,21 @@ class FarmUserInfo(auth.UserInfoProviderBase):
         self.users = users
 
     def getUserInfo(self, username):
-        return defer.succeed({"email": username, "full_name": username,
-                              "groups": accounts.roles(self.users, username)})
+        return defer.succeed(
+            {
+                "email": username,
+                "full_name": username,
+                "groups": accounts.roles(self.users, username),
+            }
+        )
 
 
 def www_auth(users: Path) -> dict:
     """The `auth` and `authz` entries of the master's `www` configuration."""
     return {
         "auth": FarmUsers(users),
-        "authz": util.Authz(allowRules=[util.AnyControlEndpointMatcher(role="releng")],
-                            roleMatchers=[util.RolesFromGroups()]),
+        "authz": util.Authz(
+            allowRules=[util.AnyControlEndpointMatcher(role="releng")],
+            roleMatchers=[util.RolesFromGroups()],
+        ),
     }

@@ -9,14 +9,26 @@ from wheelwright.index.upload import yank
 from wheelwright.master.farm import UPLOAD_USER
 
 
-def yank_and_log(farm, password: str, project: str, version: str, reason: str | None, filename: str | None,
-                 by: str, note: str = "") -> dict:
+def yank_and_log(
+    farm,
+    password: str,
+    project: str,
+    version: str,
+    reason: str | None,
+    filename: str | None,
+    by: str,
+    note: str = "",
+) -> dict:
     """Yank project==version (or the one file) with the reason, or unyank it (reason None), and log
     it; returns the index's answer. Raises UploadError."""
-    answer = yank(farm.index_root + "yank/", UPLOAD_USER, password, project, version, reason, filename)
+    answer = yank(
+        farm.index_root + "yank/", UPLOAD_USER, password, project, version, reason, filename
+    )
     action = "yank" if reason else "unyank"
     farm.logs_dir.mkdir(parents=True, exist_ok=True)
     with open(farm.logs_dir / "yank.log", "a") as log:
-        log.write(f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {action} {' '.join(answer['files'])} "
-                  f"by {by}: {reason or note}\n")
+        log.write(
+            f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {action} {' '.join(answer['files'])} "
+            f"by {by}: {reason or note}\n"
+        )
     return answer

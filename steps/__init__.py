@@ -13,5 +13,13 @@ from wheelwright.steps.validate import ValidateInstallDeps
 from wheelwright.steps.verify import VerifyReproducible
 from wheelwright.steps.wheel import BuildWheel
 
-PIPELINE = (DownloadSource, PrepareSource, PrepareBuildEnv, BuildWheel, ValidateInstallDeps, UpdateIndex,
-            RebuildDiff, VerifyReproducible)
+PIPELINE = (
+    DownloadSource,
+    PrepareSource,
+    PrepareBuildEnv,
+    BuildWheel,
+    ValidateInstallDeps,
+    UpdateIndex,
+    RebuildDiff,
+    VerifyReproducible,
+)

@@ -51,6 +51,7 @@ class BootstrapTree(WheelwrightStep):
     @property
     def subject(self) -> str:
         return f"bootstrap {self.getProperty('requirements', '')}"
+
     description = ["planning the tree"]
 
     def __init__(self, **kwargs):
@@ -60,12 +61,23 @@ class BootstrapTree(WheelwrightStep):
         builders = self.getProperty("builders") or self.farm.local_builders()
         try:
             nodes, keys = await threads.deferToThread(
-                bootstrap.plan_tree, self.farm, self.getProperty("requirements", "").split(), self.getProperty("constraints") or "",
-                int(self.getProperty("versions") or 0))
+                bootstrap.plan_tree,
+                self.farm,
+                self.getProperty("requirements", "").split(),
+                self.getProperty("constraints") or "",
+                int(self.getProperty("versions") or 0),
+            )
         except (bootstrap.BootstrapError, SourceError, IndexUnreachable) as exc:
             return await self.fail(str(exc))
-        planned = [{"key": k, "project": nodes[k].project, "version": nodes[k].version, "after": sorted(nodes[k].needs)}
-                   for k in keys]
+        planned = [
+            {
+                "key": k,
+                "project": nodes[k].project,
+                "version": nodes[k].version,
+                "after": sorted(nodes[k].needs),
+            }
+            for k in keys
+        ]
         await self.addCompleteLog("plan", json.dumps(planned, indent=2) + "\n")
         await self.keep_plan(nodes)
         self.progress = await self.addLog("progress")
@@ -74,17 +86,24 @@ class BootstrapTree(WheelwrightStep):
         await self.keep_plan(nodes)
         self.setProperty("bootstrap_outcome", {"plan": planned, **outcome}, self.name)
         builderid = await self.master.data.updates.findBuilderId(self.getProperty("buildername"))
-        await self.addURL("the tree (picture)", f"{self.farm.ui_url}plugins/wsgi_dashboards/{DASHBOARD}/tree/"
-                                                f"{builderid}/{self.build.number}.svg")
-        self.descriptionDone = [f"{count(len(outcome['built']), 'package')} built"
-                                + (f", {len(outcome['failed'])} failed" if outcome["failed"] else "")
-                                + (f", {len(outcome['not_built'])} skipped" if outcome["not_built"] else "")]
+        await self.addURL(
+            "the tree (picture)",
+            f"{self.farm.ui_url}plugins/wsgi_dashboards/{DASHBOARD}/tree/"
+            f"{builderid}/{self.build.number}.svg",
+        )
+        self.descriptionDone = [
+            f"{count(len(outcome['built']), 'package')} built"
+            + (f", {len(outcome['failed'])} failed" if outcome["failed"] else "")
+            + (f", {len(outcome['not_built'])} skipped" if outcome["not_built"] else "")
+        ]
         self.build_summary = self.descriptionDone[0]
         return FAILURE if outcome["failed"] or outcome["not_built"] else SUCCESS
 
     async def keep_plan(self, nodes) -> None:
         graph = json.dumps(bootstrap.graph_json(nodes), indent=2) + "\n"
-        order = json.dumps(bootstrap.build_order_json(nodes, bootstrap.order(nodes)), indent=2) + "\n"
+        order = (
+            json.dumps(bootstrap.build_order_json(nodes, bootstrap.order(nodes)), indent=2) + "\n"
+        )
         folder = self.farm.logs_dir / "bootstrap"
         await threads.deferToThread(folder.mkdir, parents=True, exist_ok=True)
         for name, text in (("graph.json", graph), ("build-order.json", order)):
@@ -102,15 +121,20 @@ class BootstrapTree(WheelwrightStep):
         first = bootstrap.priorities(self.nodes, history)
         while pending or running:
             # the step's summary is the tree's progress (the UI and `wheelwright bootstrap --wait` show it)
-            self.description = [f"{len(built)} of {len(bootstrap.buildable(self.nodes))} built, {len(running)} building"
-                                + (f", {len(failed)} failed" if failed else "")]
+            self.description = [
+                f"{len(built)} of {len(bootstrap.buildable(self.nodes))} built, {len(running)} building"
+                + (f", {len(failed)} failed" if failed else "")
+            ]
             self.updateSummary()
             for key, node in list(pending.items()):
                 if blocked := node.needs & (failed.keys() | not_built.keys()):
                     not_built[key] = f"needs {', '.join(sorted(blocked))}"
                     del pending[key]
                     await self.say(f"{key} not built: {not_built[key]}")
-            ready = sorted((k for k, n in pending.items() if n.needs <= built.keys()), key=lambda k: (-first.get(k, 0), k))
+            ready = sorted(
+                (k for k, n in pending.items() if n.needs <= built.keys()),
+                key=lambda k: (-first.get(k, 0), k),
+            )
             for key in ready[: slots - len(running)]:
                 running[key] = await self.trigger(pending.pop(key), builders)
                 await self.say(f"{key} started on {', '.join(builders)}")
@@ -123,28 +147,45 @@ class BootstrapTree(WheelwrightStep):
                 durations[key] = max((b["duration"] for b in builds), default=0)
                 if builds and all(b["results"] in (SUCCESS, WARNINGS, SKIPPED) for b in builds):
                     built[key] = [b["url"] for b in builds]
-                    await self.say(f"{key} built ({len(built)} of {len(bootstrap.buildable(self.nodes))})")
+                    await self.say(
+                        f"{key} built ({len(built)} of {len(bootstrap.buildable(self.nodes))})"
+                    )
                     continue
-                found = {kind: sorted({m for b in builds for m in b["properties"].get(prop) or []})
-                         for kind, prop in DISCOVERED.items()}
+                found = {
+                    kind: sorted({m for b in builds for m in b["properties"].get(prop) or []})
+                    for kind, prop in DISCOVERED.items()
+                }
                 if any(found.values()) and key not in discovered:
                     discovered[key] = [m for missing in found.values() for m in missing]
                     for kind, missing in found.items():
-                        new = await threads.deferToThread(bootstrap.plan_discovered, self.farm, self.nodes, key, missing,
-                                                          kind, {})
+                        new = await threads.deferToThread(
+                            bootstrap.plan_discovered, self.farm, self.nodes, key, missing, kind, {}
+                        )
                         pending.update({k: self.nodes[k] for k in new})
                     pending[key] = self.nodes[key]
                     first = bootstrap.priorities(self.nodes, history)
-                    await self.say(f"{key} needs {', '.join(discovered[key])}, which its sdist did not say: "
-                                   "building them, then it again")
+                    await self.say(
+                        f"{key} needs {', '.join(discovered[key])}, which its sdist did not say: "
+                        "building them, then it again"
+                    )
                     continue
-                failed[key] = {b["builder"]: {"url": b["url"], "failed_steps": b["failed_steps"]} for b in builds} \
-                    or "no build ran"
+                failed[key] = {
+                    b["builder"]: {"url": b["url"], "failed_steps": b["failed_steps"]}
+                    for b in builds
+                } or "no build ran"
                 await self.say(f"{key} FAILED: {json.dumps(failed[key])}")
-        await threads.deferToThread(self.farm.add_bootstrap_durations,
-                                    {self.nodes[k].project: d for k, d in durations.items() if k in built})
-        return {"built": built, "failed": failed, "not_built": not_built, "discovered": discovered,
-                "makespan_s": round(time.monotonic() - started, 2), "durations_s": durations}
+        await threads.deferToThread(
+            self.farm.add_bootstrap_durations,
+            {self.nodes[k].project: d for k, d in durations.items() if k in built},
+        )
+        return {
+            "built": built,
+            "failed": failed,
+            "not_built": not_built,
+            "discovered": discovered,
+            "makespan_s": round(time.monotonic() - started, 2),
+            "durations_s": durations,
+        }
 
     async def trigger(self, node, builders: list[str]) -> defer.Deferred:
         """Trigger node's build on every builder; fires with their (result, brids) pairs."""
@@ -152,11 +193,18 @@ class BootstrapTree(WheelwrightStep):
         for builder in builders:
             scheduler = self.master.scheduler_manager.namedServices[TRIGGER_PREFIX + builder]
             props = Properties()
-            for name, value in (("package", node.project), ("version", node.version),
-                                ("reason", f"bootstrap build {self.build.number}: {node.key}")):
+            for name, value in (
+                ("package", node.project),
+                ("version", node.version),
+                ("reason", f"bootstrap build {self.build.number}: {node.key}"),
+            ):
                 props.setProperty(name, value, "bootstrap")
-            ids, results = scheduler.trigger(waited_for=True, set_props=props, parent_buildid=self.build.buildid,
-                                             parent_relationship="bootstrap")
+            ids, results = scheduler.trigger(
+                waited_for=True,
+                set_props=props,
+                parent_buildid=self.build.buildid,
+                parent_relationship="bootstrap",
+            )
             await ids
             waiting.append(results)
         return defer.gatherResults(waiting, consumeErrors=True)
@@ -168,15 +216,25 @@ class BootstrapTree(WheelwrightStep):
         for _, brids in outcomes:
             for builderid, brid in brids.items():
                 for build in await self.master.data.get(("buildrequests", brid, "builds")):
-                    properties = await self.master.data.get(("builds", build["buildid"], "properties"))
+                    properties = await self.master.data.get(
+                        ("builds", build["buildid"], "properties")
+                    )
                     steps = await self.master.data.get(("builds", build["buildid"], "steps"))
                     builder = await self.master.data.get(("builders", builderid))
-                    found.append({
-                        "builder": builder["name"], "results": build["results"],
-                        "duration": (build["complete_at"] - build["started_at"]).total_seconds(),
-                        "url": getURLForBuild(self.master, builderid, build["number"]),
-                        "properties": {name: value for name, (value, _) in properties.items()},
-                        "failed_steps": {s["name"]: s["state_string"] for s in steps
-                                         if s["results"] not in (None, SUCCESS, SKIPPED, WARNINGS)},
-                    })
+                    found.append(
+                        {
+                            "builder": builder["name"],
+                            "results": build["results"],
+                            "duration": (
+                                build["complete_at"] - build["started_at"]
+                            ).total_seconds(),
+                            "url": getURLForBuild(self.master, builderid, build["number"]),
+                            "properties": {name: value for name, (value, _) in properties.items()},
+                            "failed_steps": {
+                                s["name"]: s["state_string"]
+                                for s in steps
+                                if s["results"] not in (None, SUCCESS, SKIPPED, WARNINGS)
+                            },
+                        }
+                    )
         return found

@@ -31,16 +31,31 @@ class PrepareBuildEnv(WheelwrightStep):
     description = ["installing build requirements"]
 
     async def run(self):
-        result = await self.run_tool("buildenv", "--python", self.python, "--src", SRC_DIR, "--env", ENV_DIR,
-                                     "--index", self.getProperty("index_url"), *self.limits)
+        result = await self.run_tool(
+            "buildenv",
+            "--python",
+            self.python,
+            "--src",
+            SRC_DIR,
+            "--env",
+            ENV_DIR,
+            "--index",
+            self.getProperty("index_url"),
+            *self.limits,
+        )
         build_url = await self.build_url()
         missing = reported_projects(result.get("missing"))
         if missing:  # a bootstrap plans and builds them, then this build again
             self.setProperty("missing_build_requires", missing, self.name)
         for project in missing:
-            await threads.deferToThread(queue_for_review, self.farm.review_queue, project,
-                                        f"build requirement of {self.package} {self.version}", build_url,
-                                        waiting=self.waiting_build)
+            await threads.deferToThread(
+                queue_for_review,
+                self.farm.review_queue,
+                project,
+                f"build requirement of {self.package} {self.version}",
+                build_url,
+                waiting=self.waiting_build,
+            )
         if "error" in result:
             return await self.fail(result["error"])
         self.setProperty("build_env_python", result["env_python"], self.name)

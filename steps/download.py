@@ -22,12 +22,15 @@ from wheelwright.steps.tool import PURE_WHEEL_PUBLISHED, SDIST_DIR, WritesToInde
 async def report_scan(step, scan) -> None:
     """A scan in the step's log `scan` and the build's property `scan_findings`."""
     await step.addCompleteLog("scan", scan.report())
-    step.setProperty("scan_findings", {rule: len(places) for rule, places in scan.findings.items()}, step.name)
+    step.setProperty(
+        "scan_findings", {rule: len(places) for rule, places in scan.findings.items()}, step.name
+    )
 
 
 class DownloadSource(WritesToIndex):
     name = "download-source"
     description = ["downloading source"]
+
     def __init__(self, **kwargs):
         super().__init__(doStepIf=True, **kwargs)
 
@@ -37,8 +40,13 @@ class DownloadSource(WritesToIndex):
         if version and not verifying(self):  # a verify build rebuilds what was published
             try:
                 with self.timing("pure wheel lookup"):
-                    pure = await threads.deferToThread(published_pure_wheel, self.farm.index_url, self.package,
-                                                       self.wheel_version, self.build_tag)
+                    pure = await threads.deferToThread(
+                        published_pure_wheel,
+                        self.farm.index_url,
+                        self.package,
+                        self.wheel_version,
+                        self.build_tag,
+                    )
             except IndexUnreachable as exc:
                 return await self.fail(str(exc))
             if pure:
@@ -47,7 +55,14 @@ class DownloadSource(WritesToIndex):
             settings = await self.read_config("settings", settings_for, self.package)
             with self.timing("sdist"):
                 archived = await threads.deferToThread(
-                    obtain_sdist, self.farm, self.package, version, UPLOAD_USER, self.upload_password, settings.source)
+                    obtain_sdist,
+                    self.farm,
+                    self.package,
+                    version,
+                    UPLOAD_USER,
+                    self.upload_password,
+                    settings.source,
+                )
         except (SourceError, UploadError, OSError, ConfigError) as exc:
             return await self.fail(str(exc))
         sdist = archived.sdist
@@ -59,17 +74,23 @@ class DownloadSource(WritesToIndex):
         else:
             # Asked for by hand or by a bootstrap: never held, so it is scanned beside the build
             # and the publishing step reports it (the provenance carries it).
-            self.build.scan_running = threads.deferToThread(scanned, self.farm, archived.path, sdist.sha256)
+            self.build.scan_running = threads.deferToThread(
+                scanned, self.farm, archived.path, sdist.sha256
+            )
         self.setProperty("version", sdist.version, self.name)
         self.setProperty("source_filename", sdist.filename, self.name)
         self.setProperty("source_sha256", sdist.sha256, self.name)
         self.setProperty("source_url", archived.archive_url, self.name)
         self.setProperty("source_origin", archived.origin, self.name)
         await self.addURL(sdist.filename, archived.archive_url)
-        await self.addCompleteLog("source", (
-            f"sdist:   {sdist.filename}\nsha256:  {sdist.sha256} (verified)\n"
-            f"from:    {archived.fetched_from}\n"
-            f"archive: {archived.archive_url}\n"))
+        await self.addCompleteLog(
+            "source",
+            (
+                f"sdist:   {sdist.filename}\nsha256:  {sdist.sha256} (verified)\n"
+                f"from:    {archived.fetched_from}\n"
+                f"archive: {archived.archive_url}\n"
+            ),
+        )
         if not await self.send_file(archived.path, f"{SDIST_DIR}/{sdist.filename}"):
             return await self.fail(f"could not send {sdist.filename} to the worker")
         if archived.commit:
@@ -84,18 +105,30 @@ class DownloadSource(WritesToIndex):
         await report_scan(self, scan)
         if scan.approved_by:
             return None
-        severe = scan.severe(self.farm.scan_hold_at) or ([f"the scan could not run: {scan.error}"] if scan.error else [])
+        severe = scan.severe(self.farm.scan_hold_at) or (
+            [f"the scan could not run: {scan.error}"] if scan.error else []
+        )
         if not severe:
             return None
         await threads.deferToThread(
-            queue_for_review, self.farm.review_queue, self.package,
+            queue_for_review,
+            self.farm.review_queue,
+            self.package,
             f"release {sdist.version} held: the scan found {len(severe)} at {self.farm.scan_hold_at} or above",
-            await self.build_url(), {"version": sdist.version, "sha256": sdist.sha256, "findings": severe[:50]})
-        return (f"{sdist.filename} held for review (wheelwright review): {len(severe)} finding(s) at "
-                f"{self.farm.scan_hold_at} or above, the first: {severe[0]}")
+            await self.build_url(),
+            {"version": sdist.version, "sha256": sdist.sha256, "findings": severe[:50]},
+        )
+        return (
+            f"{sdist.filename} held for review (wheelwright review): {len(severe)} finding(s) at "
+            f"{self.farm.scan_hold_at} or above, the first: {severe[0]}"
+        )
 
     async def skip_pure_wheel(self, pure: dict) -> int:
-        by = f"build {pure.get('build_number')} of {pure.get('builder')}" if not pure.get("seeded") else "seeding"
+        by = (
+            f"build {pure.get('build_number')} of {pure.get('builder')}"
+            if not pure.get("seeded")
+            else "seeding"
+        )
         self.setProperty(PURE_WHEEL_PUBLISHED, pure.get("build_url") or by, self.name)
         if pure.get("build_url"):
             await self.addURL(f"{pure['filename']} ({by})", pure["build_url"])

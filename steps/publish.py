@@ -32,7 +32,9 @@ MAX_WHEEL_SIZE = 4 << 30
 
 # The platform tags a Linux builder of an architecture makes: its own, and the manylinux and
 # musllinux ones auditwheel would give the same wheel.
-LINUX_PLATFORM = r"(linux|manylinux1|manylinux2010|manylinux2014|manylinux_\d+_\d+|musllinux_\d+_\d+)_{arch}"
+LINUX_PLATFORM = (
+    r"(linux|manylinux1|manylinux2010|manylinux2014|manylinux_\d+_\d+|musllinux_\d+_\d+)_{arch}"
+)
 
 
 def tag_fits(tag: Tag, python: str, arch: str) -> bool:
@@ -40,12 +42,16 @@ def tag_fits(tag: Tag, python: str, arch: str) -> bool:
     Python tag (py*-none-any, built once for every builder), or one for this architecture and for
     this Python (or, with the stable ABI abi3, an older one)."""
     if tag.platform == "any":
-        return tag.abi == "none" and (tag.interpreter.startswith("py") or tag.interpreter == _cp(python))
+        return tag.abi == "none" and (
+            tag.interpreter.startswith("py") or tag.interpreter == _cp(python)
+        )
     if not re.fullmatch(LINUX_PLATFORM.format(arch=re.escape(arch)), tag.platform):
         return False
     ours = _cp(python)
     if tag.abi == "abi3":
-        return re.fullmatch(r"cp3\d+", tag.interpreter) is not None and int(tag.interpreter[3:]) <= int(ours[3:])
+        return re.fullmatch(r"cp3\d+", tag.interpreter) is not None and int(
+            tag.interpreter[3:]
+        ) <= int(ours[3:])
     if tag.interpreter.startswith("cp"):
         return tag.interpreter == ours and tag.abi in (ours, "none")
     return tag.abi == "none" and tag.interpreter in ("py3", f"py{ours[2:]}")
@@ -58,18 +64,23 @@ def _cp(python: str) -> str:
 class UpdateIndex(WritesToIndex):
     name = "update-index"
     description = ["publishing"]
+
     def __init__(self, **kwargs):
         super().__init__(doStepIf=publishing, **kwargs)
 
     async def run(self):
-        wheels = list(zip(self.getProperty("wheel_filenames"), self.getProperty("wheel_sha256s")))
+        wheels = list(
+            zip(self.getProperty("wheel_filenames"), self.getProperty("wheel_sha256s"), strict=True)
+        )
         for filename, _ in wheels:
             problem = self._check_name(filename)
             if problem:
                 return await self.fail(problem)
         staging = self.farm.staging_dir / str(self.build.buildid)
         freeze = self.getProperty("build_freeze")
-        if getattr(self.build, "scan_running", None):  # the scan DownloadSource started beside the build
+        if getattr(
+            self.build, "scan_running", None
+        ):  # the scan DownloadSource started beside the build
             with self.timing("scan"):
                 await report_scan(self, await self.build.scan_running)
         with self.timing("provenance"):
@@ -83,10 +94,20 @@ class UpdateIndex(WritesToIndex):
             try:
                 actual = await threads.deferToThread(sha256_of, built)
                 if actual != sha256:
-                    return await self.fail(f"{filename}: sha256 on the master is {actual}, the worker reported {sha256}")
+                    return await self.fail(
+                        f"{filename}: sha256 on the master is {actual}, the worker reported {sha256}"
+                    )
                 with self.timing("provenance"):
-                    staged = await threads.deferToThread(embed, built, staging, provenance, freeze or "")
-            except (WheelRefused, BadZipFile, WheelError, KeyError, ValueError) as exc:  # the index would refuse it too
+                    staged = await threads.deferToThread(
+                        embed, built, staging, provenance, freeze or ""
+                    )
+            except (
+                WheelRefused,
+                BadZipFile,
+                WheelError,
+                KeyError,
+                ValueError,
+            ) as exc:  # the index would refuse it too
                 return await self.fail(f"{filename}: cannot carry its provenance: {exc}")
             finally:
                 built.unlink()
@@ -98,30 +119,44 @@ class UpdateIndex(WritesToIndex):
                 if retryable(exc):
                     await threads.deferToThread(keep, staged, provenance, freeze)
                     attempts = count(len(self.farm.publish_retry_delays) + 1, "attempt")
-                    return await self.fail(f"not published, kept at {staged}: the master publishes it when the index "
-                                           f"takes it (it tries every {self.farm.staged_retry_interval:g} s). "
-                                           f"{attempts}, the last: {exc}")
+                    return await self.fail(
+                        f"not published, kept at {staged}: the master publishes it when the index "
+                        f"takes it (it tries every {self.farm.staged_retry_interval:g} s). "
+                        f"{attempts}, the last: {exc}"
+                    )
                 os.unlink(staged)
                 if exc.status == 409 and is_pure(filename):
                     # Another builder of the matrix published this pure wheel while we built it.
-                    self.descriptionDone = [f"pure wheel {filename} already published by another builder"]
+                    self.descriptionDone = [
+                        f"pure wheel {filename} already published by another builder"
+                    ]
                     self.build_summary = self.descriptionDone[0]
                     return SKIPPED
                 return await self.fail(f"not published: {exc}")
             with self.timing("mirrors"):
-                mirrored += [await threads.deferToThread(mirrors.publish, self.farm, m, staged)
-                             for m in mirrors.mirrors_of(self.farm)]
+                mirrored += [
+                    await threads.deferToThread(mirrors.publish, self.farm, m, staged)
+                    for m in mirrors.mirrors_of(self.farm)
+                ]
             os.unlink(staged)
-            warnings += [f"{filename}: {w}\n" for w in entry.get("provenance", {}).get("metadata_warnings", [])]
+            warnings += [
+                f"{filename}: {w}\n"
+                for w in entry.get("provenance", {}).get("metadata_warnings", [])
+            ]
             url = file_url(self.farm.index_url, self.package, filename)
             urls.append(url)
             await self.addURL(filename, url)
         if warnings:  # deviations from the metadata spec that installers accept
             await self.addCompleteLog("metadata-warnings", "".join(warnings))
         if mirrored:
-            await self.addCompleteLog("mirrors", "".join(
-                f"{r.mirror}: {'uploaded' if r.published else 'held already' if r.already_there else 'FAILED'}\n"
-                f"{r.said}\n\n" for r in mirrored))
+            await self.addCompleteLog(
+                "mirrors",
+                "".join(
+                    f"{r.mirror}: {'uploaded' if r.published else 'held already' if r.already_there else 'FAILED'}\n"
+                    f"{r.said}\n\n"
+                    for r in mirrored
+                ),
+            )
         self.setProperty("wheel_urls", urls, self.name)
         self.descriptionDone = [f"published {count(len(urls), 'wheel')}"]
         self.build_summary = f"published {', '.join(url.rsplit('/', 1)[1] for url in urls)}"
@@ -135,22 +170,39 @@ class UpdateIndex(WritesToIndex):
 
     async def force_waiting(self, pure: bool) -> None:
         """Force again the builds that failed waiting on this project's review (log `after-review`)."""
-        builds = await threads.deferToThread(builds_to_force, self.farm, self.package, self.getProperty("buildername"),
-                                             pure)
+        builds = await threads.deferToThread(
+            builds_to_force, self.farm, self.package, self.getProperty("buildername"), pure
+        )
         for build in builds:
             await self.master.scheduler_manager.namedServices[FORCE_SCHEDULER].force(
-                "wheelwright", builderNames=[build["builder"]], package=build["package"], version=build["version"],
-                reason=f"{self.package} approved and published")
+                "wheelwright",
+                builderNames=[build["builder"]],
+                package=build["package"],
+                version=build["version"],
+                reason=f"{self.package} approved and published",
+            )
         if builds:
-            await self.addCompleteLog("after-review", "".join(
-                f"forced again: {b['package']} {b['version']} on {b['builder']}\n" for b in builds))
+            await self.addCompleteLog(
+                "after-review",
+                "".join(
+                    f"forced again: {b['package']} {b['version']} on {b['builder']}\n"
+                    for b in builds
+                ),
+            )
 
     async def _upload(self, staged, provenance: dict, freeze: str | None) -> dict:
         """Upload, retrying while the index host does not answer or fails."""
         for delay in [*self.farm.publish_retry_delays, None]:
             try:
-                return await threads.deferToThread(upload, self.farm.upload_url, UPLOAD_USER, self.upload_password,
-                                                   staged, provenance=provenance, freeze=freeze)
+                return await threads.deferToThread(
+                    upload,
+                    self.farm.upload_url,
+                    UPLOAD_USER,
+                    self.upload_password,
+                    staged,
+                    provenance=provenance,
+                    freeze=freeze,
+                )
             except UploadError as exc:
                 if delay is None or not retryable(exc):
                     raise
@@ -163,9 +215,14 @@ class UpdateIndex(WritesToIndex):
             dist = parse_distribution_filename(filename)
         except PublishError as exc:
             return str(exc)
-        if (dist.kind != "wheel" or dist.project != canonicalize_name(self.package)
-                or Version(dist.version) != Version(self.wheel_version)):
-            return f"{filename} is not a wheel of {self.package} {self.wheel_version}; not published"
+        if (
+            dist.kind != "wheel"
+            or dist.project != canonicalize_name(self.package)
+            or Version(dist.version) != Version(self.wheel_version)
+        ):
+            return (
+                f"{filename} is not a wheel of {self.package} {self.wheel_version}; not published"
+            )
         if build_number(filename) != self.build_tag:
             return f"{filename} does not carry this build's number ({self.build_tag or 'none'}); not published"
         python, arch = self.getProperty("python_version"), self.getProperty("arch")
@@ -174,10 +231,28 @@ class UpdateIndex(WritesToIndex):
         return None
 
     async def _provenance(self) -> dict:
-        keys = ("source_filename", "source_sha256", "source_url", "source_commit", "patches", "build_requires", "build_frontend",
-                "package_settings", "patch_sha256s", "settings_commit", "scan_findings",
-                "python_version", "arch", "workername", "pool", "version", "bump", "bump_number", "build_tag",
-                "reason")
+        keys = (
+            "source_filename",
+            "source_sha256",
+            "source_url",
+            "source_commit",
+            "patches",
+            "build_requires",
+            "build_frontend",
+            "package_settings",
+            "patch_sha256s",
+            "settings_commit",
+            "scan_findings",
+            "python_version",
+            "arch",
+            "workername",
+            "pool",
+            "version",
+            "bump",
+            "bump_number",
+            "build_tag",
+            "reason",
+        )
         return {
             "build_url": await self.build_url(),
             "python": self.python,

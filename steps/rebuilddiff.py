@@ -28,7 +28,9 @@ class RebuildDiff(WheelwrightStep):
     warnOnFailure = True
 
     def __init__(self, **kwargs):
-        super().__init__(doStepIf=published_wheels, hideStepIf=lambda results, _: results == SKIPPED, **kwargs)
+        super().__init__(
+            doStepIf=published_wheels, hideStepIf=lambda results, _: results == SKIPPED, **kwargs
+        )
 
     async def run(self):
         texts = []
@@ -49,7 +51,9 @@ class RebuildDiff(WheelwrightStep):
 
     def _diff(self, filename: str) -> str | None:
         index_url = self.farm.index_url
-        previous = previous_build(index_url, self.package, self.version, filename, self.getProperty("buildername"))
+        previous = previous_build(
+            index_url, self.package, self.version, filename, self.getProperty("buildername")
+        )
         if previous is None:
             return None
         scratch = Path(tempfile.mkdtemp(prefix="rebuild-diff-", dir=self.farm.staging_dir))

@@ -26,8 +26,18 @@ class PrepareSource(WheelwrightStep):
         if patches:
             await self.addCompleteLog("patches", "".join(f"{p}\n" for p in patches))
         result = await self.run_tool(
-            "source", "--sdist", f"{SDIST_DIR}/{self.getProperty('source_filename')}", "--dest", SRC_DIR,
-            "--project", self.package, "--version", self.version, "--patches", PATCHES_DIR)
+            "source",
+            "--sdist",
+            f"{SDIST_DIR}/{self.getProperty('source_filename')}",
+            "--dest",
+            SRC_DIR,
+            "--project",
+            self.package,
+            "--version",
+            self.version,
+            "--patches",
+            PATCHES_DIR,
+        )
         if "error" in result:
             where = {p.name: p for p in patches}.get(result.get("patch"))
             return await self.fail(f"{where}: {result['error']}" if where else result["error"])

@@ -35,10 +35,14 @@ def parse_result(stdout: str) -> dict:
     for line in reversed(stdout.splitlines()):
         if line.startswith(RESULT_PREFIX):
             try:
-                result = json.loads(line[len(RESULT_PREFIX):])
+                result = json.loads(line[len(RESULT_PREFIX) :])
             except ValueError:
                 result = None
-            return result if isinstance(result, dict) else {"error": "the worker-side tool printed a broken result"}
+            return (
+                result
+                if isinstance(result, dict)
+                else {"error": "the worker-side tool printed a broken result"}
+            )
     return {"error": "the worker-side tool printed no result"}
 
 
@@ -115,7 +119,11 @@ class WheelwrightStep(buildstep.ShellMixin, CompositeStepMixin, buildstep.BuildS
     @property
     def waiting_build(self) -> dict:
         """This build, as the review queue remembers a build to force again after an approval."""
-        return {"package": self.package, "version": self.version, "builder": self.getProperty("buildername")}
+        return {
+            "package": self.package,
+            "version": self.version,
+            "builder": self.getProperty("buildername"),
+        }
 
     @property
     def python(self) -> str:
@@ -160,8 +168,16 @@ class WheelwrightStep(buildstep.ShellMixin, CompositeStepMixin, buildstep.BuildS
     async def run_tool(self, tool: str, *args: str) -> dict:
         # -I: the working directory (the build's) is not on sys.path, nor anything from the
         # environment; the package's code cannot plant a module our tool would import.
-        command = [self.getProperty("worker_python", "python3"), "-I", "-m", f"wheelwright.workers.{tool}", *args]
-        cmd = await self.makeRemoteShellCommand(collectStdout=True, command=command, env={UV_CACHE: WORKER_UV_CACHE})
+        command = [
+            self.getProperty("worker_python", "python3"),
+            "-I",
+            "-m",
+            f"wheelwright.workers.{tool}",
+            *args,
+        ]
+        cmd = await self.makeRemoteShellCommand(
+            collectStdout=True, command=command, env={UV_CACHE: WORKER_UV_CACHE}
+        )
         await self.runCommand(cmd)
         result = parse_result(cmd.stdout)
         for part, seconds in (result.get("timings") or {}).items():
@@ -191,16 +207,28 @@ class WheelwrightStep(buildstep.ShellMixin, CompositeStepMixin, buildstep.BuildS
 
     async def send_file(self, path, workerdest: str) -> bool:
         with open(path, "rb") as fp:
-            args = {"workerdest": workerdest, "workdir": self.workdir, "reader": remotetransfer.FileReader(fp),
-                    "maxsize": None, "blocksize": 256 * 1024, "mode": 0o644}
+            args = {
+                "workerdest": workerdest,
+                "workdir": self.workdir,
+                "reader": remotetransfer.FileReader(fp),
+                "maxsize": None,
+                "blocksize": 256 * 1024,
+                "mode": 0o644,
+            }
             cmd = remotecommand.RemoteCommand("downloadFile", args)
             await self.runCommand(cmd)
         return not cmd.didFail()
 
     async def fetch_file(self, workersrc: str, masterdest, maxsize: int | None = None) -> bool:
         writer = remotetransfer.FileWriter(str(masterdest), maxsize, 0o644)
-        args = {"workersrc": workersrc, "workdir": self.workdir, "writer": writer, "maxsize": maxsize,
-                "blocksize": 256 * 1024, "keepstamp": False}
+        args = {
+            "workersrc": workersrc,
+            "workdir": self.workdir,
+            "writer": writer,
+            "maxsize": maxsize,
+            "blocksize": 256 * 1024,
+            "keepstamp": False,
+        }
         cmd = remotecommand.RemoteCommand("uploadFile", args)
         try:
             await self.runCommand(cmd)
@@ -218,6 +246,6 @@ class WritesToIndex(WheelwrightStep):
 
     renderables = ["upload_password"]
 
-    def __init__(self, upload_password=Secret(UPLOAD_SECRET), **kwargs):
+    def __init__(self, upload_password=None, **kwargs):
         super().__init__(**kwargs)
-        self.upload_password = upload_password
+        self.upload_password = upload_password or Secret(UPLOAD_SECRET)

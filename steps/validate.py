@@ -19,8 +19,11 @@ def classify(requirements: list[str], allowlist: set[str], index_url: str) -> di
     """Sort requirements into the projects we do not know, those allow-listed but not built yet,
     and those our index has in no version that satisfies them."""
     missing, unsatisfiable = short_of(index_url, [Requirement(r) for r in requirements])
-    return {"unknown": [p for p in missing if p not in allowlist], "unbuilt": [p for p in missing if p in allowlist],
-            "unsatisfied": unsatisfiable}
+    return {
+        "unknown": [p for p in missing if p not in allowlist],
+        "unbuilt": [p for p in missing if p in allowlist],
+        "unsatisfied": unsatisfiable,
+    }
 
 
 def _unmarked(requirement: str) -> str:
@@ -45,7 +48,9 @@ class ValidateInstallDeps(WheelwrightStep):
         index_url = self.getProperty("index_url")
         wheels = self.getProperty("wheel_filenames")
         needed: dict[str, str] = {}
-        for requirements in self.getProperty("wheel_requires"):  # per wheel, as build-wheel read them
+        for requirements in self.getProperty(
+            "wheel_requires"
+        ):  # per wheel, as build-wheel read them
             for requirement in requirements:
                 needed.setdefault(canonicalize_name(Requirement(requirement).name), requirement)
         needed.pop(canonicalize_name(self.package), None)
@@ -55,35 +60,72 @@ class ValidateInstallDeps(WheelwrightStep):
         except ConfigError as exc:
             return await self.fail(str(exc))
         try:
-            found = await threads.deferToThread(classify, sorted(needed.values()), allowlist, self.farm.index_url)
+            found = await threads.deferToThread(
+                classify, sorted(needed.values()), allowlist, self.farm.index_url
+            )
         except IndexUnreachable as exc:
             return await self.fail(str(exc))
         unknown, unbuilt, unsatisfiable = found["unknown"], found["unbuilt"], found["unsatisfied"]
-        short = {*unknown, *unbuilt, *(canonicalize_name(Requirement(u.split(" (")[0]).name) for u in unsatisfiable)}
+        short = {
+            *unknown,
+            *unbuilt,
+            *(canonicalize_name(Requirement(u.split(" (")[0]).name) for u in unsatisfiable),
+        }
         if short:  # a bootstrap plans and builds them (an sdist's PKG-INFO need not list them), then this again
-            self.setProperty("missing_install_requires", sorted(_unmarked(needed[p]) for p in short), self.name)
+            self.setProperty(
+                "missing_install_requires", sorted(_unmarked(needed[p]) for p in short), self.name
+            )
         build_url = await self.build_url()
         for project in unknown:
-            await threads.deferToThread(queue_for_review, self.farm.review_queue, project,
-                                        f"install-time dependency of {self.package} {self.version}", build_url,
-                                        waiting=self.waiting_build)
+            await threads.deferToThread(
+                queue_for_review,
+                self.farm.review_queue,
+                project,
+                f"install-time dependency of {self.package} {self.version}",
+                build_url,
+                waiting=self.waiting_build,
+            )
         if unknown:
-            return await self.fail(f"install-time dependency {', '.join(unknown)} is not in the allow-list or the "
-                                   "index: queued for review")
+            return await self.fail(
+                f"install-time dependency {', '.join(unknown)} is not in the allow-list or the "
+                "index: queued for review"
+            )
         if unbuilt:
-            return await self.fail(f"install-time dependency {', '.join(unbuilt)} is allow-listed but not built yet")
+            return await self.fail(
+                f"install-time dependency {', '.join(unbuilt)} is allow-listed but not built yet"
+            )
         if unsatisfiable:
-            return await self.fail(f"install-time dependency {'; '.join(unsatisfiable)} is not satisfied by our index")
+            return await self.fail(
+                f"install-time dependency {'; '.join(unsatisfiable)} is not satisfied by our index"
+            )
         for wheel in wheels:
             imports = [arg for m in settings.imports for arg in ("--import", m)]
-            result = await self.run_tool("validate", "install", "--python", self.python, "--wheel", f"{DIST_DIR}/{wheel}",
-                                         "--index", index_url, "--env", TEST_ENV_DIR, *imports, *self.limits)
+            result = await self.run_tool(
+                "validate",
+                "install",
+                "--python",
+                self.python,
+                "--wheel",
+                f"{DIST_DIR}/{wheel}",
+                "--index",
+                index_url,
+                "--env",
+                TEST_ENV_DIR,
+                *imports,
+                *self.limits,
+            )
             if "error" in result:
                 return await self.fail(result["error"])
             if result.get("undeclared"):
                 self.warned = True
-                await self.addCompleteLog("undeclared-imports", "".join(
-                    f"{module} imports {missing}, which {wheel} does not declare: imported without it\n"
-                    for module, missing in sorted(result["undeclared"].items())))
-        self.descriptionDone = [f"{count(len(needed), 'dependency', 'dependencies')} known; installed and imported from our index"]
+                await self.addCompleteLog(
+                    "undeclared-imports",
+                    "".join(
+                        f"{module} imports {missing}, which {wheel} does not declare: imported without it\n"
+                        for module, missing in sorted(result["undeclared"].items())
+                    ),
+                )
+        self.descriptionDone = [
+            f"{count(len(needed), 'dependency', 'dependencies')} known; installed and imported from our index"
+        ]
         return self.succeeded()

@@ -23,16 +23,37 @@ class BuildWheel(WheelwrightStep):
         except ConfigError as exc:
             return await self.fail(str(exc))
         result = await self.run_tool(
-            "wheel", "--python", self.python, "--env-python", self.getProperty("build_env_python"), "--src", SRC_DIR,
-            "--dist", DIST_DIR, "--project", self.package, "--version", self.version, "--wheel-version",
-            self.wheel_version, "--frontend", settings.build_frontend,
-            *(["--build-tag", str(self.build_tag)] if self.build_tag else []), *self.limits)
+            "wheel",
+            "--python",
+            self.python,
+            "--env-python",
+            self.getProperty("build_env_python"),
+            "--src",
+            SRC_DIR,
+            "--dist",
+            DIST_DIR,
+            "--project",
+            self.package,
+            "--version",
+            self.version,
+            "--wheel-version",
+            self.wheel_version,
+            "--frontend",
+            settings.build_frontend,
+            *(["--build-tag", str(self.build_tag)] if self.build_tag else []),
+            *self.limits,
+        )
         if "error" in result:
             return await self.fail(result["error"])
         try:  # the worker read them from the wheel the package's code made: parsed before anything uses them
-            requires = [sorted({str(Requirement(r["requirement"])) for r in w["requires"]}) for w in result["wheels"]]
+            requires = [
+                sorted({str(Requirement(r["requirement"])) for r in w["requires"]})
+                for w in result["wheels"]
+            ]
         except (KeyError, TypeError, InvalidRequirement) as exc:
-            return await self.fail(f"the wheel tool reported requirements that do not parse: {exc!r}")
+            return await self.fail(
+                f"the wheel tool reported requirements that do not parse: {exc!r}"
+            )
         self.setProperty("wheel_requires", requires, self.name)
         self.setProperty("build_frontend", settings.build_frontend, self.name)
         self.setProperty("package_settings", dataclasses.asdict(settings), self.name)

@@ -13,6 +13,7 @@ from wheelwright.steps.tool import WritesToIndex
 class YankVersion(WritesToIndex):
     name = "yank"
     description = ["yanking"]
+
     def __init__(self, **kwargs):
         super().__init__(doStepIf=True, **kwargs)
 
@@ -24,10 +25,20 @@ class YankVersion(WritesToIndex):
         by = self.getProperty("owner") or "someone in the web UI"
         try:
             answer = await threads.deferToThread(
-                yank_and_log, self.farm, self.upload_password, self.package, self.version, reason,
-                self.getProperty("file") or None, by, self.getProperty("yank_reason", ""))
+                yank_and_log,
+                self.farm,
+                self.upload_password,
+                self.package,
+                self.version,
+                reason,
+                self.getProperty("file") or None,
+                by,
+                self.getProperty("yank_reason", ""),
+            )
         except UploadError as exc:
             return await self.fail(str(exc))
-        self.descriptionDone = [f"{'unyanked' if unyank else 'yanked'} {', '.join(answer['files'])}"[:200]]
+        self.descriptionDone = [
+            f"{'unyanked' if unyank else 'yanked'} {', '.join(answer['files'])}"[:200]
+        ]
         self.build_summary = self.descriptionDone[0]
         return SUCCESS

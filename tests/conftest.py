@@ -31,21 +31,40 @@ ROOT_MAKER: list[subprocess.Popen] = []
 @pytest.hookimpl(trylast=True)  # after `-m` deselected what will not run
 def pytest_collection_modifyitems(session, config, items):
     emulated = [item for item in items if item.path.name == EMULATION_TESTS]
-    if not emulated or hasattr(config, "workerinput"):  # an xdist worker: its controller makes the root
+    if not emulated or hasattr(
+        config, "workerinput"
+    ):  # an xdist worker: its controller makes the root
         return
     items[:] = [item for item in items if item not in emulated] + emulated
     ROOTS_CACHE.mkdir(parents=True, exist_ok=True)
     with open(ROOTS_CACHE / "background.log", "w") as log:
-        ROOT_MAKER.append(subprocess.Popen(["nice", "-n", "19", sys.executable, "-m", "wheelwright.master.roots",
-                                            "--arch", "arm64", "--cache", str(ROOTS_CACHE)], stdout=subprocess.DEVNULL,
-                                           stderr=log))
+        ROOT_MAKER.append(
+            subprocess.Popen(
+                [
+                    "nice",
+                    "-n",
+                    "19",
+                    sys.executable,
+                    "-m",
+                    "wheelwright.master.roots",
+                    "--arch",
+                    "arm64",
+                    "--cache",
+                    str(ROOTS_CACHE),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+            )
+        )
 
 
 def made_roots_cache() -> Path:
     """The roots cache, once the background maker (if any) is done with it."""
     for maker in ROOT_MAKER:
         if maker.wait() != 0:
-            raise AssertionError(f"making the arm64 root failed: {(ROOTS_CACHE / 'background.log').read_text()[-3000:]}")
+            raise AssertionError(
+                f"making the arm64 root failed: {(ROOTS_CACHE / 'background.log').read_text()[-3000:]}"
+            )
     return ROOTS_CACHE
 
 
@@ -67,8 +86,14 @@ CANARY = f"canary-{uuid.uuid4().hex}"
 
 
 @contextlib.contextmanager
-def running_farm(tmp_path_factory, upstream, *up_args: str, environ: dict[str, str] | None = None,
-                 state: Path | None = None, settings: dict | None = None):
+def running_farm(
+    tmp_path_factory,
+    upstream,
+    *up_args: str,
+    environ: dict[str, str] | None = None,
+    state: Path | None = None,
+    settings: dict | None = None,
+):
     """A farm of its own, up for the duration of the with block. The aarch64 pool's builders are
     there, waiting for remote workers: the tests that emulate aarch64 say --emulation. `settings`
     go to farm.json beside the tests' own."""
@@ -78,17 +103,40 @@ def running_farm(tmp_path_factory, upstream, *up_args: str, environ: dict[str, s
     # upstream's changelog is read every 2 s, and edits to settings (which many tests make) start
     # no rebuilds but in the test that turns that on.
     # Limits low enough for the exhausting builds to hit them soon, high enough for real builds.
-    (state / "farm.json").write_text(json.dumps({"publish_retry_delays": [1, 1], "staged_retry_interval": 2,
-                                                 "upstream_poll_interval": 2, "settings_poll_interval": 0,
-                                                 "build_limits": {"memory_mb": 1536, "processes": 256,
-                                                                  "disk_mb": 512, "output_mb": 4},
-                                                 **(settings or {})}))
+    (state / "farm.json").write_text(
+        json.dumps(
+            {
+                "publish_retry_delays": [1, 1],
+                "staged_retry_interval": 2,
+                "upstream_poll_interval": 2,
+                "settings_poll_interval": 0,
+                "build_limits": {
+                    "memory_mb": 1536,
+                    "processes": 256,
+                    "disk_mb": 512,
+                    "output_mb": 4,
+                },
+                **(settings or {}),
+            }
+        )
+    )
     under_test = FarmUnderTest(state, environ)
     os.environ["DEPLOY_TOKEN"] = CANARY
     try:  # a farm that came up halfway is stopped too
-        under_test.cli("up", "--upstream", upstream.url, "--pools", "local,aarch64", "--ui-port", str(free_port()),
-                       "--worker-port", str(free_port()), "--index-port", str(free_port()),
-                       *(up_args or ("--no-emulation",)))
+        under_test.cli(
+            "up",
+            "--upstream",
+            upstream.url,
+            "--pools",
+            "local,aarch64",
+            "--ui-port",
+            str(free_port()),
+            "--worker-port",
+            str(free_port()),
+            "--index-port",
+            str(free_port()),
+            *(up_args or ("--no-emulation",)),
+        )
         yield under_test
     finally:
         under_test.cli("down", check=False)
@@ -105,9 +153,21 @@ def index_host(tmp_path):
     """A real index host on 127.0.0.1; uploads as uploader / s3cret."""
     port = free_port()
     accounts.add(tmp_path / "users.json", "uploader", "s3cret")
-    proc = subprocess.Popen([sys.executable, "-m", "wheelwright.index.server", "--root", str(tmp_path / "root"),
-                             "--users", str(tmp_path / "users.json"), "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "wheelwright.index.server",
+            "--root",
+            str(tmp_path / "root"),
+            "--users",
+            str(tmp_path / "users.json"),
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     wait_for_port(port)
     yield f"http://127.0.0.1:{port}/"
     proc.terminate()
@@ -118,8 +178,15 @@ def wheel_index_has(farm, project: str) -> bool:
     return http_get(f"{farm.status['index']}{project}/")[0] == 200
 
 
-def install_and_run(farm, tmp_path: Path, pin: str, code: str, installer: str = "pip",
-                    base_python: str = sys.executable, index_url: str | None = None) -> str:
+def install_and_run(
+    farm,
+    tmp_path: Path,
+    pin: str,
+    code: str,
+    installer: str = "pip",
+    base_python: str = sys.executable,
+    index_url: str | None = None,
+) -> str:
     """A fresh venv of base_python, the packages (pins separated by spaces) installed from our index
     (or index_url) alone, then `code` run in it."""
     index_url = index_url or farm.status["index"]
@@ -127,12 +194,24 @@ def install_and_run(farm, tmp_path: Path, pin: str, code: str, installer: str = 
     subprocess.run([base_python, "-m", "venv", "--without-pip", str(venv)], check=True)
     python = str(venv / "bin" / "python")
     if installer == "pip":
-        cmd = [sys.executable, "-m", "pip", "--python", python, "install", "--index-url", index_url, *pin.split()]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            python,
+            "install",
+            "--index-url",
+            index_url,
+            *pin.split(),
+        ]
     else:
         uv = str(Path(sys.executable).with_name("uv"))
         cmd = [uv, "pip", "install", "--python", python, "--index-url", index_url, *pin.split()]
     subprocess.run(cmd, check=True, env=clean_pip_env(), capture_output=True)
-    return subprocess.run([python, "-I", "-c", code], check=True, capture_output=True, text=True, cwd=tmp_path).stdout
+    return subprocess.run(
+        [python, "-I", "-c", code], check=True, capture_output=True, text=True, cwd=tmp_path
+    ).stdout
 
 
 BACKENDS = ["setuptools==80.9.0", "flit_core==3.12.0"]

@@ -18,13 +18,40 @@ def router_config(port: int) -> dict:
     # Buildbot's WAMP client has no authentication: the realm lets anyone on its port in, so the
     # router listens where only the masters reach it (docs/deploy.md).
     everything = {"call": True, "register": True, "publish": True, "subscribe": True}
-    return {"version": 2, "controller": {}, "workers": [{
-        "type": "router",
-        "realms": [{"name": REALM, "roles": [{"name": "anonymous", "permissions": [
-            {"uri": "", "match": "prefix", "allow": everything, "disclose": {"caller": False, "publisher": False},
-             "cache": True}]}]}],
-        "transports": [{"type": "websocket", "endpoint": {"type": "tcp", "interface": "127.0.0.1", "port": port}}],
-    }]}
+    return {
+        "version": 2,
+        "controller": {},
+        "workers": [
+            {
+                "type": "router",
+                "realms": [
+                    {
+                        "name": REALM,
+                        "roles": [
+                            {
+                                "name": "anonymous",
+                                "permissions": [
+                                    {
+                                        "uri": "",
+                                        "match": "prefix",
+                                        "allow": everything,
+                                        "disclose": {"caller": False, "publisher": False},
+                                        "cache": True,
+                                    }
+                                ],
+                            }
+                        ],
+                    }
+                ],
+                "transports": [
+                    {
+                        "type": "websocket",
+                        "endpoint": {"type": "tcp", "interface": "127.0.0.1", "port": port},
+                    }
+                ],
+            }
+        ],
+    }
 
 
 @contextlib.contextmanager
@@ -36,8 +63,13 @@ def crossbar_router(top: Path):
     cbdir.mkdir(parents=True)
     (cbdir / "config.json").write_text(json.dumps(router_config(port), indent=1))
     with open(top / "crossbar.log", "wb") as log:
-        proc = subprocess.Popen([str(CROSSBAR), "start", "--cbdir", str(cbdir)], stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, cwd=top)
+        proc = subprocess.Popen(
+            [str(CROSSBAR), "start", "--cbdir", str(cbdir)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=top,
+        )
     try:
         wait_for_port(port, timeout=120)
         yield f"ws://127.0.0.1:{port}/ws"

@@ -20,7 +20,9 @@ from wheelwright.master.farm import Farm
 from wheelwright.workers.pools import builder_name
 
 WHEELWRIGHT = str(Path(sys.executable).with_name("wheelwright"))
-DEFAULT_BUILDER = builder_name(platform.machine(), f"{sys.version_info.major}.{sys.version_info.minor}")
+DEFAULT_BUILDER = builder_name(
+    platform.machine(), f"{sys.version_info.major}.{sys.version_info.minor}"
+)
 
 
 def http_get(url: str, accept: str | None = None) -> tuple[int, bytes, str]:
@@ -50,11 +52,19 @@ class FarmUnderTest:
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         if args[:1] == ("up",) and not MARKED_FARM[0]:
-            raise AssertionError("this test starts a farm: mark it @pytest.mark.farm (or its module: pytestmark)")
-        proc = subprocess.run([WHEELWRIGHT, "--state", str(self.state), *args], capture_output=True, text=True,
-                              env={**os.environ, **self.environ})
+            raise AssertionError(
+                "this test starts a farm: mark it @pytest.mark.farm (or its module: pytestmark)"
+            )
+        proc = subprocess.run(
+            [WHEELWRIGHT, "--state", str(self.state), *args],
+            capture_output=True,
+            text=True,
+            env={**os.environ, **self.environ},
+        )
         if check and proc.returncode != 0:
-            raise AssertionError(f"wheelwright {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}{proc.stderr}")
+            raise AssertionError(
+                f"wheelwright {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}{proc.stderr}"
+            )
         return proc
 
     def build(self, pin: str, *builders: str) -> tuple[int, dict]:
@@ -64,7 +74,9 @@ class FarmUnderTest:
         try:
             return proc.returncode, json.loads(proc.stdout)
         except json.JSONDecodeError:
-            raise AssertionError(f"wheelwright build printed no JSON:\n{proc.stdout}{proc.stderr}") from None
+            raise AssertionError(
+                f"wheelwright build printed no JSON:\n{proc.stdout}{proc.stderr}"
+            ) from None
 
     def logs(self, builder: str, number: int) -> str:
         """Every log of a build, as the web UI shows them."""
@@ -74,18 +86,23 @@ class FarmUnderTest:
         """The logs of a build (as `wheelwright build --wait` describes it), by name."""
         api = self.status["ui"] + "api/v2/"
         found = {}
-        steps = json.loads(http_get(f"{api}builders/{build['builder']}/builds/{build['number']}/steps")[1])["steps"]
+        steps = json.loads(
+            http_get(f"{api}builders/{build['builder']}/builds/{build['number']}/steps")[1]
+        )["steps"]
         for step in steps:
             for log in json.loads(http_get(f"{api}steps/{step['stepid']}/logs")[1])["logs"]:
-                found[log["name"] if log["name"] not in found else f"{step['name']}/{log['name']}"] = \
-                    http_get(f"{api}logs/{log['logid']}/raw")[1].decode()
+                found[
+                    log["name"] if log["name"] not in found else f"{step['name']}/{log['name']}"
+                ] = http_get(f"{api}logs/{log['logid']}/raw")[1].decode()
         return found
 
     def session(self) -> requests.Session:
         """A session of the web UI logged in as a release engineer (the farm's own account)."""
         session = requests.Session()
         password = (self.state / "secrets" / "www-password").read_text().strip()
-        session.get(self.status["ui"] + "auth/login", auth=("wheelwright", password), timeout=30).raise_for_status()
+        session.get(
+            self.status["ui"] + "auth/login", auth=("wheelwright", password), timeout=30
+        ).raise_for_status()
         return session
 
     def api(self, path: str) -> dict:
@@ -93,9 +110,14 @@ class FarmUnderTest:
 
     def wait_until_idle(self, timeout: float = 180) -> None:
         """Until every build request is complete (but those of the aarch64 pool, with no worker here)."""
-        remote = {b["builderid"] for b in self.api("builders")["builders"] if "aarch64" in b["name"]}
+        remote = {
+            b["builderid"] for b in self.api("builders")["builders"] if "aarch64" in b["name"]
+        }
         deadline = time.monotonic() + timeout
-        while any(not r["complete"] and r["builderid"] not in remote for r in self.api("buildrequests")["buildrequests"]):
+        while any(
+            not r["complete"] and r["builderid"] not in remote
+            for r in self.api("buildrequests")["buildrequests"]
+        ):
             if time.monotonic() > deadline:
                 raise TimeoutError("the farm did not go idle")
             time.sleep(0.5)

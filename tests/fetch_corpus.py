@@ -52,8 +52,13 @@ def fetch(dest: Path, pins: list[str], upstream: str) -> None:
                 continue
             name, version = pin.split("==")
             page = client.get_project_page(name)
-            sdists = [p for p in page.packages if p.package_type == "sdist" and p.version
-                      and Version(p.version) == Version(version)]
+            sdists = [
+                p
+                for p in page.packages
+                if p.package_type == "sdist"
+                and p.version
+                and Version(p.version) == Version(version)
+            ]
             if not sdists:
                 sys.exit(f"fetch_corpus: {upstream} has no sdist of {pin}")
             tmp = dest / f".{sdists[0].filename}.part"
@@ -68,7 +73,11 @@ def main(argv=None) -> None:
     parser.add_argument("--corpus", type=Path)
     parser.add_argument("pins", nargs="*")
     args = parser.parse_intermixed_args(argv)
-    pins = [*args.pins, *(pin for stage in corpus_stages(args.corpus) for pin in stage)] if args.corpus else args.pins
+    pins = (
+        [*args.pins, *(pin for stage in corpus_stages(args.corpus) for pin in stage)]
+        if args.corpus
+        else args.pins
+    )
     fetch(args.dest, pins, os.environ.get("WHEELWRIGHT_TEST_UPSTREAM", PYPI_SIMPLE_ENDPOINT))
 
 

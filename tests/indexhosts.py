@@ -45,29 +45,72 @@ def _serving(cmd: list[str], port: int, log: Path):
 def pypiserver(tmp: Path):
     python = _bin("pypiserver", "python")
     (tmp / "packages").mkdir(parents=True)
-    subprocess.run([python, "-c", "import sys; from passlib.apache import HtpasswdFile as H; "
-                    "h = H(sys.argv[1], new=True); h.set_password(sys.argv[2], sys.argv[3]); h.save()",
-                    str(tmp / "htpasswd"), USER, PASSWORD], check=True)
+    subprocess.run(
+        [
+            python,
+            "-c",
+            "import sys; from passlib.apache import HtpasswdFile as H; "
+            "h = H(sys.argv[1], new=True); h.set_password(sys.argv[2], sys.argv[3]); h.save()",
+            str(tmp / "htpasswd"),
+            USER,
+            PASSWORD,
+        ],
+        check=True,
+    )
     port = free_port()
     # No --overwrite: a file it holds is never replaced; no fallback to the upstream.
-    with _serving([_bin("pypiserver", "pypi-server"), "run", "--host", "127.0.0.1", "-p", str(port), "-P",
-                   str(tmp / "htpasswd"), "-a", "update", "--disable-fallback", str(tmp / "packages")], port,
-                  tmp / "pypiserver.log"):
-        yield IndexHost("pypiserver", f"http://127.0.0.1:{port}/", f"http://127.0.0.1:{port}/simple/")
+    with _serving(
+        [
+            _bin("pypiserver", "pypi-server"),
+            "run",
+            "--host",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-P",
+            str(tmp / "htpasswd"),
+            "-a",
+            "update",
+            "--disable-fallback",
+            str(tmp / "packages"),
+        ],
+        port,
+        tmp / "pypiserver.log",
+    ):
+        yield IndexHost(
+            "pypiserver", f"http://127.0.0.1:{port}/", f"http://127.0.0.1:{port}/simple/"
+        )
 
 
 @contextlib.contextmanager
 def devpi(tmp: Path):
     serverdir, clientdir, port = tmp / "server", tmp / "client", free_port()
-    subprocess.run([_bin("devpi", "devpi-init"), "--serverdir", str(serverdir), "--root-passwd", "root-pw"], check=True,
-                   capture_output=True)
-    with _serving([_bin("devpi", "devpi-server"), "--serverdir", str(serverdir), "--host", "127.0.0.1", "--port",
-                   str(port)], port, tmp / "devpi.log"):
+    subprocess.run(
+        [_bin("devpi", "devpi-init"), "--serverdir", str(serverdir), "--root-passwd", "root-pw"],
+        check=True,
+        capture_output=True,
+    )
+    with _serving(
+        [
+            _bin("devpi", "devpi-server"),
+            "--serverdir",
+            str(serverdir),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        port,
+        tmp / "devpi.log",
+    ):
         url = f"http://127.0.0.1:{port}"
 
         def client(*args: str) -> None:
-            subprocess.run([_bin("devpi", "devpi"), "--clientdir", str(clientdir), *args], check=True,
-                           capture_output=True)
+            subprocess.run(
+                [_bin("devpi", "devpi"), "--clientdir", str(clientdir), *args],
+                check=True,
+                capture_output=True,
+            )
 
         client("use", url)
         client("login", "root", "--password", "root-pw")

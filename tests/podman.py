@@ -33,20 +33,28 @@ class Podman:
         self.flags = ["--root", str(root / "storage"), "--runroot", str(root / "run")]
         self.socket = root / "podman.sock"
         self.docker_host = f"unix://{self.socket}"
-        self.service = subprocess.Popen(["podman", *self.flags, "system", "service", "--time=0", self.docker_host],
-                                        env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.service = subprocess.Popen(
+            ["podman", *self.flags, "system", "service", "--time=0", self.docker_host],
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         wait_for_socket(self.socket)
-        subprocess.run([str(TOP / "containers" / "debian-image.sh"), IMAGE, str(cache)], check=True,
-                       env={**self.env, "PODMAN": " ".join(["podman", *self.flags]), "PYTHON": sys.executable},
-                       capture_output=True)
+        subprocess.run(
+            [str(TOP / "containers" / "debian-image.sh"), IMAGE, str(cache)],
+            check=True,
+            env={**self.env, "PODMAN": " ".join(["podman", *self.flags]), "PYTHON": sys.executable},
+            capture_output=True,
+        )
         self.network = f"wwtest-{uuid.uuid4().hex[:8]}"
         self.podman("network", "create", "--internal", self.network)
         (subnet,) = json.loads(self.podman("network", "inspect", self.network))[0]["subnets"]
         self.gateway = subnet["gateway"]
 
     def podman(self, *args: str) -> str:
-        return subprocess.run(["podman", *self.flags, *args], env=self.env, check=True, capture_output=True,
-                              text=True).stdout
+        return subprocess.run(
+            ["podman", *self.flags, *args], env=self.env, check=True, capture_output=True, text=True
+        ).stdout
 
     def containers(self) -> list[str]:
         return self.podman("ps", "--all", "--format", "{{.Names}}").split()

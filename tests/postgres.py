@@ -41,20 +41,67 @@ def postgres_server():
         account = pwd.getpwnam("postgres")
         os.chown(top, account.pw_uid, account.pw_gid)
         os.chown(top / "pwfile", account.pw_uid, account.pw_gid)
-    subprocess.run(_as_postgres([postgres_bin("initdb"), "-D", str(data), "-U", USER, "--auth=scram-sha-256",
-                                 f"--pwfile={top / 'pwfile'}", "-E", "UTF8", "--locale=C"]),
-                   check=True, capture_output=True)
+    subprocess.run(
+        _as_postgres(
+            [
+                postgres_bin("initdb"),
+                "-D",
+                str(data),
+                "-U",
+                USER,
+                "--auth=scram-sha-256",
+                f"--pwfile={top / 'pwfile'}",
+                "-E",
+                "UTF8",
+                "--locale=C",
+            ]
+        ),
+        check=True,
+        capture_output=True,
+    )
     pg_ctl = postgres_bin("pg_ctl")
-    subprocess.run(_as_postgres([pg_ctl, "-D", str(data), "-l", str(top / "server.log"), "-w", "start", "-o",
-                                 f"-c listen_addresses=127.0.0.1 -p {port} -k {top}"]), check=True, capture_output=True)
+    subprocess.run(
+        _as_postgres(
+            [
+                pg_ctl,
+                "-D",
+                str(data),
+                "-l",
+                str(top / "server.log"),
+                "-w",
+                "start",
+                "-o",
+                f"-c listen_addresses=127.0.0.1 -p {port} -k {top}",
+            ]
+        ),
+        check=True,
+        capture_output=True,
+    )
     try:
         wait_for_port(port)
-        subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(port), "-U", USER, "-d", "postgres", "-c",
-                        f"CREATE DATABASE {DATABASE}"], check=True, capture_output=True,
-                       env={**os.environ, "PGPASSWORD": password})
+        subprocess.run(
+            [
+                "psql",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "-U",
+                USER,
+                "-d",
+                "postgres",
+                "-c",
+                f"CREATE DATABASE {DATABASE}",
+            ],
+            check=True,
+            capture_output=True,
+            env={**os.environ, "PGPASSWORD": password},
+        )
         yield f"postgresql://{USER}:{password}@127.0.0.1:{port}/{DATABASE}"
     finally:
-        subprocess.run(_as_postgres([pg_ctl, "-D", str(data), "-m", "fast", "-w", "stop"]), capture_output=True)
+        subprocess.run(
+            _as_postgres([pg_ctl, "-D", str(data), "-m", "fast", "-w", "stop"]), capture_output=True
+        )
         shutil.rmtree(top, ignore_errors=True)
 
 

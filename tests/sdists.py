@@ -42,7 +42,9 @@ def write_sdist(dest: Path, name: str, version: str, files: dict[str, str]) -> P
     return path
 
 
-def pyproject(name: str, version: str, requires: list[str], backend: str, dependencies: list[str] = ()) -> str:
+def pyproject(
+    name: str, version: str, requires: list[str], backend: str, dependencies: list[str] = ()
+) -> str:
     deps = ", ".join(f'"{r}"' for r in dependencies)
     build = ", ".join(f'"{r}"' for r in requires)
     return f"""\
@@ -58,13 +60,24 @@ def pyproject(name: str, version: str, requires: list[str], backend: str, depend
         """
 
 
-def setuptools_sdist(dest: Path, name: str, version: str, *, module: str | None = None, code: str = "VALUE = 1\n",
-                     requires: list[str] = (), build_requires: list[str] = (), setup_py: str | None = None,
-                     extra: dict[str, str] | None = None) -> Path:
+def setuptools_sdist(
+    dest: Path,
+    name: str,
+    version: str,
+    *,
+    module: str | None = None,
+    code: str = "VALUE = 1\n",
+    requires: list[str] = (),
+    build_requires: list[str] = (),
+    setup_py: str | None = None,
+    extra: dict[str, str] | None = None,
+) -> Path:
     module = module or name.replace("-", "_")
     files = {
         "PKG-INFO": pkg_info(name, version, requires),
-        "pyproject.toml": pyproject(name, version, ["setuptools>=70", *build_requires], "setuptools.build_meta", requires),
+        "pyproject.toml": pyproject(
+            name, version, ["setuptools>=70", *build_requires], "setuptools.build_meta", requires
+        ),
         f"{module}.py": code,
     }
     if setup_py:
@@ -75,29 +88,48 @@ def setuptools_sdist(dest: Path, name: str, version: str, *, module: str | None 
 
 def c_extension_sdist(dest: Path, name: str, version: str) -> Path:
     module = name.replace("-", "_")
-    return setuptools_sdist(dest, name, version, module=f"{module}_py", code="", setup_py=f"""\
+    return setuptools_sdist(
+        dest,
+        name,
+        version,
+        module=f"{module}_py",
+        code="",
+        setup_py=f"""\
         from setuptools import Extension, setup
         setup(ext_modules=[Extension("{module}", ["{module}.c"])], py_modules=[])
-        """, extra={f"{module}.c": f"""\
+        """,
+        extra={
+            f"{module}.c": f"""\
         #include <Python.h>
         static PyObject *answer(PyObject *self, PyObject *args) {{ return PyLong_FromLong(42); }}
         static PyMethodDef methods[] = {{{{"answer", answer, METH_NOARGS, "the answer"}}, {{NULL, NULL, 0, NULL}}}};
         static struct PyModuleDef mod = {{PyModuleDef_HEAD_INIT, "{module}", NULL, -1, methods}};
         PyMODINIT_FUNC PyInit_{module}(void) {{ return PyModule_Create(&mod); }}
-        """})
+        """
+        },
+    )
 
 
 def flit_sdist(dest: Path, name: str, version: str, code: str = "VALUE = 1\n") -> Path:
-    return write_sdist(dest, name, version, {
-        "PKG-INFO": pkg_info(name, version),
-        "pyproject.toml": pyproject(name, version, ["flit_core>=3.4,<4"], "flit_core.buildapi"),
-        f"{name.replace('-', '_')}.py": code,
-    })
+    return write_sdist(
+        dest,
+        name,
+        version,
+        {
+            "PKG-INFO": pkg_info(name, version),
+            "pyproject.toml": pyproject(name, version, ["flit_core>=3.4,<4"], "flit_core.buildapi"),
+            f"{name.replace('-', '_')}.py": code,
+        },
+    )
 
 
 def calling_out_sdist(dest: Path, name: str, version: str, host: str, port: int) -> Path:
     """A package whose build connects to host:port and fails if it cannot."""
-    return setuptools_sdist(dest, name, version, setup_py=f"""\
+    return setuptools_sdist(
+        dest,
+        name,
+        version,
+        setup_py=f"""\
         import socket
         from setuptools import setup
         from setuptools.command.build_py import build_py
@@ -108,7 +140,8 @@ def calling_out_sdist(dest: Path, name: str, version: str, host: str, port: int)
                 super().run()
 
         setup(cmdclass={{"build_py": CallOut}})
-        """)
+        """,
+    )
 
 
 class Listener:
@@ -148,7 +181,9 @@ class Upstream:
         self.requests = 0
         self.full_pages = 0
         self.not_modified = 0
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), functools.partial(_UpstreamHandler, self, root))
+        self.server = ThreadingHTTPServer(
+            ("127.0.0.1", port), functools.partial(_UpstreamHandler, self, root)
+        )
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def add(self, sdist: Path) -> Path:
@@ -156,8 +191,15 @@ class Upstream:
         served = self.store.project_dir(dist.project) / sdist.name
         if not served.exists():  # the backends' sdists are added by every farm that builds them
             self.store.publish(sdist.name, sdist, sha256=sha256_of(sdist))
-            self.events.append((dist.project, dist.version, int(time.time()), f"add source file {sdist.name}",
-                                len(self.events) + 1))
+            self.events.append(
+                (
+                    dist.project,
+                    dist.version,
+                    int(time.time()),
+                    f"add source file {sdist.name}",
+                    len(self.events) + 1,
+                )
+            )
         return served
 
     def changelog_since_serial(self, serial: int) -> list[tuple]:
@@ -182,8 +224,10 @@ class _UpstreamHandler(SimpleHTTPRequestHandler):
         if not (self.path.endswith("/") and (page / "index.html").is_file()):
             super().do_GET()
             return
-        json_page = ("application/vnd.pypi.simple.v1+json" in self.headers.get("Accept", "")
-                     and (page / "index.json").is_file())
+        json_page = (
+            "application/vnd.pypi.simple.v1+json" in self.headers.get("Accept", "")
+            and (page / "index.json").is_file()
+        )
         body = (page / ("index.json" if json_page else "index.html")).read_bytes()
         etag = f'"{hashlib.sha256(body).hexdigest()[:20]}"'
         if self.headers.get("If-None-Match") == etag:
@@ -194,7 +238,9 @@ class _UpstreamHandler(SimpleHTTPRequestHandler):
             return
         self.upstream.full_pages += 1
         self.send_response(200)
-        self.send_header("Content-Type", "application/vnd.pypi.simple.v1+json" if json_page else "text/html")
+        self.send_header(
+            "Content-Type", "application/vnd.pypi.simple.v1+json" if json_page else "text/html"
+        )
         self.send_header("Content-Length", str(len(body)))
         self.send_header("ETag", etag)
         self.end_headers()
@@ -209,7 +255,9 @@ class _UpstreamHandler(SimpleHTTPRequestHandler):
         if method not in ("changelog_since_serial", "changelog_last_serial"):
             body = xmlrpc.client.dumps(xmlrpc.client.Fault(1, f"no method {method}"))
         else:
-            body = xmlrpc.client.dumps((getattr(self.upstream, method)(*params),), methodresponse=True)
+            body = xmlrpc.client.dumps(
+                (getattr(self.upstream, method)(*params),), methodresponse=True
+            )
         self.send_response(200)
         self.send_header("Content-Type", "text/xml")
         self.send_header("Content-Length", str(len(body.encode())))

@@ -28,18 +28,33 @@ from wheelwright.master.bootstrap import (
 )
 from wheelwright.master.farm import Farm
 
-ENVIRONMENT = {"python_version": "3.11", "python_full_version": "3.11.7", "sys_platform": "linux",
-               "platform_system": "Linux", "platform_machine": "x86_64", "implementation_name": "cpython",
-               "platform_python_implementation": "CPython", "os_name": "posix", "platform_release": "",
-               "platform_version": "", "implementation_version": "3.11.7"}
+ENVIRONMENT = {
+    "python_version": "3.11",
+    "python_full_version": "3.11.7",
+    "sys_platform": "linux",
+    "platform_system": "Linux",
+    "platform_machine": "x86_64",
+    "implementation_name": "cpython",
+    "platform_python_implementation": "CPython",
+    "os_name": "posix",
+    "platform_release": "",
+    "platform_version": "",
+    "implementation_version": "3.11.7",
+}
 
 
 @pytest.fixture
 def tree(tmp_path, index_host):
     """A farm's view of an upstream of its own and an index that holds setuptools."""
     upstream = Upstream(tmp_path / "upstream", free_port())
-    upload(index_host + "legacy/", "uploader", "s3cret", make_wheel(tmp_path, "setuptools", "80.9.0"))
-    farm = Farm(root=tmp_path / "farm", upstream=upstream.url, index_port=urllib.parse.urlsplit(index_host).port)
+    upload(
+        index_host + "legacy/", "uploader", "s3cret", make_wheel(tmp_path, "setuptools", "80.9.0")
+    )
+    farm = Farm(
+        root=tmp_path / "farm",
+        upstream=upstream.url,
+        index_port=urllib.parse.urlsplit(index_host).port,
+    )
     yield farm, upstream, tmp_path
     upstream.close()
 
@@ -49,18 +64,34 @@ def test_the_plan_reads_build_and_install_requirements_and_skips_what_the_index_
     upstream.add(setuptools_sdist(tmp, "leaf", "1.0"))
     upstream.add(setuptools_sdist(tmp, "leaf", "2.0"))
     upstream.add(setuptools_sdist(tmp, "tool", "1.0"))
-    upstream.add(setuptools_sdist(tmp, "mid", "1.0", requires=["leaf<2", "never; python_version < '3'"]))
-    upstream.add(setuptools_sdist(tmp, "top", "1.0", requires=["mid", "extra-only; extra == 'fast'"],
-                                  build_requires=["tool"]))
+    upstream.add(
+        setuptools_sdist(tmp, "mid", "1.0", requires=["leaf<2", "never; python_version < '3'"])
+    )
+    upstream.add(
+        setuptools_sdist(
+            tmp,
+            "top",
+            "1.0",
+            requires=["mid", "extra-only; extra == 'fast'"],
+            build_requires=["tool"],
+        )
+    )
     nodes = plan(farm, [Requirement("top==1.0")], ENVIRONMENT)
     assert {k: n.needs for k, n in buildable(nodes).items()} == {
-        "top==1.0": {"mid==1.0", "tool==1.0"}, "mid==1.0": {"leaf==1.0"}, "leaf==1.0": set(), "tool==1.0": set()}
+        "top==1.0": {"mid==1.0", "tool==1.0"},
+        "mid==1.0": {"leaf==1.0"},
+        "leaf==1.0": set(),
+        "tool==1.0": set(),
+    }
     assert order(nodes) == ["leaf==1.0", "tool==1.0", "mid==1.0", "top==1.0"]
     # fromager's graph.json: the top-level edge, build and install edges, what our index had
     graph = graph_json(nodes)
     assert graph[""]["edges"] == [{"key": "top==1.0", "req_type": "toplevel", "req": "top==1.0"}]
     assert {(e["req_type"], e["key"]) for e in graph["top==1.0"]["edges"]} == {
-        ("build-system", "setuptools==80.9.0"), ("build-system", "tool==1.0"), ("install", "mid==1.0")}
+        ("build-system", "setuptools==80.9.0"),
+        ("build-system", "tool==1.0"),
+        ("install", "mid==1.0"),
+    }
     assert graph["setuptools==80.9.0"]["pre_built"] is True
     assert [e["req"] for e in build_order_json(nodes, order(nodes))] == order(nodes)
 
@@ -72,7 +103,11 @@ def test_each_package_gets_the_build_backend_versions_it_asks_for(tree):
     upstream.add(setuptools_sdist(tmp, "backend", "4.2"))
     upstream.add(setuptools_sdist(tmp, "old-style", "1.0", build_requires=["backend<4"]))
     upstream.add(setuptools_sdist(tmp, "new-style", "1.0", build_requires=["backend>=4"]))
-    upstream.add(setuptools_sdist(tmp, "app", "1.0", requires=["old-style", "new-style"], build_requires=["backend"]))
+    upstream.add(
+        setuptools_sdist(
+            tmp, "app", "1.0", requires=["old-style", "new-style"], build_requires=["backend"]
+        )
+    )
     nodes = plan(farm, [Requirement("app")], ENVIRONMENT)
     assert nodes["old-style==1.0"].needs == {"backend==3.12"}
     assert nodes["new-style==1.0"].needs == {"backend==4.2"}
@@ -87,7 +122,9 @@ def test_several_roots_several_versions_and_constraints(tree):
     upstream.add(setuptools_sdist(tmp, "user", "1.0", requires=["lib"]))
     nodes = plan(farm, [Requirement("lib==1.0"), Requirement("lib==2.*")], ENVIRONMENT)
     assert set(buildable(nodes)) == {"lib==1.0", "lib==2.1"}
-    nodes = plan(farm, [Requirement("user")], ENVIRONMENT, constraints={"lib": SpecifierSet("<2.1")})
+    nodes = plan(
+        farm, [Requirement("user")], ENVIRONMENT, constraints={"lib": SpecifierSet("<2.1")}
+    )
     assert set(buildable(nodes)) == {"user==1.0", "lib==2.0"}
 
 
@@ -96,8 +133,11 @@ def test_a_cycle_is_named(tree):
     upstream.add(setuptools_sdist(tmp, "cyc-a", "1.0", requires=["cyc-b"]))
     upstream.add(setuptools_sdist(tmp, "cyc-b", "1.0", build_requires=["cyc-a"]))
     # building cyc-b needs cyc-a, which installs cyc-b
-    with pytest.raises(BootstrapError, match=r"build cycle: cyc-b==1.0 -> cyc-b==1.0 \(the build environment of "
-                                             r"cyc-b==1.0: setuptools>=70, cyc-a\); no in-tree backend"):
+    with pytest.raises(
+        BootstrapError,
+        match=r"build cycle: cyc-b==1.0 -> cyc-b==1.0 \(the build environment of "
+        r"cyc-b==1.0: setuptools>=70, cyc-a\); no in-tree backend",
+    ):
         plan(farm, [Requirement("cyc-a")], ENVIRONMENT)
 
 
@@ -106,7 +146,9 @@ def test_a_cycle_through_install_requirements_is_named(tree):
     farm, upstream, tmp = tree
     upstream.add(setuptools_sdist(tmp, "ring-a", "1.0", requires=["ring-b"]))
     upstream.add(setuptools_sdist(tmp, "ring-b", "1.0", requires=["ring-a"]))
-    with pytest.raises(BootstrapError, match="dependency cycle: ring-a==1.0 -> ring-b==1.0 -> ring-a==1.0"):
+    with pytest.raises(
+        BootstrapError, match="dependency cycle: ring-a==1.0 -> ring-b==1.0 -> ring-a==1.0"
+    ):
         order(plan(farm, [Requirement("ring-a")], ENVIRONMENT))
 
 
@@ -122,29 +164,58 @@ def test_a_wheel_in_our_index_breaks_a_cycle(tree, index_host):
 def test_what_upstream_lacks_is_named_with_who_needs_it(tree):
     farm, upstream, tmp = tree
     upstream.add(setuptools_sdist(tmp, "asks", "1.0", requires=["missing>=2"]))
-    with pytest.raises(BootstrapError, match=r"no versions satisfy missing>=2 \(needed by asks 1.0\)"):
+    with pytest.raises(
+        BootstrapError, match=r"no versions satisfy missing>=2 \(needed by asks 1.0\)"
+    ):
         plan(farm, [Requirement("asks")], ENVIRONMENT)
 
 
 def test_the_lower_bound_is_the_longest_chain_or_the_work_shared_out():
-    nodes = {"a": Node("a", "1"), "b": Node("b", "1", {"a"}), "c": Node("c", "1"), "d": Node("d", "1")}
+    nodes = {
+        "a": Node("a", "1"),
+        "b": Node("b", "1", {"a"}),
+        "c": Node("c", "1"),
+        "d": Node("d", "1"),
+    }
     assert lower_bound({"a": 2, "b": 3, "c": 1, "d": 1}, nodes, workers=2) == 5  # a then b
-    assert lower_bound({"a": 1, "b": 1, "c": 4, "d": 4}, nodes, workers=2) == 5  # 10 s of work on two
+    assert (
+        lower_bound({"a": 1, "b": 1, "c": 4, "d": 4}, nodes, workers=2) == 5
+    )  # 10 s of work on two
 
 
 @pytest.mark.farm
 def test_a_tree_is_built_bottom_up_and_installs_from_our_index(backends, upstream, tmp_path):
     upstream.add(setuptools_sdist(tmp_path, "bs-leaf", "1.0", code="LEAF = 'leaf'\n"))
     upstream.add(setuptools_sdist(tmp_path, "bs-tool", "1.0"))
-    upstream.add(setuptools_sdist(tmp_path, "bs-mid", "1.0", requires=["bs-leaf"],
-                                  code="from bs_leaf import LEAF\nMID = LEAF + ' mid'\n"))
-    upstream.add(setuptools_sdist(tmp_path, "bs-top", "1.0", requires=["bs-mid"], build_requires=["bs-tool"],
-                                  code="from bs_mid import MID\nTOP = MID + ' top'\n"))
-    proc = backends.cli("bootstrap", "bs-top==1.0", "--builder", DEFAULT_BUILDER, "--wait", check=False)
+    upstream.add(
+        setuptools_sdist(
+            tmp_path,
+            "bs-mid",
+            "1.0",
+            requires=["bs-leaf"],
+            code="from bs_leaf import LEAF\nMID = LEAF + ' mid'\n",
+        )
+    )
+    upstream.add(
+        setuptools_sdist(
+            tmp_path,
+            "bs-top",
+            "1.0",
+            requires=["bs-mid"],
+            build_requires=["bs-tool"],
+            code="from bs_mid import MID\nTOP = MID + ' top'\n",
+        )
+    )
+    proc = backends.cli(
+        "bootstrap", "bs-top==1.0", "--builder", DEFAULT_BUILDER, "--wait", check=False
+    )
     result = json.loads(proc.stdout)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert [p["project"] for p in result["plan"]] == ["bs-leaf", "bs-tool", "bs-mid", "bs-top"]
-    assert set(result["built"]) == {"bs-leaf==1.0", "bs-tool==1.0", "bs-mid==1.0", "bs-top==1.0"} and not result["failed"]
+    assert (
+        set(result["built"]) == {"bs-leaf==1.0", "bs-tool==1.0", "bs-mid==1.0", "bs-top==1.0"}
+        and not result["failed"]
+    )
     graph = json.loads((backends.state / "logs" / "bootstrap" / "graph.json").read_text())
     assert graph[""]["edges"][0]["key"] == "bs-top==1.0"
     # the bootstrap is a build of its own in the waterfall, its plan and progress as logs
@@ -154,30 +225,61 @@ def test_a_tree_is_built_bottom_up_and_installs_from_our_index(backends, upstrea
     assert result["build_url"].endswith(f"/builds/{tree_build['number']}")
     assert tree_build["state_string"] == "bootstrap bs-top==1.0: 4 packages built"
     # its tree as a picture (Graphviz), linked from the build: each package green and linked to its build
-    status, svg, ctype = http_get(f"{backends.status['ui']}plugins/wsgi_dashboards/packages/tree/"
-                                  f"{tree_build['builderid']}/{tree_build['number']}.svg")
-    assert status == 200 and ctype == "image/svg+xml" and svg.count(b'fill="palegreen"') == 4, svg[:300]
-    assert b"bs&#45;top==1.0" in svg and result["built"]["bs-leaf==1.0"][0].encode() in svg  # dot writes - as &#45;
-    builds = {b["properties"]["package"][0]: b for b in backends.api("builds?property=package")["builds"]
-              if b["properties"].get("package", [""])[0].startswith("bs-")}
+    status, svg, ctype = http_get(
+        f"{backends.status['ui']}plugins/wsgi_dashboards/packages/tree/"
+        f"{tree_build['builderid']}/{tree_build['number']}.svg"
+    )
+    assert status == 200 and ctype == "image/svg+xml" and svg.count(b'fill="palegreen"') == 4, svg[
+        :300
+    ]
+    assert (
+        b"bs&#45;top==1.0" in svg and result["built"]["bs-leaf==1.0"][0].encode() in svg
+    )  # dot writes - as &#45;
+    builds = {
+        b["properties"]["package"][0]: b
+        for b in backends.api("builds?property=package")["builds"]
+        if b["properties"].get("package", [""])[0].startswith("bs-")
+    }
     for project, needs in (("bs-mid", ["bs-leaf"]), ("bs-top", ["bs-mid", "bs-tool"])):
-        assert all(builds[n]["complete_at"] <= builds[project]["started_at"] for n in needs), project
-    assert install_and_run(backends, tmp_path, "bs-top==1.0", "import bs_top; print(bs_top.TOP)") == "leaf mid top\n"
+        assert all(builds[n]["complete_at"] <= builds[project]["started_at"] for n in needs), (
+            project
+        )
+    assert (
+        install_and_run(backends, tmp_path, "bs-top==1.0", "import bs_top; print(bs_top.TOP)")
+        == "leaf mid top\n"
+    )
 
 
 def test_the_longest_stretch_of_work_goes_first():
-    nodes = {"short": Node("short", "1"), "long": Node("long", "1"), "new": Node("new", "1"),
-             "top": Node("top", "1", {"short", "long", "new"})}
-    assert priorities(nodes, {"short": 2, "long": 9, "top": 3}) == {"top": 3, "short": 5, "long": 12, "new": 6}
+    nodes = {
+        "short": Node("short", "1"),
+        "long": Node("long", "1"),
+        "new": Node("new", "1"),
+        "top": Node("top", "1", {"short", "long", "new"}),
+    }
+    assert priorities(nodes, {"short": 2, "long": 9, "top": 3}) == {
+        "top": 3,
+        "short": 5,
+        "long": 12,
+        "new": 6,
+    }
     assert priorities(nodes, {}) == {"top": 1, "short": 2, "long": 2, "new": 2}
 
 
 @pytest.mark.farm
 def test_a_failure_skips_what_needs_it(backends, upstream, tmp_path):
-    upstream.add(setuptools_sdist(tmp_path, "bs-broken", "1.0", setup_py="raise SystemExit('this one does not build')\n"))
+    upstream.add(
+        setuptools_sdist(
+            tmp_path, "bs-broken", "1.0", setup_py="raise SystemExit('this one does not build')\n"
+        )
+    )
     upstream.add(setuptools_sdist(tmp_path, "bs-fine", "1.0"))
-    upstream.add(setuptools_sdist(tmp_path, "bs-needs-broken", "1.0", requires=["bs-broken", "bs-fine"]))
-    proc = backends.cli("bootstrap", "bs-needs-broken", "--builder", DEFAULT_BUILDER, "--wait", check=False)
+    upstream.add(
+        setuptools_sdist(tmp_path, "bs-needs-broken", "1.0", requires=["bs-broken", "bs-fine"])
+    )
+    proc = backends.cli(
+        "bootstrap", "bs-needs-broken", "--builder", DEFAULT_BUILDER, "--wait", check=False
+    )
     result = json.loads(proc.stdout)
     assert proc.returncode == 1
     assert list(result["failed"]) == ["bs-broken==1.0"] and "bs-fine==1.0" in result["built"]
@@ -185,22 +287,37 @@ def test_a_failure_skips_what_needs_it(backends, upstream, tmp_path):
 
 
 def test_requirements_are_read_whatever_the_sdists_top_folder_is_called(tmp_path):
-    sdist = setuptools_sdist(tmp_path, "Old.Style", "1.0", requires=["dep>=1"], build_requires=["tool"])
-    renamed = sdist.rename(tmp_path / "old_style-1.0.tar.gz")  # the name the index lists, not the folder's
+    sdist = setuptools_sdist(
+        tmp_path, "Old.Style", "1.0", requires=["dep>=1"], build_requires=["tool"]
+    )
+    renamed = sdist.rename(
+        tmp_path / "old_style-1.0.tar.gz"
+    )  # the name the index lists, not the folder's
     assert sdist_requirements(renamed) == (["setuptools>=70", "tool"], ["dep>=1"])
 
 
 @pytest.mark.farm
-def test_a_build_requirement_only_the_backend_names_when_run_is_built_by_the_bootstrap(backends, upstream, tmp_path):
+def test_a_build_requirement_only_the_backend_names_when_run_is_built_by_the_bootstrap(
+    backends, upstream, tmp_path
+):
     # an in-tree backend that asks for bs-dyn-helper in get_requires_for_build_wheel, which no
     # file of the sdist names: the plan cannot see it; the build finds it, the bootstrap builds it
     upstream.add(setuptools_sdist(tmp_path, "bs-dyn-helper", "1.0", code="HELPED = True\n"))
-    upstream.add(write_sdist(tmp_path, "bs-dyn", "1.0", {
-        "PKG-INFO": pkg_info("bs-dyn", "1.0"),
-        "pyproject.toml": pyproject("bs-dyn", "1.0", ["setuptools>=70"], "dynbackend").replace(
-            'build-backend = "dynbackend"', 'build-backend = "dynbackend"\nbackend-path = ["."]')
-        + '\n[tool.setuptools]\npy-modules = ["bs_dyn"]\n',
-        "dynbackend.py": """\
+    upstream.add(
+        write_sdist(
+            tmp_path,
+            "bs-dyn",
+            "1.0",
+            {
+                "PKG-INFO": pkg_info("bs-dyn", "1.0"),
+                "pyproject.toml": pyproject(
+                    "bs-dyn", "1.0", ["setuptools>=70"], "dynbackend"
+                ).replace(
+                    'build-backend = "dynbackend"',
+                    'build-backend = "dynbackend"\nbackend-path = ["."]',
+                )
+                + '\n[tool.setuptools]\npy-modules = ["bs_dyn"]\n',
+                "dynbackend.py": """\
             from setuptools import build_meta
             from setuptools.build_meta import *  # noqa: F403
 
@@ -211,17 +328,25 @@ def test_a_build_requirement_only_the_backend_names_when_run_is_built_by_the_boo
                 import bs_dyn_helper  # it must really be there
                 return build_meta.build_wheel(wheel_directory, config_settings, metadata_directory)
             """,
-        "bs_dyn.py": "VALUE = 1\n",
-    }))
+                "bs_dyn.py": "VALUE = 1\n",
+            },
+        )
+    )
     plan_only = json.loads(backends.cli("bootstrap", "bs-dyn==1.0", "--dry-run").stdout)
     assert [p["key"] for p in plan_only["plan"]] == ["bs-dyn==1.0"]
-    proc = backends.cli("bootstrap", "bs-dyn==1.0", "--builder", DEFAULT_BUILDER, "--wait", check=False)
+    proc = backends.cli(
+        "bootstrap", "bs-dyn==1.0", "--builder", DEFAULT_BUILDER, "--wait", check=False
+    )
     result = json.loads(proc.stdout)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert result["discovered"] == {"bs-dyn==1.0": ["bs-dyn-helper"]}
     assert set(result["built"]) == {"bs-dyn-helper==1.0", "bs-dyn==1.0"}
     graph = json.loads((backends.state / "logs" / "bootstrap" / "graph.json").read_text())
-    assert {"key": "bs-dyn-helper==1.0", "req_type": "build-backend", "req": "bs-dyn-helper"} in graph["bs-dyn==1.0"]["edges"]
+    assert {
+        "key": "bs-dyn-helper==1.0",
+        "req_type": "build-backend",
+        "req": "bs-dyn-helper",
+    } in graph["bs-dyn==1.0"]["edges"]
 
 
 @pytest.mark.farm
@@ -231,4 +356,7 @@ def test_a_bootstrap_goes_on_when_the_command_that_started_it_ends(backends, ups
     started = json.loads(backends.cli("bootstrap", "bs-alone", "--builder", DEFAULT_BUILDER).stdout)
     assert set(started) == {"buildrequest"}  # the command is gone; the master builds the tree
     backends.wait_until_idle()
-    assert install_and_run(backends, tmp_path, "bs-alone==1.0", "import bs_alone; print('ok')") == "ok\n"
+    assert (
+        install_and_run(backends, tmp_path, "bs-alone==1.0", "import bs_alone; print('ok')")
+        == "ok\n"
+    )

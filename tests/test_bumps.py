@@ -19,25 +19,38 @@ from wheelwright.master.rebuilddiff import facts_of, report
 
 
 def test_post_bumps_count_up_from_our_own_post_releases():
-    assert next_bump("post", "2.28.2", ["2.28.2"], [0], ["2.28.2", "2.29.0"], "ww").version == "2.28.2.post1"
+    assert (
+        next_bump("post", "2.28.2", ["2.28.2"], [0], ["2.28.2", "2.29.0"], "ww").version
+        == "2.28.2.post1"
+    )
     bump = next_bump("post", "2.28.2", ["2.28.2", "2.28.2.post1", "2.28.2.post2"], [0], [], "ww")
     assert (bump.version, bump.number, bump.build_tag) == ("2.28.2.post3", 3, 0)
-    assert next_bump("post", "1.0rc1", ["1.0rc1", "1.0", "1.0.post1"], [0], [], "ww").version == "1.0rc1.post1"
+    assert (
+        next_bump("post", "1.0rc1", ["1.0rc1", "1.0", "1.0.post1"], [0], [], "ww").version
+        == "1.0rc1.post1"
+    )
 
 
 def test_a_post_bump_that_upstream_could_collide_with_is_refused_naming_it():
-    with pytest.raises(BumpError, match=r"2.28.2.post1 would collide with upstream, which publishes 2.28.2.post1: "
-                                        r"use --bump local or --bump build-tag"):
+    with pytest.raises(
+        BumpError,
+        match=r"2.28.2.post1 would collide with upstream, which publishes 2.28.2.post1: "
+        r"use --bump local or --bump build-tag",
+    ):
         next_bump("post", "2.28.2", ["2.28.2"], [0], ["2.28.2", "2.28.2.post1"], "ww")
     with pytest.raises(BumpError, match="1.0.post1 is a post release upstream"):
         next_bump("post", "1.0.post1", ["1.0.post1"], [0], ["1.0.post1"], "ww")
-    with pytest.raises(BumpError, match="development release"):  # 1.0.dev1.post1 would sort after 1.0
+    with pytest.raises(
+        BumpError, match="development release"
+    ):  # 1.0.dev1.post1 would sort after 1.0
         next_bump("post", "1.0.dev1", ["1.0.dev1"], [0], [], "ww")
 
 
 def test_local_bumps_carry_the_farms_label_and_count_up():
     assert next_bump("local", "2.28.2", ["2.28.2"], [0], [], "ww").version == "2.28.2+ww.1"
-    bump = next_bump("local", "1.0.post1", ["1.0.post1", "1.0.post1+ww.1", "1.0.post1+other.7"], [0], [], "ww")
+    bump = next_bump(
+        "local", "1.0.post1", ["1.0.post1", "1.0.post1+ww.1", "1.0.post1+other.7"], [0], [], "ww"
+    )
     assert (bump.version, bump.number) == ("1.0.post1+ww.2", 2)
     with pytest.raises(BumpError, match="local label already"):
         next_bump("local", "1.0+cpu", ["1.0+cpu"], [0], [], "ww")
@@ -60,12 +73,20 @@ def wheel_to_rewrite(tmp_path, name: str, extra: dict[str, str]):
 
 
 def test_a_bumped_wheel_is_renamed_inside_and_out_and_still_checks(tmp_path):
-    wheel, out = wheel_to_rewrite(tmp_path, "My_Pkg", {"My_Pkg-1.0.data/scripts/tool": "#!python\n"})
+    wheel, out = wheel_to_rewrite(
+        tmp_path, "My_Pkg", {"My_Pkg-1.0.data/scripts/tool": "#!python\n"}
+    )
     bumped = rewrite(wheel, out, version="1.0.post1")
     assert bumped.name == "My_Pkg-1.0.post1-py3-none-any.whl"
     names = zipfile.ZipFile(bumped).namelist()
-    assert {n.split("/")[0] for n in names} == {"My_Pkg.py", "My_Pkg-1.0.post1.dist-info", "My_Pkg-1.0.post1.data"}
-    check_wheel(bumped, bumped.name, "my-pkg", "1.0.post1")  # RECORD rewritten, METADATA's Version too
+    assert {n.split("/")[0] for n in names} == {
+        "My_Pkg.py",
+        "My_Pkg-1.0.post1.dist-info",
+        "My_Pkg-1.0.post1.data",
+    }
+    check_wheel(
+        bumped, bumped.name, "my-pkg", "1.0.post1"
+    )  # RECORD rewritten, METADATA's Version too
     before, after = zipfile.ZipFile(wheel), zipfile.ZipFile(bumped)
     assert after.read("My_Pkg.py") == before.read("My_Pkg.py")
     assert after.getinfo("My_Pkg.py").date_time == before.getinfo("My_Pkg.py").date_time
@@ -74,9 +95,24 @@ def test_a_bumped_wheel_is_renamed_inside_and_out_and_still_checks(tmp_path):
     check_wheel(local, local.name, "my-pkg", "1.0+ww.1")
     # and installers agree
     target = tmp_path / "target"
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index", "--target",
-                    str(target), str(bumped)], check=True)
-    assert (target / "My_Pkg-1.0.post1.dist-info" / "METADATA").read_text().count("Version: 1.0.post1") == 1
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-index",
+            "--target",
+            str(target),
+            str(bumped),
+        ],
+        check=True,
+    )
+    assert (target / "My_Pkg-1.0.post1.dist-info" / "METADATA").read_text().count(
+        "Version: 1.0.post1"
+    ) == 1
 
 
 def test_a_rewrite_is_reproducible_and_refuses_a_wheel_whose_record_lies(tmp_path):
@@ -84,12 +120,19 @@ def test_a_rewrite_is_reproducible_and_refuses_a_wheel_whose_record_lies(tmp_pat
     first, second = tmp_path / "a", tmp_path / "b"
     first.mkdir(), second.mkdir()
     added = {"wheelwright/provenance.json": b"{}"}
-    assert rewrite(wheel, first, add=added).read_bytes() == rewrite(wheel, second, add=added).read_bytes()
+    assert (
+        rewrite(wheel, first, add=added).read_bytes()
+        == rewrite(wheel, second, add=added).read_bytes()
+    )
     files, dist_info = wheel_files("pkg", "1.0")
     files["pkg.py"] = "VALUE = 2\n"  # after RECORD was written
     (tmp_path / "liar").mkdir()
-    liar = write_wheel(tmp_path / "liar" / wheel.name, files, dist_info,
-                       record="".join(record_line(n, c.encode()) for n, c in wheel_files("pkg", "1.0")[0].items()))
+    liar = write_wheel(
+        tmp_path / "liar" / wheel.name,
+        files,
+        dist_info,
+        record="".join(record_line(n, c.encode()) for n, c in wheel_files("pkg", "1.0")[0].items()),
+    )
     with pytest.raises(WheelError, match="Hash mismatch for file 'pkg.py'"):
         rewrite(liar, tmp_path, version="1.0.post1")
     assert not (tmp_path / "pkg-1.0.post1-py3-none-any.whl").exists()  # no partial file left
@@ -104,32 +147,68 @@ def test_the_rebuild_diff_names_what_changed_and_not_the_bump(tmp_path):
     files, dist_info = wheel_files("pkg", "1.0", requires=["idna>=3", "certifi"])
     files["pkg.py"] = "VALUE = 2\n"
     files["pkg_extra.py"] = ""
-    second = rewrite(write_wheel(tmp_path / "b" / "pkg-1.0-py3-none-any.whl", files, dist_info), tmp_path / "a",
-                     version="1.0.post1")
-    before = embed(first, tmp_path / "a", {"package": "pkg", "wheel_version": "1.0", "build_url": "http://b/1",
-                                           "package_settings": {"imports": []}, "patch_sha256s": {}},
-                   "setuptools==80.9.0\nwheel==0.45.1\n")
+    second = rewrite(
+        write_wheel(tmp_path / "b" / "pkg-1.0-py3-none-any.whl", files, dist_info),
+        tmp_path / "a",
+        version="1.0.post1",
+    )
+    before = embed(
+        first,
+        tmp_path / "a",
+        {
+            "package": "pkg",
+            "wheel_version": "1.0",
+            "build_url": "http://b/1",
+            "package_settings": {"imports": []},
+            "patch_sha256s": {},
+        },
+        "setuptools==80.9.0\nwheel==0.45.1\n",
+    )
     after_dir = tmp_path / "after"
     after_dir.mkdir()
-    after = embed(second, after_dir, {"package": "pkg", "wheel_version": "1.0.post1", "build_url": "http://b/2",
-                                      "package_settings": {"imports": ["pkg"]}, "patch_sha256s": {"0001.patch": "ab"}},
-                  "setuptools==80.9.1\npackaging==25.0\n")
+    after = embed(
+        second,
+        after_dir,
+        {
+            "package": "pkg",
+            "wheel_version": "1.0.post1",
+            "build_url": "http://b/2",
+            "package_settings": {"imports": ["pkg"]},
+            "patch_sha256s": {"0001.patch": "ab"},
+        },
+        "setuptools==80.9.1\npackaging==25.0\n",
+    )
     text = report(facts_of(before), facts_of(after))
     assert text.splitlines() == [
         "before: pkg-1.0-py3-none-any.whl (http://b/1)",
         "after:  pkg-1.0.post1-py3-none-any.whl (http://b/2)",
         "",
-        "build environment:", "  + packaging 25.0", "  - wheel 0.45.1", "  ~ setuptools 80.9.0 -> 80.9.1",
-        "patches:", "  + 0001.patch ab",
-        "settings:", "  ~ imports [] -> ['pkg']",
-        "Requires-Dist:", "  + certifi",
-        "files:", "  + pkg_extra.py", "  ~ <dist-info>/METADATA (other bytes)", "  ~ pkg.py (other bytes)",
+        "build environment:",
+        "  + packaging 25.0",
+        "  - wheel 0.45.1",
+        "  ~ setuptools 80.9.0 -> 80.9.1",
+        "patches:",
+        "  + 0001.patch ab",
+        "settings:",
+        "  ~ imports [] -> ['pkg']",
+        "Requires-Dist:",
+        "  + certifi",
+        "files:",
+        "  + pkg_extra.py",
+        "  ~ <dist-info>/METADATA (other bytes)",
+        "  ~ pkg.py (other bytes)",
     ]
     # The same wheel bumped: nothing but the version differs, so nothing is reported.
     (tmp_path / "c").mkdir()
-    bumped = embed(rewrite(first, tmp_path / "b", version="1.0.post2"), tmp_path / "c",
-                   {"package": "pkg", "wheel_version": "1.0.post2"}, "")
-    assert "the wheel's files are identical, byte for byte" in report(facts_of(first), facts_of(bumped))
+    bumped = embed(
+        rewrite(first, tmp_path / "b", version="1.0.post2"),
+        tmp_path / "c",
+        {"package": "pkg", "wheel_version": "1.0.post2"},
+        "",
+    )
+    assert "the wheel's files are identical, byte for byte" in report(
+        facts_of(first), facts_of(bumped)
+    )
 
 
 def test_a_wheel_a_build_planted_bad_members_in_is_refused_before_it_is_read(tmp_path):

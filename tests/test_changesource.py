@@ -36,7 +36,9 @@ def test_only_sdists_of_allow_listed_projects_count_once_each():
         ("watched", "2.0", 16, "remove file watched-2.0.tar.gz", 7),
     ]
     found = releases(events, {"watched"})
-    assert [(r.project, r.version, r.sdist, r.timestamp) for r in found] == [("watched", "1.0", "watched-1.0.tar.gz", 12)]
+    assert [(r.project, r.version, r.sdist, r.timestamp) for r in found] == [
+        ("watched", "1.0", "watched-1.0.tar.gz", 12)
+    ]
 
 
 @contextlib.contextmanager
@@ -67,7 +69,9 @@ class TestUpstreamReleases(ChangeSourceMixin, TestReactorMixin, unittest.TestCas
         await self.attachChangeSource(UpstreamReleases(self.farm, pollInterval=60))
 
     async def test_a_new_sdist_of_an_allow_listed_project_is_a_change_and_one_request_a_poll(self):
-        self.upstream.add(setuptools_sdist(self.tmp, "watched", "0.9"))  # before the farm watched: history
+        self.upstream.add(
+            setuptools_sdist(self.tmp, "watched", "0.9")
+        )  # before the farm watched: history
         await self.changesource.poll()
         self.assertEqual(self.master.data.updates.changesAdded, [])
         self.assertEqual(self.changesource.watch["way"], "changelog")
@@ -78,23 +82,36 @@ class TestUpstreamReleases(ChangeSourceMixin, TestReactorMixin, unittest.TestCas
         # the changelog, then the page of the one allow-listed project it names
         self.assertEqual(self.upstream.requests - before, 2)
         (change,) = self.master.data.updates.changesAdded
-        self.assertEqual((change["category"], change["project"], change["properties"]),
-                         (CATEGORY, "watched", {"package": "watched", "version": "1.0", "reason": "released upstream"}))
+        self.assertEqual(
+            (change["category"], change["project"], change["properties"]),
+            (
+                CATEGORY,
+                "watched",
+                {"package": "watched", "version": "1.0", "reason": "released upstream"},
+            ),
+        )
         self.assertIn("watched 1.0 released upstream (watched-1.0.tar.gz)", change["comments"])
         await self.changesource.poll()  # nothing new
         self.assertEqual(len(self.master.data.updates.changesAdded), 1)
 
     async def test_an_unreadable_changelog_is_logged_and_asked_again_from_the_same_serial(self):
         await self.changesource.poll()
-        self.changesource.farm = Farm(root=self.farm.root, upstream=self.upstream.url,
-                                      upstream_changelog=f"http://127.0.0.1:{free_port()}/pypi")
+        self.changesource.farm = Farm(
+            root=self.farm.root,
+            upstream=self.upstream.url,
+            upstream_changelog=f"http://127.0.0.1:{free_port()}/pypi",
+        )
         self.upstream.add(setuptools_sdist(self.tmp, "watched", "1.0"))
         with twisted_log() as lines:
             await self.changesource.poll()
-        self.assertTrue(any("cannot read the changelog at http://127.0.0.1:" in line for line in lines), lines)
+        self.assertTrue(
+            any("cannot read the changelog at http://127.0.0.1:" in line for line in lines), lines
+        )
         self.changesource.farm = self.farm
         await self.changesource.poll()
-        self.assertEqual([c["properties"]["version"] for c in self.master.data.updates.changesAdded], ["1.0"])
+        self.assertEqual(
+            [c["properties"]["version"] for c in self.master.data.updates.changesAdded], ["1.0"]
+        )
 
     async def test_the_serial_survives_a_restart(self):
         await self.changesource.poll()
@@ -102,7 +119,9 @@ class TestUpstreamReleases(ChangeSourceMixin, TestReactorMixin, unittest.TestCas
         await self.changesource.disownServiceParent()
         await self.attachChangeSource(UpstreamReleases(self.farm, pollInterval=60))
         await self.changesource.poll()
-        self.assertEqual([c["properties"]["version"] for c in self.master.data.updates.changesAdded], ["1.0"])
+        self.assertEqual(
+            [c["properties"]["version"] for c in self.master.data.updates.changesAdded], ["1.0"]
+        )
 
 
 class TestUpstreamPages(ChangeSourceMixin, TestReactorMixin, unittest.TestCase):
@@ -145,8 +164,11 @@ class TestUpstreamPages(ChangeSourceMixin, TestReactorMixin, unittest.TestCase):
 
     async def test_a_release_whose_sdist_comes_after_its_wheels_is_built_when_the_sdist_comes(self):
         await self.cycle()
-        self.upstream.store.publish("watched-2.0-py3-none-any.whl", make_wheel(self.tmp, "watched", "2.0"),
-                                    sha256=sha256_of(self.tmp / "watched-2.0-py3-none-any.whl"))
+        self.upstream.store.publish(
+            "watched-2.0-py3-none-any.whl",
+            make_wheel(self.tmp, "watched", "2.0"),
+            sha256=sha256_of(self.tmp / "watched-2.0-py3-none-any.whl"),
+        )
         self.assertEqual(await self.cycle(), [])
         self.upstream.add(setuptools_sdist(self.tmp, "watched", "2.0"))
         self.assertEqual(await self.cycle(), ["2.0"])
@@ -175,7 +197,9 @@ class TestUpstreamPages(ChangeSourceMixin, TestReactorMixin, unittest.TestCase):
         self.reactor.advance(1801)
         requests_before = self.upstream.full_pages
         self.assertEqual(await self.cycle(), ["3.0"])
-        self.assertEqual(self.upstream.full_pages - requests_before, 1)  # looked at again in full when due
+        self.assertEqual(
+            self.upstream.full_pages - requests_before, 1
+        )  # looked at again in full when due
 
     async def test_nothing_is_repeated_or_lost_across_a_restart(self):
         await self.cycle()
@@ -190,9 +214,18 @@ class TestUpstreamPages(ChangeSourceMixin, TestReactorMixin, unittest.TestCase):
         names = [f"quiet-{n:04}" for n in range(999)]
         for name in names:  # pages as the upstream's store writes them, without their files
             self.upstream.store.project_dir(name).mkdir()
-            self.upstream.store._write_listing(name, {f"{name}-1.0.tar.gz": {
-                "filename": f"{name}-1.0.tar.gz", "version": "1.0", "sha256": "0" * 64, "size": 1,
-                "upload-time": "2026-01-01T00:00:00Z"}})
+            self.upstream.store._write_listing(
+                name,
+                {
+                    f"{name}-1.0.tar.gz": {
+                        "filename": f"{name}-1.0.tar.gz",
+                        "version": "1.0",
+                        "sha256": "0" * 64,
+                        "size": 1,
+                        "upload-time": "2026-01-01T00:00:00Z",
+                    }
+                },
+            )
         self.upstream.add(setuptools_sdist(self.tmp, "watched", "1.0"))
         self.farm.allowlist.write_text("".join(f"{n}\n" for n in ["watched", *names]))
         self.assertEqual(await self.cycle(), [])
@@ -200,11 +233,15 @@ class TestUpstreamPages(ChangeSourceMixin, TestReactorMixin, unittest.TestCase):
         self.upstream.add(setuptools_sdist(self.tmp, "watched", "2.0"))
         full, not_modified = self.upstream.full_pages, self.upstream.not_modified
         self.assertEqual(await self.cycle(), ["2.0"])
-        self.assertEqual((self.upstream.full_pages - full, self.upstream.not_modified - not_modified), (1, 999))
+        self.assertEqual(
+            (self.upstream.full_pages - full, self.upstream.not_modified - not_modified), (1, 999)
+        )
 
 
 @pytest.mark.farm
-def test_a_release_upstream_of_an_allow_listed_project_is_built_and_published(backends, upstream, tmp_path):
+def test_a_release_upstream_of_an_allow_listed_project_is_built_and_published(
+    backends, upstream, tmp_path
+):
     with open(backends.state / "allowlist.txt", "a") as allowlist:
         allowlist.write("\nreleased\n")
     upstream.add(setuptools_sdist(tmp_path, "unlisted", "1.0"))
@@ -214,7 +251,11 @@ def test_a_release_upstream_of_an_allow_listed_project_is_built_and_published(ba
         time.sleep(0.5)
     backends.wait_until_idle()
     builds = backends.api("builds?property=package&property=version&property=scheduler")["builds"]
-    started = [(b["properties"]["package"][0], b["properties"]["scheduler"][0]) for b in builds
-               if "package" in b["properties"] and b["properties"]["package"][0] in ("released", "unlisted")]
+    started = [
+        (b["properties"]["package"][0], b["properties"]["scheduler"][0])
+        for b in builds
+        if "package" in b["properties"]
+        and b["properties"]["package"][0] in ("released", "unlisted")
+    ]
     assert started and set(started) == {("released", "upstream-releases")}, started
     assert http_get(backends.status["index"] + "released/released-1.0-py3-none-any.whl")[0] == 200

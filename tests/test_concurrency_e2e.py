@@ -16,6 +16,7 @@ from wheelwright.workers.pools import builder_name, find_python
 
 pytestmark = pytest.mark.farm
 
+
 class Anchors(HTMLParser):
     def __init__(self, html: str):
         super().__init__()
@@ -33,14 +34,20 @@ def listing(farm, project: str) -> tuple[set[str], set[str]]:
     url = farm.status["index"] + project + "/"
     as_json = json.loads(http_get(url, "application/vnd.pypi.simple.v1+json")[1])
     as_html = Anchors(http_get(url, "text/html")[1].decode())
-    return {f["filename"] for f in as_json["files"]}, {h.split("#")[0].rsplit("/", 1)[-1] for h in as_html.hrefs}
+    return {f["filename"] for f in as_json["files"]}, {
+        h.split("#")[0].rsplit("/", 1)[-1] for h in as_html.hrefs
+    }
 
 
-def test_twenty_builds_at_once_publish_twenty_wheels_and_whole_listings(backends, upstream, tmp_path):
+def test_twenty_builds_at_once_publish_twenty_wheels_and_whole_listings(
+    backends, upstream, tmp_path
+):
     twenty_builds_at_once(backends, upstream, tmp_path)
 
 
-def twenty_builds_at_once(backends, upstream, tmp_path, prefix: str = "", index_root: Path | None = None) -> None:
+def twenty_builds_at_once(
+    backends, upstream, tmp_path, prefix: str = "", index_root: Path | None = None
+) -> None:
     """Also run on the production setup (test_deploy_e2e.py): prefix keeps its projects apart;
     index_root is where its index host keeps the files."""
     crowd, solos = f"{prefix}crowd", [f"{prefix}solo{n}" for n in range(10)]
@@ -48,7 +55,11 @@ def twenty_builds_at_once(backends, upstream, tmp_path, prefix: str = "", index_
     for pin in pins:
         name, version = pin.split("==")
         upstream.add(setuptools_sdist(tmp_path, name, version))
-    builders = [builder_name(platform.machine(), v) for v in ("3.10", "3.11", "3.12", "3.13") if find_python(v)]
+    builders = [
+        builder_name(platform.machine(), v)
+        for v in ("3.10", "3.11", "3.12", "3.13")
+        if find_python(v)
+    ]
     for n, pin in enumerate(pins):
         backends.cli("build", pin, "--builder", builders[n % len(builders)])
     backends.wait_until_idle(timeout=600)
@@ -63,8 +74,12 @@ def twenty_builds_at_once(backends, upstream, tmp_path, prefix: str = "", index_
         published += len(on_disk)
     assert len({p for p in (index_dir / crowd).glob("*.whl")}) == 10
     assert published == 20
-    project_list = json.loads(http_get(backends.status["index"], "application/vnd.pypi.simple.v1+json")[1])
+    project_list = json.loads(
+        http_get(backends.status["index"], "application/vnd.pypi.simple.v1+json")[1]
+    )
     assert set(projects) <= {p["name"] for p in project_list["projects"]}
     assert not list(index_dir.rglob(".tmp*"))
-    print(f"\n20 builds forced at once on {len(builders)} builders: 20 wheels published, "
-          f"{len(projects)} listings valid and exact")
+    print(
+        f"\n20 builds forced at once on {len(builders)} builders: 20 wheels published, "
+        f"{len(projects)} listings valid and exact"
+    )

@@ -21,8 +21,13 @@ from wheelwright.workers.pools import POOLS
 
 
 def test_the_environment_overrides_farm_json_and_is_never_written_to_it(tmp_path):
-    (tmp_path / "farm.json").write_text(json.dumps({"db_url": "sqlite:///state.sqlite", "ui_port": 8011}))
-    environ = {"WHEELWRIGHT_DB_URL": "postgresql://farm:s3cret@db.internal/buildbot", "WHEELWRIGHT_UI_PORT": "9000"}
+    (tmp_path / "farm.json").write_text(
+        json.dumps({"db_url": "sqlite:///state.sqlite", "ui_port": 8011})
+    )
+    environ = {
+        "WHEELWRIGHT_DB_URL": "postgresql://farm:s3cret@db.internal/buildbot",
+        "WHEELWRIGHT_UI_PORT": "9000",
+    }
     farm = Farm.load(tmp_path, environ)
     assert (farm.db_url, farm.ui_port) == ("postgresql://farm:s3cret@db.internal/buildbot", 9000)
     farm.save()
@@ -31,19 +36,29 @@ def test_the_environment_overrides_farm_json_and_is_never_written_to_it(tmp_path
     assert "s3cret" not in (tmp_path / "farm.json").read_text()
 
 
-@pytest.mark.parametrize(("environ", "message"), [
-    ({"WHEELWRIGHT_UI_PORT": "eighty"}, "WHEELWRIGHT_UI_PORT: not JSON"),
-    ({"WHEELWRIGHT_DB_URL": "oracle://x"}, "db_url must be a sqlite:// or postgresql:// URL"),
-    ({"WHEELWRIGHT_ROLES": '["ui", "coffee"]'}, "roles must be one or both of ui, builds"),
-    ({"WHEELWRIGHT_POOL_INDEX_URLS": '{"sparc": "http://x/simple/"}'}, "pool_index_urls: unknown pools"),
-])
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"WHEELWRIGHT_UI_PORT": "eighty"}, "WHEELWRIGHT_UI_PORT: not JSON"),
+        ({"WHEELWRIGHT_DB_URL": "oracle://x"}, "db_url must be a sqlite:// or postgresql:// URL"),
+        ({"WHEELWRIGHT_ROLES": '["ui", "coffee"]'}, "roles must be one or both of ui, builds"),
+        (
+            {"WHEELWRIGHT_POOL_INDEX_URLS": '{"sparc": "http://x/simple/"}'},
+            "pool_index_urls: unknown pools",
+        ),
+    ],
+)
 def test_bad_deployment_settings_are_named(tmp_path, environ, message):
     with pytest.raises(ValueError, match=message):
         Farm.load(tmp_path, environ)
 
 
 def test_each_pool_reaches_the_index_at_its_own_address(tmp_path):
-    farm = Farm(tmp_path, public_host="farm.example", pool_index_urls={"containers": "http://mirror:3141/simple/"})
+    farm = Farm(
+        tmp_path,
+        public_host="farm.example",
+        pool_index_urls={"containers": "http://mirror:3141/simple/"},
+    )
     assert farm.index_url_for(POOLS["local"]) == "http://127.0.0.1:8080/simple/"
     # Remote machines cannot reach the master's loopback.
     assert farm.index_url_for(POOLS["aarch64"]) == "http://farm.example:8080/simple/"
@@ -52,18 +67,30 @@ def test_each_pool_reaches_the_index_at_its_own_address(tmp_path):
 
 def test_the_master_config_follows_the_deployment_settings(tmp_path):
     (tmp_path / "master").mkdir()
-    (tmp_path / "farm.json").write_text(json.dumps({"db_url": "postgresql://farm@db/buildbot", "worker_tls": True,
-                                                    "mq_router": "ws://router:8081/ws", "roles": ["ui"]}))
+    (tmp_path / "farm.json").write_text(
+        json.dumps(
+            {
+                "db_url": "postgresql://farm@db/buildbot",
+                "worker_tls": True,
+                "mq_router": "ws://router:8081/ws",
+                "roles": ["ui"],
+            }
+        )
+    )
     (tmp_path / "secrets").mkdir(mode=0o700)
     tls.ensure_certificate(Farm.load(tmp_path))
     config = assemble(str(tmp_path / "master"))
     assert config["db"] == {"db_url": "postgresql://farm@db/buildbot"}
     assert config["mq"] == {"type": "wamp", "router_url": "ws://router:8081/ws", "realm": "realm1"}
     assert config["multiMaster"] is True
-    assert config["protocols"] == {"pb": {"port": "tcp:0:interface=127.0.0.1"}}  # a UI master takes no worker
+    assert config["protocols"] == {
+        "pb": {"port": "tcp:0:interface=127.0.0.1"}
+    }  # a UI master takes no worker
     (tmp_path / "farm.json").write_text(json.dumps({"worker_tls": True, "listen": "0.0.0.0"}))
     port = assemble(str(tmp_path / "master"))["protocols"]["pb"]["port"]
-    assert port.startswith("ssl:9989:interface=0.0.0.0:privateKey=") and port.endswith("worker-port.pem")
+    assert port.startswith("ssl:9989:interface=0.0.0.0:privateKey=") and port.endswith(
+        "worker-port.pem"
+    )
 
 
 def test_the_farm_makes_its_certificate_again_when_the_master_gets_a_new_address(tmp_path):
@@ -79,26 +106,42 @@ def test_the_farm_makes_its_certificate_again_when_the_master_gets_a_new_address
 
 
 def test_endpoint_values_with_separators_are_escaped():
-    assert tls.client_endpoint("::1", 9989, "/srv/a:b") == r"tls:host=\:\:1:port=9989:trustRoots=/srv/a\:b"
+    assert (
+        tls.client_endpoint("::1", 9989, "/srv/a:b")
+        == r"tls:host=\:\:1:port=9989:trustRoots=/srv/a\:b"
+    )
 
 
 def test_worker_create_prints_what_the_other_machine_runs(tmp_path):
     farm = Farm(tmp_path, worker_tls=True, public_host="farm.example")
     (tmp_path / "secrets").mkdir()
     tls.ensure_certificate(farm)
-    script = control.remote_worker_script(farm, POOLS["aarch64"], "aarch64-1", "farm.example:9989", "pw")
+    script = control.remote_worker_script(
+        farm, POOLS["aarch64"], "aarch64-1", "farm.example:9989", "pw"
+    )
     assert "buildbot-worker==" in script and "BEGIN CERTIFICATE" in script
-    assert ("--connection-string=tls:host=farm.example:port=9989:trustRoots=master-ca /var/lib/wheelwright/aarch64-1 "
-            "farm.example:9989 aarch64-1 pw") in script
+    assert (
+        "--connection-string=tls:host=farm.example:port=9989:trustRoots=master-ca /var/lib/wheelwright/aarch64-1 "
+        "farm.example:9989 aarch64-1 pw"
+    ) in script
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["aarch64-9", "--pool", "aarch64"], "aarch64-9 is not a worker of pool aarch64"),
-    (["aarch64-1", "--pool", "aarch64"], "this farm does not run pool aarch64: wheelwright up --pools local,aarch64"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["aarch64-9", "--pool", "aarch64"], "aarch64-9 is not a worker of pool aarch64"),
+        (
+            ["aarch64-1", "--pool", "aarch64"],
+            "this farm does not run pool aarch64: wheelwright up --pools local,aarch64",
+        ),
+    ],
+)
 def test_worker_create_refuses_what_the_master_would_not_take(tmp_path, args, message):
-    proc = subprocess.run([WHEELWRIGHT, "--state", str(tmp_path), "worker", "create", *args], capture_output=True,
-                          text=True)
+    proc = subprocess.run(
+        [WHEELWRIGHT, "--state", str(tmp_path), "worker", "create", *args],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode != 0 and message in proc.stderr
 
 
@@ -112,18 +155,33 @@ def test_a_mirror_keeps_the_file_it_holds_and_says_so(tmp_path, kind):
     second = make_wheel(tmp_path / "second", "mirrored", "1.0", payload=b"second")
     (tmp_path / "farm" / "secrets").mkdir(parents=True)
     with kind(tmp_path / "host") as host:
-        farm = Farm(tmp_path / "farm", mirrors=[{"name": host.name, "upload_url": host.upload_url,
-                                                "simple_url": host.simple_url, "user": USER}])
+        farm = Farm(
+            tmp_path / "farm",
+            mirrors=[
+                {
+                    "name": host.name,
+                    "upload_url": host.upload_url,
+                    "simple_url": host.simple_url,
+                    "user": USER,
+                }
+            ],
+        )
         (mirror,) = mirrors.mirrors_of(farm)
         assert not mirrors.publish(farm, mirror, first).published
         assert "no password" in mirrors.publish(farm, mirror, first).said
         (tmp_path / "farm" / "secrets" / mirror.secret).write_text("wrong")
         refused = mirrors.publish(farm, mirror, first)
-        assert not refused.published and not refused.already_there and mirrors.held_by(mirror, first) is None
+        assert (
+            not refused.published
+            and not refused.already_there
+            and mirrors.held_by(mirror, first) is None
+        )
         (tmp_path / "farm" / "secrets" / mirror.secret).write_text(PASSWORD)
         assert mirrors.publish(farm, mirror, first).published
         again = mirrors.publish(farm, mirror, first)
-        assert again.published or again.already_there  # devpi takes the same bytes again; pypiserver refuses them
+        assert (
+            again.published or again.already_there
+        )  # devpi takes the same bytes again; pypiserver refuses them
         other = mirrors.publish(farm, mirror, second)
         assert not other.published and not other.already_there and "another sha256" in other.said
         assert mirrors.held_by(mirror, second) == sha256_of(first)
@@ -133,8 +191,16 @@ def test_the_operators_certificate_is_used_as_given_and_never_made_again(tmp_pat
     signed = tmp_path / "given"
     signed.mkdir()
     tls.make_self_signed(signed / "cert.pem", signed / "key.pem", names=["farm.example"])
-    farm = Farm(tmp_path, worker_tls=True, worker_tls_cert=str(signed / "cert.pem"),
-                worker_tls_key=str(signed / "key.pem"), worker_tls_ca=str(signed / "ca.pem"), public_host="other.example")
+    farm = Farm(
+        tmp_path,
+        worker_tls=True,
+        worker_tls_cert=str(signed / "cert.pem"),
+        worker_tls_key=str(signed / "key.pem"),
+        worker_tls_ca=str(signed / "ca.pem"),
+        public_host="other.example",
+    )
     assert not tls.ensure_certificate(farm) and not (tmp_path / "secrets").exists()
     assert tls.certificate(farm) == (signed / "cert.pem", signed / "key.pem", signed / "ca.pem")
-    assert tls.server_endpoint(farm).endswith(f"privateKey={signed / 'key.pem'}:certKey={signed / 'cert.pem'}")
+    assert tls.server_endpoint(farm).endswith(
+        f"privateKey={signed / 'key.pem'}:certKey={signed / 'cert.pem'}"
+    )

@@ -40,12 +40,32 @@ def database():
 def own_index_host(tmp_path_factory):
     """Our index host as production runs it, on a machine of its own: not started by `up`. Yields
     its URL, where it keeps its files, and the password of the farm's upload account."""
-    top, password, port = tmp_path_factory.mktemp("index-host"), secrets.token_urlsafe(16), free_port()
-    subprocess.run([sys.executable, "-m", "wheelwright.index.accounts", str(top / "users.json"), UPLOAD_USER],
-                   input=password + "\n", text=True, check=True)
-    proc = subprocess.Popen([sys.executable, "-m", "wheelwright.index.server", "--root", str(top / "root"), "--users",
-                             str(top / "users.json"), "--port", str(port)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    top, password, port = (
+        tmp_path_factory.mktemp("index-host"),
+        secrets.token_urlsafe(16),
+        free_port(),
+    )
+    subprocess.run(
+        [sys.executable, "-m", "wheelwright.index.accounts", str(top / "users.json"), UPLOAD_USER],
+        input=password + "\n",
+        text=True,
+        check=True,
+    )
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "wheelwright.index.server",
+            "--root",
+            str(top / "root"),
+            "--users",
+            str(top / "users.json"),
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     wait_for_port(port)
     yield f"http://127.0.0.1:{port}/", top / "root", password
     proc.terminate()
@@ -55,7 +75,10 @@ def own_index_host(tmp_path_factory):
 @pytest.fixture(scope="module")
 def mirrors(tmp_path_factory):
     with contextlib.ExitStack() as stack:
-        yield [stack.enter_context(host(tmp_path_factory.mktemp(host.__name__))) for host in (pypiserver, devpi)]
+        yield [
+            stack.enter_context(host(tmp_path_factory.mktemp(host.__name__)))
+            for host in (pypiserver, devpi)
+        ]
 
 
 @pytest.fixture(scope="module")
@@ -69,20 +92,40 @@ def production(tmp_path_factory, upstream, database, own_index_host, mirrors, ro
     index_url, _, upload_password = own_index_host
     state = tmp_path_factory.mktemp("production") / "farm"
     (state / "secrets").mkdir(parents=True, mode=0o700)
-    for name, password in ((UPLOAD_SECRET, upload_password), *((f"mirror-{m.name}", PASSWORD) for m in mirrors)):
+    for name, password in (
+        (UPLOAD_SECRET, upload_password),
+        *((f"mirror-{m.name}", PASSWORD) for m in mirrors),
+    ):
         (state / "secrets" / name).write_text(password)
         (state / "secrets" / name).chmod(0o600)
-    settings = {"mirrors": [{"name": m.name, "upload_url": m.upload_url, "simple_url": m.simple_url, "user": USER}
-                            for m in mirrors], "mq_realm": REALM}
-    with running_farm(tmp_path_factory, upstream, "--no-emulation", "--pools", "local", "--worker-tls", "--roles",
-                      "builds", "--mq-router", router, state=state,
-                      settings=settings, environ={"WHEELWRIGHT_DB_URL": database,
-                                                  "WHEELWRIGHT_INDEX_HOST": index_url}) as farm:
+    settings = {
+        "mirrors": [
+            {"name": m.name, "upload_url": m.upload_url, "simple_url": m.simple_url, "user": USER}
+            for m in mirrors
+        ],
+        "mq_realm": REALM,
+    }
+    with running_farm(
+        tmp_path_factory,
+        upstream,
+        "--no-emulation",
+        "--pools",
+        "local",
+        "--worker-tls",
+        "--roles",
+        "builds",
+        "--mq-router",
+        router,
+        state=state,
+        settings=settings,
+        environ={"WHEELWRIGHT_DB_URL": database, "WHEELWRIGHT_INDEX_HOST": index_url},
+    ) as farm:
         yield build_backends(farm, upstream)
 
 
-def test_a_build_runs_on_postgresql_publishes_to_the_index_host_and_both_mirrors(production, database, upstream,
-                                                                                  mirrors, own_index_host, tmp_path):
+def test_a_build_runs_on_postgresql_publishes_to_the_index_host_and_both_mirrors(
+    production, database, upstream, mirrors, own_index_host, tmp_path
+):
     upstream.add(flit_sdist(tmp_path, "onpostgres", "1.0", code="WHERE = 'postgresql'\n"))
     rc, result = production.build("onpostgres==1.0")
     assert rc == 0 and result["result"] == "success", result
@@ -90,16 +133,29 @@ def test_a_build_runs_on_postgresql_publishes_to_the_index_host_and_both_mirrors
     (wheel,) = result["wheels"]
     assert (own_index_host[1] / "wheels" / "simple" / "onpostgres" / wheel).exists()
     for index_url in (production.status["index"], *(m.simple_url for m in mirrors)):
-        assert install_and_run(production, tmp_path, "onpostgres==1.0", "import onpostgres; print(onpostgres.WHERE)",
-                               index_url=index_url) == "postgresql\n", index_url
+        assert (
+            install_and_run(
+                production,
+                tmp_path,
+                "onpostgres==1.0",
+                "import onpostgres; print(onpostgres.WHERE)",
+                index_url=index_url,
+            )
+            == "postgresql\n"
+        ), index_url
     # The build is in PostgreSQL's tables, not in a sqlite file beside the master.
-    (row,) = query(database, "SELECT b.number, b.results FROM builds b JOIN builders r ON r.id = b.builderid "
-                             f"WHERE r.name = '{DEFAULT_BUILDER}' ORDER BY b.id DESC LIMIT 1")
+    (row,) = query(
+        database,
+        "SELECT b.number, b.results FROM builds b JOIN builders r ON r.id = b.builderid "
+        f"WHERE r.name = '{DEFAULT_BUILDER}' ORDER BY b.id DESC LIMIT 1",
+    )
     assert row == (result["number"], 0)
     assert not (production.state / "master" / "state.sqlite").exists()
     password = database.split(":")[2].split("@")[0]
     farm_json = json.loads((production.state / "farm.json").read_text())
-    assert "db_url" not in farm_json and password not in (production.state / "farm.json").read_text()
+    assert (
+        "db_url" not in farm_json and password not in (production.state / "farm.json").read_text()
+    )
 
 
 def test_twenty_builds_at_once_on_postgresql(production, upstream, own_index_host, tmp_path):
@@ -110,8 +166,11 @@ BUILDBOT_WORKER = str(Path(sys.executable).with_name("buildbot-worker"))
 
 
 def worker_of(database: str, builder: str, number: int) -> str:
-    (row,) = query(database, "SELECT w.name FROM builds b JOIN builders r ON r.id = b.builderid JOIN workers w ON "
-                             f"w.id = b.workerid WHERE r.name = '{builder}' AND b.number = {number}")
+    (row,) = query(
+        database,
+        "SELECT w.name FROM builds b JOIN builders r ON r.id = b.builderid JOIN workers w ON "
+        f"w.id = b.workerid WHERE r.name = '{builder}' AND b.number = {number}",
+    )
     return row[0]
 
 
@@ -129,27 +188,42 @@ def wait_for(predicate, timeout: float = 60) -> bool:
     return True
 
 
-def test_a_worker_made_by_worker_create_reaches_the_master_only_over_tls(production, database, upstream, tmp_path):
+def test_a_worker_made_by_worker_create_reaches_the_master_only_over_tls(
+    production, database, upstream, tmp_path
+):
     # The farm's own workers make way: the worker below, a process of its own, takes local-1's name.
     for name in ("local-1", "local-2"):
-        subprocess.run([BUILDBOT_WORKER, "stop", str(production.state / "workers" / name)], check=True,
-                       capture_output=True)
+        subprocess.run(
+            [BUILDBOT_WORKER, "stop", str(production.state / "workers" / name)],
+            check=True,
+            capture_output=True,
+        )
     made, plain = tmp_path / "made", tmp_path / "plain"
     production.cli("worker", "create", "local-1", "--pool", "local", "--dir", str(made))
     tac = (made / "buildbot.tac").read_text()
     assert "connection_string = 'tls:host=127.0.0.1:" in tac and ":trustRoots=master-ca'" in tac
-    assert (made / "master-ca" / "master.pem").read_bytes() == (production.state / "secrets" / "worker-port.pem").read_bytes()
+    assert (made / "master-ca" / "master.pem").read_bytes() == (
+        production.state / "secrets" / "worker-port.pem"
+    ).read_bytes()
     # A worker that speaks plain PB to the same port, with local-2's right password, never attaches.
     port = json.loads((production.state / "farm.json").read_text())["worker_port"]
     password = (production.state / "secrets" / "worker-local-2").read_text().strip()
-    subprocess.run([BUILDBOT_WORKER, "create-worker", str(plain), f"127.0.0.1:{port}", "local-2", password], check=True,
-                   capture_output=True)
+    subprocess.run(
+        [BUILDBOT_WORKER, "create-worker", str(plain), f"127.0.0.1:{port}", "local-2", password],
+        check=True,
+        capture_output=True,
+    )
     try:
         subprocess.run([BUILDBOT_WORKER, "start", str(made)], check=True, capture_output=True)
         # `start` waits for the worker to attach, and says it did not: the process runs on, retrying.
-        assert subprocess.run([BUILDBOT_WORKER, "start", str(plain)], capture_output=True).returncode != 0
+        assert (
+            subprocess.run([BUILDBOT_WORKER, "start", str(plain)], capture_output=True).returncode
+            != 0
+        )
         assert (plain / "twistd.pid").exists()
-        assert wait_for(lambda: connected(production, "local-1")), (made / "twistd.log").read_text()[-2000:]
+        assert wait_for(lambda: connected(production, "local-1")), (
+            made / "twistd.log"
+        ).read_text()[-2000:]
         assert "BufferingTLSTransport" in (made / "twistd.log").read_text()
 
         upstream.add(flit_sdist(tmp_path, "overtls", "1.0"))
@@ -164,17 +238,35 @@ def test_a_worker_made_by_worker_create_reaches_the_master_only_over_tls(product
         production.cli("up")  # the farm's own workers again, for the tests after this one
 
 
-def test_a_build_forced_through_the_ui_master_runs_on_the_builds_master(production, database, router, upstream,
-                                                                       tmp_path):
+def test_a_build_forced_through_the_ui_master_runs_on_the_builds_master(
+    production, database, router, upstream, tmp_path
+):
     """A second master, as on a machine of its own: its own state directory with the first's
     secrets and settings, the same database and router, no worker port. The build forced through
     it is run by the other master's worker, and both masters show it."""
     state = tmp_path / "ui-master"
     shutil.copytree(production.state / "secrets", state / "secrets")
     first = json.loads((production.state / "farm.json").read_text())
-    (state / "farm.json").write_text(json.dumps({
-        **{k: first[k] for k in ("upstream", "pools", "emulation", "mq_router", "mq_realm", "worker_port")},
-        "roles": ["ui"], "ui_port": free_port(), "settings": str(production.state / "overrides")}))
+    (state / "farm.json").write_text(
+        json.dumps(
+            {
+                **{
+                    k: first[k]
+                    for k in (
+                        "upstream",
+                        "pools",
+                        "emulation",
+                        "mq_router",
+                        "mq_realm",
+                        "worker_port",
+                    )
+                },
+                "roles": ["ui"],
+                "ui_port": free_port(),
+                "settings": str(production.state / "overrides"),
+            }
+        )
+    )
     ui = FarmUnderTest(state, production.environ)
     try:
         ui.cli("up")
@@ -188,9 +280,17 @@ def test_a_build_forced_through_the_ui_master_runs_on_the_builds_master(producti
         assert len(masters) == 2 and all(m["active"] for m in masters.values()), masters
         for farm in (ui, production):
             (builder,) = farm.api(f"builders?name={DEFAULT_BUILDER}")["builders"]
-            (build,) = farm.api(f"builders/{builder['builderid']}/builds/{result['number']}")["builds"]
-            assert build["complete"] and build["results"] == 0 and "twomasters" in build["state_string"]
+            (build,) = farm.api(f"builders/{builder['builderid']}/builds/{result['number']}")[
+                "builds"
+            ]
+            assert (
+                build["complete"]
+                and build["results"] == 0
+                and "twomasters" in build["state_string"]
+            )
             # Run by the master with the worker port (Buildbot names a master host:basedir).
-            assert masters[build["masterid"]]["name"].endswith(str(production.state / "master")), masters
+            assert masters[build["masterid"]]["name"].endswith(str(production.state / "master")), (
+                masters
+            )
     finally:
         ui.cli("down", check=False)

@@ -21,7 +21,9 @@ NATIVE = f"{platform.machine()}-cp311"
 EMULATED = "aarch64-cp311"
 CAN_EMULATE = emulation.why_not("aarch64")
 
-pytestmark = pytest.mark.skipif(platform.machine() != "x86_64", reason="emulates aarch64 on an x86_64 machine")
+pytestmark = pytest.mark.skipif(
+    platform.machine() != "x86_64", reason="emulates aarch64 on an x86_64 machine"
+)
 
 
 def test_why_not_says_what_is_missing(tmp_path, monkeypatch):
@@ -43,16 +45,41 @@ def test_why_not_says_what_is_missing(tmp_path, monkeypatch):
 def emulating_farm(tmp_path_factory, upstream):
     if CAN_EMULATE:
         pytest.fail(f"make test sets up aarch64 emulation, yet: {CAN_EMULATE}")
-    with running_farm(tmp_path_factory, upstream, "--emulation", "--root-cache", str(made_roots_cache())) as farm:
+    with running_farm(
+        tmp_path_factory, upstream, "--emulation", "--root-cache", str(made_roots_cache())
+    ) as farm:
         yield build_backends(farm, upstream)
 
 
 def in_root(farm, script: str) -> str:
     """script run by sh in the farm's arm64 root (its own /tmp), as its workers run."""
     root = Farm.load(farm.state).roots_dir / "debian-bookworm-arm64"
-    return subprocess.run(["bwrap", "--bind", str(root), "/", "--dev-bind", "/dev", "/dev", "--proc", "/proc",
-                           "--tmpfs", "/tmp", "--clearenv", "--setenv", "PATH", emulation.PATH, "--", "sh", "-ec", script],
-                          check=True, capture_output=True, text=True).stdout
+    return subprocess.run(
+        [
+            "bwrap",
+            "--bind",
+            str(root),
+            "/",
+            "--dev-bind",
+            "/dev",
+            "/dev",
+            "--proc",
+            "/proc",
+            "--tmpfs",
+            "/tmp",
+            "--clearenv",
+            "--setenv",
+            "PATH",
+            emulation.PATH,
+            "--",
+            "sh",
+            "-ec",
+            script,
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
 
 
 @pytest.mark.farm
@@ -64,7 +91,10 @@ def test_workers_run_in_the_arm64_root(emulating_farm):
     assert {"aarch64", "aarch64-emulated"} <= set(builders[EMULATED]["tags"])
     # Debian's arm64 root has Python 3.11 alone: the other aarch64 builders wait for real machines.
     assert "aarch64-cp312" in builders
-    assert in_root(emulating_farm, "python3 -c 'import platform; print(platform.machine())'").strip() == "aarch64"
+    assert (
+        in_root(emulating_farm, "python3 -c 'import platform; print(platform.machine())'").strip()
+        == "aarch64"
+    )
 
 
 @pytest.mark.farm
@@ -73,22 +103,32 @@ def test_one_c_extension_for_both_architectures(emulating_farm, upstream, tmp_pa
     rc, result = emulating_farm.build("twoarch==1.0", NATIVE, EMULATED)
     assert rc == 0, json.dumps(result, indent=2)
     wheels = {b["builder"]: b["wheels"] for b in result["builds"]}
-    assert wheels == {NATIVE: [f"twoarch-1.0-cp311-cp311-linux_{platform.machine()}.whl"],
-                      EMULATED: ["twoarch-1.0-cp311-cp311-linux_aarch64.whl"]}
+    assert wheels == {
+        NATIVE: [f"twoarch-1.0-cp311-cp311-linux_{platform.machine()}.whl"],
+        EMULATED: ["twoarch-1.0-cp311-cp311-linux_aarch64.whl"],
+    }
 
     index = emulating_farm.status["index"]
-    native = install_and_run(emulating_farm, tmp_path, "twoarch==1.0", "import platform, twoarch; "
-                             "print(platform.machine(), twoarch.answer(), twoarch.__file__)",
-                             base_python=find_python("3.11"))
+    native = install_and_run(
+        emulating_farm,
+        tmp_path,
+        "twoarch==1.0",
+        "import platform, twoarch; print(platform.machine(), twoarch.answer(), twoarch.__file__)",
+        base_python=find_python("3.11"),
+    )
     assert native.split()[:2] == [platform.machine(), "42"]
     assert native.split()[2].endswith(f".cpython-311-{platform.machine()}-linux-gnu.so")
     # pip in the arm64 root, with no configuration but our index, picks the aarch64 wheel.
-    emulated = in_root(emulating_farm, f"""
+    emulated = in_root(
+        emulating_farm,
+        f"""
         python3 -m venv --without-pip /tmp/venv
         /opt/wheelwright/bin/python -m pip --python /tmp/venv/bin/python install --quiet --disable-pip-version-check \\
             --no-cache-dir --index-url {index} twoarch==1.0
-        /tmp/venv/bin/python -c 'import platform, twoarch; print(platform.machine(), twoarch.answer(), twoarch.__file__)'
-    """)
+        /tmp/venv/bin/python -c \\
+            'import platform, twoarch; print(platform.machine(), twoarch.answer(), twoarch.__file__)'
+    """,
+    )
     assert emulated.split()[:2] == ["aarch64", "42"]
     assert emulated.split()[2].endswith(".cpython-311-aarch64-linux-gnu.so")
 
@@ -97,11 +137,12 @@ def test_one_c_extension_for_both_architectures(emulating_farm, upstream, tmp_pa
 def test_a_pure_wheel_is_built_once_for_both(emulating_farm, upstream, tmp_path):
     upstream.add(flit_sdist(tmp_path, "pureboth", "1.0"))
     rc, first = emulating_farm.build("pureboth==1.0", NATIVE)
-    assert rc == 0 and first["wheels"] == ["pureboth-1.0-py2.py3-none-any.whl"], json.dumps(first, indent=2)
+    assert rc == 0 and first["wheels"] == ["pureboth-1.0-py2.py3-none-any.whl"], json.dumps(
+        first, indent=2
+    )
     rc, second = emulating_farm.build("pureboth==1.0", EMULATED)
     assert rc == 0, json.dumps(second, indent=2)
     assert second["pure_wheel_published_by"] and not second["wheels"]
-
 
 
 @pytest.mark.farm
@@ -112,7 +153,12 @@ def test_the_sandbox_holds_under_emulation(emulating_farm, upstream, tmp_path):
     listener = Listener()
     tac = emulating_farm.state / "workers" / "aarch64-emulated-1" / "buildbot.tac"
     secret = emulating_farm.state / "secrets" / "worker-aarch64-emulated-1"
-    upstream.add(setuptools_sdist(tmp_path, "probes", "1.0", setup_py=f"""\
+    upstream.add(
+        setuptools_sdist(
+            tmp_path,
+            "probes",
+            "1.0",
+            setup_py=f"""\
         import platform, socket
         from setuptools import setup
         from setuptools.command.build_py import build_py
@@ -128,7 +174,8 @@ def test_the_sandbox_holds_under_emulation(emulating_farm, upstream, tmp_path):
                     pass
                 # also through the worker's own processes: /proc/PID/cwd and /proc/PID/root
                 import glob
-                for path in ("{tac}", "{secret}", *glob.glob("/proc/*/cwd/buildbot.tac"), *glob.glob("/proc/*/root{tac}")):
+                for path in ("{tac}", "{secret}", *glob.glob("/proc/*/cwd/buildbot.tac"),
+                             *glob.glob("/proc/*/root{tac}")):
                     try:
                         leaks.append(path + ": " + open(path).read()[:20])
                     except OSError:
@@ -138,7 +185,9 @@ def test_the_sandbox_holds_under_emulation(emulating_farm, upstream, tmp_path):
                 super().run()
 
         setup(cmdclass={{"build_py": Probe}})
-        """))
+        """,
+        )
+    )
     rc, result = emulating_farm.build("probes==1.0", EMULATED)
     listener.close()
     assert rc == 0, json.dumps(result, indent=2)
@@ -152,10 +201,13 @@ def test_a_real_c_extension_builds_for_aarch64(emulating_farm, upstream, tmp_pat
     rc, result = emulating_farm.build("MarkupSafe==3.0.2", EMULATED)
     assert rc == 0, json.dumps(result, indent=2)
     assert result["wheels"] == ["markupsafe-3.0.2-cp311-cp311-linux_aarch64.whl"]
-    out = in_root(emulating_farm, f"""
+    out = in_root(
+        emulating_farm,
+        f"""
         python3 -m venv --without-pip /tmp/venv
         /opt/wheelwright/bin/python -m pip --python /tmp/venv/bin/python install --quiet --disable-pip-version-check \\
             --no-cache-dir --index-url {emulating_farm.status["index"]} MarkupSafe==3.0.2
         /tmp/venv/bin/python -c 'import markupsafe._speedups as s; print(s.__file__)'
-    """)
+    """,
+    )
     assert out.strip().endswith("_speedups.cpython-311-aarch64-linux-gnu.so")

@@ -19,7 +19,15 @@ import requests
 
 from tests.conftest import install_and_run, wheel_index_has
 from tests.farm import DEFAULT_BUILDER, WHEELWRIGHT, http_get
-from tests.sdists import Listener, c_extension_sdist, calling_out_sdist, flit_sdist, pkg_info, setuptools_sdist, write_sdist
+from tests.sdists import (
+    Listener,
+    c_extension_sdist,
+    calling_out_sdist,
+    flit_sdist,
+    pkg_info,
+    setuptools_sdist,
+    write_sdist,
+)
 from tests.wheels import make_wheel
 from wheelwright.master.farm import Farm
 
@@ -27,12 +35,23 @@ pytestmark = pytest.mark.farm
 
 
 def test_build_backends_build_themselves_into_the_empty_index(backends):
-    status, body, ctype = http_get(backends.status["index"] + "setuptools/", accept="application/vnd.pypi.simple.v1+json")
+    status, body, ctype = http_get(
+        backends.status["index"] + "setuptools/", accept="application/vnd.pypi.simple.v1+json"
+    )
     assert status == 200 and ctype == "application/vnd.pypi.simple.v1+json"
     files = json.loads(body)["files"]
     assert [f["filename"] for f in files] == ["setuptools-80.9.0-py3-none-any.whl"]
-    provenance = json.loads(http_get(backends.status["index"] + "setuptools/setuptools-80.9.0-py3-none-any.whl.provenance.json")[1])
-    assert provenance["builder"] and provenance["build_number"] >= 1 and "/builds/" in provenance["build_url"]
+    provenance = json.loads(
+        http_get(
+            backends.status["index"]
+            + "setuptools/setuptools-80.9.0-py3-none-any.whl.provenance.json"
+        )[1]
+    )
+    assert (
+        provenance["builder"]
+        and provenance["build_number"] >= 1
+        and "/builds/" in provenance["build_url"]
+    )
     assert http_get(backends.status["sources"] + "setuptools/setuptools-80.9.0.tar.gz")[0] == 200
 
 
@@ -43,8 +62,16 @@ def test_pure_python_package_installs_from_our_index(backends, upstream, tmp_pat
     (wheel,) = result["wheels"]
     assert wheel.startswith("purepkg-1.0-") and wheel.endswith("-none-any.whl")
     assert result["build_url"].startswith(backends.status["ui"])
-    assert install_and_run(backends, tmp_path, "purepkg==1.0", "import purepkg; print(purepkg.VALUE)") == "pure\n"
-    assert install_and_run(backends, tmp_path, "purepkg==1.0", "import purepkg; print(purepkg.VALUE)", "uv") == "pure\n"
+    assert (
+        install_and_run(backends, tmp_path, "purepkg==1.0", "import purepkg; print(purepkg.VALUE)")
+        == "pure\n"
+    )
+    assert (
+        install_and_run(
+            backends, tmp_path, "purepkg==1.0", "import purepkg; print(purepkg.VALUE)", "uv"
+        )
+        == "pure\n"
+    )
 
 
 def test_index_speaks_pep691_and_serves_core_metadata(backends):
@@ -57,7 +84,7 @@ def test_index_speaks_pep691_and_serves_core_metadata(backends):
     assert b"Name: purepkg" in metadata
     html = http_get(index + "purepkg/", accept="text/html")[1].decode()
     assert f'data-core-metadata="sha256={entry["core-metadata"]["sha256"]}"' in html
-    assert f'#sha256={entry["hashes"]["sha256"]}' in html
+    assert f"#sha256={entry['hashes']['sha256']}" in html
     freeze = http_get(index + "purepkg/" + entry["filename"] + ".freeze.txt")[1].decode()
     assert "flit-core==3.12.0" in freeze
 
@@ -68,7 +95,10 @@ def test_c_extension_package(backends, upstream, tmp_path):
     assert rc == 0, result
     (wheel,) = result["wheels"]
     assert wheel.startswith("cext-1.0-cp311-cp311-") and wheel.endswith("linux_x86_64.whl")
-    assert install_and_run(backends, tmp_path, "cext==1.0", "import cext; print(cext.answer())") == "42\n"
+    assert (
+        install_and_run(backends, tmp_path, "cext==1.0", "import cext; print(cext.answer())")
+        == "42\n"
+    )
 
 
 def test_patches_are_applied(backends, upstream, tmp_path):
@@ -76,13 +106,19 @@ def test_patches_are_applied(backends, upstream, tmp_path):
     patch_dir = backends.state / "overrides" / "patches" / "patched-1.0"
     patch_dir.mkdir(parents=True)
     (patch_dir / "0001-ours.patch").write_text(
-        "--- a/patched.py\n+++ b/patched.py\n@@ -1 +1 @@\n-VALUE = 'upstream'\n+VALUE = 'patched'\n")
+        "--- a/patched.py\n+++ b/patched.py\n@@ -1 +1 @@\n-VALUE = 'upstream'\n+VALUE = 'patched'\n"
+    )
     rc, result = backends.build("patched==1.0")
     assert rc == 0, result
-    assert install_and_run(backends, tmp_path, "patched==1.0", "import patched; print(patched.VALUE)") == "patched\n"
+    assert (
+        install_and_run(backends, tmp_path, "patched==1.0", "import patched; print(patched.VALUE)")
+        == "patched\n"
+    )
 
 
-def test_a_settings_file_broken_while_the_farm_runs_gives_way_to_its_last_good_version(backends, upstream, tmp_path):
+def test_a_settings_file_broken_while_the_farm_runs_gives_way_to_its_last_good_version(
+    backends, upstream, tmp_path
+):
     for version in ("1.0", "2.0"):
         upstream.add(setuptools_sdist(tmp_path, "edited", version, module="edited_mod"))
     settings = backends.state / "overrides" / "settings" / "edited.yaml"
@@ -97,21 +133,30 @@ def test_a_settings_file_broken_while_the_farm_runs_gives_way_to_its_last_good_v
     assert warning.startswith(f"{settings}:3: not valid YAML") and "last good version" in warning
     assert "--frontend pip" in backends.logs(result["builder"], result["number"])
     assert result["wheels"] == ["edited-2.0-py3-none-any.whl"]
-    assert install_and_run(backends, tmp_path, "edited==2.0", "import edited_mod; print(edited_mod.VALUE)") == "1\n"
+    assert (
+        install_and_run(
+            backends, tmp_path, "edited==2.0", "import edited_mod; print(edited_mod.VALUE)"
+        )
+        == "1\n"
+    )
 
 
 def test_patch_that_does_not_apply_fails_naming_it(backends, upstream, tmp_path):
     upstream.add(setuptools_sdist(tmp_path, "badpatch", "1.0"))
     patch_dir = backends.state / "overrides" / "patches" / "badpatch"
     patch_dir.mkdir(parents=True)
-    (patch_dir / "0001-stale.patch").write_text("--- a/badpatch.py\n+++ b/badpatch.py\n@@ -1 +1 @@\n-NOT THERE\n+X\n")
+    (patch_dir / "0001-stale.patch").write_text(
+        "--- a/badpatch.py\n+++ b/badpatch.py\n@@ -1 +1 @@\n-NOT THERE\n+X\n"
+    )
     rc, result = backends.build("badpatch==1.0")
     assert rc == 1
     assert "patch 0001-stale.patch does not apply" in result["failed_steps"]["prepare-source"]
     assert not wheel_index_has(backends, "badpatch")
 
 
-def test_unknown_install_dependency_goes_to_review_and_nothing_is_published(backends, upstream, tmp_path):
+def test_unknown_install_dependency_goes_to_review_and_nothing_is_published(
+    backends, upstream, tmp_path
+):
     upstream.add(setuptools_sdist(tmp_path, "needsnew", "1.0", requires=["brand-new-dep>=1"]))
     rc, result = backends.build("needsnew==1.0")
     assert rc == 1
@@ -123,13 +168,22 @@ def test_unknown_install_dependency_goes_to_review_and_nothing_is_published(back
 
 
 def test_missing_build_requirement_goes_to_review(backends, upstream, tmp_path):
-    upstream.add(write_sdist(tmp_path, "needshatch", "1.0", {
-        "PKG-INFO": pkg_info("needshatch", "1.0"),
-        "pyproject.toml": '[build-system]\nrequires = ["hatchling"]\nbuild-backend = "hatchling.build"\n',
-    }))
+    upstream.add(
+        write_sdist(
+            tmp_path,
+            "needshatch",
+            "1.0",
+            {
+                "PKG-INFO": pkg_info("needshatch", "1.0"),
+                "pyproject.toml": '[build-system]\nrequires = ["hatchling"]\nbuild-backend = "hatchling.build"\n',
+            },
+        )
+    )
     rc, result = backends.build("needshatch==1.0")
     assert rc == 1
-    assert result["failed_steps"]["prepare-build-env"].startswith("build requirement hatchling is not in the index")
+    assert result["failed_steps"]["prepare-build-env"].startswith(
+        "build requirement hatchling is not in the index"
+    )
     assert "hatchling" in json.loads((backends.state / "review-queue.json").read_text())
     assert not wheel_index_has(backends, "needshatch")
 
@@ -158,7 +212,12 @@ def test_build_has_no_network(backends, upstream, tmp_path):
 def test_a_local_build_cannot_read_the_farms_secrets(backends, upstream, tmp_path):
     secret = backends.state / "secrets" / "index-upload-password"
     tac = backends.state / "workers" / "local-1" / "buildbot.tac"
-    upstream.add(setuptools_sdist(tmp_path, "snoops", "1.0", setup_py=f"""\
+    upstream.add(
+        setuptools_sdist(
+            tmp_path,
+            "snoops",
+            "1.0",
+            setup_py=f"""\
         from setuptools import setup
         from setuptools.command.build_py import build_py
 
@@ -174,16 +233,29 @@ def test_a_local_build_cannot_read_the_farms_secrets(backends, upstream, tmp_pat
                 super().run()
 
         setup(cmdclass={{"build_py": Snoop}})
-        """))
+        """,
+        )
+    )
     rc, result = backends.build("snoops==1.0")
     assert rc == 0, result
     assert secret.read_text() not in backends.logs(result["builder"], result["number"])
 
 
-def test_a_local_build_writes_nothing_outside_its_build_directory_and_leaves_no_process(backends, upstream, tmp_path):
+def test_a_local_build_writes_nothing_outside_its_build_directory_and_leaves_no_process(
+    backends, upstream, tmp_path
+):
     token = uuid.uuid4().hex
-    targets = [tmp_path / "escaped", backends.state / "workers" / "local-1" / "escaped", Path.home() / f"escaped-{token}"]
-    upstream.add(setuptools_sdist(tmp_path, "escapes", "1.0", setup_py=f"""\
+    targets = [
+        tmp_path / "escaped",
+        backends.state / "workers" / "local-1" / "escaped",
+        Path.home() / f"escaped-{token}",
+    ]
+    upstream.add(
+        setuptools_sdist(
+            tmp_path,
+            "escapes",
+            "1.0",
+            setup_py=f"""\
         import subprocess, sys
         from setuptools import setup
         from setuptools.command.build_py import build_py
@@ -195,27 +267,36 @@ def test_a_local_build_writes_nothing_outside_its_build_directory_and_leaves_no_
                         open(path, "w").write("escaped")
                     except OSError:
                         pass
-                subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)", "{token}"], start_new_session=True,
-                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)", "{token}"],
+                                 start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL)
                 super().run()
 
         setup(cmdclass={{"build_py": Escape}})
-        """))
+        """,
+        )
+    )
     rc, result = backends.build("escapes==1.0")
     assert rc == 0, result
     assert [t for t in targets if t.exists()] == []
-    assert subprocess.run(["pgrep", "-f", token]).returncode == 1, "a process the build started is still running"
+    assert subprocess.run(["pgrep", "-f", token]).returncode == 1, (
+        "a process the build started is still running"
+    )
 
 
 def test_rebuild_reuses_the_archive_and_never_overwrites(backends, upstream):
     index = backends.status["index"]
-    before = json.loads(http_get(index + "cext/", accept="application/vnd.pypi.simple.v1+json")[1])["files"]
+    before = json.loads(http_get(index + "cext/", accept="application/vnd.pypi.simple.v1+json")[1])[
+        "files"
+    ]
     (upstream.store.project_dir("cext") / "cext-1.0.tar.gz").unlink()  # upstream lost it
     rc, result = backends.build("cext==1.0")
     assert "download-source" not in result["failed_steps"]
     # The wheel carries this build's provenance, so its bytes differ: refused, the published file stays.
     assert rc == 1 and "already in the index" in result["failed_steps"]["update-index"]
-    after = json.loads(http_get(index + "cext/", accept="application/vnd.pypi.simple.v1+json")[1])["files"]
+    after = json.loads(http_get(index + "cext/", accept="application/vnd.pypi.simple.v1+json")[1])[
+        "files"
+    ]
     assert after == before
 
 
@@ -227,22 +308,33 @@ def test_rebuilding_a_published_pure_wheel_says_who_built_it(backends):
 
 def test_shipped_master_config_passes_checkconfig(farm):
     buildbot = str(Path(sys.executable).with_name("buildbot"))
-    proc = subprocess.run([buildbot, "checkconfig", str(farm.state / "master")], capture_output=True, text=True)
+    proc = subprocess.run(
+        [buildbot, "checkconfig", str(farm.state / "master")], capture_output=True, text=True
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Config file is good!" in proc.stdout
 
 
-def test_seeded_wheels_are_marked_and_logged_and_serve_as_dependencies(backends, upstream, tmp_path):
+def test_seeded_wheels_are_marked_and_logged_and_serve_as_dependencies(
+    backends, upstream, tmp_path
+):
     wheel = make_wheel(tmp_path, "seedpkg", "1.0")
     proc = backends.cli("seed", str(wheel), "--reason", "no sdist upstream")
     assert "seeded seedpkg-1.0-py3-none-any.whl" in proc.stdout
     assert "no sdist upstream" in (backends.state / "logs" / "seed.log").read_text()
-    provenance = json.loads(http_get(backends.status["index"] + f"seedpkg/{wheel.name}.provenance.json")[1])
+    provenance = json.loads(
+        http_get(backends.status["index"] + f"seedpkg/{wheel.name}.provenance.json")[1]
+    )
     assert provenance["seeded"] is True and "build_url" not in provenance
     upstream.add(setuptools_sdist(tmp_path, "usesseed", "1.0", requires=["seedpkg"]))
     rc, result = backends.build("usesseed==1.0")
     assert rc == 0, result
-    assert install_and_run(backends, tmp_path, "usesseed==1.0", "import seedpkg, usesseed; print(seedpkg.VALUE)") == "1\n"
+    assert (
+        install_and_run(
+            backends, tmp_path, "usesseed==1.0", "import seedpkg, usesseed; print(seedpkg.VALUE)"
+        )
+        == "1\n"
+    )
 
 
 def test_force_form_asks_for_package_and_version(farm):
@@ -257,15 +349,28 @@ def test_force_form_asks_for_package_and_version(farm):
     fields = set(names(scheduler["all_fields"]))
     assert {"package", "version"} <= fields
     # the tests' farms add the remote aarch64 pool, as an operator would
-    assert set(scheduler["builder_names"]) == {f"{arch}-cp{v}" for arch in ("x86_64", "aarch64")
-                                               for v in ("310", "311", "312", "313")}
+    assert set(scheduler["builder_names"]) == {
+        f"{arch}-cp{v}" for arch in ("x86_64", "aarch64") for v in ("310", "311", "312", "313")
+    }
     assert Farm(root=farm.state).pools == ["local"]  # the embedded default: what runs here
 
 
 def test_the_force_form_refuses_a_bad_version_clearly(farm):
-    body = {"jsonrpc": "2.0", "method": "force", "id": 1, "params": {
-        "builderNames": [DEFAULT_BUILDER], "package": "purepkg", "version": "one point oh"}}
-    answer = farm.session().post(farm.status["ui"] + "api/v2/forceschedulers/build", json=body, timeout=30).json()
+    body = {
+        "jsonrpc": "2.0",
+        "method": "force",
+        "id": 1,
+        "params": {
+            "builderNames": [DEFAULT_BUILDER],
+            "package": "purepkg",
+            "version": "one point oh",
+        },
+    }
+    answer = (
+        farm.session()
+        .post(farm.status["ui"] + "api/v2/forceschedulers/build", json=body, timeout=30)
+        .json()
+    )
     assert "'one point oh' is not a valid version" in json.dumps(answer)
 
 
@@ -285,31 +390,55 @@ def test_a_release_engineer_yanks_and_unyanks_a_version(backends, upstream, tmp_
     for version in ("1.0", "2.0"):
         upstream.add(flit_sdist(tmp_path, "yankable", version))
         assert backends.build(f"yankable=={version}")[0] == 0
-    out = json.loads(backends.cli("yank", "yankable==2.0", "--reason", "leaks memory", "--by", "alice").stdout)
-    assert out == {"files": ["yankable-2.0-py2.py3-none-any.whl"], "yanked": "leaks memory", "by": "alice"}
+    out = json.loads(
+        backends.cli("yank", "yankable==2.0", "--reason", "leaks memory", "--by", "alice").stdout
+    )
+    assert out == {
+        "files": ["yankable-2.0-py2.py3-none-any.whl"],
+        "yanked": "leaks memory",
+        "by": "alice",
+    }
     code = "import importlib.metadata as m; print(m.version('yankable'))"
     assert install_and_run(backends, tmp_path / "latest", "yankable", code) == "1.0\n"
     assert install_and_run(backends, tmp_path / "pinned", "yankable==2.0", code) == "2.0\n"
-    assert "yank yankable-2.0-py2.py3-none-any.whl by alice: leaks memory" in (backends.state / "logs" / "yank.log").read_text()
+    assert (
+        "yank yankable-2.0-py2.py3-none-any.whl by alice: leaks memory"
+        in (backends.state / "logs" / "yank.log").read_text()
+    )
     backends.cli("unyank", "yankable==2.0", "--note", "fixed upstream")
     assert install_and_run(backends, tmp_path / "again", "yankable", code) == "2.0\n"
 
 
-def test_a_release_engineer_yanks_from_the_web_ui_and_nobody_anonymous_can(backends, upstream, tmp_path):
+def test_a_release_engineer_yanks_from_the_web_ui_and_nobody_anonymous_can(
+    backends, upstream, tmp_path
+):
     upstream.add(flit_sdist(tmp_path, "uiyank", "1.0"))
     assert backends.build("uiyank==1.0")[0] == 0
-    body = {"jsonrpc": "2.0", "method": "force", "id": 1, "params": {
-        "builderNames": ["yank"], "package": "uiyank", "version": "1.0", "yank_reason": "broken on musl"}}
+    body = {
+        "jsonrpc": "2.0",
+        "method": "force",
+        "id": 1,
+        "params": {
+            "builderNames": ["yank"],
+            "package": "uiyank",
+            "version": "1.0",
+            "yank_reason": "broken on musl",
+        },
+    }
     url = backends.status["ui"] + "api/v2/forceschedulers/yank"
     assert requests.post(url, json=body, timeout=30).status_code == 403
     answer = backends.session().post(url, json=body, timeout=30).json()
     (brid,) = answer["result"][1].values()
     backends.wait_until_idle()
     assert yank_step(backends, brid) == "yanked uiyank-1.0-py2.py3-none-any.whl"
-    listing = json.loads(http_get(backends.status["index"] + "uiyank/", "application/vnd.pypi.simple.v1+json")[1])
+    listing = json.loads(
+        http_get(backends.status["index"] + "uiyank/", "application/vnd.pypi.simple.v1+json")[1]
+    )
     assert [f["yanked"] for f in listing["files"]] == ["broken on musl"]
-    assert "yank uiyank-1.0-py2.py3-none-any.whl by wheelwright: broken on musl" in (
-        backends.state / "logs" / "yank.log").read_text()
+    assert (
+        "yank uiyank-1.0-py2.py3-none-any.whl by wheelwright: broken on musl"
+        in (backends.state / "logs" / "yank.log").read_text()
+    )
     unreasoned = {**body, "params": {**body["params"], "yank_reason": ""}}
     (brid,) = backends.session().post(url, json=unreasoned, timeout=30).json()["result"][1].values()
     backends.wait_until_idle()
@@ -325,8 +454,20 @@ def yank_step(farm, brid: int) -> str:
 def test_on_a_terminal_build_wait_shows_which_step_the_build_is_in(backends, upstream, tmp_path):
     upstream.add(setuptools_sdist(tmp_path, "shown-progress", "1.0"))
     primary, secondary = pty.openpty()  # stderr is a terminal; stdout, for scripts, is not
-    proc = subprocess.Popen([WHEELWRIGHT, "--state", str(backends.state), "build", "shown-progress==1.0", "--builder",
-                             DEFAULT_BUILDER, "--wait"], stdout=subprocess.PIPE, stderr=secondary)
+    proc = subprocess.Popen(
+        [
+            WHEELWRIGHT,
+            "--state",
+            str(backends.state),
+            "build",
+            "shown-progress==1.0",
+            "--builder",
+            DEFAULT_BUILDER,
+            "--wait",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=secondary,
+    )
     os.close(secondary)
     seen = b""
     while True:
@@ -340,4 +481,6 @@ def test_on_a_terminal_build_wait_shows_which_step_the_build_is_in(backends, ups
     result = json.loads(proc.stdout.read())
     assert proc.wait() == 0 and result["result"] == "success"
     assert b"shown-progress 1.0 on " + DEFAULT_BUILDER.encode() in seen
-    assert any(step in seen for step in (b"build-wheel", b"prepare-build-env", b"validate-install-deps")), seen[-500:]
+    assert any(
+        step in seen for step in (b"build-wheel", b"prepare-build-env", b"validate-install-deps")
+    ), seen[-500:]

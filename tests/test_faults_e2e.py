@@ -56,11 +56,15 @@ def kill(pidfile) -> None:
     os.kill(int(pidfile.read_text()), signal.SIGKILL)
 
 
-def test_a_worker_killed_mid_build_leaves_the_index_untouched_and_the_build_is_retried(backends, upstream, tmp_path):
+def test_a_worker_killed_mid_build_leaves_the_index_untouched_and_the_build_is_retried(
+    backends, upstream, tmp_path
+):
     upstream.add(setuptools_sdist(tmp_path, "workerdies", "1.0", setup_py=SLOW_BUILD))
     backends.cli("build", "workerdies==1.0", "--builder", DEFAULT_BUILDER)
     killed = wait_for_step(backends, "build-wheel")
-    worker = backends.api(f"builds/{killed}?property=workername")["builds"][0]["properties"]["workername"][0]
+    worker = backends.api(f"builds/{killed}?property=workername")["builds"][0]["properties"][
+        "workername"
+    ][0]
     kill(backends.state / "workers" / worker / "twistd.pid")
     assert wait_for_result(backends, killed) in (RETRY, EXCEPTION)
     assert not wheel_index_has(backends, "workerdies")
@@ -69,7 +73,9 @@ def test_a_worker_killed_mid_build_leaves_the_index_untouched_and_the_build_is_r
     upstream.add(setuptools_sdist(tmp_path, "nextone", "1.0"))
     rc, result = backends.build("nextone==1.0")  # the next build works
     assert rc == 0, result
-    listing = json.loads(http_get(backends.status["index"] + "workerdies/", "application/vnd.pypi.simple.v1+json")[1])
+    listing = json.loads(
+        http_get(backends.status["index"] + "workerdies/", "application/vnd.pypi.simple.v1+json")[1]
+    )
     assert len(listing["files"]) == 1
 
 
@@ -85,15 +91,22 @@ def test_a_master_killed_mid_build_publishes_once_after_a_restart(backends, upst
     assert not [p for p in index_dir.rglob(".tmp-*")]
     backends.cli("up")
     rc, result = backends.build("masterdies==1.0")
-    assert rc == 0 or "already in the index" in result["failed_steps"].get("update-index", ""), result
-    listing = json.loads(http_get(backends.status["index"] + "masterdies/", "application/vnd.pypi.simple.v1+json")[1])
+    assert rc == 0 or "already in the index" in result["failed_steps"].get("update-index", ""), (
+        result
+    )
+    listing = json.loads(
+        http_get(backends.status["index"] + "masterdies/", "application/vnd.pypi.simple.v1+json")[1]
+    )
     assert len(listing["files"]) == 1
 
 
 def test_an_unreachable_index_keeps_the_wheel_and_the_master_publishes_it_when_the_index_returns(
-        backends, upstream, tmp_path):
+    backends, upstream, tmp_path
+):
     # The smoke test's import takes 8 s: time to stop the index host after the install from it.
-    upstream.add(setuptools_sdist(tmp_path, "indexgone", "1.0", code="import time\ntime.sleep(8)\n"))
+    upstream.add(
+        setuptools_sdist(tmp_path, "indexgone", "1.0", code="import time\ntime.sleep(8)\n")
+    )
     backends.cli("build", "indexgone==1.0", "--builder", DEFAULT_BUILDER)
     buildid = wait_for_step(backends, "validate-install-deps")
     time.sleep(3)
@@ -104,13 +117,21 @@ def test_an_unreachable_index_keeps_the_wheel_and_the_master_publishes_it_when_t
     build = backends.api(f"builds/{buildid}")["builds"][0]
     assert build["results"] == FAILURE
     (kept,) = (backends.state / "master" / "staging" / str(buildid)).glob("*.whl")
-    reason = http_get(f"{backends.status['ui']}api/v2/builds/{buildid}/steps/update-index/logs/reason/raw")[1].decode()
-    assert reason.startswith(f"not published, kept at {kept}") and "3 attempts, the last:" in reason, reason
+    reason = http_get(
+        f"{backends.status['ui']}api/v2/builds/{buildid}/steps/update-index/logs/reason/raw"
+    )[1].decode()
+    assert (
+        reason.startswith(f"not published, kept at {kept}") and "3 attempts, the last:" in reason
+    ), reason
     assert "did not answer" in reason
-    backends.cli("up")  # the index host comes back; the master's retry service publishes within seconds
+    backends.cli(
+        "up"
+    )  # the index host comes back; the master's retry service publishes within seconds
     deadline = time.monotonic() + 30
     while not wheel_index_has(backends, "indexgone") and time.monotonic() < deadline:
         time.sleep(0.5)
-    provenance = json.loads(http_get(f"{backends.status['index']}indexgone/{kept.name}.provenance.json")[1])
+    provenance = json.loads(
+        http_get(f"{backends.status['index']}indexgone/{kept.name}.provenance.json")[1]
+    )
     assert provenance["build_number"] == build["number"]
     assert not kept.exists()

@@ -25,10 +25,14 @@ from wheelwright.index.wheelcheck import WheelRefused, check_wheel
 from wheelwright.workers import source
 from wheelwright.workers.tool import ToolError
 
-FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+FUZZ = settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 
 
-def tar_sdist(path: Path, members: list[tuple[str, bytes, str]], *, name: str = "evil", version: str = "1.0") -> Path:
+def tar_sdist(
+    path: Path, members: list[tuple[str, bytes, str]], *, name: str = "evil", version: str = "1.0"
+) -> Path:
     """A .tar.gz with PKG-INFO and members (name, data, kind); kind is file, dir, symlink:TARGET,
     hardlink:TARGET, chr or fifo."""
     with tarfile.open(path, "w:gz") as tar:
@@ -42,8 +46,12 @@ def tar_sdist(path: Path, members: list[tuple[str, bytes, str]], *, name: str = 
                 info.type = tarfile.SYMTYPE if kind.startswith("symlink:") else tarfile.LNKTYPE
                 info.linkname = kind.split(":", 1)[1]
             else:
-                info.type = {"file": tarfile.REGTYPE, "dir": tarfile.DIRTYPE, "chr": tarfile.CHRTYPE,
-                             "fifo": tarfile.FIFOTYPE}[kind]
+                info.type = {
+                    "file": tarfile.REGTYPE,
+                    "dir": tarfile.DIRTYPE,
+                    "chr": tarfile.CHRTYPE,
+                    "fifo": tarfile.FIFOTYPE,
+                }[kind]
                 info.size = len(data) if kind == "file" else 0
             tar.addfile(info, io.BytesIO(data) if kind == "file" else None)
     return path
@@ -64,18 +72,27 @@ HOSTILE_SDISTS = {
     "absolute member": lambda p: tar_sdist(p, [("/tmp/wheelwright-escaped", b"x", "file")]),
     "symlink out": lambda p: tar_sdist(p, [("evil-1.0/link", b"", "symlink:/etc/passwd")]),
     "symlink then write through it": lambda p: tar_sdist(
-        p, [("evil-1.0/up", b"", "symlink:.."), ("evil-1.0/up/escaped", b"x", "file")]),
+        p, [("evil-1.0/up", b"", "symlink:.."), ("evil-1.0/up/escaped", b"x", "file")]
+    ),
     "a chain of links out": lambda p: tar_sdist(
-        p, [("evil-1.0/x/up", b"", "symlink:.."), ("evil-1.0/y", b"", "symlink:x/up/../..")]),
+        p, [("evil-1.0/x/up", b"", "symlink:.."), ("evil-1.0/y", b"", "symlink:x/up/../..")]
+    ),
     "a link loop (found by the fuzzer)": lambda p: tar_sdist(
-        p, [("evil-1.0/a", b"", "symlink:b"), ("evil-1.0/b", b"", "symlink:a")]),
+        p, [("evil-1.0/a", b"", "symlink:b"), ("evil-1.0/b", b"", "symlink:a")]
+    ),
     "hardlink out": lambda p: tar_sdist(p, [("evil-1.0/hard", b"", "hardlink:/etc/passwd")]),
     "device file": lambda p: tar_sdist(p, [("evil-1.0/dev", b"", "chr")]),
     "fifo": lambda p: tar_sdist(p, [("evil-1.0/fifo", b"", "fifo")]),
-    "zip dot-dot": lambda p: zip_sdist(p.with_suffix(".zip"), [("evil-1.0/../../escaped", 0o100644)]),
-    "zip absolute": lambda p: zip_sdist(p.with_suffix(".zip"), [("/tmp/wheelwright-escaped", 0o100644)]),
+    "zip dot-dot": lambda p: zip_sdist(
+        p.with_suffix(".zip"), [("evil-1.0/../../escaped", 0o100644)]
+    ),
+    "zip absolute": lambda p: zip_sdist(
+        p.with_suffix(".zip"), [("/tmp/wheelwright-escaped", 0o100644)]
+    ),
     "zip symlink": lambda p: zip_sdist(p.with_suffix(".zip"), [("evil-1.0/link", 0o120777)]),
-    "tar bomb, members": lambda p: tar_sdist(p, [(f"evil-1.0/f{n}", b"", "file") for n in range(200)]),
+    "tar bomb, members": lambda p: tar_sdist(
+        p, [(f"evil-1.0/f{n}", b"", "file") for n in range(200)]
+    ),
     "tar bomb, size": lambda p: tar_sdist(p, [("evil-1.0/big", b"\0" * 200_000, "file")]),
     "another project": lambda p: tar_sdist(p, [], name="other"),
     "another version": lambda p: tar_sdist(p, [], version="6.6.6"),
@@ -90,11 +107,18 @@ def files_under(root: Path) -> set[Path]:
 def test_links_inside_a_real_sdists_tree_are_kept(tmp_path):
     # pdm-backend 2.4.3 ships test fixtures that are links to files beside them
     (tmp_path / "work").mkdir()
-    sdist = tar_sdist(tmp_path / "evil-1.0.tar.gz", [("evil-1.0/a/real.toml", b"x", "file"),
-                                                      ("evil-1.0/a/other.toml", b"", "symlink:real.toml"),
-                                                      ("evil-1.0/b", b"", "symlink:a")])
+    sdist = tar_sdist(
+        tmp_path / "evil-1.0.tar.gz",
+        [
+            ("evil-1.0/a/real.toml", b"x", "file"),
+            ("evil-1.0/a/other.toml", b"", "symlink:real.toml"),
+            ("evil-1.0/b", b"", "symlink:a"),
+        ],
+    )
     src = source.unpack(sdist, tmp_path / "work" / "src", project="evil", version="1.0")
-    assert (src / "a" / "other.toml").read_bytes() == b"x" and (src / "b" / "real.toml").read_bytes() == b"x"
+    assert (src / "a" / "other.toml").read_bytes() == b"x" and (
+        src / "b" / "real.toml"
+    ).read_bytes() == b"x"
 
 
 def test_hostile_sdists_are_all_rejected_and_nothing_escapes(tmp_path):
@@ -105,15 +129,28 @@ def test_hostile_sdists_are_all_rejected_and_nothing_escapes(tmp_path):
         sdist = make(case / "evil-1.0.tar.gz")
         before = files_under(tmp_path)
         with pytest.raises(ToolError):
-            source.unpack(sdist, case / "work" / "src", project="evil", version="1.0", max_members=100, max_bytes=100_000)
+            source.unpack(
+                sdist,
+                case / "work" / "src",
+                project="evil",
+                version="1.0",
+                max_members=100,
+                max_bytes=100_000,
+            )
         rejected += 1
         assert files_under(tmp_path) == before, label
     assert not Path("/tmp/wheelwright-escaped").exists()
-    print(f"\n{len(HOSTILE_SDISTS)} hostile sdists tried, {rejected} rejected, 0 files left outside the build directory")
+    print(
+        f"\n{len(HOSTILE_SDISTS)} hostile sdists tried, {rejected} rejected, 0 files left outside the build directory"
+    )
 
 
-member_names = st.lists(st.text(st.sampled_from("ab./\\\\-_"), min_size=1, max_size=12), min_size=1, max_size=6)
-kinds = st.sampled_from(["file", "dir", "symlink:..", "symlink:/etc", "symlink:a", "hardlink:a", "chr", "fifo"])
+member_names = st.lists(
+    st.text(st.sampled_from("ab./\\\\-_"), min_size=1, max_size=12), min_size=1, max_size=6
+)
+kinds = st.sampled_from(
+    ["file", "dir", "symlink:..", "symlink:/etc", "symlink:a", "hardlink:a", "chr", "fifo"]
+)
 
 
 @FUZZ
@@ -121,7 +158,9 @@ kinds = st.sampled_from(["file", "dir", "symlink:..", "symlink:/etc", "symlink:a
 def test_fuzzed_tars_unpack_inside_the_build_directory_or_not_at_all(tmp_path_factory, members):
     root = tmp_path_factory.mktemp("fuzz")
     (root / "work").mkdir()
-    sdist = tar_sdist(root / "evil-1.0.tar.gz", [(f"evil-1.0/{name}", b"x", kind) for name, kind in members])
+    sdist = tar_sdist(
+        root / "evil-1.0.tar.gz", [(f"evil-1.0/{name}", b"x", kind) for name, kind in members]
+    )
     try:
         src = source.unpack(sdist, root / "work" / "src", project="evil", version="1.0")
     except ToolError:
@@ -139,7 +178,9 @@ def test_fuzzed_wheel_members_are_published_only_at_safe_paths(tmp_path_factory,
     files, dist_info = wheel_files("demo", "1.0")
     files.update({name: "x" for name in names})
     listed = files if record_all else {k: v for k, v in files.items() if k not in names[:1]}
-    record = "".join(record_line(n, c.encode()) for n, c in listed.items()) + f"{dist_info}/RECORD,,\n"
+    record = (
+        "".join(record_line(n, c.encode()) for n, c in listed.items()) + f"{dist_info}/RECORD,,\n"
+    )
     wheel = write_wheel(root / "demo-1.0-py3-none-any.whl", files, dist_info, record=record)
     try:
         check_wheel(wheel, wheel.name, "demo", "1.0")
@@ -149,12 +190,20 @@ def test_fuzzed_wheel_members_are_published_only_at_safe_paths(tmp_path_factory,
         for name in zf.namelist():
             target = (root / "site" / name).resolve()
             assert target.is_relative_to((root / "site").resolve()) and ".." not in name.split("/")
-            assert name in listed or name == f"{dist_info}/RECORD" or (name.endswith("/") and not zf.getinfo(name).file_size)
+            assert (
+                name in listed
+                or name == f"{dist_info}/RECORD"
+                or (name.endswith("/") and not zf.getinfo(name).file_size)
+            )
 
 
 @FUZZ
-@given(filename=st.text(max_size=60) | st.from_regex(r"[a-zA-Z0-9_.]{1,10}-[0-9a-z.!+]{1,8}(-[0-9a-z_.]{1,8}){2,4}\.whl",
-                                                      fullmatch=True))
+@given(
+    filename=st.text(max_size=60)
+    | st.from_regex(
+        r"[a-zA-Z0-9_.]{1,10}-[0-9a-z.!+]{1,8}(-[0-9a-z_.]{1,8}){2,4}\.whl", fullmatch=True
+    )
+)
 def test_fuzzed_file_names_parse_or_are_refused(filename):
     try:
         dist = parse_distribution_filename(filename)
@@ -165,9 +214,15 @@ def test_fuzzed_file_names_parse_or_are_refused(filename):
 
 
 @FUZZ
-@given(metadata=st.binary(max_size=300) | st.text(max_size=300).map(str.encode),
-       filename=st.sampled_from(["demo-1.0-py3-none-any.whl", "demo-1.0.tar.gz", "../demo-1.0-py3-none-any.whl"]))
-def test_fuzzed_uploads_publish_whole_or_leave_the_index_as_it_was(tmp_path_factory, metadata, filename):
+@given(
+    metadata=st.binary(max_size=300) | st.text(max_size=300).map(str.encode),
+    filename=st.sampled_from(
+        ["demo-1.0-py3-none-any.whl", "demo-1.0.tar.gz", "../demo-1.0-py3-none-any.whl"]
+    ),
+)
+def test_fuzzed_uploads_publish_whole_or_leave_the_index_as_it_was(
+    tmp_path_factory, metadata, filename
+):
     root = tmp_path_factory.mktemp("index")
     store = IndexStore(root / "index")
     payload = root / "upload"
@@ -180,15 +235,25 @@ def test_fuzzed_uploads_publish_whole_or_leave_the_index_as_it_was(tmp_path_fact
         assert files_under(root / "index") == before
         return
     listing = json.loads((store.project_dir("demo") / "index.json").read_text())
-    on_disk = {p.name for p in store.project_dir("demo").iterdir() if not p.name.startswith((".", "index."))}
+    on_disk = {
+        p.name
+        for p in store.project_dir("demo").iterdir()
+        if not p.name.startswith((".", "index."))
+    }
     listed = {f["filename"] for f in listing["files"]}
     assert listed == {n for n in on_disk if not n.endswith((".metadata", ".provenance.json"))}
 
 
 def _symlink_wheel(path: Path) -> Path:
     files, dist_info = wheel_files("demo", "1.0")
-    write_wheel(path, files, dist_info, record="".join(record_line(n, c.encode()) for n, c in files.items())
-                + record_line("demo/link", b"/etc/passwd") + f"{dist_info}/RECORD,,\n")
+    write_wheel(
+        path,
+        files,
+        dist_info,
+        record="".join(record_line(n, c.encode()) for n, c in files.items())
+        + record_line("demo/link", b"/etc/passwd")
+        + f"{dist_info}/RECORD,,\n",
+    )
     with zipfile.ZipFile(path, "a") as zf:
         info = zipfile.ZipInfo("demo/link")
         info.external_attr = (stat.S_IFLNK | 0o777) << 16
@@ -196,12 +261,21 @@ def _symlink_wheel(path: Path) -> Path:
     return path
 
 
-def _liar(tmp_path: Path, label: str, *, extra: dict | None = None, drop: str | None = None,
-          record: str | None = None, **options) -> Path:
+def _liar(
+    tmp_path: Path,
+    label: str,
+    *,
+    extra: dict | None = None,
+    drop: str | None = None,
+    record: str | None = None,
+    **options,
+) -> Path:
     files, dist_info = wheel_files("demo", "1.0", **options)
     files.update(extra or {})
     files.pop(drop or "", None)
-    return write_wheel(_own_dir(tmp_path, label) / "demo-1.0-py3-none-any.whl", files, dist_info, record=record)
+    return write_wheel(
+        _own_dir(tmp_path, label) / "demo-1.0-py3-none-any.whl", files, dist_info, record=record
+    )
 
 
 def _own_dir(tmp_path: Path, label: str) -> Path:
@@ -212,43 +286,89 @@ def _own_dir(tmp_path: Path, label: str) -> Path:
 
 def _lying_wheels(tmp_path: Path) -> dict[str, Path]:
     files, dist_info = wheel_files("demo", "1.0")
-    true_record = "".join(record_line(n, c.encode()) for n, c in files.items()) + f"{dist_info}/RECORD,,\n"
+    true_record = (
+        "".join(record_line(n, c.encode()) for n, c in files.items()) + f"{dist_info}/RECORD,,\n"
+    )
     return {
-        "METADATA of another project": make_wheel(_own_dir(tmp_path, "other metadata"), "demo", "1.0", metadata_name="other"),
+        "METADATA of another project": make_wheel(
+            _own_dir(tmp_path, "other metadata"), "demo", "1.0", metadata_name="other"
+        ),
         "no METADATA": _liar(tmp_path, "no METADATA", drop=f"{dist_info}/METADATA"),
         "no WHEEL": _liar(tmp_path, "no WHEEL", drop=f"{dist_info}/WHEEL"),
-        "Wheel-Version 2": _liar(tmp_path, "Wheel-Version 2", extra={
-            f"{dist_info}/WHEEL": "Wheel-Version: 2.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}),
-        "a second .dist-info": _liar(tmp_path, "a second dist-info", extra={
-            "other-1.0.dist-info/METADATA": "Metadata-Version: 2.1\nName: other\nVersion: 1.0\n"}),
-        ".dist-info of another project": _zip(_own_dir(tmp_path, "other dist-info") / "demo-2.0-py3-none-any.whl", {
-            "other-2.0.dist-info/METADATA": "Metadata-Version: 2.1\nName: demo\nVersion: 2.0\n"}),
+        "Wheel-Version 2": _liar(
+            tmp_path,
+            "Wheel-Version 2",
+            extra={
+                f"{dist_info}/WHEEL": "Wheel-Version: 2.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+            },
+        ),
+        "a second .dist-info": _liar(
+            tmp_path,
+            "a second dist-info",
+            extra={
+                "other-1.0.dist-info/METADATA": "Metadata-Version: 2.1\nName: other\nVersion: 1.0\n"
+            },
+        ),
+        ".dist-info of another project": _zip(
+            _own_dir(tmp_path, "other dist-info") / "demo-2.0-py3-none-any.whl",
+            {"other-2.0.dist-info/METADATA": "Metadata-Version: 2.1\nName: demo\nVersion: 2.0\n"},
+        ),
         ".dist-info of another version": _renamed_dist_info(tmp_path),
-        "a .data directory of another project": _liar(tmp_path, "foreign data", extra={"other-1.0.data/scripts/x": "x"}),
-        "a file RECORD does not list": _liar(tmp_path, "unlisted", record=true_record.replace("demo.py,", "nothere.py,")),
-        "a file whose hash is not RECORD's": _liar(tmp_path, "changed", record=true_record, extra={"demo.py": "VALUE = 2\n"}),
-        "a file whose size is not RECORD's": _liar(tmp_path, "resized", record=true_record.replace(
-            record_line("demo.py", b"VALUE = 1\n"), record_line("demo.py", b"VALUE = 1\n").replace(",10", ",11"))),
-        "RECORD lists a file that is not there": _liar(tmp_path, "phantom", record=true_record + record_line("gone.py", b"")),
-        "RECORD hashed with md5": _liar(tmp_path, "md5", record="".join(
-            record_line(n, c.encode(), "md5") for n, c in files.items()) + f"{dist_info}/RECORD,,\n"),
-        "no RECORD": _zip(_own_dir(tmp_path, "no record") / "demo-3.0-py3-none-any.whl", {
-            "demo-3.0.dist-info/METADATA": "Metadata-Version: 2.1\nName: demo\nVersion: 3.0\n",
-            "demo-3.0.dist-info/WHEEL": "Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}),
+        "a .data directory of another project": _liar(
+            tmp_path, "foreign data", extra={"other-1.0.data/scripts/x": "x"}
+        ),
+        "a file RECORD does not list": _liar(
+            tmp_path, "unlisted", record=true_record.replace("demo.py,", "nothere.py,")
+        ),
+        "a file whose hash is not RECORD's": _liar(
+            tmp_path, "changed", record=true_record, extra={"demo.py": "VALUE = 2\n"}
+        ),
+        "a file whose size is not RECORD's": _liar(
+            tmp_path,
+            "resized",
+            record=true_record.replace(
+                record_line("demo.py", b"VALUE = 1\n"),
+                record_line("demo.py", b"VALUE = 1\n").replace(",10", ",11"),
+            ),
+        ),
+        "RECORD lists a file that is not there": _liar(
+            tmp_path, "phantom", record=true_record + record_line("gone.py", b"")
+        ),
+        "RECORD hashed with md5": _liar(
+            tmp_path,
+            "md5",
+            record="".join(record_line(n, c.encode(), "md5") for n, c in files.items())
+            + f"{dist_info}/RECORD,,\n",
+        ),
+        "no RECORD": _zip(
+            _own_dir(tmp_path, "no record") / "demo-3.0-py3-none-any.whl",
+            {
+                "demo-3.0.dist-info/METADATA": "Metadata-Version: 2.1\nName: demo\nVersion: 3.0\n",
+                "demo-3.0.dist-info/WHEEL": "Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+            },
+        ),
         "a member path with ..": _liar(tmp_path, "dotdot", extra={"../evil.py": "x"}),
-        "a member path inside with ..": _liar(tmp_path, "inner dotdot", extra={"demo/../../evil.py": "x"}),
+        "a member path inside with ..": _liar(
+            tmp_path, "inner dotdot", extra={"demo/../../evil.py": "x"}
+        ),
         "an absolute member path": _liar(tmp_path, "absolute", extra={"/tmp/evil.py": "x"}),
         "a backslash member path": _liar(tmp_path, "backslash", extra={"..\\evil.py": "x"}),
-        "a symlink member": _symlink_wheel(_own_dir(tmp_path, "symlink") / "demo-1.0-py3-none-any.whl"),
+        "a symlink member": _symlink_wheel(
+            _own_dir(tmp_path, "symlink") / "demo-1.0-py3-none-any.whl"
+        ),
         "a member twice": _duplicate_member(tmp_path),
-        "not a zip": _raw(_own_dir(tmp_path, "not a zip") / "demo-4.0-py3-none-any.whl", b"MZ not a zip"),
+        "not a zip": _raw(
+            _own_dir(tmp_path, "not a zip") / "demo-4.0-py3-none-any.whl", b"MZ not a zip"
+        ),
     }
 
 
 def _renamed_dist_info(tmp_path: Path) -> Path:
     files, _ = wheel_files("demo", "1.0")
     renamed = {n.replace("demo-1.0.dist-info", "demo-9.9.dist-info"): c for n, c in files.items()}
-    return write_wheel(_own_dir(tmp_path, "renamed") / "demo-1.0-py3-none-any.whl", renamed, "demo-9.9.dist-info")
+    return write_wheel(
+        _own_dir(tmp_path, "renamed") / "demo-1.0-py3-none-any.whl", renamed, "demo-9.9.dist-info"
+    )
 
 
 def _duplicate_member(tmp_path: Path) -> Path:
@@ -293,7 +413,10 @@ class Redirector(BaseHTTPRequestHandler):
 
     def do_GET(self):
         port = self.server.server_address[1]
-        targets = {"/elsewhere.tar.gz": f"http://localhost:{port}/real.tar.gz", "/here.tar.gz": "/real.tar.gz"}
+        targets = {
+            "/elsewhere.tar.gz": f"http://localhost:{port}/real.tar.gz",
+            "/here.tar.gz": "/real.tar.gz",
+        }
         if self.path in targets:
             self.send_response(302)
             self.send_header("Location", targets[self.path])
@@ -315,9 +438,14 @@ def test_a_redirect_to_another_host_is_refused_and_nothing_is_kept(tmp_path):
     sha256 = hashlib.sha256(Redirector.body).hexdigest()
     try:
         with pytest.raises(SourceError, match="redirects to another host"):
-            download_verified(Sdist("evil", "1.0", "evil-1.0.tar.gz", f"{base}/elsewhere.tar.gz", sha256), tmp_path)
+            download_verified(
+                Sdist("evil", "1.0", "evil-1.0.tar.gz", f"{base}/elsewhere.tar.gz", sha256),
+                tmp_path,
+            )
         assert list(tmp_path.iterdir()) == []
-        path = download_verified(Sdist("evil", "1.0", "evil-1.0.tar.gz", f"{base}/here.tar.gz", sha256), tmp_path)
+        path = download_verified(
+            Sdist("evil", "1.0", "evil-1.0.tar.gz", f"{base}/here.tar.gz", sha256), tmp_path
+        )
         assert path.read_bytes() == Redirector.body
     finally:
         server.shutdown()

@@ -46,7 +46,9 @@ def test_publish_writes_pep503_pep691_and_pep658(tmp_path):
     html = (project / "index.html").read_text()
     assert f'href="{wheel.name}#sha256={sha256_of(wheel)}"' in html
     assert 'data-requires-python="&gt;=3.8"' in html
-    assert json.loads((project / f"{wheel.name}.provenance.json").read_text()) == {"build_number": 7}
+    assert json.loads((project / f"{wheel.name}.provenance.json").read_text()) == {
+        "build_number": 7
+    }
     assert json.loads((store.simple / "index.json").read_text())["projects"] == [{"name": "demo"}]
 
 
@@ -58,18 +60,27 @@ def test_metadata_installers_accept_is_published_with_warnings(tmp_path):
     entry = publish(store, wheel, provenance={"build_number": 7})
     (warning,) = entry["provenance"]["metadata_warnings"]
     assert "license-file introduced in metadata version 2.4" in warning
-    provenance = json.loads((store.project_dir("demo") / f"{wheel.name}.provenance.json").read_text())
+    provenance = json.loads(
+        (store.project_dir("demo") / f"{wheel.name}.provenance.json").read_text()
+    )
     assert provenance == {"build_number": 7, "metadata_warnings": [warning]}
 
 
-@pytest.mark.parametrize("options, field", [({"requires": ["other >=>= 1"]}, "Requires-Dist"),
-                                             ({"requires_python": "three"}, "Requires-Python")])
+@pytest.mark.parametrize(
+    "options, field",
+    [
+        ({"requires": ["other >=>= 1"]}, "Requires-Dist"),
+        ({"requires_python": "three"}, "Requires-Python"),
+    ],
+)
 def test_metadata_installers_act_on_must_parse(tmp_path, options, field):
     store = IndexStore(tmp_path / "index")
     wheel = make_wheel(tmp_path, "demo", "1.0", **options)
     with pytest.raises(PublishError, match=f"METADATA's {field} does not parse"):
         publish(store, wheel)
-    assert not store.project_dir("demo").exists() or not list(store.project_dir("demo").glob("*.whl"))
+    assert not store.project_dir("demo").exists() or not list(
+        store.project_dir("demo").glob("*.whl")
+    )
 
 
 def test_a_published_file_is_never_replaced(tmp_path):
@@ -88,7 +99,12 @@ def test_a_published_file_is_never_replaced(tmp_path):
 def test_refused_files_leave_the_index_as_it_was(tmp_path, case):
     store = IndexStore(tmp_path / "index")
     before = sorted(p.relative_to(tmp_path) for p in (tmp_path / "index").rglob("*"))
-    wheel = make_wheel(tmp_path, "demo", "1.0", metadata_name="someone-else" if case == "other-project-metadata" else None)
+    wheel = make_wheel(
+        tmp_path,
+        "demo",
+        "1.0",
+        metadata_name="someone-else" if case == "other-project-metadata" else None,
+    )
     sha256 = sha256_of(wheel)
     filename = wheel.name
     if case == "bad-sha":
@@ -114,7 +130,9 @@ def test_concurrent_publishes_all_land_in_valid_listings(tmp_path):
         t.join()
     listed = json.loads((store.project_dir("many") / "index.json").read_text())["files"]
     assert sorted(f["filename"] for f in listed) == sorted(w.name for w in wheels[:10])
-    projects = [p["name"] for p in json.loads((store.simple / "index.json").read_text())["projects"]]
+    projects = [
+        p["name"] for p in json.loads((store.simple / "index.json").read_text())["projects"]
+    ]
     assert projects == sorted(["many"] + [f"proj{n}" for n in range(10)])
 
 
@@ -142,7 +160,9 @@ def test_host_negotiates_json_or_html_and_redirects_to_the_normal_name(index_hos
 
 
 def test_sdists_go_to_the_source_index(index_host, tmp_path):
-    upload(index_host + "legacy/", "uploader", "s3cret", setuptools_sdist(tmp_path, "srcpkg", "1.0"))
+    upload(
+        index_host + "legacy/", "uploader", "s3cret", setuptools_sdist(tmp_path, "srcpkg", "1.0")
+    )
     _, body, _ = get(index_host + "sources/simple/srcpkg/", JSON)
     assert [f["filename"] for f in json.loads(body)["files"]] == ["srcpkg-1.0.tar.gz"]
     with pytest.raises(urllib.error.HTTPError):
@@ -174,8 +194,12 @@ def test_uploads_need_the_right_password(index_host, tmp_path):
     with pytest.raises(UploadError) as err:
         upload(index_host + "legacy/", "uploader", "wrong", wheel)
     assert err.value.status == 401
-    request = urllib.request.Request(index_host + "legacy/", data=b"x", method="POST", headers={
-        "Authorization": "Basic " + base64.b64encode(b"nobody:s3cret").decode()})
+    request = urllib.request.Request(
+        index_host + "legacy/",
+        data=b"x",
+        method="POST",
+        headers={"Authorization": "Basic " + base64.b64encode(b"nobody:s3cret").decode()},
+    )
     with pytest.raises(urllib.error.HTTPError) as err:
         urllib.request.urlopen(request)
     assert err.value.code == 401
@@ -184,9 +208,25 @@ def test_uploads_need_the_right_password(index_host, tmp_path):
 
 
 def twine_upload(index_host: str, wheel: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "twine", "upload", "--non-interactive", "--disable-progress-bar",
-                           "--repository-url", index_host + "legacy/", "-u", "uploader", "-p", "s3cret", str(wheel)],
-                          capture_output=True, text=True)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "twine",
+            "upload",
+            "--non-interactive",
+            "--disable-progress-bar",
+            "--repository-url",
+            index_host + "legacy/",
+            "-u",
+            "uploader",
+            "-p",
+            "s3cret",
+            str(wheel),
+        ],
+        capture_output=True,
+        text=True,
+    )
 
 
 def test_twine_uploads_to_the_index_host(index_host, tmp_path):
@@ -211,18 +251,31 @@ def test_twine_uploads_to_the_index_host(index_host, tmp_path):
 def test_a_yanked_version_is_taken_only_when_pinned(index_host, tmp_path):
     for version in ("1.0", "2.0"):
         upload(index_host + "legacy/", "uploader", "s3cret", make_wheel(tmp_path, "yanky", version))
-    assert requests.post(index_host + "yank/", data={"name": "yanky", "version": "2.0", "reason": "broken"},
-                         timeout=30).status_code == 401
+    assert (
+        requests.post(
+            index_host + "yank/",
+            data={"name": "yanky", "version": "2.0", "reason": "broken"},
+            timeout=30,
+        ).status_code
+        == 401
+    )
     answer = yank(index_host + "yank/", "uploader", "s3cret", "yanky", "2.0", "broken build")
     assert answer == {"files": ["yanky-2.0-py3-none-any.whl"], "yanked": "broken build"}
     listing = json.loads(get(index_host + "simple/yanky/", JSON)[1])
     assert {f["filename"]: f.get("yanked", False) for f in listing["files"]} == {
-        "yanky-1.0-py3-none-any.whl": False, "yanky-2.0-py3-none-any.whl": "broken build"}
-    assert 'data-yanked="broken build"' in get(index_host + "simple/yanky/", "text/html")[1].decode()
+        "yanky-1.0-py3-none-any.whl": False,
+        "yanky-2.0-py3-none-any.whl": "broken build",
+    }
+    assert (
+        'data-yanked="broken build"' in get(index_host + "simple/yanky/", "text/html")[1].decode()
+    )
     assert get(index_host + "simple/yanky/yanky-2.0-py3-none-any.whl")[1]  # never deleted
     for installer in ("pip", "uv"):
         assert installed(index_host, tmp_path / installer, installer, "yanky") == "1.0"
-        assert installed(index_host, tmp_path / f"{installer}-pinned", installer, "yanky==2.0") == "2.0"
+        assert (
+            installed(index_host, tmp_path / f"{installer}-pinned", installer, "yanky==2.0")
+            == "2.0"
+        )
     yank(index_host + "yank/", "uploader", "s3cret", "yanky", "2.0", None)
     assert installed(index_host, tmp_path / "after", "pip", "yanky") == "2.0"
     with pytest.raises(UploadError, match="400.*no file"):
@@ -236,18 +289,38 @@ def installed(index_host: str, venv: Path, installer: str, requirement: str) -> 
     """Install requirement from the index alone into a fresh venv; the version it took."""
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     python = str(venv / "bin" / "python")
-    cmd = ([sys.executable, "-m", "pip", "--python", python, "install"] if installer == "pip"
-           else [str(Path(sys.executable).with_name("uv")), "pip", "install", "--python", python])
-    subprocess.run([*cmd, "--index-url", index_host + "simple/", requirement], check=True, capture_output=True,
-                   env=clean_pip_env())
-    return subprocess.run([python, "-c", "import importlib.metadata as m; print(m.version('yanky'))"],
-                          capture_output=True, text=True, check=True).stdout.strip()
+    cmd = (
+        [sys.executable, "-m", "pip", "--python", python, "install"]
+        if installer == "pip"
+        else [str(Path(sys.executable).with_name("uv")), "pip", "install", "--python", python]
+    )
+    subprocess.run(
+        [*cmd, "--index-url", index_host + "simple/", requirement],
+        check=True,
+        capture_output=True,
+        env=clean_pip_env(),
+    )
+    return subprocess.run(
+        [python, "-c", "import importlib.metadata as m; print(m.version('yanky'))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
 
 
 def test_the_index_has_a_page_for_people_beside_the_ones_installers_read(index_host, tmp_path):
     wheel = make_wheel(tmp_path, "shown", "1.0")
-    upload(index_host + "legacy/", "uploader", "s3cret", wheel,
-           provenance={"build_url": "http://ui/#/builders/3/builds/7", "build_number": 7, "builder": "x86_64-cp311"})
+    upload(
+        index_host + "legacy/",
+        "uploader",
+        "s3cret",
+        wheel,
+        provenance={
+            "build_url": "http://ui/#/builders/3/builds/7",
+            "build_number": 7,
+            "builder": "x86_64-cp311",
+        },
+    )
     yank(index_host + "yank/", "uploader", "s3cret", "shown", "1.0", "broken <b>")
     _, page, _ = get(index_host + "project/shown/")
     assert b'<a href="http://ui/#/builders/3/builds/7">build 7 of x86_64-cp311</a>' in page

@@ -43,22 +43,30 @@ def test_an_encoded_slash_in_a_project_name_serves_nothing_outside_the_index(ind
     (outside / "index.json").write_text("{}")
     (outside / "secret.txt").write_text("farm secret")
     encoded = str(outside).replace("/", "%2F")
-    for path in (f"simple/{encoded}/secret.txt", f"simple/{encoded}/", f"simple/..%2F..%2F{encoded}/secret.txt",
-                 "simple/%2E%2E/%2E%2E/users.json"):
+    for path in (
+        f"simple/{encoded}/secret.txt",
+        f"simple/{encoded}/",
+        f"simple/..%2F..%2F{encoded}/secret.txt",
+        "simple/%2E%2E/%2E%2E/users.json",
+    ):
         status, body, _ = http_get(index_host + path)
         assert status == 404 and b"farm secret" not in body, path
 
 
 def test_an_unauthenticated_oversized_upload_is_refused_before_its_body_is_read(index_host):
     # Only the head is sent: the answer must come without the 3 GiB the head announces.
-    head = ("POST /legacy/ HTTP/1.1\nHost: x\nContent-Type: multipart/form-data; boundary=b\n"
-            f"Content-Length: {3 << 30}\n")
+    head = (
+        "POST /legacy/ HTTP/1.1\nHost: x\nContent-Type: multipart/form-data; boundary=b\n"
+        f"Content-Length: {3 << 30}\n"
+    )
     answer = raw_request(index_host, head)
     assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
     answer = raw_request(index_host, head.replace(str(3 << 30), str(1 << 20)))
     assert answer.startswith(b"HTTP/1.1 401"), answer[:200]
     wrong = base64.b64encode(b"uploader:wrong").decode()
-    answer = raw_request(index_host, head.replace(str(3 << 30), str(1 << 20)) + f"Authorization: Basic {wrong}\n")
+    answer = raw_request(
+        index_host, head.replace(str(3 << 30), str(1 << 20)) + f"Authorization: Basic {wrong}\n"
+    )
     assert answer.startswith(b"HTTP/1.1 401"), answer[:200]
     chunked = head.replace(f"Content-Length: {3 << 30}", "Transfer-Encoding: chunked")
     assert raw_request(index_host, chunked).startswith(b"HTTP/1.1 411")
@@ -66,13 +74,25 @@ def test_an_unauthenticated_oversized_upload_is_refused_before_its_body_is_read(
 
 def test_a_form_that_is_not_utf8_is_a_clear_400(index_host, tmp_path):
     wheel = make_wheel(tmp_path, "latin", "1.0")
-    response = requests.post(index_host + "legacy/", auth=("uploader", "s3cret"), timeout=30,
-                             data={":action": "file_upload", "sha256_digest": sha256_of(wheel),
-                                   "wheelwright_freeze": "caf\xe9==1.0".encode("latin-1")},
-                             files={"content": (wheel.name, wheel.read_bytes())})
+    response = requests.post(
+        index_host + "legacy/",
+        auth=("uploader", "s3cret"),
+        timeout=30,
+        data={
+            ":action": "file_upload",
+            "sha256_digest": sha256_of(wheel),
+            "wheelwright_freeze": "caf\xe9==1.0".encode("latin-1"),
+        },
+        files={"content": (wheel.name, wheel.read_bytes())},
+    )
     assert response.status_code == 400 and "not UTF-8" in response.text
-    garbage = requests.post(index_host + "legacy/", auth=("uploader", "s3cret"), timeout=30, data=b"\xff\xfe",
-                            headers={"Content-Type": "multipart/form-data; boundary=zz"})
+    garbage = requests.post(
+        index_host + "legacy/",
+        auth=("uploader", "s3cret"),
+        timeout=30,
+        data=b"\xff\xfe",
+        headers={"Content-Type": "multipart/form-data; boundary=zz"},
+    )
     assert garbage.status_code == 400
     assert http_get(index_host + "simple/latin/")[0] == 404
 
@@ -80,9 +100,13 @@ def test_a_form_that_is_not_utf8_is_a_clear_400(index_host, tmp_path):
 def test_a_project_name_made_of_markup_is_refused_and_never_reaches_a_page(index_host, tmp_path):
     sdist = tmp_path / 'x"><img src=x onerror=alert(1)>-1.0.tar.gz'
     sdist.write_bytes(b"not really")
-    response = requests.post(index_host + "legacy/", auth=("uploader", "s3cret"), timeout=30,
-                             data={":action": "file_upload", "filetype": "sdist", "sha256_digest": sha256_of(sdist)},
-                             files={"content": (sdist.name, sdist.read_bytes())})
+    response = requests.post(
+        index_host + "legacy/",
+        auth=("uploader", "s3cret"),
+        timeout=30,
+        data={":action": "file_upload", "filetype": "sdist", "sha256_digest": sha256_of(sdist)},
+        files={"content": (sdist.name, sdist.read_bytes())},
+    )
     assert response.status_code == 400 and "not a valid project name" in response.text
     for path in ("simple/", "sources/simple/"):
         assert b"<img" not in http_get(index_host + path, "text/html")[1]
@@ -101,20 +125,42 @@ def test_a_publish_cut_off_between_link_and_listing_is_completed_by_a_retry_and_
         os.link(wheel, project / wheel.name)
     port = free_port()
     host = f"http://127.0.0.1:{port}/"
-    proc = subprocess.Popen([sys.executable, "-m", "wheelwright.index.server", "--root", str(root), "--users",
-                             str(users), "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "wheelwright.index.server",
+            "--root",
+            str(root),
+            "--users",
+            str(users),
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         wait_for_port(port)
         # the host lists at start what it found on disk, with the provenance that was written
         listing = json.loads(http_get(host + "simple/restarted/", JSON)[1])
         assert [f["filename"] for f in listing["files"]] == ["restarted-1.0-py3-none-any.whl"]
-        assert json.loads(http_get(host + "simple/restarted/restarted-1.0-py3-none-any.whl.provenance.json")[1]) == {"build_number": 3}
+        assert json.loads(
+            http_get(host + "simple/restarted/restarted-1.0-py3-none-any.whl.provenance.json")[1]
+        ) == {"build_number": 3}
         # and the uploader's retry of the same bytes is a success, not a 409
-        entry = upload(host + "legacy/", "uploader", "s3cret", tmp_path / "retried-1.0-py3-none-any.whl")
+        entry = upload(
+            host + "legacy/", "uploader", "s3cret", tmp_path / "retried-1.0-py3-none-any.whl"
+        )
         assert entry["sha256"] == sha256_of(tmp_path / "retried-1.0-py3-none-any.whl")
-        assert [f["filename"] for f in json.loads(http_get(host + "simple/retried/", JSON)[1])["files"]] == [
-            "retried-1.0-py3-none-any.whl"]
-        assert {p["name"] for p in json.loads(http_get(host + "simple/", JSON)[1])["projects"]} == {"retried", "restarted"}
+        assert [
+            f["filename"] for f in json.loads(http_get(host + "simple/retried/", JSON)[1])["files"]
+        ] == ["retried-1.0-py3-none-any.whl"]
+        assert {p["name"] for p in json.loads(http_get(host + "simple/", JSON)[1])["projects"]} == {
+            "retried",
+            "restarted",
+        }
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait()

@@ -41,8 +41,10 @@ def test_a_full_disk_publishes_nothing_partial_and_says_so(small_disk, tmp_path)
     assert sorted(os.listdir(store.project_dir("demo"))) == files_before
     again = make_wheel(tmp_path, "demo", "3.0")
     store.publish(again.name, again, sha256=sha256_of(again))
-    assert [f["filename"] for f in json.loads((store.project_dir("demo") / "index.json").read_text())["files"]] == [
-        first.name, again.name]
+    assert [
+        f["filename"]
+        for f in json.loads((store.project_dir("demo") / "index.json").read_text())["files"]
+    ] == [first.name, again.name]
 
 
 class Links(HTMLParser):
@@ -73,7 +75,9 @@ def test_twenty_publishers_at_once_all_land_in_exact_listings(index_host, tmp_pa
     for t in threads:
         t.join()
     assert errors == []
-    for project, expected in [("shared", wheels[:10])] + [(f"own{n}", [wheels[10 + n]]) for n in range(10)]:
+    for project, expected in [("shared", wheels[:10])] + [
+        (f"own{n}", [wheels[10 + n]]) for n in range(10)
+    ]:
         listing = json.loads(http_get(f"{index_host}simple/{project}/", JSON)[1])
         html = http_get(f"{index_host}simple/{project}/", "text/html")[1].decode()
         names = sorted(w.name for w in expected)
@@ -85,10 +89,15 @@ def test_twenty_publishers_at_once_all_land_in_exact_listings(index_host, tmp_pa
     assert len(projects) == 11
 
 
-def test_two_publishes_of_one_name_at_once_one_wins_and_the_file_is_never_replaced(index_host, tmp_path):
+def test_two_publishes_of_one_name_at_once_one_wins_and_the_file_is_never_replaced(
+    index_host, tmp_path
+):
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
-    contenders = [make_wheel(tmp_path / "a", "race", "1.0"), make_wheel(tmp_path / "b", "race", "1.0", requires=["x"])]
+    contenders = [
+        make_wheel(tmp_path / "a", "race", "1.0"),
+        make_wheel(tmp_path / "b", "race", "1.0", requires=["x"]),
+    ]
     outcomes = {}
 
     def publish(wheel):

@@ -13,7 +13,13 @@ from tests.sdists import c_extension_sdist, flit_sdist
 from wheelwright.workers.pools import find_python
 
 pytestmark = pytest.mark.farm
-PIPELINE_AFTER_DOWNLOAD = ("prepare-source", "prepare-build-env", "build-wheel", "validate-install-deps", "update-index")
+PIPELINE_AFTER_DOWNLOAD = (
+    "prepare-source",
+    "prepare-build-env",
+    "build-wheel",
+    "validate-install-deps",
+    "update-index",
+)
 
 
 def test_c_extension_gets_a_wheel_per_python(backends, upstream, tmp_path):
@@ -24,8 +30,13 @@ def test_c_extension_gets_a_wheel_per_python(backends, upstream, tmp_path):
     assert wheels["x86_64-cp311"][0].startswith("twopy-1.0-cp311-cp311-")
     assert wheels["x86_64-cp312"][0].startswith("twopy-1.0-cp312-cp312-")
     for version in ("3.11", "3.12"):
-        out = install_and_run(backends, tmp_path, "twopy==1.0", "import sys, twopy; print(sys.version_info[:2], twopy.answer())",
-                              base_python=find_python(version))
+        out = install_and_run(
+            backends,
+            tmp_path,
+            "twopy==1.0",
+            "import sys, twopy; print(sys.version_info[:2], twopy.answer())",
+            base_python=find_python(version),
+        )
         assert out == f"({version.replace('.', ', ')}) 42\n"
 
 
@@ -40,17 +51,24 @@ def test_a_pure_wheel_is_built_once_per_version(backends, upstream, tmp_path):
     built = []
     for build in result["builds"]:
         builderid = backends.api(f"builders/{build['builder']}")["builders"][0]["builderid"]
-        steps = {s["name"]: s for s in backends.api(f"builders/{builderid}/builds/{build['number']}/steps")["steps"]}
+        steps = {
+            s["name"]: s
+            for s in backends.api(f"builders/{builderid}/builds/{build['number']}/steps")["steps"]
+        }
         if steps["build-wheel"]["results"] != SKIPPED:
             built.append(build["builder"])
         if build in others:
             assert build["pure_wheel_published_by"] == published["build_url"]
             assert steps["download-source"]["state_string"].startswith(
-                f"pure wheel already published by build {published['number']} of {published['builder']}")
-            assert {name: steps[name]["results"] for name in PIPELINE_AFTER_DOWNLOAD} == dict.fromkeys(
-                PIPELINE_AFTER_DOWNLOAD, SKIPPED)
+                f"pure wheel already published by build {published['number']} of {published['builder']}"
+            )
+            assert {
+                name: steps[name]["results"] for name in PIPELINE_AFTER_DOWNLOAD
+            } == dict.fromkeys(PIPELINE_AFTER_DOWNLOAD, SKIPPED)
     assert built == [published["builder"]], f"the pure wheel was built by {built}"
-    listing = json.loads(http_get(backends.status["index"] + "onceonly/", "application/vnd.pypi.simple.v1+json")[1])
+    listing = json.loads(
+        http_get(backends.status["index"] + "onceonly/", "application/vnd.pypi.simple.v1+json")[1]
+    )
     assert [f["filename"] for f in listing["files"]] == published["wheels"]
 
 

@@ -26,16 +26,30 @@ def git_repo(root: Path, name: str, version: str) -> tuple[Path, str]:
     root.mkdir()
     (root / "pyproject.toml").write_text(
         f'[build-system]\nrequires = ["setuptools>=70"]\nbuild-backend = "setuptools.build_meta"\n\n'
-        f'[project]\nname = "{name}"\nversion = "{version}"\n')
+        f'[project]\nname = "{name}"\nversion = "{version}"\n'
+    )
     (root / f"{name.replace('-', '_')}.py").write_text("FROM = 'git'\n")
     (root / "run.sh").write_text("#!/bin/sh\n")
     os.chmod(root / "run.sh", 0o755)
-    env = {**os.environ, "GIT_AUTHOR_DATE": COMMIT_TIME, "GIT_COMMITTER_DATE": COMMIT_TIME,
-           "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@example.com"}
-    for cmd in (["init", "--quiet"], ["add", "."], ["commit", "--quiet", "-m", "release"], ["tag", f"v{version}"]):
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_DATE": COMMIT_TIME,
+        "GIT_COMMITTER_DATE": COMMIT_TIME,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@example.com",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@example.com",
+    }
+    for cmd in (
+        ["init", "--quiet"],
+        ["add", "."],
+        ["commit", "--quiet", "-m", "release"],
+        ["tag", f"v{version}"],
+    ):
         subprocess.run(["git", *cmd], cwd=root, env=env, check=True)
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True).stdout
+    commit = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+    ).stdout
     return root, commit.strip()
 
 
@@ -44,11 +58,18 @@ def test_the_same_commit_makes_the_same_bytes(tmp_path):
     first = sdist_from_git(f"file://{repo}", "v${version}", "gitdemo", "1.0", tmp_path / "a")
     second = sdist_from_git(f"file://{repo}", "v${version}", "gitdemo", "1.0", tmp_path / "b")
     assert first.commit == second.commit == commit
-    assert hashlib.sha256(first.path.read_bytes()).digest() == hashlib.sha256(second.path.read_bytes()).digest()
+    assert (
+        hashlib.sha256(first.path.read_bytes()).digest()
+        == hashlib.sha256(second.path.read_bytes()).digest()
+    )
     with tarfile.open(first.path) as tar:
         members = tar.getmembers()
     assert [m.name for m in members] == sorted(m.name for m in members)
-    assert {m.name for m in members} >= {"gitdemo-1.0/PKG-INFO", "gitdemo-1.0/pyproject.toml", "gitdemo-1.0/gitdemo.py"}
+    assert {m.name for m in members} >= {
+        "gitdemo-1.0/PKG-INFO",
+        "gitdemo-1.0/pyproject.toml",
+        "gitdemo-1.0/gitdemo.py",
+    }
     assert {(m.uid, m.gid, m.uname, m.gname) for m in members} == {(0, 0, "", "")}
     assert {m.mtime for m in members} == {1714564800}  # the commit's time
     assert {m.name: m.mode for m in members}["gitdemo-1.0/run.sh"] == 0o755
@@ -65,19 +86,31 @@ def test_a_package_built_from_its_git_repository(backends, tmp_path):
     repo, commit = git_repo(tmp_path / "repo", "gitpkg", "1.0")
     settings = backends.state / "overrides" / "settings"
     settings.mkdir(parents=True, exist_ok=True)
-    (settings / "gitpkg.yaml").write_text(f'source: {{git: "file://{repo}", ref: "v${{version}}"}}\n')
+    (settings / "gitpkg.yaml").write_text(
+        f'source: {{git: "file://{repo}", ref: "v${{version}}"}}\n'
+    )
     rc, result = backends.build("gitpkg==1.0")
     assert rc == 0, json.dumps(result)
     (wheel,) = result["wheels"]
-    provenance = json.loads(http_get(f"{backends.status['index']}gitpkg/{wheel}.provenance.json")[1])
-    assert provenance["source_commit"] == commit and provenance["source_filename"] == "gitpkg-1.0.tar.gz"
+    provenance = json.loads(
+        http_get(f"{backends.status['index']}gitpkg/{wheel}.provenance.json")[1]
+    )
+    assert (
+        provenance["source_commit"] == commit
+        and provenance["source_filename"] == "gitpkg-1.0.tar.gz"
+    )
     sources = backends.status["sources"]
     archived = json.loads(http_get(f"{sources}gitpkg/gitpkg-1.0.tar.gz.provenance.json")[1])
     assert archived == {"git": f"file://{repo}", "ref": "v1.0", "commit": commit}
-    assert install_and_run(backends, tmp_path, "gitpkg==1.0", "import gitpkg; print(gitpkg.FROM)") == "git\n"
+    assert (
+        install_and_run(backends, tmp_path, "gitpkg==1.0", "import gitpkg; print(gitpkg.FROM)")
+        == "git\n"
+    )
 
 
-def project_archive(upstream, name: str, version: str, members: dict[str, bytes | None], kind: str = "file") -> str:
+def project_archive(
+    upstream, name: str, version: str, members: dict[str, bytes | None], kind: str = "file"
+) -> str:
     """An archive as a forge serves one (one top folder, no PKG-INFO) beside the test upstream's
     pages; returns its URL template."""
     folder = Path(upstream.store.root) / "archives"
@@ -95,9 +128,11 @@ def project_archive(upstream, name: str, version: str, members: dict[str, bytes 
     return upstream.url.replace("/simple/", f"/archives/{name}-${{version}}.tar.gz")
 
 
-PROJECT = {"pyproject.toml": b'[build-system]\nrequires = ["setuptools>=70"]\nbuild-backend = "setuptools.build_meta"\n\n'
-                             b'[project]\nname = "urlpkg"\nversion = "1.0"\n',
-           "urlpkg.py": b"FROM = 'archive'\n"}
+PROJECT = {
+    "pyproject.toml": b'[build-system]\nrequires = ["setuptools>=70"]\nbuild-backend = "setuptools.build_meta"\n\n'
+    b'[project]\nname = "urlpkg"\nversion = "1.0"\n',
+    "urlpkg.py": b"FROM = 'archive'\n",
+}
 
 
 def test_an_archive_from_an_address_becomes_a_reproducible_sdist(upstream, tmp_path):
@@ -107,7 +142,11 @@ def test_an_archive_from_an_address_becomes_a_reproducible_sdist(upstream, tmp_p
     assert first.path.read_bytes() == second.path.read_bytes()
     assert first.provenance["archive_url"].endswith("/archives/urldemo-1.0.tar.gz")
     with tarfile.open(first.path) as tar:
-        assert tar.getnames() == ["urldemo-1.0/PKG-INFO", "urldemo-1.0/pyproject.toml", "urldemo-1.0/urlpkg.py"]
+        assert tar.getnames() == [
+            "urldemo-1.0/PKG-INFO",
+            "urldemo-1.0/pyproject.toml",
+            "urldemo-1.0/urlpkg.py",
+        ]
         assert {m.mtime for m in tar.getmembers()} == {1714564800}
 
 
@@ -125,6 +164,14 @@ def test_a_package_built_from_an_archive_address(backends, upstream, tmp_path):
     (settings / "urlpkg.yaml").write_text(f'source: {{url: "{template}"}}\n')
     rc, result = backends.build("urlpkg==1.0")
     assert rc == 0, json.dumps(result)
-    archived = json.loads(http_get(f"{backends.status['sources']}urlpkg/urlpkg-1.0.tar.gz.provenance.json")[1])
-    assert archived["archive_url"] == template.replace("${version}", "1.0") and len(archived["archive_sha256"]) == 64
-    assert install_and_run(backends, tmp_path, "urlpkg==1.0", "import urlpkg; print(urlpkg.FROM)") == "archive\n"
+    archived = json.loads(
+        http_get(f"{backends.status['sources']}urlpkg/urlpkg-1.0.tar.gz.provenance.json")[1]
+    )
+    assert (
+        archived["archive_url"] == template.replace("${version}", "1.0")
+        and len(archived["archive_sha256"]) == 64
+    )
+    assert (
+        install_and_run(backends, tmp_path, "urlpkg==1.0", "import urlpkg; print(urlpkg.FROM)")
+        == "archive\n"
+    )

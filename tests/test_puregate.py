@@ -43,7 +43,10 @@ def can_start(gate, master, request) -> bool:
 
 def test_the_first_request_of_a_version_goes_alone_until_it_completes():
     gate, master = PureWheelGate(), Master()
-    first, second = Request(1, package="Pkg", version="1.0"), Request(2, package="pkg", version="1.0")
+    first, second = (
+        Request(1, package="Pkg", version="1.0"),
+        Request(2, package="pkg", version="1.0"),
+    )
     other_version = Request(3, package="pkg", version="2.0")
     master.complete = {1: False, 2: False, 3: False}
     assert can_start(gate, master, first)
@@ -71,5 +74,9 @@ def test_verify_builds_and_rebuilds_are_gated_apart():
     gate, master = PureWheelGate(), Master()
     master.complete = {1: False, 2: False, 3: False}
     assert can_start(gate, master, Request(1, package="pkg", version="1.0"))
-    assert can_start(gate, master, Request(2, package="pkg", version="1.0", verify=True))  # publishes nothing
-    assert can_start(gate, master, Request(3, package="pkg", version="1.0", wheel_version="1.0.post1"))
+    assert can_start(
+        gate, master, Request(2, package="pkg", version="1.0", verify=True)
+    )  # publishes nothing
+    assert can_start(
+        gate, master, Request(3, package="pkg", version="1.0", wheel_version="1.0.post1")
+    )

@@ -22,7 +22,9 @@ def run_inside(tmp_path, code: str, env: dict | None = None) -> subprocess.Compl
     build = tmp_path / "build"
     build.mkdir(exist_ok=True)
     argv = sandbox.command([sys.executable, "-c", code], write=[build], cwd=build)
-    return subprocess.run(argv, cwd=build, capture_output=True, text=True, env=env or clean_pip_env())
+    return subprocess.run(
+        argv, cwd=build, capture_output=True, text=True, env=env or clean_pip_env()
+    )
 
 
 def test_the_network_is_cut(tmp_path):
@@ -51,13 +53,20 @@ def test_there_is_no_route_and_no_name_resolution(tmp_path):
             print("no name resolution")
         """
     proc = run_inside(tmp_path, code)
-    assert proc.stdout.split("\n")[:2] == ["ENETUNREACH", "no name resolution"], proc.stdout + proc.stderr
+    assert proc.stdout.split("\n")[:2] == ["ENETUNREACH", "no name resolution"], (
+        proc.stdout + proc.stderr
+    )
 
 
 def test_it_writes_in_its_build_directory_and_nowhere_else(tmp_path):
     # tmp_path is under /tmp, which inside is a private tmpfs: a write there lands nowhere.
-    outside = [tmp_path / "outside", "/var/tmp/wheelwright-escaped", "/usr/wheelwright-escaped",
-               os.path.expanduser("~/wheelwright-escaped"), "/dev/shm/wheelwright-escaped"]
+    outside = [
+        tmp_path / "outside",
+        "/var/tmp/wheelwright-escaped",
+        "/usr/wheelwright-escaped",
+        os.path.expanduser("~/wheelwright-escaped"),
+        "/dev/shm/wheelwright-escaped",
+    ]
     code = f"""if 1:
         open("inside", "w").write("ok")
         for path in {[str(p) for p in outside]!r}:
@@ -92,8 +101,20 @@ def test_it_sees_only_what_a_build_needs(tmp_path):
     lines = proc.stdout.splitlines()
     # Besides the system's folders, only the tops of the farm's own (wherever it is checked out).
     ours = {Path(path).parts[1] for path in sandbox.farm_paths([])}
-    assert set(eval(lines[0])) <= {"bin", "dev", "etc", "lib", "lib32", "lib64", "libx32", "proc", "sbin", "tmp",
-                                   "usr", *ours}
+    assert set(eval(lines[0])) <= {
+        "bin",
+        "dev",
+        "etc",
+        "lib",
+        "lib32",
+        "lib64",
+        "libx32",
+        "proc",
+        "sbin",
+        "tmp",
+        "usr",
+        *ours,
+    }
     assert all(line.endswith(" False") for line in lines[1:-1]), proc.stdout
     # Of the home folder, at most the interpreters' own folders (pyenv's) are there.
     assert set(eval(lines[-1].split(" ", 1)[1]) or []) <= {".pyenv"}
@@ -116,7 +137,7 @@ def test_it_cannot_undo_its_walls(tmp_path):
 def test_no_socket_of_the_host_is_reachable(tmp_path):
     # A Docker or podman socket is root on the host: neither a path socket nor an abstract one
     # (those live in the network namespace) answers inside.
-    path = "/run/wheelwright-test-%s.sock" % uuid.uuid4().hex[:8]
+    path = f"/run/wheelwright-test-{uuid.uuid4().hex[:8]}.sock"
     abstract = "\0wheelwright-test-" + uuid.uuid4().hex[:8]
     servers = []
     for address in (path, abstract):
@@ -135,7 +156,12 @@ def test_no_socket_of_the_host_is_reachable(tmp_path):
                 print("unreachable:", exc.strerror)
         """
     try:
-        assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.count("connected") == 2
+        assert (
+            subprocess.run(
+                [sys.executable, "-c", code], capture_output=True, text=True
+            ).stdout.count("connected")
+            == 2
+        )
         proc = run_inside(tmp_path, code)
     finally:
         for server in servers:
@@ -170,12 +196,23 @@ def test_it_sees_no_other_process_and_leaves_none_behind(tmp_path):
     assert subprocess.run(["pgrep", "-f", token]).returncode == 1, "a process outlived its sandbox"
 
 
-LIMITED = sandbox.Limits(wall_seconds=12, cpu_seconds=4, memory_mb=256, processes=64, disk_mb=64, output_mb=1)
+LIMITED = sandbox.Limits(
+    wall_seconds=12, cpu_seconds=4, memory_mb=256, processes=64, disk_mb=64, output_mb=1
+)
 ATTACKS = {
     "a fork bomb": (["bash", "-c", "f(){ f | f & }; f; sleep 30"], "process limit (64 processes)"),
-    "a memory hog": ([sys.executable, "-c", "x = [bytearray(1 << 20) for _ in range(4096)]"], "memory limit (256 MiB)"),
-    "a disk filler": (["bash", "-c", "while :; do head -c 8000000 /dev/zero > f$RANDOM; done"], "disk limit (64 MiB"),
-    "an endless printer": ([sys.executable, "-c", "while True: print('x' * 100)"], "output limit (1 MiB of log)"),
+    "a memory hog": (
+        [sys.executable, "-c", "x = [bytearray(1 << 20) for _ in range(4096)]"],
+        "memory limit (256 MiB)",
+    ),
+    "a disk filler": (
+        ["bash", "-c", "while :; do head -c 8000000 /dev/zero > f$RANDOM; done"],
+        "disk limit (64 MiB",
+    ),
+    "an endless printer": (
+        [sys.executable, "-c", "while True: print('x' * 100)"],
+        "output limit (1 MiB of log)",
+    ),
     "a CPU spinner": ([sys.executable, "-c", "while True: pass"], "CPU time limit (4 s)"),
     "a sleeper": (["sleep", "600"], "wall-clock limit (2 s)"),
 }
@@ -191,12 +228,23 @@ def test_a_limit_hit_stops_the_sandbox_and_names_the_limit(tmp_path, capfd, atta
     limits = SHORT_LIMITS.get(attack, LIMITED)
     cgroups_before = set(_cgroups_left())
     started = time.monotonic()
-    with pytest.raises(sandbox.LimitExceeded, match=re.escape(f"{attack} was stopped: it hit the {named}")):
+    with pytest.raises(
+        sandbox.LimitExceeded, match=re.escape(f"{attack} was stopped: it hit the {named}")
+    ):
         sandbox.run(cmd, write=[build], cwd=build, env=clean_pip_env(), what=attack, limits=limits)
     assert time.monotonic() - started < 30
     time.sleep(0.3)
-    assert subprocess.run(["pgrep", "-f", "f \\| f|bytearray|head -c 8000000|print\\('x'|while True: pass|sleep 600"],
-                          capture_output=True).returncode == 1, "a process outlived its sandbox"
+    assert (
+        subprocess.run(
+            [
+                "pgrep",
+                "-f",
+                "f \\| f|bytearray|head -c 8000000|print\\('x'|while True: pass|sleep 600",
+            ],
+            capture_output=True,
+        ).returncode
+        == 1
+    ), "a process outlived its sandbox"
     # and the next build gets a clean start: the sandbox's cgroups are gone
     assert set(_cgroups_left()) <= cgroups_before
 

@@ -31,12 +31,17 @@ def malicious_sdist(dest, name: str, version: str):
 
 
 def test_a_malicious_setup_py_is_found_at_the_high_level_and_an_honest_sdist_is_clean(tmp_path):
-    evil, honest = malicious_sdist(tmp_path, "evil", "1.0"), setuptools_sdist(tmp_path, "honest", "1.0")
+    evil, honest = (
+        malicious_sdist(tmp_path, "evil", "1.0"),
+        setuptools_sdist(tmp_path, "honest", "1.0"),
+    )
     farm = Farm(root=tmp_path / "farm")
     held = scanned(farm, evil, sha256_of(evil))
     severe = held.severe("high")
     assert any(f.startswith("threat-filesystem-read: evil-1.0/setup.py:") for f in severe), severe
-    assert any(f.startswith("threat-process-download-exec: evil-1.0/setup.py:") for f in severe), severe
+    assert any(f.startswith("threat-process-download-exec: evil-1.0/setup.py:") for f in severe), (
+        severe
+    )
     assert scanned(farm, honest, sha256_of(honest)).severe("low") == []
     # Kept by sha256: a reviewer's approval of those bytes sticks.
     approve(farm, sha256_of(evil), "ann")
@@ -47,7 +52,10 @@ def test_honest_trees_with_threat_like_code_are_medium_not_held_by_default(tmp_p
     # urllib3's and flask's code trips guarddog's threat rules, not in what runs at build time.
     for sdist in ("urllib3-2.3.0.tar.gz", "flask-3.1.0.tar.gz", "setuptools-80.9.0.tar.gz"):
         scan = scanned(Farm(root=tmp_path / sdist), CACHE / sdist, sha256_of(CACHE / sdist))
-        assert scan.error is None and scan.severe("medium") and not scan.severe("high"), (sdist, scan.findings)
+        assert scan.error is None and scan.severe("medium") and not scan.severe("high"), (
+            sdist,
+            scan.findings,
+        )
 
 
 def test_builders_scanning_one_sdist_at_once_all_get_its_scan(tmp_path):

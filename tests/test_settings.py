@@ -12,7 +12,14 @@ from wheelwright.master.builders import container_image
 from wheelwright.master.cli import parse_pin
 from wheelwright.master.farm import Farm
 from wheelwright.master.lastgood import ConfigError
-from wheelwright.master.review import AllowlistError, ReviewError, allowlist_for, decide, queue_for_review, read_allowlist
+from wheelwright.master.review import (
+    AllowlistError,
+    ReviewError,
+    allowlist_for,
+    decide,
+    queue_for_review,
+    read_allowlist,
+)
 from wheelwright.master.settings import PackageSettings, SettingsError, patches_for, settings_for
 
 
@@ -26,16 +33,24 @@ def settings_file(farm: Farm, name: str, text: str):
 def test_settings_default_and_read(tmp_path):
     farm = Farm(root=tmp_path)
     assert settings_for(farm, "Some.Pkg") == (PackageSettings(), None)
-    settings_file(farm, "some_pkg.yaml", "build_frontend: build\nimports: [some_pkg, some_pkg.sub]\n")
-    assert settings_for(farm, "Some.Pkg") == (PackageSettings(build_frontend="build", imports=["some_pkg", "some_pkg.sub"]), None)
+    settings_file(
+        farm, "some_pkg.yaml", "build_frontend: build\nimports: [some_pkg, some_pkg.sub]\n"
+    )
+    assert settings_for(farm, "Some.Pkg") == (
+        PackageSettings(build_frontend="build", imports=["some_pkg", "some_pkg.sub"]),
+        None,
+    )
 
 
-@pytest.mark.parametrize("text, message", [
-    ("buld_frontend: pip\n", "unknown setting buld_frontend"),
-    ("build_frontend: poetry\n", "build_frontend must be one of pip, build"),
-    ("imports: ['not a module']\n", "imports must be a list of module names"),
-    ("- a list\n", "expected a mapping"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("buld_frontend: pip\n", "unknown setting buld_frontend"),
+        ("build_frontend: poetry\n", "build_frontend must be one of pip, build"),
+        ("imports: ['not a module']\n", "imports must be a list of module names"),
+        ("- a list\n", "expected a mapping"),
+    ],
+)
 def test_bad_settings_name_the_file(tmp_path, text, message):
     farm = Farm(root=tmp_path)
     path = settings_file(farm, "pkg.yaml", text)
@@ -51,7 +66,9 @@ def test_a_broken_settings_file_gives_way_to_its_last_good_version(tmp_path):
     path.write_text("build_frontend: pip\nimports: [\n")
     settings, warning = settings_for(farm, "pkg")
     assert settings == PackageSettings(build_frontend="build")
-    assert warning.startswith(f"{path}:3: not valid YAML") and "using its last good version" in warning
+    assert (
+        warning.startswith(f"{path}:3: not valid YAML") and "using its last good version" in warning
+    )
     path.write_text("imports: [pkg]\n")
     assert settings_for(farm, "pkg") == (PackageSettings(imports=["pkg"]), None)
     never_good = settings_file(farm, "other.yaml", "colour: blue\n")
@@ -73,11 +90,20 @@ def test_a_broken_allowlist_gives_way_to_its_last_good_version(tmp_path):
 
 
 def test_patches_for_every_version_and_this_one_in_name_order(tmp_path):
-    for folder, name in [("my_pkg", "0003-c.patch"), ("my-pkg-1.0", "0001-a.patch"), ("my_pkg-1.0.0", "0002-b.patch"),
-                         ("my_pkg-2.0", "0000-other-version.patch"), ("my_pkg", "notes.txt")]:
+    for folder, name in [
+        ("my_pkg", "0003-c.patch"),
+        ("my-pkg-1.0", "0001-a.patch"),
+        ("my_pkg-1.0.0", "0002-b.patch"),
+        ("my_pkg-2.0", "0000-other-version.patch"),
+        ("my_pkg", "notes.txt"),
+    ]:
         (tmp_path / "patches" / folder).mkdir(parents=True, exist_ok=True)
         (tmp_path / "patches" / folder / name).write_text("")
-    assert [p.name for p in patches_for(tmp_path, "My.Pkg", "1.0")] == ["0001-a.patch", "0002-b.patch", "0003-c.patch"]
+    assert [p.name for p in patches_for(tmp_path, "My.Pkg", "1.0")] == [
+        "0001-a.patch",
+        "0002-b.patch",
+        "0003-c.patch",
+    ]
     assert patches_for(tmp_path, "unrelated", "1.0") == []
 
 
@@ -87,29 +113,47 @@ def read_allowlist_text(tmp_path, text: str):
 
 
 def test_allowlist_and_review_queue(tmp_path):
-    (tmp_path / "allowlist.txt").write_text("# reviewed\nRequests  # by ops\n\nzope.interface\n"
-                                            "torch==2.1.*\ntorch == 2.2.*\nnumpy>=2\n")
+    (tmp_path / "allowlist.txt").write_text(
+        "# reviewed\nRequests  # by ops\n\nzope.interface\ntorch==2.1.*\ntorch == 2.2.*\nnumpy>=2\n"
+    )
     allowlist = read_allowlist(tmp_path / "allowlist.txt")
     assert set(allowlist) == {"requests", "zope-interface", "torch", "numpy"}
-    assert [allowlist.wants("torch", v) for v in ("2.0.1", "2.1.2", "2.2.0", "2.3.0")] == [False, True, True, False]
+    assert [allowlist.wants("torch", v) for v in ("2.0.1", "2.1.2", "2.2.0", "2.3.0")] == [
+        False,
+        True,
+        True,
+        False,
+    ]
     assert allowlist.wants("numpy", "2.1.0") and not allowlist.wants("numpy", "1.26.4")
-    assert not allowlist.wants("numpy", "2.2.0rc1") and allowlist.wants("numpy", "2.2.0rc1", prereleases=True)
+    assert not allowlist.wants("numpy", "2.2.0rc1") and allowlist.wants(
+        "numpy", "2.2.0rc1", prereleases=True
+    )
     assert allowlist.wants("requests", "2.32.3") and not allowlist.wants("flask", "3.0")
     assert read_allowlist_text(tmp_path, "numpy==2.2.0rc1\n").wants("numpy", "2.2.0rc1")
     (tmp_path / "extras.txt").write_text("requests[socks]\n")
     with pytest.raises(AllowlistError, match="a name and version specifiers only"):
         read_allowlist(tmp_path / "extras.txt")
     (tmp_path / "bad.txt").write_text("requests\nnot a name\n")
-    with pytest.raises(AllowlistError, match=f"{tmp_path}/bad.txt:2: 'not a name' is not a project name"):
+    with pytest.raises(
+        AllowlistError, match=f"{tmp_path}/bad.txt:2: 'not a name' is not a project name"
+    ):
         read_allowlist(tmp_path / "bad.txt")
     queue = tmp_path / "review-queue.json"
-    queue_for_review(queue, "New_Thing", "build requirement of a 1.0", "http://ui/#/builders/1/builds/1")
-    queue_for_review(queue, "new-thing", "build requirement of a 1.0", "http://ui/#/builders/1/builds/1")
-    queue_for_review(queue, "new-thing", "install-time dependency of b 2.0", "http://ui/#/builders/1/builds/2")
+    queue_for_review(
+        queue, "New_Thing", "build requirement of a 1.0", "http://ui/#/builders/1/builds/1"
+    )
+    queue_for_review(
+        queue, "new-thing", "build requirement of a 1.0", "http://ui/#/builders/1/builds/1"
+    )
+    queue_for_review(
+        queue, "new-thing", "install-time dependency of b 2.0", "http://ui/#/builders/1/builds/2"
+    )
     entries = json.loads(queue.read_text())
     assert list(entries) == ["new-thing"]
     assert [r["reason"] for r in entries["new-thing"]["requests"]] == [
-        "build requirement of a 1.0", "install-time dependency of b 2.0"]
+        "build requirement of a 1.0",
+        "install-time dependency of b 2.0",
+    ]
 
 
 def test_build_takes_one_pinned_version():
@@ -124,8 +168,11 @@ def test_the_container_image_is_chosen_from_the_package_settings(tmp_path):
     settings_file(farm, "needs-fortran.yaml", "container_image: localhost/worker:fortran\n")
     settings_file(farm, "broken.yaml", "container_image: [\n")
     image = container_image(farm, "localhost/worker:default")
-    for package, expected in (("needs-fortran", "localhost/worker:fortran"), ("plain", "localhost/worker:default"),
-                              ("broken", "localhost/worker:default")):
+    for package, expected in (
+        ("needs-fortran", "localhost/worker:fortran"),
+        ("plain", "localhost/worker:default"),
+        ("broken", "localhost/worker:default"),
+    ):
         rendered = []
         Properties(package=package).render(image).addCallback(rendered.append)
         assert rendered == [expected]
@@ -135,7 +182,12 @@ def test_approving_allow_lists_and_logs_and_rejecting_only_logs(tmp_path):
     farm = Farm(root=tmp_path)
     farm.allowlist.write_text("already")  # no newline at the end
     for project in ("New_Thing", "spam"):
-        queue_for_review(farm.review_queue, project, "install-time dependency of a 1.0", "http://ui/#/builders/1/builds/1")
+        queue_for_review(
+            farm.review_queue,
+            project,
+            "install-time dependency of a 1.0",
+            "http://ui/#/builders/1/builds/1",
+        )
     entry = decide(farm, "new-thing", approve=True, reviewer="ann", note="looked at it")
     assert entry["requests"][0]["reason"] == "install-time dependency of a 1.0"
     decide(farm, "spam", approve=False, reviewer="ann", note="typosquat")
@@ -143,7 +195,9 @@ def test_approving_allow_lists_and_logs_and_rejecting_only_logs(tmp_path):
     assert "new-thing  # approved by ann" in farm.allowlist.read_text()
     assert json.loads(farm.review_queue.read_text()) == {}
     log = (farm.logs_dir / "review.log").read_text().splitlines()
-    assert [line.split(" ", 1)[1] for line in log] == ["approved new-thing by ann: looked at it",
-                                                        "rejected spam by ann: typosquat"]
+    assert [line.split(" ", 1)[1] for line in log] == [
+        "approved new-thing by ann: looked at it",
+        "rejected spam by ann: typosquat",
+    ]
     with pytest.raises(ReviewError, match="spam is not in the review queue"):
         decide(farm, "spam", approve=True, reviewer="ann", note="")

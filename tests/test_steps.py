@@ -72,8 +72,13 @@ LIMITS = ["--limits", Farm(root=Path("/")).limits.as_json()]
 def shell(command: list[str]) -> ExpectShell:
     """A tool's command as our steps send it: no environment printed but the worker's uv cache,
     the limits' own timeout."""
-    return ExpectShell(workdir="build", command=command, log_environ=False, env={UV_CACHE: WORKER_UV_CACHE},
-                       max_time=Farm(root=Path("/")).limits.wall_seconds + 600)
+    return ExpectShell(
+        workdir="build",
+        command=command,
+        log_environ=False,
+        env={UV_CACHE: WORKER_UV_CACHE},
+        max_time=Farm(root=Path("/")).limits.wall_seconds + 600,
+    )
 
 
 class IndexHost:
@@ -83,8 +88,20 @@ class IndexHost:
         self.port = free_port()
         accounts.add(root / "users.json", UPLOAD_USER, PASSWORD)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "wheelwright.index.server", "--root", str(root / "index"), "--users",
-             str(root / "users.json"), "--port", str(self.port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                sys.executable,
+                "-m",
+                "wheelwright.index.server",
+                "--root",
+                str(root / "index"),
+                "--users",
+                str(root / "users.json"),
+                "--port",
+                str(self.port),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         wait_for_port(self.port)
 
     def close(self):
@@ -111,17 +128,25 @@ class StepTest(TestBuildStepMixin, TestReactorMixin, unittest.TestCase):
 
     def setUp(self):
         self.setup_test_reactor()
-        self.farm = Farm(root=Path(tempfile.mkdtemp(dir=self.tmp)),
-                         index_port=self.index.port if self.with_index else 1,
-                         upstream=self.upstream.url if self.with_index else "http://127.0.0.1:1/simple/")
+        self.farm = Farm(
+            root=Path(tempfile.mkdtemp(dir=self.tmp)),
+            index_port=self.index.port if self.with_index else 1,
+            upstream=self.upstream.url if self.with_index else "http://127.0.0.1:1/simple/",
+        )
         return self.setup_test_build_step()
 
     def setup(self, step, **properties):
         self.setup_step(step)
-        defaults = {"package": "pkg", "version": "1.0", "interpreters": {"3.11": "/py/bin/python3.11"},
-                    "worker_python": WORKER_PYTHON,
-                    "index_url": self.farm.index_url, "buildername": "x86_64-cp311", "python_version": "3.11",
-                    "arch": "x86_64"}
+        defaults = {
+            "package": "pkg",
+            "version": "1.0",
+            "interpreters": {"3.11": "/py/bin/python3.11"},
+            "worker_python": WORKER_PYTHON,
+            "index_url": self.farm.index_url,
+            "buildername": "x86_64-cp311",
+            "python_version": "3.11",
+            "arch": "x86_64",
+        }
         for name, value in {**defaults, **properties}.items():
             self.build.setProperty(name, value, "test")
 
@@ -132,18 +157,48 @@ HUNK = "--- a/pkg.py\n+++ b/pkg.py\n@@ -1 +1 @@\n-VALUE = 1\n+VALUE = 2\n"
 class TestPrepareSource(StepTest):
     def test_sends_the_patches_for_this_version_in_name_order_and_unpacks(self):
         patches = self.farm.settings_dir / "patches"
-        for folder, name in (("pkg", "0002-all.patch"), ("pkg-1.0", "0001-this.patch"), ("pkg-2.0", "0000-other.patch")):
+        for folder, name in (
+            ("pkg", "0002-all.patch"),
+            ("pkg-1.0", "0001-this.patch"),
+            ("pkg-2.0", "0000-other.patch"),
+        ):
             (patches / folder).mkdir(parents=True)
             (patches / folder / name).write_text(HUNK)
         self.setup(PrepareSource(farm=self.farm), source_filename="pkg-1.0.tar.gz")
         self.expect_commands(
-            ExpectDownloadFile(workerdest="patches/0001-this.patch", workdir="build", blocksize=262144,
-                               maxsize=None, mode=0o644, reader=ExpectRemoteRef(remotetransfer.FileReader)).exit(0),
-            ExpectDownloadFile(workerdest="patches/0002-all.patch", workdir="build", blocksize=262144,
-                               maxsize=None, mode=0o644, reader=ExpectRemoteRef(remotetransfer.FileReader)).exit(0),
-            shell(tool("source", "--sdist", "sdist/pkg-1.0.tar.gz", "--dest", "src",
-                                                      "--project", "pkg", "--version", "1.0", "--patches", "patches"))
-            .stdout(result_line({"src": "src", "patches": ["0001-this.patch", "0002-all.patch"]})).exit(0),
+            ExpectDownloadFile(
+                workerdest="patches/0001-this.patch",
+                workdir="build",
+                blocksize=262144,
+                maxsize=None,
+                mode=0o644,
+                reader=ExpectRemoteRef(remotetransfer.FileReader),
+            ).exit(0),
+            ExpectDownloadFile(
+                workerdest="patches/0002-all.patch",
+                workdir="build",
+                blocksize=262144,
+                maxsize=None,
+                mode=0o644,
+                reader=ExpectRemoteRef(remotetransfer.FileReader),
+            ).exit(0),
+            shell(
+                tool(
+                    "source",
+                    "--sdist",
+                    "sdist/pkg-1.0.tar.gz",
+                    "--dest",
+                    "src",
+                    "--project",
+                    "pkg",
+                    "--version",
+                    "1.0",
+                    "--patches",
+                    "patches",
+                )
+            )
+            .stdout(result_line({"src": "src", "patches": ["0001-this.patch", "0002-all.patch"]}))
+            .exit(0),
         )
         self.expect_outcome(result=SUCCESS, state_string="unpacked, 2 patches applied")
         self.expect_property("patches", ["0001-this.patch", "0002-all.patch"])
@@ -155,11 +210,33 @@ class TestPrepareSource(StepTest):
         patch.write_text(HUNK)
         self.setup(PrepareSource(farm=self.farm), source_filename="pkg-1.0.tar.gz")
         self.expect_commands(
-            ExpectDownloadFile(workerdest="patches/0001-x.patch", workdir="build", blocksize=262144,
-                               maxsize=None, mode=0o644, reader=ExpectRemoteRef(remotetransfer.FileReader)).exit(0),
-            shell(tool("source", "--sdist", "sdist/pkg-1.0.tar.gz", "--dest", "src",
-                                                      "--project", "pkg", "--version", "1.0", "--patches", "patches"))
-            .stdout(result_line({"error": "patch 0001-x.patch does not apply", "patch": "0001-x.patch"})).exit(1),
+            ExpectDownloadFile(
+                workerdest="patches/0001-x.patch",
+                workdir="build",
+                blocksize=262144,
+                maxsize=None,
+                mode=0o644,
+                reader=ExpectRemoteRef(remotetransfer.FileReader),
+            ).exit(0),
+            shell(
+                tool(
+                    "source",
+                    "--sdist",
+                    "sdist/pkg-1.0.tar.gz",
+                    "--dest",
+                    "src",
+                    "--project",
+                    "pkg",
+                    "--version",
+                    "1.0",
+                    "--patches",
+                    "patches",
+                )
+            )
+            .stdout(
+                result_line({"error": "patch 0001-x.patch does not apply", "patch": "0001-x.patch"})
+            )
+            .exit(1),
         )
         self.expect_outcome(result=FAILURE)
         self.expect_log_file("reason", f"{patch}: patch 0001-x.patch does not apply\n")
@@ -178,22 +255,50 @@ class TestPrepareSource(StepTest):
 class TestParseResult(unittest.TestCase):
     def test_the_last_result_line_counts_and_garbage_is_an_error(self):
         self.assertEqual(parse_result(result_line({"a": 1}) + result_line({"a": 2})), {"a": 2})
-        self.assertEqual(parse_result(f"{RESULT_PREFIX}{{not json\n"), {"error": "the worker-side tool printed a broken result"})
-        self.assertEqual(parse_result(f"{RESULT_PREFIX}[1]\n"), {"error": "the worker-side tool printed a broken result"})
-        self.assertEqual(parse_result("nothing\n"), {"error": "the worker-side tool printed no result"})
+        self.assertEqual(
+            parse_result(f"{RESULT_PREFIX}{{not json\n"),
+            {"error": "the worker-side tool printed a broken result"},
+        )
+        self.assertEqual(
+            parse_result(f"{RESULT_PREFIX}[1]\n"),
+            {"error": "the worker-side tool printed a broken result"},
+        )
+        self.assertEqual(
+            parse_result("nothing\n"), {"error": "the worker-side tool printed no result"}
+        )
 
 
 class TestPrepareBuildEnv(StepTest):
     def command(self):
-        return tool("buildenv", "--python", "/py/bin/python3.11", "--src", "src", "--env", "env", "--index",
-                    self.farm.index_url, *LIMITS)
+        return tool(
+            "buildenv",
+            "--python",
+            "/py/bin/python3.11",
+            "--src",
+            "src",
+            "--env",
+            "env",
+            "--index",
+            self.farm.index_url,
+            *LIMITS,
+        )
 
     def test_installs_build_requirements(self):
         self.setup(PrepareBuildEnv(farm=self.farm))
-        self.expect_commands(shell(self.command()).stdout(result_line(
-            {"env_python": "/w/env/bin/python", "build_system_requires": ["setuptools>=70"], "backend_requires": [],
-             "freeze": "setuptools==80.9.0\n"}
-        )).exit(0))
+        self.expect_commands(
+            shell(self.command())
+            .stdout(
+                result_line(
+                    {
+                        "env_python": "/w/env/bin/python",
+                        "build_system_requires": ["setuptools>=70"],
+                        "backend_requires": [],
+                        "freeze": "setuptools==80.9.0\n",
+                    }
+                )
+            )
+            .exit(0)
+        )
         self.expect_outcome(result=SUCCESS, state_string="1 build requirement installed")
         self.expect_property("build_requires", ["setuptools>=70"])
         self.expect_property("build_freeze", "setuptools==80.9.0\n")
@@ -203,27 +308,71 @@ class TestPrepareBuildEnv(StepTest):
 
     async def test_a_requirement_our_index_lacks_goes_to_review(self):
         self.setup(PrepareBuildEnv(farm=self.farm))
-        self.expect_commands(shell(self.command()).stdout(result_line(
-            {"error": "build requirement hatchling is not in the index", "missing": ["hatchling"]})).exit(1))
-        self.expect_outcome(result=FAILURE, state_string="build requirement hatchling is not in the index (failure)")
+        self.expect_commands(
+            shell(self.command())
+            .stdout(
+                result_line(
+                    {
+                        "error": "build requirement hatchling is not in the index",
+                        "missing": ["hatchling"],
+                    }
+                )
+            )
+            .exit(1)
+        )
+        self.expect_outcome(
+            result=FAILURE, state_string="build requirement hatchling is not in the index (failure)"
+        )
         await self.run_step()
         queue = json.loads(self.farm.review_queue.read_text())
-        self.assertEqual(queue["hatchling"]["requests"][0]["reason"], "build requirement of pkg 1.0")
+        self.assertEqual(
+            queue["hatchling"]["requests"][0]["reason"], "build requirement of pkg 1.0"
+        )
 
 
 class TestBuildWheel(StepTest):
     def command(self, frontend="build", *extra, wheel_version="1.0"):
-        return tool("wheel", "--python", "/py/bin/python3.11", "--env-python", "/w/env/bin/python", "--src", "src",
-                    "--dist", "dist", "--project", "pkg", "--version", "1.0", "--wheel-version", wheel_version,
-                    "--frontend", frontend, *extra, *LIMITS)
+        return tool(
+            "wheel",
+            "--python",
+            "/py/bin/python3.11",
+            "--env-python",
+            "/w/env/bin/python",
+            "--src",
+            "src",
+            "--dist",
+            "dist",
+            "--project",
+            "pkg",
+            "--version",
+            "1.0",
+            "--wheel-version",
+            wheel_version,
+            "--frontend",
+            frontend,
+            *extra,
+            *LIMITS,
+        )
 
     def test_builds_the_wheel(self):
         self.setup(BuildWheel(farm=self.farm), build_env_python="/w/env/bin/python")
         requires = [{"requirement": "dep>=1; python_version >= '3'", "project": "dep"}]
         self.expect_commands(
-            shell(self.command()).stdout(result_line(
-                {"wheels": [{"filename": "pkg-1.0-py3-none-any.whl", "sha256": "ab" * 32, "requires": requires}]}
-            )).exit(0),
+            shell(self.command())
+            .stdout(
+                result_line(
+                    {
+                        "wheels": [
+                            {
+                                "filename": "pkg-1.0-py3-none-any.whl",
+                                "sha256": "ab" * 32,
+                                "requires": requires,
+                            }
+                        ]
+                    }
+                )
+            )
+            .exit(0),
         )
         self.expect_outcome(result=SUCCESS, state_string="pkg-1.0-py3-none-any.whl")
         self.expect_property("wheel_filenames", ["pkg-1.0-py3-none-any.whl"])
@@ -234,13 +383,28 @@ class TestBuildWheel(StepTest):
     async def test_requirements_the_worker_reports_must_parse(self):
         self.setup(BuildWheel(farm=self.farm), build_env_python="/w/env/bin/python")
         self.expect_commands(
-            shell(self.command()).stdout(result_line({"wheels": [
-                {"filename": "pkg-1.0-py3-none-any.whl", "sha256": "ab" * 32,
-                 "requires": [{"requirement": "dep>=>=1", "project": "dep"}]}]})).exit(0),
+            shell(self.command())
+            .stdout(
+                result_line(
+                    {
+                        "wheels": [
+                            {
+                                "filename": "pkg-1.0-py3-none-any.whl",
+                                "sha256": "ab" * 32,
+                                "requires": [{"requirement": "dep>=>=1", "project": "dep"}],
+                            }
+                        ]
+                    }
+                )
+            )
+            .exit(0),
         )
         self.expect_outcome(result=FAILURE)
         await self.run_step()
-        self.assertIn("the wheel tool reported requirements that do not parse", self.get_nth_step(0).logs["reason"].stdout)
+        self.assertIn(
+            "the wheel tool reported requirements that do not parse",
+            self.get_nth_step(0).logs["reason"].stdout,
+        )
 
     def test_per_package_setting_chooses_the_frontend(self):
         (self.farm.settings_dir / "settings").mkdir(parents=True)
@@ -248,28 +412,62 @@ class TestBuildWheel(StepTest):
         self.setup(BuildWheel(farm=self.farm), build_env_python="/w/env/bin/python")
         self.expect_commands(
             shell(self.command("pip"))
-            .stdout(result_line({"error": "building the wheel with pip (no network) failed (exit 1)"})).exit(1),
+            .stdout(
+                result_line({"error": "building the wheel with pip (no network) failed (exit 1)"})
+            )
+            .exit(1),
         )
-        self.expect_outcome(result=FAILURE, state_string="building the wheel with pip (no network) failed (exit 1) (failure)")
+        self.expect_outcome(
+            result=FAILURE,
+            state_string="building the wheel with pip (no network) failed (exit 1) (failure)",
+        )
         return self.run_step()
 
     def test_a_rebuild_asks_for_its_build_number(self):
         self.setup(BuildWheel(farm=self.farm), build_env_python="/w/env/bin/python", build_tag=2)
         self.expect_commands(
-            shell(self.command("build", "--build-tag", "2")).stdout(result_line(
-                {"wheels": [{"filename": "pkg-1.0-2-py3-none-any.whl", "sha256": "ab" * 32, "requires": []}]}
-            )).exit(0),
+            shell(self.command("build", "--build-tag", "2"))
+            .stdout(
+                result_line(
+                    {
+                        "wheels": [
+                            {
+                                "filename": "pkg-1.0-2-py3-none-any.whl",
+                                "sha256": "ab" * 32,
+                                "requires": [],
+                            }
+                        ]
+                    }
+                )
+            )
+            .exit(0),
         )
         self.expect_outcome(result=SUCCESS, state_string="pkg-1.0-2-py3-none-any.whl")
         return self.run_step()
 
     def test_a_post_rebuild_asks_for_its_version(self):
-        self.setup(BuildWheel(farm=self.farm), build_env_python="/w/env/bin/python", wheel_version="1.0.post1",
-                   bump="post")
+        self.setup(
+            BuildWheel(farm=self.farm),
+            build_env_python="/w/env/bin/python",
+            wheel_version="1.0.post1",
+            bump="post",
+        )
         self.expect_commands(
-            shell(self.command(wheel_version="1.0.post1")).stdout(result_line(
-                {"wheels": [{"filename": "pkg-1.0.post1-py3-none-any.whl", "sha256": "ab" * 32, "requires": []}]}
-            )).exit(0),
+            shell(self.command(wheel_version="1.0.post1"))
+            .stdout(
+                result_line(
+                    {
+                        "wheels": [
+                            {
+                                "filename": "pkg-1.0.post1-py3-none-any.whl",
+                                "sha256": "ab" * 32,
+                                "requires": [],
+                            }
+                        ]
+                    }
+                )
+            )
+            .exit(0),
         )
         self.expect_outcome(result=SUCCESS, state_string="pkg-1.0.post1-py3-none-any.whl")
         return self.run_step()
@@ -282,22 +480,42 @@ class TestBuildWheel(StepTest):
         path.write_text("build_frontend: build\nimports: [a\n")
         self.setup(BuildWheel(farm=self.farm), build_env_python="/w/env/bin/python")
         self.expect_commands(
-            shell(self.command("pip")).stdout(result_line(
-                {"wheels": [{"filename": "pkg-1.0-py3-none-any.whl", "sha256": "ab" * 32, "requires": []}]}
-            )).exit(0),
+            shell(self.command("pip"))
+            .stdout(
+                result_line(
+                    {
+                        "wheels": [
+                            {
+                                "filename": "pkg-1.0-py3-none-any.whl",
+                                "sha256": "ab" * 32,
+                                "requires": [],
+                            }
+                        ]
+                    }
+                )
+            )
+            .exit(0),
         )
         self.expect_outcome(result=WARNINGS, state_string="pkg-1.0-py3-none-any.whl (warnings)")
-        self.expect_log_file("settings-warning", f"{path}:3: not valid YAML (expected ',' or ']', but got '<stream end>'); "
-                                                 f"using its last good version, kept at {self.farm.last_good_dir}/settings/pkg.yaml\n")
+        self.expect_log_file(
+            "settings-warning",
+            f"{path}:3: not valid YAML (expected ',' or ']', but got '<stream end>'); "
+            f"using its last good version, kept at {self.farm.last_good_dir}/settings/pkg.yaml\n",
+        )
         return self.run_step()
 
     def test_broken_settings_fail_naming_file_and_line(self):
         (self.farm.settings_dir / "settings").mkdir(parents=True)
-        (self.farm.settings_dir / "settings" / "pkg.yaml").write_text("imports: [a\nbuild_frontend: pip\n")
+        (self.farm.settings_dir / "settings" / "pkg.yaml").write_text(
+            "imports: [a\nbuild_frontend: pip\n"
+        )
         self.setup(BuildWheel(farm=self.farm), build_env_python="/w/env/bin/python")
         self.expect_outcome(result=FAILURE)
-        self.expect_log_file("reason", f"{self.farm.settings_dir}/settings/pkg.yaml:2: not valid YAML "
-                                       "(expected ',' or ']', but got ':')\n")
+        self.expect_log_file(
+            "reason",
+            f"{self.farm.settings_dir}/settings/pkg.yaml:2: not valid YAML "
+            "(expected ',' or ']', but got ':')\n",
+        )
         return self.run_step()
 
 
@@ -306,13 +524,19 @@ class TestValidateInstallDeps(StepTest):
 
     def setup_requiring(self, *requirements):
         """The step, after a build-wheel that read these requirements from the one wheel."""
-        self.setup(ValidateInstallDeps(farm=self.farm), wheel_filenames=["pkg-1.0-py3-none-any.whl"],
-                   wheel_requires=[list(requirements)])
+        self.setup(
+            ValidateInstallDeps(farm=self.farm),
+            wheel_filenames=["pkg-1.0-py3-none-any.whl"],
+            wheel_requires=[list(requirements)],
+        )
 
     async def test_unknown_dependency_is_queued_and_fails(self):
         self.setup_requiring("newthing>=1")
-        self.expect_outcome(result=FAILURE, state_string="install-time dependency newthing is not in the allow-list "
-                                                         "or the index: queued for review (failure)")
+        self.expect_outcome(
+            result=FAILURE,
+            state_string="install-time dependency newthing is not in the allow-list "
+            "or the index: queued for review (failure)",
+        )
         await self.run_step()
         self.assertIn("newthing", json.loads(self.farm.review_queue.read_text()))
 
@@ -320,25 +544,47 @@ class TestValidateInstallDeps(StepTest):
         self.farm.root.mkdir(parents=True, exist_ok=True)
         self.farm.allowlist.write_text("# reviewed\nNewThing\n")
         self.setup_requiring("newthing>=1")
-        self.expect_outcome(result=FAILURE,
-                            state_string="install-time dependency newthing is allow-listed but not built yet (failure)")
+        self.expect_outcome(
+            result=FAILURE,
+            state_string="install-time dependency newthing is allow-listed but not built yet (failure)",
+        )
         return self.run_step()
 
     async def test_a_version_our_index_lacks_fails_naming_what_it_has(self):
-        upload(self.farm.upload_url, UPLOAD_USER, PASSWORD, make_wheel(self.farm.root, "older", "2.0"))
+        upload(
+            self.farm.upload_url, UPLOAD_USER, PASSWORD, make_wheel(self.farm.root, "older", "2.0")
+        )
         self.setup_requiring("older>=3")
-        self.expect_outcome(result=FAILURE, state_string="install-time dependency older>=3 (our index has 2.0) is not "
-                                                         "satisfied by our index (failure)")
+        self.expect_outcome(
+            result=FAILURE,
+            state_string="install-time dependency older>=3 (our index has 2.0) is not "
+            "satisfied by our index (failure)",
+        )
         await self.run_step()
 
     async def test_known_dependencies_are_installed_from_our_index(self):
-        upload(self.farm.upload_url, UPLOAD_USER, PASSWORD, make_wheel(self.farm.root, "known", "2.0"))
+        upload(
+            self.farm.upload_url, UPLOAD_USER, PASSWORD, make_wheel(self.farm.root, "known", "2.0")
+        )
         self.setup_requiring("known>=1")
         self.expect_commands(
-            shell(tool("validate", "install", "--python", "/py/bin/python3.11", "--wheel",
-                                                      "dist/pkg-1.0-py3-none-any.whl", "--index", self.farm.index_url,
-                                                      "--env", "test-env", *LIMITS))
-            .stdout(result_line({"imported": ["pkg"]})).exit(0),
+            shell(
+                tool(
+                    "validate",
+                    "install",
+                    "--python",
+                    "/py/bin/python3.11",
+                    "--wheel",
+                    "dist/pkg-1.0-py3-none-any.whl",
+                    "--index",
+                    self.farm.index_url,
+                    "--env",
+                    "test-env",
+                    *LIMITS,
+                )
+            )
+            .stdout(result_line({"imported": ["pkg"]}))
+            .exit(0),
         )
         self.expect_outcome(result=SUCCESS)
         self.expect_property("install_requires", ["known>=1"])
@@ -355,15 +601,27 @@ class TestUpdateIndex(StepTest):
 
     def upload_expectations(self, wheel: Path):
         return (
-            ExpectUploadFile(workersrc=f"dist/{wheel.name}", workdir="build", blocksize=262144, maxsize=4 << 30,
-                             keepstamp=False, writer=ExpectRemoteRef(remotetransfer.FileWriter))
-            .upload_string(wheel.read_bytes()).exit(0),
+            ExpectUploadFile(
+                workersrc=f"dist/{wheel.name}",
+                workdir="build",
+                blocksize=262144,
+                maxsize=4 << 30,
+                keepstamp=False,
+                writer=ExpectRemoteRef(remotetransfer.FileWriter),
+            )
+            .upload_string(wheel.read_bytes())
+            .exit(0),
         )
 
     async def test_publishes_the_wheel_with_its_freeze_and_provenance(self):
         wheel = make_wheel(self.farm.root, "pubpkg", "1.0")
-        self.setup(UpdateIndex(farm=self.farm, upload_password=PASSWORD), package="pubpkg",
-                   wheel_filenames=[wheel.name], wheel_sha256s=[sha256_of(wheel)], build_freeze="flit_core==3.12.0\n")
+        self.setup(
+            UpdateIndex(farm=self.farm, upload_password=PASSWORD),
+            package="pubpkg",
+            wheel_filenames=[wheel.name],
+            wheel_sha256s=[sha256_of(wheel)],
+            build_freeze="flit_core==3.12.0\n",
+        )
         self.expect_commands(*self.upload_expectations(wheel))
         self.expect_outcome(result=SUCCESS, state_string="published 1 wheel")
         url = f"{self.farm.index_url}pubpkg/{wheel.name}"
@@ -376,12 +634,16 @@ class TestUpdateIndex(StepTest):
         # It carries its provenance and the SBOM of its build environment; the build's own
         # members are untouched, and RECORD is true (the index checked it).
         carried = carried_by(published)
-        self.assertEqual((carried["build_number"], carried["built_sha256"], carried["freeze"]),
-                         (self.build.number, sha256_of(wheel), [["flit-core", "3.12.0"]]))
+        self.assertEqual(
+            (carried["build_number"], carried["built_sha256"], carried["freeze"]),
+            (self.build.number, sha256_of(wheel), [["flit-core", "3.12.0"]]),
+        )
         with zipfile.ZipFile(published) as zf, zipfile.ZipFile(wheel) as original:
             sbom = json.loads(zf.read("pubpkg-1.0.dist-info/sboms/build-environment.cdx.json"))
-            self.assertEqual({n: zf.read(n) for n in zf.namelist() if not is_ours(n)},
-                             {n: original.read(n) for n in original.namelist() if not is_ours(n)})
+            self.assertEqual(
+                {n: zf.read(n) for n in zf.namelist() if not is_ours(n)},
+                {n: original.read(n) for n in original.namelist() if not is_ours(n)},
+            )
         self.assertEqual([c["purl"] for c in sbom["components"]], ["pkg:pypi/flit-core@3.12.0"])
         self.assertIsNone(JsonStrictValidator(SchemaVersion.V1_6).validate_str(json.dumps(sbom)))
         self.assertEqual(sbom["metadata"]["component"]["name"], "pubpkg")
@@ -392,8 +654,12 @@ class TestUpdateIndex(StepTest):
 
     async def test_a_wheel_that_differs_from_what_the_worker_reported_is_not_published(self):
         wheel = make_wheel(self.farm.root, "swapped", "1.0")
-        self.setup(UpdateIndex(farm=self.farm, upload_password=PASSWORD), package="swapped",
-                   wheel_filenames=[wheel.name], wheel_sha256s=["00" * 32])
+        self.setup(
+            UpdateIndex(farm=self.farm, upload_password=PASSWORD),
+            package="swapped",
+            wheel_filenames=[wheel.name],
+            wheel_sha256s=["00" * 32],
+        )
         self.expect_commands(*self.upload_expectations(wheel))
         self.expect_outcome(result=FAILURE)
         await self.run_step()
@@ -401,19 +667,28 @@ class TestUpdateIndex(StepTest):
             urllib.request.urlopen(f"{self.farm.index_url}swapped/")
 
     def test_a_wheel_of_another_project_is_refused_before_transfer(self):
-        self.setup(UpdateIndex(farm=self.farm, upload_password=PASSWORD),
-                   wheel_filenames=["other-1.0-py3-none-any.whl"], wheel_sha256s=["00" * 32])
-        self.expect_outcome(result=FAILURE, state_string="other-1.0-py3-none-any.whl is not a wheel of pkg 1.0; not "
-                                                         "published (failure)")
+        self.setup(
+            UpdateIndex(farm=self.farm, upload_password=PASSWORD),
+            wheel_filenames=["other-1.0-py3-none-any.whl"],
+            wheel_sha256s=["00" * 32],
+        )
+        self.expect_outcome(
+            result=FAILURE,
+            state_string="other-1.0-py3-none-any.whl is not a wheel of pkg 1.0; not "
+            "published (failure)",
+        )
         return self.run_step()
-
 
     async def test_an_unreachable_index_fails_the_build_and_keeps_the_wheel_for_a_retry(self):
         wheel = make_wheel(self.farm.root, "kept", "1.0")
         reachable = self.farm
         self.farm = dataclasses.replace(reachable, index_port=free_port(), publish_retry_delays=[])
-        self.setup(UpdateIndex(farm=self.farm, upload_password=PASSWORD), package="kept",
-                   wheel_filenames=[wheel.name], wheel_sha256s=[sha256_of(wheel)])
+        self.setup(
+            UpdateIndex(farm=self.farm, upload_password=PASSWORD),
+            package="kept",
+            wheel_filenames=[wheel.name],
+            wheel_sha256s=[sha256_of(wheel)],
+        )
         self.expect_commands(*self.upload_expectations(wheel))
         self.expect_outcome(result=FAILURE)
         await self.run_step()
@@ -429,44 +704,89 @@ class TestUpdateIndex(StepTest):
         self.assertEqual(kept_wheels(self.farm.staging_dir), [])
         with urllib.request.urlopen(f"{reachable.index_url}kept/{wheel.name}") as response:
             self.assertEqual(response.read(), kept)
-        with urllib.request.urlopen(f"{reachable.index_url}kept/{wheel.name}.provenance.json") as response:
+        with urllib.request.urlopen(
+            f"{reachable.index_url}kept/{wheel.name}.provenance.json"
+        ) as response:
             self.assertEqual(json.load(response)["build_number"], self.build.number)
 
     def test_a_wheel_without_this_builds_number_is_refused(self):
-        self.setup(UpdateIndex(farm=self.farm, upload_password=PASSWORD), build_tag=2,
-                   wheel_filenames=["pkg-1.0-1-py3-none-any.whl"], wheel_sha256s=["00" * 32])
-        self.expect_outcome(result=FAILURE, state_string="pkg-1.0-1-py3-none-any.whl does not carry this build's "
-                                                         "number (2); not published (failure)")
+        self.setup(
+            UpdateIndex(farm=self.farm, upload_password=PASSWORD),
+            build_tag=2,
+            wheel_filenames=["pkg-1.0-1-py3-none-any.whl"],
+            wheel_sha256s=["00" * 32],
+        )
+        self.expect_outcome(
+            result=FAILURE,
+            state_string="pkg-1.0-1-py3-none-any.whl does not carry this build's "
+            "number (2); not published (failure)",
+        )
         return self.run_step()
 
     def test_every_tag_must_fit_the_builder_exactly(self):
         # a platform that merely contains the architecture's name, or one tag of ours beside
         # another builder's, is not this builder's wheel
-        for filename in ("pkg-1.0-cp311-cp311-linux_x86_64_v2.whl", "pkg-1.0-cp311-cp311-linux_x86_64.linux_aarch64.whl",
-                         "pkg-1.0-cp311-cp311-manylinux_2_17_x86_64.win_amd64.whl", "pkg-1.0-cp311-cp312-linux_x86_64.whl",
-                         "pkg-1.0-cp312-abi3-linux_x86_64.whl", "pkg-1.0-cp311-none-any.whl"[:-4] + "_x86_64.whl"):
-            self.assertFalse(all(tag_fits(t, "3.11", "x86_64") for t in parse_wheel_filename(filename)[3]), filename)
-        for filename in ("pkg-1.0-py2.py3-none-any.whl", "pkg-1.0-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
-                         "pkg-1.0-cp38-abi3-linux_x86_64.whl", "pkg-1.0-cp311-none-any.whl", "pkg-1.0-py3-none-linux_x86_64.whl"):
-            self.assertTrue(all(tag_fits(t, "3.11", "x86_64") for t in parse_wheel_filename(filename)[3]), filename)
+        for filename in (
+            "pkg-1.0-cp311-cp311-linux_x86_64_v2.whl",
+            "pkg-1.0-cp311-cp311-linux_x86_64.linux_aarch64.whl",
+            "pkg-1.0-cp311-cp311-manylinux_2_17_x86_64.win_amd64.whl",
+            "pkg-1.0-cp311-cp312-linux_x86_64.whl",
+            "pkg-1.0-cp312-abi3-linux_x86_64.whl",
+            "pkg-1.0-cp311-none-any.whl"[:-4] + "_x86_64.whl",
+        ):
+            self.assertFalse(
+                all(tag_fits(t, "3.11", "x86_64") for t in parse_wheel_filename(filename)[3]),
+                filename,
+            )
+        for filename in (
+            "pkg-1.0-py2.py3-none-any.whl",
+            "pkg-1.0-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
+            "pkg-1.0-cp38-abi3-linux_x86_64.whl",
+            "pkg-1.0-cp311-none-any.whl",
+            "pkg-1.0-py3-none-linux_x86_64.whl",
+        ):
+            self.assertTrue(
+                all(tag_fits(t, "3.11", "x86_64") for t in parse_wheel_filename(filename)[3]),
+                filename,
+            )
 
     def test_a_wheel_for_another_python_or_platform_is_refused(self):
-        self.setup(UpdateIndex(farm=self.farm, upload_password=PASSWORD),
-                   wheel_filenames=["pkg-1.0-cp312-cp312-linux_x86_64.whl", "pkg-1.0-cp311-cp311-linux_aarch64.whl"],
-                   wheel_sha256s=["00" * 32] * 2)
-        self.expect_outcome(result=FAILURE, state_string="pkg-1.0-cp312-cp312-linux_x86_64.whl is not for this builder "
-                                                         "(Python 3.11 on x86_64); not published (failure)")
+        self.setup(
+            UpdateIndex(farm=self.farm, upload_password=PASSWORD),
+            wheel_filenames=[
+                "pkg-1.0-cp312-cp312-linux_x86_64.whl",
+                "pkg-1.0-cp311-cp311-linux_aarch64.whl",
+            ],
+            wheel_sha256s=["00" * 32] * 2,
+        )
+        self.expect_outcome(
+            result=FAILURE,
+            state_string="pkg-1.0-cp312-cp312-linux_x86_64.whl is not for this builder "
+            "(Python 3.11 on x86_64); not published (failure)",
+        )
         return self.run_step()
 
     async def test_a_pure_wheel_another_builder_published_meanwhile_is_skipped(self):
         wheel = make_wheel(self.farm.root, "raced", "1.0")
-        upload(self.farm.upload_url, UPLOAD_USER, PASSWORD, wheel,
-               provenance={"build_number": 1, "build_url": "http://other/builds/1"})
-        self.setup(UpdateIndex(farm=self.farm, upload_password=PASSWORD), package="raced",
-                   wheel_filenames=[wheel.name], wheel_sha256s=[sha256_of(wheel)])
+        upload(
+            self.farm.upload_url,
+            UPLOAD_USER,
+            PASSWORD,
+            wheel,
+            provenance={"build_number": 1, "build_url": "http://other/builds/1"},
+        )
+        self.setup(
+            UpdateIndex(farm=self.farm, upload_password=PASSWORD),
+            package="raced",
+            wheel_filenames=[wheel.name],
+            wheel_sha256s=[sha256_of(wheel)],
+        )
         self.expect_commands(*self.upload_expectations(wheel))
-        self.expect_outcome(result=SKIPPED, state_string="pure wheel raced-1.0-py3-none-any.whl already published by "
-                                                         "another builder (skipped)")
+        self.expect_outcome(
+            result=SKIPPED,
+            state_string="pure wheel raced-1.0-py3-none-any.whl already published by "
+            "another builder (skipped)",
+        )
         await self.run_step()
 
 
@@ -476,8 +796,14 @@ class TestDownloadSource(StepTest):
     def expectations(self, filename: str):
         return (
             ExpectRmdir(dir="build", log_environ=False).exit(0),
-            ExpectDownloadFile(workerdest=f"sdist/{filename}", workdir="build", blocksize=262144, maxsize=None,
-                               mode=0o644, reader=ExpectRemoteRef(remotetransfer.FileReader)).exit(0),
+            ExpectDownloadFile(
+                workerdest=f"sdist/{filename}",
+                workdir="build",
+                blocksize=262144,
+                maxsize=None,
+                mode=0o644,
+                reader=ExpectRemoteRef(remotetransfer.FileReader),
+            ).exit(0),
         )
 
     async def test_downloads_verifies_archives_then_rebuilds_reuse_the_archive(self):
@@ -505,13 +831,19 @@ class TestDownloadSource(StepTest):
         real_find = sources.find_sdist
 
         def archived_by_another_builder(index_url, project, version=None):
-            if index_url == self.farm.sources_url and not hasattr(archived_by_another_builder, "raced"):
-                archived_by_another_builder.raced = True  # our look into the archive came just before theirs
+            if index_url == self.farm.sources_url and not hasattr(
+                archived_by_another_builder, "raced"
+            ):
+                archived_by_another_builder.raced = (
+                    True  # our look into the archive came just before theirs
+                )
                 upload(self.farm.upload_url, UPLOAD_USER, PASSWORD, sdist)
                 raise SourceError("not archived yet")
             return real_find(index_url, project, version)
 
-        self.setup(DownloadSource(farm=self.farm, upload_password=PASSWORD), package="raced", version="1.0")
+        self.setup(
+            DownloadSource(farm=self.farm, upload_password=PASSWORD), package="raced", version="1.0"
+        )
         self.expect_commands(*self.expectations(sdist.name))
         self.expect_outcome(result=SUCCESS, state_string="raced-1.0.tar.gz (upstream)")
         self.expect_property("source_url", f"{self.farm.sources_url}raced/raced-1.0.tar.gz")
@@ -520,16 +852,29 @@ class TestDownloadSource(StepTest):
 
     async def test_a_published_pure_wheel_skips_the_build(self):
         wheel = make_wheel(self.farm.root, "already", "1.0")
-        upload(self.farm.upload_url, UPLOAD_USER, PASSWORD, wheel,
-               provenance={"build_number": 4, "builder": "x86_64-cp310", "build_url": "http://ui/#/builders/3/builds/4"})
+        upload(
+            self.farm.upload_url,
+            UPLOAD_USER,
+            PASSWORD,
+            wheel,
+            provenance={
+                "build_number": 4,
+                "builder": "x86_64-cp310",
+                "build_url": "http://ui/#/builders/3/builds/4",
+            },
+        )
         self.setup(DownloadSource(farm=self.farm, upload_password=PASSWORD), package="already")
         self.expect_commands(ExpectRmdir(dir="build", log_environ=False).exit(0))
-        self.expect_outcome(result=SUCCESS, state_string="pure wheel already published by build 4 of x86_64-cp310")
+        self.expect_outcome(
+            result=SUCCESS, state_string="pure wheel already published by build 4 of x86_64-cp310"
+        )
         self.expect_property("pure_wheel_published_by", "http://ui/#/builders/3/builds/4")
         await self.run_step()
 
     def test_a_project_upstream_does_not_have_fails_clearly(self):
         self.setup(DownloadSource(farm=self.farm, upload_password=PASSWORD), package="nowhere")
         self.expect_commands(ExpectRmdir(dir="build", log_environ=False).exit(0))
-        self.expect_outcome(result=FAILURE, state_string=f"nowhere is not on {self.farm.upstream} (failure)")
+        self.expect_outcome(
+            result=FAILURE, state_string=f"nowhere is not on {self.farm.upstream} (failure)"
+        )
         return self.run_step()

@@ -40,7 +40,12 @@ def browser(backends):
 
 def chromium(farm, logged_in: bool):
     options = webdriver.ChromeOptions()
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1600,1200"):
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--window-size=1600,1200",
+    ):
         options.add_argument(argument)
     options.binary_location = shutil.which("chromium")
     driver = webdriver.Chrome(options=options, service=Service(shutil.which("chromedriver")))
@@ -61,7 +66,9 @@ def wait(driver, condition, timeout: float = 60):
         return WebDriverWait(driver, timeout).until(condition)
     except TimeoutException:
         shot(driver, "timed-out")  # what the browser showed instead
-        raise AssertionError(f"timed out at {driver.current_url}: {driver.find_element(By.TAG_NAME, 'body').text[:2000]}")
+        raise AssertionError(
+            f"timed out at {driver.current_url}: {driver.find_element(By.TAG_NAME, 'body').text[:2000]}"
+        ) from None
 
 
 @pytest.fixture(scope="module")
@@ -77,10 +84,17 @@ def built(backends, upstream, tmp_path_factory):
     return shown
 
 
-def test_a_release_engineer_finds_a_wheel_by_sha256_and_lands_on_its_build(backends, built, browser):
+def test_a_release_engineer_finds_a_wheel_by_sha256_and_lands_on_its_build(
+    backends, built, browser
+):
     driver = browser(logged_in=True)
     driver.get(backends.status["ui"] + "#/packages")
-    wait(driver, ready.presence_of_element_located((By.CSS_SELECTOR, '#packages tr[data-project="ui-shown"]')))
+    wait(
+        driver,
+        ready.presence_of_element_located(
+            (By.CSS_SELECTOR, '#packages tr[data-project="ui-shown"]')
+        ),
+    )
     shot(driver, "dashboard")
     wheel = built["wheels"][0]
     sha256 = json.loads(backends.cli("which", "ui-shown==1.0").stdout)["sha256"]
@@ -88,7 +102,12 @@ def test_a_release_engineer_finds_a_wheel_by_sha256_and_lands_on_its_build(backe
     field.send_keys(sha256)
     field.submit()
     wait(driver, ready.url_contains(f"/builds/{built['number']}"))
-    wait(driver, ready.text_to_be_present_in_element((By.TAG_NAME, "body"), f"ui-shown 1.0: published {wheel}"))
+    wait(
+        driver,
+        ready.text_to_be_present_in_element(
+            (By.TAG_NAME, "body"), f"ui-shown 1.0: published {wheel}"
+        ),
+    )
     shot(driver, "build-found-by-sha256")
 
 
@@ -104,15 +123,27 @@ def test_the_console_view_shows_a_forced_builds_package(backends, built, browser
 def test_an_anonymous_visitor_sees_the_dashboard_but_no_approve_button(backends, built, browser):
     driver = browser(logged_in=False)
     driver.get(backends.status["ui"] + "#/packages")
-    wait(driver, ready.presence_of_element_located((By.CSS_SELECTOR, '#review-queue tr[data-project="ui-newdep"]')))
+    wait(
+        driver,
+        ready.presence_of_element_located(
+            (By.CSS_SELECTOR, '#review-queue tr[data-project="ui-newdep"]')
+        ),
+    )
     assert driver.find_elements(By.CSS_SELECTOR, "button.approve") == []
     shot(driver, "dashboard-anonymous")
 
 
-def test_a_release_engineer_approves_a_queued_project_and_its_build_appears(backends, built, browser):
+def test_a_release_engineer_approves_a_queued_project_and_its_build_appears(
+    backends, built, browser
+):
     driver = browser(logged_in=True)
     driver.get(backends.status["ui"] + "#/packages")
-    row = wait(driver, ready.presence_of_element_located((By.CSS_SELECTOR, '#review-queue tr[data-project="ui-newdep"]')))
+    row = wait(
+        driver,
+        ready.presence_of_element_located(
+            (By.CSS_SELECTOR, '#review-queue tr[data-project="ui-newdep"]')
+        ),
+    )
     row.find_element(By.NAME, "note").send_keys("read it in the browser")
     shot(driver, "review-queue")
     row.find_element(By.CSS_SELECTOR, "button.approve").click()
@@ -121,6 +152,16 @@ def test_a_release_engineer_approves_a_queued_project_and_its_build_appears(back
     assert "ui-newdep  # approved by wheelwright" in (backends.state / "allowlist.txt").read_text()
     driver.get("about:blank")  # the dashboard anew, not the one the page already holds
     driver.get(backends.status["ui"] + "#/packages")
-    wait(driver, ready.presence_of_element_located((By.CSS_SELECTOR, '#packages tr[data-project="ui-newdep"]')))
-    wait(driver, ready.presence_of_element_located((By.CSS_SELECTOR, '#packages tr[data-project="ui-waits"]')))
+    wait(
+        driver,
+        ready.presence_of_element_located(
+            (By.CSS_SELECTOR, '#packages tr[data-project="ui-newdep"]')
+        ),
+    )
+    wait(
+        driver,
+        ready.presence_of_element_located(
+            (By.CSS_SELECTOR, '#packages tr[data-project="ui-waits"]')
+        ),
+    )
     shot(driver, "dashboard-after-approval")

@@ -24,9 +24,18 @@ def watched(tmp_path_factory):
     upstream = Upstream(tmp_path_factory.mktemp("pages-only"), free_port(), changelog=False)
     for name in QUIET:  # pages as an index writes them (their files are never fetched)
         upstream.store.project_dir(name).mkdir()
-        upstream.store._write_listing(name, {f"{name}-1.0.tar.gz": {
-            "filename": f"{name}-1.0.tar.gz", "version": "1.0", "sha256": "0" * 64, "size": 1,
-            "upload-time": "2026-01-01T00:00:00Z"}})
+        upstream.store._write_listing(
+            name,
+            {
+                f"{name}-1.0.tar.gz": {
+                    "filename": f"{name}-1.0.tar.gz",
+                    "version": "1.0",
+                    "sha256": "0" * 64,
+                    "size": 1,
+                    "upload-time": "2026-01-01T00:00:00Z",
+                }
+            },
+        )
     with running_farm(tmp_path_factory, upstream) as farm:
         upstream.add(CACHE / "setuptools-80.9.0.tar.gz")
         assert farm.build("setuptools==80.9.0")[0] == 0
@@ -48,7 +57,10 @@ def test_a_new_release_is_built_by_itself_and_quiet_pages_cost_only_304s(watched
     (farm.state / "allowlist.txt").write_text("".join(f"{n}\n" for n in ["fresh", *QUIET]))
     # status names the way the farm chose, once it has chosen
     wait_for(lambda: "watching" in json.loads(farm.cli("status", "--json").stdout))
-    assert "pages with conditional requests" in json.loads(farm.cli("status", "--json").stdout)["watching"]
+    assert (
+        "pages with conditional requests"
+        in json.loads(farm.cli("status", "--json").stdout)["watching"]
+    )
     wait_for(lambda: upstream.full_pages >= 1001 + 1, timeout=60)  # every page looked at once
     time.sleep(3)  # a whole cycle more: the unchanged pages answer 304
     full, not_modified = upstream.full_pages, upstream.not_modified
@@ -58,8 +70,11 @@ def test_a_new_release_is_built_by_itself_and_quiet_pages_cost_only_304s(watched
     wait_for(lambda: wheel_index_has(farm, "fresh"))
     farm.wait_until_idle()
     builds = farm.api("builds?property=package&property=version&property=scheduler")["builds"]
-    started = [(b["properties"]["version"][0], b["properties"]["scheduler"][0]) for b in builds
-               if b["properties"].get("package", [None])[0] == "fresh"]
+    started = [
+        (b["properties"]["version"][0], b["properties"]["scheduler"][0])
+        for b in builds
+        if b["properties"].get("package", [None])[0] == "fresh"
+    ]
     assert started and set(started) == {("1.0", "upstream-releases")}, started
 
 
@@ -77,12 +92,15 @@ def test_a_malicious_release_is_held_for_review_and_an_approval_lets_it_through(
     farm.wait_until_idle()
     assert not wheel_index_has(farm, "hijacked")
     (held,) = json.loads(farm.cli("review").stdout)["hijacked"]["held"]
-    assert held["version"] == "1.0" and any(f.startswith("threat-filesystem-read: hijacked-1.0/setup.py")
-                                            for f in held["findings"]), held
+    assert held["version"] == "1.0" and any(
+        f.startswith("threat-filesystem-read: hijacked-1.0/setup.py") for f in held["findings"]
+    ), held
     builds = farm.api("builds?property=package")["builds"]
     held_builds = [b for b in builds if b["properties"].get("package", [None])[0] == "hijacked"]
-    assert held_builds and all(b["results"] == FAILURE and "hijacked-1.0.tar.gz held for review" in b["state_string"]
-                               for b in held_builds), held_builds
+    assert held_builds and all(
+        b["results"] == FAILURE and "hijacked-1.0.tar.gz held for review" in b["state_string"]
+        for b in held_builds
+    ), held_builds
     farm.cli("review", "approve", "hijacked", "--note", "read setup.py: a test's")
     wait_for(lambda: wheel_index_has(farm, "hijacked"))
     provenance = json.loads(farm.cli("which", "hijacked==1.0").stdout)

@@ -36,9 +36,16 @@ def test_unpacks_and_applies_patches_in_name_order(tmp_path):
     src = source.unpack(sdist, tmp_path / "src", project="good", version="1.0")
     patches = tmp_path / "patches"
     patches.mkdir()
-    (patches / "0002-second.patch").write_text("--- a/good.py\n+++ b/good.py\n@@ -1 +1 @@\n-A = 2\n+A = 3\n")
-    (patches / "0001-first.patch").write_text("--- a/good.py\n+++ b/good.py\n@@ -1 +1 @@\n-A = 1\n+A = 2\n")
-    assert source.apply_patches(src, list(patches.iterdir())) == ["0001-first.patch", "0002-second.patch"]
+    (patches / "0002-second.patch").write_text(
+        "--- a/good.py\n+++ b/good.py\n@@ -1 +1 @@\n-A = 2\n+A = 3\n"
+    )
+    (patches / "0001-first.patch").write_text(
+        "--- a/good.py\n+++ b/good.py\n@@ -1 +1 @@\n-A = 1\n+A = 2\n"
+    )
+    assert source.apply_patches(src, list(patches.iterdir())) == [
+        "0001-first.patch",
+        "0002-second.patch",
+    ]
     assert (src / "good.py").read_text() == "A = 3\n"
     with pytest.raises(ToolError, match="patch 0001-first.patch does not apply"):
         source.apply_patches(src, [patches / "0001-first.patch"])
@@ -46,9 +53,23 @@ def test_unpacks_and_applies_patches_in_name_order(tmp_path):
 
 def test_the_tool_prints_its_error_as_a_result_line(tmp_path):
     sdist = HOSTILE_SDISTS["absolute member"](tmp_path / "evil-1.0.tar.gz")
-    proc = subprocess.run([sys.executable, "-m", "wheelwright.workers.source", "--sdist", str(sdist), "--dest",
-                           str(tmp_path / "src"), "--project", "evil", "--version", "1.0"],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "wheelwright.workers.source",
+            "--sdist",
+            str(sdist),
+            "--dest",
+            str(tmp_path / "src"),
+            "--project",
+            "evil",
+            "--version",
+            "1.0",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 1
     assert proc.stdout.splitlines()[-1].startswith(RESULT_PREFIX + '{"error": "unsafe member')
 
@@ -60,11 +81,19 @@ def test_build_requirements_come_from_our_index_or_fail_clearly(index_host, tmp_
     with pytest.raises(ToolError, match="build requirement missing-one is not in the index") as err:
         install_from_index(sys.executable, env_python, ["backend", "missing_one>=1"], simple)
     assert err.value.details == {"missing": ["missing-one"]}
-    with pytest.raises(ToolError, match=r"backend>=2 \(our index has 1.0\) is not satisfied by our index"):
+    with pytest.raises(
+        ToolError, match=r"backend>=2 \(our index has 1.0\) is not satisfied by our index"
+    ):
         install_from_index(sys.executable, env_python, ["backend>=2"], simple)
-    install_from_index(sys.executable, env_python, ["backend>=1", 'never; python_version < "3"'], simple)
-    pip_freeze = subprocess.run([sys.executable, "-m", "pip", "--python", env_python, "freeze", "--all"],
-                                capture_output=True, text=True, check=True).stdout
+    install_from_index(
+        sys.executable, env_python, ["backend>=1", 'never; python_version < "3"'], simple
+    )
+    pip_freeze = subprocess.run(
+        [sys.executable, "-m", "pip", "--python", env_python, "freeze", "--all"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert pip_freeze.split() == ["backend==1.0"]
     # read from the .dist-info folders, without running the environment's interpreter
     assert freeze(tmp_path / "env") == "backend==1.0\n"
@@ -97,7 +126,9 @@ def test_only_plain_files_that_are_wheels_of_the_package_leave_the_build(tmp_pat
     (out / "other-1.0-py3-none-any.whl").unlink()
     make_wheel(out, "demo", "1.0")
     take_wheels(out, dist, "demo", "1.0")
-    assert [p.name for p in dist.iterdir()] == ["demo-1.0-py3-none-any.whl"] and target.read_text() == "the farm's"
+    assert [p.name for p in dist.iterdir()] == [
+        "demo-1.0-py3-none-any.whl"
+    ] and target.read_text() == "the farm's"
 
 
 def test_a_rebuild_retags_its_wheels_with_the_build_number_and_nothing_else_passes(tmp_path):
@@ -127,8 +158,13 @@ def test_the_next_build_number_counts_from_the_wheels_our_index_has(index_host, 
     dist.mkdir()
     make_wheel(dist, "demo", "1.0")
     retag(dist, 1)
-    upload(index_host + "legacy/", "uploader", "s3cret", dist / "demo-1.0-1-py3-none-any.whl",
-           provenance={"build_number": 7})
+    upload(
+        index_host + "legacy/",
+        "uploader",
+        "s3cret",
+        dist / "demo-1.0-1-py3-none-any.whl",
+        provenance={"build_number": 7},
+    )
     assert next_build_tag("1.0") == 2
     assert published_pure_wheel(simple, "demo", "1.0", build_tag=1)["build_number"] == 7
     assert published_pure_wheel(simple, "demo", "1.0", build_tag=2) is None
@@ -149,7 +185,9 @@ def test_the_import_test_takes_the_public_modules():
     assert public(["_cffi_backend"]) == ["_cffi_backend"]
 
 
-def test_an_import_of_a_package_the_wheel_does_not_declare_is_reported_not_fatal(index_host, tmp_path):
+def test_an_import_of_a_package_the_wheel_does_not_declare_is_reported_not_fatal(
+    index_host, tmp_path
+):
     # ruamel.yaml.clib's extension imports ruamel.yaml, which depends on it: the wheel is fine alone
     files, dist_info = wheel_files("cext", "1.0")
     files["_cext.py"] = "from absent_parent import thing\n"

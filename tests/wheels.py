@@ -14,12 +14,20 @@ def record_line(member: str, data: bytes, algorithm: str = "sha256") -> str:
     return f"{member},{algorithm}={digest},{len(data)}\n"
 
 
-def write_wheel(path: Path, files: dict[str, bytes | str], dist_info: str, *, record: str | None = None) -> Path:
+def write_wheel(
+    path: Path, files: dict[str, bytes | str], dist_info: str, *, record: str | None = None
+) -> Path:
     """A zip of `files` with a RECORD at dist_info/RECORD that lists them truly, unless `record`
     gives another text."""
-    data = {name: content.encode() if isinstance(content, str) else content for name, content in files.items()}
+    data = {
+        name: content.encode() if isinstance(content, str) else content
+        for name, content in files.items()
+    }
     if record is None:
-        record = "".join(record_line(name, content) for name, content in data.items()) + f"{dist_info}/RECORD,,\n"
+        record = (
+            "".join(record_line(name, content) for name, content in data.items())
+            + f"{dist_info}/RECORD,,\n"
+        )
     data[f"{dist_info}/RECORD"] = record.encode()
     with zipfile.ZipFile(path, "w") as zf:
         for member, content in data.items():
@@ -27,14 +35,27 @@ def write_wheel(path: Path, files: dict[str, bytes | str], dist_info: str, *, re
     return path
 
 
-def wheel_files(name: str, version: str, *, requires: list[str] = (), tag: str = "py3-none-any",
-                metadata_name: str | None = None, payload: bytes = b"",
-                extra_metadata: list[str] = (), requires_python: str = ">=3.8") -> tuple[dict[str, str | bytes], str]:
+def wheel_files(
+    name: str,
+    version: str,
+    *,
+    requires: list[str] = (),
+    tag: str = "py3-none-any",
+    metadata_name: str | None = None,
+    payload: bytes = b"",
+    extra_metadata: list[str] = (),
+    requires_python: str = ">=3.8",
+) -> tuple[dict[str, str | bytes], str]:
     """The files of a small valid wheel, and its .dist-info directory."""
     escaped = re.sub(r"[-_.]+", "_", name)  # as wheel file names spell a project
     dist_info = f"{escaped}-{version}.dist-info"
-    metadata = ["Metadata-Version: 2.1", f"Name: {metadata_name or name}", f"Version: {version}",
-                f"Requires-Python: {requires_python}", *extra_metadata] + [f"Requires-Dist: {r}" for r in requires]
+    metadata = [
+        "Metadata-Version: 2.1",
+        f"Name: {metadata_name or name}",
+        f"Version: {version}",
+        f"Requires-Python: {requires_python}",
+        *extra_metadata,
+    ] + [f"Requires-Dist: {r}" for r in requires]
     files = {
         f"{escaped}.py": "VALUE = 1\n",
         f"{dist_info}/METADATA": "\n".join(metadata) + "\n",
@@ -45,6 +66,8 @@ def wheel_files(name: str, version: str, *, requires: list[str] = (), tag: str =
     return files, dist_info
 
 
-def make_wheel(dest: Path, name: str, version: str, *, tag: str = "py3-none-any", **options) -> Path:
+def make_wheel(
+    dest: Path, name: str, version: str, *, tag: str = "py3-none-any", **options
+) -> Path:
     files, dist_info = wheel_files(name, version, tag=tag, **options)
-    return write_wheel(dest / f"{dist_info[:-len('.dist-info')]}-{tag}.whl", files, dist_info)
+    return write_wheel(dest / f"{dist_info[: -len('.dist-info')]}-{tag}.whl", files, dist_info)

@@ -37,7 +37,9 @@ from wheelwright.workers.tool import (
 MAX_FREEZE = 256 << 10
 
 
-def install_from_index(python: str, env_python: str, requirements: list[str], index_url: str) -> None:
+def install_from_index(
+    python: str, env_python: str, requirements: list[str], index_url: str
+) -> None:
     markers = marker_environment(python)
     wanted = [Requirement(r) for r in requirements]
     wanted = [r for r in wanted if not r.marker or r.marker.evaluate(markers)]
@@ -48,21 +50,43 @@ def install_from_index(python: str, env_python: str, requirements: list[str], in
     except IndexUnreachable as exc:
         raise ToolError(str(exc)) from None
     if missing:
-        raise ToolError(f"build requirement {', '.join(missing)} is not in the index", missing=missing)
+        raise ToolError(
+            f"build requirement {', '.join(missing)} is not in the index", missing=missing
+        )
     if too_old:
         raise ToolError(f"build requirement {'; '.join(too_old)} is not satisfied by our index")
     with timed("build requirements install"):
-        run(uv_pip(env_python, "install", "--index-url", index_url, "--only-binary", ":all:", *map(str, wanted)),
-            env=clean_pip_env(), what="installing build requirements from our index")
+        run(
+            uv_pip(
+                env_python,
+                "install",
+                "--index-url",
+                index_url,
+                "--only-binary",
+                ":all:",
+                *map(str, wanted),
+            ),
+            env=clean_pip_env(),
+            what="installing build requirements from our index",
+        )
 
 
 def sandboxed_runner(python: str, src: Path, env_dir: Path, limits: sandbox.Limits):
     """pyproject-hooks' runner: the backend's hooks run in the sandbox, writing only the source
     tree and the private temporary folder; the build environment is read-only there."""
+
     def runner(cmd, cwd=None, extra_environ=None):
         env = {**activated(clean_pip_env(), env_dir), **(extra_environ or {})}
-        sandbox.run(cmd, write=[src, Path(os.environ["TMPDIR"])], read=[env_dir], cwd=Path(cwd or src), env=env,
-                    what="the build backend's get_requires_for_build_wheel", limits=limits, pythons=[python])
+        sandbox.run(
+            cmd,
+            write=[src, Path(os.environ["TMPDIR"])],
+            read=[env_dir],
+            cwd=Path(cwd or src),
+            env=env,
+            what="the build backend's get_requires_for_build_wheel",
+            limits=limits,
+            pythons=[python],
+        )
 
     return runner
 
@@ -71,15 +95,19 @@ def freeze(env_dir: Path) -> str:
     """The build environment's `pip freeze`, read from its .dist-info folders: no interpreter of
     the environment runs outside the sandbox."""
     site = sorted(env_dir.glob("lib/python*/site-packages"))
-    found = {f"{canonicalize_name(d.metadata['Name'])}=={d.version}\n" for d in importlib.metadata.distributions(path=site)}
+    found = {
+        f"{canonicalize_name(d.metadata['Name'])}=={d.version}\n"
+        for d in importlib.metadata.distributions(path=site)
+    }
     return "".join(sorted(found))[:MAX_FREEZE]
 
 
 def prepare(python: str, src: Path, env_dir: Path, index_url: str, limits: sandbox.Limits) -> dict:
     env_python = create_venv(python, str(env_dir))
     try:
-        builder = ProjectBuilder(src, python_executable=env_python,
-                                 runner=sandboxed_runner(python, src, env_dir, limits))
+        builder = ProjectBuilder(
+            src, python_executable=env_python, runner=sandboxed_runner(python, src, env_dir, limits)
+        )
         static = sorted(builder.build_system_requires)
     except BuildException as exc:
         raise ToolError(f"cannot read the build system: {exc}") from None
@@ -94,8 +122,12 @@ def prepare(python: str, src: Path, env_dir: Path, index_url: str, limits: sandb
         raise ToolError(f"the build backend's get_requires_for_build_wheel failed: {exc}") from None
     _check(dynamic)
     install_from_index(python, env_python, dynamic, index_url)
-    return {"env_python": env_python, "build_system_requires": static, "backend_requires": dynamic,
-            "freeze": freeze(env_dir)}
+    return {
+        "env_python": env_python,
+        "build_system_requires": static,
+        "backend_requires": dynamic,
+        "freeze": freeze(env_dir),
+    }
 
 
 def _check(requirements: list[str]) -> None:
@@ -114,7 +146,13 @@ def main(argv=None) -> dict:
     parser.add_argument("--index", required=True, help="our index's /simple/ URL")
     parser.add_argument("--limits", help="the sandbox's limits, as JSON")
     args = parser.parse_args(argv)
-    return prepare(args.python, args.src.resolve(), args.env.resolve(), args.index, sandbox.Limits.parse(args.limits))
+    return prepare(
+        args.python,
+        args.src.resolve(),
+        args.env.resolve(),
+        args.index,
+        sandbox.Limits.parse(args.limits),
+    )
 
 
 if __name__ == "__main__":

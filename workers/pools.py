@@ -57,8 +57,14 @@ class Pool:
         """The stand-in pool of emulated workers, for a remote pool that has one."""
         if self.kind != "remote" or self.emulation is None:
             return None
-        return Pool(f"{self.name}-emulated", self.arch, "emulated", self.emulation.pythons,
-                    workers=self.emulation.workers, emulation=self.emulation)
+        return Pool(
+            f"{self.name}-emulated",
+            self.arch,
+            "emulated",
+            self.emulation.pythons,
+            workers=self.emulation.workers,
+            emulation=self.emulation,
+        )
 
     def worker_names(self) -> list[str]:
         return [f"{self.name}-{n}" for n in range(1, self.workers + 1)]
@@ -77,16 +83,33 @@ class Pool:
         return sys.executable if self.kind == "local" else ROOT_TOOL_PYTHON
 
 
-POOLS = {pool.name: pool for pool in (
-    # Two workers, a build each at a time: the two cores of the machines we run on.
-    Pool("local", arch=platform.machine(), kind="local", pythons=SUPPORTED_PYTHONS, workers=2),
-    # Where no aarch64 machine is at hand, `wheelwright up` runs two workers here under qemu; a
-    # real machine joins as aarch64-1 (see README, "Architectures").
-    Pool("aarch64", arch="aarch64", kind="remote", pythons=SUPPORTED_PYTHONS, workers=2,
-         emulation=Emulation(debian_arch="arm64", suite="bookworm", pythons=("3.11",), workers=2)),
-    Pool("containers", arch=platform.machine(), kind="container", pythons=("3.11",), workers=2,
-         image="localhost/wheelwright-worker:bookworm"),
-)}
+POOLS = {
+    pool.name: pool
+    for pool in (
+        # Two workers, a build each at a time: the two cores of the machines we run on.
+        Pool("local", arch=platform.machine(), kind="local", pythons=SUPPORTED_PYTHONS, workers=2),
+        # Where no aarch64 machine is at hand, `wheelwright up` runs two workers here under qemu; a
+        # real machine joins as aarch64-1 (see README, "Architectures").
+        Pool(
+            "aarch64",
+            arch="aarch64",
+            kind="remote",
+            pythons=SUPPORTED_PYTHONS,
+            workers=2,
+            emulation=Emulation(
+                debian_arch="arm64", suite="bookworm", pythons=("3.11",), workers=2
+            ),
+        ),
+        Pool(
+            "containers",
+            arch=platform.machine(),
+            kind="container",
+            pythons=("3.11",),
+            workers=2,
+            image="localhost/wheelwright-worker:bookworm",
+        ),
+    )
+}
 
 
 def builder_name(arch: str, python: str) -> str:
@@ -96,5 +119,7 @@ def builder_name(arch: str, python: str) -> str:
 def find_python(version: str) -> str | None:
     """The interpreter for a Python version on this machine: under pyenv, else on PATH."""
     root = os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv"))
-    candidates = sorted(glob.glob(os.path.join(root, "versions", f"{version}.*", "bin", f"python{version}")))
+    candidates = sorted(
+        glob.glob(os.path.join(root, "versions", f"{version}.*", "bin", f"python{version}"))
+    )
     return candidates[-1] if candidates else shutil.which(f"python{version}")

@@ -16,6 +16,7 @@ much it prints. A limit hit kills the whole sandbox and fails the tool with a re
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import resource
@@ -33,8 +34,18 @@ from wheelwright.workers.tool import ToolError
 
 # What a build may read of /etc: the dynamic linker's cache, Debian's alternatives (cc -> gcc),
 # users and groups for tools that look themselves up, the time zone and the OS release.
-ETC = ("alternatives", "ld.so.cache", "ld.so.conf", "ld.so.conf.d", "passwd", "group", "nsswitch.conf",
-       "localtime", "os-release", "hosts")
+ETC = (
+    "alternatives",
+    "ld.so.cache",
+    "ld.so.conf",
+    "ld.so.conf.d",
+    "passwd",
+    "group",
+    "nsswitch.conf",
+    "localtime",
+    "os-release",
+    "hosts",
+)
 POLL_SECONDS = 0.2
 
 
@@ -55,8 +66,14 @@ class Limits:
 
         data = json.loads(text) if text else {}
         known = {f.name for f in fields(cls)}
-        if not isinstance(data, dict) or set(data) - known or not all(isinstance(v, int) and v > 0 for v in data.values()):
-            raise ToolError(f"invalid limits {text!r}: positive whole numbers of {', '.join(sorted(known))}")
+        if (
+            not isinstance(data, dict)
+            or set(data) - known
+            or not all(isinstance(v, int) and v > 0 for v in data.values())
+        ):
+            raise ToolError(
+                f"invalid limits {text!r}: positive whole numbers of {', '.join(sorted(known))}"
+            )
         return cls(**data)
 
     def as_json(self) -> str:
@@ -81,7 +98,9 @@ def farm_paths(pythons: list[str]) -> list[str]:
     import wheelwright.workers
 
     ours = {sys.prefix, sys.base_prefix, *map(_prefix_of, [sys.executable, *pythons])}
-    ours |= {str(Path(wheelwright.workers.__file__).parent.parent / d) for d in ("workers", "index")}
+    ours |= {
+        str(Path(wheelwright.workers.__file__).parent.parent / d) for d in ("workers", "index")
+    }
     return sorted(p for p in ours if os.path.isdir(p) and not p.startswith("/usr/"))
 
 
@@ -116,22 +135,50 @@ KERNEL_OPTIONS = (
 @functools.cache
 def _kernel_args() -> tuple[tuple[str, ...], str]:
     if shutil.which("bwrap") is None:
-        raise ToolError("cannot make the build's sandbox: bubblewrap (bwrap) is not installed on this worker")
+        raise ToolError(
+            "cannot make the build's sandbox: bubblewrap (bwrap) is not installed on this worker"
+        )
     for args, description in KERNEL_OPTIONS:
-        probe = ["bwrap", "--unshare-all", "--unshare-user", "--ro-bind", "/", "/", *args, "--", "true"]
+        probe = [
+            "bwrap",
+            "--unshare-all",
+            "--unshare-user",
+            "--ro-bind",
+            "/",
+            "/",
+            *args,
+            "--",
+            "true",
+        ]
         if subprocess.run(probe, capture_output=True).returncode == 0:
             return args, description
-    raise ToolError("cannot make the build's sandbox: bubblewrap refuses new user, network, mount and PID "
-                    "namespaces here")
+    raise ToolError(
+        "cannot make the build's sandbox: bubblewrap refuses new user, network, mount and PID "
+        "namespaces here"
+    )
 
 
-def command(cmd: list[str], *, write: list[Path], read: list[Path] = (), cwd: Path,
-            pythons: list[str] = ()) -> list[str]:
+def command(
+    cmd: list[str], *, write: list[Path], read: list[Path] = (), cwd: Path, pythons: list[str] = ()
+) -> list[str]:
     """The bubblewrap command line that runs cmd in the sandbox."""
     # The private /tmp first: bound after them, it would hide the farm's own folders that live
     # under /tmp (a checkout in /tmp, its .venv and an editable install of ours).
-    args = ["bwrap", "--unshare-all", "--unshare-user", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
-            "--tmpfs", "/tmp", *_system_args(list(pythons)), *_kernel_args()[0], "--dev", "/dev"]
+    args = [
+        "bwrap",
+        "--unshare-all",
+        "--unshare-user",
+        "--die-with-parent",
+        "--new-session",
+        "--cap-drop",
+        "ALL",
+        "--tmpfs",
+        "/tmp",
+        *_system_args(list(pythons)),
+        *_kernel_args()[0],
+        "--dev",
+        "/dev",
+    ]
     for path in read:
         real = os.path.realpath(path)
         args += ["--ro-bind", real, real]
@@ -152,13 +199,24 @@ class _Cgroup:
         root = Path("/sys/fs/cgroup")
         try:
             if (root / "cgroup.controllers").exists():
-                self._make("v2", self._own(root, "") / name, {"pids.max": limits.processes,
-                                                             "memory.max": limits.memory_mb << 20,
-                                                             "memory.swap.max": 0})
+                self._make(
+                    "v2",
+                    self._own(root, "") / name,
+                    {
+                        "pids.max": limits.processes,
+                        "memory.max": limits.memory_mb << 20,
+                        "memory.swap.max": 0,
+                    },
+                )
             else:
-                self._make("pids", self._own(root / "pids", "pids") / name, {"pids.max": limits.processes})
-                self._make("memory", self._own(root / "memory", "memory") / name,
-                           {"memory.limit_in_bytes": limits.memory_mb << 20})
+                self._make(
+                    "pids", self._own(root / "pids", "pids") / name, {"pids.max": limits.processes}
+                )
+                self._make(
+                    "memory",
+                    self._own(root / "memory", "memory") / name,
+                    {"memory.limit_in_bytes": limits.memory_mb << 20},
+                )
         except OSError:
             pass
 
@@ -203,10 +261,16 @@ class _Cgroup:
 
     def limit_hit(self, limits: Limits) -> str | None:
         events = self._read("v2", "pids.events") or self._read("pids", "pids.events")
-        if any(line.split() and line.split()[0] == "max" and line.split()[1] != "0" for line in events.splitlines()):
+        if any(
+            line.split() and line.split()[0] == "max" and line.split()[1] != "0"
+            for line in events.splitlines()
+        ):
             return f"process limit ({limits.processes} processes)"
         memory = self._read("v2", "memory.events") or self._read("memory", "memory.oom_control")
-        if any(line.split() and line.split()[0] == "oom_kill" and line.split()[1] != "0" for line in memory.splitlines()):
+        if any(
+            line.split() and line.split()[0] == "oom_kill" and line.split()[1] != "0"
+            for line in memory.splitlines()
+        ):
             return f"memory limit ({limits.memory_mb} MiB)"
         return None
 
@@ -225,23 +289,37 @@ def _disk_use(paths: list[Path]) -> int:
     for top in paths:
         for root, dirs, files in os.walk(top):
             for name in dirs + files:
-                try:
+                with contextlib.suppress(OSError):  # gone meanwhile: the build's to delete
                     total += os.lstat(os.path.join(root, name)).st_blocks * 512
-                except OSError:
-                    pass
     return total
 
 
-def run(cmd: list[str], *, write: list[Path], read: list[Path] = (), cwd: Path, env: dict[str, str], what: str,
-        limits: Limits = Limits(), pythons: list[str] = ()) -> None:
+def run(
+    cmd: list[str],
+    *,
+    write: list[Path],
+    read: list[Path] = (),
+    cwd: Path,
+    env: dict[str, str],
+    what: str,
+    limits: Limits = Limits(),
+    pythons: list[str] = (),
+) -> None:
     """Run cmd in the sandbox, its output copied to ours; a failure or a limit hit is a ToolError."""
     argv = command(cmd, write=write, read=read, cwd=cwd, pythons=pythons)
-    print(f"+ (sandbox: no network, writes only {', '.join(map(str, write))}; {_kernel_args()[1]}) "
-          f"{' '.join(cmd)}", flush=True)
+    print(
+        f"+ (sandbox: no network, writes only {', '.join(map(str, write))}; {_kernel_args()[1]}) "
+        f"{' '.join(cmd)}",
+        flush=True,
+    )
     cgroup = _Cgroup(limits)
 
-    rlimits = {resource.RLIMIT_CPU: limits.cpu_seconds, resource.RLIMIT_NPROC: limits.processes,
-               resource.RLIMIT_FSIZE: limits.disk_mb << 20, resource.RLIMIT_CORE: 0}
+    rlimits = {
+        resource.RLIMIT_CPU: limits.cpu_seconds,
+        resource.RLIMIT_NPROC: limits.processes,
+        resource.RLIMIT_FSIZE: limits.disk_mb << 20,
+        resource.RLIMIT_CORE: 0,
+    }
     if "memory" not in cgroup.dirs and "v2" not in cgroup.dirs:
         rlimits[resource.RLIMIT_AS] = limits.memory_mb << 20
 
@@ -257,8 +335,14 @@ def run(cmd: list[str], *, write: list[Path], read: list[Path] = (), cwd: Path, 
 
     hit: list[str] = []
     try:
-        proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, preexec_fn=enter_limits)
+        proc = subprocess.Popen(
+            argv,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            preexec_fn=enter_limits,
+        )
     except OSError as exc:
         cgroup.close()
         raise ToolError(f"cannot start the sandbox for {what}: {exc}") from None

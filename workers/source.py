@@ -39,8 +39,14 @@ def _check_link(member: tarfile.TarInfo, links: set[str]) -> None:
     target = member.linkname
     base = posixpath.dirname(member.name) if member.issym() else ""
     resolved = posixpath.normpath(posixpath.join(base, target))
-    if target.startswith("/") or "\\" in target or not (resolved == top or resolved.startswith(top + "/")):
-        raise ToolError(f"member {member.name!r} is a link to {target!r}, outside the sdist; refused")
+    if (
+        target.startswith("/")
+        or "\\" in target
+        or not (resolved == top or resolved.startswith(top + "/"))
+    ):
+        raise ToolError(
+            f"member {member.name!r} is a link to {target!r}, outside the sdist; refused"
+        )
     if member.islnk() and _through_link(resolved, links):
         raise ToolError(f"member {member.name!r} is a hard link through a symbolic link; refused")
 
@@ -61,10 +67,14 @@ def _check_links_inside(into: Path) -> None:
             except FileNotFoundError:
                 pass  # a dangling link leads nowhere: checked as a path below
             except (RuntimeError, OSError):  # ELOOP: the link (or a chain of them) leads to itself
-                raise ToolError(f"{path.relative_to(into)} is a link that leads to itself; refused") from None
+                raise ToolError(
+                    f"{path.relative_to(into)} is a link that leads to itself; refused"
+                ) from None
             target = Path(os.path.realpath(path))
             if target != top and top not in target.parents:
-                raise ToolError(f"{path.relative_to(into)} is a link that leads outside the sdist; refused")
+                raise ToolError(
+                    f"{path.relative_to(into)} is a link that leads outside the sdist; refused"
+                )
 
 
 def _check_limits(count: int, total: int, max_members: int, max_bytes: int) -> None:
@@ -77,18 +87,21 @@ def _check_limits(count: int, total: int, max_members: int, max_bytes: int) -> N
 def _unpack_tar(sdist: Path, into: Path, max_members: int, max_bytes: int) -> None:
     try:
         with tarfile.open(sdist) as tar:
-            total = count = 0
+            total = 0
             links: set[str] = set()
-            for member in tar:
-                count += 1
+            for count, member in enumerate(tar, 1):
                 _check_name(member.name)
                 if _through_link(member.name, links):
-                    raise ToolError(f"member {member.name!r} would be written through a link; refused")
+                    raise ToolError(
+                        f"member {member.name!r} would be written through a link; refused"
+                    )
                 if member.issym() or member.islnk():
                     _check_link(member, links)
                     links.add(member.name.rstrip("/"))
                 elif not (member.isfile() or member.isdir()):
-                    raise ToolError(f"member {member.name!r} is a device, FIFO or other special file")
+                    raise ToolError(
+                        f"member {member.name!r} is a device, FIFO or other special file"
+                    )
                 total += member.size
                 _check_limits(count, total, max_members, max_bytes)
                 # What tarfile's "data" filter does, for Pythons that predate it (3.11.2 in Debian 12).
@@ -121,8 +134,15 @@ def _unpack_zip(sdist: Path, into: Path, max_members: int, max_bytes: int) -> No
         raise ToolError(f"cannot unpack {sdist.name}: {exc}") from None
 
 
-def unpack(sdist: Path, dest: Path, *, project: str, version: str,
-           max_members: int = MAX_MEMBERS, max_bytes: int = MAX_BYTES) -> Path:
+def unpack(
+    sdist: Path,
+    dest: Path,
+    *,
+    project: str,
+    version: str,
+    max_members: int = MAX_MEMBERS,
+    max_bytes: int = MAX_BYTES,
+) -> Path:
     """Unpack sdist's single top directory as dest, after checking it is project==version."""
     if dest.exists():
         shutil.rmtree(dest)
@@ -155,8 +175,20 @@ def apply_patches(src: Path, patches: list[Path]) -> list[str]:
     applied = []
     for patch in sorted(patches, key=lambda p: p.name):
         try:
-            run(["patch", "-p1", "--batch", "--forward", "--no-backup-if-mismatch", "-d", str(src), "-i",
-                 str(patch.resolve())], what=f"patch {patch.name}")
+            run(
+                [
+                    "patch",
+                    "-p1",
+                    "--batch",
+                    "--forward",
+                    "--no-backup-if-mismatch",
+                    "-d",
+                    str(src),
+                    "-i",
+                    str(patch.resolve()),
+                ],
+                what=f"patch {patch.name}",
+            )
         except ToolError:
             raise ToolError(f"patch {patch.name} does not apply", patch=patch.name) from None
         applied.append(patch.name)
@@ -173,8 +205,14 @@ def main(argv=None) -> dict:
     parser.add_argument("--max-members", type=int, default=MAX_MEMBERS)
     parser.add_argument("--max-bytes", type=int, default=MAX_BYTES)
     args = parser.parse_args(argv)
-    src = unpack(args.sdist, args.dest, project=args.project, version=args.version,
-                 max_members=args.max_members, max_bytes=args.max_bytes)
+    src = unpack(
+        args.sdist,
+        args.dest,
+        project=args.project,
+        version=args.version,
+        max_members=args.max_members,
+        max_bytes=args.max_bytes,
+    )
     patches = sorted(args.patches.glob("*.patch")) if args.patches and args.patches.is_dir() else []
     return {"src": str(src), "patches": apply_patches(src, patches)}
 

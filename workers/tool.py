@@ -19,6 +19,7 @@ import traceback
 
 RESULT_PREFIX = "wheelwright-result: "
 
+
 class ToolError(Exception):
     """A failure the tool reports with a clear reason, and the build fails with it."""
 
@@ -91,15 +92,25 @@ def clean_pip_env() -> dict[str, str]:
     on their command line alone, and nothing else of the worker's environment."""
     env = {k: os.environ[k] for k in PASSED_ON if k in os.environ}
     env.setdefault("PATH", os.defpath)
-    env.update(PIP_CONFIG_FILE=os.devnull, PIP_NO_INPUT="1", PIP_DISABLE_PIP_VERSION_CHECK="1",
-               PIP_NO_CACHE_DIR="1", UV_NO_CONFIG="1", PYTHONDONTWRITEBYTECODE="1")
+    env.update(
+        PIP_CONFIG_FILE=os.devnull,
+        PIP_NO_INPUT="1",
+        PIP_DISABLE_PIP_VERSION_CHECK="1",
+        PIP_NO_CACHE_DIR="1",
+        UV_NO_CONFIG="1",
+        PYTHONDONTWRITEBYTECODE="1",
+    )
     return env
 
 
 def activated(env: dict[str, str], env_dir) -> dict[str, str]:
     """env as in an activated virtual environment: backends run the tools their build
     requirements install (meson, cmake, ninja, cython) by name."""
-    return {**env, "VIRTUAL_ENV": str(env_dir), "PATH": os.path.join(env_dir, "bin") + os.pathsep + env["PATH"]}
+    return {
+        **env,
+        "VIRTUAL_ENV": str(env_dir),
+        "PATH": os.path.join(env_dir, "bin") + os.pathsep + env["PATH"],
+    }
 
 
 def pip_command(target_python: str, *args: str) -> list[str]:
@@ -119,8 +130,16 @@ def uv_command(*args: str) -> list[str]:
     if not uv:
         raise ToolError("uv is not installed beside the worker's tools")
     cache = os.environ.get(UV_CACHE)
-    return [uv, *args, "--no-config", *(["--cache-dir", os.path.abspath(cache), "--link-mode", "copy"] if cache
-                                         else ["--no-cache"])]
+    return [
+        uv,
+        *args,
+        "--no-config",
+        *(
+            ["--cache-dir", os.path.abspath(cache), "--link-mode", "copy"]
+            if cache
+            else ["--no-cache"]
+        ),
+    ]
 
 
 def uv_pip(target_python: str, *args: str) -> list[str]:
@@ -131,7 +150,9 @@ def run(cmd: list[str], *, cwd=None, env=None, what: str, capture: bool = False)
     """Run cmd, its output going to the step's log (or returned, with capture); a failure is a
     ToolError naming `what`."""
     print("+ " + " ".join(cmd), flush=True)
-    proc = subprocess.run(cmd, cwd=cwd, env=env, text=True, stdout=subprocess.PIPE if capture else None)
+    proc = subprocess.run(
+        cmd, cwd=cwd, env=env, text=True, stdout=subprocess.PIPE if capture else None
+    )
     if proc.returncode != 0:
         raise ToolError(f"{what} failed (exit {proc.returncode})")
     return proc.stdout or ""
@@ -143,8 +164,11 @@ def create_venv(python: str, env_dir: str) -> str:
     if os.path.exists(env_dir):
         shutil.rmtree(env_dir)
     with timed("venv"):
-        run(uv_command("venv", "--quiet", "--no-python-downloads", "--python", python, env_dir),
-            env=clean_pip_env(), what=f"creating a virtual environment with {python}")
+        run(
+            uv_command("venv", "--quiet", "--no-python-downloads", "--python", python, env_dir),
+            env=clean_pip_env(),
+            what=f"creating a virtual environment with {python}",
+        )
     return os.path.join(os.path.abspath(env_dir), "bin", "python")
 
 
@@ -153,10 +177,15 @@ def _packaging_under(python: str, expression: str, what: str):
     worker's copy runs there with nothing installed."""
     import packaging
 
-    code = ("import json, sys; sys.path.insert(0, sys.argv[1]); import packaging.markers, packaging.tags; "
-            f"print(json.dumps({expression}))")
-    out = run([python, "-I", "-S", "-c", code, os.path.dirname(os.path.dirname(packaging.__file__))],
-              what=f"reading the {what} of {python}", capture=True)
+    code = (
+        "import json, sys; sys.path.insert(0, sys.argv[1]); import packaging.markers, packaging.tags; "
+        f"print(json.dumps({expression}))"
+    )
+    out = run(
+        [python, "-I", "-S", "-c", code, os.path.dirname(os.path.dirname(packaging.__file__))],
+        what=f"reading the {what} of {python}",
+        capture=True,
+    )
     return json.loads(out)
 
 
@@ -167,4 +196,8 @@ def marker_environment(python: str) -> dict[str, str]:
 
 def supported_tags(python: str) -> set[str]:
     """The wheel tags another interpreter installs."""
-    return set(_packaging_under(python, "[str(t) for t in packaging.tags.sys_tags()]", "supported wheel tags"))
+    return set(
+        _packaging_under(
+            python, "[str(t) for t in packaging.tags.sys_tags()]", "supported wheel tags"
+        )
+    )

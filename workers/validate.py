@@ -43,7 +43,11 @@ def read_wheel(wheel: Path) -> tuple[Metadata, list[str]]:
             raise ToolError(f"{wheel.name} must hold exactly one .dist-info/METADATA")
         meta = Metadata.from_email(_read_capped(zf, dist_info[0]), validate=False)
         # From the files, not top_level.txt, which names namespaces with no file (ruamel.yaml.clib's "ruamel").
-        tops = {_module_name(n.split("/")[0]) for n in names if not n.split("/")[0].endswith((".dist-info", ".data"))}
+        tops = {
+            _module_name(n.split("/")[0])
+            for n in names
+            if not n.split("/")[0].endswith((".dist-info", ".data"))
+        }
     return meta, sorted(t for t in tops if t and t.isidentifier())
 
 
@@ -75,8 +79,10 @@ def check_tags(python: str, wheel: Path) -> None:
     # Every tag must fit: a wheel that also claims a platform this builder cannot make is refused.
     # Pure Python tags (py2.py3-none-any) fit every builder.
     if not all(str(t) in supported or (t.abi == "none" and t.platform == "any") for t in tags):
-        raise ToolError(f"{wheel.name} is tagged {', '.join(sorted(map(str, tags)))}, "
-                        f"which this builder's Python ({python}) cannot install")
+        raise ToolError(
+            f"{wheel.name} is tagged {', '.join(sorted(map(str, tags)))}, "
+            f"which this builder's Python ({python}) cannot install"
+        )
 
 
 def requires(python: str, wheel: Path) -> list[dict]:
@@ -85,7 +91,9 @@ def requires(python: str, wheel: Path) -> list[dict]:
     check_tags(python, wheel)
     meta, _ = read_wheel(wheel)
     environment = {**marker_environment(python), "extra": ""}
-    applicable = [r for r in meta.requires_dist or [] if r.marker is None or r.marker.evaluate(environment)]
+    applicable = [
+        r for r in meta.requires_dist or [] if r.marker is None or r.marker.evaluate(environment)
+    ]
     return [{"requirement": str(r), "project": r.name} for r in applicable]
 
 
@@ -106,20 +114,44 @@ with open(sys.argv[1], "w") as out:
 """
 
 
-def install(python: str, wheel: Path, index_url: str, env_dir: Path, imports: list[str],
-            limits: sandbox.Limits = sandbox.Limits()) -> dict:
+def install(
+    python: str,
+    wheel: Path,
+    index_url: str,
+    env_dir: Path,
+    imports: list[str],
+    limits: sandbox.Limits = sandbox.Limits(),
+) -> dict:
     env_python = create_venv(python, str(env_dir))
     with timed("package install"):
-        run(uv_pip(env_python, "install", "--index-url", index_url, "--only-binary", ":all:", str(wheel.resolve())),
-            env=clean_pip_env(), what=f"installing {wheel.name} and its dependencies from our index")
+        run(
+            uv_pip(
+                env_python,
+                "install",
+                "--index-url",
+                index_url,
+                "--only-binary",
+                ":all:",
+                str(wheel.resolve()),
+            ),
+            env=clean_pip_env(),
+            what=f"installing {wheel.name} and its dependencies from our index",
+        )
     modules = imports or public(read_wheel(wheel)[1])
     undeclared = {}
     if modules:
         with tempfile.TemporaryDirectory() as cwd:
             with timed("import check"):
-                sandbox.run([env_python, "-I", "-c", IMPORT_SCRIPT, "undeclared.json", *modules], write=[Path(cwd)],
-                            read=[env_dir.resolve()], cwd=Path(cwd), env=clean_pip_env(),
-                            what=f"importing {', '.join(modules)}", limits=limits, pythons=[python])
+                sandbox.run(
+                    [env_python, "-I", "-c", IMPORT_SCRIPT, "undeclared.json", *modules],
+                    write=[Path(cwd)],
+                    read=[env_dir.resolve()],
+                    cwd=Path(cwd),
+                    env=clean_pip_env(),
+                    what=f"importing {', '.join(modules)}",
+                    limits=limits,
+                    pythons=[python],
+                )
             undeclared = _undeclared(Path(cwd) / "undeclared.json")
     return {"imported": [m for m in modules if m not in undeclared], "undeclared": undeclared}
 
@@ -132,7 +164,9 @@ def _undeclared(path: Path) -> dict[str, str]:
             found = json.loads(fp.read(1 << 16))
     except (OSError, ValueError):
         raise ToolError("the import test left no readable report") from None
-    if not isinstance(found, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in found.items()):
+    if not isinstance(found, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in found.items()
+    ):
         raise ToolError("the import test's report is not what it writes")
     return found
 
@@ -148,7 +182,14 @@ def main(argv=None) -> dict:
     inst.add_argument("--import", dest="imports", action="append", default=[])
     inst.add_argument("--limits", help="the sandbox's limits, as JSON")
     args = parser.parse_args(argv)
-    return install(args.python, args.wheel, args.index, args.env, args.imports, sandbox.Limits.parse(args.limits))
+    return install(
+        args.python,
+        args.wheel,
+        args.index,
+        args.env,
+        args.imports,
+        sandbox.Limits.parse(args.limits),
+    )
 
 
 if __name__ == "__main__":

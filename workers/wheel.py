@@ -30,7 +30,15 @@ from wheelwright.index.store import sha256_of
 from wheelwright.index.wheelcheck import WheelRefused, check_wheel
 from wheelwright.index.wheeledit import rewrite
 from wheelwright.workers import sandbox
-from wheelwright.workers.tool import ToolError, activated, clean_pip_env, pip_command, run, run_tool, timed
+from wheelwright.workers.tool import (
+    ToolError,
+    activated,
+    clean_pip_env,
+    pip_command,
+    run,
+    run_tool,
+    timed,
+)
 from wheelwright.workers.validate import requires
 
 FRONTENDS = ("pip", "build")
@@ -40,11 +48,35 @@ def build_command(frontend: str, env_python: str, src: Path, out: Path) -> list[
     if frontend == "pip":
         # --verbose: the backend's output streams to the log (and counts against its cap) instead
         # of piling up in pip's memory until the end
-        return pip_command(env_python, "wheel", "--verbose", "--no-deps", "--no-build-isolation", "--no-index",
-                           "--wheel-dir", str(out), str(src))
+        return pip_command(
+            env_python,
+            "wheel",
+            "--verbose",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--wheel-dir",
+            str(out),
+            str(src),
+        )
     # `build` calls the PEP 517 hooks itself, with the build environment's interpreter.
-    return [sys.executable, "-I", "-m", "wheelwright.workers.wheel", "--pep517", "--env-python", env_python,
-            "--src", str(src), "--dist", str(out), "--project", "-", "--version", "0"]
+    return [
+        sys.executable,
+        "-I",
+        "-m",
+        "wheelwright.workers.wheel",
+        "--pep517",
+        "--env-python",
+        env_python,
+        "--src",
+        str(src),
+        "--dist",
+        str(out),
+        "--project",
+        "-",
+        "--version",
+        "0",
+    ]
 
 
 def take_wheels(out: Path, dist: Path, project: str, version: str) -> None:
@@ -52,7 +84,9 @@ def take_wheels(out: Path, dist: Path, project: str, version: str) -> None:
     (a build job for foo-1.2.3 publishes foo-1.2.3 wheels and nothing else)."""
     for entry in sorted(os.scandir(out), key=lambda e: e.name):
         if not entry.is_file(follow_symlinks=False):
-            raise ToolError(f"the build left {entry.name}, which is not a plain file (a link, a folder?)")
+            raise ToolError(
+                f"the build left {entry.name}, which is not a plain file (a link, a folder?)"
+            )
         try:
             name, found, _, _ = parse_wheel_filename(entry.name)
         except InvalidWheelFilename:
@@ -104,14 +138,32 @@ def reproducible(env: dict[str, str], src: Path) -> dict[str, str]:
     sdist's date, a fixed hash seed (set and dict orders written to files), UTC and one locale,
     and compilers that write the source folder (different on every worker) as `.`."""
     prefix_map = f"-ffile-prefix-map={src}=."
-    return {**env, "SOURCE_DATE_EPOCH": source_date_epoch(src), "PYTHONHASHSEED": "0", "TZ": "UTC",
-            "LC_ALL": "C.UTF-8", **{flag: f"{env.get(flag, '')} {prefix_map}".strip() for flag in ("CFLAGS", "CXXFLAGS")}}
+    return {
+        **env,
+        "SOURCE_DATE_EPOCH": source_date_epoch(src),
+        "PYTHONHASHSEED": "0",
+        "TZ": "UTC",
+        "LC_ALL": "C.UTF-8",
+        **{flag: f"{env.get(flag, '')} {prefix_map}".strip() for flag in ("CFLAGS", "CXXFLAGS")},
+    }
 
 
 def retag(dist: Path, build_tag: int) -> None:
     for wheel in sorted(dist.glob("*.whl")):
-        run([sys.executable, "-I", "-m", "wheel", "tags", "--remove", "--build", str(build_tag), str(wheel)],
-            what=f"giving {wheel.name} build number {build_tag}")
+        run(
+            [
+                sys.executable,
+                "-I",
+                "-m",
+                "wheel",
+                "tags",
+                "--remove",
+                "--build",
+                str(build_tag),
+                str(wheel),
+            ],
+            what=f"giving {wheel.name} build number {build_tag}",
+        )
 
 
 def fresh_dir(path: Path) -> Path:
@@ -123,18 +175,37 @@ def fresh_dir(path: Path) -> Path:
     return path
 
 
-def build(python: str, env_python: str, src: Path, dist: Path, project: str, version: str, frontend: str,
-          build_tag: int = 0, limits: sandbox.Limits = sandbox.Limits(), wheel_version: str | None = None) -> dict:
+def build(
+    python: str,
+    env_python: str,
+    src: Path,
+    dist: Path,
+    project: str,
+    version: str,
+    frontend: str,
+    build_tag: int = 0,
+    limits: sandbox.Limits = sandbox.Limits(),
+    wheel_version: str | None = None,
+) -> dict:
     if frontend not in FRONTENDS:
-        raise ToolError(f"unknown build frontend {frontend!r}; choose one of {', '.join(FRONTENDS)}")
+        raise ToolError(
+            f"unknown build frontend {frontend!r}; choose one of {', '.join(FRONTENDS)}"
+        )
     out = fresh_dir(dist.with_name(dist.name + ".build"))
     fresh_dir(dist)
     env_dir = Path(env_python).parent.parent
     env = reproducible(activated(clean_pip_env(), env_dir), src)
     with timed("package build"):
-        sandbox.run(build_command(frontend, env_python, src, out), write=[src, out, Path(os.environ["TMPDIR"])],
-                    read=[env_dir], cwd=src, env=env, what=f"building the wheel with {frontend} (no network)",
-                    limits=limits, pythons=[python])
+        sandbox.run(
+            build_command(frontend, env_python, src, out),
+            write=[src, out, Path(os.environ["TMPDIR"])],
+            read=[env_dir],
+            cwd=src,
+            env=env,
+            what=f"building the wheel with {frontend} (no network)",
+            limits=limits,
+            pythons=[python],
+        )
     take_wheels(out, dist, project, version)
     shutil.rmtree(out)
     if build_tag:
@@ -143,7 +214,9 @@ def build(python: str, env_python: str, src: Path, dist: Path, project: str, ver
         bump_version(dist, project, wheel_version)
     wheels = check_wheels(dist, project, wheel_version or version, build_tag)
     with timed("requirements"):
-        return {"wheels": [{**w, "requires": requires(python, dist / w["filename"])} for w in wheels]}
+        return {
+            "wheels": [{**w, "requires": requires(python, dist / w["filename"])} for w in wheels]
+        }
 
 
 def main(argv=None) -> dict:
@@ -165,9 +238,18 @@ def main(argv=None) -> dict:
 
         ProjectBuilder(args.src, python_executable=args.env_python).build("wheel", args.dist)
         return {}
-    return build(args.python or args.env_python, args.env_python, args.src.resolve(), args.dist.resolve(),
-                 args.project, args.version, args.frontend, args.build_tag, sandbox.Limits.parse(args.limits),
-                 args.wheel_version)
+    return build(
+        args.python or args.env_python,
+        args.env_python,
+        args.src.resolve(),
+        args.dist.resolve(),
+        args.project,
+        args.version,
+        args.frontend,
+        args.build_tag,
+        sandbox.Limits.parse(args.limits),
+        args.wheel_version,
+    )
 
 
 if __name__ == "__main__":
