@@ -21,7 +21,7 @@ SYSTEM_PACKAGES := podman runc catatonit debootstrap patch gcc bubblewrap ninja-
 	graphviz qemu-user-static postgresql
 BINFMT := /proc/sys/fs/binfmt_misc
 
-.PHONY: up down test install system-packages emulation bench
+.PHONY: up down test install system-packages emulation bench lint
 
 $(BIN)/wheelwright: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -62,7 +62,17 @@ $(SERVICES)/.done: Makefile
 	$(SERVICES)/crossbar/bin/pip install --quiet crossbar
 	touch $@
 
-test: system-packages emulation install $(SDIST_CACHE)/.done $(SERVICES)/.done
+# The formatting, the lint rules and the types; mypy reads the package as it is installed
+# (wheelwright.master is master/, and so on) through a tree of links.
+TYPECHECK := tests/.cache/typecheck
+lint: install
+	$(BIN)/python -m ruff format --check .
+	$(BIN)/python -m ruff check .
+	rm -rf $(TYPECHECK) && mkdir -p $(TYPECHECK)/wheelwright && touch $(TYPECHECK)/wheelwright/__init__.py
+	for d in master steps workers index; do ln -s $(CURDIR)/$$d $(TYPECHECK)/wheelwright/$$d; done
+	cd $(TYPECHECK) && $(CURDIR)/$(BIN)/python -m mypy --config-file $(CURDIR)/pyproject.toml -p wheelwright
+
+test: system-packages emulation install lint $(SDIST_CACHE)/.done $(SERVICES)/.done
 	$(BIN)/python -m pytest --durations=25 $(PYTEST_ARGS)
 
 # Benchmarks (not tests): farm against bare pip, publishing at scale; BENCH_ARGS=--quick for a smoke run.

@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 ROUNDS = 100_000
@@ -23,7 +24,7 @@ def _table(users: Path) -> dict:
         return {}
 
 
-def add(users: Path, user: str, password: str, roles: list[str] = ()) -> None:
+def add(users: Path, user: str, password: str, roles: Sequence[str] = ()) -> None:
     table = _table(users)
     salt = os.urandom(16)
     table[user] = {"salt": salt.hex(), "pbkdf2_sha256": _hash(password, salt), "roles": list(roles)}

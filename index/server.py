@@ -156,11 +156,11 @@ def human_page(project: str, manifest: dict) -> str:
         marks = ([f"yanked: {entry['yanked']}"] if entry.get("yanked") else []) + (
             [f"rebuild ({made['bump']}, {made.get('bump_number')})"] if made.get("bump") else []
         )
-        marks = "".join(f" <b>{html.escape(str(mark))}</b>" for mark in marks)
+        marked = "".join(f" <b>{html.escape(str(mark))}</b>" for mark in marks)
         link = f"../../simple/{project}/{html.escape(entry['filename'])}"
         rows.append(
             f'<tr><td>{html.escape(entry["version"])}</td><td><a href="{link}">{html.escape(entry["filename"])}'
-            f"</a>{marks}</td><td>{entry['upload-time']}</td><td>{by}</td>"
+            f"</a>{marked}</td><td>{entry['upload-time']}</td><td>{by}</td>"
             f'<td><a href="{link}.provenance.json">provenance</a> <a href="{link}.freeze.txt">freeze</a></td></tr>'
         )
     return (

@@ -74,10 +74,9 @@ def parse_distribution_filename(filename: str) -> Distribution:
             name, version, _, _ = parse_wheel_filename(filename)
             return Distribution(filename, project_name(name), str(version), "wheel")
         name, version = parse_sdist_filename(filename)
-        name = project_name(name)
     except (InvalidWheelFilename, InvalidSdistFilename) as exc:
         raise PublishError(str(exc)) from None
-    return Distribution(filename, name, str(version), "sdist")
+    return Distribution(filename, project_name(name), str(version), "sdist")
 
 
 def project_name(name: str) -> str:

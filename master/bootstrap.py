@@ -17,6 +17,7 @@ The plan is kept in fromager's shapes: `graph.json` (node key -> edges) and `bui
 from __future__ import annotations
 
 import functools
+import sys
 import tarfile
 import zipfile
 from dataclasses import dataclass, field
@@ -33,9 +34,9 @@ from packaging.version import Version
 from wheelwright.index.lookup import index_versions, wheel_requires
 from wheelwright.index.upstream import Sdist, SourceError, download_verified, list_sdists
 
-try:
+if sys.version_info >= (3, 11):
     import tomllib
-except ImportError:  # Python 3.10: build's own dependency
+else:  # Python 3.10: build's own dependency
     import tomli as tomllib
 
 # PEP 517: a project with no [build-system] is built with setuptools.
@@ -68,12 +69,17 @@ def _top_level(path: Path, names: tuple[str, ...]) -> dict[str, bytes]:
         if isinstance(archive, zipfile.ZipFile):
             members, read = archive.namelist(), archive.read
         else:
-            members, read = archive.getnames(), lambda member: archive.extractfile(member).read()
+            members, read = archive.getnames(), functools.partial(_tar_member, archive)
         return {
             m.split("/")[1]: read(m)
             for m in members
             if m.count("/") == 1 and m.split("/")[1] in names
         }
+
+
+def _tar_member(archive: tarfile.TarFile, member: str) -> bytes:
+    found = archive.extractfile(member)
+    return found.read() if found else b""  # a folder or link named like a file: nothing to read
 
 
 def sdist_requirements(path: Path) -> tuple[list[str], list[str]]:
@@ -237,7 +243,9 @@ class Planner:
         constraints: dict[str, SpecifierSet] | None = None,
         nodes: dict[str, Node] | None = None,
     ):
-        self.universe = Universe(farm, environment or default_environment(), constraints or {})
+        self.universe = Universe(
+            farm, environment or dict(default_environment()), constraints or {}
+        )
         self.nodes = nodes if nodes is not None else {"": Node("", "0")}
 
     def add_root(self, root: Requirement) -> None:
@@ -291,6 +299,7 @@ class Planner:
             if node.key in self.nodes:
                 continue
             self.nodes[node.key] = node
+            assert candidate.sdist is not None  # a candidate not in our index is an upstream sdist
             self.add_build_requirements(
                 node.key, self.universe.build_requirements(candidate.sdist), "build-system"
             )
@@ -421,7 +430,7 @@ def build_order_json(nodes: dict[str, Node], order_keys: list[str]) -> list[dict
             "dist": nodes[key].project,
             "version": nodes[key].version,
             "prebuilt": False,
-            "source_url": nodes[key].sdist.url if nodes[key].sdist else "",
+            "source_url": getattr(nodes[key].sdist, "url", ""),
             "source_url_type": "sdist",
         }
         for key in order_keys

@@ -51,7 +51,7 @@ def make_workers(farm, pools: list[Pool]) -> list:
                         name,
                         password,
                         docker_host=farm.docker_host,
-                        image=container_image(farm, pool.image),
+                        image=container_image(farm, pool.image or ""),
                         masterFQDN=f"{farm.container_master_host}:{farm.worker_port}",
                         # The container's own cgroup is the outer wall of the build's limits (inside, the
                         # sandbox has rlimits only).

@@ -72,8 +72,8 @@ def next_bump(
         raise BumpError(
             f"{version} is a {kind_of} release upstream; it has no post-release of its own: {instead}"
         )
-    numbers = [v.post for v in _versions(ours) if _post_of(v, base)]
-    number = max(numbers, default=0) + 1
+    posts = [v.post or 0 for v in _versions(ours) if _post_of(v, base)]
+    number = max(posts, default=0) + 1
     bumped = f"{base}.post{number}"
     # Upstream's own post-releases of this version, now or later, are theirs to number.
     theirs = sorted({v for v in _versions(upstream) if _post_of(v, base)})

@@ -28,6 +28,7 @@ import secrets
 import sys
 import tempfile
 import time
+import typing
 from functools import reduce
 from pathlib import Path
 
@@ -198,7 +199,12 @@ class Api:
 
     def force_scheduler(self, scheduler: str, params: dict) -> dict[str, int]:
         """Post to a force form; returns its build requests by builder id."""
-        body = {"jsonrpc": "2.0", "method": "force", "id": 1, "params": params}
+        body: dict[str, typing.Any] = {
+            "jsonrpc": "2.0",
+            "method": "force",
+            "id": 1,
+            "params": params,
+        }
         self.login()
         response = self.session.post(
             self.base + f"forceschedulers/{scheduler}", json=body, timeout=30
@@ -552,7 +558,8 @@ def cmd_which(args) -> int:
     elif args.target.endswith(".whl"):
         filename = path.name
         try:
-            project, version = parse_wheel_filename(filename)[:2]
+            project, parsed = parse_wheel_filename(filename)[:2]
+            version = str(parsed)
         except InvalidWheelFilename as exc:
             raise SystemExit(f"wheelwright: {exc}") from None
     else:
@@ -589,11 +596,9 @@ def cmd_diff(args) -> int:
         if args.builder in (None, b["provenance"].get("builder"))
     ]
     names = [b["filename"] for b in builds]
-    chosen = [
-        args.before or (names[-2] if len(names) > 1 else None),
-        args.after or (names[-1] if names else None),
-    ]
-    if None in chosen:
+    before = args.before or (names[-2] if len(names) > 1 else None)
+    after = args.after or (names[-1] if names else None)
+    if before is None or after is None:
         print(
             f"wheelwright: our index has fewer than two builds of {project} {version}"
             f"{' on ' + args.builder if args.builder else ''} to compare",
@@ -602,7 +607,7 @@ def cmd_diff(args) -> int:
         return 1
     with tempfile.TemporaryDirectory() as scratch:
         facts = []
-        for name in chosen:
+        for name in (before, after):
             path = Path(name)
             if not path.is_file():
                 if name not in names:

@@ -141,7 +141,7 @@ def up(farm: Farm) -> list[str]:
             env=master_environment(),
         )
     start_master(farm)
-    said = []
+    said: list[str] = []
     if "builds" not in farm.roles:  # the masters that run builds run the workers
         return said
     for pool in farm.pools_here():
@@ -304,15 +304,15 @@ def start_emulated_workers(
 ) -> Path:
     """Start the pool's workers in its root (made the first time: minutes) and wait until the
     master has them: under emulation a worker takes seconds to start. Returns the root."""
+    emulated = pool.emulation
+    assert emulated is not None  # an emulated pool is made from its Emulation
     try:
         root = unpack_root(
-            pool.emulation.debian_arch,
-            Path(farm.root_cache),
-            farm.roots_dir / pool.emulation.root_name,
+            emulated.debian_arch, Path(farm.root_cache), farm.roots_dir / emulated.root_name
         )
     except (RuntimeError, OSError, subprocess.CalledProcessError) as exc:
         raise FarmError(
-            f"making the {pool.emulation.root_name} root for {pool.name} failed "
+            f"making the {emulated.root_name} root for {pool.name} failed "
             f"(see {farm.root_cache}): {exc}"
         ) from None
     started = {}

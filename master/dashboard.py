@@ -39,7 +39,7 @@ def make_app(farm) -> Flask:
 
     def user() -> dict:
         """Who is looking (Buildbot's session cookie, a JWT signed by the master)."""
-        www = app.buildbot_api.master.www
+        www = app.buildbot_api.master.www  # type: ignore[attr-defined]
         for name, value in request.cookies.items():
             if name.startswith("TWISTED_SESSION"):
                 try:
@@ -49,7 +49,7 @@ def make_app(farm) -> Flask:
         return {}
 
     def csrf(info: dict) -> str:
-        secret = app.buildbot_api.master.www.site.session_secret
+        secret = app.buildbot_api.master.www.site.session_secret  # type: ignore[attr-defined]
         return hmac.new(
             secret.encode(), f"review:{info.get('email')}".encode(), hashlib.sha256
         ).hexdigest()
@@ -235,7 +235,7 @@ def tree_dot(outcome: dict) -> str:
         key = node["key"]
         urls = outcome.get("built", {}).get(key) or []
         link = f', URL="{urls[0]}", target="_top"' if urls else ""
-        lines.append(f'  "{key}" [fillcolor={COLOURS.get(state.get(key), "white")}{link}];')
+        lines.append(f'  "{key}" [fillcolor={COLOURS.get(state.get(key, ""), "white")}{link}];')
         lines += [f'  "{key}" -> "{need}";' for need in node.get("after", [])]
     return "\n".join([*lines, "}"]) + "\n"
 

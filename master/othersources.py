@@ -77,7 +77,10 @@ def sdist_from_git(
     with tarfile.open(fileobj=io.BytesIO(tree)) as source:
         for member in source.getmembers():
             if member.isfile():
-                files[member.name] = (member.mode, source.extractfile(member).read())
+                files[member.name] = (
+                    member.mode,
+                    (source.extractfile(member) or io.BytesIO()).read(),
+                )
             elif member.isdir():
                 files[member.name.rstrip("/")] = (member.mode, None)
     return MadeSdist(_sdist_archive(files, project, version, when, dest_dir), url, ref, commit)
@@ -119,7 +122,10 @@ def _archive_files(data: bytes, url: str) -> dict[str, tuple[int, bytes | None]]
             for member in tar.getmembers():
                 _safe(member.name.rstrip("/"), url)
                 if member.isfile():
-                    files[member.name] = (member.mode, tar.extractfile(member).read())
+                    files[member.name] = (
+                        member.mode,
+                        (tar.extractfile(member) or io.BytesIO()).read(),
+                    )
                 elif member.isdir():
                     files[member.name.rstrip("/")] = (member.mode, None)
                 elif member.type != tarfile.XGLTYPE:

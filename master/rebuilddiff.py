@@ -156,7 +156,8 @@ def previous_build(
             earlier.append(entry)
     same_builder = [e for e in earlier if e["provenance"].get("builder") == builder]
     pure = lookup.is_pure(filename)
-    return (same_builder or (earlier if pure else []) or [None])[-1]
+    candidates = same_builder or (earlier if pure else [])
+    return candidates[-1] if candidates else None
 
 
 def download(index_url: str, project: str, filename: str, dest_dir: Path) -> Path:

@@ -21,7 +21,7 @@ class AllowlistError(ConfigError):
     pass
 
 
-class Allowlist(dict):
+class Allowlist(dict[str, list]):
     """Project name -> the specifiers of its lines: a release is wanted if any line allows it
     (`torch==2.1.*` and `torch==2.2.*` on two lines: both series)."""
 
@@ -58,7 +58,7 @@ def read_allowlist(path: Path) -> Allowlist:
     return found
 
 
-def allowlist_for(farm) -> tuple[set[str], str | None]:
+def allowlist_for(farm) -> tuple[Allowlist, str | None]:
     """The allow-list for a build, and a warning when the file is broken and its last good
     version stands in."""
     return read_last_good(farm.allowlist, read_allowlist, farm.last_good_dir / farm.allowlist.name)

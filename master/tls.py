@@ -70,7 +70,7 @@ def make_self_signed(cert: Path, key: Path, names: list[str], days: int = 3650) 
     private = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "wheelwright master")])
     now = datetime.datetime.now(datetime.timezone.utc)
-    alt = []
+    alt: list[x509.GeneralName] = []
     for name in names:
         try:
             alt.append(x509.IPAddress(ipaddress.ip_address(name)))

@@ -33,7 +33,7 @@ DISCOVERED = {"build-backend": "missing_build_requires", "install": "missing_ins
 
 def first_of(deferreds) -> defer.Deferred:
     """Fires when the first of deferreds does (their results left as they are)."""
-    woken = defer.Deferred()
+    woken: defer.Deferred = defer.Deferred()
 
     def wake(result):
         if not woken.called:
@@ -116,8 +116,8 @@ class BootstrapTree(WheelwrightStep):
         started = time.monotonic()
         history = await threads.deferToThread(self.farm.bootstrap_durations)
         slots = max(1, self.farm.workers_for(builders))
-        pending, running = dict(bootstrap.buildable(self.nodes)), {}
-        built, failed, not_built, durations, discovered = {}, {}, {}, {}, {}
+        pending, running = dict(bootstrap.buildable(self.nodes)), {}  # type: ignore[var-annotated]
+        built, failed, not_built, durations, discovered = {}, {}, {}, {}, {}  # type: ignore[var-annotated]
         first = bootstrap.priorities(self.nodes, history)
         while pending or running:
             # the step's summary is the tree's progress (the UI and `wheelwright bootstrap --wait` show it)

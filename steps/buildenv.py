@@ -17,7 +17,7 @@ MAX_FREEZE = 256 << 10
 def reported_projects(names) -> list[str]:
     """The project names a worker reported missing, as far as they are names: a worker runs
     strangers' code, and what it says goes into the review queue."""
-    found = []
+    found: list[str] = []
     for name in names if isinstance(names, list) else []:
         try:
             found.append(canonicalize_name(name, validate=True))

@@ -190,8 +190,9 @@ class UpdateIndex(WritesToIndex):
                 ),
             )
 
-    async def _upload(self, staged, provenance: dict, freeze: str | None) -> dict:
-        """Upload, retrying while the index host does not answer or fails."""
+    async def _upload(self, staged, provenance: dict, freeze: str | None) -> dict:  # type: ignore[return]
+        """Upload, retrying while the index host does not answer or fails (the last attempt
+        returns or raises)."""
         for delay in [*self.farm.publish_retry_delays, None]:
             try:
                 return await threads.deferToThread(

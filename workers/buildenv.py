@@ -97,7 +97,7 @@ def freeze(env_dir: Path) -> str:
     site = sorted(env_dir.glob("lib/python*/site-packages"))
     found = {
         f"{canonicalize_name(d.metadata['Name'])}=={d.version}\n"
-        for d in importlib.metadata.distributions(path=site)
+        for d in importlib.metadata.distributions(path=[str(p) for p in site])
     }
     return "".join(sorted(found))[:MAX_FREEZE]
 

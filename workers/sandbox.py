@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import io
 import os
 import resource
 import shutil
@@ -26,7 +27,9 @@ import subprocess
 import sys
 import threading
 import time
+import typing
 import uuid
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -159,7 +162,12 @@ def _kernel_args() -> tuple[tuple[str, ...], str]:
 
 
 def command(
-    cmd: list[str], *, write: list[Path], read: list[Path] = (), cwd: Path, pythons: list[str] = ()
+    cmd: list[str],
+    *,
+    write: list[Path],
+    read: Sequence[Path] = (),
+    cwd: Path,
+    pythons: Sequence[str] = (),
 ) -> list[str]:
     """The bubblewrap command line that runs cmd in the sandbox."""
     # The private /tmp first: bound after them, it would hide the farm's own folders that live
@@ -298,12 +306,12 @@ def run(
     cmd: list[str],
     *,
     write: list[Path],
-    read: list[Path] = (),
+    read: Sequence[Path] = (),
     cwd: Path,
     env: dict[str, str],
     what: str,
     limits: Limits = Limits(),
-    pythons: list[str] = (),
+    pythons: Sequence[str] = (),
 ) -> None:
     """Run cmd in the sandbox, its output copied to ours; a failure or a limit hit is a ToolError."""
     argv = command(cmd, write=write, read=read, cwd=cwd, pythons=pythons)
@@ -355,7 +363,8 @@ def run(
     def copy_output() -> None:
         printed = 0
         out = sys.stdout.buffer
-        while block := proc.stdout.read1(1 << 16):
+        stdout = typing.cast(io.BufferedReader, proc.stdout)  # stdout=PIPE, binary
+        while block := stdout.read1(1 << 16):
             printed += len(block)
             if printed > limits.output_mb << 20:
                 stop(f"output limit ({limits.output_mb} MiB of log)")

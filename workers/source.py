@@ -146,8 +146,8 @@ def unpack(
     """Unpack sdist's single top directory as dest, after checking it is project==version."""
     if dest.exists():
         shutil.rmtree(dest)
-    with tempfile.TemporaryDirectory(dir=dest.parent, prefix=".unpack-") as tmp:
-        tmp = Path(tmp)
+    with tempfile.TemporaryDirectory(dir=dest.parent, prefix=".unpack-") as tmp_name:
+        tmp = Path(tmp_name)
         if sdist.name.endswith(".zip"):
             _unpack_zip(sdist, tmp, max_members, max_bytes)
         else:
