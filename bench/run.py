@@ -25,13 +25,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.farm import DEFAULT_BUILDER, FarmUnderTest  # noqa: E402
 from tests.sdists import CACHE, Upstream, flit_sdist, free_port, setuptools_sdist  # noqa: E402
 from tests.wheels import make_wheel  # noqa: E402
-from wheelwright.index.store import IndexStore, sha256_of  # noqa: E402
+from wheelwright.common.files import sha256_of  # noqa: E402
+from wheelwright.common.tools import clean_pip_env  # noqa: E402
+from wheelwright.index.store import IndexStore
 from wheelwright.master.bootstrap import Node, lower_bound  # noqa: E402
 from wheelwright.master.changesource import Changelog, releases  # noqa: E402
 from wheelwright.master.cli import Api  # noqa: E402
 from wheelwright.master.farm import Farm  # noqa: E402
 from wheelwright.master.upstreamwatch import decide, fetch_page  # noqa: E402
-from wheelwright.workers.tool import clean_pip_env  # noqa: E402
 
 
 def verdict(ratio: float, goal: str, met: bool) -> str:

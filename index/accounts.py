@@ -10,6 +10,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from wheelwright.common.files import write_atomic
+
 ROUNDS = 100_000
 
 
@@ -28,10 +30,7 @@ def add(users: Path, user: str, password: str, roles: Sequence[str] = ()) -> Non
     table = _table(users)
     salt = os.urandom(16)
     table[user] = {"salt": salt.hex(), "pbkdf2_sha256": _hash(password, salt), "roles": list(roles)}
-    tmp = users.with_suffix(f".tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(table, indent=1))
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, users)
+    write_atomic(users, json.dumps(table, indent=1).encode(), mode=0o600)
 
 
 def check(users: Path, user: str, password: str) -> bool:

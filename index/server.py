@@ -33,14 +33,9 @@ from packaging.version import Version
 from twisted.internet import reactor, threads
 from twisted.web import http, resource, server, static
 
+from wheelwright.common.lookup import JSON_CONTENT_TYPE
 from wheelwright.index import accounts
-from wheelwright.index.store import (
-    JSON_CONTENT_TYPE,
-    AlreadyPublished,
-    IndexStore,
-    PublishError,
-    StorageError,
-)
+from wheelwright.index.store import AlreadyPublished, IndexStore, PublishError, StorageError
 
 log = logging.getLogger("wheelwright.index")
 MAX_UPLOAD = 2 << 30

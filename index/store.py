@@ -39,9 +39,9 @@ from packaging.utils import (
 )
 from packaging.version import InvalidVersion, Version
 
-from wheelwright.index.wheelcheck import WheelRefused, check_wheel
+from wheelwright.common.files import sha256_of, write_atomic
+from wheelwright.common.wheelcheck import WheelRefused, check_wheel
 
-JSON_CONTENT_TYPE = "application/vnd.pypi.simple.v1+json"
 API_VERSION = "1.1"
 MANIFEST = ".files.json"
 
@@ -88,14 +88,6 @@ def project_name(name: str) -> str:
         raise PublishError(f"{name!r} is not a valid project name") from None
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def wheel_metadata(path: Path, dist: Distribution) -> tuple[bytes, list[str]]:
     """The wheel's METADATA and the warnings about it, after checking everything in the wheel
     (see wheelcheck)."""
@@ -103,23 +95,6 @@ def wheel_metadata(path: Path, dist: Distribution) -> tuple[bytes, list[str]]:
         return check_wheel(path, dist.filename, dist.project, dist.version)
     except WheelRefused as exc:
         raise PublishError(str(exc)) from None
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """path's new content, whole or not at all, from a temporary file of its own (so concurrent
-    writers never share one)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 class IndexStore:

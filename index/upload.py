@@ -7,7 +7,8 @@ from pathlib import Path
 
 import requests
 
-from wheelwright.index.store import parse_distribution_filename, sha256_of
+from wheelwright.common.files import sha256_of
+from wheelwright.index.store import parse_distribution_filename
 
 
 class UploadError(Exception):

@@ -31,7 +31,7 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from wheelwright.index.lookup import index_versions, wheel_requires
+from wheelwright.common.lookup import index_versions, wheel_requires
 from wheelwright.index.upstream import Sdist, SourceError, download_verified, list_sdists
 
 if sys.version_info >= (3, 11):

@@ -12,13 +12,13 @@ from buildbot.process.build import Build
 from buildbot.worker.local import LocalWorker
 
 from wheelwright.master.lastgood import ConfigError
+from wheelwright.master.pools import Pool, builder_name
 from wheelwright.master.puregate import GATE
 from wheelwright.master.settings import settings_for
 from wheelwright.master.verify import prefer_another_worker
 from wheelwright.steps import PIPELINE
 from wheelwright.steps.bootstrap import BootstrapTree
 from wheelwright.steps.yank import YankVersion
-from wheelwright.workers.pools import Pool, builder_name
 
 
 def container_image(farm, default: str):

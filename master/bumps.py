@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from packaging.version import InvalidVersion, Version
 
-from wheelwright.index.lookup import build_number, index_versions, wheels_of
+from wheelwright.common.lookup import build_number, index_versions, wheels_of
 from wheelwright.index.upstream import SourceError, upstream_versions
 
 BUMPS = ("post", "local", "build-tag")
@@ -109,8 +109,8 @@ def plan_rebuild(
     setting, else the farm's; and a warning when the package's settings file is broken and its
     last good version stands in. BumpError when it cannot be rebuilt so."""
     from wheelwright.master.settings import (
-        settings_for,
-    )  # here: settings.py checks its bumps against BUMPS
+        settings_for,  # here: settings.py checks its bumps against BUMPS
+    )
 
     settings, warning = settings_for(farm, project)
     kind = kind or settings.rebuild_bump or farm.rebuild_bump

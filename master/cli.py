@@ -40,9 +40,10 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 from packaging.version import Version
 
-from wheelwright.index import accounts, lookup
-from wheelwright.index.lookup import IndexUnreachable
-from wheelwright.index.store import sha256_of
+from wheelwright.common import lookup
+from wheelwright.common.files import sha256_of
+from wheelwright.common.lookup import IndexUnreachable
+from wheelwright.index import accounts
 from wheelwright.index.upload import UploadError, upload
 from wheelwright.index.upstream import SourceError
 from wheelwright.master import bootstrap, control, rebuilddiff, scan, tls
@@ -56,13 +57,13 @@ from wheelwright.master.farm import (
     Farm,
 )
 from wheelwright.master.lastgood import ConfigError
+from wheelwright.master.pools import POOLS
 from wheelwright.master.provenance import carried_by
 from wheelwright.master.review import ReviewError, decide, pulled_in, read_queue
 from wheelwright.master.schedulers import BOOTSTRAP_SCHEDULER
 from wheelwright.master.webauth import ROLES
 from wheelwright.master.yanks import yank_and_log
 from wheelwright.steps.tool import PURE_WHEEL_PUBLISHED
-from wheelwright.workers.pools import POOLS
 
 
 def _farm(args) -> Farm:
@@ -749,7 +750,7 @@ def main(argv=None) -> int:
     p.add_argument("--ui-port", type=int)
     p.add_argument("--worker-port", type=int)
     p.add_argument("--index-port", type=int)
-    p.add_argument("--pools", help="comma-separated pools from workers/pools.py (default: local)")
+    p.add_argument("--pools", help="comma-separated pools from master/pools.py (default: local)")
     p.add_argument(
         "--listen", help="interface for the worker port and the index (default 127.0.0.1)"
     )
@@ -899,7 +900,7 @@ def main(argv=None) -> int:
     p = worker_sub.add_parser(
         "create", help="print what another machine runs to be one of a pool's workers"
     )
-    p.add_argument("name", help="one of the pool's worker names (workers/pools.py), e.g. aarch64-1")
+    p.add_argument("name", help="one of the pool's worker names (master/pools.py), e.g. aarch64-1")
     p.add_argument("--pool", required=True)
     p.add_argument(
         "--master",

@@ -22,10 +22,10 @@ from wheelwright.master.farm import (
     UPLOAD_USER,
     Farm,
 )
+from wheelwright.master.pools import Pool
 from wheelwright.master.roots import TOOLS_PREFIX, unpack_root, worker_requirements
 from wheelwright.master.settingsgit import clone_settings
 from wheelwright.master.webauth import ROLES
-from wheelwright.workers.pools import Pool
 
 MASTER_CFG = Path(__file__).with_name("master.cfg")
 

@@ -22,7 +22,7 @@ from packaging.utils import canonicalize_name, parse_wheel_filename
 from twisted.internet import reactor
 from twisted.internet.threads import blockingCallFromThread
 
-from wheelwright.index import lookup
+from wheelwright.common import lookup
 from wheelwright.master import scan
 from wheelwright.master.farm import FORCE_SCHEDULER
 from wheelwright.master.review import ReviewError, decide, read_queue

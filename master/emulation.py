@@ -18,7 +18,7 @@ import subprocess
 import time
 from pathlib import Path
 
-import wheelwright.workers
+from wheelwright.common.tools import tool_folders
 from wheelwright.master.roots import TOOLS_PREFIX
 
 BINFMT = Path("/proc/sys/fs/binfmt_misc")
@@ -73,11 +73,10 @@ def _site_packages(root: Path) -> str:
 def worker_command(root: Path, basedir: Path, info_fd: int) -> list[str]:
     """bubblewrap running `buildbot-worker start` in root, in a PID namespace of its own whose
     PID 1 is bubblewrap's (it writes that one's host PID to info_fd)."""
-    ours = Path(wheelwright.workers.__file__).parent.parent
     site = _site_packages(root)
     binds = []
-    for package in ("workers", "index"):
-        binds += ["--ro-bind", str(ours / package), f"{site}/wheelwright/{package}"]
+    for package, folder in tool_folders().items():
+        binds += ["--ro-bind", str(folder), f"{site}/wheelwright/{package}"]
     return [
         "bwrap",
         "--unshare-pid",

@@ -14,11 +14,11 @@ from urllib.parse import urljoin, urlsplit
 
 from pypi_simple import PYPI_SIMPLE_ENDPOINT
 
-from wheelwright.index.store import write_atomic
+from wheelwright.common.files import write_atomic
+from wheelwright.common.sandbox import Limits
 from wheelwright.master.bumps import BUMPS
+from wheelwright.master.pools import POOLS, builder_name
 from wheelwright.master.scan import HOLD_LEVELS
-from wheelwright.workers.pools import POOLS, builder_name
-from wheelwright.workers.sandbox import Limits
 
 FARM_FILE = "farm.json"
 # A setting in the environment wins over farm.json: WHEELWRIGHT_DB_URL, WHEELWRIGHT_POOLS='["local"]'
@@ -95,7 +95,7 @@ class Farm:
     # may choose another), and the label of local bumps (2.28.2+<label>.1).
     rebuild_bump: str = "post"
     local_label: str = "wheelwright"
-    # What each command that runs a package's code may use (see workers/sandbox.py, Limits).
+    # What each command that runs a package's code may use (see common/sandbox.py, Limits).
     build_limits: dict = field(default_factory=dict)
     # Buildbot's database: the embedded sqlite file by default; PostgreSQL for production
     # (`postgresql://user@host/db`, the driver from the `postgresql` extra). A password is best

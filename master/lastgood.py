@@ -4,11 +4,11 @@ while the file is broken, builds go on with the kept version and warn, naming th
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
+
+from wheelwright.common.files import write_atomic
 
 T = TypeVar("T")
 
@@ -35,7 +35,4 @@ def _keep(data: bytes, kept: Path) -> None:
     if kept.exists() and kept.read_bytes() == data:
         return
     kept.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=kept.parent, prefix=f".{kept.name}.")  # builds run side by side
-    with os.fdopen(fd, "wb") as out:
-        out.write(data)
-    os.replace(tmp, kept)
+    write_atomic(kept, data)

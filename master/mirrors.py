@@ -21,7 +21,8 @@ from pathlib import Path
 import requests
 from pypi_simple import NoSuchProjectError, PyPISimple
 
-from wheelwright.index.store import parse_distribution_filename, sha256_of
+from wheelwright.common.files import sha256_of
+from wheelwright.index.store import parse_distribution_filename
 from wheelwright.master.control import farm_environment
 
 

@@ -23,8 +23,8 @@ from string import Template
 import requests
 from packaging.utils import canonicalize_name
 
+from wheelwright.common.files import ZIP_EPOCH
 from wheelwright.index.upstream import SourceError, open_on_same_host
-from wheelwright.workers.wheel import ZIP_EPOCH
 
 MAX_ARCHIVE = 512 << 20
 

@@ -5,7 +5,7 @@
     <name>-<version>.dist-info/sboms/build-environment.cdx.json
                                                             PEP 770: the build environment, CycloneDX
 
-The master writes them (index/wheeledit.py keeps RECORD true) just before publishing: the facts
+The master writes them (common/wheeledit.py keeps RECORD true) just before publishing: the facts
 are the master's, and the worker that built the wheel never holds them.
 """
 
@@ -24,7 +24,7 @@ from packageurl import PackageURL
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
-from wheelwright.index.wheeledit import rewrite
+from wheelwright.common.wheeledit import rewrite
 
 PROVENANCE = "wheelwright/provenance.json"
 SBOM = "sboms/build-environment.cdx.json"

@@ -23,8 +23,8 @@ from pathlib import Path
 from packaging.metadata import Metadata
 from packaging.utils import parse_wheel_filename
 
-from wheelwright.index import lookup
-from wheelwright.index.wheeledit import VERSION_HEADER
+from wheelwright.common import lookup
+from wheelwright.common.wheeledit import VERSION_HEADER
 from wheelwright.master.provenance import carried_by, is_ours
 
 MAX_RECORD = 64 << 20

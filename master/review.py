@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
-import os
 import time
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import InvalidName, canonicalize_name
 from packaging.version import Version
 
+from wheelwright.common.files import write_atomic
 from wheelwright.master.bootstrap import buildable, plan_tree
 from wheelwright.master.lastgood import ConfigError, read_last_good
 
@@ -72,9 +72,7 @@ def _locked_queue(queue: Path):
         fcntl.flock(lock, fcntl.LOCK_EX)
         entries = read_queue(queue)
         yield entries
-        tmp = queue.with_suffix(".tmp")
-        tmp.write_text(json.dumps(entries, indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, queue)
+        write_atomic(queue, (json.dumps(entries, indent=2, sort_keys=True) + "\n").encode())
 
 
 def queue_for_review(

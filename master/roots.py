@@ -19,7 +19,7 @@ from pathlib import Path
 
 from packaging.requirements import Requirement
 
-from wheelwright.index.store import write_atomic
+from wheelwright.common.files import write_atomic
 
 SUITE = "bookworm"
 # What a build may need of the system (compilers, headers, patch) and what makes its venvs.

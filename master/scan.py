@@ -22,9 +22,9 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from wheelwright.index.store import write_atomic
-from wheelwright.workers import sandbox
-from wheelwright.workers.tool import clean_pip_env
+from wheelwright.common import sandbox
+from wheelwright.common.files import write_atomic
+from wheelwright.common.tools import clean_pip_env
 
 LEVELS = ("low", "medium", "high")
 HOLD_LEVELS = (*LEVELS, "never")

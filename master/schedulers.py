@@ -14,7 +14,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 from twisted.internet import defer, threads
 
-from wheelwright.index.lookup import IndexUnreachable
+from wheelwright.common.lookup import IndexUnreachable
 from wheelwright.master.bumps import BUMPS, BumpError, plan_rebuild
 from wheelwright.master.changesource import CATEGORY as UPSTREAM_RELEASE
 from wheelwright.master.changesource import SCHEDULER as UPSTREAM_SCHEDULER

@@ -18,9 +18,9 @@ import yaml
 from packaging.utils import InvalidName, canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+from wheelwright.common.tools import FRONTENDS
 from wheelwright.master.bumps import BUMPS
 from wheelwright.master.lastgood import ConfigError, read_last_good
-from wheelwright.workers.wheel import FRONTENDS
 
 
 class SettingsError(ConfigError):

@@ -19,7 +19,7 @@ from packaging.version import Version
 from twisted.internet import threads
 from twisted.python import log
 
-from wheelwright.index.lookup import index_versions
+from wheelwright.common.lookup import index_versions
 from wheelwright.master.bumps import BumpError, plan_rebuild
 from wheelwright.master.changesource import FarmPoller
 from wheelwright.master.settings import owner

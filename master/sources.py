@@ -10,7 +10,7 @@ from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
-from wheelwright.index.store import sha256_of
+from wheelwright.common.files import sha256_of
 from wheelwright.index.upload import UploadError, upload
 from wheelwright.index.upstream import Sdist, SourceError, download_verified, find_sdist
 from wheelwright.master.othersources import sdist_from_git, sdist_from_url

@@ -6,13 +6,13 @@ of the build that made it, so the index still traces it to that build."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from buildbot.util import poll, service
 from twisted.internet import threads
 from twisted.python import log
 
+from wheelwright.common.files import write_atomic
 from wheelwright.index.upload import UploadError, upload
 from wheelwright.master.farm import UPLOAD_SECRET, UPLOAD_USER
 
@@ -26,9 +26,10 @@ def retryable(exc: UploadError) -> bool:
 
 def keep(wheel: Path, provenance: dict, freeze: str | None) -> None:
     manifest = wheel.with_name(wheel.name + MANIFEST_SUFFIX)
-    tmp = manifest.with_name(f".{manifest.name}.tmp")
-    tmp.write_text(json.dumps({"provenance": provenance, "freeze": freeze}, indent=2) + "\n")
-    os.replace(tmp, manifest)
+    write_atomic(
+        manifest,
+        (json.dumps({"provenance": provenance, "freeze": freeze}, indent=2) + "\n").encode(),
+    )
 
 
 def kept_wheels(staging_dir: Path) -> list[Path]:

@@ -14,7 +14,7 @@ import ipaddress
 import shutil
 from pathlib import Path
 
-from wheelwright.index.store import write_atomic
+from wheelwright.common.files import write_atomic
 
 MADE_CERT, MADE_KEY = "worker-port.pem", "worker-port.key"
 # In a worker's folder: the one certificate it trusts for the master (Twisted's trustRoots is a folder).

@@ -18,8 +18,8 @@ from pathlib import Path
 
 from packaging.utils import parse_wheel_filename
 
-from wheelwright.index.lookup import build_number
-from wheelwright.index.wheelcheck import check_members
+from wheelwright.common.lookup import build_number
+from wheelwright.common.wheelcheck import check_members
 from wheelwright.master.provenance import is_ours
 from wheelwright.master.rebuilddiff import builds_of
 

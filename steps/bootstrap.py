@@ -20,7 +20,7 @@ from buildbot.process.results import FAILURE, SKIPPED, SUCCESS, WARNINGS
 from buildbot.reporters.utils import getURLForBuild
 from twisted.internet import defer, threads
 
-from wheelwright.index.lookup import IndexUnreachable
+from wheelwright.common.lookup import IndexUnreachable
 from wheelwright.index.upstream import SourceError
 from wheelwright.master import bootstrap
 from wheelwright.master.dashboard import NAME as DASHBOARD

@@ -6,7 +6,7 @@ from __future__ import annotations
 from buildbot.process.results import SUCCESS
 from twisted.internet import threads
 
-from wheelwright.index.lookup import IndexUnreachable, published_pure_wheel
+from wheelwright.common.lookup import IndexUnreachable, published_pure_wheel
 from wheelwright.index.upload import UploadError
 from wheelwright.index.upstream import SourceError
 from wheelwright.master.changesource import SCHEDULER as UPSTREAM_SCHEDULER

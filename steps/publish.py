@@ -15,10 +15,11 @@ from packaging.version import Version
 from twisted.internet import threads
 from wheel.wheelfile import WheelError
 
-from wheelwright.index.lookup import build_number, file_url, is_pure
-from wheelwright.index.store import PublishError, parse_distribution_filename, sha256_of
+from wheelwright.common.files import sha256_of
+from wheelwright.common.lookup import build_number, file_url, is_pure
+from wheelwright.common.wheelcheck import WheelRefused
+from wheelwright.index.store import PublishError, parse_distribution_filename
 from wheelwright.index.upload import UploadError, upload
-from wheelwright.index.wheelcheck import WheelRefused
 from wheelwright.master import mirrors
 from wheelwright.master.farm import FORCE_SCHEDULER, UPLOAD_USER
 from wheelwright.master.provenance import embed

@@ -11,7 +11,7 @@ from pathlib import Path
 from buildbot.process.results import SKIPPED, SUCCESS
 from twisted.internet import threads
 
-from wheelwright.index.lookup import IndexUnreachable
+from wheelwright.common.lookup import IndexUnreachable
 from wheelwright.master.rebuilddiff import download, facts_of, previous_build, report
 from wheelwright.steps.tool import WheelwrightStep
 

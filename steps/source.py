@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from buildbot.process.results import SUCCESS
 
-from wheelwright.index.store import sha256_of
+from wheelwright.common.files import sha256_of
 from wheelwright.master.settings import SettingsError, check_patch, patches_for
 from wheelwright.steps.tool import PATCHES_DIR, SDIST_DIR, SRC_DIR, WheelwrightStep, count
 

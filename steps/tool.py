@@ -13,8 +13,8 @@ from buildbot.reporters.utils import getURLForBuild
 from buildbot.steps.worker import CompositeStepMixin
 from twisted.internet import threads
 
+from wheelwright.common.tools import RESULT_PREFIX, UV_CACHE
 from wheelwright.master.farm import UPLOAD_SECRET
-from wheelwright.workers.tool import RESULT_PREFIX, UV_CACHE
 
 # Paths on the worker, relative to the builder's workdir.
 SDIST_DIR = "sdist"

@@ -8,7 +8,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from twisted.internet import threads
 
-from wheelwright.index.lookup import IndexUnreachable, short_of
+from wheelwright.common.lookup import IndexUnreachable, short_of
 from wheelwright.master.lastgood import ConfigError
 from wheelwright.master.review import allowlist_for, queue_for_review
 from wheelwright.master.settings import settings_for

@@ -11,9 +11,9 @@ from pathlib import Path
 from buildbot.process.results import FAILURE, SUCCESS
 from twisted.internet import threads
 
-from wheelwright.index.lookup import IndexUnreachable, provenance
+from wheelwright.common.lookup import IndexUnreachable, provenance
+from wheelwright.common.wheelcheck import WheelRefused
 from wheelwright.index.upload import UploadError, add_verification
-from wheelwright.index.wheelcheck import WheelRefused
 from wheelwright.master.farm import UPLOAD_USER
 from wheelwright.master.rebuilddiff import download
 from wheelwright.master.verify import compare

@@ -6,7 +6,7 @@ import dataclasses
 
 from packaging.requirements import InvalidRequirement, Requirement
 
-from wheelwright.index.lookup import is_pure
+from wheelwright.common.lookup import is_pure
 from wheelwright.master.lastgood import ConfigError
 from wheelwright.master.puregate import GATE
 from wheelwright.master.settings import settings_for

@@ -18,8 +18,8 @@ import wheelwright.master.config  # noqa: F401  isort: skip
 
 from tests.farm import MARKED_FARM, FarmUnderTest, http_get
 from tests.sdists import CACHE, Upstream, free_port, wait_for_port
+from wheelwright.common.tools import clean_pip_env
 from wheelwright.index import accounts
-from wheelwright.workers.tool import clean_pip_env
 
 # The emulated aarch64 root takes minutes to make, mostly one core running qemu: it is made in
 # the background, at the lowest priority, while the other tests run; its tests run last.

@@ -17,7 +17,7 @@ from pathlib import Path
 import requests
 
 from wheelwright.master.farm import Farm
-from wheelwright.workers.pools import builder_name
+from wheelwright.master.pools import builder_name
 
 WHEELWRIGHT = str(Path(sys.executable).with_name("wheelwright"))
 DEFAULT_BUILDER = builder_name(

@@ -11,8 +11,8 @@ import pytest
 from wheel.wheelfile import WheelError
 
 from tests.wheels import make_wheel, record_line, wheel_files, write_wheel
-from wheelwright.index.wheelcheck import WheelRefused, check_wheel
-from wheelwright.index.wheeledit import rewrite
+from wheelwright.common.wheelcheck import WheelRefused, check_wheel
+from wheelwright.common.wheeledit import rewrite
 from wheelwright.master.bumps import BumpError, next_bump
 from wheelwright.master.provenance import embed
 from wheelwright.master.rebuilddiff import facts_of, report

@@ -20,7 +20,7 @@ from tests.conftest import wheel_index_has
 from tests.farm import http_get
 from tests.sdists import Upstream, free_port, setuptools_sdist
 from tests.wheels import make_wheel
-from wheelwright.index.store import sha256_of
+from wheelwright.common.files import sha256_of
 from wheelwright.master.changesource import CATEGORY, SLICES, UpstreamReleases, releases
 from wheelwright.master.farm import Farm
 

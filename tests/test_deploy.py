@@ -13,11 +13,11 @@ import pytest
 from tests.farm import WHEELWRIGHT
 from tests.indexhosts import PASSWORD, USER, devpi, pypiserver
 from tests.wheels import make_wheel
-from wheelwright.index.store import sha256_of
+from wheelwright.common.files import sha256_of
 from wheelwright.master import control, mirrors, tls
 from wheelwright.master.config import assemble
 from wheelwright.master.farm import Farm
-from wheelwright.workers.pools import POOLS
+from wheelwright.master.pools import POOLS
 
 
 def test_the_environment_overrides_farm_json_and_is_never_written_to_it(tmp_path):

@@ -15,7 +15,7 @@ from tests.conftest import build_backends, install_and_run, made_roots_cache, ru
 from tests.sdists import CACHE, Listener, c_extension_sdist, flit_sdist, setuptools_sdist
 from wheelwright.master import emulation
 from wheelwright.master.farm import Farm
-from wheelwright.workers.pools import find_python
+from wheelwright.master.pools import find_python
 
 NATIVE = f"{platform.machine()}-cp311"
 EMULATED = "aarch64-cp311"

@@ -19,11 +19,12 @@ from hypothesis import strategies as st
 
 from tests.sdists import pkg_info
 from tests.wheels import make_wheel, record_line, wheel_files, write_wheel
-from wheelwright.index.store import IndexStore, PublishError, parse_distribution_filename, sha256_of
+from wheelwright.common.files import sha256_of
+from wheelwright.common.tools import ToolError
+from wheelwright.common.wheelcheck import WheelRefused, check_wheel
+from wheelwright.index.store import IndexStore, PublishError, parse_distribution_filename
 from wheelwright.index.upstream import Sdist, SourceError, download_verified
-from wheelwright.index.wheelcheck import WheelRefused, check_wheel
 from wheelwright.workers import source
-from wheelwright.workers.tool import ToolError
 
 FUZZ = settings(
     max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]

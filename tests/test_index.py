@@ -18,10 +18,11 @@ import requests
 
 from tests.sdists import setuptools_sdist
 from tests.wheels import make_wheel
-from wheelwright.index.lookup import published_as
-from wheelwright.index.store import AlreadyPublished, IndexStore, PublishError, sha256_of
+from wheelwright.common.files import sha256_of
+from wheelwright.common.lookup import published_as
+from wheelwright.common.tools import clean_pip_env
+from wheelwright.index.store import AlreadyPublished, IndexStore, PublishError
 from wheelwright.index.upload import UploadError, upload, yank
-from wheelwright.workers.tool import clean_pip_env
 
 JSON = "application/vnd.pypi.simple.v1+json"
 

@@ -15,8 +15,9 @@ import requests
 from tests.farm import http_get
 from tests.sdists import free_port, wait_for_port
 from tests.wheels import make_wheel
+from wheelwright.common.files import sha256_of
 from wheelwright.index import accounts
-from wheelwright.index.store import IndexStore, sha256_of
+from wheelwright.index.store import IndexStore
 from wheelwright.index.upload import upload
 
 JSON = "application/vnd.pypi.simple.v1+json"

@@ -10,7 +10,7 @@ from buildbot.process.results import SKIPPED
 from tests.conftest import install_and_run
 from tests.farm import http_get
 from tests.sdists import c_extension_sdist, flit_sdist
-from wheelwright.workers.pools import find_python
+from wheelwright.master.pools import find_python
 
 pytestmark = pytest.mark.farm
 PIPELINE_AFTER_DOWNLOAD = (

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from wheelwright.workers import sandbox
-from wheelwright.workers.tool import ToolError, clean_pip_env
+from wheelwright.common import sandbox
+from wheelwright.common.tools import ToolError, clean_pip_env
 
 
 def run_inside(tmp_path, code: str, env: dict | None = None) -> subprocess.CompletedProcess:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 from tests.sdists import CACHE, setuptools_sdist
-from wheelwright.index.store import sha256_of
+from wheelwright.common.files import sha256_of
 from wheelwright.master.farm import Farm
 from wheelwright.master.scan import approve, scanned
 

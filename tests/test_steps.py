@@ -33,8 +33,9 @@ from twisted.trial import unittest
 
 from tests.sdists import Upstream, free_port, setuptools_sdist, wait_for_port
 from tests.wheels import make_wheel
+from wheelwright.common.files import sha256_of
+from wheelwright.common.tools import RESULT_PREFIX, UV_CACHE
 from wheelwright.index import accounts
-from wheelwright.index.store import sha256_of
 from wheelwright.index.upload import upload
 from wheelwright.index.upstream import SourceError
 from wheelwright.master import sources
@@ -52,7 +53,6 @@ from wheelwright.steps import (
 )
 from wheelwright.steps.publish import tag_fits
 from wheelwright.steps.tool import WORKER_UV_CACHE, parse_result
-from wheelwright.workers.tool import RESULT_PREFIX, UV_CACHE
 
 WORKER_PYTHON = "/worker/bin/python"
 PASSWORD = "test-password"

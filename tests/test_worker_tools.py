@@ -12,15 +12,17 @@ from tests.farm import farm_on
 from tests.sdists import setuptools_sdist
 from tests.test_hostile import HOSTILE_SDISTS
 from tests.wheels import make_wheel, wheel_files, write_wheel
-from wheelwright.index.lookup import published_pure_wheel
+from wheelwright.common.files import ZIP_EPOCH
+from wheelwright.common.lookup import published_pure_wheel
+from wheelwright.common.tools import RESULT_PREFIX, ToolError
+from wheelwright.common.wheelcheck import check_wheel
 from wheelwright.index.upload import upload
-from wheelwright.index.wheelcheck import check_wheel
 from wheelwright.master.bumps import BumpError, plan_rebuild
 from wheelwright.workers import source
 from wheelwright.workers.buildenv import freeze, install_from_index
-from wheelwright.workers.tool import RESULT_PREFIX, ToolError, create_venv
+from wheelwright.workers.tool import create_venv
 from wheelwright.workers.validate import check_tags, install, public
-from wheelwright.workers.wheel import ZIP_EPOCH, check_wheels, retag, source_date_epoch, take_wheels
+from wheelwright.workers.wheel import check_wheels, retag, source_date_epoch, take_wheels
 
 
 def test_an_sdist_of_another_project_or_version_is_refused(tmp_path):

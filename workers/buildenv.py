@@ -20,12 +20,11 @@ from build import BuildBackendException, BuildException, ProjectBuilder
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
-from wheelwright.index.lookup import IndexUnreachable, short_of
-from wheelwright.workers import sandbox
+from wheelwright.common import sandbox
+from wheelwright.common.lookup import IndexUnreachable, short_of
+from wheelwright.common.tools import ToolError, clean_pip_env
 from wheelwright.workers.tool import (
-    ToolError,
     activated,
-    clean_pip_env,
     create_venv,
     marker_environment,
     run,

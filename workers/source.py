@@ -19,7 +19,8 @@ from packaging.metadata import Metadata
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from wheelwright.workers.tool import ToolError, run, run_tool
+from wheelwright.common.tools import ToolError
+from wheelwright.workers.tool import run, run_tool
 
 MAX_MEMBERS = 100_000
 MAX_BYTES = 4 << 30

@@ -17,15 +17,7 @@ import tempfile
 import time
 import traceback
 
-RESULT_PREFIX = "wheelwright-result: "
-
-
-class ToolError(Exception):
-    """A failure the tool reports with a clear reason, and the build fails with it."""
-
-    def __init__(self, message: str, **details):
-        super().__init__(message)
-        self.details = details
+from wheelwright.common.tools import RESULT_PREFIX, UV_CACHE, ToolError, clean_pip_env
 
 
 def emit(result: dict) -> None:
@@ -81,28 +73,6 @@ def run_tool(main, argv=None) -> int:
     return 0
 
 
-# The variables a tool passes on from its own environment; every other one (a token in the shell
-# that started the farm, the machine's PIP_* and UV_*) stays behind.
-PASSED_ON = ("PATH", "LANG", "LC_ALL", "TZ", "HOME", "TMPDIR", "SSL_CERT_FILE", "SSL_CERT_DIR")
-
-
-def clean_pip_env() -> dict[str, str]:
-    """The explicit environment for pip, uv and the package's code: no machine-wide
-    configuration, index, find-links or cache, so what they install comes from the index named
-    on their command line alone, and nothing else of the worker's environment."""
-    env = {k: os.environ[k] for k in PASSED_ON if k in os.environ}
-    env.setdefault("PATH", os.defpath)
-    env.update(
-        PIP_CONFIG_FILE=os.devnull,
-        PIP_NO_INPUT="1",
-        PIP_DISABLE_PIP_VERSION_CHECK="1",
-        PIP_NO_CACHE_DIR="1",
-        UV_NO_CONFIG="1",
-        PYTHONDONTWRITEBYTECODE="1",
-    )
-    return env
-
-
 def activated(env: dict[str, str], env_dir) -> dict[str, str]:
     """env as in an activated virtual environment: backends run the tools their build
     requirements install (meson, cmake, ninja, cython) by name."""
@@ -116,12 +86,6 @@ def activated(env: dict[str, str], env_dir) -> dict[str, str]:
 def pip_command(target_python: str, *args: str) -> list[str]:
     """pip of the worker's own Python acting on another environment (`pip --python`)."""
     return [sys.executable, "-m", "pip", "--python", target_python, *args]
-
-
-# The worker's uv cache (the step names it, outside the build directory): wheels from our index,
-# unpacked once. Builds run strangers' code, so no sandbox can reach it (it binds only folders of
-# the build directory), and uv copies from it (never hard links, which a build could write through).
-UV_CACHE = "WHEELWRIGHT_UV_CACHE"
 
 
 def uv_command(*args: str) -> list[str]:

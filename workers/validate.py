@@ -17,10 +17,9 @@ from pathlib import Path
 from packaging.metadata import Metadata
 from packaging.utils import parse_wheel_filename
 
-from wheelwright.workers import sandbox
+from wheelwright.common import sandbox
+from wheelwright.common.tools import ToolError, clean_pip_env
 from wheelwright.workers.tool import (
-    ToolError,
-    clean_pip_env,
     create_venv,
     marker_environment,
     run,

@@ -25,23 +25,14 @@ from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel
 from packaging.version import Version
 from wheel.wheelfile import WheelError
 
-from wheelwright.index.lookup import build_number
-from wheelwright.index.store import sha256_of
-from wheelwright.index.wheelcheck import WheelRefused, check_wheel
-from wheelwright.index.wheeledit import rewrite
-from wheelwright.workers import sandbox
-from wheelwright.workers.tool import (
-    ToolError,
-    activated,
-    clean_pip_env,
-    pip_command,
-    run,
-    run_tool,
-    timed,
-)
+from wheelwright.common import sandbox
+from wheelwright.common.files import ZIP_EPOCH, sha256_of
+from wheelwright.common.lookup import build_number
+from wheelwright.common.tools import FRONTENDS, ToolError, clean_pip_env
+from wheelwright.common.wheelcheck import WheelRefused, check_wheel
+from wheelwright.common.wheeledit import rewrite
+from wheelwright.workers.tool import activated, pip_command, run, run_tool, timed
 from wheelwright.workers.validate import requires
-
-FRONTENDS = ("pip", "build")
 
 
 def build_command(frontend: str, env_python: str, src: Path, out: Path) -> list[str]:
@@ -122,10 +113,6 @@ def check_wheels(dist: Path, project: str, version: str, build_tag: int = 0) -> 
     if not wheels:
         raise ToolError("the build made no wheel")
     return wheels
-
-
-# Zip files cannot say a date before 1980; some sdists (pdm-backend's) date their members 1970.
-ZIP_EPOCH = 315532800
 
 
 def source_date_epoch(src: Path) -> str:

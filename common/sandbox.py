@@ -33,7 +33,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from wheelwright.workers.tool import ToolError
+from wheelwright.common.tools import ToolError, tool_folders
 
 # What a build may read of /etc: the dynamic linker's cache, Debian's alternatives (cc -> gcc),
 # users and groups for tools that look themselves up, the time zone and the OS release.
@@ -98,12 +98,8 @@ def farm_paths(pythons: list[str]) -> list[str]:
     """The farm's own folders a build sees, read-only, besides the system's."""
     # Our own tools and pip run inside too (`pip wheel`, the `build` frontend): the worker's
     # environment, and the folders of an editable install of ours, never the repository around them.
-    import wheelwright.workers
-
     ours = {sys.prefix, sys.base_prefix, *map(_prefix_of, [sys.executable, *pythons])}
-    ours |= {
-        str(Path(wheelwright.workers.__file__).parent.parent / d) for d in ("workers", "index")
-    }
+    ours |= {str(folder) for folder in tool_folders().values()}
     return sorted(p for p in ours if os.path.isdir(p) and not p.startswith("/usr/"))
 
 

@@ -12,7 +12,7 @@ from packaging.requirements import Requirement
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import Version
 
-from wheelwright.index.store import JSON_CONTENT_TYPE
+JSON_CONTENT_TYPE = "application/vnd.pypi.simple.v1+json"
 
 
 class IndexUnreachable(Exception):

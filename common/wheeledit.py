@@ -17,7 +17,7 @@ from packaging.utils import parse_wheel_filename
 from packaging.version import Version
 from wheel.wheelfile import WheelFile
 
-from wheelwright.index.wheelcheck import check_members
+from wheelwright.common.wheelcheck import check_members
 
 VERSION_HEADER = re.compile(rb"^Version:[ \t]*[^\r\n]*", re.MULTILINE)
 SIGNATURES = ("RECORD.jws", "RECORD.p7s")

@@ -1,0 +1,9 @@
+"""Code both sides use, importing nothing else of ours: what the master and the worker-side tools
+agree on (tools.py: the result line, frontends, pip's environment), files written whole and
+hashed (files.py), wheel names and our index read (lookup.py), what a wheel must be (wheelcheck.py)
+and how one is rewritten (wheeledit.py), and the sandbox the package's code runs in (sandbox.py).
+
+The layers, one way: common <- workers (tools on the worker) and common <- index (the index
+host); common, workers' results <- steps (Buildbot steps) <- master (configuration, services,
+the `wheelwright` command). tests/test_layout.py holds the tree to it.
+"""

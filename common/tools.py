@@ -1,0 +1,65 @@
+"""The contract between a master-side step and its worker-side tool, and the environment pip, uv
+and the package's code get on either side.
+
+A tool prints its result as the last line of stdout, `RESULT_PREFIX {json}`, which the step
+reads; workers run strangers' code, so the step checks again what matters.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+RESULT_PREFIX = "wheelwright-result: "
+
+
+class ToolError(Exception):
+    """A failure the tool reports with a clear reason, and the build fails with it."""
+
+    def __init__(self, message: str, **details):
+        super().__init__(message)
+        self.details = details
+
+
+# The build frontends a package's settings may choose (workers/wheel.py runs them).
+FRONTENDS = ("pip", "build")
+
+# The worker's uv cache (the step names it, outside the build directory): wheels from our index,
+# unpacked once. Builds run strangers' code, so no sandbox can reach it (it binds only folders of
+# the build directory), and uv copies from it (never hard links, which a build could write through).
+UV_CACHE = "WHEELWRIGHT_UV_CACHE"
+
+
+# The variables a tool passes on from its own environment; every other one (a token in the shell
+# that started the farm, the machine's PIP_* and UV_*) stays behind.
+PASSED_ON = ("PATH", "LANG", "LC_ALL", "TZ", "HOME", "TMPDIR", "SSL_CERT_FILE", "SSL_CERT_DIR")
+
+
+def clean_pip_env() -> dict[str, str]:
+    """The explicit environment for pip, uv and the package's code: no machine-wide
+    configuration, index, find-links or cache, so what they install comes from the index named
+    on their command line alone, and nothing else of the worker's environment."""
+    env = {k: os.environ[k] for k in PASSED_ON if k in os.environ}
+    env.setdefault("PATH", os.defpath)
+    env.update(
+        PIP_CONFIG_FILE=os.devnull,
+        PIP_NO_INPUT="1",
+        PIP_DISABLE_PIP_VERSION_CHECK="1",
+        PIP_NO_CACHE_DIR="1",
+        UV_NO_CONFIG="1",
+        PYTHONDONTWRITEBYTECODE="1",
+    )
+    return env
+
+
+def tool_folders() -> dict[str, Path]:
+    """The folders of ours a worker-side tool runs from (wheelwright.workers and .common), by
+    name: bound into the sandbox and into emulated roots. Found, not imported: the master runs no
+    worker code."""
+    found = {}
+    for name in ("workers", "common"):
+        spec = importlib.util.find_spec(f"wheelwright.{name}")
+        assert spec and spec.submodule_search_locations, name
+        found[name] = Path(next(iter(spec.submodule_search_locations)))
+    return found
