@@ -27,15 +27,12 @@ import re
 import secrets
 import sys
 import tempfile
-import time
-import typing
 from functools import reduce
 from pathlib import Path
 
-import requests
 import rich.console
 import rich.progress
-from buildbot.process.results import SKIPPED, SUCCESS, WARNINGS, Results, worst_status
+from buildbot.process.results import SUCCESS, Results, worst_status
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 from packaging.version import Version
@@ -51,7 +48,6 @@ from wheelwright.master.bumps import BUMPS
 from wheelwright.master.farm import (
     CLI_SECRET,
     CLI_USER,
-    FORCE_SCHEDULER,
     UPLOAD_SECRET,
     UPLOAD_USER,
     Farm,
@@ -59,11 +55,11 @@ from wheelwright.master.farm import (
 from wheelwright.master.lastgood import ConfigError
 from wheelwright.master.pools import POOLS
 from wheelwright.master.provenance import carried_by
+from wheelwright.master.restclient import Api, build_url
 from wheelwright.master.review import ReviewError, decide, pulled_in, read_queue
 from wheelwright.master.schedulers import BOOTSTRAP_SCHEDULER
 from wheelwright.master.webauth import ROLES
 from wheelwright.master.yanks import yank_and_log
-from wheelwright.steps.tool import PURE_WHEEL_PUBLISHED
 
 
 def _farm(args) -> Farm:
@@ -133,199 +129,6 @@ def parse_pin(text: str) -> tuple[str, str]:
     if len(specs) != 1 or specs[0].operator != "==" or "*" in specs[0].version:
         raise SystemExit(f"wheelwright: {text!r} must pin one version, as NAME==VERSION")
     return req.name, specs[0].version
-
-
-def build_url(farm: Farm, build: dict) -> str:
-    return f"{farm.ui_url}#/builders/{build['builderid']}/builds/{build['number']}"
-
-
-class Api:
-    def __init__(self, farm: Farm):
-        self.base = farm.ui_url + "api/v2/"
-        self.session = requests.Session()
-        self.farm = farm
-        self.logged_in = False
-
-    def login(self) -> None:
-        """Log in as the farm's own account (control endpoints are for release engineers)."""
-        if self.logged_in:
-            return
-        try:
-            password = self.farm.secret(CLI_SECRET)
-        except OSError:
-            raise SystemExit(
-                f"wheelwright: no credentials in {self.farm.secrets_dir}: run `wheelwright up` "
-                "first, or use an account of your own in the web UI"
-            ) from None
-        response = self.session.get(
-            self.farm.ui_url + "auth/login",
-            auth=(CLI_USER, password),
-            timeout=30,
-            allow_redirects=False,
-        )
-        if response.status_code >= 400:
-            raise SystemExit(f"wheelwright: the master refused our login ({response.status_code})")
-        self.logged_in = True
-
-    def get(self, path: str, **params) -> dict:
-        response = self.session.get(self.base + path, params=params, timeout=30)
-        response.raise_for_status()
-        return response.json()
-
-    def force(
-        self,
-        package: str,
-        version: str,
-        builders: list[str] | None,
-        rebuild: bool = False,
-        bump: str | None = None,
-        verify: bool = False,
-    ) -> dict[str, int]:
-        if not builders:
-            scheduler = self.get(f"forceschedulers/{FORCE_SCHEDULER}")["forceschedulers"][0]
-            builders = scheduler["builder_names"]
-        return self.force_scheduler(
-            FORCE_SCHEDULER,
-            {
-                "builderNames": builders,
-                "package": package,
-                "version": version,
-                "rebuild": rebuild,
-                "bump": bump or "",
-                "verify": verify,
-                "reason": f"wheelwright {'rebuild' if rebuild else 'verify' if verify else 'build'} "
-                f"{package}=={version}",
-            },
-        )
-
-    def force_scheduler(self, scheduler: str, params: dict) -> dict[str, int]:
-        """Post to a force form; returns its build requests by builder id."""
-        body: dict[str, typing.Any] = {
-            "jsonrpc": "2.0",
-            "method": "force",
-            "id": 1,
-            "params": params,
-        }
-        self.login()
-        response = self.session.post(
-            self.base + f"forceschedulers/{scheduler}", json=body, timeout=30
-        )
-        answer = response.json()
-        if "error" in answer:
-            raise SystemExit(
-                f"wheelwright: the master refused the build: {answer['error'].get('message')}"
-            )
-        _, requests_by_builder = answer["result"]
-        return requests_by_builder
-
-    def copy_log(self, brid: int, slug: str, shown: int) -> int:
-        """Print the lines of a running build's log past the first `shown`; returns how many there are."""
-        for build in self.get(f"buildrequests/{brid}/builds")["builds"]:
-            for step in self.get(f"builds/{build['buildid']}/steps")["steps"]:
-                logs = {
-                    log["slug"]: log for log in self.get(f"steps/{step['stepid']}/logs")["logs"]
-                }
-                if slug in logs:
-                    lines = self.session.get(
-                        self.base + f"logs/{logs[slug]['logid']}/raw", timeout=30
-                    ).text.splitlines()
-                    for line in lines[shown:]:
-                        print(line, file=sys.stderr, flush=True)
-                    return len(lines)
-        return shown
-
-    def property(self, build: dict, name: str):
-        return self.get(f"builds/{build['buildid']}", property=name)["builds"][0]["properties"].get(
-            name, [None]
-        )[0]
-
-    def log_tail(self, stepid: int, lines: int = 15, slug: str = "stdio") -> str:
-        """The end of a step's log (stdio: usually where it says why it failed)."""
-        logs = {log["slug"]: log for log in self.get(f"steps/{stepid}/logs")["logs"]}
-        if slug not in logs:
-            return ""
-        response = self.session.get(self.base + f"logs/{logs[slug]['logid']}/raw", timeout=30)
-        return "\n".join(response.text.splitlines()[-lines:])
-
-    def warnings(self, stepid: int) -> list[str]:
-        logs = self.get(f"steps/{stepid}/logs")["logs"]
-        return [
-            self.log_tail(stepid, slug=log["slug"])
-            for log in logs
-            if log["slug"].endswith("-warning")
-        ]
-
-    def has_worker(self, builderid: int) -> bool:
-        """Whether a worker can take the builder's builds now: local workers run with the farm,
-        container workers start on demand, remote ones must be connected."""
-        tags = self.get(f"builders/{builderid}")["builders"][0]["tags"]
-        if any(POOLS[t].kind != "remote" for t in tags if t in POOLS):
-            return True
-        workers = self.get(f"builders/{builderid}/workers")["workers"]
-        return any(w["connected_to"] for w in workers)
-
-    def wait(self, brid: int, poll: float = 0.2, follow: str | None = None, show=None) -> dict:
-        """The build of a request once it is complete; with follow, that log of its step is
-        copied to stderr as it grows; show(text) is told which step it is in."""
-        shown = 0
-        while True:
-            request = self.get(f"buildrequests/{brid}")["buildrequests"][0]
-            if follow:
-                shown = self.copy_log(brid, follow, shown)
-            if request["complete"]:
-                break
-            if show:
-                show(self.current_step(brid))
-            time.sleep(poll)
-        builds = self.get(f"buildrequests/{brid}/builds")["builds"]
-        return builds[-1] if builds else {}
-
-    def current_step(self, brid: int) -> str:
-        builds = self.get(f"buildrequests/{brid}/builds")["builds"]
-        if not builds:
-            return "queued"
-        running = [
-            s
-            for s in self.get(f"builds/{builds[-1]['buildid']}/steps")["steps"]
-            if not s["complete"]
-        ]
-        return (
-            f"{running[-1]['name']}: {running[-1]['state_string']}"
-            if running
-            else builds[-1]["state_string"]
-        )
-
-    def describe(self, farm: Farm, build: dict) -> dict:
-        if not build:
-            return {"result": "cancelled", "wheels": []}
-        props = self.get(f"builds/{build['buildid']}", property="*")["builds"][0]["properties"]
-        builder = self.get(f"builders/{build['builderid']}")["builders"][0]["name"]
-        steps = self.get(f"builds/{build['buildid']}/steps")["steps"]
-        failed = [s for s in steps if s["results"] not in (None, SUCCESS, SKIPPED, WARNINGS)]
-        return {
-            "result": Results[build["results"]],
-            "builder": builder,
-            "number": build["number"],
-            "build_url": build_url(farm, build),
-            "summary": build["state_string"],
-            "failed_steps": {s["name"]: s["state_string"] for s in failed},
-            "log_tails": {s["name"]: self.log_tail(s["stepid"]) for s in failed},
-            "warnings": {
-                s["name"]: self.warnings(s["stepid"]) for s in steps if s["results"] == WARNINGS
-            },
-            "wheels": props.get("wheel_filenames", [[]])[0],
-            "wheel_urls": props.get("wheel_urls", [[]])[0],
-            **(
-                {"pure_wheel_published_by": props[PURE_WHEEL_PUBLISHED][0]}
-                if PURE_WHEEL_PUBLISHED in props
-                else {}
-            ),
-            **{
-                name: props[name][0]
-                for name in ("reproducible", "differing_members")
-                if name in props
-            },
-        }
 
 
 @contextlib.contextmanager

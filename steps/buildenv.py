@@ -7,6 +7,7 @@ from buildbot.process.results import SUCCESS
 from packaging.utils import InvalidName, canonicalize_name
 from twisted.internet import threads
 
+from wheelwright.common.results import BuildEnvReady, Failure
 from wheelwright.master.review import queue_for_review
 from wheelwright.steps.tool import ENV_DIR, SRC_DIR, WheelwrightStep, count
 
@@ -33,6 +34,7 @@ class PrepareBuildEnv(WheelwrightStep):
     async def run(self):
         result = await self.run_tool(
             "buildenv",
+            BuildEnvReady,
             "--python",
             self.python,
             "--src",
@@ -44,7 +46,7 @@ class PrepareBuildEnv(WheelwrightStep):
             *self.limits,
         )
         build_url = await self.build_url()
-        missing = reported_projects(result.get("missing"))
+        missing = reported_projects(result.missing if isinstance(result, Failure) else [])
         if missing:  # a bootstrap plans and builds them, then this build again
             self.setProperty("missing_build_requires", missing, self.name)
         for project in missing:
@@ -56,12 +58,12 @@ class PrepareBuildEnv(WheelwrightStep):
                 build_url,
                 waiting=self.waiting_build,
             )
-        if "error" in result:
-            return await self.fail(result["error"])
-        self.setProperty("build_env_python", result["env_python"], self.name)
-        requirements = result["build_system_requires"] + result["backend_requires"]
+        if isinstance(result, Failure):
+            return await self.fail(result.error)
+        self.setProperty("build_env_python", result.env_python, self.name)
+        requirements = result.build_system_requires + result.backend_requires
         self.setProperty("build_requires", requirements, self.name)
-        freeze = str(result.get("freeze", ""))[:MAX_FREEZE]  # what a worker says is capped here too
+        freeze = result.freeze[:MAX_FREEZE]  # what a worker says is capped here too
         self.setProperty("build_freeze", freeze, self.name)
         await self.addCompleteLog("pip-freeze", freeze)
         self.descriptionDone = [f"{count(len(requirements), 'build requirement')} installed"]

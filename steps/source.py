@@ -5,6 +5,7 @@ from __future__ import annotations
 from buildbot.process.results import SUCCESS
 
 from wheelwright.common.files import sha256_of
+from wheelwright.common.results import Failure, SourcePrepared
 from wheelwright.master.settings import SettingsError, check_patch, patches_for
 from wheelwright.steps.tool import PATCHES_DIR, SDIST_DIR, SRC_DIR, WheelwrightStep, count
 
@@ -27,6 +28,7 @@ class PrepareSource(WheelwrightStep):
             await self.addCompleteLog("patches", "".join(f"{p}\n" for p in patches))
         result = await self.run_tool(
             "source",
+            SourcePrepared,
             "--sdist",
             f"{SDIST_DIR}/{self.getProperty('source_filename')}",
             "--dest",
@@ -38,12 +40,12 @@ class PrepareSource(WheelwrightStep):
             "--patches",
             PATCHES_DIR,
         )
-        if "error" in result:
-            where = {p.name: p for p in patches}.get(result.get("patch"))
-            return await self.fail(f"{where}: {result['error']}" if where else result["error"])
-        self.setProperty("patches", result["patches"], self.name)
+        if isinstance(result, Failure):
+            where = {p.name: p for p in patches}.get(result.patch or "")
+            return await self.fail(f"{where}: {result.error}" if where else result.error)
+        self.setProperty("patches", result.patches, self.name)
         # what the master sent, by content: a patch edited under the same name is another patch
         self.setProperty("patch_sha256s", {p.name: sha256_of(p) for p in patches}, self.name)
-        applied = len(result["patches"])
+        applied = len(result.patches)
         self.descriptionDone = [f"unpacked, {count(applied, 'patch', 'patches')} applied"]
         return SUCCESS

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+import typing
 
 from buildbot.process import buildstep, remotecommand, remotetransfer
 from buildbot.process.properties import Secret
@@ -13,6 +14,7 @@ from buildbot.reporters.utils import getURLForBuild
 from buildbot.steps.worker import CompositeStepMixin
 from twisted.internet import threads
 
+from wheelwright.common.results import BadReport, Failure, from_json
 from wheelwright.common.tools import RESULT_PREFIX, UV_CACHE
 from wheelwright.master.farm import UPLOAD_SECRET
 
@@ -25,6 +27,9 @@ DIST_DIR = "dist"
 TEST_ENV_DIR = "test-env"
 # The worker's uv cache, beside its builders' folders (<worker>/<builder>/build is the workdir).
 WORKER_UV_CACHE = "../../uv-cache"
+
+
+T = typing.TypeVar("T")
 
 
 def count(n: int, singular: str, plural: str | None = None) -> str:
@@ -165,7 +170,8 @@ class WheelwrightStep(buildstep.ShellMixin, CompositeStepMixin, buildstep.BuildS
         with self.timing(f"worker {command.remote_command}"):
             return await super().runCommand(command)
 
-    async def run_tool(self, tool: str, *args: str) -> dict:
+    async def run_tool(self, tool: str, kind: type[T], *args: str) -> T | Failure:
+        """Run wheelwright.workers.<tool> on the worker; its report, checked to be a `kind`."""
         # -I: the working directory (the build's) is not on sys.path, nor anything from the
         # environment; the package's code cannot plant a module our tool would import.
         command = [
@@ -179,13 +185,19 @@ class WheelwrightStep(buildstep.ShellMixin, CompositeStepMixin, buildstep.BuildS
             collectStdout=True, command=command, env={UV_CACHE: WORKER_UV_CACHE}
         )
         await self.runCommand(cmd)
-        result = parse_result(cmd.stdout)
-        for part, seconds in (result.get("timings") or {}).items():
+        report = parse_result(cmd.stdout)
+        timings = report.pop("timings", None)
+        for part, seconds in (timings if isinstance(timings, dict) else {}).items():
             if isinstance(seconds, (int, float)):
                 self.note_time(f"{tool}: {part}", seconds)
-        if cmd.didFail() and "error" not in result:
-            result["error"] = f"{tool} failed (exit {cmd.rc})"
-        return result
+        try:
+            if cmd.didFail() or "error" in report:
+                return from_json(Failure, report)
+            return from_json(kind, report)
+        except BadReport as exc:
+            if cmd.didFail():
+                return Failure(f"{tool} failed (exit {cmd.rc})")
+            return Failure(f"{tool} reported what it does not write: {exc}")
 
     async def read_config(self, what: str, read, *args):
         """Configuration for this build, read by read(farm, *args) -> (value, warning). A broken

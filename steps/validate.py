@@ -9,6 +9,7 @@ from packaging.utils import canonicalize_name
 from twisted.internet import threads
 
 from wheelwright.common.lookup import IndexUnreachable, short_of
+from wheelwright.common.results import Failure, Installed
 from wheelwright.master.lastgood import ConfigError
 from wheelwright.master.review import allowlist_for, queue_for_review
 from wheelwright.master.settings import settings_for
@@ -102,6 +103,7 @@ class ValidateInstallDeps(WheelwrightStep):
             imports = [arg for m in settings.imports for arg in ("--import", m)]
             result = await self.run_tool(
                 "validate",
+                Installed,
                 "install",
                 "--python",
                 self.python,
@@ -114,15 +116,15 @@ class ValidateInstallDeps(WheelwrightStep):
                 *imports,
                 *self.limits,
             )
-            if "error" in result:
-                return await self.fail(result["error"])
-            if result.get("undeclared"):
+            if isinstance(result, Failure):
+                return await self.fail(result.error)
+            if result.undeclared:
                 self.warned = True
                 await self.addCompleteLog(
                     "undeclared-imports",
                     "".join(
                         f"{module} imports {missing}, which {wheel} does not declare: imported without it\n"
-                        for module, missing in sorted(result["undeclared"].items())
+                        for module, missing in sorted(result.undeclared.items())
                     ),
                 )
         self.descriptionDone = [

@@ -7,6 +7,7 @@ import dataclasses
 from packaging.requirements import InvalidRequirement, Requirement
 
 from wheelwright.common.lookup import is_pure
+from wheelwright.common.results import Failure, WheelsBuilt
 from wheelwright.master.lastgood import ConfigError
 from wheelwright.master.puregate import GATE
 from wheelwright.master.settings import settings_for
@@ -24,6 +25,7 @@ class BuildWheel(WheelwrightStep):
             return await self.fail(str(exc))
         result = await self.run_tool(
             "wheel",
+            WheelsBuilt,
             "--python",
             self.python,
             "--env-python",
@@ -43,23 +45,20 @@ class BuildWheel(WheelwrightStep):
             *(["--build-tag", str(self.build_tag)] if self.build_tag else []),
             *self.limits,
         )
-        if "error" in result:
-            return await self.fail(result["error"])
+        if isinstance(result, Failure):
+            return await self.fail(result.error)
         try:  # the worker read them from the wheel the package's code made: parsed before anything uses them
-            requires = [
-                sorted({str(Requirement(r["requirement"])) for r in w["requires"]})
-                for w in result["wheels"]
-            ]
-        except (KeyError, TypeError, InvalidRequirement) as exc:
+            requires = [sorted({str(Requirement(r)) for r in w.requires}) for w in result.wheels]
+        except InvalidRequirement as exc:
             return await self.fail(
                 f"the wheel tool reported requirements that do not parse: {exc!r}"
             )
         self.setProperty("wheel_requires", requires, self.name)
         self.setProperty("build_frontend", settings.build_frontend, self.name)
         self.setProperty("package_settings", dataclasses.asdict(settings), self.name)
-        self.setProperty("wheel_filenames", [w["filename"] for w in result["wheels"]], self.name)
-        self.setProperty("wheel_sha256s", [w["sha256"] for w in result["wheels"]], self.name)
-        self.descriptionDone = [", ".join(w["filename"] for w in result["wheels"])]
-        if not all(is_pure(w["filename"]) for w in result["wheels"]):
+        self.setProperty("wheel_filenames", [w.filename for w in result.wheels], self.name)
+        self.setProperty("wheel_sha256s", [w.sha256 for w in result.wheels], self.name)
+        self.descriptionDone = [", ".join(w.filename for w in result.wheels)]
+        if not all(is_pure(w.filename) for w in result.wheels):
             GATE.not_pure(self.master, self.build.getProperties())
         return self.succeeded()

@@ -34,6 +34,15 @@ from twisted.trial import unittest
 from tests.sdists import Upstream, free_port, setuptools_sdist, wait_for_port
 from tests.wheels import make_wheel
 from wheelwright.common.files import sha256_of
+from wheelwright.common.results import (
+    BuildEnvReady,
+    BuiltWheel,
+    Failure,
+    Installed,
+    SourcePrepared,
+    WheelsBuilt,
+    to_json,
+)
 from wheelwright.common.tools import RESULT_PREFIX, UV_CACHE
 from wheelwright.index import accounts
 from wheelwright.index.upload import upload
@@ -58,8 +67,10 @@ WORKER_PYTHON = "/worker/bin/python"
 PASSWORD = "test-password"
 
 
-def result_line(result: dict) -> str:
-    return f"some tool output\n{RESULT_PREFIX}{json.dumps(result)}\n"
+def result_line(result) -> str:
+    """A tool's report as its tool prints it: its result (common/results.py), or a raw dict."""
+    data = result if isinstance(result, dict) else to_json(result)
+    return f"some tool output\n{RESULT_PREFIX}{json.dumps(data)}\n"
 
 
 def tool(name: str, *args: str) -> list[str]:
@@ -197,7 +208,7 @@ class TestPrepareSource(StepTest):
                     "patches",
                 )
             )
-            .stdout(result_line({"src": "src", "patches": ["0001-this.patch", "0002-all.patch"]}))
+            .stdout(result_line(SourcePrepared("src", ["0001-this.patch", "0002-all.patch"])))
             .exit(0),
         )
         self.expect_outcome(result=SUCCESS, state_string="unpacked, 2 patches applied")
@@ -233,9 +244,7 @@ class TestPrepareSource(StepTest):
                     "patches",
                 )
             )
-            .stdout(
-                result_line({"error": "patch 0001-x.patch does not apply", "patch": "0001-x.patch"})
-            )
+            .stdout(result_line(Failure("patch 0001-x.patch does not apply", patch="0001-x.patch")))
             .exit(1),
         )
         self.expect_outcome(result=FAILURE)
@@ -289,12 +298,9 @@ class TestPrepareBuildEnv(StepTest):
             shell(self.command())
             .stdout(
                 result_line(
-                    {
-                        "env_python": "/w/env/bin/python",
-                        "build_system_requires": ["setuptools>=70"],
-                        "backend_requires": [],
-                        "freeze": "setuptools==80.9.0\n",
-                    }
+                    BuildEnvReady(
+                        "/w/env/bin/python", ["setuptools>=70"], [], "setuptools==80.9.0\n"
+                    )
                 )
             )
             .exit(0)
@@ -312,10 +318,9 @@ class TestPrepareBuildEnv(StepTest):
             shell(self.command())
             .stdout(
                 result_line(
-                    {
-                        "error": "build requirement hatchling is not in the index",
-                        "missing": ["hatchling"],
-                    }
+                    Failure(
+                        "build requirement hatchling is not in the index", missing=["hatchling"]
+                    )
                 )
             )
             .exit(1)
@@ -356,20 +361,12 @@ class TestBuildWheel(StepTest):
 
     def test_builds_the_wheel(self):
         self.setup(BuildWheel(farm=self.farm), build_env_python="/w/env/bin/python")
-        requires = [{"requirement": "dep>=1; python_version >= '3'", "project": "dep"}]
+        requires = ["dep>=1; python_version >= '3'"]
         self.expect_commands(
             shell(self.command())
             .stdout(
                 result_line(
-                    {
-                        "wheels": [
-                            {
-                                "filename": "pkg-1.0-py3-none-any.whl",
-                                "sha256": "ab" * 32,
-                                "requires": requires,
-                            }
-                        ]
-                    }
+                    WheelsBuilt([BuiltWheel("pkg-1.0-py3-none-any.whl", "ab" * 32, requires)])
                 )
             )
             .exit(0),
@@ -380,21 +377,24 @@ class TestBuildWheel(StepTest):
         self.expect_property("wheel_requires", [['dep>=1; python_version >= "3"']])
         return self.run_step()
 
+    async def test_a_report_that_is_not_what_the_tool_writes_fails_the_step(self):
+        self.setup(BuildWheel(farm=self.farm), build_env_python="/w/env/bin/python")
+        wheel = {"filename": "pkg-1.0-py3-none-any.whl", "sha256": ["ab"], "requires": []}
+        self.expect_commands(shell(self.command()).stdout(result_line({"wheels": [wheel]})).exit(0))
+        self.expect_outcome(result=FAILURE)
+        await self.run_step()
+        self.assertIn(
+            "wheel reported what it does not write: BuiltWheel.sha256: ['ab'] is not a str",
+            self.get_nth_step(0).logs["reason"].stdout,
+        )
+
     async def test_requirements_the_worker_reports_must_parse(self):
         self.setup(BuildWheel(farm=self.farm), build_env_python="/w/env/bin/python")
         self.expect_commands(
             shell(self.command())
             .stdout(
                 result_line(
-                    {
-                        "wheels": [
-                            {
-                                "filename": "pkg-1.0-py3-none-any.whl",
-                                "sha256": "ab" * 32,
-                                "requires": [{"requirement": "dep>=>=1", "project": "dep"}],
-                            }
-                        ]
-                    }
+                    WheelsBuilt([BuiltWheel("pkg-1.0-py3-none-any.whl", "ab" * 32, ["dep>=>=1"])])
                 )
             )
             .exit(0),
@@ -413,7 +413,7 @@ class TestBuildWheel(StepTest):
         self.expect_commands(
             shell(self.command("pip"))
             .stdout(
-                result_line({"error": "building the wheel with pip (no network) failed (exit 1)"})
+                result_line(Failure("building the wheel with pip (no network) failed (exit 1)"))
             )
             .exit(1),
         )
@@ -428,17 +428,7 @@ class TestBuildWheel(StepTest):
         self.expect_commands(
             shell(self.command("build", "--build-tag", "2"))
             .stdout(
-                result_line(
-                    {
-                        "wheels": [
-                            {
-                                "filename": "pkg-1.0-2-py3-none-any.whl",
-                                "sha256": "ab" * 32,
-                                "requires": [],
-                            }
-                        ]
-                    }
-                )
+                result_line(WheelsBuilt([BuiltWheel("pkg-1.0-2-py3-none-any.whl", "ab" * 32, [])]))
             )
             .exit(0),
         )
@@ -456,15 +446,7 @@ class TestBuildWheel(StepTest):
             shell(self.command(wheel_version="1.0.post1"))
             .stdout(
                 result_line(
-                    {
-                        "wheels": [
-                            {
-                                "filename": "pkg-1.0.post1-py3-none-any.whl",
-                                "sha256": "ab" * 32,
-                                "requires": [],
-                            }
-                        ]
-                    }
+                    WheelsBuilt([BuiltWheel("pkg-1.0.post1-py3-none-any.whl", "ab" * 32, [])])
                 )
             )
             .exit(0),
@@ -482,17 +464,7 @@ class TestBuildWheel(StepTest):
         self.expect_commands(
             shell(self.command("pip"))
             .stdout(
-                result_line(
-                    {
-                        "wheels": [
-                            {
-                                "filename": "pkg-1.0-py3-none-any.whl",
-                                "sha256": "ab" * 32,
-                                "requires": [],
-                            }
-                        ]
-                    }
-                )
+                result_line(WheelsBuilt([BuiltWheel("pkg-1.0-py3-none-any.whl", "ab" * 32, [])]))
             )
             .exit(0),
         )
@@ -583,7 +555,7 @@ class TestValidateInstallDeps(StepTest):
                     *LIMITS,
                 )
             )
-            .stdout(result_line({"imported": ["pkg"]}))
+            .stdout(result_line(Installed(["pkg"])))
             .exit(0),
         )
         self.expect_outcome(result=SUCCESS)

@@ -14,6 +14,7 @@ from tests.test_hostile import HOSTILE_SDISTS
 from tests.wheels import make_wheel, wheel_files, write_wheel
 from wheelwright.common.files import ZIP_EPOCH
 from wheelwright.common.lookup import published_pure_wheel
+from wheelwright.common.results import Installed
 from wheelwright.common.tools import RESULT_PREFIX, ToolError
 from wheelwright.common.wheelcheck import check_wheel
 from wheelwright.index.upload import upload
@@ -196,7 +197,7 @@ def test_an_import_of_a_package_the_wheel_does_not_declare_is_reported_not_fatal
     del files["cext.py"]
     wheel = write_wheel(tmp_path / "cext-1.0-py3-none-any.whl", files, dist_info)
     result = install(sys.executable, wheel, index_host + "simple/", tmp_path / "env", [])
-    assert result == {"imported": [], "undeclared": {"_cext": "absent_parent"}}
+    assert result == Installed(imported=[], undeclared={"_cext": "absent_parent"})
     # a module of its own that fails is still a failure
     files["_cext.py"] = "raise ImportError('broken inside')\n"
     broken = write_wheel(tmp_path / "cext-1.0-py3-none-any.whl", files, dist_info)

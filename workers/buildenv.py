@@ -22,6 +22,7 @@ from packaging.utils import canonicalize_name
 
 from wheelwright.common import sandbox
 from wheelwright.common.lookup import IndexUnreachable, short_of
+from wheelwright.common.results import BuildEnvReady
 from wheelwright.common.tools import ToolError, clean_pip_env
 from wheelwright.workers.tool import (
     activated,
@@ -101,7 +102,9 @@ def freeze(env_dir: Path) -> str:
     return "".join(sorted(found))[:MAX_FREEZE]
 
 
-def prepare(python: str, src: Path, env_dir: Path, index_url: str, limits: sandbox.Limits) -> dict:
+def prepare(
+    python: str, src: Path, env_dir: Path, index_url: str, limits: sandbox.Limits
+) -> BuildEnvReady:
     env_python = create_venv(python, str(env_dir))
     try:
         builder = ProjectBuilder(
@@ -121,12 +124,12 @@ def prepare(python: str, src: Path, env_dir: Path, index_url: str, limits: sandb
         raise ToolError(f"the build backend's get_requires_for_build_wheel failed: {exc}") from None
     _check(dynamic)
     install_from_index(python, env_python, dynamic, index_url)
-    return {
-        "env_python": env_python,
-        "build_system_requires": static,
-        "backend_requires": dynamic,
-        "freeze": freeze(env_dir),
-    }
+    return BuildEnvReady(
+        env_python=env_python,
+        build_system_requires=static,
+        backend_requires=dynamic,
+        freeze=freeze(env_dir),
+    )
 
 
 def _check(requirements: list[str]) -> None:
@@ -137,7 +140,7 @@ def _check(requirements: list[str]) -> None:
             raise ToolError(f"invalid build requirement {r!r}: {exc}") from None
 
 
-def main(argv=None) -> dict:
+def main(argv=None) -> BuildEnvReady:
     parser = argparse.ArgumentParser(prog="python -m wheelwright.workers.buildenv")
     parser.add_argument("--python", required=True, help="the builder's interpreter")
     parser.add_argument("--src", type=Path, required=True)

@@ -19,6 +19,7 @@ from packaging.metadata import Metadata
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+from wheelwright.common.results import SourcePrepared
 from wheelwright.common.tools import ToolError
 from wheelwright.workers.tool import run, run_tool
 
@@ -196,7 +197,7 @@ def apply_patches(src: Path, patches: list[Path]) -> list[str]:
     return applied
 
 
-def main(argv=None) -> dict:
+def main(argv=None) -> SourcePrepared:
     parser = argparse.ArgumentParser(prog="python -m wheelwright.workers.source")
     parser.add_argument("--sdist", type=Path, required=True)
     parser.add_argument("--dest", type=Path, required=True)
@@ -215,7 +216,7 @@ def main(argv=None) -> dict:
         max_bytes=args.max_bytes,
     )
     patches = sorted(args.patches.glob("*.patch")) if args.patches and args.patches.is_dir() else []
-    return {"src": str(src), "patches": apply_patches(src, patches)}
+    return SourcePrepared(src=str(src), patches=apply_patches(src, patches))
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ import tempfile
 import time
 import traceback
 
+from wheelwright.common.results import Failure, to_json
 from wheelwright.common.tools import RESULT_PREFIX, UV_CACHE, ToolError, clean_pip_env
 
 
@@ -53,23 +54,23 @@ def timed(part: str):
 
 
 def run_tool(main, argv=None) -> int:
-    """Run a tool's main(argv) -> dict, printing its result (with its timings) or its error."""
+    """Run a tool's main(argv) -> its result (common/results.py), printing it with its timings,
+    or its failure."""
     tmp = private_tmp()
     try:
         with timed("tool"):
-            result = main(argv)
-        result["timings"] = {k: round(v, 3) for k, v in TIMINGS.items()}
+            result = to_json(main(argv))
     except ToolError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
-        emit({"error": str(exc), **exc.details})
+        emit(to_json(Failure(str(exc), **exc.details)))
         return 1
     except Exception as exc:
         traceback.print_exc()
-        emit({"error": f"internal error in the worker-side tool: {exc!r}"})
+        emit(to_json(Failure(f"internal error in the worker-side tool: {exc!r}")))
         return 2
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    emit(result)
+    emit({**result, "timings": {k: round(v, 3) for k, v in TIMINGS.items()}})
     return 0
 
 

@@ -18,6 +18,7 @@ from packaging.metadata import Metadata
 from packaging.utils import parse_wheel_filename
 
 from wheelwright.common import sandbox
+from wheelwright.common.results import Installed
 from wheelwright.common.tools import ToolError, clean_pip_env
 from wheelwright.workers.tool import (
     create_venv,
@@ -84,7 +85,7 @@ def check_tags(python: str, wheel: Path) -> None:
         )
 
 
-def requires(python: str, wheel: Path) -> list[dict]:
+def requires(python: str, wheel: Path) -> list[str]:
     """The wheel's Requires-Dist that apply to the builder's Python and platform (the build-wheel
     tool reports them, so that validating them starts no tool of its own)."""
     check_tags(python, wheel)
@@ -93,7 +94,7 @@ def requires(python: str, wheel: Path) -> list[dict]:
     applicable = [
         r for r in meta.requires_dist or [] if r.marker is None or r.marker.evaluate(environment)
     ]
-    return [{"requirement": str(r), "project": r.name} for r in applicable]
+    return [str(r) for r in applicable]
 
 
 # Imports each module; a module another project provides, which this wheel does not declare (a
@@ -120,7 +121,7 @@ def install(
     env_dir: Path,
     imports: list[str],
     limits: sandbox.Limits = sandbox.Limits(),
-) -> dict:
+) -> Installed:
     env_python = create_venv(python, str(env_dir))
     with timed("package install"):
         run(
@@ -152,7 +153,7 @@ def install(
                     pythons=[python],
                 )
             undeclared = _undeclared(Path(cwd) / "undeclared.json")
-    return {"imported": [m for m in modules if m not in undeclared], "undeclared": undeclared}
+    return Installed(imported=[m for m in modules if m not in undeclared], undeclared=undeclared)
 
 
 def _undeclared(path: Path) -> dict[str, str]:
@@ -170,7 +171,7 @@ def _undeclared(path: Path) -> dict[str, str]:
     return found
 
 
-def main(argv=None) -> dict:
+def main(argv=None) -> Installed:
     parser = argparse.ArgumentParser(prog="python -m wheelwright.workers.validate")
     sub = parser.add_subparsers(dest="command", required=True)
     inst = sub.add_parser("install")

@@ -28,6 +28,7 @@ from wheel.wheelfile import WheelError
 from wheelwright.common import sandbox
 from wheelwright.common.files import ZIP_EPOCH, sha256_of
 from wheelwright.common.lookup import build_number
+from wheelwright.common.results import BuiltWheel, WheelsBuilt
 from wheelwright.common.tools import FRONTENDS, ToolError, clean_pip_env
 from wheelwright.common.wheelcheck import WheelRefused, check_wheel
 from wheelwright.common.wheeledit import rewrite
@@ -173,7 +174,7 @@ def build(
     build_tag: int = 0,
     limits: sandbox.Limits = sandbox.Limits(),
     wheel_version: str | None = None,
-) -> dict:
+) -> WheelsBuilt:
     if frontend not in FRONTENDS:
         raise ToolError(
             f"unknown build frontend {frontend!r}; choose one of {', '.join(FRONTENDS)}"
@@ -201,12 +202,15 @@ def build(
         bump_version(dist, project, wheel_version)
     wheels = check_wheels(dist, project, wheel_version or version, build_tag)
     with timed("requirements"):
-        return {
-            "wheels": [{**w, "requires": requires(python, dist / w["filename"])} for w in wheels]
-        }
+        return WheelsBuilt(
+            [
+                BuiltWheel(w["filename"], w["sha256"], requires(python, dist / w["filename"]))
+                for w in wheels
+            ]
+        )
 
 
-def main(argv=None) -> dict:
+def main(argv=None) -> WheelsBuilt:
     parser = argparse.ArgumentParser(prog="python -m wheelwright.workers.wheel")
     parser.add_argument("--python", help="the builder's interpreter")
     parser.add_argument("--env-python", required=True)
@@ -224,7 +228,9 @@ def main(argv=None) -> dict:
         from build import ProjectBuilder
 
         ProjectBuilder(args.src, python_executable=args.env_python).build("wheel", args.dist)
-        return {}
+        return WheelsBuilt(
+            []
+        )  # the hooks' run in the sandbox: the tool around it checks the wheels
     return build(
         args.python or args.env_python,
         args.env_python,
