@@ -11,10 +11,13 @@ from tests.conftest import install_and_run, wheel_index_has
 from tests.farm import FarmUnderTest, http_get
 from tests.podman import Podman
 from tests.sdists import CACHE, Listener, c_extension_sdist, calling_out_sdist, free_port
+from wheelwright.master.pools import POOLS, builder_name
 
 pytestmark = pytest.mark.farm
 
-BUILDER = "x86_64-cp311"
+CONTAINERS = POOLS["containers"]
+BUILDER = builder_name(CONTAINERS.arch, CONTAINERS.pythons[0])
+CP = "cp" + CONTAINERS.pythons[0].replace(".", "")
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +67,7 @@ def test_builds_run_in_fresh_containers_that_are_removed(
     rc, result = container_farm.build("incontainer==1.0", BUILDER)
     assert rc == 0, json.dumps(result)
     (wheel,) = result["wheels"]
-    assert wheel.startswith("incontainer-1.0-cp311-cp311-")
+    assert wheel.startswith(f"incontainer-1.0-{CP}-{CP}-")
     provenance = json.loads(
         http_get(container_farm.status["index"] + f"incontainer/{wheel}.provenance.json")[1]
     )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import platform
 import pty
 import subprocess
 import sys
@@ -30,6 +31,7 @@ from tests.sdists import (
 )
 from tests.wheels import make_wheel
 from wheelwright.master.farm import Farm
+from wheelwright.master.pools import POOLS, builder_name
 
 pytestmark = pytest.mark.farm
 
@@ -94,7 +96,10 @@ def test_c_extension_package(backends, upstream, tmp_path):
     rc, result = backends.build("cext==1.0")
     assert rc == 0, result
     (wheel,) = result["wheels"]
-    assert wheel.startswith("cext-1.0-cp311-cp311-") and wheel.endswith("linux_x86_64.whl")
+    cp = f"cp{sys.version_info.major}{sys.version_info.minor}"  # the default builder's Python
+    assert wheel.startswith(f"cext-1.0-{cp}-{cp}-") and wheel.endswith(
+        f"linux_{platform.machine()}.whl"
+    )
     assert (
         install_and_run(backends, tmp_path, "cext==1.0", "import cext; print(cext.answer())")
         == "42\n"
@@ -349,8 +354,10 @@ def test_force_form_asks_for_package_and_version(farm):
     fields = set(names(scheduler["all_fields"]))
     assert {"package", "version"} <= fields
     # the tests' farms add the remote aarch64 pool, as an operator would
+    local, remote = POOLS["local"], POOLS["aarch64"]
     assert set(scheduler["builder_names"]) == {
-        f"{arch}-cp{v}" for arch in ("x86_64", "aarch64") for v in ("310", "311", "312", "313")
+        *(builder_name(local.arch, v) for v in local.interpreters()),
+        *(builder_name(remote.arch, v) for v in remote.pythons),
     }
     assert Farm(root=farm.state).pools == ["local"]  # the embedded default: what runs here
 
