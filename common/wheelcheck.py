@@ -119,7 +119,10 @@ def _metadata(
     Requires-Python) must parse and match the file; any other deviation from the core metadata
     spec is returned as a warning, since pip, uv and PyPI accept it (setuptools 56 to 76 write
     License-File under Metadata-Version 2.1, for one)."""
-    raw = wheel.read_dist_info("METADATA").encode()
+    try:
+        raw = wheel.read_dist_info("METADATA").encode()
+    except UnicodeDecodeError as exc:  # installers read it as UTF-8, and so would fail
+        raise WheelRefused(f"{filename}: METADATA is not UTF-8 ({exc.reason})") from None
     try:
         meta = Metadata.from_email(raw, validate=False)
         name, found = meta.name, Version(str(meta.version))

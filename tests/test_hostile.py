@@ -214,25 +214,36 @@ def test_fuzzed_file_names_parse_or_are_refused(filename):
     assert dist.kind in ("wheel", "sdist")
 
 
+HEADER = "Metadata-Version: 2.1\nName: demo\nVersion: 1.0\n"
+
+
 @FUZZ
 @given(
-    metadata=st.binary(max_size=300) | st.text(max_size=300).map(str.encode),
-    filename=st.sampled_from(
-        ["demo-1.0-py3-none-any.whl", "demo-1.0.tar.gz", "../demo-1.0-py3-none-any.whl"]
-    ),
+    metadata=st.binary(max_size=300)
+    | st.text(max_size=300).map(str.encode)
+    # Mostly a true header and fuzzed fields after it: the check reads past the name and version.
+    | st.text(max_size=300).map(lambda rest: (HEADER + rest).encode())
+    | st.lists(
+        st.sampled_from(["Requires-Dist", "Requires-Python", "Provides-Extra", "Summary"]).flatmap(
+            lambda field: st.text(max_size=40).map(lambda value: f"{field}: {value}\n")
+        ),
+        max_size=4,
+    ).map(lambda fields: (HEADER + "".join(fields)).encode()),
 )
-def test_fuzzed_uploads_publish_whole_or_leave_the_index_as_it_was(
-    tmp_path_factory, metadata, filename
-):
+def test_fuzzed_metadata_is_published_whole_or_refused_for_its_metadata(tmp_path_factory, metadata):
+    """A wheel true in every other way (WHEEL, RECORD, its name), its METADATA fuzzed: it reaches
+    the METADATA check, which publishes it whole or refuses it saying what in METADATA is wrong."""
     root = tmp_path_factory.mktemp("index")
     store = IndexStore(root / "index")
-    payload = root / "upload"
-    with zipfile.ZipFile(payload, "w") as zf:
-        zf.writestr("demo-1.0.dist-info/METADATA", metadata)
+    files, dist_info = wheel_files("demo", "1.0")
+    files[f"{dist_info}/METADATA"] = metadata
+    (root / "wheels").mkdir()
+    wheel = write_wheel(root / "wheels" / "demo-1.0-py3-none-any.whl", files, dist_info)
     before = files_under(root / "index")
     try:
-        store.publish(filename, payload, sha256=sha256_of(payload))
-    except PublishError:
+        store.publish(wheel.name, wheel, sha256=sha256_of(wheel))
+    except PublishError as exc:
+        assert "METADATA" in str(exc), str(exc)
         assert files_under(root / "index") == before
         return
     listing = json.loads((store.project_dir("demo") / "index.json").read_text())
@@ -379,6 +390,32 @@ def _duplicate_member(tmp_path: Path) -> Path:
     return path
 
 
+# Each lie, and the words of the check that catches it: a refusal for another reason is a failure.
+REFUSED_FOR = {
+    "METADATA of another project": "METADATA is for other 1.0, not demo 1.0",
+    "no METADATA": "no item named 'demo-1.0.dist-info/METADATA'",
+    "no WHEEL": "no item named 'demo-1.0.dist-info/WHEEL'",
+    "Wheel-Version 2": "WHEEL says Wheel-Version '2.0', not 1.x",
+    "a second .dist-info": "doesn't contain exactly one .dist-info directory",
+    ".dist-info of another project": ".dist-info directory doesn't match wheel filename",
+    ".dist-info of another version": "demo-9.9.dist-info is not for version 1.0",
+    "a .data directory of another project": "other-1.0.data is not this wheel's .data directory",
+    "a file RECORD does not list": "demo.py is not mentioned in RECORD",
+    "a file whose hash is not RECORD's": "hash / size of demo.py didn't match RECORD",
+    "a file whose size is not RECORD's": "hash / size of demo.py didn't match RECORD",
+    "RECORD lists a file that is not there": "RECORD lists gone.py, which the wheel does not contain",
+    "RECORD hashed with md5": "RECORD hashes demo.py with md5",
+    "no RECORD": "Unable to retrieve `RECORD`",
+    "a member path with ..": "member '../evil.py' is a path with an empty, . or .. part",
+    "a member path inside with ..": "member 'demo/../../evil.py' is a path with an empty, . or ..",
+    "an absolute member path": "member '/tmp/evil.py' is an absolute path",
+    "a backslash member path": "is a path with a backslash or NUL",
+    "a symlink member": "member 'demo/link' is not a plain file",
+    "a member twice": "a member name occurs twice",
+    "not a zip": "not a zip file",
+}
+
+
 def test_wheels_that_lie_about_themselves_are_refused(tmp_path):
     store = IndexStore(tmp_path / "index")
     liars = _lying_wheels(tmp_path / "liars")
@@ -390,6 +427,9 @@ def test_wheels_that_lie_about_themselves_are_refused(tmp_path):
         reasons[label] = str(refused.value)
     assert store.projects() == []
     assert files_under(tmp_path / "index") == empty
+    assert set(reasons) == set(REFUSED_FOR)
+    for label, reason in reasons.items():
+        assert REFUSED_FOR[label] in reason, f"{label}: refused for another reason: {reason}"
     honest = make_wheel(tmp_path, "demo", "1.0")
     store.publish(honest.name, honest, sha256=sha256_of(honest))
     print(f"\n{len(liars)} lying wheels tried, {len(liars)} rejected, 0 files published:")
