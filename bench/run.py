@@ -90,7 +90,7 @@ def timings(farm: FarmUnderTest, build: dict) -> dict[str, dict[str, float]]:
 
 
 # The package's own commands: what a bare pip build also spends (the rest is the farm's overhead).
-PACKAGE_OWN = ("wheel: package build", "validate: package install")
+PACKAGE_OWN = ("build_wheel: package build", "validate_install_deps: package install")
 
 
 def overhead_report(total: float, steps: dict[str, dict[str, float]]) -> list[str]:

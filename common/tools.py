@@ -22,7 +22,7 @@ class ToolError(Exception):
         self.details = details
 
 
-# The build frontends a package's settings may choose (workers/wheel.py runs them).
+# The build frontends a package's settings may choose (workers/build_wheel.py runs them).
 FRONTENDS = ("pip", "build")
 
 # The worker's uv cache (the step names it, outside the build directory): wheels from our index,

@@ -12,10 +12,10 @@ from wheelwright.master.changesource import SLICES, UpstreamReleases
 from wheelwright.master.dashboard import NAME as DASHBOARD
 from wheelwright.master.dashboard import make_app
 from wheelwright.master.farm import Farm
+from wheelwright.master.kept import KeptWheelPublisher
 from wheelwright.master.schedulers import make_schedulers
 from wheelwright.master.settingschanges import SettingsChanges
 from wheelwright.master.settingsgit import SettingsFromGit, settings_poller
-from wheelwright.master.staged import KeptWheelPublisher
 from wheelwright.master.webauth import www_auth
 
 

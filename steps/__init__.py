@@ -4,14 +4,14 @@ PrepareSource comes before PrepareBuildEnv: patches may change the build require
 backend's get_requires_for_build_wheel runs in the patched tree.
 """
 
-from wheelwright.steps.buildenv import PrepareBuildEnv
-from wheelwright.steps.download import DownloadSource
-from wheelwright.steps.publish import UpdateIndex
+from wheelwright.steps.build_wheel import BuildWheel
+from wheelwright.steps.download_source import DownloadSource
+from wheelwright.steps.prepare_build_env import PrepareBuildEnv
+from wheelwright.steps.prepare_source import PrepareSource
 from wheelwright.steps.rebuilddiff import RebuildDiff
-from wheelwright.steps.source import PrepareSource
-from wheelwright.steps.validate import ValidateInstallDeps
+from wheelwright.steps.update_index import UpdateIndex
+from wheelwright.steps.validate_install_deps import ValidateInstallDeps
 from wheelwright.steps.verify import VerifyReproducible
-from wheelwright.steps.wheel import BuildWheel
 
 PIPELINE = (
     DownloadSource,

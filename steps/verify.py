@@ -17,8 +17,8 @@ from wheelwright.index.upload import UploadError, add_verification
 from wheelwright.master.farm import UPLOAD_USER
 from wheelwright.master.rebuilddiff import download
 from wheelwright.master.verify import compare
-from wheelwright.steps.publish import MAX_WHEEL_SIZE
 from wheelwright.steps.tool import DIST_DIR, WritesToIndex, count, verifying
+from wheelwright.steps.update_index import MAX_WHEEL_SIZE
 
 
 class VerifyReproducible(WritesToIndex):

@@ -24,7 +24,7 @@ from wheelwright.common.tools import ToolError
 from wheelwright.common.wheelcheck import WheelRefused, check_wheel
 from wheelwright.index.store import IndexStore, PublishError, parse_distribution_filename
 from wheelwright.index.upstream import Sdist, SourceError, download_verified
-from wheelwright.workers import source
+from wheelwright.workers import prepare_source as source
 
 FUZZ = settings(
     max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]

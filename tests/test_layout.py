@@ -57,5 +57,5 @@ def test_nothing_imports_the_command_but_its_entry_point():
 
 def test_the_layout_test_sees_every_folder_and_an_import_across():
     # It reads real imports: workers' tools take the sandbox from common.
-    assert "wheelwright.common.sandbox" in imports_of(TOP / "workers" / "wheel.py")
+    assert "wheelwright.common.sandbox" in imports_of(TOP / "workers" / "build_wheel.py")
     assert {p.name for p in TOP.iterdir() if (p / "__init__.py").exists()} >= set(PACKAGES)

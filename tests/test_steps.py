@@ -47,11 +47,11 @@ from wheelwright.common.tools import RESULT_PREFIX, UV_CACHE
 from wheelwright.index import accounts
 from wheelwright.index.upload import upload
 from wheelwright.index.upstream import SourceError
-from wheelwright.master import sources
+from wheelwright.master import source_archive
 from wheelwright.master.farm import UPLOAD_USER, Farm
+from wheelwright.master.kept import kept_wheels, publish_kept
 from wheelwright.master.provenance import carried_by, is_ours
 from wheelwright.master.settings import settings_for
-from wheelwright.master.staged import kept_wheels, publish_kept
 from wheelwright.steps import (
     BuildWheel,
     DownloadSource,
@@ -60,8 +60,8 @@ from wheelwright.steps import (
     UpdateIndex,
     ValidateInstallDeps,
 )
-from wheelwright.steps.publish import tag_fits
 from wheelwright.steps.tool import WORKER_UV_CACHE, parse_result
+from wheelwright.steps.update_index import tag_fits
 
 WORKER_PYTHON = "/worker/bin/python"
 PASSWORD = "test-password"
@@ -195,7 +195,7 @@ class TestPrepareSource(StepTest):
             ).exit(0),
             shell(
                 tool(
-                    "source",
+                    "prepare_source",
                     "--sdist",
                     "sdist/pkg-1.0.tar.gz",
                     "--dest",
@@ -231,7 +231,7 @@ class TestPrepareSource(StepTest):
             ).exit(0),
             shell(
                 tool(
-                    "source",
+                    "prepare_source",
                     "--sdist",
                     "sdist/pkg-1.0.tar.gz",
                     "--dest",
@@ -280,7 +280,7 @@ class TestParseResult(unittest.TestCase):
 class TestPrepareBuildEnv(StepTest):
     def command(self):
         return tool(
-            "buildenv",
+            "prepare_build_env",
             "--python",
             "/py/bin/python3.11",
             "--src",
@@ -338,7 +338,7 @@ class TestPrepareBuildEnv(StepTest):
 class TestBuildWheel(StepTest):
     def command(self, frontend="build", *extra, wheel_version="1.0"):
         return tool(
-            "wheel",
+            "build_wheel",
             "--python",
             "/py/bin/python3.11",
             "--env-python",
@@ -542,7 +542,7 @@ class TestValidateInstallDeps(StepTest):
         self.expect_commands(
             shell(
                 tool(
-                    "validate",
+                    "validate_install_deps",
                     "install",
                     "--python",
                     "/py/bin/python3.11",
@@ -800,7 +800,7 @@ class TestDownloadSource(StepTest):
     async def test_another_builder_archiving_the_same_sdist_meanwhile_is_no_failure(self):
         sdist = setuptools_sdist(self.farm.root, "raced", "1.0")
         self.upstream.add(sdist)
-        real_find = sources.find_sdist
+        real_find = source_archive.find_sdist
 
         def archived_by_another_builder(index_url, project, version=None):
             if index_url == self.farm.sources_url and not hasattr(
@@ -819,7 +819,7 @@ class TestDownloadSource(StepTest):
         self.expect_commands(*self.expectations(sdist.name))
         self.expect_outcome(result=SUCCESS, state_string="raced-1.0.tar.gz (upstream)")
         self.expect_property("source_url", f"{self.farm.sources_url}raced/raced-1.0.tar.gz")
-        with mock.patch.object(sources, "find_sdist", archived_by_another_builder):
+        with mock.patch.object(source_archive, "find_sdist", archived_by_another_builder):
             await self.run_step()
 
     async def test_a_published_pure_wheel_skips_the_build(self):

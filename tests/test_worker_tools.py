@@ -19,11 +19,11 @@ from wheelwright.common.tools import RESULT_PREFIX, ToolError
 from wheelwright.common.wheelcheck import check_wheel
 from wheelwright.index.upload import upload
 from wheelwright.master.bumps import BumpError, plan_rebuild
-from wheelwright.workers import source
-from wheelwright.workers.buildenv import freeze, install_from_index
+from wheelwright.workers import prepare_source as source
+from wheelwright.workers.build_wheel import check_wheels, retag, source_date_epoch, take_wheels
+from wheelwright.workers.prepare_build_env import freeze, install_from_index
 from wheelwright.workers.tool import create_venv
-from wheelwright.workers.validate import check_tags, install, public
-from wheelwright.workers.wheel import check_wheels, retag, source_date_epoch, take_wheels
+from wheelwright.workers.validate_install_deps import check_tags, install, public
 
 
 def test_an_sdist_of_another_project_or_version_is_refused(tmp_path):
@@ -60,7 +60,7 @@ def test_the_tool_prints_its_error_as_a_result_line(tmp_path):
         [
             sys.executable,
             "-m",
-            "wheelwright.workers.source",
+            "wheelwright.workers.prepare_source",
             "--sdist",
             str(sdist),
             "--dest",

@@ -1,7 +1,7 @@
 """PrepareBuildEnv on the worker: a fresh venv holding the sdist's build requirements, every one
 of them a wheel from our own index.
 
-python -m wheelwright.workers.buildenv --python PY --src src --env env --index URL
+python -m wheelwright.workers.prepare_build_env --python PY --src src --env env --index URL
 
 Build requirements are `build-system.requires` and then what the backend's
 `get_requires_for_build_wheel` asks for; that hook runs the package's own code, so it runs with
@@ -141,7 +141,7 @@ def _check(requirements: list[str]) -> None:
 
 
 def main(argv=None) -> BuildEnvReady:
-    parser = argparse.ArgumentParser(prog="python -m wheelwright.workers.buildenv")
+    parser = argparse.ArgumentParser(prog="python -m wheelwright.workers.prepare_build_env")
     parser.add_argument("--python", required=True, help="the builder's interpreter")
     parser.add_argument("--src", type=Path, required=True)
     parser.add_argument("--env", type=Path, required=True)

@@ -15,7 +15,7 @@ from wheelwright.master.lastgood import ConfigError
 from wheelwright.master.review import queue_for_review
 from wheelwright.master.scan import scanned
 from wheelwright.master.settings import settings_for
-from wheelwright.master.sources import obtain_sdist
+from wheelwright.master.source_archive import obtain_sdist
 from wheelwright.steps.tool import PURE_WHEEL_PUBLISHED, SDIST_DIR, WritesToIndex, verifying
 
 

@@ -24,7 +24,7 @@ class BuildWheel(WheelwrightStep):
         except ConfigError as exc:
             return await self.fail(str(exc))
         result = await self.run_tool(
-            "wheel",
+            "build_wheel",
             WheelsBuilt,
             "--python",
             self.python,

@@ -27,7 +27,7 @@ class PrepareSource(WheelwrightStep):
         if patches:
             await self.addCompleteLog("patches", "".join(f"{p}\n" for p in patches))
         result = await self.run_tool(
-            "source",
+            "prepare_source",
             SourcePrepared,
             "--sdist",
             f"{SDIST_DIR}/{self.getProperty('source_filename')}",

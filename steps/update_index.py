@@ -22,10 +22,10 @@ from wheelwright.index.store import PublishError, parse_distribution_filename
 from wheelwright.index.upload import UploadError, upload
 from wheelwright.master import mirrors
 from wheelwright.master.farm import FORCE_SCHEDULER, UPLOAD_USER
+from wheelwright.master.kept import keep, retryable
 from wheelwright.master.provenance import embed
 from wheelwright.master.review import builds_to_force
-from wheelwright.master.staged import keep, retryable
-from wheelwright.steps.download import report_scan
+from wheelwright.steps.download_source import report_scan
 from wheelwright.steps.tool import DIST_DIR, WritesToIndex, count, publishing
 
 MAX_WHEEL_SIZE = 4 << 30

@@ -1,6 +1,6 @@
 """ValidateInstallDeps on the worker.
 
-python -m wheelwright.workers.validate install --python PY --wheel W --index URL --env DIR [--import M ...]
+python -m wheelwright.workers.validate_install_deps install --python PY --wheel W --index URL --env DIR [--import M ...]
     install the wheel and its dependencies in a fresh venv from our index only, then import it
     (with no network: importing runs the package's code).
 """
@@ -172,7 +172,7 @@ def _undeclared(path: Path) -> dict[str, str]:
 
 
 def main(argv=None) -> Installed:
-    parser = argparse.ArgumentParser(prog="python -m wheelwright.workers.validate")
+    parser = argparse.ArgumentParser(prog="python -m wheelwright.workers.validate_install_deps")
     sub = parser.add_subparsers(dest="command", required=True)
     inst = sub.add_parser("install")
     inst.add_argument("--python", required=True)

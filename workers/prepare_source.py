@@ -1,6 +1,6 @@
 """PrepareSource on the worker: unpack an sdist safely and apply the package's patches.
 
-python -m wheelwright.workers.source --sdist F --dest src --project P --version V [--patches DIR]
+python -m wheelwright.workers.prepare_source --sdist F --dest src --project P --version V [--patches DIR]
 """
 
 from __future__ import annotations
@@ -198,7 +198,7 @@ def apply_patches(src: Path, patches: list[Path]) -> list[str]:
 
 
 def main(argv=None) -> SourcePrepared:
-    parser = argparse.ArgumentParser(prog="python -m wheelwright.workers.source")
+    parser = argparse.ArgumentParser(prog="python -m wheelwright.workers.prepare_source")
     parser.add_argument("--sdist", type=Path, required=True)
     parser.add_argument("--dest", type=Path, required=True)
     parser.add_argument("--project", required=True)

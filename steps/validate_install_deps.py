@@ -102,7 +102,7 @@ class ValidateInstallDeps(WheelwrightStep):
         for wheel in wheels:
             imports = [arg for m in settings.imports for arg in ("--import", m)]
             result = await self.run_tool(
-                "validate",
+                "validate_install_deps",
                 Installed,
                 "install",
                 "--python",

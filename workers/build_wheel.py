@@ -1,7 +1,7 @@
 """BuildWheel on the worker: build the wheel with the network cut off, and record the build
 environment's `pip freeze`.
 
-python -m wheelwright.workers.wheel --python PY --env-python ENVPY --src src --dist dist --project P
+python -m wheelwright.workers.build_wheel --python PY --env-python ENVPY --src src --dist dist --project P
     --version V [--wheel-version V2] [--frontend pip|build] [--build-tag N] [--limits JSON]
 
 The build writes its wheels in a folder of its own; only what is a plain file (no link) and a
@@ -33,7 +33,7 @@ from wheelwright.common.tools import FRONTENDS, ToolError, clean_pip_env
 from wheelwright.common.wheelcheck import WheelRefused, check_wheel
 from wheelwright.common.wheeledit import rewrite
 from wheelwright.workers.tool import activated, pip_command, run, run_tool, timed
-from wheelwright.workers.validate import requires
+from wheelwright.workers.validate_install_deps import requires
 
 
 def build_command(frontend: str, env_python: str, src: Path, out: Path) -> list[str]:
@@ -56,7 +56,7 @@ def build_command(frontend: str, env_python: str, src: Path, out: Path) -> list[
         sys.executable,
         "-I",
         "-m",
-        "wheelwright.workers.wheel",
+        "wheelwright.workers.build_wheel",
         "--pep517",
         "--env-python",
         env_python,
@@ -211,7 +211,7 @@ def build(
 
 
 def main(argv=None) -> WheelsBuilt:
-    parser = argparse.ArgumentParser(prog="python -m wheelwright.workers.wheel")
+    parser = argparse.ArgumentParser(prog="python -m wheelwright.workers.build_wheel")
     parser.add_argument("--python", help="the builder's interpreter")
     parser.add_argument("--env-python", required=True)
     parser.add_argument("--src", type=Path, required=True)

@@ -33,7 +33,7 @@ class PrepareBuildEnv(WheelwrightStep):
 
     async def run(self):
         result = await self.run_tool(
-            "buildenv",
+            "prepare_build_env",
             BuildEnvReady,
             "--python",
             self.python,
