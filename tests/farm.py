@@ -39,9 +39,10 @@ def farm_on(index_host: str, root: Path, **options) -> Farm:
     return Farm(root, index_port=int(index_host.rstrip("/").rsplit(":", 1)[1]), **options)
 
 
-# Whether the running test is marked `farm` (set by conftest for each test): a test that starts a
-# farm unmarked fails, so `pytest -m "not farm"` stays the quick loop it claims to be.
-MARKED_FARM = [False]
+# Whether the running test is marked `farm` (set by conftest for each test; None outside pytest,
+# as in the benchmarks): a test that starts a farm unmarked fails, so `pytest -m "not farm"` stays
+# the quick loop it claims to be.
+MARKED_FARM: list[bool | None] = [None]
 
 
 class FarmUnderTest:
@@ -51,7 +52,7 @@ class FarmUnderTest:
         self.environ = environ or {}
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        if args[:1] == ("up",) and not MARKED_FARM[0]:
+        if args[:1] == ("up",) and MARKED_FARM[0] is False:
             raise AssertionError(
                 "this test starts a farm: mark it @pytest.mark.farm (or its module: pytestmark)"
             )
