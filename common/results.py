@@ -14,11 +14,12 @@ from dataclasses import dataclass, field
 @dataclass(frozen=True)
 class Failure:
     """A tool that failed: why, and what it knows of where (a patch that does not apply, the
-    build requirements our index lacks)."""
+    build requirements our index lacks, the sandbox limit the package's code hit)."""
 
     error: str
     patch: str | None = None
     missing: list[str] = field(default_factory=list)
+    limit: str | None = None
 
 
 @dataclass(frozen=True)

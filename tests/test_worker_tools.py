@@ -14,15 +14,17 @@ from tests.test_hostile import HOSTILE_SDISTS
 from tests.wheels import make_wheel, wheel_files, write_wheel
 from wheelwright.common.files import ZIP_EPOCH
 from wheelwright.common.lookup import published_pure_wheel
-from wheelwright.common.results import Installed
+from wheelwright.common.results import Failure, Installed, from_json
+from wheelwright.common.sandbox import LimitExceeded
 from wheelwright.common.tools import RESULT_PREFIX, ToolError
 from wheelwright.common.wheelcheck import check_wheel
 from wheelwright.index.upload import upload
 from wheelwright.master.bumps import BumpError, plan_rebuild
+from wheelwright.steps.tool import parse_result
 from wheelwright.workers import prepare_source as source
 from wheelwright.workers.build_wheel import check_wheels, retag, source_date_epoch, take_wheels
 from wheelwright.workers.prepare_build_env import freeze, install_from_index
-from wheelwright.workers.tool import create_venv
+from wheelwright.workers.tool import create_venv, run_tool
 from wheelwright.workers.validate_install_deps import check_tags, install, public
 
 
@@ -203,3 +205,24 @@ def test_an_import_of_a_package_the_wheel_does_not_declare_is_reported_not_fatal
     broken = write_wheel(tmp_path / "cext-1.0-py3-none-any.whl", files, dist_info)
     with pytest.raises(ToolError, match="importing _cext failed"):
         install(sys.executable, broken, index_host + "simple/", tmp_path / "env2", [])
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        ToolError("patch 0001-x.patch does not apply", patch="0001-x.patch"),
+        ToolError("build requirement hatchling is not in the index", missing=["hatchling"]),
+        LimitExceeded("a fork bomb was stopped: it hit the process limit", limit="process limit"),
+    ],
+    ids=["patch", "missing", "limit"],
+)
+def test_every_failure_a_tool_raises_is_reported_as_one(tmp_path, monkeypatch, capsys, error):
+    """What a ToolError carries is a field of the Failure the step reads back."""
+    monkeypatch.chdir(tmp_path)
+
+    def failing(argv):
+        raise error
+
+    assert run_tool(failing) == 1
+    report = parse_result(capsys.readouterr().out)
+    assert from_json(Failure, report) == Failure(str(error), **error.details)
