@@ -148,30 +148,31 @@ def farm(tmp_path_factory, upstream):
         yield under_test
 
 
+@contextlib.contextmanager
+def serving_index(top: Path):
+    """Our index host on 127.0.0.1, as a process of its own: its files in top/root, its upload
+    accounts in top/users.json. Yields its URL."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wheelwright.index.server", "--root", str(top / "root"), "--users",
+         str(top / "users.json"), "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        wait_for_port(port)
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
 @pytest.fixture
 def index_host(tmp_path):
     """A real index host on 127.0.0.1; uploads as uploader / s3cret."""
-    port = free_port()
     accounts.add(tmp_path / "users.json", "uploader", "s3cret")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "wheelwright.index.server",
-            "--root",
-            str(tmp_path / "root"),
-            "--users",
-            str(tmp_path / "users.json"),
-            "--port",
-            str(port),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    wait_for_port(port)
-    yield f"http://127.0.0.1:{port}/"
-    proc.terminate()
-    proc.wait()
+    with serving_index(tmp_path) as url:
+        yield url
 
 
 def wheel_index_has(farm, project: str) -> bool:

@@ -18,12 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import build_backends, install_and_run, running_farm
+from tests.conftest import build_backends, install_and_run, running_farm, serving_index
 from tests.crossbar import REALM, crossbar_router
 from tests.farm import DEFAULT_BUILDER, FarmUnderTest
 from tests.indexhosts import PASSWORD, USER, devpi, pypiserver
 from tests.postgres import postgres_server, query
-from tests.sdists import flit_sdist, free_port, wait_for_port
+from tests.sdists import flit_sdist, free_port
 from tests.test_concurrency_e2e import twenty_builds_at_once
 from wheelwright.master.farm import UPLOAD_SECRET, UPLOAD_USER
 
@@ -40,36 +40,15 @@ def database():
 def own_index_host(tmp_path_factory):
     """Our index host as production runs it, on a machine of its own: not started by `up`. Yields
     its URL, where it keeps its files, and the password of the farm's upload account."""
-    top, password, port = (
-        tmp_path_factory.mktemp("index-host"),
-        secrets.token_urlsafe(16),
-        free_port(),
-    )
+    top, password = tmp_path_factory.mktemp("index-host"), secrets.token_urlsafe(16)
     subprocess.run(
         [sys.executable, "-m", "wheelwright.index.accounts", str(top / "users.json"), UPLOAD_USER],
         input=password + "\n",
         text=True,
         check=True,
     )
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "wheelwright.index.server",
-            "--root",
-            str(top / "root"),
-            "--users",
-            str(top / "users.json"),
-            "--port",
-            str(port),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    wait_for_port(port)
-    yield f"http://127.0.0.1:{port}/", top / "root", password
-    proc.terminate()
-    proc.wait()
+    with serving_index(top) as url:
+        yield url, top / "root", password
 
 
 @pytest.fixture(scope="module")
