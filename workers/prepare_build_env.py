@@ -27,11 +27,10 @@ from wheelwright.common.tools import ToolError, clean_pip_env
 from wheelwright.workers.tool import (
     activated,
     create_venv,
+    install_binaries,
     marker_environment,
-    run,
     run_tool,
     timed,
-    uv_pip,
 )
 
 MAX_FREEZE = 256 << 10
@@ -56,18 +55,11 @@ def install_from_index(
     if too_old:
         raise ToolError(f"build requirement {'; '.join(too_old)} is not satisfied by our index")
     with timed("build requirements install"):
-        run(
-            uv_pip(
-                env_python,
-                "install",
-                "--index-url",
-                index_url,
-                "--only-binary",
-                ":all:",
-                *map(str, wanted),
-            ),
-            env=clean_pip_env(),
-            what="installing build requirements from our index",
+        install_binaries(
+            env_python,
+            index_url,
+            *map(str, wanted),
+            description="installing build requirements from our index",
         )
 
 

@@ -111,6 +111,15 @@ def uv_pip(target_python: str, *args: str) -> list[str]:
     return uv_command("pip", *args, "--python", target_python)
 
 
+def install_binaries(env_python: str, index_url: str, *what: str, description: str) -> None:
+    """uv installs `what` into the environment: wheels only, from our index alone."""
+    run(
+        uv_pip(env_python, "install", "--index-url", index_url, "--only-binary", ":all:", *what),
+        env=clean_pip_env(),
+        what=description,
+    )
+
+
 def run(cmd: list[str], *, cwd=None, env=None, what: str, capture: bool = False) -> str:
     """Run cmd, its output going to the step's log (or returned, with capture); a failure is a
     ToolError naming `what`."""

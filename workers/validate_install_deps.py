@@ -22,12 +22,11 @@ from wheelwright.common.results import Installed
 from wheelwright.common.tools import ToolError, clean_pip_env
 from wheelwright.workers.tool import (
     create_venv,
+    install_binaries,
     marker_environment,
-    run,
     run_tool,
     supported_tags,
     timed,
-    uv_pip,
 )
 
 EXTENSION_SUFFIXES = (".py", ".pyc", ".so", ".pyd")
@@ -124,18 +123,11 @@ def install(
 ) -> Installed:
     env_python = create_venv(python, str(env_dir))
     with timed("package install"):
-        run(
-            uv_pip(
-                env_python,
-                "install",
-                "--index-url",
-                index_url,
-                "--only-binary",
-                ":all:",
-                str(wheel.resolve()),
-            ),
-            env=clean_pip_env(),
-            what=f"installing {wheel.name} and its dependencies from our index",
+        install_binaries(
+            env_python,
+            index_url,
+            str(wheel.resolve()),
+            description=f"installing {wheel.name} and its dependencies from our index",
         )
     modules = imports or public(read_wheel(wheel)[1])
     undeclared = {}
