@@ -69,7 +69,7 @@ lint: install
 	$(BIN)/python -m ruff format --check .
 	$(BIN)/python -m ruff check .
 	rm -rf $(TYPECHECK) && mkdir -p $(TYPECHECK)/wheelwright && touch $(TYPECHECK)/wheelwright/__init__.py
-	for d in common master steps workers index; do ln -s $(CURDIR)/$$d $(TYPECHECK)/wheelwright/$$d; done
+	for d in common config master steps workers index; do ln -s $(CURDIR)/$$d $(TYPECHECK)/wheelwright/$$d; done
 	cd $(TYPECHECK) && $(CURDIR)/$(BIN)/python -m mypy --config-file $(CURDIR)/pyproject.toml -p wheelwright
 
 test: system-packages emulation install lint $(SDIST_CACHE)/.done $(SERVICES)/.done

@@ -4,6 +4,7 @@ hashed (files.py), wheel names and our index read (lookup.py), what a wheel must
 and how one is rewritten (wheeledit.py), and the sandbox the package's code runs in (sandbox.py).
 
 The layers, one way: common <- workers (tools on the worker) and common <- index (the index
-host); common, workers' results <- steps (Buildbot steps) <- master (configuration, services,
-the `wheelwright` command). tests/test_layout.py holds the tree to it.
+host); common, index <- master (the services the steps use, the `wheelwright` command) <- steps
+(Buildbot steps) <- config (master.cfg: builders and schedulers from the pool table).
+tests/test_layout.py holds the tree to it.
 """

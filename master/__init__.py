@@ -1,5 +1,5 @@
-"""The master side: master.cfg's assembly of the pool table (pools.py) into workers, builders and
-schedulers (config.py, builders.py, schedulers.py), the services the steps use (settings, review
-queue, source archive, kept wheels, provenance), change sources, the web UI's dashboard, and the
-`wheelwright` command (cli.py over control.py and restclient.py). Holds every credential.
+"""The master side: the farm's settings (farm.py) and pool table (pools.py), the services the steps
+use (settings, review queue, source archive, kept wheels, provenance, the pure-wheel gate), change
+sources, the web UI's dashboard, and the `wheelwright` command (cli.py over control.py and
+restclient.py). Holds every credential. It imports no step: config/ assembles both.
 """

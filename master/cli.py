@@ -46,6 +46,7 @@ from wheelwright.index.upstream import SourceError
 from wheelwright.master import bootstrap, control, rebuilddiff, scan, tls
 from wheelwright.master.bumps import BUMPS
 from wheelwright.master.farm import (
+    BOOTSTRAP_SCHEDULER,
     CLI_SECRET,
     CLI_USER,
     UPLOAD_SECRET,
@@ -57,7 +58,6 @@ from wheelwright.master.pools import POOLS
 from wheelwright.master.provenance import carried_by
 from wheelwright.master.restclient import Api, build_url
 from wheelwright.master.review import ReviewError, decide, pulled_in, read_queue
-from wheelwright.master.schedulers import BOOTSTRAP_SCHEDULER
 from wheelwright.master.webauth import ROLES
 from wheelwright.master.yanks import yank_and_log
 

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from importlib.resources import files
 from pathlib import Path
 
 from wheelwright.index import accounts
@@ -27,7 +28,8 @@ from wheelwright.master.roots import TOOLS_PREFIX, unpack_root, worker_requireme
 from wheelwright.master.settingsgit import clone_settings
 from wheelwright.master.webauth import ROLES
 
-MASTER_CFG = Path(__file__).with_name("master.cfg")
+# The master runs the Buildbot configuration; this module starts it and imports none of it.
+MASTER_CFG = Path(str(files("wheelwright.config") / "master.cfg"))
 
 
 class FarmError(Exception):

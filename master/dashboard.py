@@ -35,7 +35,7 @@ def make_app(farm) -> Flask:
     app = Flask(__name__, root_path=str(Path(__file__).parent))
 
     def api(*path, **kwargs):
-        return app.buildbot_api.dataGet(path, **kwargs)
+        return app.buildbot_api.dataGet(path, **kwargs)  # type: ignore[attr-defined]
 
     def user() -> dict:
         """Who is looking (Buildbot's session cookie, a JWT signed by the master)."""
@@ -61,7 +61,8 @@ def make_app(farm) -> Flask:
         builders = {b["builderid"]: b["name"] for b in api("builders")}
         wheel_builders = sorted(n for n in builders.values() if "-cp" in n)
         latest: dict[tuple[str, str, str], dict] = {}
-        recent, durations = [], {}
+        recent: list[dict] = []
+        durations: dict[str, list[float]] = {}
         for build in api("builds", order=["-buildid"], limit=RECENT, fields=None):
             props = api("builds", build["buildid"], "properties")
             package = props.get("package", [None])[0]
@@ -194,7 +195,7 @@ def make_app(farm) -> Flask:
             held = entry.get("held", [])
             for release in held:
                 scan.approve(farm, release["sha256"], info["email"])
-            scheduler = app.buildbot_api.master.scheduler_manager.namedServices[FORCE_SCHEDULER]
+            scheduler = app.buildbot_api.master.scheduler_manager.namedServices[FORCE_SCHEDULER]  # type: ignore[attr-defined]
             for version in [r["version"] for r in held] or [""]:
                 blockingCallFromThread(
                     reactor,

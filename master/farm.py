@@ -27,6 +27,9 @@ ENVIRONMENT_PREFIX = "WHEELWRIGHT_"
 MASTER_ROLES = ("ui", "builds")
 # The force form (and `wheelwright build`): builds are also forced through it after a review.
 FORCE_SCHEDULER = "build"
+# The forms bootstrap and yank are forced through.
+BOOTSTRAP_SCHEDULER = "bootstrap"
+YANK_SCHEDULER = "yank"
 UPLOAD_USER = "wheelwright"
 UPLOAD_SECRET = "index-upload-password"
 # The account `wheelwright` logs in to the web UI's REST API with (an admin), and its password.
@@ -72,9 +75,9 @@ class Farm:
     container_network: str | None = None
     container_master_host: str | None = None
     # When the index host does not take a wheel: the step's retries (seconds between them), then
-    # the wheel is kept on the master and a service retries it every staged_retry_interval.
+    # the wheel is kept on the master and a service retries it every kept_retry_interval.
     publish_retry_delays: list[float] = field(default_factory=lambda: [2, 10, 30])
-    staged_retry_interval: float = 60
+    kept_retry_interval: float = 60
     # New upstream releases of allow-listed projects start builds: the upstream's changelog
     # (XML-RPC; default: `pypi` beside the upstream's `simple/`), read every poll interval (0: never).
     upstream_changelog: str | None = None
@@ -170,6 +173,7 @@ class Farm:
     secrets_dir = property(lambda self: self.root / "secrets")
     www_users = property(lambda self: self.root / "secrets" / "www-users.json")
     source_cache = property(lambda self: self.root / "master" / "sources")
+    # A build's wheels on their way to the index, and those kept when it could not take them.
     staging_dir = property(lambda self: self.root / "master" / "staging")
     review_queue = property(lambda self: self.root / "review-queue.json")
     # The builds that waited on a project now approved, and what became of them.

@@ -1,6 +1,6 @@
 """Wheels built but not published because the index host could not take them (unreachable, or
 failing): kept on the master beside what publishing them needs, and published by a service of
-the master that retries every `staged_retry_interval` seconds. A kept wheel keeps the provenance
+the master that retries every `kept_retry_interval` seconds. A kept wheel keeps the provenance
 of the build that made it, so the index still traces it to that build."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from twisted.python import log
 
 from wheelwright.common.files import write_atomic
 from wheelwright.index.upload import UploadError, upload
-from wheelwright.master.farm import UPLOAD_SECRET, UPLOAD_USER
+from wheelwright.master.farm import UPLOAD_SECRET, UPLOAD_USER, Farm
 
 MANIFEST_SUFFIX = ".publish.json"
 
@@ -75,7 +75,7 @@ def publish_kept(farm, password: str) -> list[str]:
 
 class KeptWheelPublisher(service.BuildbotService):
     name = "kept-wheel-publisher"
-    farm = None
+    farm: Farm | None = None
 
     def checkConfig(self, farm):
         pass
@@ -97,12 +97,14 @@ class KeptWheelPublisher(service.BuildbotService):
         if self.retry.running:
             await self.retry.stop()
         if self.running and self.farm:
-            self.retry.start(interval=self.farm.staged_retry_interval)
+            self.retry.start(interval=self.farm.kept_retry_interval)
 
     @poll.method
     async def retry(self):
-        if kept_wheels(self.farm.staging_dir):
+        farm = self.farm
+        assert farm is not None  # _schedule starts the retries once the farm is configured
+        if kept_wheels(farm.staging_dir):
             for outcome in await threads.deferToThread(
-                publish_kept, self.farm, self.farm.secret(UPLOAD_SECRET)
+                publish_kept, farm, farm.secret(UPLOAD_SECRET)
             ):
                 log.msg(f"kept wheel {outcome}")

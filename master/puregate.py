@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from packaging.utils import canonicalize_name
 
+# The property of a build that found its pure wheel published by another builder's build.
+PURE_WHEEL_PUBLISHED = "pure_wheel_published_by"
 # A version's key -> the build request that goes first, or OPEN once its wheel is known not pure.
 OPEN = 0
 

@@ -12,7 +12,7 @@ from buildbot.process.results import SKIPPED, SUCCESS, WARNINGS, Results
 
 from wheelwright.master.farm import CLI_SECRET, CLI_USER, FORCE_SCHEDULER, Farm
 from wheelwright.master.pools import POOLS
-from wheelwright.steps.tool import PURE_WHEEL_PUBLISHED
+from wheelwright.master.puregate import PURE_WHEEL_PUBLISHED
 
 
 def build_url(farm: Farm, build: dict) -> str:

@@ -12,11 +12,12 @@ from wheelwright.index.upstream import SourceError
 from wheelwright.master.changesource import SCHEDULER as UPSTREAM_SCHEDULER
 from wheelwright.master.farm import UPLOAD_USER
 from wheelwright.master.lastgood import ConfigError
+from wheelwright.master.puregate import PURE_WHEEL_PUBLISHED
 from wheelwright.master.review import queue_for_review
 from wheelwright.master.scan import scanned
 from wheelwright.master.settings import settings_for
 from wheelwright.master.source_archive import obtain_sdist
-from wheelwright.steps.tool import PURE_WHEEL_PUBLISHED, SDIST_DIR, WritesToIndex, verifying
+from wheelwright.steps.tool import SDIST_DIR, WritesToIndex, verifying
 
 
 async def report_scan(step, scan) -> None:

@@ -17,6 +17,7 @@ from twisted.internet import threads
 from wheelwright.common.results import BadReport, Failure, from_json
 from wheelwright.common.tools import RESULT_PREFIX, UV_CACHE
 from wheelwright.master.farm import UPLOAD_SECRET
+from wheelwright.master.puregate import PURE_WHEEL_PUBLISHED
 
 # Paths on the worker, relative to the builder's workdir.
 SDIST_DIR = "sdist"
@@ -49,9 +50,6 @@ def parse_result(stdout: str) -> dict:
                 else {"error": "the worker-side tool printed a broken result"}
             )
     return {"error": "the worker-side tool printed no result"}
-
-
-PURE_WHEEL_PUBLISHED = "pure_wheel_published_by"
 
 
 def pure_wheel_not_published(step) -> bool:
@@ -147,8 +145,12 @@ class WheelwrightStep(buildstep.ShellMixin, CompositeStepMixin, buildstep.BuildS
     def startStep(self, remote):
         started = time.monotonic()
         done = super().startStep(remote)
-        done.addBoth(lambda result: self.note_time("step", time.monotonic() - started) or result)
-        return done
+
+        def noted(result):
+            self.note_time("step", time.monotonic() - started)
+            return result
+
+        return done.addBoth(noted)
 
     def note_time(self, part: str, seconds: float) -> None:
         """Where this build's time went: the `timings` property, seconds by step and part."""

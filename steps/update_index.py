@@ -99,7 +99,7 @@ class UpdateIndex(WritesToIndex):
                         f"{filename}: sha256 on the master is {actual}, the worker reported {sha256}"
                     )
                 with self.timing("provenance"):
-                    staged = await threads.deferToThread(
+                    stamped = await threads.deferToThread(
                         embed, built, staging, provenance, freeze or ""
                     )
             except (
@@ -115,17 +115,17 @@ class UpdateIndex(WritesToIndex):
                 built.parent.rmdir()
             try:
                 with self.timing("upload"):
-                    entry = await self._upload(staged, provenance, freeze)
+                    entry = await self._upload(stamped, provenance, freeze)
             except UploadError as exc:
                 if retryable(exc):
-                    await threads.deferToThread(keep, staged, provenance, freeze)
+                    await threads.deferToThread(keep, stamped, provenance, freeze)
                     attempts = count(len(self.farm.publish_retry_delays) + 1, "attempt")
                     return await self.fail(
-                        f"not published, kept at {staged}: the master publishes it when the index "
-                        f"takes it (it tries every {self.farm.staged_retry_interval:g} s). "
+                        f"not published, kept at {stamped}: the master publishes it when the index "
+                        f"takes it (it tries every {self.farm.kept_retry_interval:g} s). "
                         f"{attempts}, the last: {exc}"
                     )
-                os.unlink(staged)
+                os.unlink(stamped)
                 if exc.status == 409 and is_pure(filename):
                     # Another builder of the matrix published this pure wheel while we built it.
                     self.descriptionDone = [
@@ -136,10 +136,10 @@ class UpdateIndex(WritesToIndex):
                 return await self.fail(f"not published: {exc}")
             with self.timing("mirrors"):
                 mirrored += [
-                    await threads.deferToThread(mirrors.publish, self.farm, m, staged)
+                    await threads.deferToThread(mirrors.publish, self.farm, m, stamped)
                     for m in mirrors.mirrors_of(self.farm)
                 ]
-            os.unlink(staged)
+            os.unlink(stamped)
             warnings += [
                 f"{filename}: {w}\n"
                 for w in entry.get("provenance", {}).get("metadata_warnings", [])
@@ -191,7 +191,7 @@ class UpdateIndex(WritesToIndex):
                 ),
             )
 
-    async def _upload(self, staged, provenance: dict, freeze: str | None) -> dict:  # type: ignore[return]
+    async def _upload(self, stamped, provenance: dict, freeze: str | None) -> dict:  # type: ignore[return]
         """Upload, retrying while the index host does not answer or fails (the last attempt
         returns or raises)."""
         for delay in [*self.farm.publish_retry_delays, None]:
@@ -201,7 +201,7 @@ class UpdateIndex(WritesToIndex):
                     self.farm.upload_url,
                     UPLOAD_USER,
                     self.upload_password,
-                    staged,
+                    stamped,
                     provenance=provenance,
                     freeze=freeze,
                 )

@@ -14,7 +14,7 @@ import pytest
 # load the farm's modules first, so Buildbot modules that warn on import (buildbot.util.ssl under
 # Twisted 26.10) are already loaded by then, whatever order pytest imports the tests in.
 import wheelwright.master.cli  # noqa: F401  isort: skip
-import wheelwright.master.config  # noqa: F401  isort: skip
+import wheelwright.config.buildmaster  # noqa: F401  isort: skip
 
 from tests.farm import MARKED_FARM, FarmUnderTest, http_get
 from tests.sdists import CACHE, Upstream, free_port, wait_for_port
@@ -107,7 +107,7 @@ def running_farm(
         json.dumps(
             {
                 "publish_retry_delays": [1, 1],
-                "staged_retry_interval": 2,
+                "kept_retry_interval": 2,
                 "upstream_poll_interval": 2,
                 "settings_poll_interval": 0,
                 "build_limits": {

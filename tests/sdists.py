@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import io
+import os
 import socket
 import tarfile
 import textwrap
@@ -270,6 +271,11 @@ class _UpstreamHandler(SimpleHTTPRequestHandler):
 
 
 _HANDED_OUT: set[int] = set()
+# pytest-xdist's processes (-n 2) each take ports of their own remainder, so two never hand out
+# the same port and a test never waits on another process's server. Not port % 2: Linux offers
+# odd ports to bind(0).
+_WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:])
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 
 
 def free_port() -> int:
@@ -279,7 +285,7 @@ def free_port() -> int:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        if port not in _HANDED_OUT:
+        if port not in _HANDED_OUT and port // 2 % _WORKERS == _WORKER:
             _HANDED_OUT.add(port)
             return port
 

@@ -14,8 +14,8 @@ from tests.farm import WHEELWRIGHT
 from tests.indexhosts import PASSWORD, USER, devpi, pypiserver
 from tests.wheels import make_wheel
 from wheelwright.common.files import sha256_of
+from wheelwright.config.buildmaster import assemble
 from wheelwright.master import control, mirrors, tls
-from wheelwright.master.config import assemble
 from wheelwright.master.farm import Farm
 from wheelwright.master.pools import POOLS
 

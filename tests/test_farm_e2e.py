@@ -36,6 +36,22 @@ from wheelwright.master.pools import POOLS, builder_name
 pytestmark = pytest.mark.farm
 
 
+# Built once, by whichever of the tests that read them runs first: each test runs alone too.
+@pytest.fixture(scope="module")
+def purepkg(backends, upstream, tmp_path_factory):
+    sdist = flit_sdist(
+        tmp_path_factory.mktemp("purepkg"), "purepkg", "1.0", code="VALUE = 'pure'\n"
+    )
+    upstream.add(sdist)
+    return backends.build("purepkg==1.0")
+
+
+@pytest.fixture(scope="module")
+def cext(backends, upstream, tmp_path_factory):
+    upstream.add(c_extension_sdist(tmp_path_factory.mktemp("cext"), "cext", "1.0"))
+    return backends.build("cext==1.0")
+
+
 def test_build_backends_build_themselves_into_the_empty_index(backends):
     status, body, ctype = http_get(
         backends.status["index"] + "setuptools/", accept="application/vnd.pypi.simple.v1+json"
@@ -57,9 +73,8 @@ def test_build_backends_build_themselves_into_the_empty_index(backends):
     assert http_get(backends.status["sources"] + "setuptools/setuptools-80.9.0.tar.gz")[0] == 200
 
 
-def test_pure_python_package_installs_from_our_index(backends, upstream, tmp_path):
-    upstream.add(flit_sdist(tmp_path, "purepkg", "1.0", code="VALUE = 'pure'\n"))
-    rc, result = backends.build("purepkg==1.0")
+def test_pure_python_package_installs_from_our_index(backends, purepkg, tmp_path):
+    rc, result = purepkg
     assert rc == 0, result
     (wheel,) = result["wheels"]
     assert wheel.startswith("purepkg-1.0-") and wheel.endswith("-none-any.whl")
@@ -76,7 +91,7 @@ def test_pure_python_package_installs_from_our_index(backends, upstream, tmp_pat
     )
 
 
-def test_index_speaks_pep691_and_serves_core_metadata(backends):
+def test_index_speaks_pep691_and_serves_core_metadata(backends, purepkg):
     index = backends.status["index"]
     status, body, ctype = http_get(index + "purepkg/", accept="application/vnd.pypi.simple.v1+json")
     (entry,) = json.loads(body)["files"]
@@ -91,9 +106,8 @@ def test_index_speaks_pep691_and_serves_core_metadata(backends):
     assert "flit-core==3.12.0" in freeze
 
 
-def test_c_extension_package(backends, upstream, tmp_path):
-    upstream.add(c_extension_sdist(tmp_path, "cext", "1.0"))
-    rc, result = backends.build("cext==1.0")
+def test_c_extension_package(backends, cext, tmp_path):
+    rc, result = cext
     assert rc == 0, result
     (wheel,) = result["wheels"]
     cp = f"cp{sys.version_info.major}{sys.version_info.minor}"  # the default builder's Python
@@ -289,7 +303,7 @@ def test_a_local_build_writes_nothing_outside_its_build_directory_and_leaves_no_
     )
 
 
-def test_rebuild_reuses_the_archive_and_never_overwrites(backends, upstream):
+def test_rebuild_reuses_the_archive_and_never_overwrites(backends, upstream, cext):
     index = backends.status["index"]
     before = json.loads(http_get(index + "cext/", accept="application/vnd.pypi.simple.v1+json")[1])[
         "files"
@@ -305,7 +319,7 @@ def test_rebuild_reuses_the_archive_and_never_overwrites(backends, upstream):
     assert after == before
 
 
-def test_rebuilding_a_published_pure_wheel_says_who_built_it(backends):
+def test_rebuilding_a_published_pure_wheel_says_who_built_it(backends, purepkg):
     rc, result = backends.build("purepkg==1.0")
     assert rc == 0, result
     assert result["wheels"] == [] and "/builds/" in result["pure_wheel_published_by"]

@@ -8,7 +8,7 @@ import pytest
 from buildbot.process.properties import Properties
 from packaging.specifiers import SpecifierSet
 
-from wheelwright.master.builders import container_image
+from wheelwright.config.builders import container_image
 from wheelwright.master.cli import parse_pin
 from wheelwright.master.farm import Farm
 from wheelwright.master.lastgood import ConfigError

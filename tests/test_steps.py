@@ -664,18 +664,18 @@ class TestUpdateIndex(StepTest):
         self.expect_commands(*self.upload_expectations(wheel))
         self.expect_outcome(result=FAILURE)
         await self.run_step()
-        staged = self.farm.staging_dir / str(self.build.buildid) / wheel.name
-        self.assertEqual(kept_wheels(self.farm.staging_dir), [staged])
-        self.assertEqual(carried_by(staged)["build_number"], self.build.number)
+        kept = self.farm.staging_dir / str(self.build.buildid) / wheel.name
+        self.assertEqual(kept_wheels(self.farm.staging_dir), [kept])
+        self.assertEqual(carried_by(kept)["build_number"], self.build.number)
         reason = self.get_nth_step(0).logs["reason"].stdout
         self.assertIn("did not answer", reason)
-        self.assertIn(f"kept at {staged}", reason)
-        kept = staged.read_bytes()
+        self.assertIn(f"kept at {kept}", reason)
+        kept_bytes = kept.read_bytes()
         (outcome,) = publish_kept(reachable, PASSWORD)  # what the master's retry service does
         self.assertTrue(outcome.startswith(f"{wheel.name}: published, made by http"), outcome)
         self.assertEqual(kept_wheels(self.farm.staging_dir), [])
         with urllib.request.urlopen(f"{reachable.index_url}kept/{wheel.name}") as response:
-            self.assertEqual(response.read(), kept)
+            self.assertEqual(response.read(), kept_bytes)
         with urllib.request.urlopen(
             f"{reachable.index_url}kept/{wheel.name}.provenance.json"
         ) as response:

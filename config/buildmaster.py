@@ -6,14 +6,14 @@ from pathlib import Path
 
 from buildbot.plugins import secrets
 
+from wheelwright.config.builders import make_builders, make_workers, master_builders, master_worker
+from wheelwright.config.schedulers import make_schedulers
 from wheelwright.master import tls
-from wheelwright.master.builders import make_builders, make_workers, master_builders, master_worker
 from wheelwright.master.changesource import SLICES, UpstreamReleases
 from wheelwright.master.dashboard import NAME as DASHBOARD
 from wheelwright.master.dashboard import make_app
 from wheelwright.master.farm import Farm
 from wheelwright.master.kept import KeptWheelPublisher
-from wheelwright.master.schedulers import make_schedulers
 from wheelwright.master.settingschanges import SettingsChanges
 from wheelwright.master.settingsgit import SettingsFromGit, settings_poller
 from wheelwright.master.webauth import www_auth

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from buildbot.plugins import util
+from buildbot.schedulers.base import ReconfigurableBaseScheduler
 from buildbot.schedulers.basic import AnyBranchScheduler
 from buildbot.schedulers.forcesched import ForceScheduler, ValidationError
 from buildbot.schedulers.triggerable import Triggerable
@@ -18,14 +19,11 @@ from wheelwright.common.lookup import IndexUnreachable
 from wheelwright.master.bumps import BUMPS, BumpError, plan_rebuild
 from wheelwright.master.changesource import CATEGORY as UPSTREAM_RELEASE
 from wheelwright.master.changesource import SCHEDULER as UPSTREAM_SCHEDULER
-from wheelwright.master.farm import FORCE_SCHEDULER, Farm
+from wheelwright.master.farm import BOOTSTRAP_SCHEDULER, FORCE_SCHEDULER, YANK_SCHEDULER, Farm
 from wheelwright.master.lastgood import ConfigError
 from wheelwright.master.settingschanges import CATEGORY as SETTINGS_CHANGE
 from wheelwright.master.verify import NothingToVerify, plan_verify
 from wheelwright.steps.bootstrap import TRIGGER_PREFIX
-
-BOOTSTRAP_SCHEDULER = "bootstrap"
-YANK_SCHEDULER = "yank"
 
 
 class PackageNameParameter(util.StringParameter):
@@ -49,7 +47,7 @@ class VersionParameter(util.StringParameter):
             raise ValidationError(f"{text!r} is not a valid version (PEP 440)") from None
 
 
-class PackageChanges:
+class PackageChanges(ReconfigurableBaseScheduler):
     """A scheduler mixin: a build of package==version is a change of project `package` at
     revision `version`, as an upstream release is, so that the console and grid views show
     package versions against builders for forced and bootstrap builds too."""
