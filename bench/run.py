@@ -30,8 +30,8 @@ from wheelwright.common.tools import clean_pip_env  # noqa: E402
 from wheelwright.index.store import IndexStore
 from wheelwright.master.bootstrap import Node, lower_bound  # noqa: E402
 from wheelwright.master.changesource import Changelog, releases  # noqa: E402
-from wheelwright.master.restclient import Api  # noqa: E402
 from wheelwright.master.farm import Farm  # noqa: E402
+from wheelwright.master.restclient import Api  # noqa: E402
 from wheelwright.master.upstreamwatch import decide, fetch_page  # noqa: E402
 
 
