@@ -6,19 +6,23 @@ import contextlib
 import hashlib
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 # Zip files cannot say a date before 1980; some sdists (pdm-backend's) date their members 1970.
 ZIP_EPOCH = 315532800
 
 
-def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """path's new content, whole or not at all, from a temporary file of its own (so concurrent
-    writers never share one)."""
+@contextlib.contextmanager
+def atomic_file(path: Path, mode: int = 0o644) -> Iterator[BinaryIO]:
+    """A file to write path's new content to: it becomes path, whole, when the block ends, and
+    nothing does if the block fails. A temporary file of its own, so concurrent writers never
+    share one."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, mode)
@@ -27,6 +31,11 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
+    with atomic_file(path, mode) as f:
+        f.write(data)
 
 
 def sha256_of(path: Path) -> str:

@@ -6,8 +6,6 @@ pypi-simple speaks PEP 691 JSON and falls back to the PEP 503 HTML page.
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +15,8 @@ from packaging.specifiers import SpecifierSet
 from packaging.utils import InvalidSdistFilename, canonicalize_name, parse_sdist_filename
 from packaging.version import InvalidVersion, Version
 from pypi_simple import ACCEPT_JSON_PREFERRED, NoSuchProjectError, PyPISimple
+
+from wheelwright.common.files import atomic_file
 
 SDIST_PREFERENCE = (".tar.gz", ".zip")
 
@@ -114,19 +114,14 @@ def download_verified(
     session = session or requests.Session()
     dest_dir.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
-    fd, tmp = tempfile.mkstemp(dir=dest_dir, prefix=".download-")
-    try:
-        with os.fdopen(fd, "wb") as out, open_on_same_host(session, sdist.url) as response:
-            for block in response.iter_content(1 << 20):
-                digest.update(block)
-                out.write(block)
+    target = dest_dir / sdist.filename
+    with atomic_file(target) as out, open_on_same_host(session, sdist.url) as response:
+        for block in response.iter_content(1 << 20):
+            digest.update(block)
+            out.write(block)
         if digest.hexdigest() != sdist.sha256:
             raise SourceError(
-                f"{sdist.filename}: sha256 mismatch: downloaded {digest.hexdigest()}, the index lists {sdist.sha256}"
+                f"{sdist.filename}: sha256 mismatch: downloaded {digest.hexdigest()}, "
+                f"the index lists {sdist.sha256}"
             )
-        target = dest_dir / sdist.filename
-        os.replace(tmp, target)
-        return target
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    return target

@@ -23,7 +23,7 @@ from string import Template
 import requests
 from packaging.utils import canonicalize_name
 
-from wheelwright.common.files import ZIP_EPOCH
+from wheelwright.common.files import ZIP_EPOCH, atomic_file
 from wheelwright.index.upstream import SourceError, open_on_same_host
 
 MAX_ARCHIVE = 512 << 20
@@ -168,9 +168,8 @@ def _sdist_archive(
         }
     dest_dir.mkdir(parents=True, exist_ok=True)
     path = dest_dir / f"{stem}.tar.gz"
-    part = path.with_name(f".{path.name}.part")
     with (
-        open(part, "wb") as raw,
+        atomic_file(path) as raw,
         gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") as gz,
         tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as out,
     ):
@@ -191,5 +190,4 @@ def _sdist_archive(
             else:
                 info.size = len(data)
                 out.addfile(info, io.BytesIO(data))
-    os.replace(part, path)
     return path
