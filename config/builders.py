@@ -11,6 +11,7 @@ from buildbot.plugins import util, worker
 from buildbot.process.build import Build
 from buildbot.worker.local import LocalWorker
 
+from wheelwright.common.connection import send_at_once
 from wheelwright.master.lastgood import ConfigError
 from wheelwright.master.pools import Pool, builder_name
 from wheelwright.master.puregate import GATE
@@ -47,7 +48,7 @@ def make_workers(farm, pools: list[Pool]) -> list:
             password = util.Secret(f"worker-{name}")
             if pool.kind == "container":
                 workers.append(
-                    worker.DockerLatentWorker(
+                    SendsAtOnceDockerLatentWorker(
                         name,
                         password,
                         docker_host=farm.docker_host,
@@ -69,9 +70,27 @@ def make_workers(farm, pools: list[Pool]) -> list:
                 )
             else:
                 workers.append(
-                    worker.Worker(name, password, max_builds=pool.max_builds, properties=properties)
+                    SendsAtOnceWorker(
+                        name, password, max_builds=pool.max_builds, properties=properties
+                    )
                 )
     return workers
+
+
+class SendsAtOnce:
+    """A worker whose connection sends each message at once (common/connection.py)."""
+
+    def attached(self, conn):
+        send_at_once(conn.mind.broker.transport)
+        return super().attached(conn)  # type: ignore[misc]
+
+
+class SendsAtOnceWorker(SendsAtOnce, worker.Worker):
+    pass
+
+
+class SendsAtOnceDockerLatentWorker(SendsAtOnce, worker.DockerLatentWorker):
+    pass
 
 
 class PackageBuild(Build):

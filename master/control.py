@@ -13,6 +13,7 @@ import time
 from importlib.resources import files
 from pathlib import Path
 
+from wheelwright.common.connection import add_to_tac
 from wheelwright.index import accounts
 from wheelwright.master import emulation, tls
 from wheelwright.master.farm import (
@@ -277,6 +278,7 @@ def remote_worker_script(farm: Farm, pool: Pool, name: str, master: str, passwor
         f"{TOOLS_PREFIX}/bin/pip install {' '.join(worker_requirements())}\n"
         f"{TOOLS_PREFIX}/bin/pip install --no-deps PATH-TO-A-WHEELWRIGHT-CHECKOUT  # the worker-side tools\n"
         f"{trust}{TOOLS_PREFIX}/bin/buildbot-worker {args}\n"
+        f"{TOOLS_PREFIX}/bin/python -m wheelwright.common.connection {basedir}/buildbot.tac\n"
         f"{TOOLS_PREFIX}/bin/buildbot-worker start {basedir}\n"
     )
 
@@ -289,6 +291,7 @@ def _create_worker(farm: Farm, name: str, password: str) -> tuple[Path, bool]:
     )
     existed = tac.exists()
     if existed and f"connection_string = {connection!r}" in tac.read_text():
+        add_to_tac(tac)  # a worker made before the tac had it
         return basedir, False
     create_worker_at(farm, basedir, name, password, f"{farm.host}:{farm.worker_port}")
     return basedir, existed
@@ -299,6 +302,7 @@ def create_worker_at(farm: Farm, basedir: Path, name: str, password: str, master
         tls.install_trust(farm, basedir)
     args = create_worker_args(farm, basedir, name, password, master)
     _run([_bin("buildbot-worker"), *args[:1], "--force", *args[1:]], f"creating worker {name}")
+    add_to_tac(basedir / "buildbot.tac")
 
 
 def start_emulated_workers(

@@ -5,14 +5,19 @@ written to farm.json, the worker port's endpoints, the certificate the farm make
 from __future__ import annotations
 
 import json
+import socket
 import ssl
 import subprocess
+from types import SimpleNamespace
 
 import pytest
+from buildbot_worker.pb import Worker
+from twisted.internet import tcp
 
 from tests.farm import WHEELWRIGHT
 from tests.indexhosts import PASSWORD, USER, devpi, pypiserver
 from tests.wheels import make_wheel
+from wheelwright.common.connection import add_to_tac, worker_sends_at_once
 from wheelwright.common.files import sha256_of
 from wheelwright.config.buildmaster import assemble
 from wheelwright.master import control, mirrors, tls
@@ -120,6 +125,7 @@ def test_worker_create_prints_what_the_other_machine_runs(tmp_path):
         farm, POOLS["aarch64"], "aarch64-1", "farm.example:9989", "pw"
     )
     assert "buildbot-worker==" in script and "BEGIN CERTIFICATE" in script
+    assert "-m wheelwright.common.connection /var/lib/wheelwright/aarch64-1/buildbot.tac" in script
     assert (
         "--connection-string=tls:host=farm.example:port=9989:trustRoots=master-ca /var/lib/wheelwright/aarch64-1 "
         "farm.example:9989 aarch64-1 pw"
@@ -204,3 +210,26 @@ def test_the_operators_certificate_is_used_as_given_and_never_made_again(tmp_pat
     assert tls.server_endpoint(farm).endswith(
         f"privateKey={signed / 'key.pem'}:certKey={signed / 'cert.pem'}"
     )
+
+
+def test_a_workers_connection_to_the_master_sends_each_message_at_once(tmp_path):
+    # The tac the farm makes runs the hook, once however often the farm adds it.
+    control.create_worker_at(Farm(tmp_path), tmp_path / "w", "local-1", "pw", "127.0.0.1:9989")
+    tac = tmp_path / "w" / "buildbot.tac"
+    add_to_tac(tac)
+    assert tac.read_text().count("worker_sends_at_once(s)") == 1
+    compile(tac.read_text(), str(tac), "exec")
+    # The hook, on a real worker service and a real TCP connection.
+    worker = Worker("127.0.0.1", 9989, "local-1", "pw", str(tmp_path / "w"), 600)
+    connected = []
+    worker.bf.gotPerspective = connected.append  # what the factory does next, recorded
+    worker_sends_at_once(worker)
+    with (
+        socket.create_server(("127.0.0.1", 0)) as server,
+        socket.create_connection(server.getsockname()) as sock,
+    ):
+        perspective = SimpleNamespace(broker=SimpleNamespace(transport=tcp.Connection(sock, None)))
+        assert not sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        worker.bf.gotPerspective(perspective)
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+    assert connected == [perspective]
