@@ -25,10 +25,11 @@ class ToolError(Exception):
 # The build frontends a package's settings may choose (workers/build_wheel.py runs them).
 FRONTENDS = ("pip", "build")
 
-# The worker's uv cache (the step names it, outside the build directory): wheels from our index,
-# unpacked once. Builds run strangers' code, so no sandbox can reach it (it binds only folders of
-# the build directory), and uv copies from it (never hard links, which a build could write through).
-UV_CACHE = "WHEELWRIGHT_UV_CACHE"
+# The worker's cache (the step names it, outside the build directory): uv's (wheels from our
+# index, unpacked once) and what each interpreter is (its markers and tags). Builds run strangers'
+# code, so no sandbox can reach it (it binds only folders of the build directory), and uv copies
+# from it (never hard links, which a build could write through).
+WORKER_CACHE = "WHEELWRIGHT_WORKER_CACHE"
 
 
 # The variables a tool passes on from its own environment; every other one (a token in the shell

@@ -15,7 +15,7 @@ from buildbot.steps.worker import CompositeStepMixin
 from twisted.internet import threads
 
 from wheelwright.common.results import BadReport, Failure, from_json
-from wheelwright.common.tools import RESULT_PREFIX, UV_CACHE
+from wheelwright.common.tools import RESULT_PREFIX, WORKER_CACHE
 from wheelwright.master.farm import UPLOAD_SECRET
 from wheelwright.master.puregate import PURE_WHEEL_PUBLISHED
 
@@ -26,8 +26,8 @@ PATCHES_DIR = "patches"
 ENV_DIR = "env"
 DIST_DIR = "dist"
 TEST_ENV_DIR = "test-env"
-# The worker's uv cache, beside its builders' folders (<worker>/<builder>/build is the workdir).
-WORKER_UV_CACHE = "../../uv-cache"
+# The worker's cache, beside its builders' folders (<worker>/<builder>/build is the workdir).
+WORKER_CACHE_DIR = "../../cache"
 
 
 T = typing.TypeVar("T")
@@ -184,7 +184,7 @@ class WheelwrightStep(buildstep.ShellMixin, CompositeStepMixin, buildstep.BuildS
             *args,
         ]
         cmd = await self.makeRemoteShellCommand(
-            collectStdout=True, command=command, env={UV_CACHE: WORKER_UV_CACHE}
+            collectStdout=True, command=command, env={WORKER_CACHE: WORKER_CACHE_DIR}
         )
         await self.runCommand(cmd)
         report = parse_result(cmd.stdout)

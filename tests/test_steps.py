@@ -43,7 +43,7 @@ from wheelwright.common.results import (
     WheelsBuilt,
     to_json,
 )
-from wheelwright.common.tools import RESULT_PREFIX, UV_CACHE
+from wheelwright.common.tools import RESULT_PREFIX, WORKER_CACHE
 from wheelwright.index import accounts
 from wheelwright.index.upload import upload
 from wheelwright.index.upstream import SourceError
@@ -60,7 +60,7 @@ from wheelwright.steps import (
     UpdateIndex,
     ValidateInstallDeps,
 )
-from wheelwright.steps.tool import WORKER_UV_CACHE, parse_result
+from wheelwright.steps.tool import WORKER_CACHE_DIR, parse_result
 from wheelwright.steps.update_index import tag_fits
 
 WORKER_PYTHON = "/worker/bin/python"
@@ -81,13 +81,13 @@ LIMITS = ["--limits", Farm(root=Path("/")).limits.as_json()]
 
 
 def shell(command: list[str]) -> ExpectShell:
-    """A tool's command as our steps send it: no environment printed but the worker's uv cache,
+    """A tool's command as our steps send it: no environment printed but the worker's cache,
     the limits' own timeout."""
     return ExpectShell(
         workdir="build",
         command=command,
         log_environ=False,
-        env={UV_CACHE: WORKER_UV_CACHE},
+        env={WORKER_CACHE: WORKER_CACHE_DIR},
         max_time=Farm(root=Path("/")).limits.wall_seconds + 600,
     )
 

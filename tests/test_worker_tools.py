@@ -7,6 +7,8 @@ import subprocess
 import sys
 
 import pytest
+from packaging.markers import default_environment
+from packaging.tags import sys_tags
 
 from tests.farm import farm_on
 from tests.sdists import setuptools_sdist
@@ -16,7 +18,7 @@ from wheelwright.common.files import ZIP_EPOCH
 from wheelwright.common.lookup import published_pure_wheel
 from wheelwright.common.results import Failure, Installed, from_json
 from wheelwright.common.sandbox import LimitExceeded
-from wheelwright.common.tools import RESULT_PREFIX, ToolError
+from wheelwright.common.tools import RESULT_PREFIX, WORKER_CACHE, ToolError
 from wheelwright.common.wheelcheck import check_wheel
 from wheelwright.index.upload import upload
 from wheelwright.master.bumps import BumpError, plan_rebuild
@@ -24,7 +26,7 @@ from wheelwright.steps.tool import parse_result
 from wheelwright.workers import prepare_source as source
 from wheelwright.workers.build_wheel import check_wheels, retag, source_date_epoch, take_wheels
 from wheelwright.workers.prepare_build_env import freeze, install_from_index
-from wheelwright.workers.tool import create_venv, run_tool
+from wheelwright.workers.tool import create_venv, interpreter_facts, run_tool
 from wheelwright.workers.validate_install_deps import check_tags, install, public
 
 
@@ -226,3 +228,19 @@ def test_every_failure_a_tool_raises_is_reported_as_one(tmp_path, monkeypatch, c
     assert run_tool(failing) == 1
     report = parse_result(capsys.readouterr().out)
     assert from_json(Failure, report) == Failure(str(error), **error.details)
+
+
+def test_an_interpreters_markers_and_tags_are_read_once_until_it_changes(tmp_path, monkeypatch):
+    monkeypatch.setenv(WORKER_CACHE, str(tmp_path / "cache"))
+    starts = tmp_path / "starts"
+    python = tmp_path / "python3"
+    python.write_text(f'#!/bin/sh\necho start >> {starts}\nexec {sys.executable} "$@"\n')
+    python.chmod(0o755)
+    facts = interpreter_facts(str(python))
+    assert facts["markers"] == default_environment()
+    assert facts["tags"] == [str(t) for t in sys_tags()]
+    assert interpreter_facts(str(python)) == facts
+    assert starts.read_text().count("start") == 1  # the second came from the worker's cache
+    python.write_text(python.read_text() + "# upgraded\n")
+    interpreter_facts(str(python))
+    assert starts.read_text().count("start") == 2

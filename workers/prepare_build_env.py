@@ -45,22 +45,28 @@ def install_from_index(
     if not wanted:
         return
     try:
-        missing, too_old = short_of(index_url, wanted)
-    except IndexUnreachable as exc:
-        raise ToolError(str(exc)) from None
-    if missing:
-        raise ToolError(
-            f"build requirement {', '.join(missing)} is not in the index", missing=missing
-        )
-    if too_old:
-        raise ToolError(f"build requirement {'; '.join(too_old)} is not satisfied by our index")
-    with timed("build requirements install"):
-        install_binaries(
-            env_python,
-            index_url,
-            *map(str, wanted),
-            description="installing build requirements from our index",
-        )
+        with timed("build requirements install"):
+            install_binaries(
+                env_python,
+                index_url,
+                *map(str, wanted),
+                description="installing build requirements from our index",
+            )
+    except ToolError:
+        # Asked only when the install failed: which requirement our index lacks (to review).
+        try:
+            missing, too_old = short_of(index_url, wanted)
+        except IndexUnreachable as exc:
+            raise ToolError(str(exc)) from None
+        if missing:
+            raise ToolError(
+                f"build requirement {', '.join(missing)} is not in the index", missing=missing
+            ) from None
+        if too_old:
+            raise ToolError(
+                f"build requirement {'; '.join(too_old)} is not satisfied by our index"
+            ) from None
+        raise
 
 
 def sandboxed_runner(python: str, src: Path, env_dir: Path, limits: sandbox.Limits):

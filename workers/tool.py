@@ -8,6 +8,7 @@ master-side step reads. Workers run strangers' code, so the master re-checks wha
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -16,9 +17,11 @@ import sys
 import tempfile
 import time
 import traceback
+from pathlib import Path
 
+from wheelwright.common.files import write_atomic
 from wheelwright.common.results import Failure, to_json
-from wheelwright.common.tools import RESULT_PREFIX, UV_CACHE, ToolError, clean_pip_env
+from wheelwright.common.tools import RESULT_PREFIX, WORKER_CACHE, ToolError, clean_pip_env
 
 
 def emit(result: dict) -> None:
@@ -89,21 +92,23 @@ def pip_command(target_python: str, *args: str) -> list[str]:
     return [sys.executable, "-m", "pip", "--python", target_python, *args]
 
 
+def worker_cache(kind: str) -> Path | None:
+    """The worker's cache of one kind, when the step names one (common/tools.py WORKER_CACHE)."""
+    top = os.environ.get(WORKER_CACHE)
+    return Path(top).resolve() / kind if top else None
+
+
 def uv_command(*args: str) -> list[str]:
     """uv, which installs into and creates environments in a fraction of pip's time."""
     uv = shutil.which("uv", path=os.path.dirname(sys.executable)) or shutil.which("uv")
     if not uv:
         raise ToolError("uv is not installed beside the worker's tools")
-    cache = os.environ.get(UV_CACHE)
+    cache = worker_cache("uv")
     return [
         uv,
         *args,
         "--no-config",
-        *(
-            ["--cache-dir", os.path.abspath(cache), "--link-mode", "copy"]
-            if cache
-            else ["--no-cache"]
-        ),
+        *(["--cache-dir", str(cache), "--link-mode", "copy"] if cache else ["--no-cache"]),
     ]
 
 
@@ -146,32 +151,60 @@ def create_venv(python: str, env_dir: str) -> str:
     return os.path.join(os.path.abspath(env_dir), "bin", "python")
 
 
-def _packaging_under(python: str, expression: str, what: str):
-    """Evaluate a packaging expression under another interpreter: packaging is pure Python, so the
-    worker's copy runs there with nothing installed."""
+# What an interpreter is, read by the worker's packaging running there (pure Python, so it runs
+# with nothing installed).
+FACTS_SCRIPT = (
+    "import json, sys; sys.path.insert(0, sys.argv[1]); import packaging.markers, packaging.tags; "
+    "print(json.dumps({'markers': packaging.markers.default_environment(), "
+    "'tags': [str(t) for t in packaging.tags.sys_tags()]}))"
+)
+
+
+def interpreter_facts(python: str) -> dict:
+    """Another interpreter's PEP 508 marker values and the wheel tags it installs: read once (a
+    Python start), then kept in the worker's cache under a key that changes with its executable,
+    the C library (manylinux tags) and our packaging."""
     import packaging
 
-    code = (
-        "import json, sys; sys.path.insert(0, sys.argv[1]); import packaging.markers, packaging.tags; "
-        f"print(json.dumps({expression}))"
-    )
+    cache, key = worker_cache("interpreters"), None
+    if cache:
+        real = os.path.realpath(python)
+        stat = os.stat(real)
+        identity = (
+            real,
+            stat.st_ino,
+            stat.st_size,
+            stat.st_mtime_ns,
+            os.confstr("CS_GNU_LIBC_VERSION"),
+            packaging.__version__,
+        )
+        key = cache / f"{hashlib.sha256(repr(identity).encode()).hexdigest()}.json"
+        with contextlib.suppress(OSError, ValueError):
+            return json.loads(key.read_text())
     out = run(
-        [python, "-I", "-S", "-c", code, os.path.dirname(os.path.dirname(packaging.__file__))],
-        what=f"reading the {what} of {python}",
+        [
+            python,
+            "-I",
+            "-S",
+            "-c",
+            FACTS_SCRIPT,
+            os.path.dirname(os.path.dirname(packaging.__file__)),
+        ],
+        what=f"reading the marker environment and wheel tags of {python}",
         capture=True,
     )
-    return json.loads(out)
+    facts = json.loads(out)
+    if key:
+        key.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(key, out.encode())
+    return facts
 
 
 def marker_environment(python: str) -> dict[str, str]:
     """PEP 508 marker values of another interpreter."""
-    return _packaging_under(python, "packaging.markers.default_environment()", "marker environment")
+    return interpreter_facts(python)["markers"]
 
 
 def supported_tags(python: str) -> set[str]:
     """The wheel tags another interpreter installs."""
-    return set(
-        _packaging_under(
-            python, "[str(t) for t in packaging.tags.sys_tags()]", "supported wheel tags"
-        )
-    )
+    return set(interpreter_facts(python)["tags"])
