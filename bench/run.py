@@ -586,6 +586,16 @@ def bench_fromager(work: Path, quick: bool) -> None:
                 f"bootstrap {pin} ({len(plan)} packages) from scratch: farm {ours:.1f} s, fromager {theirs:.1f} s; "
                 f"ratio {verdict(ratio, '<= 0.7x', ratio <= 0.7)}"
             )
+            durations = result["durations_s"]
+            nodes = {
+                p["key"]: Node(p["project"], p["version"], set(p["after"])) for p in result["plan"]
+            }
+            print(
+                f"  the farm's makespan {result['makespan_s']:.1f} s: its {len(durations)} builds "
+                f"took {sum(durations.values()):.1f} s in all ({min(durations.values()):.1f} to "
+                f"{max(durations.values()):.1f} s each); no schedule on two workers beats "
+                f"{lower_bound(durations, nodes, workers=2):.1f} s"
+            )
     finally:
         upstream.close()
 

@@ -21,6 +21,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from build import BuildBackendException, BuildException, ProjectBuilder
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import Version
 from wheel.wheelfile import WheelError
@@ -32,43 +33,31 @@ from wheelwright.common.results import BuiltWheel, WheelsBuilt
 from wheelwright.common.tools import FRONTENDS, ToolError, clean_pip_env
 from wheelwright.common.wheelcheck import WheelRefused, check_wheel
 from wheelwright.common.wheeledit import rewrite
-from wheelwright.workers.tool import activated, pip_command, run, run_tool, timed
+from wheelwright.workers.tool import (
+    activated,
+    pip_command,
+    run,
+    run_tool,
+    sandboxed_hooks,
+    timed,
+)
 from wheelwright.workers.validate_install_deps import requires
 
 
-def build_command(frontend: str, env_python: str, src: Path, out: Path) -> list[str]:
-    if frontend == "pip":
-        # --verbose: the backend's output streams to the log (and counts against its cap) instead
-        # of piling up in pip's memory until the end
-        return pip_command(
-            env_python,
-            "wheel",
-            "--verbose",
-            "--no-deps",
-            "--no-build-isolation",
-            "--no-index",
-            "--wheel-dir",
-            str(out),
-            str(src),
-        )
-    # `build` calls the PEP 517 hooks itself, with the build environment's interpreter.
-    return [
-        sys.executable,
-        "-I",
-        "-m",
-        "wheelwright.workers.build_wheel",
-        "--pep517",
-        "--env-python",
+def pip_wheel_command(env_python: str, src: Path, out: Path) -> list[str]:
+    # --verbose: the backend's output streams to the log (and counts against its cap) instead of
+    # piling up in pip's memory until the end
+    return pip_command(
         env_python,
-        "--src",
-        str(src),
-        "--dist",
+        "wheel",
+        "--verbose",
+        "--no-deps",
+        "--no-build-isolation",
+        "--no-index",
+        "--wheel-dir",
         str(out),
-        "--project",
-        "-",
-        "--version",
-        "0",
-    ]
+        str(src),
+    )
 
 
 def take_wheels(out: Path, dist: Path, project: str, version: str) -> None:
@@ -183,17 +172,32 @@ def build(
     fresh_dir(dist)
     env_dir = Path(env_python).parent.parent
     env = reproducible(activated(clean_pip_env(), env_dir), src)
+    write, what = (
+        [src, out, Path(os.environ["TMPDIR"])],
+        f"building the wheel with {frontend} (no network)",
+    )
     with timed("package build"):
-        sandbox.run(
-            build_command(frontend, env_python, src, out),
-            write=[src, out, Path(os.environ["TMPDIR"])],
-            read=[env_dir],
-            cwd=src,
-            env=env,
-            what=f"building the wheel with {frontend} (no network)",
-            limits=limits,
-            pythons=[python],
-        )
+        if frontend == "pip":
+            sandbox.run(
+                pip_wheel_command(env_python, src, out),
+                write=write,
+                read=[env_dir],
+                cwd=src,
+                env=env,
+                what=what,
+                limits=limits,
+                pythons=[python],
+            )
+        else:  # `build` calls the backend's hook from here: one interpreter in the sandbox
+            runner = sandboxed_hooks(python, env_dir, env, write, what, limits)
+            try:
+                ProjectBuilder(src, python_executable=env_python, runner=runner).build("wheel", out)
+            except BuildBackendException as exc:
+                if isinstance(exc.exception, ToolError):
+                    raise exc.exception from None
+                raise ToolError(f"{what} failed: {exc}") from None
+            except BuildException as exc:
+                raise ToolError(f"{what}: {exc}") from None
     take_wheels(out, dist, project, version)
     shutil.rmtree(out)
     if build_tag:
@@ -222,15 +226,7 @@ def main(argv=None) -> WheelsBuilt:
     parser.add_argument("--frontend", default="build")
     parser.add_argument("--build-tag", type=int, default=0)
     parser.add_argument("--limits", help="the sandbox's limits, as JSON")
-    parser.add_argument("--pep517", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.pep517:
-        from build import ProjectBuilder
-
-        ProjectBuilder(args.src, python_executable=args.env_python).build("wheel", args.dist)
-        return WheelsBuilt(
-            []
-        )  # the hooks' run in the sandbox: the tool around it checks the wheels
     return build(
         args.python or args.env_python,
         args.env_python,

@@ -30,6 +30,7 @@ from wheelwright.workers.tool import (
     install_binaries,
     marker_environment,
     run_tool,
+    sandboxed_hooks,
     timed,
 )
 
@@ -69,26 +70,6 @@ def install_from_index(
         raise
 
 
-def sandboxed_runner(python: str, src: Path, env_dir: Path, limits: sandbox.Limits):
-    """pyproject-hooks' runner: the backend's hooks run in the sandbox, writing only the source
-    tree and the private temporary folder; the build environment is read-only there."""
-
-    def runner(cmd, cwd=None, extra_environ=None):
-        env = {**activated(clean_pip_env(), env_dir), **(extra_environ or {})}
-        sandbox.run(
-            cmd,
-            write=[src, Path(os.environ["TMPDIR"])],
-            read=[env_dir],
-            cwd=Path(cwd or src),
-            env=env,
-            what="the build backend's get_requires_for_build_wheel",
-            limits=limits,
-            pythons=[python],
-        )
-
-    return runner
-
-
 def freeze(env_dir: Path) -> str:
     """The build environment's `pip freeze`, read from its .dist-info folders: no interpreter of
     the environment runs outside the sandbox."""
@@ -106,7 +87,16 @@ def prepare(
     env_python = create_venv(python, str(env_dir))
     try:
         builder = ProjectBuilder(
-            src, python_executable=env_python, runner=sandboxed_runner(python, src, env_dir, limits)
+            src,
+            python_executable=env_python,
+            runner=sandboxed_hooks(
+                python,
+                env_dir,
+                activated(clean_pip_env(), env_dir),
+                [src, Path(os.environ["TMPDIR"])],
+                "the build backend's get_requires_for_build_wheel",
+                limits,
+            ),
         )
         static = sorted(builder.build_system_requires)
     except BuildException as exc:

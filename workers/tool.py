@@ -19,6 +19,7 @@ import time
 import traceback
 from pathlib import Path
 
+from wheelwright.common import sandbox
 from wheelwright.common.files import write_atomic
 from wheelwright.common.results import Failure, to_json
 from wheelwright.common.tools import RESULT_PREFIX, WORKER_CACHE, ToolError, clean_pip_env
@@ -85,6 +86,28 @@ def activated(env: dict[str, str], env_dir) -> dict[str, str]:
         "VIRTUAL_ENV": str(env_dir),
         "PATH": os.path.join(env_dir, "bin") + os.pathsep + env["PATH"],
     }
+
+
+def sandboxed_hooks(
+    python: str, env_dir: Path, env: dict[str, str], write: list[Path], what: str, limits
+):
+    """pyproject-hooks' runner: a backend's hook runs in the sandbox (the hook's own interpreter
+    alone: `build`, the frontend, stays in our tool), writing only `write` and reading the build
+    environment."""
+
+    def runner(cmd, cwd=None, extra_environ=None):
+        sandbox.run(
+            cmd,
+            write=write,
+            read=[env_dir],
+            cwd=Path(cwd or write[0]),
+            env={**env, **(extra_environ or {})},
+            what=what,
+            limits=limits,
+            pythons=[python],
+        )
+
+    return runner
 
 
 def pip_command(target_python: str, *args: str) -> list[str]:
