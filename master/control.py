@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import shlex
 import signal
@@ -14,6 +15,7 @@ from importlib.resources import files
 from pathlib import Path
 
 from wheelwright.common.connection import add_to_tac
+from wheelwright.common.files import write_atomic
 from wheelwright.index import accounts
 from wheelwright.master import emulation, tls
 from wheelwright.master.farm import (
@@ -200,10 +202,13 @@ def start_index(farm: Farm) -> None:
 def start_master(farm: Farm) -> None:
     """Create the master the first time; upgrade and start a stopped one; reconfigure a running one."""
     buildbot, env, log = _bin("buildbot"), master_environment(), farm.master_dir / "twistd.log"
+    tac = farm.master_dir / "buildbot.tac"
+    moved = tac.exists() and _point_at_this_config(tac)
     if _pid_alive(farm.master_dir / "twistd.pid"):
-        _run([buildbot, "reconfig", farm.master_dir], "reconfiguring the master", log=log, env=env)
+        action = ("restart", "restarting") if moved else ("reconfig", "reconfiguring")
+        _run([buildbot, action[0], farm.master_dir], f"{action[1]} the master", log=log, env=env)
         return
-    if not (farm.master_dir / "buildbot.tac").exists():
+    if not tac.exists():
         _run(
             [
                 buildbot,
@@ -222,6 +227,17 @@ def start_master(farm: Farm) -> None:
         _run([buildbot, "upgrade-master", farm.master_dir], "upgrading the master", env=env)
     _run([buildbot, "start", farm.master_dir], "starting the master", log=log, env=env)
     _wait_for_port(farm.host, farm.ui_port, "the master's web UI")
+
+
+def _point_at_this_config(tac: Path) -> bool:
+    """Point a master made by an earlier install (its buildbot.tac names that install's master.cfg)
+    at this one's; whether it had to."""
+    text = tac.read_text()
+    named = re.sub(r"^configfile = .*$", f"configfile = {str(MASTER_CFG)!r}", text, flags=re.M)
+    if named == text:
+        return False
+    write_atomic(tac, named.encode())
+    return True
 
 
 def start_worker(farm: Farm, name: str, password: str) -> None:

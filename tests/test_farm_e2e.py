@@ -30,6 +30,7 @@ from tests.sdists import (
     write_sdist,
 )
 from tests.wheels import make_wheel
+from wheelwright.master.control import MASTER_CFG
 from wheelwright.master.farm import Farm
 from wheelwright.master.pools import POOLS, builder_name
 
@@ -401,7 +402,12 @@ def test_up_again_and_down_then_up_keep_the_farm_working(farm):
     farm.cli("down")
     with pytest.raises(urllib.error.URLError):
         urllib.request.urlopen(farm.status["ui"], timeout=5)
+    # A master made by an earlier install names that install's master.cfg: up points it at ours.
+    tac = farm.state / "master" / "buildbot.tac"
+    ours = tac.read_text()
+    tac.write_text(ours.replace(str(MASTER_CFG), "/gone/wheelwright/master/master.cfg"))
     farm.cli("up")
+    assert tac.read_text() == ours
     rc, result = farm.build("no-such-project==1.0")
     assert rc == 1
     assert "no-such-project is not on" in result["failed_steps"]["download-source"]
