@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 
 import pytest
 from packaging.markers import default_environment
@@ -24,7 +25,13 @@ from wheelwright.index.upload import upload
 from wheelwright.master.bumps import BumpError, plan_rebuild
 from wheelwright.steps.tool import parse_result
 from wheelwright.workers import prepare_source as source
-from wheelwright.workers.build_wheel import check_wheels, retag, source_date_epoch, take_wheels
+from wheelwright.workers.build_wheel import (
+    build,
+    check_wheels,
+    retag,
+    source_date_epoch,
+    take_wheels,
+)
 from wheelwright.workers.prepare_build_env import freeze, install_from_index
 from wheelwright.workers.tool import create_venv, interpreter_facts, run_tool
 from wheelwright.workers.validate_install_deps import check_tags, install, public
@@ -244,3 +251,48 @@ def test_an_interpreters_markers_and_tags_are_read_once_until_it_changes(tmp_pat
     python.write_text(python.read_text() + "# upgraded\n")
     interpreter_facts(str(python))
     assert starts.read_text().count("start") == 2
+
+
+# An in-tree backend whose build_wheel hook, once pyproject-hooks' script has written its report,
+# puts something else in the report's place (at exit, still in the sandbox).
+PLANTING_BACKEND = """\
+import atexit, os, sys
+
+def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
+    report = os.path.join(sys.argv[2], "output.json")
+
+    def plant():
+        os.unlink(report)
+        if KIND == "link":
+            os.symlink(SECRET, report)
+        elif KIND == "fifo":
+            os.mkfifo(report)
+        else:
+            with open(report, "w") as f:
+                f.write('{"return_val": "x.whl", "pad": "' + "x" * (2 << 20) + '"}')
+
+    atexit.register(plant)
+    return "x.whl"
+"""
+
+
+@pytest.mark.parametrize("kind", ["link", "fifo", "huge"])
+def test_a_hook_that_plants_its_report_is_refused_unread(tmp_path, monkeypatch, capsys, kind):
+    secret = tmp_path / "secret.json"  # a JSON file of the worker's, outside the sandbox
+    secret.write_text('{"return_val": "x.whl", "traceback": "THE-SECRET"}')
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "PKG-INFO").write_text("Metadata-Version: 2.1\nName: planter\nVersion: 1.0\n")
+    (src / "pyproject.toml").write_text(
+        '[build-system]\nrequires = []\nbuild-backend = "planter_backend"\nbackend-path = ["."]\n'
+    )
+    (src / "planter_backend.py").write_text(
+        f"KIND = {kind!r}\nSECRET = {str(secret)!r}\n" + PLANTING_BACKEND
+    )
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))  # as the tool has it from its start
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    env_python = create_venv(sys.executable, str(tmp_path / "env"))
+    with pytest.raises(ToolError, match="left a report that is not a plain file of at most 1 MiB"):
+        build(sys.executable, env_python, src, tmp_path / "dist", "planter", "1.0", "build")
+    assert "THE-SECRET" not in capsys.readouterr().out

@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -88,6 +89,9 @@ def activated(env: dict[str, str], env_dir) -> dict[str, str]:
     }
 
 
+MAX_HOOK_REPORT = 1 << 20
+
+
 def sandboxed_hooks(
     python: str, env_dir: Path, env: dict[str, str], write: list[Path], what: str, limits
 ):
@@ -106,6 +110,18 @@ def sandboxed_hooks(
             limits=limits,
             pythons=[python],
         )
+        # pyproject-hooks reads the hook's report (output.json in the folder that is the
+        # command's last argument) here, outside the sandbox, where the package's code could have
+        # left a link to a file of ours, a FIFO to hang on, or gigabytes in its place.
+        try:
+            report = os.lstat(Path(cmd[-1]) / "output.json")
+        except FileNotFoundError:
+            raise ToolError(f"{what}: the backend's hook wrote no report") from None
+        if not stat.S_ISREG(report.st_mode) or report.st_size > MAX_HOOK_REPORT:
+            raise ToolError(
+                f"{what}: the backend's hook left a report that is not a plain file of at most "
+                f"{MAX_HOOK_REPORT >> 20} MiB"
+            )
 
     return runner
 
