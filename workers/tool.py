@@ -208,12 +208,12 @@ def interpreter_facts(python: str) -> dict:
     cache, key = worker_cache("interpreters"), None
     if cache:
         real = os.path.realpath(python)
-        stat = os.stat(real)
+        info = os.stat(real)
         identity = (
             real,
-            stat.st_ino,
-            stat.st_size,
-            stat.st_mtime_ns,
+            info.st_ino,
+            info.st_size,
+            info.st_mtime_ns,
             os.confstr("CS_GNU_LIBC_VERSION"),
             packaging.__version__,
         )
