@@ -9,9 +9,12 @@ SO_KEEPALIVE on this connection; the master's workers and each worker's buildbot
 
 from __future__ import annotations
 
+import stat
 import sys
 from pathlib import Path
 from typing import Any
+
+from wheelwright.common.files import write_atomic
 
 TAC_LINES = (
     "\n# Wheelwright: messages to the master go out at once (wheelwright.common.connection).\n"
@@ -39,8 +42,8 @@ def worker_sends_at_once(worker: Any) -> None:
 
 def add_to_tac(tac: Path) -> None:
     text = tac.read_text()
-    if TAC_LINES not in text:
-        tac.write_text(text + TAC_LINES)
+    if TAC_LINES not in text:  # whole or not at all, and as private as it was: it holds a password
+        write_atomic(tac, (text + TAC_LINES).encode(), mode=stat.S_IMODE(tac.stat().st_mode))
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import secrets
 import shlex
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -236,7 +237,7 @@ def _point_at_this_config(tac: Path) -> bool:
     named = re.sub(r"^configfile = .*$", f"configfile = {str(MASTER_CFG)!r}", text, flags=re.M)
     if named == text:
         return False
-    write_atomic(tac, named.encode())
+    write_atomic(tac, named.encode(), mode=stat.S_IMODE(tac.stat().st_mode))
     return True
 
 
