@@ -276,19 +276,23 @@ def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
 """
 
 
-@pytest.mark.parametrize("kind", ["link", "fifo", "huge"])
-def test_a_hook_that_plants_its_report_is_refused_unread(tmp_path, monkeypatch, capsys, kind):
-    secret = tmp_path / "secret.json"  # a JSON file of the worker's, outside the sandbox
-    secret.write_text('{"return_val": "x.whl", "traceback": "THE-SECRET"}')
-    src = tmp_path / "src"
+def planter_tree(top, backend: str):
+    """A source tree whose in-tree backend is `backend`."""
+    src = top / "src"
     src.mkdir()
     (src / "PKG-INFO").write_text("Metadata-Version: 2.1\nName: planter\nVersion: 1.0\n")
     (src / "pyproject.toml").write_text(
         '[build-system]\nrequires = []\nbuild-backend = "planter_backend"\nbackend-path = ["."]\n'
     )
-    (src / "planter_backend.py").write_text(
-        f"KIND = {kind!r}\nSECRET = {str(secret)!r}\n" + PLANTING_BACKEND
-    )
+    (src / "planter_backend.py").write_text(backend)
+    return src
+
+
+@pytest.mark.parametrize("kind", ["link", "fifo", "huge"])
+def test_a_hook_that_plants_its_report_is_refused_unread(tmp_path, monkeypatch, capsys, kind):
+    secret = tmp_path / "secret.json"  # a JSON file of the worker's, outside the sandbox
+    secret.write_text('{"return_val": "x.whl", "traceback": "THE-SECRET"}')
+    src = planter_tree(tmp_path, f"KIND = {kind!r}\nSECRET = {str(secret)!r}\n" + PLANTING_BACKEND)
     (tmp_path / "tmp").mkdir()
     monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))  # as the tool has it from its start
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
@@ -296,3 +300,15 @@ def test_a_hook_that_plants_its_report_is_refused_unread(tmp_path, monkeypatch, 
     with pytest.raises(ToolError, match="left a report that is not a plain file of at most 1 MiB"):
         build(sys.executable, env_python, src, tmp_path / "dist", "planter", "1.0", "build")
     assert "THE-SECRET" not in capsys.readouterr().out
+
+
+def test_a_pyproject_an_earlier_hook_replaced_with_a_fifo_is_refused_unread(tmp_path, monkeypatch):
+    # get_requires_for_build_wheel could write the tree; build-wheel reads pyproject.toml outside.
+    src = planter_tree(tmp_path, PLANTING_BACKEND)
+    (src / "pyproject.toml").unlink()
+    os.mkfifo(src / "pyproject.toml")
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
+    env_python = create_venv(sys.executable, str(tmp_path / "env"))
+    with pytest.raises(ToolError, match="pyproject.toml is not a plain file of at most 1 MiB"):
+        build(sys.executable, env_python, src, tmp_path / "dist", "planter", "1.0", "build")

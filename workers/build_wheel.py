@@ -35,6 +35,7 @@ from wheelwright.common.wheelcheck import WheelRefused, check_wheel
 from wheelwright.common.wheeledit import rewrite
 from wheelwright.workers.tool import (
     activated,
+    check_plain_file,
     pip_command,
     run,
     run_tool,
@@ -42,6 +43,8 @@ from wheelwright.workers.tool import (
     timed,
 )
 from wheelwright.workers.validate_install_deps import requires
+
+MAX_PYPROJECT = 1 << 20
 
 
 def pip_wheel_command(env_python: str, src: Path, out: Path) -> list[str]:
@@ -189,6 +192,9 @@ def build(
                 pythons=[python],
             )
         else:  # `build` calls the backend's hook from here: one interpreter in the sandbox
+            pyproject = src / "pyproject.toml"  # the last step's hook could write the tree
+            if os.path.lexists(pyproject):
+                check_plain_file(pyproject, MAX_PYPROJECT, f"{what}: pyproject.toml")
             runner = sandboxed_hooks(python, env_dir, env, write, what, limits)
             try:
                 ProjectBuilder(src, python_executable=env_python, runner=runner).build("wheel", out)

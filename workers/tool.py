@@ -111,19 +111,22 @@ def sandboxed_hooks(
             pythons=[python],
         )
         # pyproject-hooks reads the hook's report (output.json in the folder that is the
-        # command's last argument) here, outside the sandbox, where the package's code could have
-        # left a link to a file of ours, a FIFO to hang on, or gigabytes in its place.
-        try:
-            report = os.lstat(Path(cmd[-1]) / "output.json")
-        except FileNotFoundError:
-            raise ToolError(f"{what}: the backend's hook wrote no report") from None
-        if not stat.S_ISREG(report.st_mode) or report.st_size > MAX_HOOK_REPORT:
-            raise ToolError(
-                f"{what}: the backend's hook left a report that is not a plain file of at most "
-                f"{MAX_HOOK_REPORT >> 20} MiB"
-            )
+        # command's last argument) here, outside the sandbox.
+        report = Path(cmd[-1]) / "output.json"
+        if not os.path.lexists(report):
+            raise ToolError(f"{what}: the backend's hook wrote no report")
+        check_plain_file(report, MAX_HOOK_REPORT, f"{what}: the backend's hook left a report that")
 
     return runner
+
+
+def check_plain_file(path: Path, limit: int, what: str) -> None:
+    """A file the package's code could have replaced is read outside the sandbox only when it is
+    a plain file of at most limit bytes: not a link to a file of ours, a FIFO to hang on, or
+    gigabytes."""
+    info = os.lstat(path)
+    if not stat.S_ISREG(info.st_mode) or info.st_size > limit:
+        raise ToolError(f"{what} is not a plain file of at most {limit >> 20} MiB")
 
 
 def pip_command(target_python: str, *args: str) -> list[str]:
