@@ -216,6 +216,23 @@ def test_an_import_of_a_package_the_wheel_does_not_declare_is_reported_not_fatal
         install(sys.executable, broken, index_host + "simple/", tmp_path / "env2", [])
 
 
+def test_an_import_report_the_package_replaced_with_a_fifo_is_refused_unread(index_host, tmp_path):
+    # At exit, after the import script wrote its report, the package's code puts a FIFO there.
+    files, dist_info = wheel_files("fifoer", "1.0")
+    files["fifoer.py"] = (
+        "import atexit, os\n"
+        "def plant():\n"
+        "    os.unlink('undeclared.json')\n"
+        "    os.mkfifo('undeclared.json')\n"
+        "atexit.register(plant)\n"
+    )
+    wheel = write_wheel(tmp_path / "fifoer-1.0-py3-none-any.whl", files, dist_info)
+    with pytest.raises(
+        ToolError, match="import test's report is not a plain file of at most 1 MiB"
+    ):
+        install(sys.executable, wheel, index_host + "simple/", tmp_path / "env", [])
+
+
 @pytest.mark.parametrize(
     "error",
     [

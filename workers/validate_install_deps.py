@@ -21,6 +21,7 @@ from wheelwright.common import sandbox
 from wheelwright.common.results import Installed
 from wheelwright.common.tools import ToolError, clean_pip_env
 from wheelwright.workers.tool import (
+    check_plain_file,
     create_venv,
     install_binaries,
     marker_environment,
@@ -148,12 +149,16 @@ def install(
     return Installed(imported=[m for m in modules if m not in undeclared], undeclared=undeclared)
 
 
+MAX_IMPORT_REPORT = 1 << 20
+
+
 def _undeclared(path: Path) -> dict[str, str]:
     """What the import script reported (the package's code ran beside it: read with care)."""
+    if not os.path.lexists(path):
+        raise ToolError("the import test left no readable report")
+    check_plain_file(path, MAX_IMPORT_REPORT, "the import test's report")
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-        with os.fdopen(fd) as fp:
-            found = json.loads(fp.read(1 << 16))
+        found = json.loads(path.read_bytes())
     except (OSError, ValueError):
         raise ToolError("the import test left no readable report") from None
     if not isinstance(found, dict) or not all(
