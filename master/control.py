@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
@@ -107,12 +108,13 @@ def _wait_for_port(host: str, port: int, what: str, timeout: float = 30) -> None
 
 
 def _pid_alive(pidfile: Path) -> int | None:
+    """The PID in pidfile if that process runs (a zombie has ended: no init may reap it)."""
     try:
         pid = int(pidfile.read_text())
-        os.kill(pid, 0)
-        return pid
-    except (FileNotFoundError, ValueError, ProcessLookupError):
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except (FileNotFoundError, ValueError, IndexError):
         return None
+    return None if state in ("Z", "X") else pid
 
 
 def up(farm: Farm) -> list[str]:
@@ -139,13 +141,9 @@ def up(farm: Farm) -> list[str]:
     new_certificate = farm.worker_tls and tls.ensure_certificate(farm)
     if not farm.index_host:
         start_index(farm)
-    if new_certificate and _pid_alive(farm.master_dir / "twistd.pid"):
-        # A listening port keeps the certificate it started with.
-        _run(
-            [_bin("buildbot"), "stop", farm.master_dir],
-            "stopping the master",
-            env=master_environment(),
-        )
+    # A listening port keeps the certificate it started with.
+    if new_certificate and not _stop_pid(farm.master_dir / "twistd.pid"):
+        raise FarmError("the master did not stop, even killed, to take its new certificate")
     start_master(farm)
     said: list[str] = []
     if "builds" not in farm.roles:  # the masters that run builds run the workers
@@ -368,33 +366,39 @@ def _log_has(log: Path, offset: int, text: bytes) -> bool:
         return False
 
 
-def _stop_pid(pidfile: Path, timeout: float = 60) -> None:
+def _ended(pidfile: Path, pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while _pid_alive(pidfile) == pid:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
+
+
+def _stop_pid(pidfile: Path, timeout: float = 60) -> bool:
+    """SIGTERM the process in pidfile, SIGKILL it if it outlives timeout; whether it ended."""
     pid = _pid_alive(pidfile)
     if not pid:
-        return
+        return True
     os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while _pid_alive(pidfile):
-        if time.monotonic() > deadline:
+    if not _ended(pidfile, pid, timeout):
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-            deadline = float("inf")
-        time.sleep(0.2)
-    pidfile.unlink()
+        if not _ended(pidfile, pid, 10):
+            return False
+    pidfile.unlink(missing_ok=True)
+    return True
 
 
-def down(farm: Farm) -> None:
+def down(farm: Farm, patience: float = 60) -> None:
+    """Stop the master first, while its workers are attached: it stops its builds and waits for
+    them (a worker gone while a build starts leaves Buildbot waiting for that build for ever);
+    then the workers and the index host. Whatever does not end within patience (s) is killed."""
+    pidfiles = [farm.master_dir / "twistd.pid"]
     for basedir in sorted(farm.workers_dir.glob("*/")) if farm.workers_dir.exists() else []:
-        if _pid_alive(basedir / "twistd.pid"):
-            _run([_bin("buildbot-worker"), "stop", basedir], f"stopping worker {basedir.name}")
         # Emulated workers run in a PID namespace of their own: their pidfile holds the host's PID.
-        _stop_pid(basedir / emulation.PIDFILE)
-    if _pid_alive(farm.master_dir / "twistd.pid"):
-        _run(
-            [_bin("buildbot"), "stop", farm.master_dir],
-            "stopping the master",
-            env=master_environment(),
-        )
-    pid = _pid_alive(farm.index_dir / "index.pid")
-    if pid:
-        os.kill(pid, signal.SIGTERM)
-        (farm.index_dir / "index.pid").unlink()
+        pidfiles += [basedir / "twistd.pid", basedir / emulation.PIDFILE]
+    pidfiles.append(farm.index_dir / "index.pid")
+    left = [str(pidfile) for pidfile in pidfiles if not _stop_pid(pidfile, patience)]
+    if left:
+        raise FarmError(f"these processes did not end, even killed: {', '.join(left)}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import functools
 import hashlib
 import io
@@ -171,7 +172,7 @@ class Listener:
 class Upstream:
     """An index on 127.0.0.1 that the farm downloads sdists from: its files served as they lie,
     project pages as PEP 691 JSON or PEP 503 HTML with an ETag that conditional requests are
-    answered by (counted: full pages sent, 304s), and beside `simple/` the changelog that PyPI's
+    answered by (counted: full pages sent, 304s, looks at each page), and beside `simple/` the changelog that PyPI's
     mirroring API serves (XML-RPC at `pypi`), an event for each sdist added; with changelog=False
     that answers 405, as PyPI's CDN does to XML-RPC."""
 
@@ -183,6 +184,7 @@ class Upstream:
         self.requests = 0
         self.full_pages = 0
         self.not_modified = 0
+        self.page_looks: collections.Counter[str] = collections.Counter()  # by page path
         self.server = ThreadingHTTPServer(
             ("127.0.0.1", port), functools.partial(_UpstreamHandler, self, root)
         )
@@ -226,6 +228,7 @@ class _UpstreamHandler(SimpleHTTPRequestHandler):
         if not (self.path.endswith("/") and (page / "index.html").is_file()):
             super().do_GET()
             return
+        self.upstream.page_looks[self.path] += 1
         json_page = (
             "application/vnd.pypi.simple.v1+json" in self.headers.get("Accept", "")
             and (page / "index.json").is_file()

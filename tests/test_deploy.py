@@ -5,9 +5,11 @@ written to farm.json, the worker port's endpoints, the certificate the farm make
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import ssl
 import subprocess
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -234,3 +236,53 @@ def test_a_workers_connection_to_the_master_sends_each_message_at_once(tmp_path)
         worker.bf.gotPerspective(perspective)
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
     assert connected == [perspective]
+
+
+# A process that writes its PID to its pidfile once its SIGTERM handler is set, and on SIGTERM
+# notes whether the master's process was still there.
+STOPPABLE = """
+import os, signal, sys, time
+pidfile, master, ignores = sys.argv[1], sys.argv[2], sys.argv[3] == "ignores"
+def stopped(*_):
+    try:
+        os.kill(int(open(master).read()), 0)
+        seen = "master running"
+    except (FileNotFoundError, ProcessLookupError):
+        seen = "master gone"
+    with open(pidfile + ".seen", "w") as out:
+        out.write(seen)
+    sys.exit(0)
+signal.signal(signal.SIGTERM, signal.SIG_IGN if ignores else stopped)
+with open(pidfile + ".tmp", "w") as out:
+    out.write(str(os.getpid()))
+os.rename(pidfile + ".tmp", pidfile)
+time.sleep(600)
+"""
+
+
+def test_down_stops_the_master_before_its_workers_and_kills_what_ignores_sigterm(tmp_path):
+    # A master waiting for ever for a build (Buildbot's, when a worker left as the build started)
+    # ignores SIGTERM: down kills it, and stops the workers and the index host all the same.
+    farm = Farm(tmp_path)
+    master = farm.master_dir / "twistd.pid"
+    worker = farm.workers_dir / "local-1" / "twistd.pid"
+    index = farm.index_dir / "index.pid"
+    procs = []
+    try:
+        for pidfile, ignores in ((master, "ignores"), (worker, "stops"), (index, "stops")):
+            pidfile.parent.mkdir(parents=True)
+            procs.append(
+                subprocess.Popen(["python3", "-c", STOPPABLE, str(pidfile), str(master), ignores])
+            )
+        for pidfile in (master, worker, index):
+            deadline = time.monotonic() + 30
+            while not pidfile.exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
+        control.down(farm, patience=1)
+        assert [proc.wait(timeout=10) for proc in procs] == [-signal.SIGKILL, 0, 0]
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+    assert (worker.parent / "twistd.pid.seen").read_text() == "master gone"
+    assert not any(pidfile.exists() for pidfile in (master, worker, index))

@@ -84,7 +84,8 @@ def test_a_malicious_release_is_held_for_review_and_an_approval_lets_it_through(
         upstream.add(setuptools_sdist(tmp_path, name, "0.9"))
     with open(farm.state / "allowlist.txt", "a") as allowlist:
         allowlist.write("hijacked\nhonest\n")
-    time.sleep(4)  # their first look: history
+    # their first look (history) is taken once a second look has begun
+    wait_for(lambda: all(upstream.page_looks[f"/simple/{n}/"] >= 2 for n in ("hijacked", "honest")))
     upstream.add(malicious_sdist(tmp_path, "hijacked", "1.0"))
     upstream.add(setuptools_sdist(tmp_path, "honest", "1.0"))
     wait_for(lambda: wheel_index_has(farm, "honest"))
