@@ -13,6 +13,7 @@ import time
 from types import SimpleNamespace
 
 import pytest
+from buildbot.db.enginestrategy import create_engine as buildbot_engine
 from buildbot_worker.pb import Worker
 from twisted.internet import tcp
 
@@ -23,6 +24,7 @@ from wheelwright.common.connection import add_to_tac, worker_sends_at_once
 from wheelwright.common.files import sha256_of
 from wheelwright.config.buildmaster import assemble
 from wheelwright.master import control, mirrors, tls
+from wheelwright.master.database import relax_sqlite_commits
 from wheelwright.master.farm import Farm
 from wheelwright.master.pools import POOLS
 
@@ -286,3 +288,20 @@ def test_down_stops_the_master_before_its_workers_and_kills_what_ignores_sigterm
             proc.wait()
     assert (worker.parent / "twistd.pid.seen").read_text() == "master gone"
     assert not any(pidfile.exists() for pidfile in (master, worker, index))
+
+
+def test_the_masters_sqlite_commits_without_an_fsync_and_keeps_its_wal(tmp_path):
+    # Buildbot's engine for the embedded database: a connection per transaction (NullPool).
+    relax_sqlite_commits()
+    engine = buildbot_engine("sqlite:///state.sqlite", basedir=str(tmp_path))
+    with engine.begin() as conn:
+        conn.exec_driver_sql("create table builds (number integer)")
+    for number in range(3):
+        with engine.begin() as conn:
+            conn.exec_driver_sql("insert into builds values (?)", (number,))
+            assert conn.exec_driver_sql("pragma synchronous").scalar() == 1  # NORMAL, not FULL
+    # The last connection closed: without one kept open, SQLite checkpointed (fsyncs) and deleted
+    # the WAL.
+    assert (tmp_path / "state.sqlite-wal").stat().st_size > 0
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("select count(*) from builds").scalar() == 3
