@@ -67,7 +67,7 @@ def publishing(step) -> bool:
 
 
 class WheelwrightStep(buildstep.ShellMixin, CompositeStepMixin, buildstep.BuildStep):
-    """A pipeline stage: runs `python -m wheelwright.workers.<tool>` on the worker."""
+    """A pipeline stage: runs wheelwright.workers.<tool> on the worker."""
 
     haltOnFailure = True
     flunkOnFailure = True
@@ -175,11 +175,14 @@ class WheelwrightStep(buildstep.ShellMixin, CompositeStepMixin, buildstep.BuildS
     async def run_tool(self, tool: str, kind: type[T], *args: str) -> T | Failure:
         """Run wheelwright.workers.<tool> on the worker; its report, checked to be a `kind`."""
         # -I: the working directory (the build's) is not on sys.path, nor anything from the
-        # environment; the package's code cannot plant a module our tool would import.
+        # environment; the package's code cannot plant a module our tool would import. The tool
+        # runs in a fork of the worker's tool server (workers/toolserver.py), which has its
+        # imports done.
         command = [
             self.getProperty("worker_python", "python3"),
             "-I",
             "-m",
+            "wheelwright.workers.call",
             f"wheelwright.workers.{tool}",
             *args,
         ]

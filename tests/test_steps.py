@@ -74,7 +74,14 @@ def result_line(result) -> str:
 
 
 def tool(name: str, *args: str) -> list[str]:
-    return [WORKER_PYTHON, "-I", "-m", f"wheelwright.workers.{name}", *args]
+    return [
+        WORKER_PYTHON,
+        "-I",
+        "-m",
+        "wheelwright.workers.call",
+        f"wheelwright.workers.{name}",
+        *args,
+    ]
 
 
 LIMITS = ["--limits", Farm(root=Path("/")).limits.as_json()]

@@ -1,0 +1,164 @@
+"""The worker's tool server (workers/toolserver.py, workers/call.py), with real processes: a call
+answers as the tool alone would, goes through the server once one runs, kills the tool when the
+caller is killed, and the server leaves with its worker and is out of the sandbox's reach."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.sdists import setuptools_sdist
+from wheelwright.common.tools import RESULT_PREFIX, WORKER_CACHE
+
+CALL = [sys.executable, "-I", "-m", "wheelwright.workers.call"]
+
+
+def servers_of(cache: Path) -> list[int]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"wheelwright.workers.toolserver" in argv and str(cache / "tools").encode() in argv:
+            found.append(int(proc.name))
+    return found
+
+
+@pytest.fixture
+def cache(tmp_path):
+    cache = tmp_path / "cache"
+    yield cache
+    for pid in servers_of(cache):  # this test process is their worker: it outlives them
+        os.kill(pid, signal.SIGKILL)
+
+
+def call(cache: Path, cwd: Path, *argv: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*CALL, *argv],
+        cwd=cwd,
+        env={**os.environ, WORKER_CACHE: str(cache)},
+        capture_output=True,
+        text=True,
+        **kwargs,
+    )
+
+
+def unpack(cache: Path, tmp_path: Path, dest: str, **kwargs) -> subprocess.CompletedProcess:
+    sdist = setuptools_sdist(tmp_path, "served", "1.0")
+    return call(
+        cache,
+        tmp_path,
+        "wheelwright.workers.prepare_source",
+        *("--sdist", str(sdist), "--dest", str(tmp_path / dest)),
+        *("--project", "served", "--version", "1.0"),
+        **kwargs,
+    )
+
+
+def result(proc: subprocess.CompletedProcess) -> dict:
+    last = proc.stdout.splitlines()[-1]
+    assert last.startswith(RESULT_PREFIX), proc.stdout + proc.stderr
+    report = json.loads(last[len(RESULT_PREFIX) :])
+    report.pop("timings")
+    return report
+
+
+def test_a_call_goes_through_the_server_and_answers_as_the_tool_alone(cache, tmp_path):
+    first = unpack(cache, tmp_path, "one")
+    assert first.returncode == 0 and (tmp_path / "one" / "served.py").is_file()
+    (server,) = servers_of(cache)
+    # The next call is the server's: stopped, it keeps the call waiting; going on, it answers.
+    os.kill(server, signal.SIGSTOP)
+    try:
+        with pytest.raises(subprocess.TimeoutExpired):
+            unpack(cache, tmp_path, "two", timeout=3)
+    finally:
+        os.kill(server, signal.SIGCONT)
+    second = unpack(cache, tmp_path, "three")
+    assert second.returncode == 0 and result(second) == {
+        **result(first),
+        "src": str(tmp_path / "three"),
+    }
+    # A failing tool's exit code, stderr and result line come back through the server as well.
+    refused = call(cache, tmp_path, "wheelwright.workers.prepare_source", "--sdist", "x")
+    assert refused.returncode == 2 and "the following arguments are required" in refused.stderr
+    assert servers_of(cache) == [server]
+
+
+# A backend whose get_requires_for_build_wheel never ends, saying so every tenth of a second;
+# it also says whether it can see the tool server's folder.
+ENDLESS_BACKEND = """\
+import os, time
+
+def get_requires_for_build_wheel(config_settings=None):
+    with open("reach", "w") as out:
+        out.write(str(os.path.exists(TOOLS)))
+    while True:
+        with open("alive.tmp", "w") as out:
+            out.write(str(time.time()))
+        os.replace("alive.tmp", "alive")
+        time.sleep(0.1)
+"""
+
+
+def test_a_killed_caller_takes_its_tool_and_sandbox_with_it_and_the_server_is_out_of_reach(
+    cache, tmp_path
+):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "pyproject.toml").write_text(
+        '[build-system]\nrequires = []\nbuild-backend = "endless"\nbackend-path = ["."]\n'
+    )
+    (src / "endless.py").write_text(f"TOOLS = {str(cache / 'tools')!r}\n" + ENDLESS_BACKEND)
+    assert unpack(cache, tmp_path, "warm").returncode == 0  # the server runs
+    caller = subprocess.Popen(
+        [
+            *CALL,
+            "wheelwright.workers.prepare_build_env",
+            *("--python", sys.executable, "--src", str(src), "--env", str(tmp_path / "env")),
+            *("--index", "http://127.0.0.1:9/simple/"),  # never asked: nothing is required
+        ],
+        stdout=subprocess.DEVNULL,
+        env={**os.environ, WORKER_CACHE: str(cache)},
+        cwd=tmp_path,
+    )
+    deadline = time.monotonic() + 60
+    while not (src / "alive").exists():
+        assert time.monotonic() < deadline and caller.poll() is None, "the hook never ran"
+        time.sleep(0.1)
+    assert (src / "reach").read_text() == "False"
+    caller.kill()
+    caller.wait()
+    time.sleep(3)
+    last = (src / "alive").read_text()
+    time.sleep(1)
+    assert (src / "alive").read_text() == last, "the backend outlived the killed step"
+
+
+def test_the_server_leaves_with_its_worker(tmp_path):
+    cache = tmp_path / "cache"
+    sdist = setuptools_sdist(tmp_path, "served", "1.0")
+    worker = (
+        "import subprocess, sys; sys.exit(subprocess.run(sys.argv[1:]).returncode)"  # then exits
+    )
+    subprocess.run(
+        [sys.executable, "-c", worker, *CALL, "wheelwright.workers.prepare_source"]
+        + ["--sdist", str(sdist), "--dest", str(tmp_path / "src")]
+        + ["--project", "served", "--version", "1.0"],
+        env={**os.environ, WORKER_CACHE: str(cache)},
+        check=True,
+        capture_output=True,
+    )
+    assert list((cache / "tools").glob("*.log"))  # a server started
+    deadline = time.monotonic() + 30
+    while servers_of(cache) or list((cache / "tools").glob("*.sock")):
+        assert time.monotonic() < deadline, "the server outlived its worker"
+        time.sleep(0.2)

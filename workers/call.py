@@ -1,0 +1,131 @@
+"""Runs a worker-side tool through the worker's tool server (toolserver.py), starting the server
+when none answers; where none can be had (no worker cache named, or it did not come up) the tool
+runs here, as `python -m` would run it. Imports little: it starts once a stage.
+
+Usage: python -I -m wheelwright.workers.call wheelwright.workers.<tool> ARGS...
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import os
+import socket
+import sys
+import time
+
+from wheelwright.common.tools import WORKER_CACHE
+
+TOOL_MODULES = tuple(
+    f"wheelwright.workers.{tool}"
+    for tool in ("prepare_source", "prepare_build_env", "build_wheel", "validate_install_deps")
+)
+START_SECONDS = 120  # a server's imports under emulation or a loaded machine
+
+
+def server_name() -> str:
+    """This interpreter's and these tools' server: changed files mean another server."""
+    ours = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    seen = [sys.executable, sys.version]
+    for folder in ("workers", "common"):
+        for entry in sorted(os.scandir(os.path.join(ours, folder)), key=lambda e: e.name):
+            if entry.name.endswith(".py"):
+                info = entry.stat()
+                seen.append(f"{folder}/{entry.name}:{info.st_mtime_ns}:{info.st_size}")
+    return hashlib.sha256("\n".join(seen).encode()).hexdigest()[:16] + ".sock"
+
+
+def connect(folder: str, name: str) -> socket.socket | None:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    here = os.getcwd()
+    try:
+        os.chdir(folder)  # a short relative name: an absolute path may pass 108 bytes
+        sock.connect(name)
+        return sock
+    except OSError:
+        sock.close()
+        return None
+    finally:
+        os.chdir(here)
+
+
+def start_server(folder: str, name: str) -> int:
+    null = os.devnull
+    log = os.path.join(folder, name[: -len(".sock")] + ".log")
+    return os.posix_spawn(
+        sys.executable,
+        [
+            sys.executable,
+            "-I",
+            "-m",
+            "wheelwright.workers.toolserver",
+            folder,
+            name,
+            str(os.getppid()),
+        ],
+        dict(os.environ),
+        file_actions=[
+            (os.POSIX_SPAWN_OPEN, 0, null, os.O_RDONLY, 0),
+            (os.POSIX_SPAWN_OPEN, 1, null, os.O_WRONLY, 0),
+            (os.POSIX_SPAWN_OPEN, 2, log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600),
+        ],
+        setsid=True,  # not in the step's process group, which an interrupted step loses
+    )
+
+
+def server() -> socket.socket | None:
+    cache = os.environ.get(WORKER_CACHE)
+    if not cache:
+        return None
+    folder = os.path.join(os.path.abspath(cache), "tools")
+    os.makedirs(folder, mode=0o700, exist_ok=True)
+    name = server_name()
+    sock = connect(folder, name)
+    if sock:
+        return sock
+    try:
+        started = start_server(folder, name)
+    except OSError as exc:
+        print(
+            f"the worker's tool server did not start ({exc}): the tool runs alone", file=sys.stderr
+        )
+        return None
+    deadline = time.monotonic() + START_SECONDS
+    while time.monotonic() < deadline:
+        sock = connect(folder, name)
+        if sock or os.waitpid(started, os.WNOHANG) != (0, 0):
+            return sock  # None: it ended without a socket, and its log says why
+        time.sleep(0.01)
+    return None
+
+
+def run_here(argv: list[str]) -> int:
+    """The tool argv names, in this process, as `python -m` runs it."""
+    from wheelwright.workers.tool import (
+        run_tool,
+    )  # not before: a call through the server stays light
+
+    sys.argv = list(argv)
+    return run_tool(importlib.import_module(argv[0]).main)
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in TOOL_MODULES:
+        print(f"usage: call {{{','.join(TOOL_MODULES)}}} ARGS...", file=sys.stderr)
+        return 2
+    sock = server()
+    if sock is None:
+        return run_here(argv)
+    with sock:
+        request = {"argv": argv, "cwd": os.getcwd(), "env": dict(os.environ)}
+        socket.send_fds(sock, [json.dumps(request).encode()], [0, 1, 2])
+        answer = sock.recv(64)
+    if not answer:
+        print("error: the worker's tool server ended before the tool did", file=sys.stderr)
+        return 2
+    return int(answer)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
