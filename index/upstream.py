@@ -14,7 +14,6 @@ import requests
 from packaging.specifiers import SpecifierSet
 from packaging.utils import InvalidSdistFilename, canonicalize_name, parse_sdist_filename
 from packaging.version import InvalidVersion, Version
-from pypi_simple import ACCEPT_JSON_PREFERRED, NoSuchProjectError, PyPISimple
 
 from wheelwright.common.files import atomic_file
 
@@ -34,15 +33,26 @@ class Sdist:
     sha256: str
 
 
+def _project_page(index_url: str, project: str):
+    """The project's page (PEP 691 JSON where the index speaks it), None if it has no such project."""
+    # Imported here: pypi-simple (with Beautiful Soup) takes a fifth of a second to import, and
+    # most `wheelwright` commands never read a page.
+    from pypi_simple import ACCEPT_JSON_PREFERRED, NoSuchProjectError, PyPISimple
+
+    with PyPISimple(index_url, accept=ACCEPT_JSON_PREFERRED) as client:
+        try:
+            return client.get_project_page(project)
+        except NoSuchProjectError:
+            return None
+
+
 def list_sdists(index_url: str, project: str) -> list[Sdist]:
     """Every release's sdist of project on the index (yanked ones left out), newest first, the
     preferred kind of archive where a release has two."""
     wanted = canonicalize_name(project)
-    with PyPISimple(index_url, accept=ACCEPT_JSON_PREFERRED) as client:
-        try:
-            page = client.get_project_page(wanted)
-        except NoSuchProjectError:
-            raise SourceError(f"{project} is not on {index_url}") from None
+    page = _project_page(index_url, wanted)
+    if page is None:
+        raise SourceError(f"{project} is not on {index_url}")
     best: dict[Version, tuple] = {}
     for pkg in page.packages:
         try:
@@ -63,11 +73,9 @@ def list_sdists(index_url: str, project: str) -> list[Sdist]:
 def upstream_versions(index_url: str, project: str) -> list[str]:
     """Every version the index has of project, in any kind of file, yanked ones too (empty if it
     has no such project)."""
-    with PyPISimple(index_url, accept=ACCEPT_JSON_PREFERRED) as client:
-        try:
-            page = client.get_project_page(canonicalize_name(project))
-        except NoSuchProjectError:
-            return []
+    page = _project_page(index_url, canonicalize_name(project))
+    if page is None:
+        return []
     return sorted({*(page.versions or []), *(pkg.version for pkg in page.packages if pkg.version)})
 
 

@@ -51,6 +51,7 @@ from wheelwright.master.farm import (
     CLI_USER,
     UPLOAD_SECRET,
     UPLOAD_USER,
+    USER_ROLES,
     Farm,
 )
 from wheelwright.master.lastgood import ConfigError
@@ -58,7 +59,6 @@ from wheelwright.master.pools import POOLS
 from wheelwright.master.provenance import carried_by
 from wheelwright.master.restclient import Api, build_url
 from wheelwright.master.review import ReviewError, decide, pulled_in, read_queue
-from wheelwright.master.webauth import ROLES
 from wheelwright.master.yanks import yank_and_log
 
 
@@ -519,12 +519,12 @@ def cmd_user(args) -> int:
     )
     if len(password) < 12:
         raise SystemExit("wheelwright: a password needs 12 characters at least")
-    accounts.add(farm.www_users, args.name, password, ROLES[args.role])
+    accounts.add(farm.www_users, args.name, password, USER_ROLES[args.role])
     print(
         json.dumps(
             {
                 "user": args.name,
-                "roles": ROLES[args.role],
+                "roles": USER_ROLES[args.role],
                 **({} if args.password_stdin else {"password": password}),
             },
             indent=2,
@@ -718,7 +718,7 @@ def main(argv=None) -> int:
     user_sub = p.add_subparsers(dest="user_action", required=True)
     p = user_sub.add_parser("add", help="add a user (or give one a new password and role)")
     p.add_argument("name")
-    p.add_argument("--role", choices=sorted(ROLES), default="releng")
+    p.add_argument("--role", choices=sorted(USER_ROLES), default="releng")
     p.add_argument(
         "--password-stdin",
         action="store_true",

@@ -26,12 +26,11 @@ from wheelwright.master.farm import (
     ENVIRONMENT_PREFIX,
     UPLOAD_SECRET,
     UPLOAD_USER,
+    USER_ROLES,
     Farm,
 )
 from wheelwright.master.pools import Pool
 from wheelwright.master.roots import TOOLS_PREFIX, unpack_root, worker_requirements
-from wheelwright.master.settingsgit import clone_settings
-from wheelwright.master.webauth import ROLES
 
 # The master runs the Buildbot configuration; this module starts it and imports none of it.
 MASTER_CFG = Path(str(files("wheelwright.config") / "master.cfg"))
@@ -117,6 +116,24 @@ def _pid_alive(pidfile: Path) -> int | None:
     return None if state in ("Z", "X") else pid
 
 
+def clone_settings(farm) -> None:
+    """The settings directory as a checkout of the settings repository (made once)."""
+    if not (farm.settings_dir / ".git").exists():
+        subprocess.run(
+            [
+                "git",
+                "clone",
+                "--quiet",
+                "--branch",
+                farm.settings_branch,
+                farm.settings_git,
+                str(farm.settings_dir),
+            ],
+            check=True,
+            capture_output=True,
+        )
+
+
 def up(farm: Farm) -> list[str]:
     """Start what is not running; what could not be started, said in a line each."""
     farm.save()
@@ -127,7 +144,7 @@ def up(farm: Farm) -> list[str]:
     farm.settings_dir.mkdir(parents=True, exist_ok=True)
     farm.secrets_dir.chmod(0o700)
     accounts.add(farm.index_dir / "users.json", UPLOAD_USER, _ensure_secret(farm, UPLOAD_SECRET))
-    accounts.add(farm.www_users, CLI_USER, _ensure_secret(farm, CLI_SECRET), ROLES["admin"])
+    accounts.add(farm.www_users, CLI_USER, _ensure_secret(farm, CLI_SECRET), USER_ROLES["admin"])
     workers = {
         name: _ensure_secret(farm, f"worker-{name}")
         for pool in farm.pools_here()

@@ -12,8 +12,6 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
-from pypi_simple import PYPI_SIMPLE_ENDPOINT
-
 from wheelwright.common.files import write_atomic
 from wheelwright.common.sandbox import Limits
 from wheelwright.master.bumps import BUMPS
@@ -25,6 +23,8 @@ FARM_FILE = "farm.json"
 # (JSON, for all but text settings).
 ENVIRONMENT_PREFIX = "WHEELWRIGHT_"
 MASTER_ROLES = ("ui", "builds")
+# The web UI's users' roles (master/webauth.py): each grants these Buildbot roles.
+USER_ROLES = {"releng": ["releng"], "admin": ["admin", "releng"]}
 # The force form (and `wheelwright build`): builds are also forced through it after a review.
 FORCE_SCHEDULER = "build"
 # The forms bootstrap and yank are forced through.
@@ -37,10 +37,17 @@ CLI_USER = "wheelwright"
 CLI_SECRET = "www-password"
 
 
+def default_upstream() -> str:
+    """PyPI's simple API, as pypi-simple names it (imported only when asked: index/upstream.py)."""
+    from pypi_simple import PYPI_SIMPLE_ENDPOINT
+
+    return PYPI_SIMPLE_ENDPOINT
+
+
 @dataclass(frozen=True)
 class Farm:
     root: Path
-    upstream: str = PYPI_SIMPLE_ENDPOINT
+    upstream: str = field(default_factory=default_upstream)
     host: str = "127.0.0.1"
     ui_port: int = 8010
     worker_port: int = 9989

@@ -1,7 +1,7 @@
 """Settings and patches kept in a git repository (production), in place of the directory the
 embedded default watches (settingschanges.py).
 
-`wheelwright up` clones the repository (`settings_git`, branch `settings_branch`) into the
+`wheelwright up` clones the repository (control.py) (`settings_git`, branch `settings_branch`) into the
 settings directory; Buildbot's GitPoller watches it every `settings_poll_interval` seconds, and
 each commit is a change whose paths map to packages as the directory watcher maps its files
 (settings.owner). The `settings-git` scheduler brings the checkout to that commit, so builds read
@@ -38,24 +38,6 @@ def settings_poller(farm) -> GitPoller:
         pollAtLaunch=True,
         workdir=str(farm.root / "master" / "settings-gitpoller"),
     )
-
-
-def clone_settings(farm) -> None:
-    """The settings directory as a checkout of the settings repository (made once)."""
-    if not (farm.settings_dir / ".git").exists():
-        subprocess.run(
-            [
-                "git",
-                "clone",
-                "--quiet",
-                "--branch",
-                farm.settings_branch,
-                farm.settings_git,
-                str(farm.settings_dir),
-            ],
-            check=True,
-            capture_output=True,
-        )
 
 
 def changed_packages(settings_dir: Path, paths: list[str]) -> list[tuple[str, str | None]]:

@@ -17,8 +17,6 @@ from twisted.internet import defer, threads
 
 from wheelwright.index import accounts
 
-ROLES = {"releng": ["releng"], "admin": ["admin", "releng"]}
-
 
 class FarmUsers(auth.CustomAuth):
     """Buildbot's HTTP basic login, against the farm's users file (checked off the reactor)."""
