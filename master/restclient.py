@@ -144,18 +144,25 @@ class Api:
         workers = self.get(f"builders/{builderid}/workers")["workers"]
         return any(w["connected_to"] for w in workers)
 
-    def wait(self, brid: int, poll: float = 0.2, follow: str | None = None, show=None) -> dict:
-        """The build of a request once it is complete; with follow, that log of its step is
-        copied to stderr as it grows; show(text) is told which step it is in."""
+    def wait(
+        self, brid: int, poll: float = 0.2, follow: str | None = None, show=None, every: float = 1
+    ) -> dict:
+        """The build of a request once it is complete (asked every `poll` s); with follow, that
+        log of its step is copied to stderr as it grows; show(text) is told which step it is in.
+        Those two take half a dozen queries of the database the builds write to, on the master
+        that runs them: they are asked every `every` s, and once more at the end."""
         shown = 0
+        progress_at = 0.0
         while True:
             request = self.get(f"buildrequests/{brid}")["buildrequests"][0]
-            if follow:
-                shown = self.copy_log(brid, follow, shown)
+            if request["complete"] or time.monotonic() >= progress_at:
+                progress_at = time.monotonic() + every
+                if follow:
+                    shown = self.copy_log(brid, follow, shown)
+                if show and not request["complete"]:
+                    show(self.current_step(brid))
             if request["complete"]:
                 break
-            if show:
-                show(self.current_step(brid))
             time.sleep(poll)
         builds = self.get(f"buildrequests/{brid}/builds")["builds"]
         return builds[-1] if builds else {}

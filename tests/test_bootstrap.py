@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import urllib.parse
 
 import pytest
@@ -206,11 +207,20 @@ def test_a_tree_is_built_bottom_up_and_installs_from_our_index(backends, upstrea
             code="from bs_mid import MID\nTOP = MID + ' top'\n",
         )
     )
+    http_log = backends.state / "master" / "http.log"
+    asked_before = http_log.read_text().count("/raw HTTP")
+    started = time.monotonic()
     proc = backends.cli(
         "bootstrap", "bs-top==1.0", "--builder", DEFAULT_BUILDER, "--wait", check=False
     )
+    waited = time.monotonic() - started
     result = json.loads(proc.stdout)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    # --wait follows the progress log to its end, asking the master for it once a second (each
+    # time half a dozen queries of the database the builds write to), not at every 0.2 s poll.
+    assert "bs-top==1.0 built (4 of 4)" in proc.stderr
+    asked = http_log.read_text().count("/raw HTTP") - asked_before
+    assert 1 <= asked <= waited + 2, (asked, waited)
     assert [p["project"] for p in result["plan"]] == ["bs-leaf", "bs-tool", "bs-mid", "bs-top"]
     assert (
         set(result["built"]) == {"bs-leaf==1.0", "bs-tool==1.0", "bs-mid==1.0", "bs-top==1.0"}
