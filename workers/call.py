@@ -102,9 +102,8 @@ def server() -> socket.socket | None:
 
 def run_here(argv: list[str]) -> int:
     """The tool argv names, in this process, as `python -m` runs it."""
-    from wheelwright.workers.tool import (
-        run_tool,
-    )  # not before: a call through the server stays light
+    # Imported here, not above: a call through the server stays light.
+    from wheelwright.workers.tool import run_tool
 
     sys.argv = list(argv)
     return run_tool(importlib.import_module(argv[0]).main)
@@ -119,8 +118,14 @@ def main(argv: list[str]) -> int:
         return run_here(argv)
     with sock:
         request = {"argv": argv, "cwd": os.getcwd(), "env": dict(os.environ)}
-        socket.send_fds(sock, [json.dumps(request).encode()], [0, 1, 2])
-        answer = sock.recv(64)
+        try:
+            socket.send_fds(sock, [json.dumps(request).encode()], [0, 1, 2])
+        except OSError:  # the server left as we came: nothing of the tool has run
+            return run_here(argv)
+        try:
+            answer = sock.recv(64)
+        except OSError:
+            answer = b""
     if not answer:
         print("error: the worker's tool server ended before the tool did", file=sys.stderr)
         return 2

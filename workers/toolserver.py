@@ -51,19 +51,24 @@ def serve(folder: str, name: str, worker_pid: int) -> None:
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the monitors are reaped by the kernel
     last_call = time.monotonic()
     while _worker_alive(worker_pid) and time.monotonic() - last_call < IDLE_SECONDS:
-        if not select.select([listener], [], [], CHECK_SECONDS)[0]:
-            continue
-        conn, _ = listener.accept()
-        last_call = time.monotonic()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        if os.fork() == 0:
-            listener.close()
-            _monitor(conn)
-        conn.close()
+        if select.select([listener], [], [], CHECK_SECONDS)[0]:
+            _answer(listener)
+            last_call = time.monotonic()
     with contextlib.suppress(OSError):
         if os.stat(name).st_ino == ours:
             os.unlink(name)
+    while select.select([listener], [], [], 0)[0]:  # callers that came before the name went
+        _answer(listener)
+
+
+def _answer(listener: socket.socket) -> None:
+    conn, _ = listener.accept()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if os.fork() == 0:
+        listener.close()
+        _monitor(conn)
+    conn.close()
 
 
 @contextlib.contextmanager
