@@ -282,6 +282,10 @@ def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
         os.unlink(report)
         if KIND == "link":
             os.symlink(SECRET, report)
+        elif KIND == "folder link":  # the report's folder, replaced by a link to one of ours
+            os.rename(sys.argv[2], sys.argv[2] + ".moved")
+            os.symlink(SECRET, sys.argv[2])
+            return
         elif KIND == "fifo":
             os.mkfifo(report)
         else:
@@ -305,18 +309,28 @@ def planter_tree(top, backend: str):
     return src
 
 
-@pytest.mark.parametrize("kind", ["link", "fifo", "huge"])
+@pytest.mark.parametrize("kind", ["link", "fifo", "huge", "folder link"])
 def test_a_hook_that_plants_its_report_is_refused_unread(tmp_path, monkeypatch, capsys, kind):
     secret = tmp_path / "secret.json"  # a JSON file of the worker's, outside the sandbox
     secret.write_text('{"return_val": "x.whl", "traceback": "THE-SECRET"}')
+    if kind == "folder link":  # a folder of the worker's holding a report-shaped file
+        (tmp_path / "secrets").mkdir()
+        secret = secret.rename(tmp_path / "secrets" / "output.json").parent
     src = planter_tree(tmp_path, f"KIND = {kind!r}\nSECRET = {str(secret)!r}\n" + PLANTING_BACKEND)
     (tmp_path / "tmp").mkdir()
     monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))  # as the tool has it from its start
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
     env_python = create_venv(sys.executable, str(tmp_path / "env"))
-    with pytest.raises(ToolError, match="left a report that is not a plain file of at most 1 MiB"):
+    # The folder cannot be replaced (it is a mount point in the sandbox): only its report went.
+    refused = (
+        "the backend's hook wrote no report"
+        if kind == "folder link"
+        else "left a report that is not a plain file of at most 1 MiB"
+    )
+    with pytest.raises(ToolError, match=refused):
         build(sys.executable, env_python, src, tmp_path / "dist", "planter", "1.0", "build")
-    assert "THE-SECRET" not in capsys.readouterr().out
+    said = capsys.readouterr()
+    assert "THE-SECRET" not in said.out + said.err
 
 
 def test_a_pyproject_an_earlier_hook_replaced_with_a_fifo_is_refused_unread(tmp_path, monkeypatch):

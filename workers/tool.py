@@ -100,9 +100,11 @@ def sandboxed_hooks(
     environment."""
 
     def runner(cmd, cwd=None, extra_environ=None):
+        # The report's folder (the command's last argument) is bound on its own, after the
+        # temporary folder that holds it: a mount point, which the hook cannot replace by a link.
         sandbox.run(
             cmd,
-            write=write,
+            write=[*write, Path(cmd[-1])],
             read=[env_dir],
             cwd=Path(cwd or write[0]),
             env={**env, **(extra_environ or {})},
@@ -110,8 +112,7 @@ def sandboxed_hooks(
             limits=limits,
             pythons=[python],
         )
-        # pyproject-hooks reads the hook's report (output.json in the folder that is the
-        # command's last argument) here, outside the sandbox.
+        # pyproject-hooks reads the hook's report (output.json in that folder) here, outside.
         report = Path(cmd[-1]) / "output.json"
         if not os.path.lexists(report):
             raise ToolError(f"{what}: the backend's hook wrote no report")
