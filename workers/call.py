@@ -25,9 +25,13 @@ START_SECONDS = 120  # a server's imports under emulation or a loaded machine
 
 
 def server_name() -> str:
-    """This interpreter's and these tools' server: changed files mean another server."""
+    """This interpreter's and these tools' server: changed files mean another server, as does a
+    changed install (installing, upgrading or removing a package changes its folder's time)."""
     ours = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     seen = [sys.executable, sys.version]
+    for folder in sys.path:
+        if folder.endswith("site-packages") and os.path.isdir(folder):
+            seen.append(f"{folder}:{os.stat(folder).st_mtime_ns}")
     for folder in ("workers", "common"):
         for entry in sorted(os.scandir(os.path.join(ours, folder)), key=lambda e: e.name):
             if entry.name.endswith(".py"):

@@ -29,7 +29,7 @@ import threading
 import time
 import traceback
 
-from wheelwright.workers.call import TOOL_MODULES, run_here
+from wheelwright.workers.call import TOOL_MODULES, connect, run_here
 
 IDLE_SECONDS = 600
 CHECK_SECONDS = 2
@@ -37,10 +37,14 @@ MAX_REQUEST = 1 << 20
 
 
 def serve(folder: str, name: str, worker_pid: int) -> None:
+    # Out of the build's folder (the caller's, which the package's code wrote) before anything;
+    # socket paths are then short relative names (an absolute one may pass 108 bytes).
+    os.chdir(folder)
     for module in TOOL_MODULES:  # what makes a call cheap: every tool's imports, done once
         importlib.import_module(module)
-    os.chdir(folder)  # socket paths are short relative names: an absolute one may pass 108 bytes
-    with contextlib.suppress(OSError), _connected(name):
+    answering = connect(folder, name)
+    if answering:
+        answering.close()
         return  # a server already answers
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     bound = f".{name}.{os.getpid()}"
@@ -69,16 +73,6 @@ def _answer(listener: socket.socket) -> None:
         listener.close()
         _monitor(conn)
     conn.close()
-
-
-@contextlib.contextmanager
-def _connected(name: str):
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    try:
-        probe.connect(name)
-        yield probe
-    finally:
-        probe.close()
 
 
 def _worker_alive(pid: int) -> bool:
