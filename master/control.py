@@ -116,7 +116,7 @@ def _pid_alive(pidfile: Path) -> int | None:
     return None if state in ("Z", "X") else pid
 
 
-def clone_settings(farm) -> None:
+def clone_settings(farm: Farm) -> None:
     """The settings directory as a checkout of the settings repository (made once)."""
     if not (farm.settings_dir / ".git").exists():
         subprocess.run(
