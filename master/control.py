@@ -116,7 +116,7 @@ def _pid_alive(pidfile: Path) -> int | None:
     return None if state in ("Z", "X") else pid
 
 
-def clone_settings(farm: Farm) -> None:
+def clone_settings(farm: Farm, repository: str) -> None:
     """The settings directory as a checkout of the settings repository (made once)."""
     if not (farm.settings_dir / ".git").exists():
         subprocess.run(
@@ -126,7 +126,7 @@ def clone_settings(farm: Farm) -> None:
                 "--quiet",
                 "--branch",
                 farm.settings_branch,
-                farm.settings_git,
+                repository,
                 str(farm.settings_dir),
             ],
             check=True,
@@ -140,7 +140,7 @@ def up(farm: Farm) -> list[str]:
     for d in (farm.secrets_dir, farm.index_dir, farm.workers_dir, farm.logs_dir):
         d.mkdir(parents=True, exist_ok=True)
     if farm.settings_git:
-        clone_settings(farm)
+        clone_settings(farm, farm.settings_git)
     farm.settings_dir.mkdir(parents=True, exist_ok=True)
     farm.secrets_dir.chmod(0o700)
     accounts.add(farm.index_dir / "users.json", UPLOAD_USER, _ensure_secret(farm, UPLOAD_SECRET))
