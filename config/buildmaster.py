@@ -12,7 +12,7 @@ from wheelwright.master import tls
 from wheelwright.master.changesource import SLICES, UpstreamReleases
 from wheelwright.master.dashboard import NAME as DASHBOARD
 from wheelwright.master.dashboard import make_app
-from wheelwright.master.database import relax_sqlite_commits
+from wheelwright.master.database import tune_sqlite
 from wheelwright.master.farm import Farm
 from wheelwright.master.kept import KeptWheelPublisher
 from wheelwright.master.settingschanges import SettingsChanges
@@ -26,7 +26,7 @@ def assemble(basedir: str) -> dict:
     pools = farm.pools_here()
     runs_builds = "builds" in farm.roles
     builders = make_builders(farm, pools)
-    relax_sqlite_commits()
+    tune_sqlite()
     return {
         "title": "Wheelwright",
         "titleURL": farm.ui_url,

@@ -9,12 +9,14 @@ import signal
 import socket
 import ssl
 import subprocess
+import threading
 import time
 from types import SimpleNamespace
 
 import pytest
 from buildbot.db.enginestrategy import create_engine as buildbot_engine
 from buildbot_worker.pb import Worker
+from sqlalchemy import event
 from twisted.internet import tcp
 
 from tests.farm import WHEELWRIGHT
@@ -24,7 +26,7 @@ from wheelwright.common.connection import add_to_tac, worker_sends_at_once
 from wheelwright.common.files import sha256_of
 from wheelwright.config.buildmaster import assemble
 from wheelwright.master import control, mirrors, tls
-from wheelwright.master.database import relax_sqlite_commits
+from wheelwright.master.database import tune_sqlite
 from wheelwright.master.farm import Farm
 from wheelwright.master.pools import POOLS
 
@@ -290,18 +292,30 @@ def test_down_stops_the_master_before_its_workers_and_kills_what_ignores_sigterm
     assert not any(pidfile.exists() for pidfile in (master, worker, index))
 
 
-def test_the_masters_sqlite_commits_without_an_fsync_and_keeps_its_wal(tmp_path):
-    # Buildbot's engine for the embedded database: a connection per transaction (NullPool).
-    relax_sqlite_commits()
+def test_the_masters_sqlite_keeps_its_connection_and_commits_without_an_fsync(tmp_path):
+    tune_sqlite()
+    # Buildbot's engine for the embedded database, used as Buildbot's one database thread uses it.
     engine = buildbot_engine("sqlite:///state.sqlite", basedir=str(tmp_path))
-    with engine.begin() as conn:
-        conn.exec_driver_sql("create table builds (number integer)")
-    for number in range(3):
+    opened = []
+    event.listen(
+        engine.pool, "connect", lambda dbapi_connection, _record: opened.append(dbapi_connection)
+    )
+
+    def transactions():
         with engine.begin() as conn:
-            conn.exec_driver_sql("insert into builds values (?)", (number,))
-            assert conn.exec_driver_sql("pragma synchronous").scalar() == 1  # NORMAL, not FULL
-    # The last connection closed: without one kept open, SQLite checkpointed (fsyncs) and deleted
-    # the WAL.
+            conn.exec_driver_sql("create table builds (number integer)")
+        for number in range(3):
+            with engine.begin() as conn:
+                conn.exec_driver_sql("insert into builds values (?)", (number,))
+                assert conn.exec_driver_sql("pragma synchronous").scalar() == 1  # NORMAL, not FULL
+
+    database_thread = threading.Thread(target=transactions)
+    database_thread.start()
+    database_thread.join()
+    # The connection Buildbot opened to turn WAL on served every transaction; without the pool,
+    # each opened its own (and read the schema again).
+    assert opened == []
+    # Without a connection kept open, SQLite checkpointed (fsyncs) and deleted the WAL.
     assert (tmp_path / "state.sqlite-wal").stat().st_size > 0
-    with engine.connect() as conn:
+    with engine.connect() as conn:  # another thread than the one that opened it
         assert conn.exec_driver_sql("select count(*) from builds").scalar() == 3
