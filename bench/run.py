@@ -33,6 +33,7 @@ from wheelwright.master.changesource import Changelog, releases  # noqa: E402
 from wheelwright.master.farm import Farm  # noqa: E402
 from wheelwright.master.restclient import Api  # noqa: E402
 from wheelwright.master.upstreamwatch import decide, fetch_page  # noqa: E402
+from wheelwright.steps import PIPELINE  # noqa: E402
 
 
 def verdict(ratio: float, goal: str, met: bool) -> str:
@@ -96,12 +97,17 @@ PACKAGE_OWN = ("build_wheel: package build", "validate_install_deps: package ins
 def overhead_report(total: float, steps: dict[str, dict[str, float]]) -> list[str]:
     own = sum(parts.get(name, 0) for parts in steps.values() for name in PACKAGE_OWN)
     # The steps after update-index (rebuild-diff, verify) run once the wheel is published.
-    until_published = list(steps)[: list(steps).index("update-index") + 1]
-    in_steps = sum(steps[step].get("step", 0) for step in until_published)
+    order = [step.name for step in PIPELINE]
+    until_published = order[: order.index("update-index") + 1]
+    steps = {step: steps[step] for step in order if step in steps}
+    in_steps = sum(steps.get(step, {}).get("step", 0) for step in until_published)
+    between = sum(steps.get(step, {}).get("before the step", 0) for step in until_published)
     lines = [
         f"    request -> published and validated {total:6.2f} s; the package's own build and install "
         f"{own:.2f} s; overhead {total - own:.2f} s",
-        f"    {'scheduling, polling (outside steps)':<48} {total - in_steps:6.2f} s",
+        f"    {'outside the steps':<48} {total - in_steps:6.2f} s",
+        f"      {'build start, between steps (Buildbot)':<46} {between:6.2f} s",
+        f"      {'request -> build start; listing polled':<46} {total - in_steps - between:6.2f} s",
     ]
     for step, parts in steps.items():
         lines.append(f"    {step:<48} {parts.get('step', 0):6.2f} s")

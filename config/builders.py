@@ -7,6 +7,8 @@ address as the workers reach it) travels as worker properties.
 
 from __future__ import annotations
 
+import time
+
 from buildbot.plugins import util, worker
 from buildbot.process.build import Build
 from buildbot.worker.local import LocalWorker
@@ -96,6 +98,12 @@ class SendsAtOnceDockerLatentWorker(SendsAtOnce, worker.DockerLatentWorker):
 class PackageBuild(Build):
     """A build whose summary is what its steps say of it ("flask 3.1.0: published flask-3.1.0-…"),
     not "build successful"."""
+
+    clock: float | None = None  # when the build started, then when its last step ended
+
+    def startBuild(self, workerforbuilder):
+        self.clock = time.monotonic()
+        return super().startBuild(workerforbuilder)
 
     def allStepsDone(self):
         if not self.text:

@@ -17,6 +17,7 @@ from wheelwright.master.farm import Farm
 from wheelwright.master.kept import KeptWheelPublisher
 from wheelwright.master.settingschanges import SettingsChanges
 from wheelwright.master.settingsgit import SettingsFromGit, settings_poller
+from wheelwright.master.startnow import StartNewRequestsAtOnce
 from wheelwright.master.webauth import www_auth
 
 
@@ -48,7 +49,7 @@ def assemble(basedir: str) -> dict:
                 else []
             ),
         ],
-        "services": [KeptWheelPublisher(farm)] if runs_builds else [],
+        "services": [KeptWheelPublisher(farm), StartNewRequestsAtOnce()] if runs_builds else [],
         "change_source": [
             *(
                 source(farm, pollInterval=interval, pollAtLaunch=True)

@@ -144,10 +144,15 @@ class WheelwrightStep(buildstep.ShellMixin, CompositeStepMixin, buildstep.BuildS
 
     def startStep(self, remote):
         started = time.monotonic()
+        # Buildbot's own work between steps (and before the first): the build's start, each
+        # step's records and the properties written after it.
+        if isinstance(getattr(self.build, "clock", None), float):
+            self.note_time("before the step", started - self.build.clock)
         done = super().startStep(remote)
 
         def noted(result):
-            self.note_time("step", time.monotonic() - started)
+            self.build.clock = time.monotonic()
+            self.note_time("step", self.build.clock - started)
             return result
 
         return done.addBoth(noted)
