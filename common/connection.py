@@ -4,7 +4,8 @@ the peer delays that acknowledgement (40 ms on Linux): a remote command's few sm
 cost a tenth of a second on localhost, for every command of every step. Buildbot sets only
 SO_KEEPALIVE on this connection; the master's workers and each worker's buildbot.tac add this.
 
-`python -m wheelwright.common.connection TAC` adds it to a worker's buildbot.tac (once).
+`python -m wheelwright.common.connection TAC` adds it to a worker's buildbot.tac (once), with
+the start of the worker's tool server (wheelwright.workers.call) as the worker starts.
 """
 
 from __future__ import annotations
@@ -16,10 +17,14 @@ from typing import Any
 
 from wheelwright.common.files import write_atomic
 
-TAC_LINES = (
+# Each block is added once; a tac made before a block was written gets it then.
+TAC_BLOCKS = (
     "\n# Wheelwright: messages to the master go out at once (wheelwright.common.connection).\n"
     "from wheelwright.common.connection import worker_sends_at_once\n"
-    "worker_sends_at_once(s)\n"
+    "worker_sends_at_once(s)\n",
+    "\n# Wheelwright: the tool server starts with the worker (wheelwright.workers.call).\n"
+    "from wheelwright.workers.call import start_with_worker\n"
+    "start_with_worker(basedir)\n",
 )
 
 
@@ -42,8 +47,9 @@ def worker_sends_at_once(worker: Any) -> None:
 
 def add_to_tac(tac: Path) -> None:
     text = tac.read_text()
-    if TAC_LINES not in text:  # whole or not at all, and as private as it was: it holds a password
-        write_atomic(tac, (text + TAC_LINES).encode(), mode=stat.S_IMODE(tac.stat().st_mode))
+    missing = "".join(block for block in TAC_BLOCKS if block not in text)
+    if missing:  # whole or not at all, and as private as it was: it holds a password
+        write_atomic(tac, (text + missing).encode(), mode=stat.S_IMODE(tac.stat().st_mode))
 
 
 if __name__ == "__main__":

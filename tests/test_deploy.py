@@ -224,6 +224,7 @@ def test_a_workers_connection_to_the_master_sends_each_message_at_once(tmp_path)
     tac = tmp_path / "w" / "buildbot.tac"
     add_to_tac(tac)
     assert tac.read_text().count("worker_sends_at_once(s)") == 1
+    assert tac.read_text().count("start_with_worker(basedir)") == 1
     assert tac.stat().st_mode & 0o077 == 0  # the worker's password stays private
     compile(tac.read_text(), str(tac), "exec")
     # The hook, on a real worker service and a real TCP connection.

@@ -1,6 +1,7 @@
 """The worker's tool server (workers/toolserver.py, workers/call.py), with real processes: a call
 answers as the tool alone would, goes through the server once one runs, kills the tool when the
-caller is killed, and the server leaves with its worker and is out of the sandbox's reach."""
+caller is killed, and the server starts and leaves with its worker and is out of the sandbox's
+reach."""
 
 from __future__ import annotations
 
@@ -14,8 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.sdists import setuptools_sdist
+from tests.sdists import free_port, setuptools_sdist
 from wheelwright.common.tools import RESULT_PREFIX, WORKER_CACHE
+from wheelwright.master import control
+from wheelwright.master.farm import Farm
 
 CALL = [sys.executable, "-I", "-m", "wheelwright.workers.call"]
 
@@ -160,5 +163,32 @@ def test_the_server_leaves_with_its_worker(tmp_path):
     assert list((cache / "tools").glob("*.log"))  # a server started
     deadline = time.monotonic() + 30
     while servers_of(cache) or list((cache / "tools").glob("*.sock")):
+        assert time.monotonic() < deadline, "the server outlived its worker"
+        time.sleep(0.2)
+
+
+def test_a_worker_starts_its_tool_server_as_it_starts_and_the_server_leaves_with_it(tmp_path):
+    # A worker as the farm makes it (its tac has our blocks); no master answers: no build runs.
+    basedir = tmp_path / "worker"
+    control.create_worker_at(Farm(tmp_path), basedir, "local-1", "pw", f"127.0.0.1:{free_port()}")
+    worker = subprocess.Popen(
+        [str(Path(sys.executable).with_name("buildbot-worker")), "start", "--nodaemon", basedir],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not list((basedir / "cache" / "tools").glob("*.sock")):
+            assert worker.poll() is None and time.monotonic() < deadline, "no server started"
+            time.sleep(0.1)
+        # The first stage's call finds it: the server it started is the one a call asks for.
+        (server,) = servers_of(basedir / "cache")
+        assert unpack(basedir / "cache", tmp_path, "src").returncode == 0
+        assert servers_of(basedir / "cache") == [server]
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+    deadline = time.monotonic() + 30
+    while servers_of(basedir / "cache"):
         assert time.monotonic() < deadline, "the server outlived its worker"
         time.sleep(0.2)

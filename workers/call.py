@@ -3,6 +3,7 @@ when none answers; where none can be had (no worker cache named, or it did not c
 runs here, as `python -m` would run it. Imports little: it starts once a stage.
 
 Usage: python -I -m wheelwright.workers.call wheelwright.workers.<tool> ARGS...
+       python -I -m wheelwright.workers.call --start-server
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ TOOL_MODULES = tuple(
     for tool in ("prepare_source", "prepare_build_env", "build_wheel", "validate_install_deps")
 )
 START_SECONDS = 120  # a server's imports under emulation or a loaded machine
+START_SERVER = "--start-server"  # start the server (when none runs) and call nothing
 
 
 def server_name() -> str:
@@ -104,6 +106,24 @@ def server() -> socket.socket | None:
     return None
 
 
+def start_with_worker(basedir: str) -> None:
+    """From buildbot.tac: the worker's tool server starts as the worker does, not in its first
+    build's first stage (the server's imports: 0.15 s there, seconds under emulation). The
+    worker's child asks for it, so the server leaves with the worker."""
+    from twisted.internet import protocol, reactor
+
+    cache = os.path.join(os.path.abspath(basedir), "cache")  # the steps' WORKER_CACHE_DIR
+    argv = [sys.executable, "-I", "-m", "wheelwright.workers.call", START_SERVER]
+    reactor.callWhenRunning(
+        reactor.spawnProcess,
+        protocol.ProcessProtocol(),
+        sys.executable,
+        argv,
+        env={**os.environ, WORKER_CACHE: cache},
+        path=basedir,
+    )
+
+
 def run_here(argv: list[str]) -> int:
     """The tool argv names, in this process, as `python -m` runs it."""
     # Imported here, not above: a call through the server stays light.
@@ -114,6 +134,11 @@ def run_here(argv: list[str]) -> int:
 
 
 def main(argv: list[str]) -> int:
+    if argv == [START_SERVER]:
+        sock = server()
+        if sock:
+            sock.close()
+        return 0 if sock else 1
     if not argv or argv[0] not in TOOL_MODULES:
         print(f"usage: call {{{','.join(TOOL_MODULES)}}} ARGS...", file=sys.stderr)
         return 2
