@@ -15,6 +15,7 @@ from tests.farm import farm_on
 from tests.sdists import setuptools_sdist
 from tests.test_hostile import HOSTILE_SDISTS
 from tests.wheels import make_wheel, wheel_files, write_wheel
+from wheelwright.common import sandbox
 from wheelwright.common.files import ZIP_EPOCH
 from wheelwright.common.lookup import published_pure_wheel
 from wheelwright.common.results import Failure, Installed, from_json
@@ -343,3 +344,51 @@ def test_a_pyproject_an_earlier_hook_replaced_with_a_fifo_is_refused_unread(tmp_
     env_python = create_venv(sys.executable, str(tmp_path / "env"))
     with pytest.raises(ToolError, match="pyproject.toml is not a plain file of at most 1 MiB"):
         build(sys.executable, env_python, src, tmp_path / "dist", "planter", "1.0", "build")
+
+
+def test_an_environment_links_the_uv_cache_and_the_sandbox_cannot_change_it(
+    index_host, tmp_path, monkeypatch
+):
+    monkeypatch.setenv(WORKER_CACHE, str(tmp_path / "cache"))
+    code = "VALUE = 1\n"
+    wheel = make_wheel(tmp_path, "linked", "1.0")  # linked.py holds `code`
+    upload(index_host + "legacy/", "uploader", "s3cret", wheel)
+    env_dir = tmp_path / "env"
+    env_python = create_venv(sys.executable, str(env_dir))
+    install_from_index(sys.executable, env_python, ["linked"], index_host + "simple/")
+    (installed,) = env_dir.glob("lib/python*/site-packages/linked.py")
+    # The premise: the file is the cache's own (one inode), so a change to it would reach every
+    # later build on this worker.
+    cached = [p for p in (tmp_path / "cache").rglob("linked.py") if p.samefile(installed)]
+    assert cached and installed.stat().st_nlink >= 2
+    build = tmp_path / "build"
+    build.mkdir()
+    attack = f"""if 1:
+        import os
+        for name, act in [
+            ("write", lambda: open({str(installed)!r}, "a").write("POISONED = 1\\n")),
+            ("chmod", lambda: os.chmod({str(installed)!r}, 0o777)),
+            ("link", lambda: os.link({str(installed)!r}, "stolen.py")),
+            ("replace", lambda: os.rename("mine.py", {str(installed)!r})),
+        ]:
+            try:
+                act()
+                print(name, "done")
+            except OSError as exc:
+                print(name, exc.strerror)
+        """
+    open(build / "mine.py", "w").close()
+    proc = subprocess.run(
+        sandbox.command([sys.executable, "-c", attack], write=[build], read=[env_dir], cwd=build),
+        cwd=build,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split("\n")[:4] == [
+        "write Read-only file system",
+        "chmod Read-only file system",
+        "link Invalid cross-device link",
+        "replace Invalid cross-device link",
+    ], proc.stdout
+    assert cached[0].read_text() == code and installed.read_text() == code

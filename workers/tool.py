@@ -151,7 +151,10 @@ def uv_command(*args: str) -> list[str]:
         uv,
         *args,
         "--no-config",
-        *(["--cache-dir", str(cache), "--link-mode", "copy"] if cache else ["--no-cache"]),
+        # Linked, not copied (setuptools: 0.1 s, not 0.5): every sandbox binds the environments
+        # read-only, so the package's code can neither write a linked file (EROFS) nor link it
+        # into a folder it writes (EXDEV, another mount), and the cache stays as uv wrote it.
+        *(["--cache-dir", str(cache), "--link-mode", "hardlink"] if cache else ["--no-cache"]),
     ]
 
 
