@@ -30,8 +30,6 @@ import tempfile
 from functools import reduce
 from pathlib import Path
 
-import rich.console
-import rich.progress
 from buildbot.process.results import SUCCESS, Results, worst_status
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
@@ -138,6 +136,9 @@ def progress(what: str):
     if not sys.stderr.isatty():
         yield None
         return
+    import rich.console  # here: only a terminal needs it, and it is slow to import
+    import rich.progress
+
     with rich.progress.Progress(
         rich.progress.SpinnerColumn(),
         rich.progress.TextColumn("{task.description}"),

@@ -7,6 +7,7 @@ import os
 import re
 import secrets
 import shlex
+import shutil
 import signal
 import socket
 import stat
@@ -256,8 +257,24 @@ def _point_at_this_config(tac: Path) -> bool:
     return True
 
 
+def share_uv_cache(farm: Farm, basedir: Path) -> None:
+    """The local workers share one uv cache (a link in each worker's cache): a wheel one of them
+    unpacked into it (setuptools: a thousand files) the other links at once. uv locks its cache
+    for use by several processes; no sandbox binds it."""
+    shared = farm.workers_dir / "uv-cache"
+    shared.mkdir(mode=0o700, parents=True, exist_ok=True)
+    link = basedir / "cache" / "uv"
+    link.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if link.is_symlink():
+        return
+    if link.exists():  # a worker made before the cache was shared
+        shutil.rmtree(link)
+    link.symlink_to(os.path.relpath(shared, link.parent))
+
+
 def start_worker(farm: Farm, name: str, password: str) -> None:
     basedir, changed = _create_worker(farm, name, password)
+    share_uv_cache(farm, basedir)
     if farm.worker_tls:  # the certificate may have been made again, for new addresses
         tls.install_trust(farm, basedir)
     if _pid_alive(basedir / "twistd.pid"):

@@ -5,9 +5,11 @@ written to farm.json, the worker port's endpoints, the certificate the farm make
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import ssl
+import stat
 import subprocess
 import threading
 import time
@@ -320,3 +322,16 @@ def test_the_masters_sqlite_keeps_its_connection_and_commits_without_an_fsync(tm
     assert (tmp_path / "state.sqlite-wal").stat().st_size > 0
     with engine.connect() as conn:  # another thread than the one that opened it
         assert conn.exec_driver_sql("select count(*) from builds").scalar() == 3
+
+
+def test_the_local_workers_share_one_uv_cache(tmp_path):
+    farm = Farm(tmp_path)
+    one, two = farm.workers_dir / "local-1", farm.workers_dir / "local-2"
+    (two / "cache" / "uv").mkdir(parents=True)  # a worker made before the cache was shared
+    (two / "cache" / "uv" / "old").write_text("unpacked wheels")
+    for basedir in (one, two, one):
+        control.share_uv_cache(farm, basedir)
+    shared = (farm.workers_dir / "uv-cache").resolve()
+    assert (one / "cache" / "uv").resolve() == (two / "cache" / "uv").resolve() == shared
+    assert os.readlink(one / "cache" / "uv") == "../../uv-cache"  # the farm's folder may move
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o700
