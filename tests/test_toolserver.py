@@ -185,6 +185,8 @@ def test_a_worker_starts_its_tool_server_as_it_starts_and_the_server_leaves_with
         (server,) = servers_of(basedir / "cache")
         assert unpack(basedir / "cache", tmp_path, "src").returncode == 0
         assert servers_of(basedir / "cache") == [server]
+        (log,) = (basedir / "cache" / "tools").glob("*.log")
+        assert log.read_text() == ""  # the worker's visit, which called nothing, was no error
     finally:
         worker.terminate()
         worker.wait(timeout=30)

@@ -90,6 +90,8 @@ def _monitor(conn: socket.socket) -> None:
     try:
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # the tool waits for its own children
         message, fds, _, _ = socket.recv_fds(conn, MAX_REQUEST, 3)
+        if not message and not fds:  # the caller only wanted the server up (call.START_SERVER)
+            return
         request = json.loads(message)
         if len(fds) != 3 or request["argv"][0] not in TOOL_MODULES:
             raise ValueError(
