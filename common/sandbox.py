@@ -21,6 +21,7 @@ import functools
 import io
 import os
 import resource
+import select
 import shutil
 import signal
 import subprocess
@@ -289,13 +290,25 @@ class _Cgroup:
 
 
 def _ended(proc: subprocess.Popen, seconds: float) -> bool:
-    """Whether proc ends within seconds: a short command is not kept waiting for the next check
-    of the limits (sleeping between checks added up to 0.2 s to every sandboxed command)."""
+    """Whether proc ends within seconds, known as it ends: a short command is not kept waiting
+    for the next check of the limits, nor for the next look of Popen.wait(timeout), which sleeps
+    between looks (up to 50 ms: a fifth of a get_requires hook's whole run)."""
+    if proc.poll() is not None:
+        return True
     try:
-        proc.wait(timeout=seconds)
-    except subprocess.TimeoutExpired:
-        return False
-    return True
+        # Not yet reaped (only we wait for it), so the PID is still proc's even if it just ended.
+        pidfd = os.pidfd_open(proc.pid)
+    except OSError:  # a kernel without pidfds (before 5.3)
+        try:
+            proc.wait(timeout=seconds)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+    try:
+        select.select([pidfd], [], [], seconds)  # readable once the process has ended
+    finally:
+        os.close(pidfd)
+    return proc.poll() is not None
 
 
 def _disk_use(paths: list[Path]) -> int:

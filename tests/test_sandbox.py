@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -259,3 +260,16 @@ def test_the_private_tmp_comes_before_every_folder_it_could_hide(tmp_path):
     argv = sandbox.command(["true"], write=[tmp_path], cwd=tmp_path)
     assert argv.index("--tmpfs") < argv.index("--ro-bind")
     assert argv[argv.index("--tmpfs") + 1] == "/tmp"
+
+
+def test_the_sandbox_knows_a_command_ended_and_waits_on_one_that_runs():
+    running = subprocess.Popen(["sleep", "30"])
+    try:
+        assert not sandbox._ended(running, 0.1)
+        assert running.returncode is None
+    finally:
+        running.kill()
+    # Ended, not yet reaped: told (through a pidfd), and reaped.
+    assert sandbox._ended(running, 30)
+    assert running.returncode == -signal.SIGKILL
+    assert sandbox._ended(running, 30)  # asked again, once reaped
