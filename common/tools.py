@@ -26,9 +26,9 @@ class ToolError(Exception):
 FRONTENDS = ("pip", "build")
 
 # The worker's cache (the step names it, outside the build directory): uv's (wheels from our
-# index, unpacked once) and what each interpreter is (its markers and tags). Builds run strangers'
-# code, so no sandbox can reach it (it binds only folders of the build directory), and uv copies
-# from it (never hard links, which a build could write through).
+# index, unpacked once), what each interpreter is (its markers and tags) and the tool server's
+# socket. Builds run strangers' code, so no sandbox can reach it (it binds only folders of the
+# build directory); uv links its files into environments that every sandbox binds read-only.
 WORKER_CACHE = "WHEELWRIGHT_WORKER_CACHE"
 
 

@@ -41,7 +41,7 @@ def make_workers(farm, pools: list[Pool]) -> list:
     workers = []
     for pool in pools:
         properties = {
-            "worker_python": pool.tool_python(),
+            "tool_command": pool.tool_command(),
             "interpreters": pool.interpreters(),
             "index_url": farm.index_url_for(pool),
             "pool": pool.name,

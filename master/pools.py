@@ -21,6 +21,8 @@ import shutil
 import sys
 from dataclasses import dataclass
 
+from wheelwright.common.tools import tool_folders
+
 SUPPORTED_PYTHONS = ("3.10", "3.11", "3.12", "3.13")
 # Where buildbot-worker and our worker-side tools live on every worker but local ones: in a Debian
 # root of ours (a container image's, an emulated pool's) and on remote machines.
@@ -78,9 +80,12 @@ class Pool:
             return {v: f"/usr/bin/python{v}" for v in self.pythons}
         return {v: f"python{v}" for v in self.pythons}
 
-    def tool_python(self) -> str:
-        """The interpreter that runs our worker-side tools."""
-        return sys.executable if self.kind == "local" else ROOT_TOOL_PYTHON
+    def tool_command(self) -> list[str]:
+        """How a step starts our worker-side tools' client (workers/call.py) on this pool's
+        workers: locally, that file itself, without `site`, which is most of its start."""
+        if self.kind == "local":
+            return [sys.executable, "-I", "-S", str(tool_folders()["workers"] / "call.py")]
+        return [ROOT_TOOL_PYTHON, "-I", "-m", "wheelwright.workers.call"]
 
 
 POOLS = {

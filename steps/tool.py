@@ -179,18 +179,11 @@ class WheelwrightStep(buildstep.ShellMixin, CompositeStepMixin, buildstep.BuildS
 
     async def run_tool(self, tool: str, kind: type[T], *args: str) -> T | Failure:
         """Run wheelwright.workers.<tool> on the worker; its report, checked to be a `kind`."""
-        # -I: the working directory (the build's) is not on sys.path, nor anything from the
-        # environment; the package's code cannot plant a module our tool would import. The tool
-        # runs in a fork of the worker's tool server (workers/toolserver.py), which has its
-        # imports done.
-        command = [
-            self.getProperty("worker_python", "python3"),
-            "-I",
-            "-m",
-            "wheelwright.workers.call",
-            f"wheelwright.workers.{tool}",
-            *args,
-        ]
+        # The pool's tool command (master/pools.py) has -I: the working directory (the build's) is
+        # not on sys.path, nor anything from the environment; the package's code cannot plant a
+        # module our tool would import. The tool runs in a fork of the worker's tool server
+        # (workers/toolserver.py), which has its imports done.
+        command = [*self.getProperty("tool_command"), f"wheelwright.workers.{tool}", *args]
         cmd = await self.makeRemoteShellCommand(
             collectStdout=True, command=command, env={WORKER_CACHE: WORKER_CACHE_DIR}
         )

@@ -63,7 +63,7 @@ from wheelwright.steps import (
 from wheelwright.steps.tool import WORKER_CACHE_DIR, parse_result
 from wheelwright.steps.update_index import tag_fits
 
-WORKER_PYTHON = "/worker/bin/python"
+TOOL_COMMAND = ["/worker/bin/python", "-I", "-m", "wheelwright.workers.call"]
 PASSWORD = "test-password"
 
 
@@ -74,14 +74,7 @@ def result_line(result) -> str:
 
 
 def tool(name: str, *args: str) -> list[str]:
-    return [
-        WORKER_PYTHON,
-        "-I",
-        "-m",
-        "wheelwright.workers.call",
-        f"wheelwright.workers.{name}",
-        *args,
-    ]
+    return [*TOOL_COMMAND, f"wheelwright.workers.{name}", *args]
 
 
 LIMITS = ["--limits", Farm(root=Path("/")).limits.as_json()]
@@ -159,7 +152,7 @@ class StepTest(TestBuildStepMixin, TestReactorMixin, unittest.TestCase):
             "package": "pkg",
             "version": "1.0",
             "interpreters": {"3.11": "/py/bin/python3.11"},
-            "worker_python": WORKER_PYTHON,
+            "tool_command": TOOL_COMMAND,
             "index_url": self.farm.index_url,
             "buildername": "x86_64-cp311",
             "python_version": "3.11",

@@ -19,8 +19,10 @@ from tests.sdists import free_port, setuptools_sdist
 from wheelwright.common.tools import RESULT_PREFIX, WORKER_CACHE
 from wheelwright.master import control
 from wheelwright.master.farm import Farm
+from wheelwright.master.pools import POOLS
+from wheelwright.workers import call as client
 
-CALL = [sys.executable, "-I", "-m", "wheelwright.workers.call"]
+CALL = POOLS["local"].tool_command()  # the file itself, without `site`
 
 
 def servers_of(cache: Path) -> list[int]:
@@ -43,18 +45,19 @@ def cache(tmp_path):
         os.kill(pid, signal.SIGKILL)
 
 
-def call(cache: Path, cwd: Path, *argv: str, **kwargs) -> subprocess.CompletedProcess:
+def call(cache: Path | None, cwd: Path, *argv: str, **kwargs) -> subprocess.CompletedProcess:
+    env = {name: value for name, value in os.environ.items() if name != WORKER_CACHE}
     return subprocess.run(
         [*CALL, *argv],
         cwd=cwd,
-        env={**os.environ, WORKER_CACHE: str(cache)},
+        env={**env, WORKER_CACHE: str(cache)} if cache else env,
         capture_output=True,
         text=True,
         **kwargs,
     )
 
 
-def unpack(cache: Path, tmp_path: Path, dest: str, **kwargs) -> subprocess.CompletedProcess:
+def unpack(cache: Path | None, tmp_path: Path, dest: str, **kwargs) -> subprocess.CompletedProcess:
     sdist = setuptools_sdist(tmp_path, "served", "1.0")
     return call(
         cache,
@@ -93,6 +96,14 @@ def test_a_call_goes_through_the_server_and_answers_as_the_tool_alone(cache, tmp
     # A failing tool's exit code, stderr and result line come back through the server as well.
     refused = call(cache, tmp_path, "wheelwright.workers.prepare_source", "--sdist", "x")
     assert refused.returncode == 2 and "the following arguments are required" in refused.stderr
+    assert servers_of(cache) == [server]
+    # With no worker cache named there is no server: the tool runs in the caller's process (which,
+    # started without `site`, starts again with it to import the tool), and answers the same.
+    alone = unpack(None, tmp_path, "four")
+    assert alone.returncode == 0 and result(alone) == {
+        **result(first),
+        "src": str(tmp_path / "four"),
+    }
     assert servers_of(cache) == [server]
 
 
@@ -194,3 +205,8 @@ def test_a_worker_starts_its_tool_server_as_it_starts_and_the_server_leaves_with
     while servers_of(basedir / "cache"):
         assert time.monotonic() < deadline, "the server outlived its worker"
         time.sleep(0.2)
+
+
+def test_the_client_names_the_worker_cache_as_the_steps_do():
+    # The client runs with the standard library alone, so it spells the variable again.
+    assert client.WORKER_CACHE == WORKER_CACHE

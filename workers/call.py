@@ -4,6 +4,10 @@ runs here, as `python -m` would run it. Imports little: it starts once a stage.
 
 Usage: python -I -m wheelwright.workers.call wheelwright.workers.<tool> ARGS...
        python -I -m wheelwright.workers.call --start-server
+
+It needs nothing but the standard library, so a worker that has this file may run it by its path
+without `site` (`python -I -S .../call.py`): an interpreter's start is most of a stage's start-up,
+and `site` (an editable install's finder above all) is most of that.
 """
 
 from __future__ import annotations
@@ -16,14 +20,17 @@ import socket
 import sys
 import time
 
-from wheelwright.common.tools import WORKER_CACHE
-
+# The variable by which a step names the worker's cache: common/tools.py's WORKER_CACHE, spelled
+# again here because this file runs with the standard library alone (tests/test_toolserver.py).
+WORKER_CACHE = "WHEELWRIGHT_WORKER_CACHE"
+MODULE = "wheelwright.workers.call"  # this file, as `python -m` names it
 TOOL_MODULES = tuple(
     f"wheelwright.workers.{tool}"
     for tool in ("prepare_source", "prepare_build_env", "build_wheel", "validate_install_deps")
 )
 START_SECONDS = 120  # a server's imports under emulation or a loaded machine
 START_SERVER = "--start-server"  # start the server (when none runs) and call nothing
+RUN_HERE = "--here"  # run the tool in this process, not through the server
 
 
 def server_name() -> str:
@@ -31,9 +38,17 @@ def server_name() -> str:
     changed install (installing, upgrading or removing a package changes its folder's time)."""
     ours = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     seen = [sys.executable, sys.version]
-    for folder in sys.path:
-        if folder.endswith("site-packages") and os.path.isdir(folder):
-            seen.append(f"{folder}:{os.stat(folder).st_mtime_ns}")
+    # The environment's own, found as `site` finds it (the venv's pyvenv.cfg beside or above its
+    # interpreter): without `site`, neither sys.path nor sys.prefix names it.
+    bin_dir = os.path.dirname(sys.executable)
+    prefix = next(
+        (d for d in (bin_dir, os.path.dirname(bin_dir)) if os.path.isfile(f"{d}/pyvenv.cfg")),
+        sys.prefix,
+    )
+    version = f"python{sys.version_info[0]}.{sys.version_info[1]}"
+    site_packages = os.path.join(prefix, "lib", version, "site-packages")
+    if os.path.isdir(site_packages):
+        seen.append(f"{site_packages}:{os.stat(site_packages).st_mtime_ns}")
     for folder in ("workers", "common"):
         for entry in sorted(os.scandir(os.path.join(ours, folder)), key=lambda e: e.name):
             if entry.name.endswith(".py"):
@@ -113,7 +128,7 @@ def start_with_worker(basedir: str) -> None:
     from twisted.internet import protocol, reactor
 
     cache = os.path.join(os.path.abspath(basedir), "cache")  # the steps' WORKER_CACHE_DIR
-    argv = [sys.executable, "-I", "-m", "wheelwright.workers.call", START_SERVER]
+    argv = [sys.executable, "-I", "-m", MODULE, START_SERVER]
     reactor.callWhenRunning(
         reactor.spawnProcess,
         protocol.ProcessProtocol(),
@@ -126,8 +141,10 @@ def start_with_worker(basedir: str) -> None:
 
 def run_here(argv: list[str]) -> int:
     """The tool argv names, in this process, as `python -m` runs it."""
-    # Imported here, not above: a call through the server stays light.
-    from wheelwright.workers.tool import run_tool
+    try:  # imported here, not above: a call through the server stays light
+        from wheelwright.workers.tool import run_tool
+    except ImportError:  # run by path without `site`: the tool needs the installed packages
+        os.execv(sys.executable, [sys.executable, "-I", "-m", MODULE, RUN_HERE, *argv])
 
     sys.argv = list(argv)
     return run_tool(importlib.import_module(argv[0]).main)
@@ -139,6 +156,8 @@ def main(argv: list[str]) -> int:
         if sock:
             sock.close()
         return 0 if sock else 1
+    if argv[:1] == [RUN_HERE] and argv[1:2] and argv[1] in TOOL_MODULES:
+        return run_here(argv[1:])
     if not argv or argv[0] not in TOOL_MODULES:
         print(f"usage: call {{{','.join(TOOL_MODULES)}}} ARGS...", file=sys.stderr)
         return 2
