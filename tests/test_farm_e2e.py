@@ -479,7 +479,10 @@ def yank_step(farm, brid: int) -> str:
 
 
 def test_on_a_terminal_build_wait_shows_which_step_the_build_is_in(backends, upstream, tmp_path):
-    upstream.add(setuptools_sdist(tmp_path, "shown-progress", "1.0"))
+    # Its setup.py takes seconds, in prepare-build-env and in build-wheel: the progress, asked
+    # for once a second, meets one of them whatever the machine's speed.
+    slow = "import time\nfrom setuptools import setup\ntime.sleep(1.5)\nsetup()\n"
+    upstream.add(setuptools_sdist(tmp_path, "shown-progress", "1.0", setup_py=slow))
     primary, secondary = pty.openpty()  # stderr is a terminal; stdout, for scripts, is not
     proc = subprocess.Popen(
         [
