@@ -40,6 +40,20 @@ def verdict(ratio: float, goal: str, met: bool) -> str:
     return f"{ratio:.2f}x (goal {goal}: {'met' if met else 'MISSED'})"
 
 
+def up_local(farm: FarmUnderTest, upstream: Upstream) -> None:
+    """The farm up on the local pool's two workers, from the tests' upstream, on free ports."""
+    farm.cli(
+        "up",
+        "--pools",
+        "local",
+        "--upstream",
+        upstream.url,
+        *("--ui-port", str(free_port())),
+        *("--worker-port", str(free_port())),
+        *("--index-port", str(free_port())),
+    )
+
+
 def bench_publishing(work: Path, quick: bool) -> None:
     """Publishing one wheel into a big index, against regenerating the whole index."""
     projects, per_project = (200, 10) if quick else (10_000, 10)
@@ -213,19 +227,7 @@ def bench_farm_overhead(work: Path, quick: bool) -> None:
     upstream = Upstream(work / "upstream", free_port())
     farm = FarmUnderTest(work / "farm")
     try:
-        farm.cli(
-            "up",
-            "--pools",
-            "local",
-            "--upstream",
-            upstream.url,
-            "--ui-port",
-            str(free_port()),
-            "--worker-port",
-            str(free_port()),
-            "--index-port",
-            str(free_port()),
-        )
+        up_local(farm, upstream)
         for backend in ("setuptools-80.9.0.tar.gz", "flit_core-3.12.0.tar.gz"):
             upstream.add(CACHE / backend)
             name, version = backend[: -len(".tar.gz")].rsplit("-", 1)
@@ -428,19 +430,7 @@ def bench_bootstrap(work: Path, quick: bool) -> None:
     upstream = Upstream(work / "upstream", free_port())
     farm = FarmUnderTest(work / "farm")
     try:
-        farm.cli(
-            "up",
-            "--pools",
-            "local",
-            "--upstream",
-            upstream.url,
-            "--ui-port",
-            str(free_port()),
-            "--worker-port",
-            str(free_port()),
-            "--index-port",
-            str(free_port()),
-        )
+        up_local(farm, upstream)
         upstream.add(CACHE / "setuptools-80.9.0.tar.gz")
         assert (
             farm.cli("bootstrap", "setuptools", "--builder", DEFAULT_BUILDER, "--wait").returncode
@@ -565,19 +555,7 @@ def bench_fromager(work: Path, quick: bool) -> None:
             for n in range(1 if quick else rounds):
                 farm = FarmUnderTest(work / f"farm-{pin}-{n}")
                 try:
-                    farm.cli(
-                        "up",
-                        "--pools",
-                        "local",
-                        "--upstream",
-                        upstream.url,
-                        "--ui-port",
-                        str(free_port()),
-                        "--worker-port",
-                        str(free_port()),
-                        "--index-port",
-                        str(free_port()),
-                    )
+                    up_local(farm, upstream)
                     plan = json.loads(
                         farm.cli("bootstrap", pin, "--builder", DEFAULT_BUILDER, "--dry-run").stdout
                     )["plan"]
