@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import json
+import marshal
 import os
 import select
 import signal
@@ -92,7 +92,7 @@ def _monitor(conn: socket.socket) -> None:
         message, fds, _, _ = socket.recv_fds(conn, MAX_REQUEST, 3)
         if not message and not fds:  # the caller only wanted the server up (call.START_SERVER)
             return
-        request = json.loads(message)
+        request = marshal.loads(message)  # call.py's, from a process of the worker's user
         if len(fds) != 3 or request["argv"][0] not in TOOL_MODULES:
             raise ValueError(
                 f"not a call of one of our tools: {request['argv'][:1]}, {len(fds)} fds"
