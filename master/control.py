@@ -274,13 +274,15 @@ def share_uv_cache(farm: Farm, basedir: Path) -> None:
 
 def start_worker(farm: Farm, name: str, password: str) -> None:
     basedir, changed = _create_worker(farm, name, password)
-    share_uv_cache(farm, basedir)
     if farm.worker_tls:  # the certificate may have been made again, for new addresses
         tls.install_trust(farm, basedir)
     if _pid_alive(basedir / "twistd.pid"):
         if changed:  # the way to the master changed (TLS turned on or off): reconnect that way
             _run([_bin("buildbot-worker"), "restart", basedir], f"restarting worker {name}")
         return
+    # Only for a worker that is not running: a cache made before it was shared is deleted, and
+    # a running build may be installing from it.
+    share_uv_cache(farm, basedir)
     _run([_bin("buildbot-worker"), "start", basedir], f"starting worker {name}")
 
 

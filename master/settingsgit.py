@@ -1,7 +1,7 @@
 """Settings and patches kept in a git repository (production), in place of the directory the
 embedded default watches (settingschanges.py).
 
-`wheelwright up` clones the repository (control.py) (`settings_git`, branch `settings_branch`) into the
+`wheelwright up` (control.py) clones the repository (`settings_git`, branch `settings_branch`) into the
 settings directory; Buildbot's GitPoller watches it every `settings_poll_interval` seconds, and
 each commit is a change whose paths map to packages as the directory watcher maps its files
 (settings.owner). The `settings-git` scheduler brings the checkout to that commit, so builds read
