@@ -392,3 +392,26 @@ def test_an_environment_links_the_uv_cache_and_the_sandbox_cannot_change_it(
         "replace Invalid cross-device link",
     ], proc.stdout
     assert cached[0].read_text() == code and installed.read_text() == code
+
+
+def test_a_wheel_planted_with_an_earlier_ones_name_size_and_time_is_validated_itself(
+    index_host, tmp_path, monkeypatch
+):
+    # uv keys a local wheel in the worker's cache (shared, linked from) by its path and time,
+    # both of which a build controls: a rebuild's wheel made to look like the last one must not
+    # be validated as the last one's files.
+    monkeypatch.setenv(WORKER_CACHE, str(tmp_path / "cache"))
+    dist = tmp_path / "dist"
+    dist.mkdir()
+    files, dist_info = wheel_files("planted", "1.0")
+    first = write_wheel(dist / "planted-1.0-py3-none-any.whl", files, dist_info)
+    install(sys.executable, first, index_host + "simple/", tmp_path / "env-1", ["planted"])
+    seen = os.stat(first)
+    first.unlink()
+    files["planted.py"] = "VALUE = 2\n"  # as long as the first's
+    second = write_wheel(dist / "planted-1.0-py3-none-any.whl", files, dist_info)
+    os.utime(second, ns=(seen.st_atime_ns, seen.st_mtime_ns))
+    assert os.stat(second).st_size == seen.st_size
+    install(sys.executable, second, index_host + "simple/", tmp_path / "env-2", ["planted"])
+    (installed,) = (tmp_path / "env-2").glob("lib/python*/site-packages/planted.py")
+    assert installed.read_text() == "VALUE = 2\n"
