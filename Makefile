@@ -29,7 +29,10 @@ $(BIN)/wheelwright: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
 
+# Our code's bytecode, written once here: an editable install compiles nothing, and a machine that
+# sets PYTHONDONTWRITEBYTECODE would compile it again at every `wheelwright` command's start.
 install: $(BIN)/wheelwright
+	$(BIN)/python -m compileall -q common config index master steps workers >/dev/null
 
 up: install
 	$(BIN)/wheelwright --state $(STATE) up $(UP_ARGS)

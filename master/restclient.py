@@ -3,11 +3,15 @@ account, for the `wheelwright` command."""
 
 from __future__ import annotations
 
+import contextlib
+import json
+import re
 import sys
 import time
 import typing
 
 import requests
+import websocket
 from buildbot.process.results import SKIPPED, SUCCESS, WARNINGS, Results
 
 from wheelwright.master.farm import CLI_SECRET, CLI_USER, FORCE_SCHEDULER, Farm
@@ -144,28 +148,54 @@ class Api:
         workers = self.get(f"builders/{builderid}/workers")["workers"]
         return any(w["connected_to"] for w in workers)
 
-    def wait(
-        self, brid: int, poll: float = 0.2, follow: str | None = None, show=None, every: float = 1
-    ) -> dict:
-        """The build of a request once it is complete (asked every `poll` s); with follow, that
+    def wait(self, brid: int, follow: str | None = None, show=None, every: float = 1) -> dict:
+        """The build of a request once it is complete, told by the master's websocket as it
+        happens (asked every `every` s where no websocket reaches the master); with follow, that
         log of its step is copied to stderr as it grows; show(text) is told which step it is in.
         Those two take half a dozen queries of the database the builds write to, on the master
         that runs them: they are asked every `every` s, and once more at the end."""
         shown = 0
-        progress_at = 0.0
-        while True:
-            request = self.get(f"buildrequests/{brid}")["buildrequests"][0]
-            if request["complete"] or time.monotonic() >= progress_at:
-                progress_at = time.monotonic() + every
+        with self.completion(brid) as completed:
+            while True:
+                request = self.get(f"buildrequests/{brid}")["buildrequests"][0]
                 if follow:
                     shown = self.copy_log(brid, follow, shown)
-                if show and not request["complete"]:
+                if request["complete"]:
+                    break
+                if show:
                     show(self.current_step(brid))
-            if request["complete"]:
-                break
-            time.sleep(poll)
+                completed(every)
         builds = self.get(f"buildrequests/{brid}/builds")["builds"]
         return builds[-1] if builds else {}
+
+    @contextlib.contextmanager
+    def completion(self, brid: int):
+        """completed(timeout): returns when the master says the request is complete, or after
+        timeout s. Subscribed before the caller first asks, so that no completion falls between."""
+        url = re.sub(r"^http", "ws", self.farm.ui_url) + "ws"
+        cookies = "; ".join(f"{c.name}={c.value}" for c in self.session.cookies)
+        try:
+            ws = websocket.create_connection(url, timeout=30, cookie=cookies or None)
+        except (OSError, websocket.WebSocketException):  # a proxy without websockets: ask
+            yield time.sleep
+            return
+        path = f"buildrequests/{brid}/complete"
+        try:
+            ws.send(json.dumps({"cmd": "startConsuming", "path": path, "_id": 1}))
+            if json.loads(ws.recv()).get("code") != 200:
+                raise SystemExit(f"wheelwright: the master's websocket refused {path}")
+
+            def completed(timeout: float) -> None:
+                if not ws.connected:  # the master went away: the next ask says what became of it
+                    time.sleep(timeout)
+                    return
+                ws.settimeout(timeout)
+                with contextlib.suppress(OSError, websocket.WebSocketException):
+                    ws.recv()
+
+            yield completed
+        finally:
+            ws.close()
 
     def current_step(self, brid: int) -> str:
         builds = self.get(f"buildrequests/{brid}/builds")["builds"]

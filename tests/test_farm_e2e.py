@@ -10,6 +10,7 @@ import platform
 import pty
 import subprocess
 import sys
+import threading
 import urllib.error
 import urllib.request
 import uuid
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from buildbot.process.results import SUCCESS
 
 from tests.conftest import install_and_run, wheel_index_has
 from tests.farm import DEFAULT_BUILDER, WHEELWRIGHT, http_get
@@ -33,6 +35,7 @@ from tests.wheels import make_wheel
 from wheelwright.master.control import MASTER_CFG
 from wheelwright.master.farm import Farm
 from wheelwright.master.pools import POOLS, builder_name
+from wheelwright.master.restclient import Api
 
 pytestmark = pytest.mark.farm
 
@@ -514,3 +517,22 @@ def test_on_a_terminal_build_wait_shows_which_step_the_build_is_in(backends, ups
     assert any(
         step in seen for step in (b"build-wheel", b"prepare-build-env", b"validate-install-deps")
     ), seen[-500:]
+
+
+def test_wait_hears_that_a_build_is_done_from_the_master_without_asking_again(
+    backends, upstream, tmp_path
+):
+    # Asked only once in ten minutes, the wait returns when the build ends because the master's
+    # websocket tells it so: the build request is asked for before and after, and nothing else.
+    slow = "import time\nfrom setuptools import setup\ntime.sleep(1)\nsetup()\n"
+    upstream.add(setuptools_sdist(tmp_path, "told-done", "1.0", setup_py=slow))
+    api = Api(Farm.load(backends.state))
+    ((_, brid),) = api.force("told-done", "1.0", [DEFAULT_BUILDER]).items()
+    asked, get = [], api.get
+    api.get = lambda path, **params: asked.append(path) or get(path, **params)
+    done: list[dict] = []
+    waiting = threading.Thread(target=lambda: done.append(api.wait(brid, every=600)), daemon=True)
+    waiting.start()
+    waiting.join(timeout=180)
+    assert done and done[0]["results"] == SUCCESS, "the wait was not told the build is done"
+    assert asked.count(f"buildrequests/{brid}") == 2, asked
