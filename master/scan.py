@@ -101,6 +101,9 @@ def run_guarddog(sdist: Path) -> dict[str, list[str]]:
             read=[sdist.parent, Path("/etc/ssl")],
             cwd=home,
         )
+        # At the lowest priority: a forced build's scan runs beside it (seconds of CPU for a large
+        # sdist) and must not take a core from the builds, a bootstrap's critical path above all.
+        argv = ["nice", "-n", "19", *argv]
         proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=SCAN_SECONDS)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     if not lines:
