@@ -19,6 +19,15 @@ from wheelwright.master.settings import settings_for
 from wheelwright.master.source_archive import obtain_sdist
 from wheelwright.steps.tool import SDIST_DIR, WritesToIndex, verifying
 
+# The last build's directory is renamed aside at once, and deleted (with any that an interrupted
+# deletion left) in the background: thousands of files, a tenth of a second no build should wait
+# for. Made writable first: the package's code may have left a folder that is not.
+CLEAR_BUILD_DIR = (
+    'mv -T -- "$1" "$1.trash-$$" 2>/dev/null; '
+    '(chmod -Rf u+rwx -- "$1".trash-*; rm -rf -- "$1".trash-*) </dev/null >/dev/null 2>&1 & '
+    '! [ -e "$1" ] && ! [ -L "$1" ]'
+)
+
 
 async def report_scan(step, scan) -> None:
     """A scan in the step's log `scan` and the build's property `scan_findings`."""
@@ -36,7 +45,12 @@ class DownloadSource(WritesToIndex):
         super().__init__(doStepIf=True, **kwargs)
 
     async def run(self):
-        await self.runRmdir(self.workdir, abandonOnFailure=True)
+        clear = await self.makeRemoteShellCommand(
+            workdir=".", command=["sh", "-c", CLEAR_BUILD_DIR, "sh", self.workdir]
+        )
+        await self.runCommand(clear)
+        if clear.didFail():
+            return await self.fail(f"could not clear the build directory ({clear.rc})")
         version = self.version or None
         if version and not verifying(self):  # a verify build rebuilds what was published
             try:

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.error
 import urllib.request
 import zipfile
@@ -21,7 +22,6 @@ from buildbot.test.reactor import TestReactorMixin
 from buildbot.test.steps import (
     ExpectDownloadFile,
     ExpectRemoteRef,
-    ExpectRmdir,
     ExpectShell,
     ExpectUploadFile,
     TestBuildStepMixin,
@@ -60,6 +60,7 @@ from wheelwright.steps import (
     UpdateIndex,
     ValidateInstallDeps,
 )
+from wheelwright.steps.download_source import CLEAR_BUILD_DIR
 from wheelwright.steps.tool import WORKER_CACHE_DIR, parse_result
 from wheelwright.steps.update_index import tag_fits
 
@@ -762,12 +763,21 @@ class TestUpdateIndex(StepTest):
         await self.run_step()
 
 
+def clear_build_dir():
+    return ExpectShell(
+        workdir=".",
+        command=["sh", "-c", CLEAR_BUILD_DIR, "sh", "build"],
+        log_environ=False,
+        max_time=Farm(root=Path("/")).limits.wall_seconds + 600,
+    ).exit(0)
+
+
 class TestDownloadSource(StepTest):
     with_index = True
 
     def expectations(self, filename: str):
         return (
-            ExpectRmdir(dir="build", log_environ=False).exit(0),
+            clear_build_dir(),
             ExpectDownloadFile(
                 workerdest=f"sdist/{filename}",
                 workdir="build",
@@ -836,7 +846,7 @@ class TestDownloadSource(StepTest):
             },
         )
         self.setup(DownloadSource(farm=self.farm, upload_password=PASSWORD), package="already")
-        self.expect_commands(ExpectRmdir(dir="build", log_environ=False).exit(0))
+        self.expect_commands(clear_build_dir())
         self.expect_outcome(
             result=SUCCESS, state_string="pure wheel already published by build 4 of x86_64-cp310"
         )
@@ -845,8 +855,22 @@ class TestDownloadSource(StepTest):
 
     def test_a_project_upstream_does_not_have_fails_clearly(self):
         self.setup(DownloadSource(farm=self.farm, upload_password=PASSWORD), package="nowhere")
-        self.expect_commands(ExpectRmdir(dir="build", log_environ=False).exit(0))
+        self.expect_commands(clear_build_dir())
         self.expect_outcome(
             result=FAILURE, state_string=f"nowhere is not on {self.farm.upstream} (failure)"
         )
         return self.run_step()
+
+
+def test_the_last_build_directory_is_gone_at_once_and_deleted_behind_the_build(tmp_path):
+    locked = tmp_path / "build" / "src" / "locked"  # a folder the package's code made unwritable
+    locked.mkdir(parents=True)
+    (locked / "file").write_text("left behind")
+    locked.chmod(0)
+    for _ in range(2):  # the second time, there is no directory to clear
+        clear = subprocess.run(["sh", "-c", CLEAR_BUILD_DIR, "sh", "build"], cwd=tmp_path)
+        assert clear.returncode == 0 and not (tmp_path / "build").exists()
+    deadline = time.monotonic() + 60
+    while list(tmp_path.iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert list(tmp_path.iterdir()) == []
