@@ -586,7 +586,16 @@ def bench_fromager(work: Path, quick: bool) -> None:
                 f"bootstrap {pin} ({len(plan)} packages) from scratch: farm {statistics.median(ours):.1f} s, "
                 f"fromager {statistics.median(theirs):.1f} s (medians of {len(ours)}); "
                 f"ratio {verdict(ratio, '<= 0.7x', ratio <= 0.7)}"
-                + (f" (rounds: {', '.join(f'{r:.2f}x' for r in ratios)})" if len(ours) > 1 else "")
+                + (
+                    " (rounds, farm / fromager: "
+                    + ", ".join(
+                        f"{r:.2f}x = {a:.1f} / {b:.1f} s"
+                        for r, a, b in zip(ratios, ours, theirs, strict=True)
+                    )
+                    + ")"
+                    if len(ours) > 1
+                    else ""
+                )
             )
             durations = result["durations_s"]
             nodes = {
