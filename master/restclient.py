@@ -172,30 +172,39 @@ class Api:
     def completion(self, brid: int):
         """completed(timeout): returns when the master says the request is complete, or after
         timeout s. Subscribed before the caller first asks, so that no completion falls between."""
-        url = re.sub(r"^http", "ws", self.farm.ui_url) + "ws"
-        cookies = "; ".join(f"{c.name}={c.value}" for c in self.session.cookies)
-        try:
-            ws = websocket.create_connection(url, timeout=30, cookie=cookies or None)
-        except (OSError, websocket.WebSocketException):  # a proxy without websockets: ask
+        ws = self._subscribed(f"buildrequests/{brid}/complete")
+        if ws is None:  # no websocket reaches the master (a proxy without them): ask
             yield time.sleep
             return
-        path = f"buildrequests/{brid}/complete"
+
+        def completed(timeout: float) -> None:
+            if not ws.connected:  # the master went away: the next ask says what became of it
+                time.sleep(timeout)
+                return
+            ws.settimeout(timeout)
+            with contextlib.suppress(OSError, websocket.WebSocketException):
+                ws.recv()
+
         try:
-            ws.send(json.dumps({"cmd": "startConsuming", "path": path, "_id": 1}))
-            if json.loads(ws.recv()).get("code") != 200:
-                raise SystemExit(f"wheelwright: the master's websocket refused {path}")
-
-            def completed(timeout: float) -> None:
-                if not ws.connected:  # the master went away: the next ask says what became of it
-                    time.sleep(timeout)
-                    return
-                ws.settimeout(timeout)
-                with contextlib.suppress(OSError, websocket.WebSocketException):
-                    ws.recv()
-
             yield completed
         finally:
             ws.close()
+
+    def _subscribed(self, path: str) -> websocket.WebSocket | None:
+        """A websocket of the master's (Buildbot's /ws) that says when `path` happens."""
+        url = re.sub(r"^http", "ws", self.farm.ui_url) + "ws"
+        cookies = "; ".join(f"{c.name}={c.value}" for c in self.session.cookies)
+        ws = None
+        try:
+            ws = websocket.create_connection(url, timeout=30, cookie=cookies or None)
+            ws.send(json.dumps({"cmd": "startConsuming", "path": path, "_id": 1}))
+            if json.loads(ws.recv()).get("code") == 200:
+                return ws
+        except (OSError, ValueError, websocket.WebSocketException):
+            pass
+        if ws is not None:
+            ws.close()
+        return None
 
     def current_step(self, brid: int) -> str:
         builds = self.get(f"buildrequests/{brid}/builds")["builds"]
