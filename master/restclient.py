@@ -182,8 +182,12 @@ class Api:
                 time.sleep(timeout)
                 return
             ws.settimeout(timeout)
-            with contextlib.suppress(OSError, websocket.WebSocketException):
+            try:
                 ws.recv()
+            except websocket.WebSocketTimeoutException:
+                pass
+            except (OSError, websocket.WebSocketException):
+                ws.shutdown()  # asked from now on
 
         try:
             yield completed
