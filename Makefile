@@ -8,6 +8,8 @@ BIN := $(VENV)/bin
 # The build backends the end-to-end tests build from source first, as a fresh farm would.
 TEST_SDISTS := setuptools==80.9.0 flit_core==3.12.0
 SDIST_CACHE := tests/.cache/sdists
+# The folders that are the package wheelwright (wheelwright.master is master/, and so on).
+PACKAGES := common config index master steps workers
 # What the deployment tests run beside the farm, each in a venv of its own: index hosts of other
 # kinds to publish to, and the Crossbar router several masters share.
 SERVICES := tests/.cache/services
@@ -32,7 +34,7 @@ $(BIN)/wheelwright: pyproject.toml
 # Our code's bytecode, written once here: an editable install compiles nothing, and a machine that
 # sets PYTHONDONTWRITEBYTECODE would compile it again at every `wheelwright` command's start.
 install: $(BIN)/wheelwright
-	$(BIN)/python -m compileall -q common config index master steps workers >/dev/null
+	$(BIN)/python -m compileall -q $(PACKAGES) >/dev/null
 
 up: install
 	$(BIN)/wheelwright --state $(STATE) up $(UP_ARGS)
@@ -72,7 +74,7 @@ lint: install
 	$(BIN)/python -m ruff format --check .
 	$(BIN)/python -m ruff check .
 	rm -rf $(TYPECHECK) && mkdir -p $(TYPECHECK)/wheelwright && touch $(TYPECHECK)/wheelwright/__init__.py
-	for d in common config master steps workers index; do ln -s $(CURDIR)/$$d $(TYPECHECK)/wheelwright/$$d; done
+	for d in $(PACKAGES); do ln -s $(CURDIR)/$$d $(TYPECHECK)/wheelwright/$$d; done
 	cd $(TYPECHECK) && $(CURDIR)/$(BIN)/python -m mypy --config-file $(CURDIR)/pyproject.toml -p wheelwright
 
 test: system-packages emulation install lint $(SDIST_CACHE)/.done $(SERVICES)/.done

@@ -21,10 +21,12 @@ from wheelwright.steps.tool import SDIST_DIR, WritesToIndex, verifying
 
 # The last build's directory is renamed aside at once, and deleted (with any that an interrupted
 # deletion left) in the background: thousands of files, a tenth of a second no build should wait
-# for. Made writable first: the package's code may have left a folder that is not.
+# for. Folders the package's code left unwritable are opened first; only folders: the files of
+# its environments are links to the worker's uv cache, whose modes are not ours to change.
 CLEAR_BUILD_DIR = (
     'mv -T -- "$1" "$1.trash-$$" 2>/dev/null; '
-    '(chmod -Rf u+rwx -- "$1".trash-*; rm -rf -- "$1".trash-*) </dev/null >/dev/null 2>&1 & '
+    '(find "$1".trash-* -type d ! -perm -u=rwx -exec chmod u+rwx {} \\; ; rm -rf -- "$1".trash-*) '
+    "</dev/null >/dev/null 2>&1 & "
     '! [ -e "$1" ] && ! [ -L "$1" ]'
 )
 

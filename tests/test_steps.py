@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import pwd
 import shutil
 import subprocess
 import sys
@@ -862,15 +864,35 @@ class TestDownloadSource(StepTest):
         return self.run_step()
 
 
-def test_the_last_build_directory_is_gone_at_once_and_deleted_behind_the_build(tmp_path):
-    locked = tmp_path / "build" / "src" / "locked"  # a folder the package's code made unwritable
-    locked.mkdir(parents=True)
-    (locked / "file").write_text("left behind")
-    locked.chmod(0)
-    for _ in range(2):  # the second time, there is no directory to clear
-        clear = subprocess.run(["sh", "-c", CLEAR_BUILD_DIR, "sh", "build"], cwd=tmp_path)
-        assert clear.returncode == 0 and not (tmp_path / "build").exists()
-    deadline = time.monotonic() + 60
-    while list(tmp_path.iterdir()) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert list(tmp_path.iterdir()) == []
+def test_the_last_build_directory_is_gone_at_once_and_deleted_behind_the_build():
+    # As a worker's user, not root (for whom no folder is unwritable). The build folder holds a
+    # folder the package's code made unwritable and an environment's file linked to uv's cache.
+    as_worker = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+    with tempfile.TemporaryDirectory() as top:
+        builder, cache = Path(top) / "builder", Path(top) / "cache"
+        locked = builder / "build" / "src" / "locked"
+        locked.mkdir(parents=True)
+        (locked / "file").write_text("left behind")
+        cache.mkdir()
+        (cache / "module.py").write_text("cached")
+        (cache / "module.py").chmod(0o644)
+        (builder / "build" / "env").mkdir()
+        os.link(cache / "module.py", builder / "build" / "env" / "module.py")
+        locked.chmod(0)
+        if os.geteuid() == 0:
+            shutil.chown(top, "nobody")
+            for path in (builder, *builder.rglob("*"), cache, *cache.iterdir()):
+                os.chown(path, pwd.getpwnam("nobody").pw_uid, -1, follow_symlinks=False)
+        for _ in range(2):  # the second time, there is no directory to clear
+            clear = subprocess.run(
+                [*(as_worker if os.geteuid() == 0 else []), "sh", "-c", CLEAR_BUILD_DIR]
+                + ["sh", "build"],
+                cwd=builder,
+            )
+            assert clear.returncode == 0 and not (builder / "build").exists()
+        deadline = time.monotonic() + 60
+        while list(builder.iterdir()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert list(builder.iterdir()) == []
+        cached = (cache / "module.py").stat()
+        assert (cached.st_mode & 0o777, cached.st_nlink) == (0o644, 1)
