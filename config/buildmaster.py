@@ -9,6 +9,7 @@ from buildbot.plugins import secrets
 from wheelwright.config.builders import make_builders, make_workers, master_builders, master_worker
 from wheelwright.config.schedulers import make_schedulers
 from wheelwright.master import tls
+from wheelwright.master.buildproperties import PlainBuildProperties
 from wheelwright.master.changesource import SLICES, UpstreamReleases
 from wheelwright.master.dashboard import NAME as DASHBOARD
 from wheelwright.master.dashboard import make_app
@@ -49,7 +50,9 @@ def assemble(basedir: str) -> dict:
                 else []
             ),
         ],
-        "services": [KeptWheelPublisher(farm), StartNewRequestsAtOnce()] if runs_builds else [],
+        "services": [KeptWheelPublisher(farm), StartNewRequestsAtOnce(), PlainBuildProperties()]
+        if runs_builds
+        else [],
         "change_source": [
             *(
                 source(farm, pollInterval=interval, pollAtLaunch=True)
