@@ -74,6 +74,25 @@ def pytest_runtest_setup(item):
     MARKED_FARM[0] = item.get_closest_marker("farm") is not None
 
 
+LOG_TAIL_LINES = 60
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failed test on a farm reports the end of its master's and workers' logs: CI keeps only
+    what pytest prints, and the farm's folder is gone with the machine."""
+    report = yield
+    if report.failed:
+        farms = [v for v in getattr(item, "funcargs", {}).values() if isinstance(v, FarmUnderTest)]
+        for farm in farms:
+            logs = [farm.state / "master" / "twistd.log"]
+            logs += sorted((farm.state / "workers").glob("*/twistd.log"))
+            for log in filter(Path.exists, logs):
+                tail = log.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:]
+                report.sections.append((f"end of {log}", "\n".join(tail)))
+    return report
+
+
 @pytest.fixture(scope="session")
 def upstream(tmp_path_factory):
     server = Upstream(tmp_path_factory.mktemp("upstream"), free_port())
