@@ -21,6 +21,7 @@ from tests.wheels import make_wheel
 from wheelwright.common.files import sha256_of
 from wheelwright.common.lookup import published_as
 from wheelwright.common.tools import clean_pip_env
+from wheelwright.index import accounts
 from wheelwright.index.store import AlreadyPublished, IndexStore, PublishError
 from wheelwright.index.upload import UploadError, upload, yank
 
@@ -206,6 +207,25 @@ def test_uploads_need_the_right_password(index_host, tmp_path):
     assert err.value.code == 401
     with pytest.raises(urllib.error.HTTPError):
         get(index_host + "simple/guarded/")
+
+
+def test_a_password_found_right_is_not_hashed_again_and_a_wrong_or_changed_one_is(
+    tmp_path, monkeypatch
+):
+    users = tmp_path / "users.json"
+    accounts.add(users, "uploader", "s3cret")
+    accounts.add(users, "other", "different")
+    hashed = []
+    slow = accounts._hash
+    monkeypatch.setattr(accounts, "_hash", lambda *a: hashed.append(a[0]) or slow(*a))
+    assert accounts.check(users, "uploader", "s3cret") and hashed == ["s3cret"]
+    assert accounts.check(users, "uploader", "s3cret") and hashed == ["s3cret"]
+    assert not accounts.check(users, "uploader", "wrong") and hashed[-1] == "wrong"
+    assert not accounts.check(users, "other", "s3cret") and hashed[-1] == "s3cret"
+    accounts.add(users, "uploader", "n3w")  # a changed password: the old one is refused
+    assert not accounts.check(users, "uploader", "s3cret")
+    assert accounts.check(users, "uploader", "n3w")
+    assert hashed[-3:] == ["n3w", "s3cret", "n3w"]  # the new hash (add), then both checks
 
 
 def twine_upload(index_host: str, wheel: Path) -> subprocess.CompletedProcess:
