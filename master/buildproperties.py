@@ -24,13 +24,13 @@ class PlainBuildProperties(service.BuildbotService):
 
     async def startService(self):
         await super().startService()
-        self.rendering = self.master.data.updates.setBuildProperties
         self.master.data.updates.setBuildProperties = self.set_build_properties
 
     def set_build_properties(self, buildid: int, properties) -> defer.Deferred:
         values = properties.getProperties().asDict()
         if any(IRenderable.providedBy(value) for value, _ in values.values()):
-            return self.rendering(buildid, properties)
+            # Buildbot's own, from its resource type: what `updates` held may be ours already.
+            return self.master.data.rtypes.property.setBuildProperties(buildid, properties)
         return defer.ensureDeferred(self._write_changed(buildid, values))
 
     async def _write_changed(self, buildid: int, values: dict) -> None:

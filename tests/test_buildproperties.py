@@ -30,7 +30,8 @@ class TestPlainBuildProperties(TestReactorMixin, unittest.TestCase):
                 fakedb.Build(id=BUILD, buildrequestid=5, builderid=3, workerid=2, masterid=1),
             ]
         )
-        await PlainBuildProperties().setServiceParent(self.master)
+        self.service = PlainBuildProperties()
+        await self.service.setServiceParent(self.master)
         await self.master.startService()
         self.addCleanup(self.master.stopService)
         self.build = SimpleNamespace(properties=Properties())
@@ -68,7 +69,9 @@ class TestPlainBuildProperties(TestReactorMixin, unittest.TestCase):
             {"timings": ({**timings, "prepare-source": {}}, "timings")},
         )
 
-    async def test_a_renderable_value_is_rendered_as_buildbot_renders_it(self):
+    async def test_a_renderable_value_is_rendered_as_buildbot_renders_it_after_a_restart_too(self):
+        await self.service.stopService()
+        await self.service.startService()
         self.build.properties.setProperty("package", "flask", "Force Build Form")
         self.build.properties.setProperty("label", Interpolate("%(prop:package)s!"), "Builder")
         assert (await self.set_build_properties())["label"] == ("flask!", "Builder")
