@@ -83,8 +83,13 @@ def pytest_runtest_makereport(item, call):
     what pytest prints, and the farm's folder is gone with the machine."""
     report = yield
     if report.failed:
-        farms = [v for v in getattr(item, "funcargs", {}).values() if isinstance(v, FarmUnderTest)]
-        for farm in farms:
+        # One farm may be several fixtures (`backends` is `farm`, its backends built): once each.
+        farms = {
+            v.state: v
+            for v in getattr(item, "funcargs", {}).values()
+            if isinstance(v, FarmUnderTest)
+        }
+        for farm in farms.values():
             logs = [farm.state / "master" / "twistd.log"]
             logs += sorted((farm.state / "workers").glob("*/twistd.log"))
             for log in filter(Path.exists, logs):
