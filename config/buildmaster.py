@@ -16,6 +16,7 @@ from wheelwright.master.dashboard import make_app
 from wheelwright.master.database import tune_sqlite
 from wheelwright.master.farm import Farm
 from wheelwright.master.kept import KeptWheelPublisher
+from wheelwright.master.restwrite import write_rest_responses_on_the_reactor
 from wheelwright.master.settingschanges import SettingsChanges
 from wheelwright.master.settingsgit import SettingsFromGit, settings_poller
 from wheelwright.master.startnow import StartNewRequestsAtOnce
@@ -29,6 +30,7 @@ def assemble(basedir: str) -> dict:
     runs_builds = "builds" in farm.roles
     builders = make_builders(farm, pools)
     tune_sqlite()
+    write_rest_responses_on_the_reactor()
     return {
         "title": "Wheelwright",
         "titleURL": farm.ui_url,
