@@ -26,7 +26,7 @@ from tests.farm import DEFAULT_BUILDER, FarmUnderTest  # noqa: E402
 from tests.sdists import CACHE, Upstream, flit_sdist, free_port, setuptools_sdist  # noqa: E402
 from tests.wheels import make_wheel  # noqa: E402
 from wheelwright.common.files import sha256_of  # noqa: E402
-from wheelwright.common.tools import clean_pip_env  # noqa: E402
+from wheelwright.common.tools import WORKER_COMMAND, clean_pip_env  # noqa: E402
 from wheelwright.index.store import IndexStore
 from wheelwright.master.bootstrap import Node, lower_bound  # noqa: E402
 from wheelwright.master.changesource import Changelog, releases  # noqa: E402
@@ -127,7 +127,8 @@ def overhead_report(total: float, steps: dict[str, dict[str, float]]) -> list[st
         lines.append(f"    {step:<48} {parts.get('step', 0):6.2f} s")
         tools = sum(seconds for name, seconds in parts.items() if name.endswith(": tool"))
         if tools:  # what the worker's command took beyond the tool's own work
-            parts = {**parts, "tool start-up and round trip": parts.get("worker shell", 0) - tools}
+            command = parts.get(f"worker {WORKER_COMMAND}", parts.get("worker shell", 0))
+            parts = {**parts, "tool start-up and round trip": command - tools}
         for name, seconds in sorted(parts.items(), key=lambda item: -item[1]):
             if name != "step" and seconds >= 0.005:
                 lines.append(f"      {name:<46} {seconds:6.2f} s")

@@ -5,7 +5,8 @@ cost a tenth of a second on localhost, for every command of every step. Buildbot
 SO_KEEPALIVE on this connection; the master's workers and each worker's buildbot.tac add this.
 
 `python -m wheelwright.common.connection TAC` adds it to a worker's buildbot.tac (once), with
-the start of the worker's tool server (wheelwright.workers.call) as the worker starts.
+the start of the worker's tool server (wheelwright.workers.call) as the worker starts and the
+worker's own command for our tools (wheelwright.workers.toolcommand).
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ TAC_BLOCKS = (
     "\n# Wheelwright: the tool server starts with the worker (wheelwright.workers.call).\n"
     "from wheelwright.workers.call import start_with_worker\n"
     "start_with_worker(basedir)\n",
+    "\n# Wheelwright: the command our tools run by (wheelwright.workers.toolcommand).\n"
+    "from wheelwright.workers.toolcommand import register_tool_command\n"
+    "register_tool_command()\n",
 )
 
 

@@ -31,6 +31,9 @@ FRONTENDS = ("pip", "build")
 # build directory); uv links its files into environments that every sandbox binds read-only.
 WORKER_CACHE = "WHEELWRIGHT_WORKER_CACHE"
 
+# The Buildbot command a worker runs our tools with, where it has it (workers/toolcommand.py).
+WORKER_COMMAND = "wheelwright_tool"
+
 
 # The variables a tool passes on from its own environment; every other one (a token in the shell
 # that started the farm, the machine's PIP_* and UV_*) stays behind.

@@ -15,7 +15,7 @@ from buildbot.steps.worker import CompositeStepMixin
 from twisted.internet import threads
 
 from wheelwright.common.results import BadReport, Failure, from_json
-from wheelwright.common.tools import RESULT_PREFIX, WORKER_CACHE
+from wheelwright.common.tools import RESULT_PREFIX, WORKER_CACHE, WORKER_COMMAND
 from wheelwright.master.farm import UPLOAD_SECRET
 from wheelwright.master.puregate import PURE_WHEEL_PUBLISHED
 
@@ -179,14 +179,21 @@ class WheelwrightStep(buildstep.ShellMixin, CompositeStepMixin, buildstep.BuildS
 
     async def run_tool(self, tool: str, kind: type[T], *args: str) -> T | Failure:
         """Run wheelwright.workers.<tool> on the worker; its report, checked to be a `kind`."""
-        # The pool's tool command (master/pools.py) has -I: the working directory (the build's) is
-        # not on sys.path, nor anything from the environment; the package's code cannot plant a
-        # module our tool would import. The tool runs in a fork of the worker's tool server
-        # (workers/toolserver.py), which has its imports done.
-        command = [*self.getProperty("tool_command"), f"wheelwright.workers.{tool}", *args]
-        cmd = await self.makeRemoteShellCommand(
-            collectStdout=True, command=command, env={WORKER_CACHE: WORKER_CACHE_DIR}
-        )
+        # The tool runs in a fork of the worker's tool server (workers/toolserver.py), which has
+        # its imports done and runs with -I: the working directory (the build's) is not on
+        # sys.path, nor anything from the environment; the package's code cannot plant a module
+        # our tool would import. The worker's own command hands it the call
+        # (workers/toolcommand.py); a worker without it runs the pool's client (master/pools.py).
+        argv = [f"wheelwright.workers.{tool}", *args]
+        env = {WORKER_CACHE: WORKER_CACHE_DIR}
+        if self.workerVersion(WORKER_COMMAND):
+            call = {"workdir": self.workdir, "argv": argv, "env": env, "max_time": self.maxTime}
+            cmd = remotecommand.RemoteCommand(WORKER_COMMAND, call, collectStdout=True)
+            cmd.useLog(await self.stdio_log(), closeWhenFinished=True)
+        else:
+            cmd = await self.makeRemoteShellCommand(
+                collectStdout=True, command=[*self.getProperty("tool_command"), *argv], env=env
+            )
         await self.runCommand(cmd)
         report = parse_result(cmd.stdout)
         timings = report.pop("timings", None)
@@ -201,6 +208,12 @@ class WheelwrightStep(buildstep.ShellMixin, CompositeStepMixin, buildstep.BuildS
             if cmd.didFail():
                 return Failure(f"{tool} failed (exit {cmd.rc})")
             return Failure(f"{tool} reported what it does not write: {exc}")
+
+    async def stdio_log(self):
+        try:
+            return self.getLog("stdio")
+        except KeyError:
+            return await self.addLog("stdio")
 
     async def read_config(self, what: str, read, *args):
         """Configuration for this build, read by read(farm, *args) -> (value, warning). A broken

@@ -22,6 +22,7 @@ from buildbot.process import remotetransfer
 from buildbot.process.results import FAILURE, SKIPPED, SUCCESS, WARNINGS
 from buildbot.test.reactor import TestReactorMixin
 from buildbot.test.steps import (
+    Expect,
     ExpectDownloadFile,
     ExpectRemoteRef,
     ExpectShell,
@@ -45,7 +46,7 @@ from wheelwright.common.results import (
     WheelsBuilt,
     to_json,
 )
-from wheelwright.common.tools import RESULT_PREFIX, WORKER_CACHE
+from wheelwright.common.tools import RESULT_PREFIX, WORKER_CACHE, WORKER_COMMAND
 from wheelwright.index import accounts
 from wheelwright.index.upload import upload
 from wheelwright.index.upstream import SourceError
@@ -125,6 +126,9 @@ class IndexHost:
 
 class StepTest(TestBuildStepMixin, TestReactorMixin, unittest.TestCase):
     with_index = False
+    # The tests of what the steps do run their tools as a worker without our command does (a
+    # shell command); TestByTheWorkersCommand, as one with it.
+    worker_commands = {"*": "99.99", WORKER_COMMAND: None}
 
     @classmethod
     def setUpClass(cls):
@@ -150,6 +154,7 @@ class StepTest(TestBuildStepMixin, TestReactorMixin, unittest.TestCase):
         return self.setup_test_build_step()
 
     def setup(self, step, **properties):
+        self.setup_build(worker_version=self.worker_commands)
         self.setup_step(step)
         defaults = {
             "package": "pkg",
@@ -166,6 +171,41 @@ class StepTest(TestBuildStepMixin, TestReactorMixin, unittest.TestCase):
 
 
 HUNK = "--- a/pkg.py\n+++ b/pkg.py\n@@ -1 +1 @@\n-VALUE = 1\n+VALUE = 2\n"
+
+
+class TestByTheWorkersCommand(StepTest):
+    """A worker that has our command (workers/toolcommand.py) runs the tools by it, no client."""
+
+    worker_commands = {"*": "99.99"}
+    ARGV = [
+        "wheelwright.workers.prepare_source",
+        *("--sdist", "sdist/pkg-1.0.tar.gz", "--dest", "src"),
+        *("--project", "pkg", "--version", "1.0", "--patches", "patches"),
+    ]
+
+    def command(self) -> Expect:
+        return Expect(
+            WORKER_COMMAND,
+            {
+                "workdir": "build",
+                "argv": self.ARGV,
+                "env": {WORKER_CACHE: WORKER_CACHE_DIR},
+                "max_time": Farm(root=Path("/")).limits.wall_seconds + 600,
+            },
+        )
+
+    def test_a_tool_runs_by_the_workers_command_and_its_report_is_read(self):
+        self.setup(PrepareSource(farm=self.farm), source_filename="pkg-1.0.tar.gz")
+        self.expect_commands(self.command().stdout(result_line(SourcePrepared("src", []))).exit(0))
+        self.expect_outcome(result=SUCCESS, state_string="unpacked, 0 patches applied")
+        return self.run_step()
+
+    def test_a_failing_tool_by_the_workers_command_fails_the_step_with_its_reason(self):
+        self.setup(PrepareSource(farm=self.farm), source_filename="pkg-1.0.tar.gz")
+        self.expect_commands(self.command().stdout(result_line(Failure("not an sdist"))).exit(1))
+        self.expect_outcome(result=FAILURE)
+        self.expect_log_file("reason", "not an sdist\n")
+        return self.run_step()
 
 
 class TestPrepareSource(StepTest):

@@ -31,6 +31,7 @@ TOOL_MODULES = tuple(
 START_SECONDS = 120  # a server's imports under emulation or a loaded machine
 START_SERVER = "--start-server"  # start the server (when none runs) and call nothing
 RUN_HERE = "--here"  # run the tool in this process, not through the server
+SERVER_ENDED = "error: the worker's tool server ended before the tool did"
 
 
 def server_name() -> str:
@@ -62,19 +63,24 @@ def server_name() -> str:
 
 def connect(folder: str, name: str) -> _socket.socket | None:
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
-    here = os.getcwd()
+    path = os.path.join(folder, name)
     try:
-        os.chdir(folder)  # a short relative name: an absolute path may pass 108 bytes
-        sock.connect(name)
+        if len(path.encode()) < 100:
+            sock.connect(path)
+        else:  # a socket's path holds 108 bytes: the folder's by a descriptor of it (no chdir,
+            # which is the whole process's: the worker, which calls this too, runs threads)
+            fd = os.open(folder, os.O_PATH | os.O_DIRECTORY)
+            try:
+                sock.connect(f"/proc/self/fd/{fd}/{name}")
+            finally:
+                os.close(fd)
         return sock
     except OSError:
         sock.close()
         return None
-    finally:
-        os.chdir(here)
 
 
-def start_server(folder: str, name: str) -> int:
+def start_server(folder: str, name: str, worker_pid: int) -> int:
     null = os.devnull
     log = os.path.join(folder, name[: -len(".sock")] + ".log")
     return os.posix_spawn(
@@ -86,7 +92,7 @@ def start_server(folder: str, name: str) -> int:
             "wheelwright.workers.toolserver",
             folder,
             name,
-            str(os.getppid()),
+            str(worker_pid),
         ],
         dict(os.environ),
         file_actions=[
@@ -98,8 +104,9 @@ def start_server(folder: str, name: str) -> int:
     )
 
 
-def server() -> _socket.socket | None:
-    cache = os.environ.get(WORKER_CACHE)
+def server(cache: str | None, worker_pid: int) -> _socket.socket | None:
+    """A connection to the server of the worker whose cache is named (started if none answers):
+    worker_pid's, which it leaves with."""
     if not cache:
         return None
     folder = os.path.join(os.path.abspath(cache), "tools")
@@ -109,7 +116,7 @@ def server() -> _socket.socket | None:
     if sock:
         return sock
     try:
-        started = start_server(folder, name)
+        started = start_server(folder, name, worker_pid)
     except OSError as exc:
         print(
             f"the worker's tool server did not start ({exc}): the tool runs alone", file=sys.stderr
@@ -154,8 +161,9 @@ def run_here(argv: list[str]) -> int:
 
 
 def main(argv: list[str]) -> int:
+    cache, worker_pid = os.environ.get(WORKER_CACHE), os.getppid()
     if argv == [START_SERVER]:
-        sock = server()
+        sock = server(cache, worker_pid)
         if sock:
             sock.close()
         return 0 if sock else 1
@@ -164,29 +172,46 @@ def main(argv: list[str]) -> int:
     if not argv or argv[0] not in TOOL_MODULES:
         print(f"usage: call {{{','.join(TOOL_MODULES)}}} ARGS...", file=sys.stderr)
         return 2
-    sock = server()
+    sock = server(cache, worker_pid)
     if sock is None:
         return run_here(argv)
     try:
-        request = {"argv": argv, "cwd": os.getcwd(), "env": dict(os.environ)}
-        try:
-            # marshal, not json (whose import is a fifth of this client's start): the server is
-            # this file's own code, and only the worker's user reaches its socket.
-            descriptors = b"".join(fd.to_bytes(4, sys.byteorder) for fd in (0, 1, 2))  # C ints
-            rights = [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, descriptors)]
-            sock.sendmsg([marshal.dumps(request)], rights)
-        except OSError:  # the server left as we came: nothing of the tool has run
-            return run_here(argv)
-        try:
-            answer = sock.recv(64)
-        except OSError:
-            answer = b""
+        if not send_call(sock, argv, os.getcwd(), dict(os.environ), (0, 1, 2)):
+            return run_here(argv)  # the server left as we came: nothing of the tool has run
+        code = exit_code(sock)
     finally:
         sock.close()
-    if not answer:
-        print("error: the worker's tool server ended before the tool did", file=sys.stderr)
+    if code is None:
+        print(SERVER_ENDED, file=sys.stderr)
         return 2
-    return int(answer)
+    return code
+
+
+def send_call(
+    sock: _socket.socket, argv: list[str], cwd: str, env: dict[str, str], fds: tuple[int, ...]
+) -> bool:
+    """Hand the server a call: the tool's argv, working directory, environment, and its stdin,
+    stdout and stderr. False: the server is gone, and nothing of the tool has run."""
+    # marshal, not json (whose import is a fifth of this client's start): the server is this
+    # file's own code, and only the worker's user reaches its socket.
+    request = {"argv": argv, "cwd": cwd, "env": env}
+    descriptors = b"".join(fd.to_bytes(4, sys.byteorder) for fd in fds)  # C ints
+    try:
+        sock.sendmsg(
+            [marshal.dumps(request)], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, descriptors)]
+        )
+    except OSError:
+        return False
+    return True
+
+
+def exit_code(sock: _socket.socket) -> int | None:
+    """The tool's exit code, once it has ended; None: the server ended before it did."""
+    try:
+        answer = sock.recv(64)
+    except OSError:
+        return None
+    return int(answer) if answer else None
 
 
 if __name__ == "__main__":
