@@ -15,7 +15,7 @@ import codecs
 import contextlib
 import os
 import select
-import socket
+import _socket
 import subprocess
 import sys
 import time
@@ -38,7 +38,7 @@ class ToolCommand(base.Command):
     requiredArgs = ["workdir", "argv", "env"]
 
     def setup(self, args):
-        self.server: socket.socket | None = None
+        self.server: _socket.socket | None = None
         self.alone: subprocess.Popen | None = None
         self.deadline_call = None
 
@@ -134,7 +134,7 @@ class ToolCommand(base.Command):
         self.interrupted = True
         if self.server:
             with contextlib.suppress(OSError):
-                self.server.shutdown(socket.SHUT_RDWR)
+                self.server.shutdown(_socket.SHUT_RDWR)
         if self.alone:
             self.alone.kill()
 
