@@ -11,11 +11,11 @@ as it connects) and the shell command where not (steps/tool.py).
 
 from __future__ import annotations
 
+import _socket
 import codecs
 import contextlib
 import os
 import select
-import _socket
 import subprocess
 import sys
 import time
