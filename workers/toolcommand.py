@@ -61,27 +61,14 @@ class ToolCommand(base.Command):
     def run(self, workdir: str, env: dict[str, str]) -> int:
         """In a thread of the worker's pool: the tool's run, its output relayed as it comes."""
         argv = self.args["argv"]
-        cache = os.path.join(workdir, env[WORKER_CACHE]) if env.get(WORKER_CACHE) else None
         out, out_end = os.pipe()
         err, err_end = os.pipe()
         try:
-            with open(os.devnull, "rb") as null:
-                fds = (null.fileno(), out_end, err_end)
-                self.server = call.server(cache, os.getpid())
-                if self.server and not call.send_call(self.server, argv, workdir, env, fds):
-                    self.server.close()
-                    self.server = None
-                if (
-                    self.server is None
-                ):  # no server to be had: the tool runs in a process of its own
-                    self.alone = subprocess.Popen(
-                        [sys.executable, "-I", "-m", call.MODULE, call.RUN_HERE, *argv],
-                        cwd=workdir,
-                        env=env,
-                        stdin=null,
-                        stdout=out_end,
-                        stderr=err_end,
-                    )
+            self.start_tool(argv, workdir, env, (out_end, err_end))
+        except BaseException:
+            os.close(out)
+            os.close(err)
+            raise
         finally:
             os.close(out_end)
             os.close(err_end)
@@ -97,6 +84,27 @@ class ToolCommand(base.Command):
             self.say("stderr", call.SERVER_ENDED + "\n")
             return -1 if self.interrupted else 2
         return code
+
+    def start_tool(self, argv: list[str], workdir: str, env: dict[str, str], ends: tuple[int, int]):
+        """The call to the worker's server; where there is none to be had, the tool runs in a
+        process of its own."""
+        cache = os.path.join(workdir, env[WORKER_CACHE]) if env.get(WORKER_CACHE) else None
+        with open(os.devnull, "rb") as null:
+            self.server = call.server(cache, os.getpid())
+            if self.server and not call.send_call(
+                self.server, argv, workdir, env, (null.fileno(), *ends)
+            ):
+                self.server.close()
+                self.server = None
+            if self.server is None:
+                self.alone = subprocess.Popen(
+                    [sys.executable, "-I", "-m", call.MODULE, call.RUN_HERE, *argv],
+                    cwd=workdir,
+                    env=env,
+                    stdin=null,
+                    stdout=ends[0],
+                    stderr=ends[1],
+                )
 
     def relay(self, streams: dict[int, str]) -> None:
         """Each pipe's text to the master as it comes, until every end is closed."""
