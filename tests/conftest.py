@@ -20,51 +20,41 @@ from tests.farm import MARKED_FARM, FarmUnderTest, http_get
 from tests.sdists import CACHE, Upstream, free_port, wait_for_port
 from wheelwright.common.tools import clean_pip_env
 from wheelwright.index import accounts
+from wheelwright.master.roots import host_arch
 
-# The emulated aarch64 root takes minutes to make, mostly one core running qemu: it is made in
-# the background, at the lowest priority, while the other tests run; its tests run last.
-EMULATION_TESTS = "test_emulation_e2e.py"
+# A worker root takes minutes to make (debootstrap; the aarch64 one mostly one core running qemu):
+# the roots the selected tests need are made in the background, at the lowest priority, while
+# the other tests run, and the tests that need them run last, in this order.
 ROOTS_CACHE = CACHE.parent / "roots"
-ROOT_MAKER: list[subprocess.Popen] = []
+LATE_TESTS = {"test_containers_e2e.py": host_arch(), "test_emulation_e2e.py": "arm64"}
+ROOT_MAKERS: dict[str, subprocess.Popen] = {}
 
 
 @pytest.hookimpl(trylast=True)  # after `-m` deselected what will not run
 def pytest_collection_modifyitems(session, config, items):
-    emulated = [item for item in items if item.path.name == EMULATION_TESTS]
-    if not emulated or hasattr(
-        config, "workerinput"
-    ):  # an xdist worker: its controller makes the root
+    late = {name: [item for item in items if item.path.name == name] for name in LATE_TESTS}
+    if not any(late.values()) or hasattr(config, "workerinput"):  # xdist: its controller does
         return
-    items[:] = [item for item in items if item not in emulated] + emulated
+    items[:] = [item for item in items if item.path.name not in LATE_TESTS] + [
+        item for found in late.values() for item in found
+    ]
     ROOTS_CACHE.mkdir(parents=True, exist_ok=True)
-    with open(ROOTS_CACHE / "background.log", "w") as log:
-        ROOT_MAKER.append(
-            subprocess.Popen(
-                [
-                    "nice",
-                    "-n",
-                    "19",
-                    sys.executable,
-                    "-m",
-                    "wheelwright.master.roots",
-                    "--arch",
-                    "arm64",
-                    "--cache",
-                    str(ROOTS_CACHE),
-                ],
+    for arch in sorted({LATE_TESTS[name] for name, found in late.items() if found}):
+        with open(ROOTS_CACHE / f"background-{arch}.log", "w") as log:
+            ROOT_MAKERS[arch] = subprocess.Popen(
+                ["nice", "-n", "19", sys.executable, "-m", "wheelwright.master.roots"]
+                + ["--arch", arch, "--cache", str(ROOTS_CACHE)],
                 stdout=subprocess.DEVNULL,
                 stderr=log,
             )
-        )
 
 
-def made_roots_cache() -> Path:
-    """The roots cache, once the background maker (if any) is done with it."""
-    for maker in ROOT_MAKER:
-        if maker.wait() != 0:
-            raise AssertionError(
-                f"making the arm64 root failed: {(ROOTS_CACHE / 'background.log').read_text()[-3000:]}"
-            )
+def made_roots_cache(arch: str) -> Path:
+    """The roots cache, once the background maker of arch's root (if any) is done with it."""
+    maker = ROOT_MAKERS.get(arch)
+    if maker and maker.wait() != 0:
+        log = ROOTS_CACHE / f"background-{arch}.log"
+        raise AssertionError(f"making the {arch} root failed: {log.read_text()[-3000:]}")
     return ROOTS_CACHE
 
 

@@ -7,11 +7,12 @@ import json
 
 import pytest
 
-from tests.conftest import install_and_run, wheel_index_has
+from tests.conftest import install_and_run, made_roots_cache, wheel_index_has
 from tests.farm import FarmUnderTest, http_get
 from tests.podman import Podman
 from tests.sdists import CACHE, Listener, c_extension_sdist, calling_out_sdist, free_port
 from wheelwright.master.pools import POOLS, builder_name
+from wheelwright.master.roots import host_arch
 
 pytestmark = pytest.mark.farm
 
@@ -22,7 +23,7 @@ CP = "cp" + CONTAINERS.pythons[0].replace(".", "")
 
 @pytest.fixture(scope="module")
 def podman(tmp_path_factory):
-    engine = Podman(tmp_path_factory.mktemp("podman"), CACHE.parent / "containers")
+    engine = Podman(tmp_path_factory.mktemp("podman"), made_roots_cache(host_arch()))
     yield engine
     engine.close()
 

@@ -46,7 +46,7 @@ def emulating_farm(tmp_path_factory, upstream):
     if CAN_EMULATE:
         pytest.fail(f"make test sets up aarch64 emulation, yet: {CAN_EMULATE}")
     with running_farm(
-        tmp_path_factory, upstream, "--emulation", "--root-cache", str(made_roots_cache())
+        tmp_path_factory, upstream, "--emulation", "--root-cache", str(made_roots_cache("arm64"))
     ) as farm:
         yield build_backends(farm, upstream)
 
