@@ -40,12 +40,13 @@ class Podman:
             stderr=subprocess.DEVNULL,
         )
         wait_for_socket(self.socket)
-        subprocess.run(
+        made = subprocess.run(
             [str(TOP / "containers" / "debian-image.sh"), IMAGE, str(cache)],
-            check=True,
             env={**self.env, "PODMAN": " ".join(["podman", *self.flags]), "PYTHON": sys.executable},
             capture_output=True,
+            text=True,
         )
+        assert made.returncode == 0, f"the worker image was not made:\n{made.stderr[-3000:]}"
         self.network = f"wwtest-{uuid.uuid4().hex[:8]}"
         self.podman("network", "create", "--internal", self.network)
         (subnet,) = json.loads(self.podman("network", "inspect", self.network))[0]["subnets"]

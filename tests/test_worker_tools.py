@@ -246,6 +246,11 @@ def test_an_import_report_the_package_replaced_with_a_fifo_is_refused_unread(ind
 def test_every_failure_a_tool_raises_is_reported_as_one(tmp_path, monkeypatch, capsys, error):
     """What a ToolError carries is a field of the Failure the step reads back."""
     monkeypatch.chdir(tmp_path)
+    # run_tool gives its process a private TMPDIR and HOME (in the folder it runs in): this
+    # test's process gets its own back, or every later test's temporary files go to a removed one.
+    monkeypatch.setenv("TMPDIR", os.environ.get("TMPDIR", tempfile.gettempdir()))
+    monkeypatch.setenv("HOME", os.environ["HOME"])
+    monkeypatch.setattr(tempfile, "tempdir", tempfile.tempdir)
 
     def failing(argv):
         raise error
