@@ -1,9 +1,10 @@
 """The worker's tool server: one process that has imported every tool and forks one per call.
 
-A stage's command is `python -I -m wheelwright.workers.call wheelwright.workers.<tool> ARGS`
-(call.py): a small client that hands the server its argv, working directory, environment and its
-stdin, stdout and stderr (SCM_RIGHTS), waits for the tool's exit code and exits with it. The tool
-then costs a fork, not an interpreter's start and its imports (about 0.15 s a stage).
+A stage's call comes from the worker's own command (toolcommand.py) or, on a worker without it,
+from `python -I -m wheelwright.workers.call wheelwright.workers.<tool> ARGS` (call.py): either
+hands the server the tool's argv, working directory, environment and its stdin, stdout and stderr
+(SCM_RIGHTS), and waits for the tool's exit code. The tool then costs a fork, not an
+interpreter's start and its imports (about 0.15 s a stage).
 
 The server listens on a socket in the worker's cache (`<cache>/tools/<key>.sock`, a folder of
 the worker's user alone, which no sandbox binds: the package's code never reaches it), its key
