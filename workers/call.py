@@ -149,12 +149,17 @@ def start_with_worker(basedir: str) -> None:
     )
 
 
+def alone(argv: list[str]) -> list[str]:
+    """The command that runs the tool argv names in a process of its own, with `site`."""
+    return [sys.executable, "-I", "-m", MODULE, RUN_HERE, *argv]
+
+
 def run_here(argv: list[str]) -> int:
     """The tool argv names, in this process, as `python -m` runs it."""
     try:  # imported here, not above: a call through the server stays light
         from wheelwright.workers.tool import run_tool
     except ImportError:  # run by path without `site`: the tool needs the installed packages
-        os.execv(sys.executable, [sys.executable, "-I", "-m", MODULE, RUN_HERE, *argv])
+        os.execv(sys.executable, alone(argv))
 
     sys.argv = list(argv)
     return run_tool(importlib.import_module(argv[0]).main)

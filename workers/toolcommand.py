@@ -3,7 +3,7 @@ registered from buildbot.tac (common/connection.py).
 
 It hands the call to the worker's tool server from the worker's own process, as workers/call.py
 does from a process of its own: a shell command costs the worker a fork of itself and the client's
-interpreter before the server forks the tool, two thirds of a call's start-up. The tool's stdout
+interpreter before the server forks the tool, about half of a call's start-up. The tool's stdout
 and stderr come back through pipes and go to the master as a shell command's do, then its exit
 code. A step sends this command where the worker has it (a worker tells the master its commands
 as it connects) and the shell command where not (steps/tool.py).
@@ -17,7 +17,6 @@ import contextlib
 import os
 import select
 import subprocess
-import sys
 import time
 
 from buildbot_worker.commands import base, registry
@@ -98,7 +97,7 @@ class ToolCommand(base.Command):
                 self.server = None
             if self.server is None:
                 self.alone = subprocess.Popen(
-                    [sys.executable, "-I", "-m", call.MODULE, call.RUN_HERE, *argv],
+                    call.alone(argv),
                     cwd=workdir,
                     env=env,
                     stdin=null,
