@@ -53,6 +53,15 @@ ETC = (
 POLL_SECONDS = 0.2
 
 
+class Bind(typing.NamedTuple):
+    """A folder of the worker's bound at another path inside the sandbox (after the others, so
+    that it may land under one of them)."""
+
+    source: Path
+    target: str
+    writable: bool = False
+
+
 @dataclass(frozen=True)
 class Limits:
     """What one sandboxed command may use (farm.json `build_limits`, per package settings)."""
@@ -165,6 +174,7 @@ def command(
     read: Sequence[Path] = (),
     cwd: Path,
     pythons: Sequence[str] = (),
+    binds: Sequence[Bind] = (),
 ) -> list[str]:
     """The bubblewrap command line that runs cmd in the sandbox."""
     # The private /tmp first: bound after them, it would hide the farm's own folders that live
@@ -190,6 +200,12 @@ def command(
     for path in write:
         real = os.path.realpath(path)
         args += ["--bind", real, real]
+    for bind in binds:
+        args += [
+            "--bind" if bind.writable else "--ro-bind",
+            os.path.realpath(bind.source),
+            bind.target,
+        ]
     return [*args, "--chdir", os.path.realpath(cwd), "--", *cmd]
 
 
@@ -331,11 +347,13 @@ def run(
     what: str,
     limits: Limits = Limits(),
     pythons: Sequence[str] = (),
+    binds: Sequence[Bind] = (),
 ) -> None:
     """Run cmd in the sandbox, its output copied to ours; a failure or a limit hit is a ToolError."""
-    argv = command(cmd, write=write, read=read, cwd=cwd, pythons=pythons)
+    argv = command(cmd, write=write, read=read, cwd=cwd, pythons=pythons, binds=binds)
+    written = [*write, *(b.source for b in binds if b.writable)]
     print(
-        f"+ (sandbox: no network, writes only {', '.join(map(str, write))}; {_kernel_args()[1]}) "
+        f"+ (sandbox: no network, writes only {', '.join(map(str, written))}; {_kernel_args()[1]}) "
         f"{' '.join(cmd)}",
         flush=True,
     )
@@ -400,8 +418,8 @@ def run(
                 stop(f"wall-clock limit ({limits.wall_seconds} s)")
             elif reason := cgroup.limit_hit(limits):
                 stop(reason)
-            elif _disk_use(write) > limits.disk_mb << 20:
-                stop(f"disk limit ({limits.disk_mb} MiB in {', '.join(map(str, write))})")
+            elif _disk_use(written) > limits.disk_mb << 20:
+                stop(f"disk limit ({limits.disk_mb} MiB in {', '.join(map(str, written))})")
         proc.wait()
         reader.join(timeout=5)
         if not hit and (reason := cgroup.limit_hit(limits)):

@@ -33,7 +33,7 @@ from wheelwright.workers.build_wheel import (
     source_date_epoch,
     take_wheels,
 )
-from wheelwright.workers.prepare_build_env import freeze, install_from_index
+from wheelwright.workers.prepare_build_env import freeze, install_from_index, prepare
 from wheelwright.workers.tool import create_venv, interpreter_facts, run_tool
 from wheelwright.workers.validate_install_deps import check_tags, install, public
 
@@ -337,6 +337,100 @@ def test_a_hook_that_plants_its_report_is_refused_unread(tmp_path, monkeypatch, 
         build(sys.executable, env_python, src, tmp_path / "dist", "planter", "1.0", "build")
     said = capsys.readouterr()
     assert "THE-SECRET" not in said.out + said.err
+
+
+# An in-tree backend that says where its bytecode is (the file's inode: Python writes bytecode
+# anew, never in place), tries to change the standard library's, and builds an empty wheel.
+BYTECODE_BACKEND = """\
+import email.message, os, sys, zipfile
+
+def say(hook):
+    mine = os.stat(__spec__.cached).st_ino if os.path.exists(__spec__.cached) else None
+    print("HOOK", hook, __spec__.cached, mine, flush=True)
+    print("STDLIB", os.path.exists(email.message.__spec__.cached), flush=True)
+    for name, act in [
+        ("replace", lambda: open(email.message.__spec__.cached, "wb").write(b"POISON")),
+        ("add", lambda: open(os.path.join(os.path.dirname(email.message.__spec__.cached), "x.pyc"), "wb")),
+    ]:
+        try:
+            act()
+            print("STDLIB", name, "done", flush=True)
+        except OSError as exc:
+            print("STDLIB", name, exc.strerror, flush=True)
+
+def get_requires_for_build_wheel(config_settings=None):
+    say("get_requires")
+    return []
+
+def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
+    say("build")
+    name = "planter-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(os.path.join(wheel_directory, name), "w") as wheel:
+        wheel.writestr("planter-1.0.dist-info/METADATA", "Metadata-Version: 2.1\\nName: planter\\nVersion: 1.0\\n")
+        wheel.writestr(
+            "planter-1.0.dist-info/WHEEL", "Wheel-Version: 1.0\\nRoot-Is-Purelib: true\\nTag: py3-none-any\\n"
+        )
+        wheel.writestr("planter-1.0.dist-info/RECORD", "")
+    return name
+"""
+
+
+def built_with_bytecode(tmp_path, monkeypatch, capsys) -> dict[str, list[str]]:
+    """Prepare the build environment, then build, with the in-tree BYTECODE_BACKEND on a worker
+    with a cache; returns what its hooks said, by the line's first word."""
+    monkeypatch.setenv(WORKER_CACHE, str(tmp_path / "cache"))
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    src = planter_tree(tmp_path, BYTECODE_BACKEND).resolve()
+    (src / "pyproject.toml").write_text(
+        (src / "pyproject.toml").read_text().replace("planter_backend", "bytecode_backend")
+    )
+    (src / "planter_backend.py").rename(src / "bytecode_backend.py")
+    ready = prepare(
+        sys.executable,
+        src,
+        (tmp_path / "env").resolve(),
+        "http://127.0.0.1:9/simple/",
+        sandbox.Limits(),
+    )
+    build(sys.executable, ready.env_python, src, tmp_path / "dist", "planter", "1.0", "build")
+    said: dict[str, list[str]] = {}
+    for line in capsys.readouterr().out.splitlines():
+        word, _, rest = line.partition(" ")
+        said.setdefault(word, []).append(rest)
+    return said
+
+
+def test_the_build_reads_the_bytecode_get_requires_compiled_and_none_lands_in_the_tree(
+    tmp_path, monkeypatch, capsys
+):
+    said = built_with_bytecode(tmp_path, monkeypatch, capsys)
+    (get_requires, first), (build_hook, second) = [line.split(" ", 1) for line in said["HOOK"]]
+    assert (get_requires, build_hook) == ("get_requires", "build")
+    # The same file: the build did not compile the backend again.
+    cached, inode = first.split(" ")
+    assert inode != "None" and first == second, said["HOOK"]
+    assert cached.startswith("/bytecode/")  # the prefix, inside the sandbox
+    on_worker = (
+        tmp_path / "bytecode" / os.path.relpath(cached, "/bytecode" + str(tmp_path.resolve()))
+    )
+    assert on_worker.is_file()
+    assert not [
+        p for p in (tmp_path / "src").rglob("*") if "pycache" in p.name or p.suffix == ".pyc"
+    ]
+    # Python found the standard library's bytecode through the prefix (or it would compile it).
+    assert said["STDLIB"][0] == "True"
+
+
+def test_a_hook_cannot_change_the_standard_librarys_bytecode_other_builds_read(
+    tmp_path, monkeypatch, capsys
+):
+    said = built_with_bytecode(tmp_path, monkeypatch, capsys)
+    assert said["STDLIB"][1:3] == ["replace Read-only file system", "add Read-only file system"]
+    (mirror,) = [p for p in (tmp_path / "cache" / "bytecode").iterdir()]
+    poisoned = [p for p in mirror.rglob("*.pyc") if p.read_bytes().startswith(b"POISON")]
+    assert not poisoned and not list(mirror.rglob("x.pyc"))
 
 
 def test_a_pyproject_an_earlier_hook_replaced_with_a_fifo_is_refused_unread(tmp_path, monkeypatch):

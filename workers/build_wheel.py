@@ -34,8 +34,10 @@ from wheelwright.common.tools import FRONTENDS, ToolError, clean_pip_env
 from wheelwright.common.wheelcheck import WheelRefused, check_wheel
 from wheelwright.common.wheeledit import rewrite
 from wheelwright.workers.tool import (
+    BYTECODE_DIR,
     activated,
     check_plain_file,
+    fresh_dir,
     pip_command,
     run,
     run_tool,
@@ -146,15 +148,6 @@ def retag(dist: Path, build_tag: int) -> None:
         )
 
 
-def fresh_dir(path: Path) -> Path:
-    if path.is_symlink() or path.is_file():
-        path.unlink()
-    elif path.exists():
-        shutil.rmtree(path)
-    path.mkdir(parents=True)
-    return path
-
-
 def build(
     python: str,
     env_python: str,
@@ -195,7 +188,16 @@ def build(
             pyproject = src / "pyproject.toml"  # the last step's hook could write the tree
             if os.path.lexists(pyproject):
                 check_plain_file(pyproject, MAX_PYPROJECT, f"{what}: pyproject.toml")
-            runner = sandboxed_hooks(python, env_dir, env, write, what, limits)
+            bytecode = env_dir.parent / BYTECODE_DIR  # what get_requires_for_build_wheel compiled
+            runner = sandboxed_hooks(
+                python,
+                env_dir,
+                env,
+                write,
+                what,
+                limits,
+                bytecode if os.path.lexists(bytecode) else None,
+            )
             try:
                 ProjectBuilder(src, python_executable=env_python, runner=runner).build("wheel", out)
             except BuildBackendException as exc:

@@ -25,8 +25,10 @@ from wheelwright.common.lookup import IndexUnreachable, short_of
 from wheelwright.common.results import BuildEnvReady
 from wheelwright.common.tools import ToolError, clean_pip_env
 from wheelwright.workers.tool import (
+    BYTECODE_DIR,
     activated,
     create_venv,
+    fresh_dir,
     install_binaries,
     marker_environment,
     run_tool,
@@ -85,6 +87,7 @@ def prepare(
     python: str, src: Path, env_dir: Path, index_url: str, limits: sandbox.Limits
 ) -> BuildEnvReady:
     env_python = create_venv(python, str(env_dir))
+    bytecode = fresh_dir(env_dir.parent / BYTECODE_DIR)
     try:
         builder = ProjectBuilder(
             src,
@@ -96,6 +99,7 @@ def prepare(
                 [src, Path(os.environ["TMPDIR"])],
                 "the build backend's get_requires_for_build_wheel",
                 limits,
+                bytecode,
             ),
         )
         static = sorted(builder.build_system_requires)

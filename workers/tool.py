@@ -91,13 +91,31 @@ def activated(env: dict[str, str], env_dir) -> dict[str, str]:
 
 MAX_HOOK_REPORT = 1 << 20
 
+# The build's bytecode (`bytecode` beside its environment): what its hooks compile, its backend
+# and its sources, kept from get_requires_for_build_wheel to the build, which then does not
+# compile them again. Python finds it through a prefix (PYTHONPYCACHEPREFIX), so none lands in
+# the source tree; the prefix hides the interpreter's own __pycache__ folders, so the standard
+# library's bytecode is bound there too, read-only.
+BYTECODE_DIR = "bytecode"
+BYTECODE_PREFIX = "/bytecode"
+
 
 def sandboxed_hooks(
-    python: str, env_dir: Path, env: dict[str, str], write: list[Path], what: str, limits
+    python: str,
+    env_dir: Path,
+    env: dict[str, str],
+    write: list[Path],
+    what: str,
+    limits,
+    bytecode: Path | None = None,
 ):
     """pyproject-hooks' runner: a backend's hook runs in the sandbox (the hook's own interpreter
     alone: `build`, the frontend, stays in our tool), writing only `write` and reading the build
-    environment."""
+    environment; with bytecode, the build's bytecode folder (BYTECODE_DIR)."""
+    binds = bytecode_binds(python, bytecode) if bytecode else []
+    if binds:
+        env = {k: v for k, v in env.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        env["PYTHONPYCACHEPREFIX"] = BYTECODE_PREFIX
 
     def runner(cmd, cwd=None, extra_environ=None):
         # The report's folder (the command's last argument) is bound on its own, after the
@@ -111,6 +129,7 @@ def sandboxed_hooks(
             what=what,
             limits=limits,
             pythons=[python],
+            binds=binds,
         )
         # pyproject-hooks reads the hook's report (output.json in that folder) here, outside.
         report = Path(cmd[-1]) / "output.json"
@@ -119,6 +138,66 @@ def sandboxed_hooks(
         check_plain_file(report, MAX_HOOK_REPORT, f"{what}: the backend's hook left a report that")
 
     return runner
+
+
+def bytecode_binds(python: str, bytecode: Path) -> list[sandbox.Bind]:
+    """The build's bytecode folder, written, and the standard library's bytecode, read, where
+    the prefix puts them; none without the standard library's (every hook would compile it)."""
+    if not stat.S_ISDIR(os.lstat(bytecode).st_mode):  # made by prepare_build_env, never a link
+        raise ToolError(f"{bytecode} is not the build's bytecode folder")
+    stdlib = standard_library_bytecode(python)
+    if not stdlib:
+        return []
+    folder, path = stdlib
+    return [
+        sandbox.Bind(bytecode, BYTECODE_PREFIX + os.path.realpath(bytecode.parent), writable=True),
+        sandbox.Bind(folder, BYTECODE_PREFIX + path),
+    ]
+
+
+def standard_library_bytecode(python: str) -> tuple[Path, str] | None:
+    """The interpreter's bytecode of its standard library laid out as under a bytecode prefix,
+    linked once into the worker's cache, and the library's path; None without a cache."""
+    cache = worker_cache("bytecode")
+    facts = interpreter_facts(python)
+    if not cache or not facts.get("cache_tag"):
+        return None
+    stdlib = facts["stdlib"]
+    folder = cache / hashlib.sha256(repr((*_identity(python), stdlib)).encode()).hexdigest()
+    if not folder.is_dir():
+        cache.mkdir(parents=True, exist_ok=True)
+        making = Path(tempfile.mkdtemp(dir=cache, prefix=".making-"))
+        suffix = f".{facts['cache_tag']}.pyc"
+        for root, dirs, files in os.walk(stdlib):
+            dirs[:] = [d for d in dirs if d not in ("site-packages", "dist-packages")]
+            if os.path.basename(root) == "__pycache__":
+                target = making / os.path.relpath(os.path.dirname(root), stdlib)
+                target.mkdir(parents=True, exist_ok=True)
+                for name in files:
+                    if name.endswith(suffix):
+                        _link_or_copy(os.path.join(root, name), target / name)
+        try:
+            making.rename(folder)
+        except OSError:  # another worker sharing the cache made it meanwhile
+            shutil.rmtree(making)
+    return folder, stdlib
+
+
+def _link_or_copy(source: str, target: Path) -> None:
+    # Linked: the interpreter's own files, which is why every sandbox binds them read-only.
+    try:
+        os.link(source, target)
+    except OSError:  # another file system
+        shutil.copy2(source, target)
+
+
+def fresh_dir(path: Path) -> Path:
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+    return path
 
 
 def check_plain_file(path: Path, limit: int, what: str) -> None:
@@ -198,31 +277,29 @@ def create_venv(python: str, env_dir: str) -> str:
 
 
 # What an interpreter is, read by the worker's packaging running there (pure Python, so it runs
-# with nothing installed).
+# with nothing installed): its markers and wheel tags, and where its standard library's bytecode is.
 FACTS_SCRIPT = (
-    "import json, sys; sys.path.insert(0, sys.argv[1]); import packaging.markers, packaging.tags; "
+    "import json, sys, sysconfig; sys.path.insert(0, sys.argv[1]); "
+    "import packaging.markers, packaging.tags; "
     "print(json.dumps({'markers': packaging.markers.default_environment(), "
-    "'tags': [str(t) for t in packaging.tags.sys_tags()]}))"
+    "'tags': [str(t) for t in packaging.tags.sys_tags()], "
+    "'stdlib': sysconfig.get_path('stdlib'), 'cache_tag': sys.implementation.cache_tag}))"
 )
 
 
 def interpreter_facts(python: str) -> dict:
-    """Another interpreter's PEP 508 marker values and the wheel tags it installs: read once (a
-    Python start), then kept in the worker's cache under a key that changes with its executable,
-    the C library (manylinux tags) and our packaging."""
+    """Another interpreter's facts (FACTS_SCRIPT): read once (a Python start), then kept in the
+    worker's cache under a key that changes with its executable, the C library (manylinux tags),
+    our packaging and the script."""
     import packaging
 
     cache, key = worker_cache("interpreters"), None
     if cache:
-        real = os.path.realpath(python)
-        info = os.stat(real)
         identity = (
-            real,
-            info.st_ino,
-            info.st_size,
-            info.st_mtime_ns,
+            *_identity(python),
             os.confstr("CS_GNU_LIBC_VERSION"),
             packaging.__version__,
+            FACTS_SCRIPT,
         )
         key = cache / f"{hashlib.sha256(repr(identity).encode()).hexdigest()}.json"
         with contextlib.suppress(OSError, ValueError):
@@ -244,6 +321,12 @@ def interpreter_facts(python: str) -> dict:
         key.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(key, out.encode())
     return facts
+
+
+def _identity(python: str) -> tuple:
+    real = os.path.realpath(shutil.which(python) or python)
+    info = os.stat(real)
+    return real, info.st_ino, info.st_size, info.st_mtime_ns
 
 
 def marker_environment(python: str) -> dict[str, str]:
