@@ -2,14 +2,22 @@
 added to its .dist-info (the farm's provenance and SBOM), with RECORD written anew.
 
 Every other member keeps its bytes, date and mode, so a rewrite of a reproducible wheel is
-reproducible too. Reading goes through wheel's WheelFile, which checks each member against the
-RECORD it came with.
+reproducible too. Files are added to a copy of the archive as it is, its members not compressed
+again, wherever RECORD is its last member; a bump, or a wheel laid out otherwise, is read through
+wheel's WheelFile, which checks each member against the RECORD it came with, and written anew.
+Either way the index checks every member against RECORD before it publishes the wheel.
 """
 
 from __future__ import annotations
 
+import base64
+import csv
+import hashlib
+import io
 import os
 import re
+import shutil
+import zipfile
 from pathlib import Path
 from zipfile import ZIP_DEFLATED, ZipInfo
 
@@ -46,18 +54,55 @@ def rewrite(
     check_members(wheel)  # a build made it: no unsafe member, no bomb, before we read it whole
     version = str(Version(version)) if version else None
     target = out_dir / (_renamed(wheel.name, version) if version else wheel.name)
-    with WheelFile(wheel) as src:
-        # Never over an existing file, the wheel itself least of all. (WheelFile writes RECORD
-        # only in mode "w", so the file is claimed first.)
-        os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
-        dst = WheelFile(target, "w")
-        try:
-            with dst:
+    # Never over an existing file, the wheel itself least of all. (WheelFile writes RECORD only
+    # in mode "w", so the file is claimed first.)
+    os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+    try:
+        if version or not _appended(wheel, target, add or {}):
+            with WheelFile(wheel) as src, WheelFile(target, "w") as dst:
                 _copy(src, dst, version, add or {})
-        except BaseException:
-            target.unlink()
-            raise
+    except BaseException:
+        target.unlink()
+        raise
     return target
+
+
+def _appended(wheel: Path, target: Path, add: dict[str, bytes]) -> bool:
+    """Files added to a copy of the wheel without decompressing or compressing its members
+    again (seconds for a large wheel), where RECORD is the archive's last member, as the common
+    backends write it: the copy keeps every byte before RECORD, then the added files, RECORD
+    with their rows, and the central directory are written anew. The index checks every member
+    against RECORD before it publishes. False where that does not apply."""
+    with WheelFile(wheel) as zf:
+        infos = zf.infolist()
+        dist_info, record_path = zf.dist_info_path, zf.record_path
+        names = {i.filename for i in infos}
+        if (
+            record_path not in names
+            or max(infos, key=lambda i: i.header_offset).filename != record_path
+            or any(f"{dist_info}/{name}" in names for name in (*add, *SIGNATURES))
+        ):
+            return False
+        rows = [
+            row
+            for row in csv.reader(zf.read(record_path).decode().splitlines())
+            if row and row[0] != record_path
+        ]
+        stamp = zf.getinfo(f"{dist_info}/METADATA").date_time
+    shutil.copyfile(wheel, target)
+    with zipfile.ZipFile(target, "a") as dst:
+        record = dst.NameToInfo.pop(record_path)
+        dst.filelist.remove(record)
+        dst.fp.seek(record.header_offset)  # type: ignore[union-attr]
+        dst.start_dir = record.header_offset
+        for name, data in sorted(add.items()):
+            dst.writestr(_info(f"{dist_info}/{name}", stamp), data)
+            digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=")
+            rows.append([f"{dist_info}/{name}", f"sha256={digest.decode()}", str(len(data))])
+        text = io.StringIO()
+        csv.writer(text, lineterminator="\n").writerows([*rows, [record_path, "", ""]])
+        dst.writestr(_info(record_path, record.date_time), text.getvalue())
+    return True
 
 
 def _copy(src: WheelFile, dst: WheelFile, version: str | None, add: dict[str, bytes]) -> None:

@@ -140,6 +140,60 @@ def test_a_rewrite_is_reproducible_and_refuses_a_wheel_whose_record_lies(tmp_pat
         rewrite(wheel, wheel.parent, add=added)
 
 
+def deflated_wheel(path, files: dict[str, str], dist_info: str, record_at: int = -1):
+    """A wheel of files deflated at level 1 (our rewrite would compress at 6), its RECORD true
+    and at position record_at among the members."""
+    data = {name: content.encode() for name, content in files.items()}
+    record = "".join(record_line(n, c) for n, c in data.items()) + f"{dist_info}/RECORD,,\n"
+    members = list(data.items())
+    position = len(members) + 1 + record_at if record_at < 0 else record_at
+    members.insert(position, (f"{dist_info}/RECORD", record.encode()))
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
+        for name, content in members:
+            zf.writestr(name, content)
+    return path
+
+
+def test_provenance_is_added_without_compressing_the_wheels_members_again(tmp_path):
+    files, dist_info = wheel_files("pkg", "1.0")
+    files["pkg.py"] = "VALUE = 'x'\n" * 2000
+    wheel = deflated_wheel(tmp_path / "pkg-1.0-py3-none-any.whl", files, dist_info)
+    (tmp_path / "out").mkdir()
+    added = {"wheelwright/provenance.json": b'{"build_number": 7}'}
+    stamped = rewrite(wheel, tmp_path / "out", add=added)
+    check_wheel(stamped, stamped.name, "pkg", "1.0")  # RECORD lists the new file truly
+    with zipfile.ZipFile(wheel) as before:
+        kept = before.getinfo(f"{dist_info}/RECORD").header_offset
+    # Every byte before the old RECORD, each member as the backend compressed it.
+    assert stamped.read_bytes()[:kept] == wheel.read_bytes()[:kept]
+    with zipfile.ZipFile(stamped) as after:
+        assert after.read(f"{dist_info}/wheelwright/provenance.json") == b'{"build_number": 7}'
+        assert after.namelist()[-1] == f"{dist_info}/RECORD"
+
+
+def test_a_wheel_whose_record_is_not_last_gets_its_provenance_all_the_same(tmp_path):
+    files, dist_info = wheel_files("pkg", "1.0")
+    wheel = deflated_wheel(tmp_path / "pkg-1.0-py3-none-any.whl", files, dist_info, record_at=0)
+    (tmp_path / "out").mkdir()
+    stamped = rewrite(wheel, tmp_path / "out", add={"wheelwright/provenance.json": b"{}"})
+    check_wheel(stamped, stamped.name, "pkg", "1.0")
+    assert f"{dist_info}/wheelwright/provenance.json" in zipfile.ZipFile(stamped).namelist()
+
+
+def test_a_wheel_whose_record_lies_still_lies_after_its_provenance_and_the_index_refuses_it(
+    tmp_path,
+):
+    # The rewrite keeps the members' bytes unread; the index checks them all before publishing.
+    files, dist_info = wheel_files("pkg", "1.0")
+    honest = "".join(record_line(n, c.encode()) for n, c in files.items())
+    files["pkg.py"] = "VALUE = 2\n"  # after RECORD was written
+    liar = write_wheel(tmp_path / "pkg-1.0-py3-none-any.whl", files, dist_info, record=honest)
+    (tmp_path / "out").mkdir()
+    stamped = rewrite(liar, tmp_path / "out", add={"wheelwright/provenance.json": b"{}"})
+    with pytest.raises(WheelRefused, match="pkg.py"):
+        check_wheel(stamped, stamped.name, "pkg", "1.0")
+
+
 def test_the_rebuild_diff_names_what_changed_and_not_the_bump(tmp_path):
     (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
     files, dist_info = wheel_files("pkg", "1.0", requires=["idna>=3"])
