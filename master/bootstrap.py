@@ -64,17 +64,22 @@ class Node:
 
 
 def _top_level(path: Path, names: tuple[str, ...]) -> dict[str, bytes]:
-    """Those files of the sdist's top folder (whatever the folder is called), read, not unpacked."""
+    """Those files of the sdist's top folder (whatever the folder is called), read, not unpacked:
+    a tar only as far as the last of them (a tar has no index; setuptools' own sdist lists 666
+    members, its PKG-INFO the 5th)."""
+    found: dict[str, bytes] = {}
     with zipfile.ZipFile(path) if path.name.endswith(".zip") else tarfile.open(path) as archive:
         if isinstance(archive, zipfile.ZipFile):
             members, read = archive.namelist(), archive.read
         else:
-            members, read = archive.getnames(), functools.partial(_tar_member, archive)
-        return {
-            m.split("/")[1]: read(m)
-            for m in members
-            if m.count("/") == 1 and m.split("/")[1] in names
-        }
+            members, read = (m.name for m in archive), functools.partial(_tar_member, archive)
+        for member in members:
+            parts = member.split("/")
+            if len(parts) == 2 and parts[1] in names and parts[1] not in found:
+                found[parts[1]] = read(member)
+                if len(found) == len(names):
+                    break
+    return found
 
 
 def _tar_member(archive: tarfile.TarFile, member: str) -> bytes:
