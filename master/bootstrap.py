@@ -20,6 +20,7 @@ import functools
 import sys
 import tarfile
 import zipfile
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -69,6 +70,7 @@ def _top_level(path: Path, names: tuple[str, ...]) -> dict[str, bytes]:
     members, its PKG-INFO the 5th)."""
     found: dict[str, bytes] = {}
     with zipfile.ZipFile(path) if path.name.endswith(".zip") else tarfile.open(path) as archive:
+        members: Iterable[str]
         if isinstance(archive, zipfile.ZipFile):
             members, read = archive.namelist(), archive.read
         else:
