@@ -29,6 +29,7 @@ class Api:
         self.session = requests.Session()
         self.farm = farm
         self.logged_in = False
+        self.log_ids: dict[tuple[int, str], int] = {}
 
     def login(self) -> None:
         """Log in as the farm's own account (control endpoints are for release engineers)."""
@@ -104,19 +105,24 @@ class Api:
 
     def copy_log(self, brid: int, slug: str, shown: int) -> int:
         """Print the lines of a running build's log past the first `shown`; returns how many there are."""
+        logid = self.log_ids.get((brid, slug)) or self._log_id(brid, slug)
+        if logid is None:
+            return shown
+        lines = self.session.get(self.base + f"logs/{logid}/raw", timeout=30).text.splitlines()
+        for line in lines[shown:]:
+            print(line, file=sys.stderr, flush=True)
+        return len(lines)
+
+    def _log_id(self, brid: int, slug: str) -> int | None:
+        """The id of the first log named slug of the request's builds, looked up once it is there
+        (a log keeps its id; four queries less each time the log is copied)."""
         for build in self.get(f"buildrequests/{brid}/builds")["builds"]:
             for step in self.get(f"builds/{build['buildid']}/steps")["steps"]:
-                logs = {
-                    log["slug"]: log for log in self.get(f"steps/{step['stepid']}/logs")["logs"]
-                }
-                if slug in logs:
-                    lines = self.session.get(
-                        self.base + f"logs/{logs[slug]['logid']}/raw", timeout=30
-                    ).text.splitlines()
-                    for line in lines[shown:]:
-                        print(line, file=sys.stderr, flush=True)
-                    return len(lines)
-        return shown
+                for log in self.get(f"steps/{step['stepid']}/logs")["logs"]:
+                    if log["slug"] == slug:
+                        self.log_ids[(brid, slug)] = log["logid"]
+                        return log["logid"]
+        return None
 
     def property(self, build: dict, name: str):
         return self.get(f"builds/{build['buildid']}", property=name)["builds"][0]["properties"].get(
