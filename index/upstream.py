@@ -15,7 +15,7 @@ from packaging.specifiers import SpecifierSet
 from packaging.utils import InvalidSdistFilename, canonicalize_name, parse_sdist_filename
 from packaging.version import InvalidVersion, Version
 
-from wheelwright.common.files import atomic_file
+from wheelwright.common.files import atomic_file, sha256_of
 
 SDIST_PREFERENCE = (".tar.gz", ".zip")
 
@@ -118,11 +118,14 @@ def open_on_same_host(session: requests.Session, url: str, hops: int = 5) -> req
 def download_verified(
     sdist: Sdist, dest_dir: Path, session: requests.Session | None = None
 ) -> Path:
-    """Download `sdist` into dest_dir; the file appears only if its sha256 matches."""
+    """Download `sdist` into dest_dir; the file appears only if its sha256 matches. One there
+    already with that sha256 (a bootstrap's plan read it) is not downloaded again."""
     session = session or requests.Session()
     dest_dir.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
     target = dest_dir / sdist.filename
+    if target.is_file() and sha256_of(target) == sdist.sha256:
+        return target
     with atomic_file(target) as out, open_on_same_host(session, sdist.url) as response:
         for block in response.iter_content(1 << 20):
             digest.update(block)

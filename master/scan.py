@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -111,17 +112,36 @@ def run_guarddog(sdist: Path) -> dict[str, list[str]]:
     return _findings(json.loads(lines[-1]))
 
 
+# One lock per sdist being scanned in this master: a scan is made once, however many builds (a
+# matrix's builders, a bootstrap's scans ahead) ask for it at the same time.
+_SCANNING: dict[str, threading.Lock] = {}
+_SCANNING_LOCK = threading.Lock()
+
+
 def scanned(farm, sdist: Path, sha256: str) -> Scan:
-    """The scan of the sdist with that sha256: kept from before, or made now and kept."""
+    """The scan of the sdist with that sha256: kept from before, or made now and kept (in a
+    thread; a caller that finds it being made waits for it)."""
     path = farm.root / "scans" / f"{sha256}.json"
-    if path.exists():
-        return Scan(**json.loads(path.read_text()))
-    try:
-        scan = Scan(sha256, run_guarddog(sdist))
-    except (RuntimeError, OSError, ValueError, subprocess.TimeoutExpired) as exc:
-        return Scan(sha256, error=str(exc))  # not kept: the next build scans again
-    _keep(path, scan)
-    return scan
+    with _SCANNING_LOCK:
+        lock = _SCANNING.setdefault(sha256, threading.Lock())
+    with lock:
+        if path.exists():
+            return Scan(**json.loads(path.read_text()))
+        try:
+            scan = Scan(sha256, run_guarddog(sdist))
+        except (RuntimeError, OSError, ValueError, subprocess.TimeoutExpired) as exc:
+            return Scan(sha256, error=str(exc))  # not kept: the next build scans again
+        _keep(path, scan)
+        return scan
+
+
+def scan_ahead(farm, sdists: list[tuple[Path, str]]) -> None:
+    """Scan the sdists (path, sha256), one after the other, before their builds ask (in a
+    thread): a bootstrap's tree, in the order it builds it, while its first builds run. A build
+    publishes once its sdist's scan is made, which is then made or under way."""
+    for sdist, sha256 in sdists:
+        if sdist.is_file():  # one the plan did not read is scanned by its build
+            scanned(farm, sdist, sha256)
 
 
 def approve(farm, sha256: str, reviewer: str) -> None:

@@ -19,10 +19,11 @@ from buildbot.process.properties import Properties
 from buildbot.process.results import FAILURE, SKIPPED, SUCCESS, WARNINGS
 from buildbot.reporters.utils import getURLForBuild
 from twisted.internet import defer, threads
+from twisted.python import log
 
 from wheelwright.common.lookup import IndexUnreachable
 from wheelwright.index.upstream import SourceError
-from wheelwright.master import bootstrap
+from wheelwright.master import bootstrap, scan
 from wheelwright.master.dashboard import NAME as DASHBOARD
 from wheelwright.steps.tool import WheelwrightStep, count
 
@@ -82,6 +83,15 @@ class BootstrapTree(WheelwrightStep):
         await self.keep_plan(nodes)
         self.progress = await self.addLog("progress")
         self.nodes = nodes
+        threads.deferToThread(
+            scan.scan_ahead,
+            self.farm,
+            [
+                (self.farm.source_cache / nodes[k].sdist.filename, nodes[k].sdist.sha256)
+                for k in keys
+                if nodes[k].sdist
+            ],
+        ).addErrback(log.err, "scanning a bootstrap's sdists ahead of its builds")
         outcome = await self.drive(builders)
         await self.keep_plan(nodes)
         self.setProperty("bootstrap_outcome", {"plan": planned, **outcome}, self.name)

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import shutil
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from tests.sdists import CACHE, setuptools_sdist
 from wheelwright.common.files import sha256_of
+from wheelwright.master import scan
 from wheelwright.master.farm import Farm
-from wheelwright.master.scan import approve, run_guarddog, scanned
+from wheelwright.master.scan import approve, run_guarddog, scan_ahead, scanned
 
 # What a hijacked release's setup.py does: reads the builder's keys, sends them away, fetches and
 # runs more code. Guarded, so that a build of it (approved by a reviewer) still completes.
@@ -87,3 +90,40 @@ def test_the_scan_runs_at_the_lowest_priority(tmp_path, monkeypatch):
         lambda name, path=None: str(fake) if name == "guarddog" else which(name, path=path),
     )
     assert run_guarddog(sdist) == {"priority": ["19"]}
+
+
+def counting_guarddog(monkeypatch) -> list[Path]:
+    """guarddog, as the scan calls it, taking a moment and finding nothing; each run's sdist is
+    noted in the list returned."""
+    runs: list[Path] = []
+
+    def run(sdist: Path) -> dict[str, list[str]]:
+        runs.append(sdist)
+        time.sleep(0.5)
+        return {}
+
+    monkeypatch.setattr(scan, "run_guarddog", run)
+    return runs
+
+
+def test_an_sdist_asked_for_by_many_builds_at_once_is_scanned_once(tmp_path, monkeypatch):
+    runs = counting_guarddog(monkeypatch)
+    sdist = setuptools_sdist(tmp_path, "popular", "1.0")
+    farm = Farm(root=tmp_path / "farm")
+    with ThreadPoolExecutor(4) as pool:
+        scans = list(pool.map(lambda _: scanned(farm, sdist, sha256_of(sdist)), range(4)))
+    assert all(s.error is None and s.findings == {} for s in scans)
+    assert runs == [sdist]
+
+
+def test_a_bootstraps_scans_ahead_are_the_ones_its_builds_publish_with(tmp_path, monkeypatch):
+    runs = counting_guarddog(monkeypatch)
+    first, second = (setuptools_sdist(tmp_path, name, "1.0") for name in ("first", "second"))
+    farm = Farm(root=tmp_path / "farm")
+    with ThreadPoolExecutor(2) as pool:
+        ahead = pool.submit(scan_ahead, farm, [(p, sha256_of(p)) for p in (first, second)])
+        # the first build asks while its scan ahead runs, the second once it is made
+        assert scanned(farm, first, sha256_of(first)).error is None
+        ahead.result()
+        assert scanned(farm, second, sha256_of(second)).error is None
+    assert runs == [first, second]
