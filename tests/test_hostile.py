@@ -472,39 +472,37 @@ class Redirector(BaseHTTPRequestHandler):
         pass
 
 
-def test_an_sdist_downloaded_before_is_reused_only_with_its_sha256(tmp_path):
+@pytest.fixture
+def redirector():
+    """The Redirector's address on 127.0.0.1."""
     server = HTTPServer(("127.0.0.1", 0), Redirector)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_address[1]}/here.tar.gz"
-    sha256 = hashlib.sha256(Redirector.body).hexdigest()
-    try:
-        kept = tmp_path / "evil-1.0.tar.gz"
-        kept.write_bytes(Redirector.body)
-        # Nothing listens there: the file is the one asked for, so nothing is asked.
-        unreachable = Sdist("evil", "1.0", kept.name, "http://127.0.0.1:9/here.tar.gz", sha256)
-        assert download_verified(unreachable, tmp_path) == kept
-        kept.write_bytes(b"changed on the master's disk")
-        assert download_verified(Sdist("evil", "1.0", kept.name, url, sha256), tmp_path) == kept
-        assert kept.read_bytes() == Redirector.body
-    finally:
-        server.shutdown()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
 
 
-def test_a_redirect_to_another_host_is_refused_and_nothing_is_kept(tmp_path):
-    server = HTTPServer(("127.0.0.1", 0), Redirector)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    base = f"http://127.0.0.1:{server.server_address[1]}"
+def test_an_sdist_downloaded_before_is_reused_only_with_its_sha256(tmp_path, redirector):
     sha256 = hashlib.sha256(Redirector.body).hexdigest()
-    try:
-        with pytest.raises(SourceError, match="redirects to another host"):
-            download_verified(
-                Sdist("evil", "1.0", "evil-1.0.tar.gz", f"{base}/elsewhere.tar.gz", sha256),
-                tmp_path,
-            )
-        assert list(tmp_path.iterdir()) == []
-        path = download_verified(
-            Sdist("evil", "1.0", "evil-1.0.tar.gz", f"{base}/here.tar.gz", sha256), tmp_path
+    kept = tmp_path / "evil-1.0.tar.gz"
+    kept.write_bytes(Redirector.body)
+    # Nothing listens there: the file is the one asked for, so nothing is asked.
+    unreachable = Sdist("evil", "1.0", kept.name, "http://127.0.0.1:9/here.tar.gz", sha256)
+    assert download_verified(unreachable, tmp_path) == kept
+    kept.write_bytes(b"changed on the master's disk")
+    here = Sdist("evil", "1.0", kept.name, f"{redirector}/here.tar.gz", sha256)
+    assert download_verified(here, tmp_path) == kept
+    assert kept.read_bytes() == Redirector.body
+
+
+def test_a_redirect_to_another_host_is_refused_and_nothing_is_kept(tmp_path, redirector):
+    sha256 = hashlib.sha256(Redirector.body).hexdigest()
+    with pytest.raises(SourceError, match="redirects to another host"):
+        download_verified(
+            Sdist("evil", "1.0", "evil-1.0.tar.gz", f"{redirector}/elsewhere.tar.gz", sha256),
+            tmp_path,
         )
-        assert path.read_bytes() == Redirector.body
-    finally:
-        server.shutdown()
+    assert list(tmp_path.iterdir()) == []
+    path = download_verified(
+        Sdist("evil", "1.0", "evil-1.0.tar.gz", f"{redirector}/here.tar.gz", sha256), tmp_path
+    )
+    assert path.read_bytes() == Redirector.body
