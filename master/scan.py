@@ -135,15 +135,6 @@ def scanned(farm, sdist: Path, sha256: str) -> Scan:
         return scan
 
 
-def scan_ahead(farm, sdists: list[tuple[Path, str]]) -> None:
-    """Scan the sdists (path, sha256), one after the other, before their builds ask (in a
-    thread): a bootstrap's tree, in the order it builds it, while its first builds run. A build
-    publishes once its sdist's scan is made, which is then made or under way."""
-    for sdist, sha256 in sdists:
-        if sdist.is_file():  # one the plan did not read is scanned by its build
-            scanned(farm, sdist, sha256)
-
-
 def approve(farm, sha256: str, reviewer: str) -> None:
     """Let a held sdist through."""
     path = farm.root / "scans" / f"{sha256}.json"

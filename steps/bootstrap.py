@@ -83,15 +83,9 @@ class BootstrapTree(WheelwrightStep):
         await self.keep_plan(nodes)
         self.progress = await self.addLog("progress")
         self.nodes = nodes
-        threads.deferToThread(
-            scan.scan_ahead,
-            self.farm,
-            [
-                (self.farm.source_cache / nodes[k].sdist.filename, nodes[k].sdist.sha256)
-                for k in keys
-                if nodes[k].sdist
-            ],
-        ).addErrback(log.err, "scanning a bootstrap's sdists ahead of its builds")
+        defer.ensureDeferred(self.scan_ahead(keys)).addErrback(
+            log.err, "scanning a bootstrap's sdists ahead of its builds"
+        )
         outcome = await self.drive(builders)
         await self.keep_plan(nodes)
         self.setProperty("bootstrap_outcome", {"plan": planned, **outcome}, self.name)
@@ -108,6 +102,16 @@ class BootstrapTree(WheelwrightStep):
         ]
         self.build_summary = self.descriptionDone[0]
         return FAILURE if outcome["failed"] or outcome["not_built"] else SUCCESS
+
+    async def scan_ahead(self, keys: list[str]) -> None:
+        """Scan the tree's sdists the plan read, one after the other in build order, while the
+        first builds run: a build publishes once its sdist's scan is made, which is then made or
+        under way. One thread at a time, from the reactor: a stopping master waits for one scan."""
+        for key in keys:
+            sdist = self.nodes[key].sdist
+            path = self.farm.source_cache / sdist.filename if sdist else None
+            if sdist and path and path.is_file():  # one the plan did not read, its build scans
+                await threads.deferToThread(scan.scanned, self.farm, path, sdist.sha256)
 
     async def keep_plan(self, nodes) -> None:
         graph = json.dumps(bootstrap.graph_json(nodes), indent=2) + "\n"

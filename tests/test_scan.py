@@ -13,7 +13,7 @@ from tests.sdists import CACHE, setuptools_sdist
 from wheelwright.common.files import sha256_of
 from wheelwright.master import scan
 from wheelwright.master.farm import Farm
-from wheelwright.master.scan import approve, run_guarddog, scan_ahead, scanned
+from wheelwright.master.scan import approve, run_guarddog, scanned
 
 # What a hijacked release's setup.py does: reads the builder's keys, sends them away, fetches and
 # runs more code. Guarded, so that a build of it (approved by a reviewer) still completes.
@@ -121,7 +121,8 @@ def test_a_bootstraps_scans_ahead_are_the_ones_its_builds_publish_with(tmp_path,
     first, second = (setuptools_sdist(tmp_path, name, "1.0") for name in ("first", "second"))
     farm = Farm(root=tmp_path / "farm")
     with ThreadPoolExecutor(2) as pool:
-        ahead = pool.submit(scan_ahead, farm, [(p, sha256_of(p)) for p in (first, second)])
+        # the bootstrap's scans ahead: one after the other, in build order (steps/bootstrap.py)
+        ahead = pool.submit(lambda: [scanned(farm, p, sha256_of(p)) for p in (first, second)])
         # the first build asks while its scan ahead runs, the second once it is made
         assert scanned(farm, first, sha256_of(first)).error is None
         ahead.result()
