@@ -2,12 +2,13 @@
 
 The step resolves the tree (master/bootstrap.py) and keeps the plan as logs (`plan`,
 `graph.json`, `build-order.json`), then triggers each package on the wheel builders once all it
-needs is published: the longest stretches of work first (from the durations of earlier
-bootstraps), no more at once than the builders have workers. A failure skips what needs it; what
-a build finds that the sdist did not say (a requirement the backend asks for when run, or one of
-the wheel's that PKG-INFO left out) is planned and built, and that build triggered again. The
-`progress` log says what happens as it happens; the outcome is the property `bootstrap_outcome`.
-It runs in the master, so the tree goes on when the command that started it ends.
+needs is published (as the UpdateIndex steps of their builds end, not the builds): the longest
+stretches of work first (from the durations of earlier bootstraps), no more at once than the
+builders have workers. A failure skips what needs it; what a build finds that the sdist did not
+say (a requirement the backend asks for when run, or one of the wheel's that PKG-INFO left out)
+is planned and built, and that build triggered again. The `progress` log says what happens as it
+happens; the outcome is the property `bootstrap_outcome`. It runs in the master, so the tree goes
+on when the command that started it ends.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from wheelwright.index.upstream import SourceError
 from wheelwright.master import bootstrap, scan
 from wheelwright.master.dashboard import NAME as DASHBOARD
 from wheelwright.steps.tool import WheelwrightStep, count
+from wheelwright.steps.update_index import UpdateIndex
 
 TRIGGER_PREFIX = "bootstrap-"
 # What a build can find that its sdist does not say, by the property its step sets.
@@ -86,7 +88,12 @@ class BootstrapTree(WheelwrightStep):
         defer.ensureDeferred(self.scan_ahead(keys)).addErrback(
             log.err, "scanning a bootstrap's sdists ahead of its builds"
         )
-        outcome = await self.drive(builders)
+        consumers = await self.follow_publications()
+        try:
+            outcome = await self.drive(builders)
+        finally:
+            for consumer in consumers:
+                consumer.stopConsuming()
         await self.keep_plan(nodes)
         self.setProperty("bootstrap_outcome", {"plan": planned, **outcome}, self.name)
         builderid = await self.master.data.updates.findBuilderId(self.getProperty("buildername"))
@@ -146,15 +153,16 @@ class BootstrapTree(WheelwrightStep):
                     del pending[key]
                     await self.say(f"{key} not built: {not_built[key]}")
             ready = sorted(
-                (k for k, n in pending.items() if n.needs <= built.keys()),
+                (k for k, n in pending.items() if n.needs <= built.keys() | self.published),
                 key=lambda k: (-first.get(k, 0), k),
             )
-            for key in ready[: slots - len(running)]:
+            # a build that has published is ending (its worker is free in a moment)
+            for key in ready[: slots - len(running.keys() - self.published)]:
                 running[key] = await self.trigger(pending.pop(key), builders)
                 await self.say(f"{key} started on {', '.join(builders)}")
             done = [k for k, d in running.items() if d.called]
             if not done:
-                await first_of(running.values())
+                await first_of([*running.values(), self.published_more])
                 continue
             for key in done:
                 builds = await self.builds_of(await running.pop(key))
@@ -201,9 +209,41 @@ class BootstrapTree(WheelwrightStep):
             "durations_s": durations,
         }
 
+    async def follow_publications(self) -> list:
+        """Follow the master's messages to know as soon as a package of the tree is published on
+        every builder (the UpdateIndex steps of its builds succeeded; what needs it may start) and
+        not only once its builds end: the start of builds, for their requests, and the end of
+        steps."""
+        self.published: set[str] = set()
+        self.published_more: defer.Deferred = defer.Deferred()
+        self.requests: dict[str, set[int]] = {}  # by key, its builds' requests (trigger)
+        request_of: dict[int, int] = {}  # by build id
+        published: set[int] = set()  # requests whose build published
+
+        def build_started(_, build):
+            request_of[build["buildid"]] = build["buildrequestid"]
+
+        def step_finished(_, step):
+            if step["name"] != UpdateIndex.name or step["results"] not in (SUCCESS, WARNINGS):
+                return
+            published.add(request_of.get(step["buildid"], -1))
+            now = {k for k, requests in self.requests.items() if requests <= published}
+            if now - self.published:
+                self.published |= now
+                woken, self.published_more = self.published_more, defer.Deferred()
+                woken.callback(None)
+
+        return [
+            await self.master.mq.startConsuming(build_started, ("builds", None, "new")),
+            await self.master.mq.startConsuming(
+                step_finished, ("builds", None, "steps", None, "finished")
+            ),
+        ]
+
     async def trigger(self, node, builders: list[str]) -> defer.Deferred:
         """Trigger node's build on every builder; fires with their (result, brids) pairs."""
         waiting = []
+        self.requests[node.key] = set()
         for builder in builders:
             scheduler = self.master.scheduler_manager.namedServices[TRIGGER_PREFIX + builder]
             props = Properties()
@@ -219,7 +259,8 @@ class BootstrapTree(WheelwrightStep):
                 parent_buildid=self.build.buildid,
                 parent_relationship="bootstrap",
             )
-            await ids
+            _, requests = await ids
+            self.requests[node.key].update(requests.values())
             waiting.append(results)
         return defer.gatherResults(waiting, consumeErrors=True)
 

@@ -250,10 +250,21 @@ def test_a_tree_is_built_bottom_up_and_installs_from_our_index(backends, upstrea
         for b in backends.api("builds?property=package")["builds"]
         if b["properties"].get("package", [""])[0].startswith("bs-")
     }
-    for project, needs in (("bs-mid", ["bs-leaf"]), ("bs-top", ["bs-mid", "bs-tool"])):
-        assert all(builds[n]["complete_at"] <= builds[project]["started_at"] for n in needs), (
-            project
+    # each started once what it needs was published (its UpdateIndex step ended), maybe before
+    # that build's last steps
+    published_at = {
+        project: next(
+            s["complete_at"]
+            for s in backends.api(f"builds/{build['buildid']}/steps")["steps"]
+            if s["name"] == "update-index" and s["results"] == 0
         )
+        for project, build in builds.items()
+    }
+    for project, needs in (("bs-mid", ["bs-leaf"]), ("bs-top", ["bs-mid", "bs-tool"])):
+        assert all(published_at[n] <= builds[project]["started_at"] for n in needs), project
+    # ... and not only once that build ended (its rebuild-diff and verify steps, Buildbot's own
+    # bookkeeping): bs-top started before bs-mid's build was seen to end
+    assert logs.index("bs-top==1.0 started") < logs.index("bs-mid==1.0 built"), logs
     assert (
         install_and_run(backends, tmp_path, "bs-top==1.0", "import bs_top; print(bs_top.TOP)")
         == "leaf mid top\n"
