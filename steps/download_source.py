@@ -4,7 +4,7 @@ sent to the worker. Workers never reach upstream themselves."""
 from __future__ import annotations
 
 from buildbot.process.results import SUCCESS
-from twisted.internet import threads
+from twisted.internet import defer, threads
 
 from wheelwright.common.lookup import IndexUnreachable, published_pure_wheel
 from wheelwright.index.upload import UploadError
@@ -47,41 +47,14 @@ class DownloadSource(WritesToIndex):
         super().__init__(doStepIf=True, **kwargs)
 
     async def run(self):
-        clear = await self.makeRemoteShellCommand(
-            workdir=".", command=["sh", "-c", CLEAR_BUILD_DIR, "sh", self.workdir]
-        )
-        await self.runCommand(clear)
-        if clear.didFail():
-            return await self.fail(f"could not clear the build directory ({clear.rc})")
-        version = self.version or None
-        if version and not verifying(self):  # a verify build rebuilds what was published
-            try:
-                with self.timing("pure wheel lookup"):
-                    pure = await threads.deferToThread(
-                        published_pure_wheel,
-                        self.farm.index_url,
-                        self.package,
-                        self.wheel_version,
-                        self.build_tag,
-                    )
-            except IndexUnreachable as exc:
-                return await self.fail(str(exc))
-            if pure:
-                return await self.skip_pure_wheel(pure)
-        try:
-            settings = await self.read_config("settings", settings_for, self.package)
-            with self.timing("sdist"):
-                archived = await threads.deferToThread(
-                    obtain_sdist,
-                    self.farm,
-                    self.package,
-                    version,
-                    UPLOAD_USER,
-                    self.upload_password,
-                    settings.source,
-                )
-        except (SourceError, UploadError, OSError, ConfigError) as exc:
-            return await self.fail(str(exc))
+        # The worker clears the last build's directory while the master finds the sdist.
+        clearing = defer.ensureDeferred(self.clear_build_dir())
+        archived = await self.find_sdist()
+        cleared = await clearing
+        if isinstance(archived, int):  # skipped (a pure wheel), or failed
+            return archived
+        if cleared:
+            return await self.fail(cleared)
         sdist = archived.sdist
         if self.getProperty("scheduler") == UPSTREAM_SCHEDULER:  # a new release waits for its scan
             with self.timing("scan"):
@@ -114,6 +87,48 @@ class DownloadSource(WritesToIndex):
             self.setProperty("source_commit", archived.commit, self.name)
         self.descriptionDone = [f"{sdist.filename} ({archived.origin})"]
         return SUCCESS
+
+    async def find_sdist(self):
+        """The sdist, verified and archived; or the step's result when there is none to build: a
+        pure wheel already published, or a failure."""
+        version = self.version or None
+        if version and not verifying(self):  # a verify build rebuilds what was published
+            try:
+                with self.timing("pure wheel lookup"):
+                    pure = await threads.deferToThread(
+                        published_pure_wheel,
+                        self.farm.index_url,
+                        self.package,
+                        self.wheel_version,
+                        self.build_tag,
+                    )
+            except IndexUnreachable as exc:
+                return await self.fail(str(exc))
+            if pure:
+                return await self.skip_pure_wheel(pure)
+        try:
+            settings = await self.read_config("settings", settings_for, self.package)
+            with self.timing("sdist"):
+                archived = await threads.deferToThread(
+                    obtain_sdist,
+                    self.farm,
+                    self.package,
+                    version,
+                    UPLOAD_USER,
+                    self.upload_password,
+                    settings.source,
+                )
+        except (SourceError, UploadError, OSError, ConfigError) as exc:
+            return await self.fail(str(exc))
+        return archived
+
+    async def clear_build_dir(self) -> str | None:
+        """Why the build directory could not be cleared, if it could not."""
+        clear = await self.makeRemoteShellCommand(
+            workdir=".", command=["sh", "-c", CLEAR_BUILD_DIR, "sh", self.workdir]
+        )
+        await self.runCommand(clear)
+        return f"could not clear the build directory ({clear.rc})" if clear.didFail() else None
 
     async def scan(self, path, sdist) -> str | None:
         """Scan the sdist (log `scan`, property `scan_findings`); a new release with a finding at or

@@ -840,6 +840,18 @@ class TestDownloadSource(StepTest):
         self.expect_property("source_url", f"{self.farm.sources_url}fetchme/fetchme-1.0.tar.gz")
         await self.run_step()
 
+    async def test_a_build_directory_that_cannot_be_cleared_gets_no_sdist(self):
+        # the clearing runs while the master finds the sdist: its failure still stops the step
+        # before anything is sent to the worker
+        sdist = setuptools_sdist(self.farm.root, "stuck", "1.0")
+        self.upstream.add(sdist)
+        self.setup(DownloadSource(farm=self.farm, upload_password=PASSWORD), package="stuck")
+        self.expect_commands(clear_build_dir().exit(1))
+        self.expect_outcome(
+            result=FAILURE, state_string="could not clear the build directory (1) (failure)"
+        )
+        await self.run_step()
+
     async def test_a_rebuild_takes_the_archived_sdist(self):
         sdist = setuptools_sdist(self.farm.root, "archived", "1.0")
         upload(self.farm.upload_url, UPLOAD_USER, PASSWORD, sdist)
