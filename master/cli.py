@@ -96,6 +96,7 @@ def cmd_up(args) -> int:
     )
     for line in control.up(farm):
         print(line, file=sys.stderr)
+    Api(farm).login(again=True)  # a session for the commands to come: none of them logs in anew
     print(
         f"farm is up: UI {farm.ui_url}  index {farm.index_url}  state {farm.root}\n"
         f"to force builds in the UI, log in as {CLI_USER} (password in {farm.secrets_dir / CLI_SECRET}) "

@@ -14,9 +14,14 @@ import requests
 import websocket
 from buildbot.process.results import SKIPPED, SUCCESS, WARNINGS, Results
 
+from wheelwright.common.files import write_atomic
 from wheelwright.master.farm import CLI_SECRET, CLI_USER, FORCE_SCHEDULER, Farm
 from wheelwright.master.pools import POOLS
 from wheelwright.master.puregate import PURE_WHEEL_PUBLISHED
+
+# The command's session with the master, kept beside its password for the next command: a login
+# checks the password with PBKDF2 on the master (a tenth of a second and more on a small one).
+SESSION = "www-session.json"
 
 
 def build_url(farm: Farm, build: dict) -> str:
@@ -28,12 +33,17 @@ class Api:
         self.base = farm.ui_url + "api/v2/"
         self.session = requests.Session()
         self.farm = farm
-        self.logged_in = False
+        self.logged_in = self.resumed = False
         self.log_ids: dict[tuple[int, str], int] = {}
 
-    def login(self) -> None:
-        """Log in as the farm's own account (control endpoints are for release engineers)."""
-        if self.logged_in:
+    def login(self, again: bool = False) -> None:
+        """Log in as the farm's own account (control endpoints are for release engineers), or
+        resume the session an earlier command kept; again: a new login, that session refused."""
+        if self.logged_in and not again:
+            return
+        kept = self.farm.secrets_dir / SESSION
+        if not again and self._resume(kept):
+            self.logged_in = self.resumed = True
             return
         try:
             password = self.farm.secret(CLI_SECRET)
@@ -50,7 +60,20 @@ class Api:
         )
         if response.status_code >= 400:
             raise SystemExit(f"wheelwright: the master refused our login ({response.status_code})")
-        self.logged_in = True
+        self.logged_in, self.resumed = True, False
+        session = {"ui_url": self.farm.ui_url, "cookies": self.session.cookies.get_dict()}
+        write_atomic(kept, json.dumps(session).encode(), mode=0o600)
+
+    def _resume(self, kept) -> bool:
+        try:
+            session = json.loads(kept.read_text())
+        except (OSError, ValueError):
+            return False
+        if not isinstance(session, dict) or session.get("ui_url") != self.farm.ui_url:
+            return False  # a session with a master that was at another address
+        for name, value in (session.get("cookies") or {}).items():
+            self.session.cookies.set(name, value)
+        return bool(session.get("cookies"))
 
     def get(self, path: str, **params) -> dict:
         response = self.session.get(self.base + path, params=params, timeout=30)
@@ -92,9 +115,11 @@ class Api:
             "params": params,
         }
         self.login()
-        response = self.session.post(
-            self.base + f"forceschedulers/{scheduler}", json=body, timeout=30
-        )
+        url = self.base + f"forceschedulers/{scheduler}"
+        response = self.session.post(url, json=body, timeout=30)
+        if response.status_code in (401, 403) and self.resumed:  # the kept session has expired
+            self.login(again=True)
+            response = self.session.post(url, json=body, timeout=30)
         answer = response.json()
         if "error" in answer:
             raise SystemExit(

@@ -416,6 +416,29 @@ def test_up_again_and_down_then_up_keep_the_farm_working(farm):
     assert "no-such-project is not on" in result["failed_steps"]["download-source"]
 
 
+def test_the_command_resumes_its_login_session_and_logs_in_anew_when_it_is_refused(
+    backends, upstream, tmp_path
+):
+    # A login costs the master a PBKDF2 check: `up` logs in once, and the commands after it
+    # resume that session (kept beside the password, for the farm's user alone).
+    http_log = backends.state / "master" / "http.log"
+    kept = backends.state / "secrets" / "www-session.json"
+    assert kept.stat().st_mode & 0o777 == 0o600
+    logins = http_log.read_text().count("/auth/login")
+    upstream.add(flit_sdist(tmp_path, "kept-session", "1.0"))
+    assert backends.build("kept-session==1.0")[0] == 0
+    assert http_log.read_text().count("/auth/login") == logins
+    # a session the master no longer knows (a master started anew may not): logged in anew
+    session = json.loads(kept.read_text())
+    session["cookies"] = {name: "forgotten" for name in session["cookies"]}
+    kept.write_text(json.dumps(session))
+    upstream.add(flit_sdist(tmp_path, "kept-session", "1.1"))
+    rc, result = backends.build("kept-session==1.1")
+    assert rc == 0, result
+    assert http_log.read_text().count("/auth/login") == logins + 1
+    assert json.loads(kept.read_text())["cookies"] != session["cookies"]
+
+
 def test_a_release_engineer_yanks_and_unyanks_a_version(backends, upstream, tmp_path):
     for version in ("1.0", "2.0"):
         upstream.add(flit_sdist(tmp_path, "yankable", version))
