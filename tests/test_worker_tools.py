@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
+from pathlib import Path
 
 import pytest
 from packaging.markers import default_environment
@@ -20,7 +22,7 @@ from wheelwright.common.files import ZIP_EPOCH
 from wheelwright.common.lookup import published_pure_wheel
 from wheelwright.common.results import Failure, Installed, from_json
 from wheelwright.common.sandbox import LimitExceeded
-from wheelwright.common.tools import RESULT_PREFIX, WORKER_CACHE, ToolError
+from wheelwright.common.tools import RESULT_PREFIX, WORKER_CACHE, ToolError, clean_pip_env
 from wheelwright.common.wheelcheck import check_wheel
 from wheelwright.index.upload import upload
 from wheelwright.master.bumps import BumpError, plan_rebuild
@@ -34,7 +36,16 @@ from wheelwright.workers.build_wheel import (
     take_wheels,
 )
 from wheelwright.workers.prepare_build_env import freeze, install_from_index, prepare
-from wheelwright.workers.tool import create_venv, interpreter_facts, run_tool
+from wheelwright.workers.tool import (
+    activated,
+    create_venv,
+    environment_bytecode,
+    fresh_dir,
+    interpreter_facts,
+    run_tool,
+    sandboxed_hooks,
+    uv_pip,
+)
 from wheelwright.workers.validate_install_deps import check_tags, install, public
 
 
@@ -431,6 +442,64 @@ def test_a_hook_cannot_change_the_standard_librarys_bytecode_other_builds_read(
     (mirror,) = [p for p in (tmp_path / "cache" / "bytecode").iterdir()]
     poisoned = [p for p in mirror.rglob("*.pyc") if p.read_bytes().startswith(b"POISON")]
     assert not poisoned and not list(mirror.rglob("x.pyc"))
+
+
+def installed(tmp_path, env_python: str, version: str, ran: Path) -> None:
+    """envpkg==version installed in the environment, with a .pth line that says when it runs."""
+    files, dist_info = wheel_files("envpkg", version)
+    files["envpkg.pth"] = f"import os; open({str(ran)!r}, 'w')\n"
+    wheel = write_wheel(tmp_path / f"envpkg-{version}-py3-none-any.whl", files, dist_info)
+    subprocess.run(uv_pip(env_python, "install", "--offline", str(wheel)), check=True)
+
+
+def test_the_environments_bytecode_is_made_once_by_the_worker_and_read_only_in_hooks(
+    tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setenv(WORKER_CACHE, str(tmp_path / "cache"))
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
+    env_dir = (tmp_path / "env").resolve()
+    env_python = create_venv(sys.executable, str(env_dir))
+    ran = tmp_path / "pth-ran"  # the environment's interpreter would run it: not the compiling
+    installed(tmp_path, env_python, "1.0", ran)
+    # The first build with these packages starts the compiling and goes on without it.
+    assert environment_bytecode(sys.executable, env_dir) == []
+    stores = tmp_path / "cache" / "bytecode"
+    deadline = time.monotonic() + 60
+    while not list(stores.glob("env-*")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    (store,) = stores.glob("env-*")
+    assert not ran.exists() and not list(stores.glob(".making-*"))
+    (pyc,) = store.rglob("envpkg.*.pyc")
+    assert int.from_bytes(pyc.read_bytes()[4:8], "little") == 0b11  # checked against its source
+    # A hook imports the package from that bytecode (the same file) and cannot change it.
+    report = tmp_path / "tmp" / "report"
+    report.mkdir()
+    (report / "output.json").write_text("{}")
+    src = tmp_path / "src"
+    src.mkdir()
+    runner = sandboxed_hooks(
+        sys.executable,
+        env_dir,
+        activated(clean_pip_env(), env_dir),
+        [src],
+        "a hook",
+        sandbox.Limits(),
+        fresh_dir(tmp_path / "bytecode"),
+    )
+    probe = (
+        "import os, envpkg\nprint('PYC', os.stat(envpkg.__spec__.cached).st_ino)\n"
+        "try:\n    open(envpkg.__spec__.cached, 'wb')\nexcept OSError as exc:\n"
+        "    print('WRITE', exc.strerror)\n"
+    )
+    capsys.readouterr()
+    runner([env_python, "-c", probe, str(report)], cwd=str(src))
+    said = capsys.readouterr().out
+    assert f"PYC {pyc.stat().st_ino}\n" in said and "WRITE Read-only file system" in said, said
+    # Other packages, another one: it is made for what the environment holds.
+    installed(tmp_path, env_python, "2.0", ran)
+    assert environment_bytecode(sys.executable, env_dir) == []
+    assert len([*stores.glob("env-*"), *stores.glob(".making-env-*")]) == 2
 
 
 def test_a_pyproject_an_earlier_hook_replaced_with_a_fifo_is_refused_unread(tmp_path, monkeypatch):

@@ -118,6 +118,8 @@ def sandboxed_hooks(
         env["PYTHONPYCACHEPREFIX"] = BYTECODE_PREFIX
 
     def runner(cmd, cwd=None, extra_environ=None):
+        # what the environment holds when the hook runs (prepare_build_env installs in two goes)
+        installed = environment_bytecode(python, env_dir) if binds else []
         # The report's folder (the command's last argument) is bound on its own, after the
         # temporary folder that holds it: a mount point, which the hook cannot replace by a link.
         sandbox.run(
@@ -129,7 +131,7 @@ def sandboxed_hooks(
             what=what,
             limits=limits,
             pythons=[python],
-            binds=binds,
+            binds=[*binds, *installed],
         )
         # pyproject-hooks reads the hook's report (output.json in that folder) here, outside.
         report = Path(cmd[-1]) / "output.json"
@@ -181,6 +183,70 @@ def standard_library_bytecode(python: str) -> tuple[Path, str] | None:
         except OSError:  # another worker sharing the cache made it meanwhile
             shutil.rmtree(making)
     return folder, stdlib
+
+
+# Compiles an environment's packages into a bytecode prefix, then names the result as done. Run by
+# the builder's own interpreter, not the environment's, with -I -S (no site): not one .pth file
+# runs; it compiles, it runs nothing it compiles. Hash-checked bytecode: Python uses a file only for the
+# source it was compiled from, whatever the source's time.
+STALE_SECONDS = 600
+ENVIRONMENT_BYTECODE_SCRIPT = (
+    "import compileall, os, py_compile, sys; "
+    "compileall.compile_dir(sys.argv[1], quiet=2, "
+    "invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH); "
+    "os.rename(sys.argv[2], sys.argv[3])"
+)
+
+
+def environment_bytecode(python: str, env_dir: Path) -> list[sandbox.Bind]:
+    """The bytecode of what the build environment holds (the wheels uv installed from our index,
+    before any of the package's code ran: every sandbox binds the environment read-only), made by
+    the worker once for all builds with the same packages and bound read-only under the prefix:
+    a setuptools build compiled setuptools again each time (0.5 s). Made in the background the
+    first time, at the lowest priority: this build goes on without it."""
+    cache = worker_cache("bytecode")
+    sites = sorted(env_dir.glob("lib/python*/site-packages"))
+    if not cache or len(sites) != 1:
+        return []
+    site = os.path.realpath(sites[0])
+    records = sorted(Path(site).glob("*.dist-info/RECORD"))
+    if not records:
+        return []
+    identity = [*_identity(python), site, *(r.read_bytes() for r in records)]
+    key = hashlib.sha256(repr(identity).encode()).hexdigest()
+    store = cache / f"env-{key}"
+    compiled = Path(str(store) + site)  # where the prefix put it
+    if store.is_dir():
+        return [sandbox.Bind(compiled, BYTECODE_PREFIX + site)] if compiled.is_dir() else []
+    making = cache / f".making-env-{key}"
+    with contextlib.suppress(OSError):
+        if time.time() - making.stat().st_mtime > STALE_SECONDS:  # its maker was killed
+            shutil.rmtree(making)
+    try:
+        making.mkdir(parents=True)  # by one tool at a time
+    except FileExistsError:
+        return []
+    idle = ["chrt", "--idle", "0"] if shutil.which("chrt") else ["nice", "-n", "19"]
+    subprocess.Popen(
+        [
+            *idle,
+            python,
+            "-I",
+            "-S",
+            "-X",
+            f"pycache_prefix={making}",
+            "-c",
+            ENVIRONMENT_BYTECODE_SCRIPT,
+            site,
+            str(making),
+            str(store),
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # outlives the tool, not the build: it runs nothing of the build's
+    )
+    return []
 
 
 def _link_or_copy(source: str, target: Path) -> None:
