@@ -62,7 +62,8 @@ class Api:
             raise SystemExit(f"wheelwright: the master refused our login ({response.status_code})")
         self.logged_in, self.resumed = True, False
         session = {"ui_url": self.farm.ui_url, "cookies": self.session.cookies.get_dict()}
-        write_atomic(kept, json.dumps(session).encode(), mode=0o600)
+        with contextlib.suppress(OSError):  # kept to save the next command a login, if it can be
+            write_atomic(kept, json.dumps(session).encode(), mode=0o600)
 
     def _resume(self, kept) -> bool:
         try:

@@ -187,11 +187,15 @@ def standard_library_bytecode(python: str) -> tuple[Path, str] | None:
 
 # Compiles an environment's packages into a bytecode prefix, then names the result as done. Run by
 # the builder's own interpreter, not the environment's, with -I -S (no site): not one .pth file
-# runs; it compiles, it runs nothing it compiles. Hash-checked bytecode: Python uses a file only for the
+# runs; it compiles, it runs nothing it compiles. It runs outside the sandbox, so what a published
+# wheel's source may cost the compiler (memory, time) is bounded here, the time below the age at
+# which another tool takes the work over. Hash-checked bytecode: Python uses a file only for the
 # source it was compiled from, whatever the source's time.
 STALE_SECONDS = 600
 ENVIRONMENT_BYTECODE_SCRIPT = (
-    "import compileall, os, py_compile, sys; "
+    "import compileall, os, py_compile, resource, sys; "
+    "resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30)); "
+    f"resource.setrlimit(resource.RLIMIT_CPU, ({STALE_SECONDS // 2}, {STALE_SECONDS // 2})); "
     "compileall.compile_dir(sys.argv[1], quiet=2, "
     "invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH); "
     "os.rename(sys.argv[2], sys.argv[3])"
