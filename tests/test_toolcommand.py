@@ -43,6 +43,10 @@ class Worker:
 
 
 class TestToolCommand(unittest.TestCase):
+    # Importing buildbot.test (other modules' helpers do) lowers every trial test's bound to 5 s;
+    # these run real tools and sandboxes on the real reactor, the interrupt test sleeps 4 s alone.
+    timeout = 120
+
     def setUp(self):
         self.tmp = Path(tempfile.mkdtemp())
         self.addCleanup(shutil.rmtree, self.tmp)
