@@ -562,6 +562,32 @@ def test_an_environment_links_the_uv_cache_and_the_sandbox_cannot_change_it(
     assert cached[0].read_text() == code and installed.read_text() == code
 
 
+def test_build_environments_are_copies_of_one_empty_venv_the_worker_makes_once(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setenv(WORKER_CACHE, str(tmp_path / "cache"))
+    envs = [tmp_path / f"env{n}" for n in range(3)]
+    pythons = [create_venv(sys.executable, str(envs[0]))]
+    (template,) = (tmp_path / "cache" / "venvs").iterdir()  # no half-made one left beside it
+    made = (template / "pyvenv.cfg").stat().st_ino
+    pythons += [create_venv(sys.executable, str(env)) for env in envs[1:]]
+    assert list((tmp_path / "cache" / "venvs").iterdir()) == [template]
+    assert (template / "pyvenv.cfg").stat().st_ino == made
+    for env, python in zip(envs, pythons, strict=True):
+        prefixes = subprocess.run(
+            [python, "-c", "import sys; print(sys.prefix, sys.base_prefix)"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+        assert prefixes == [str(env), sys.base_prefix]
+        assert not list(env.glob("lib/python*/site-packages/*"))
+        for path in env.rglob("*"):  # nothing names the template; no file is the template's own
+            if path.is_file() and not path.is_symlink():
+                assert str(template).encode() not in path.read_bytes(), path
+                assert not path.samefile(template / path.relative_to(env))
+
+
 def test_a_wheel_planted_with_an_earlier_ones_name_size_and_time_is_validated_itself(
     index_host, tmp_path, monkeypatch
 ):

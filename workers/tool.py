@@ -290,14 +290,18 @@ def worker_cache(kind: str) -> Path | None:
     return Path(top).resolve() / kind if top else None
 
 
-def uv_command(*args: str) -> list[str]:
-    """uv, which installs into and creates environments in a fraction of pip's time."""
+def uv_path() -> str:
     uv = shutil.which("uv", path=os.path.dirname(sys.executable)) or shutil.which("uv")
     if not uv:
         raise ToolError("uv is not installed beside the worker's tools")
+    return uv
+
+
+def uv_command(*args: str) -> list[str]:
+    """uv, which installs into and creates environments in a fraction of pip's time."""
     cache = worker_cache("uv")
     return [
-        uv,
+        uv_path(),
         *args,
         "--no-config",
         # Linked, not copied (setuptools: 0.1 s, not 0.5): every sandbox binds the environments
@@ -334,16 +338,47 @@ def run(cmd: list[str], *, cwd=None, env=None, what: str, capture: bool = False)
 
 def create_venv(python: str, env_dir: str) -> str:
     """A venv with nothing seeded in it (ensurepip would bring setuptools that never came from
-    our index); returns its interpreter."""
+    our index), copied from the empty one the worker keeps for this interpreter (a copy takes a
+    millisecond, uv's making one 0.04 s, twice a build); returns its interpreter."""
     if os.path.exists(env_dir):
         shutil.rmtree(env_dir)
     with timed("venv"):
-        run(
-            uv_command("venv", "--quiet", "--no-python-downloads", "--python", python, env_dir),
-            env=clean_pip_env(),
-            what=f"creating a virtual environment with {python}",
-        )
+        template = empty_venv(python)
+        if template:
+            shutil.copytree(template, env_dir, symlinks=True)
+        else:
+            _make_venv(python, env_dir)
     return os.path.join(os.path.abspath(env_dir), "bin", "python")
+
+
+def empty_venv(python: str) -> Path | None:
+    """The worker's empty venv for an interpreter and its uv, made once; None without a cache."""
+    cache = worker_cache("venvs")
+    if not cache:
+        return None
+    key = repr((python, *_identity(python), *_identity(uv_path())))
+    template = cache / hashlib.sha256(key.encode()).hexdigest()
+    if not template.is_dir():
+        cache.mkdir(parents=True, exist_ok=True)
+        making = Path(tempfile.mkdtemp(dir=cache, prefix=".making-"))
+        _make_venv(python, str(making / "venv"))
+        # The activation scripts name the folder they were made in; nothing activates a build's
+        # environment (activated() sets what they would).
+        for script in (making / "venv" / "bin").iterdir():
+            if not script.is_symlink():
+                script.unlink()
+        with contextlib.suppress(OSError):  # refused: another tool made it meanwhile
+            (making / "venv").rename(template)
+        shutil.rmtree(making)
+    return template
+
+
+def _make_venv(python: str, env_dir: str) -> None:
+    run(
+        uv_command("venv", "--quiet", "--no-python-downloads", "--python", python, env_dir),
+        env=clean_pip_env(),
+        what=f"creating a virtual environment with {python}",
+    )
 
 
 # What an interpreter is, read by the worker's packaging running there (pure Python, so it runs
