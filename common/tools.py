@@ -30,6 +30,9 @@ FRONTENDS = ("pip", "build")
 # socket. Builds run strangers' code, so no sandbox can reach it (it binds only folders of the
 # build directory); uv links its files into environments that every sandbox binds read-only.
 WORKER_CACHE = "WHEELWRIGHT_WORKER_CACHE"
+# In that cache, the interpreters of the worker's builders, as the master names them (a JSON list):
+# the tool server makes them ready as it starts (workers/tool.py prepare_interpreters).
+WORKER_PYTHONS = "pythons.json"
 
 # The Buildbot command a worker runs our tools with, where it has it (workers/toolcommand.py).
 WORKER_COMMAND = "wheelwright_tool"

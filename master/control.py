@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import secrets
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from wheelwright.common.connection import add_to_tac
 from wheelwright.common.files import write_atomic
+from wheelwright.common.tools import WORKER_PYTHONS
 from wheelwright.index import accounts
 from wheelwright.master import emulation, tls
 from wheelwright.master.farm import (
@@ -169,7 +171,7 @@ def up(farm: Farm) -> list[str]:
     for pool in farm.pools_here():
         if pool.kind == "local":
             for name in pool.worker_names():
-                start_worker(farm, name, workers[name])
+                start_worker(farm, name, workers[name], list(pool.interpreters().values()))
         elif pool.kind == "emulated":
             why = emulation.why_not(pool.arch)
             if why:
@@ -272,8 +274,9 @@ def share_uv_cache(farm: Farm, basedir: Path) -> None:
     link.symlink_to(os.path.relpath(shared, link.parent))
 
 
-def start_worker(farm: Farm, name: str, password: str) -> None:
+def start_worker(farm: Farm, name: str, password: str, pythons: list[str]) -> None:
     basedir, changed = _create_worker(farm, name, password)
+    name_pythons(basedir, pythons)
     if farm.worker_tls:  # the certificate may have been made again, for new addresses
         tls.install_trust(farm, basedir)
     if _pid_alive(basedir / "twistd.pid"):
@@ -284,6 +287,13 @@ def start_worker(farm: Farm, name: str, password: str) -> None:
     # a running build may be installing from it.
     share_uv_cache(farm, basedir)
     _run([_bin("buildbot-worker"), "start", basedir], f"starting worker {name}")
+
+
+def name_pythons(basedir: Path, pythons: list[str]) -> None:
+    """The interpreters of the worker's builders, which its tool server makes ready as it starts."""
+    named = basedir / "cache" / WORKER_PYTHONS
+    named.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    write_atomic(named, json.dumps(pythons).encode())
 
 
 def create_worker_args(

@@ -182,6 +182,7 @@ def test_a_worker_starts_its_tool_server_as_it_starts_and_the_server_leaves_with
     # A worker as the farm makes it (its tac has our blocks); no master answers: no build runs.
     basedir = tmp_path / "worker"
     control.create_worker_at(Farm(tmp_path), basedir, "local-1", "pw", f"127.0.0.1:{free_port()}")
+    control.name_pythons(basedir, [sys.executable])
     worker = subprocess.Popen(
         [str(Path(sys.executable).with_name("buildbot-worker")), "start", "--nodaemon", basedir],
         stdout=subprocess.DEVNULL,
@@ -191,6 +192,12 @@ def test_a_worker_starts_its_tool_server_as_it_starts_and_the_server_leaves_with
         deadline = time.monotonic() + 60
         while not list((basedir / "cache" / "tools").glob("*.sock")):
             assert worker.poll() is None and time.monotonic() < deadline, "no server started"
+            time.sleep(0.1)
+        # Before any build, the server makes ready what every build of the named interpreter
+        # uses: its facts, its standard library's bytecode, an empty venv.
+        made = [basedir / "cache" / kind for kind in ("interpreters", "bytecode", "venvs")]
+        while not all(folder.is_dir() and list(folder.glob("[!.]*")) for folder in made):
+            assert time.monotonic() < deadline, f"not made ready: {made}"
             time.sleep(0.1)
         # The first stage's call finds it: the server it started is the one a call asks for.
         (server,) = servers_of(basedir / "cache")

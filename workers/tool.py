@@ -23,7 +23,13 @@ from pathlib import Path
 from wheelwright.common import sandbox
 from wheelwright.common.files import write_atomic
 from wheelwright.common.results import Failure, to_json
-from wheelwright.common.tools import RESULT_PREFIX, WORKER_CACHE, ToolError, clean_pip_env
+from wheelwright.common.tools import (
+    RESULT_PREFIX,
+    WORKER_CACHE,
+    WORKER_PYTHONS,
+    ToolError,
+    clean_pip_env,
+)
 
 
 def emit(result: dict) -> None:
@@ -361,16 +367,36 @@ def empty_venv(python: str) -> Path | None:
     if not template.is_dir():
         cache.mkdir(parents=True, exist_ok=True)
         making = Path(tempfile.mkdtemp(dir=cache, prefix=".making-"))
-        _make_venv(python, str(making / "venv"))
-        # The activation scripts name the folder they were made in; nothing activates a build's
-        # environment (activated() sets what they would).
-        for script in (making / "venv" / "bin").iterdir():
-            if not script.is_symlink():
-                script.unlink()
-        with contextlib.suppress(OSError):  # refused: another tool made it meanwhile
-            (making / "venv").rename(template)
-        shutil.rmtree(making)
+        try:
+            _make_venv(python, str(making / "venv"))
+            # The activation scripts name the folder they were made in; nothing activates a
+            # build's environment (activated() sets what they would).
+            for script in (making / "venv" / "bin").iterdir():
+                if not script.is_symlink():
+                    script.unlink()
+            with contextlib.suppress(OSError):  # refused: another tool made it meanwhile
+                (making / "venv").rename(template)
+        finally:
+            shutil.rmtree(making)
     return template
+
+
+def prepare_interpreters(cache: Path) -> None:
+    """What every build of each of the worker's interpreters (named in the cache's
+    WORKER_PYTHONS) uses, made as the worker starts, not in each builder's first build (0.3 to
+    0.5 s of it): the interpreter's facts, its standard library's bytecode, an empty venv."""
+    os.environ[WORKER_CACHE] = str(cache)
+    try:
+        pythons = json.loads((cache / WORKER_PYTHONS).read_bytes())
+    except (OSError, ValueError):
+        return
+    for python in pythons if isinstance(pythons, list) else []:
+        try:
+            interpreter_facts(python)
+            standard_library_bytecode(python)
+            empty_venv(python)
+        except (ToolError, OSError, ValueError) as exc:  # its builds will say why, if it matters
+            print(f"{python}: not made ready: {exc}", file=sys.stderr, flush=True)
 
 
 def _make_venv(python: str, env_dir: str) -> None:

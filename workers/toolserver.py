@@ -29,8 +29,10 @@ import sys
 import threading
 import time
 import traceback
+from pathlib import Path
 
 from wheelwright.workers.call import TOOL_MODULES, connect, run_here
+from wheelwright.workers.tool import prepare_interpreters
 
 IDLE_SECONDS = 600
 CHECK_SECONDS = 2
@@ -54,6 +56,8 @@ def serve(folder: str, name: str, worker_pid: int) -> None:
     os.rename(bound, name)  # whole: a socket at `name` is one that listens (or a dead server's)
     ours = os.stat(name).st_ino
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the monitors are reaped by the kernel
+    if os.fork() == 0:  # beside the first calls, which make what they need if it is not yet made
+        _prepare_interpreters(os.path.dirname(os.path.abspath(folder)))
     last_call = time.monotonic()
     while _worker_alive(worker_pid) and time.monotonic() - last_call < IDLE_SECONDS:
         if select.select([listener], [], [], CHECK_SECONDS)[0]:
@@ -74,6 +78,17 @@ def _answer(listener: socket.socket) -> None:
         listener.close()
         _monitor(conn)
     conn.close()
+
+
+def _prepare_interpreters(cache: str) -> None:
+    try:
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # it waits for what it runs
+        os.nice(19)
+        prepare_interpreters(Path(cache))
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        os._exit(0)
 
 
 def _worker_alive(pid: int) -> bool:
