@@ -234,14 +234,25 @@ def test_an_import_report_the_package_replaced_with_a_fifo_is_refused_unread(ind
     files["fifoer.py"] = (
         "import atexit, os\n"
         "def plant():\n"
-        "    os.unlink('undeclared.json')\n"
-        "    os.mkfifo('undeclared.json')\n"
+        "    os.unlink('undeclared.txt')\n"
+        "    os.mkfifo('undeclared.txt')\n"
         "atexit.register(plant)\n"
     )
     wheel = write_wheel(tmp_path / "fifoer-1.0-py3-none-any.whl", files, dist_info)
     with pytest.raises(
         ToolError, match="import test's report is not a plain file of at most 1 MiB"
     ):
+        install(sys.executable, wheel, index_host + "simple/", tmp_path / "env", [])
+
+
+def test_an_import_report_the_package_rewrote_is_refused(index_host, tmp_path):
+    files, dist_info = wheel_files("forger", "1.0")
+    files["forger.py"] = (
+        "import atexit\n"
+        "atexit.register(lambda: open('undeclared.txt', 'w').write('forger <b>x</b> y\\n'))\n"
+    )
+    wheel = write_wheel(tmp_path / "forger-1.0-py3-none-any.whl", files, dist_info)
+    with pytest.raises(ToolError, match="the import test's report is not what it writes"):
         install(sys.executable, wheel, index_host + "simple/", tmp_path / "env", [])
 
 

@@ -8,7 +8,6 @@ python -m wheelwright.workers.validate_install_deps install --python PY --wheel 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 import zipfile
@@ -98,19 +97,20 @@ def requires(python: str, wheel: Path) -> list[str]:
 
 
 # Imports each module; a module another project provides, which this wheel does not declare (a
-# C helper that imports the package that depends on it), is reported, not raised.
+# C helper that imports the package that depends on it), is reported, not raised: one line per
+# module, `module missing`. Not JSON: importing json costs 18 ms, a fifth of the check.
 IMPORT_SCRIPT = """\
-import importlib, json, sys
-own, undeclared = set(sys.argv[2:]), {}
+import importlib, sys
+own, undeclared = set(sys.argv[2:]), []
 for module in sys.argv[2:]:
     try:
         importlib.import_module(module)
     except ModuleNotFoundError as exc:
         if not exc.name or exc.name.split(".")[0] in own:
             raise
-        undeclared[module] = exc.name
+        undeclared.append(f"{module} {exc.name}\\n")
 with open(sys.argv[1], "w") as out:
-    json.dump(undeclared, out)
+    out.writelines(undeclared)
 """
 
 
@@ -136,7 +136,7 @@ def install(
         with tempfile.TemporaryDirectory() as cwd:
             with timed("import check"):
                 sandbox.run(
-                    [env_python, "-I", "-c", IMPORT_SCRIPT, "undeclared.json", *modules],
+                    [env_python, "-I", "-c", IMPORT_SCRIPT, "undeclared.txt", *modules],
                     write=[Path(cwd)],
                     read=[env_dir.resolve()],
                     cwd=Path(cwd),
@@ -145,7 +145,7 @@ def install(
                     limits=limits,
                     pythons=[python],
                 )
-            undeclared = _undeclared(Path(cwd) / "undeclared.json")
+            undeclared = _undeclared(Path(cwd) / "undeclared.txt")
     return Installed(imported=[m for m in modules if m not in undeclared], undeclared=undeclared)
 
 
@@ -158,14 +158,20 @@ def _undeclared(path: Path) -> dict[str, str]:
         raise ToolError("the import test left no readable report")
     check_plain_file(path, MAX_IMPORT_REPORT, "the import test's report")
     try:
-        found = json.loads(path.read_bytes())
+        lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, ValueError):
         raise ToolError("the import test left no readable report") from None
-    if not isinstance(found, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in found.items()
-    ):
-        raise ToolError("the import test's report is not what it writes")
+    found = {}
+    for line in lines:
+        pair = line.split(" ")
+        if len(pair) != 2 or not all(map(_is_module_name, pair)):
+            raise ToolError("the import test's report is not what it writes")
+        found[pair[0]] = pair[1]
     return found
+
+
+def _is_module_name(name: str) -> bool:
+    return all(part.isidentifier() for part in name.split("."))
 
 
 def main(argv=None) -> Installed:
