@@ -57,6 +57,7 @@ def serve(folder: str, name: str, worker_pid: int) -> None:
     ours = os.stat(name).st_ino
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the monitors are reaped by the kernel
     if os.fork() == 0:  # beside the first calls, which make what they need if it is not yet made
+        listener.close()
         _prepare_interpreters(os.path.dirname(os.path.abspath(folder)))
     last_call = time.monotonic()
     while _worker_alive(worker_pid) and time.monotonic() - last_call < IDLE_SECONDS:
