@@ -259,19 +259,24 @@ def _point_at_this_config(tac: Path) -> bool:
     return True
 
 
-def share_uv_cache(farm: Farm, basedir: Path) -> None:
-    """The local workers share one uv cache (a link in each worker's cache): a wheel one of them
-    unpacked into it (setuptools: a thousand files) the other links at once. uv locks its cache
-    for use by several processes; no sandbox binds it."""
-    shared = farm.workers_dir / "uv-cache"
-    shared.mkdir(mode=0o700, parents=True, exist_ok=True)
-    link = basedir / "cache" / "uv"
-    link.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if link.is_symlink():
-        return
-    if link.exists():  # a worker made before the cache was shared
-        shutil.rmtree(link)
-    link.symlink_to(os.path.relpath(shared, link.parent))
+# The caches the local workers share (a link in each worker's cache to the farm's one): what one
+# of them made the other uses at once. uv's: a wheel unpacked (setuptools: a thousand files), uv
+# locks it for use by several processes. bytecode: a build environment's packages compiled, made
+# once under a name no other tool takes. No sandbox binds either.
+SHARED_CACHES = ("uv", "bytecode")
+
+
+def share_caches(farm: Farm, basedir: Path) -> None:
+    for kind in SHARED_CACHES:
+        shared = farm.workers_dir / f"{kind}-cache"
+        shared.mkdir(mode=0o700, parents=True, exist_ok=True)
+        link = basedir / "cache" / kind
+        link.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if link.is_symlink():
+            continue
+        if link.exists():  # a worker made before the cache was shared
+            shutil.rmtree(link)
+        link.symlink_to(os.path.relpath(shared, link.parent))
 
 
 def start_worker(farm: Farm, name: str, password: str, pythons: list[str]) -> None:
@@ -285,7 +290,7 @@ def start_worker(farm: Farm, name: str, password: str, pythons: list[str]) -> No
         return
     # Only for a worker that is not running: a cache made before it was shared is deleted, and
     # a running build may be installing from it.
-    share_uv_cache(farm, basedir)
+    share_caches(farm, basedir)
     _run([_bin("buildbot-worker"), "start", basedir], f"starting worker {name}")
 
 

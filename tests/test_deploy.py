@@ -324,14 +324,16 @@ def test_the_masters_sqlite_keeps_its_connection_and_commits_without_an_fsync(tm
         assert conn.exec_driver_sql("select count(*) from builds").scalar() == 3
 
 
-def test_the_local_workers_share_one_uv_cache(tmp_path):
+def test_the_local_workers_share_one_uv_cache_and_one_bytecode_cache(tmp_path):
     farm = Farm(tmp_path)
     one, two = farm.workers_dir / "local-1", farm.workers_dir / "local-2"
     (two / "cache" / "uv").mkdir(parents=True)  # a worker made before the cache was shared
     (two / "cache" / "uv" / "old").write_text("unpacked wheels")
     for basedir in (one, two, one):
-        control.share_uv_cache(farm, basedir)
-    shared = (farm.workers_dir / "uv-cache").resolve()
-    assert (one / "cache" / "uv").resolve() == (two / "cache" / "uv").resolve() == shared
-    assert os.readlink(one / "cache" / "uv") == "../../uv-cache"  # the farm's folder may move
-    assert stat.S_IMODE(shared.stat().st_mode) == 0o700
+        control.share_caches(farm, basedir)
+    for kind in ("uv", "bytecode"):
+        shared = (farm.workers_dir / f"{kind}-cache").resolve()
+        assert (one / "cache" / kind).resolve() == (two / "cache" / kind).resolve() == shared
+        # The farm's folder may move: the link is relative.
+        assert os.readlink(one / "cache" / kind) == f"../../{kind}-cache"
+        assert stat.S_IMODE(shared.stat().st_mode) == 0o700

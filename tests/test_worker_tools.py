@@ -37,6 +37,7 @@ from wheelwright.workers.build_wheel import (
 )
 from wheelwright.workers.prepare_build_env import freeze, install_from_index, prepare
 from wheelwright.workers.tool import (
+    BYTECODE_PREFIX,
     activated,
     create_venv,
     environment_bytecode,
@@ -458,6 +459,7 @@ def test_a_hook_cannot_change_the_standard_librarys_bytecode_other_builds_read(
 def installed(tmp_path, env_python: str, version: str, ran: Path) -> None:
     """envpkg==version installed in the environment, with a .pth line that says when it runs."""
     files, dist_info = wheel_files("envpkg", version)
+    files["envpkg.py"] = f"VERSION = {version!r}\n"
     files["envpkg.pth"] = f"import os; open({str(ran)!r}, 'w')\n"
     wheel = write_wheel(tmp_path / f"envpkg-{version}-py3-none-any.whl", files, dist_info)
     subprocess.run(uv_pip(env_python, "install", "--offline", str(wheel)), check=True)
@@ -507,7 +509,14 @@ def test_the_environments_bytecode_is_made_once_by_the_worker_and_read_only_in_h
     runner([env_python, "-c", probe, str(report)], cwd=str(src))
     said = capsys.readouterr().out
     assert f"PYC {pyc.stat().st_ino}\n" in said and "WRITE Read-only file system" in said, said
-    # Other packages, another one: it is made for what the environment holds.
+    # Another environment with the same packages, elsewhere (the other worker's), reads it there.
+    elsewhere = (tmp_path / "other" / "env").resolve()
+    installed(tmp_path, create_venv(sys.executable, str(elsewhere)), "1.0", ran)
+    (site,) = elsewhere.glob("lib/python*/site-packages")
+    assert environment_bytecode(sys.executable, elsewhere) == [
+        sandbox.Bind(store, BYTECODE_PREFIX + str(site))
+    ]
+    # Other sources, another one: it is made for what the environment's packages hold.
     installed(tmp_path, env_python, "2.0", ran)
     assert environment_bytecode(sys.executable, env_dir) == []
     assert len([*stores.glob("env-*"), *stores.glob(".making-env-*")]) == 2

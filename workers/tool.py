@@ -8,6 +8,7 @@ master-side step reads. Workers run strangers' code, so the master re-checks wha
 from __future__ import annotations
 
 import contextlib
+import csv
 import hashlib
 import json
 import os
@@ -198,22 +199,27 @@ def standard_library_bytecode(python: str) -> tuple[Path, str] | None:
 # which another tool takes the work over. Hash-checked bytecode: Python uses a file only for the
 # source it was compiled from, whatever the source's time.
 STALE_SECONDS = 600
+# What it keeps is the folder of site-packages' bytecode alone, laid out as site-packages is: an
+# environment anywhere else with the same packages reads it there (the interpreter takes a pyc's
+# file name from where it found the source).
 ENVIRONMENT_BYTECODE_SCRIPT = (
-    "import compileall, os, py_compile, resource, sys; "
+    "import compileall, os, py_compile, resource, shutil, sys; "
     "resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30)); "
     f"resource.setrlimit(resource.RLIMIT_CPU, ({STALE_SECONDS // 2}, {STALE_SECONDS // 2})); "
     "compileall.compile_dir(sys.argv[1], quiet=2, "
     "invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH); "
-    "os.rename(sys.argv[2], sys.argv[3])"
+    "compiled = sys.argv[2] + sys.argv[1]; os.makedirs(compiled, exist_ok=True); "
+    "os.rename(compiled, sys.argv[3]); shutil.rmtree(sys.argv[2])"
 )
 
 
 def environment_bytecode(python: str, env_dir: Path) -> list[sandbox.Bind]:
     """The bytecode of what the build environment holds (the wheels uv installed from our index,
     before any of the package's code ran: every sandbox binds the environment read-only), made by
-    the worker once for all builds with the same packages and bound read-only under the prefix:
-    a setuptools build compiled setuptools again each time (0.5 s). Made in the background the
-    first time, at the lowest priority: this build goes on without it."""
+    the worker once for all builds with the same packages, wherever their environment lies (the
+    local workers share it), and bound read-only under the prefix: a setuptools build compiled
+    setuptools again each time (0.5 s). Made in the background the first time, at the lowest
+    priority: this build goes on without it."""
     cache = worker_cache("bytecode")
     sites = sorted(env_dir.glob("lib/python*/site-packages"))
     if not cache or len(sites) != 1:
@@ -222,12 +228,10 @@ def environment_bytecode(python: str, env_dir: Path) -> list[sandbox.Bind]:
     records = sorted(Path(site).glob("*.dist-info/RECORD"))
     if not records:
         return []
-    identity = [*_identity(python), site, *(r.read_bytes() for r in records)]
-    key = hashlib.sha256(repr(identity).encode()).hexdigest()
+    key = hashlib.sha256(repr([*_identity(python), *_sources(records)]).encode()).hexdigest()
     store = cache / f"env-{key}"
-    compiled = Path(str(store) + site)  # where the prefix put it
     if store.is_dir():
-        return [sandbox.Bind(compiled, BYTECODE_PREFIX + site)] if compiled.is_dir() else []
+        return [sandbox.Bind(store, BYTECODE_PREFIX + site)]
     making = cache / f".making-env-{key}"
     with contextlib.suppress(OSError):
         if time.time() - making.stat().st_mtime > STALE_SECONDS:  # its maker was killed
@@ -257,6 +261,13 @@ def environment_bytecode(python: str, env_dir: Path) -> list[sandbox.Bind]:
         start_new_session=True,  # outlives the tool, not the build: it runs nothing of the build's
     )
     return []
+
+
+def _sources(records: list[Path]) -> list[list[str]]:
+    """The Python sources the installed packages' RECORDs name, with their hashes: all that their
+    bytecode depends on (not the installer's own files, which name where a wheel came from)."""
+    rows = [row for record in records for row in csv.reader(record.read_text().splitlines())]
+    return sorted(row[:2] for row in rows if row and row[0].endswith(".py"))
 
 
 def _link_or_copy(source: str, target: Path) -> None:
