@@ -68,7 +68,21 @@ class Podman:
         return left
 
     def close(self) -> None:
+        # A container Buildbot was still removing as the last farm stopped goes first; the reset
+        # then unmounts the storage, so it can be deleted. It was refused once (exit 125) with a
+        # container's removal under way: it is asked again before it fails, saying why.
+        self.podman("rm", "--all", "--force")
         self.podman("network", "rm", "--force", self.network)
         self.service.terminate()
         self.service.wait()
-        self.podman("system", "reset", "--force")  # unmounts the storage, so it can be deleted
+        for _ in range(3):
+            reset = subprocess.run(
+                ["podman", *self.flags, "system", "reset", "--force"],
+                env=self.env,
+                capture_output=True,
+                text=True,
+            )
+            if reset.returncode == 0:
+                return
+            time.sleep(2)
+        raise AssertionError(f"podman system reset failed: {reset.stderr[-2000:]}")
