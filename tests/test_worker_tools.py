@@ -608,6 +608,13 @@ def test_build_environments_are_copies_of_one_empty_venv_the_worker_makes_once(
                 assert not path.samefile(template / path.relative_to(env))
 
 
+def test_an_interpreter_the_worker_lacks_fails_the_environment_clearly(tmp_path, monkeypatch):
+    monkeypatch.setenv(WORKER_CACHE, str(tmp_path / "cache"))
+    missing = str(tmp_path / "no-python3.99")
+    with pytest.raises(ToolError, match=f"creating a virtual environment with {missing} failed"):
+        create_venv(missing, str(tmp_path / "env"))
+
+
 def test_a_wheel_planted_with_an_earlier_ones_name_size_and_time_is_validated_itself(
     index_host, tmp_path, monkeypatch
 ):

@@ -373,7 +373,10 @@ def empty_venv(python: str) -> Path | None:
     cache = worker_cache("venvs")
     if not cache:
         return None
-    key = repr((python, *_identity(python), *_identity(uv_path())))
+    try:
+        key = repr((python, *_identity(python), *_identity(uv_path())))
+    except OSError:  # no such interpreter here: uv, making the venv itself, says so
+        return None
     template = cache / hashlib.sha256(key.encode()).hexdigest()
     if not template.is_dir():
         cache.mkdir(parents=True, exist_ok=True)
