@@ -173,10 +173,10 @@ def standard_library_bytecode(python: str) -> tuple[Path, str] | None:
         return None
     stdlib = facts["stdlib"]
     folder = cache / hashlib.sha256(repr((*_identity(python), stdlib)).encode()).hexdigest()
-    if not folder.is_dir():
-        cache.mkdir(parents=True, exist_ok=True)
-        making = Path(tempfile.mkdtemp(dir=cache, prefix=".making-"))
-        suffix = f".{facts['cache_tag']}.pyc"
+    suffix = f".{facts['cache_tag']}.pyc"
+
+    def link(making: Path) -> None:
+        making.mkdir()
         for root, dirs, files in os.walk(stdlib):
             dirs[:] = [d for d in dirs if d not in ("site-packages", "dist-packages")]
             if os.path.basename(root) == "__pycache__":
@@ -185,10 +185,8 @@ def standard_library_bytecode(python: str) -> tuple[Path, str] | None:
                 for name in files:
                     if name.endswith(suffix):
                         _link_or_copy(os.path.join(root, name), target / name)
-        try:
-            making.rename(folder)
-        except OSError:  # another worker sharing the cache made it meanwhile
-            shutil.rmtree(making)
+
+    _made_once(folder, link)
     return folder, stdlib
 
 
@@ -268,6 +266,21 @@ def _sources(records: list[Path]) -> list[list[str]]:
     bytecode depends on (not the installer's own files, which name where a wheel came from)."""
     rows = [row for record in records for row in csv.reader(record.read_text().splitlines())]
     return sorted(row[:2] for row in rows if row and row[0].endswith(".py"))
+
+
+def _made_once(folder: Path, make) -> None:
+    """folder, made by make(path) under a temporary name in the worker's cache and renamed whole
+    (another tool, or the other worker sharing the cache, may make it meanwhile)."""
+    if folder.is_dir():
+        return
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    making = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".making-"))
+    try:
+        make(making / "made")
+        with contextlib.suppress(OSError):  # refused: made meanwhile
+            (making / "made").rename(folder)
+    finally:
+        shutil.rmtree(making)
 
 
 def _link_or_copy(source: str, target: Path) -> None:
@@ -378,20 +391,16 @@ def empty_venv(python: str) -> Path | None:
     except OSError:  # no such interpreter here: uv, making the venv itself, says so
         return None
     template = cache / hashlib.sha256(key.encode()).hexdigest()
-    if not template.is_dir():
-        cache.mkdir(parents=True, exist_ok=True)
-        making = Path(tempfile.mkdtemp(dir=cache, prefix=".making-"))
-        try:
-            _make_venv(python, str(making / "venv"))
-            # The activation scripts name the folder they were made in; nothing activates a
-            # build's environment (activated() sets what they would).
-            for script in (making / "venv" / "bin").iterdir():
-                if not script.is_symlink():
-                    script.unlink()
-            with contextlib.suppress(OSError):  # refused: another tool made it meanwhile
-                (making / "venv").rename(template)
-        finally:
-            shutil.rmtree(making)
+
+    def make(making: Path) -> None:
+        _make_venv(python, str(making))
+        # The activation scripts name the folder they were made in; nothing activates a build's
+        # environment (activated() sets what they would).
+        for script in (making / "bin").iterdir():
+            if not script.is_symlink():
+                script.unlink()
+
+    _made_once(template, make)
     return template
 
 
