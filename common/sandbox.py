@@ -34,7 +34,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from wheelwright.common.tools import ToolError, tool_folders
+from wheelwright.common.tools import ToolError, timed, tool_folders
 
 # What a build may read of /etc: the dynamic linker's cache, Debian's alternatives (cc -> gcc),
 # users and groups for tools that look themselves up, the time zone and the OS release.
@@ -51,6 +51,10 @@ ETC = (
     "hosts",
 )
 POLL_SECONDS = 0.2
+# The tool's timings part for the sandbox's own start and end: its cgroup made and joined (the
+# kernel's move of a process is slow), the spawn, the cgroup removed. The rest of a run's time is
+# the command's.
+SANDBOX_TIME = "sandbox start and end"
 
 
 class Bind(typing.NamedTuple):
@@ -296,13 +300,18 @@ class _Cgroup:
         return None
 
     def close(self) -> None:
+        # The kernel frees a cgroup a moment after its last process exits: a few milliseconds,
+        # asked often (the build waits), for a second at most; one left is swept a minute later.
+        deadline = time.monotonic() + 1
         for path in self.dirs.values():
-            for _ in range(50):  # the kernel frees a cgroup a moment after its last process exits
+            while True:
                 try:
                     path.rmdir()
                     break
                 except OSError:
-                    time.sleep(0.02)
+                    if time.monotonic() > deadline:
+                        break
+                    time.sleep(0.002)
 
 
 def _ended(proc: subprocess.Popen, seconds: float) -> bool:
@@ -357,7 +366,8 @@ def run(
         f"{' '.join(cmd)}",
         flush=True,
     )
-    cgroup = _Cgroup(limits)
+    with timed(SANDBOX_TIME):
+        cgroup = _Cgroup(limits)
 
     rlimits = {
         resource.RLIMIT_CPU: limits.cpu_seconds,
@@ -380,14 +390,15 @@ def run(
 
     hit: list[str] = []
     try:
-        proc = subprocess.Popen(
-            argv,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            preexec_fn=enter_limits,
-        )
+        with timed(SANDBOX_TIME):
+            proc = subprocess.Popen(
+                argv,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                preexec_fn=enter_limits,
+            )
     except OSError as exc:
         cgroup.close()
         raise ToolError(f"cannot start the sandbox for {what}: {exc}") from None
@@ -432,7 +443,8 @@ def run(
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-        cgroup.close()
+        with timed(SANDBOX_TIME):
+            cgroup.close()
     if hit:
         raise LimitExceeded(f"{what} was stopped: it hit the {hit[0]}", limit=hit[0])
     if proc.returncode != 0:

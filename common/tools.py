@@ -7,8 +7,10 @@ reads; workers run strangers' code, so the step checks again what matters.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
+import time
 from pathlib import Path
 
 RESULT_PREFIX = "wheelwright-result: "
@@ -20,6 +22,19 @@ class ToolError(Exception):
     def __init__(self, message: str, **details):
         super().__init__(message)
         self.details = details
+
+
+# Where a tool's time went (seconds by part), reported in its result as `timings`.
+TIMINGS: dict[str, float] = {}
+
+
+@contextlib.contextmanager
+def timed(part: str):
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        TIMINGS[part] = TIMINGS.get(part, 0) + time.perf_counter() - started
 
 
 # The build frontends a package's settings may choose (workers/build_wheel.py runs them).

@@ -30,7 +30,7 @@ from wheelwright.common import sandbox
 from wheelwright.common.files import ZIP_EPOCH, sha256_of
 from wheelwright.common.lookup import build_number
 from wheelwright.common.results import BuiltWheel, WheelsBuilt
-from wheelwright.common.tools import FRONTENDS, ToolError, clean_pip_env
+from wheelwright.common.tools import FRONTENDS, ToolError, clean_pip_env, timed
 from wheelwright.common.wheelcheck import WheelRefused, check_wheel
 from wheelwright.common.wheeledit import rewrite
 from wheelwright.workers.tool import (
@@ -42,7 +42,6 @@ from wheelwright.workers.tool import (
     run,
     run_tool,
     sandboxed_hooks,
-    timed,
 )
 from wheelwright.workers.validate_install_deps import requires
 

@@ -23,7 +23,7 @@ from packaging.utils import canonicalize_name
 from wheelwright.common import sandbox
 from wheelwright.common.lookup import IndexUnreachable, short_of
 from wheelwright.common.results import BuildEnvReady
-from wheelwright.common.tools import ToolError, clean_pip_env
+from wheelwright.common.tools import ToolError, clean_pip_env, timed
 from wheelwright.workers.tool import (
     BYTECODE_DIR,
     activated,
@@ -33,7 +33,6 @@ from wheelwright.workers.tool import (
     marker_environment,
     run_tool,
     sandboxed_hooks,
-    timed,
 )
 
 MAX_FREEZE = 256 << 10

@@ -26,10 +26,12 @@ from wheelwright.common.files import write_atomic
 from wheelwright.common.results import Failure, to_json
 from wheelwright.common.tools import (
     RESULT_PREFIX,
+    TIMINGS,
     WORKER_CACHE,
     WORKER_PYTHONS,
     ToolError,
     clean_pip_env,
+    timed,
 )
 
 
@@ -50,19 +52,6 @@ def private_tmp() -> str:
     os.environ.update(TMPDIR=tmp, HOME=tmp)
     tempfile.tempdir = None
     return tmp
-
-
-# Where a tool's time went (seconds by part), reported in its result as `timings`.
-TIMINGS: dict[str, float] = {}
-
-
-@contextlib.contextmanager
-def timed(part: str):
-    started = time.perf_counter()
-    try:
-        yield
-    finally:
-        TIMINGS[part] = TIMINGS.get(part, 0) + time.perf_counter() - started
 
 
 def run_tool(main, argv=None) -> int:

@@ -18,7 +18,7 @@ from packaging.utils import parse_wheel_filename
 
 from wheelwright.common import sandbox
 from wheelwright.common.results import Installed
-from wheelwright.common.tools import ToolError, clean_pip_env
+from wheelwright.common.tools import ToolError, clean_pip_env, timed
 from wheelwright.workers.tool import (
     check_plain_file,
     create_venv,
@@ -26,7 +26,6 @@ from wheelwright.workers.tool import (
     marker_environment,
     run_tool,
     supported_tags,
-    timed,
 )
 
 EXTENSION_SUFFIXES = (".py", ".pyc", ".so", ".pyd")
