@@ -353,6 +353,16 @@ def plan_discovered(
     return planner.add_build_requirements(key, [Requirement(r) for r in requirements], kind)
 
 
+def build_requirements(nodes: dict[str, Node]) -> set[str]:
+    """The keys of the nodes that others need in their build environments."""
+    return {
+        key
+        for node in nodes.values()
+        for kind, _, key in node.edges
+        if kind in ("build-system", "build-backend")
+    }
+
+
 def parse_constraints(text: str) -> dict[str, SpecifierSet]:
     """Constraints (pip's file: one requirement a line, # comments) as specifiers by project."""
     found: dict[str, SpecifierSet] = {}

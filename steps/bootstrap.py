@@ -28,6 +28,7 @@ from wheelwright.master import bootstrap, scan
 from wheelwright.master.dashboard import NAME as DASHBOARD
 from wheelwright.steps.tool import WheelwrightStep, count
 from wheelwright.steps.update_index import UpdateIndex
+from wheelwright.steps.validate_install_deps import BUILD_REQUIREMENT
 
 TRIGGER_PREFIX = "bootstrap-"
 # What a build can find that its sdist does not say, by the property its step sets.
@@ -251,6 +252,7 @@ class BootstrapTree(WheelwrightStep):
                 ("package", node.project),
                 ("version", node.version),
                 ("reason", f"bootstrap build {self.build.number}: {node.key}"),
+                (BUILD_REQUIREMENT, node.key in bootstrap.build_requirements(self.nodes)),
             ):
                 props.setProperty(name, value, "bootstrap")
             ids, results = scheduler.trigger(

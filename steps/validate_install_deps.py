@@ -15,6 +15,11 @@ from wheelwright.master.review import allowlist_for, queue_for_review
 from wheelwright.master.settings import settings_for
 from wheelwright.steps.tool import DIST_DIR, TEST_ENV_DIR, WheelwrightStep, count, publishing
 
+# A build property (set by a bootstrap): other packages of the tree need this one to build, so
+# the worker compiles its validation environment's bytecode for their build environments, which
+# hold the same packages (workers/tool.py environment_bytecode).
+BUILD_REQUIREMENT = "build_requirement"
+
 
 def classify(requirements: list[str], allowlist: set[str], index_url: str) -> dict[str, list[str]]:
     """Sort requirements into the projects we do not know, those allow-listed but not built yet,
@@ -114,6 +119,7 @@ class ValidateInstallDeps(WheelwrightStep):
                 "--env",
                 TEST_ENV_DIR,
                 *imports,
+                *(["--bytecode-for-builds"] if self.getProperty(BUILD_REQUIREMENT) else []),
                 *self.limits,
             )
             if isinstance(result, Failure):

@@ -19,6 +19,7 @@ from wheelwright.master.bootstrap import (
     BootstrapError,
     Node,
     build_order_json,
+    build_requirements,
     buildable,
     graph_json,
     lower_bound,
@@ -85,6 +86,8 @@ def test_the_plan_reads_build_and_install_requirements_and_skips_what_the_index_
         "tool==1.0": set(),
     }
     assert order(nodes) == ["leaf==1.0", "tool==1.0", "mid==1.0", "top==1.0"]
+    # what others need to build (their validation makes bytecode for those builds)
+    assert build_requirements(nodes) == {"tool==1.0", "setuptools==80.9.0"}
     # fromager's graph.json: the top-level edge, build and install edges, what our index had
     graph = graph_json(nodes)
     assert graph[""]["edges"] == [{"key": "top==1.0", "req_type": "toplevel", "req": "top==1.0"}]
@@ -247,9 +250,11 @@ def test_a_tree_is_built_bottom_up_and_installs_from_our_index(backends, upstrea
     )  # dot writes - as &#45;
     builds = {
         b["properties"]["package"][0]: b
-        for b in backends.api("builds?property=package")["builds"]
+        for b in backends.api("builds?property=package&property=build_requirement")["builds"]
         if b["properties"].get("package", [""])[0].startswith("bs-")
     }
+    # bs-top's build needs bs-tool: the bootstrap said so to bs-tool's build, and to none other
+    assert {p for p, b in builds.items() if b["properties"]["build_requirement"][0]} == {"bs-tool"}
     # each started once what it needs was published (its UpdateIndex step ended), maybe before
     # that build's last steps
     published_at = {

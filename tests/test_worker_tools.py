@@ -522,6 +522,54 @@ def test_the_environments_bytecode_is_made_once_by_the_worker_and_read_only_in_h
     assert len([*stores.glob("env-*"), *stores.glob(".making-env-*")]) == 2
 
 
+def made_store(stores: Path) -> Path | None:
+    """The environment bytecode the worker made in the background, once made."""
+    deadline = time.monotonic() + 60
+    while not list(stores.glob("env-*")) and list(stores.glob(".making-env-*")):
+        assert time.monotonic() < deadline, "the environment's bytecode was not made in 60 s"
+        time.sleep(0.1)
+    return next(stores.glob("env-*"), None)
+
+
+def test_a_build_requirements_validation_makes_the_bytecode_of_its_dependents_environments(
+    index_host, tmp_path, monkeypatch
+):
+    # A bootstrap's setuptools: its validation environment holds what MarkupSafe's build
+    # environment will (setuptools alone), so it makes that environment's bytecode beforehand.
+    monkeypatch.setenv(WORKER_CACHE, str(tmp_path / "cache"))
+    files, dist_info = wheel_files("backend", "1.0")
+    files["backend_impl.py"] = "def hook():\n    return []\n"
+    built = write_wheel(tmp_path / "backend-1.0-py3-none-any.whl", files, dist_info)
+    stores = tmp_path / "cache" / "bytecode"
+    install(sys.executable, built, index_host + "simple/", tmp_path / "plain-env", [])
+    assert made_store(stores) is None  # a wheel no build needs: nothing compiled for builds
+    install(
+        sys.executable,
+        built,
+        index_host + "simple/",
+        tmp_path / "test-env",
+        [],
+        bytecode_for_builds=True,
+    )
+    store = made_store(stores)
+    assert store and sorted(p.name.split(".")[0] for p in store.rglob("*.pyc")) == [
+        "backend",
+        "backend_impl",
+    ]
+    # The published wheel (provenance added to its .dist-info) in a dependent's build
+    # environment, elsewhere: its hooks read that bytecode.
+    files[f"{dist_info}/provenance.json"] = "{}"
+    (tmp_path / "published").mkdir()
+    published = write_wheel(tmp_path / "published" / built.name, files, dist_info)
+    build_env = (tmp_path / "dependent" / "env").resolve()
+    env_python = create_venv(sys.executable, str(build_env))
+    subprocess.run(uv_pip(env_python, "install", "--offline", str(published)), check=True)
+    (site,) = build_env.glob("lib/python*/site-packages")
+    assert environment_bytecode(sys.executable, build_env) == [
+        sandbox.Bind(store, BYTECODE_PREFIX + str(site))
+    ]
+
+
 def test_a_pyproject_an_earlier_hook_replaced_with_a_fifo_is_refused_unread(tmp_path, monkeypatch):
     # get_requires_for_build_wheel could write the tree; build-wheel reads pyproject.toml outside.
     src = planter_tree(tmp_path, PLANTING_BACKEND)

@@ -196,7 +196,8 @@ ENVIRONMENT_BYTECODE_SCRIPT = (
     "compileall.compile_dir(sys.argv[1], quiet=2, "
     "invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH); "
     "compiled = sys.argv[2] + sys.argv[1]; os.makedirs(compiled, exist_ok=True); "
-    "os.rename(compiled, sys.argv[3]); shutil.rmtree(sys.argv[2])"
+    # not kept if the environment went meanwhile (its build folder cleared): a store is made once
+    "os.path.isdir(sys.argv[1]) and os.rename(compiled, sys.argv[3]); shutil.rmtree(sys.argv[2])"
 )
 
 
@@ -204,9 +205,10 @@ def environment_bytecode(python: str, env_dir: Path) -> list[sandbox.Bind]:
     """The bytecode of what the build environment holds (the wheels uv installed from our index,
     before any of the package's code ran: every sandbox binds the environment read-only), made by
     the worker once for all builds with the same packages, wherever their environment lies (the
-    local workers share it), and bound read-only under the prefix: a setuptools build compiled
-    setuptools again each time (0.5 s). Made in the background the first time, at the lowest
-    priority: this build goes on without it."""
+    local workers share it, and a build requirement's validation environment makes it for them),
+    and bound read-only under the prefix: a setuptools build compiled setuptools again each time
+    (0.5 s). Made in the background the first time, at the lowest priority: this build goes on
+    without it. Its files are checked-hash pycs: one whose source differs is not used."""
     cache = worker_cache("bytecode")
     sites = sorted(env_dir.glob("lib/python*/site-packages"))
     if not cache or len(sites) != 1:

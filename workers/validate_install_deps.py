@@ -22,6 +22,7 @@ from wheelwright.common.tools import ToolError, clean_pip_env, timed
 from wheelwright.workers.tool import (
     check_plain_file,
     create_venv,
+    environment_bytecode,
     install_binaries,
     marker_environment,
     run_tool,
@@ -120,6 +121,7 @@ def install(
     env_dir: Path,
     imports: list[str],
     limits: sandbox.Limits = sandbox.Limits(),
+    bytecode_for_builds: bool = False,
 ) -> Installed:
     env_python = create_venv(python, str(env_dir))
     with timed("package install"):
@@ -129,6 +131,8 @@ def install(
             str(wheel.resolve()),
             description=f"installing {wheel.name} and its dependencies from our index",
         )
+    if bytecode_for_builds:  # started before any of the package's code runs, as for a build's
+        environment_bytecode(python, env_dir)
     modules = imports or public(read_wheel(wheel)[1])
     undeclared = {}
     if modules:
@@ -183,6 +187,11 @@ def main(argv=None) -> Installed:
     inst.add_argument("--env", type=Path, required=True)
     inst.add_argument("--import", dest="imports", action="append", default=[])
     inst.add_argument("--limits", help="the sandbox's limits, as JSON")
+    inst.add_argument(
+        "--bytecode-for-builds",
+        action="store_true",
+        help="compile the environment's bytecode for the build environments that need the wheel",
+    )
     args = parser.parse_args(argv)
     return install(
         args.python,
@@ -191,6 +200,7 @@ def main(argv=None) -> Installed:
         args.env,
         args.imports,
         sandbox.Limits.parse(args.limits),
+        args.bytecode_for_builds,
     )
 
 
