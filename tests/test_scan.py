@@ -3,8 +3,6 @@ that hold a release for review."""
 
 from __future__ import annotations
 
-import shutil
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -13,7 +11,7 @@ from tests.sdists import CACHE, setuptools_sdist
 from wheelwright.common.files import sha256_of
 from wheelwright.master import scan
 from wheelwright.master.farm import Farm
-from wheelwright.master.scan import approve, run_guarddog, scanned
+from wheelwright.master.scan import approve, scanned
 
 # What a hijacked release's setup.py does: reads the builder's keys, sends them away, fetches and
 # runs more code. Guarded, so that a build of it (approved by a reviewer) still completes.
@@ -71,25 +69,6 @@ def test_builders_scanning_one_sdist_at_once_all_get_its_scan(tmp_path):
         scans = list(pool.map(lambda _: scanned(farm, sdist, sha256_of(sdist)), range(4)))
     assert all(s.error is None and s.findings == scans[0].findings for s in scans)
     assert [p.name for p in (farm.root / "scans").iterdir()] == [f"{sha256_of(sdist)}.json"]
-
-
-def test_the_scan_runs_at_the_lowest_priority(tmp_path, monkeypatch):
-    # A guarddog that reports the priority it runs at (a metadata rule's sentence, as guarddog
-    # answers); beside the sdist, the one folder of the master's the scan's sandbox reads.
-    sdist = setuptools_sdist(tmp_path, "popular", "1.0")
-    fake = sdist.parent / "guarddog"
-    fake.write_text(
-        f"#!{sys.executable}\nimport json, os\n"
-        "print(json.dumps({'results': {'priority': str(os.getpriority(os.PRIO_PROCESS, 0))}}))\n"
-    )
-    fake.chmod(0o755)
-    which = shutil.which
-    monkeypatch.setattr(
-        shutil,
-        "which",
-        lambda name, path=None: str(fake) if name == "guarddog" else which(name, path=path),
-    )
-    assert run_guarddog(sdist) == {"priority": ["19"]}
 
 
 def counting_guarddog(monkeypatch) -> list[Path]:

@@ -38,6 +38,7 @@ from wheelwright.workers.build_wheel import (
 from wheelwright.workers.prepare_build_env import freeze, install_from_index, prepare
 from wheelwright.workers.tool import (
     BYTECODE_PREFIX,
+    LOWEST_PRIORITY,
     activated,
     create_venv,
     environment_bytecode,
@@ -520,6 +521,24 @@ def test_the_environments_bytecode_is_made_once_by_the_worker_and_read_only_in_h
     installed(tmp_path, env_python, "2.0", ran)
     assert environment_bytecode(sys.executable, env_dir) == []
     assert len([*stores.glob("env-*"), *stores.glob(".making-env-*")]) == 2
+
+
+def test_the_environments_bytecode_is_compiled_in_a_session_at_the_lowest_priority():
+    # Where the kernel groups a session's processes (autogroup), nice alone ranks the compiling
+    # only within its own session, beside the builds as an equal: the session's priority drops.
+    probe = (
+        "import os\n"
+        "group = open('/proc/self/autogroup').read() if os.path.exists('/proc/self/autogroup') else ''\n"
+        "print(os.getpriority(os.PRIO_PROCESS, 0), group.split()[-1] if group else 'none')\n"
+    )
+    said = subprocess.run(
+        [*LOWEST_PRIORITY, sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        check=True,
+        start_new_session=True,  # as the compiling is started
+    ).stdout.split()
+    assert said[0] == "19" and said[1] in ("19", "none"), said
 
 
 def made_store(stores: Path) -> Path | None:
