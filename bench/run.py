@@ -125,7 +125,7 @@ def package_own(steps: dict[str, dict[str, float]], hooks=tuple(HOOKS)) -> float
 
 def overhead_report(total: float, steps: dict[str, dict[str, float]]) -> list[str]:
     own = package_own(steps)
-    # As the first fifteen sessions counted it: get_requires_for_build_wheel as the farm's.
+    # get_requires_for_build_wheel counted as the farm's, as the first fifteen sessions did.
     before = total - package_own(steps, hooks=("build_wheel: package build",))
     # The steps after update-index (rebuild-diff, verify) run once the wheel is published.
     order = [step.name for step in PIPELINE]
