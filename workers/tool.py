@@ -179,16 +179,6 @@ def standard_library_bytecode(python: str) -> tuple[Path, str] | None:
     return folder, stdlib
 
 
-# Compiles an environment's packages into a bytecode prefix, then names the result as done. Run by
-# the builder's own interpreter, not the environment's, with -I -S (no site): not one .pth file
-# runs; it compiles, it runs nothing it compiles. It runs outside the sandbox, so what a published
-# wheel's source may cost the compiler (memory, time) is bounded here, the time below the age at
-# which another tool takes the work over. Hash-checked bytecode: Python uses a file only for the
-# source it was compiled from, whatever the source's time.
-STALE_SECONDS = 600
-# What it keeps is the folder of site-packages' bytecode alone, laid out as site-packages is: an
-# environment anywhere else with the same packages reads it there (the interpreter takes a pyc's
-# file name from where it found the source).
 # The prefix of the environment bytecode's compiling, which runs in a session of its own. Where the
 # kernel groups each session's processes (autogroup, as on this machine), a nice value or the idle
 # policy only ranks a process within its session: it took as much CPU as the build beside it. So
@@ -201,6 +191,17 @@ LOWEST_PRIORITY = [
     'exec nice -n 19 "$@"',
     "lowest-priority",
 ]
+
+# Compiles an environment's packages into a bytecode prefix, then names the result as done. Run by
+# the builder's own interpreter, not the environment's, with -I -S (no site): not one .pth file
+# runs; it compiles, it runs nothing it compiles. It runs outside the sandbox, so what a published
+# wheel's source may cost the compiler (memory, time) is bounded here, the time below the age at
+# which another tool takes the work over. Hash-checked bytecode: Python uses a file only for the
+# source it was compiled from, whatever the source's time.
+STALE_SECONDS = 600
+# What it keeps is the folder of site-packages' bytecode alone, laid out as site-packages is: an
+# environment anywhere else with the same packages reads it there (the interpreter takes a pyc's
+# file name from where it found the source).
 ENVIRONMENT_BYTECODE_SCRIPT = (
     "import compileall, os, py_compile, resource, shutil, sys; "
     "resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30)); "

@@ -131,7 +131,7 @@ def install(
             str(wheel.resolve()),
             description=f"installing {wheel.name} and its dependencies from our index",
         )
-    if bytecode_for_builds:  # started before any of the package's code runs, as for a build's
+    if bytecode_for_builds:  # before the import check: the compiling reads what uv installed
         environment_bytecode(python, env_dir)
     modules = imports or public(read_wheel(wheel)[1])
     undeclared = {}
