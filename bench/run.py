@@ -35,6 +35,7 @@ from wheelwright.master.farm import Farm  # noqa: E402
 from wheelwright.master.restclient import Api  # noqa: E402
 from wheelwright.master.upstreamwatch import decide, fetch_page  # noqa: E402
 from wheelwright.steps import PIPELINE  # noqa: E402
+from wheelwright.steps.tool import ON_THE_WORKER  # noqa: E402
 
 
 def verdict(ratio: float, goal: str, met: bool) -> str:
@@ -145,8 +146,13 @@ def overhead_report(total: float, steps: dict[str, dict[str, float]]) -> list[st
         lines.append(f"    {step:<48} {parts.get('step', 0):6.2f} s")
         tools = sum(seconds for name, seconds in parts.items() if name.endswith(": tool"))
         if tools:  # what the worker's command took beyond the tool's own work
-            command = parts.get(f"worker {WORKER_COMMAND}", parts.get("worker shell", 0))
-            parts = {**parts, "tool start-up and round trip": command - tools}
+            name = next(n for n in (f"worker {WORKER_COMMAND}", "worker shell") if n in parts)
+            on_worker = parts.get(name + ON_THE_WORKER, parts[name])
+            parts = {
+                **parts,
+                "tool start-up (on the worker)": on_worker - tools,
+                "round trip (Buildbot)": parts[name] - on_worker,
+            }
         for name, seconds in sorted(parts.items(), key=lambda item: -item[1]):
             if name != "step" and seconds >= 0.005:
                 lines.append(f"      {name:<46} {seconds:6.2f} s")

@@ -28,6 +28,9 @@ DIST_DIR = "dist"
 TEST_ENV_DIR = "test-env"
 # The worker's cache, beside its builders' folders (<worker>/<builder>/build is the workdir).
 WORKER_CACHE_DIR = "../../cache"
+# The timings part of a command on the worker as the worker timed it (Buildbot's `elapsed`) is
+# `worker <command>` and this: the rest of the master's wait for it is the round trip.
+ON_THE_WORKER = ", on the worker"
 
 
 T = typing.TypeVar("T")
@@ -174,8 +177,13 @@ class WheelwrightStep(buildstep.ShellMixin, CompositeStepMixin, buildstep.BuildS
             self.note_time(part, time.monotonic() - started)
 
     async def runCommand(self, command):
-        with self.timing(f"worker {command.remote_command}"):
-            return await super().runCommand(command)
+        part = f"worker {command.remote_command}"
+        with self.timing(part):
+            result = await super().runCommand(command)
+        elapsed = command.updates.get("elapsed") or [None]
+        if isinstance(elapsed[-1], (int, float)):
+            self.note_time(part + ON_THE_WORKER, elapsed[-1])
+        return result
 
     async def run_tool(self, tool: str, kind: type[T], *args: str) -> T | Failure:
         """Run wheelwright.workers.<tool> on the worker; its report, checked to be a `kind`."""

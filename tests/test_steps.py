@@ -64,7 +64,7 @@ from wheelwright.steps import (
     ValidateInstallDeps,
 )
 from wheelwright.steps.download_source import CLEAR_BUILD_DIR
-from wheelwright.steps.tool import WORKER_CACHE_DIR, parse_result
+from wheelwright.steps.tool import ON_THE_WORKER, WORKER_CACHE_DIR, parse_result
 from wheelwright.steps.update_index import tag_fits
 
 TOOL_COMMAND = ["/worker/bin/python", "-I", "-m", "wheelwright.workers.call"]
@@ -194,11 +194,22 @@ class TestByTheWorkersCommand(StepTest):
             },
         )
 
-    def test_a_tool_runs_by_the_workers_command_and_its_report_is_read(self):
+    async def test_a_tool_runs_by_the_workers_command_and_its_report_is_read(self):
         self.setup(PrepareSource(farm=self.farm), source_filename="pkg-1.0.tar.gz")
-        self.expect_commands(self.command().stdout(result_line(SourcePrepared("src", []))).exit(0))
+        report = {**to_json(SourcePrepared("src", [])), "timings": {"tool": 0.2}}
+        self.expect_commands(
+            self.command()
+            .stdout(RESULT_PREFIX + json.dumps(report) + "\n")
+            .update("elapsed", 0.25)  # the command's time on the worker, as every worker sends
+            .exit(0)
+        )
         self.expect_outcome(result=SUCCESS, state_string="unpacked, 0 patches applied")
-        return self.run_step()
+        await self.run_step()
+        # where the step's time went: the tool's own, the command's on the worker, the wait
+        timings = self.get_nth_step(0).getProperty("timings")["prepare-source"]
+        on_the_worker = f"worker {WORKER_COMMAND}{ON_THE_WORKER}"
+        assert (timings["prepare_source: tool"], timings[on_the_worker]) == (0.2, 0.25)
+        assert timings[f"worker {WORKER_COMMAND}"] >= 0
 
     def test_a_failing_tool_by_the_workers_command_fails_the_step_with_its_reason(self):
         self.setup(PrepareSource(farm=self.farm), source_filename="pkg-1.0.tar.gz")
