@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -16,7 +17,7 @@ from packaging.tags import sys_tags
 from tests.farm import farm_on
 from tests.sdists import setuptools_sdist
 from tests.test_hostile import HOSTILE_SDISTS
-from tests.wheels import make_wheel, wheel_files, write_wheel
+from tests.wheels import make_wheel, record_line, wheel_files, write_wheel
 from wheelwright.common import sandbox
 from wheelwright.common.files import ZIP_EPOCH
 from wheelwright.common.lookup import published_pure_wheel
@@ -587,6 +588,26 @@ def test_a_build_requirements_validation_makes_the_bytecode_of_its_dependents_en
     assert environment_bytecode(sys.executable, build_env) == [
         sandbox.Bind(store, BYTECODE_PREFIX + str(site))
     ]
+    # A wheel built here whose RECORD claims another's sources (uv installs it as it is) does not
+    # get the bytecode store of the packages it claims to be.
+    liar = dict(files, **{"backend.py": "import os\n"})
+    record = "".join(
+        record_line(n, c.encode() if isinstance(c, str) else c) for n, c in files.items()
+    )
+    (tmp_path / "liar").mkdir()
+    lying = write_wheel(
+        tmp_path / "liar" / built.name, liar, dist_info, record=record + f"{dist_info}/RECORD,,\n"
+    )
+    shutil.rmtree(store)
+    install(
+        sys.executable,
+        lying,
+        index_host + "simple/",
+        tmp_path / "liar-env",
+        [],
+        bytecode_for_builds=True,
+    )
+    assert made_store(stores) is None
 
 
 def test_a_pyproject_an_earlier_hook_replaced_with_a_fifo_is_refused_unread(tmp_path, monkeypatch):

@@ -201,17 +201,35 @@ LOWEST_PRIORITY = [
 STALE_SECONDS = 600
 # What it keeps is the folder of site-packages' bytecode alone, laid out as site-packages is: an
 # environment anywhere else with the same packages reads it there (the interpreter takes a pyc's
-# file name from where it found the source).
-ENVIRONMENT_BYTECODE_SCRIPT = (
-    "import compileall, os, py_compile, resource, shutil, sys; "
-    "resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30)); "
-    f"resource.setrlimit(resource.RLIMIT_CPU, ({STALE_SECONDS // 2}, {STALE_SECONDS // 2})); "
-    "compileall.compile_dir(sys.argv[1], quiet=2, "
-    "invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH); "
-    "compiled = sys.argv[2] + sys.argv[1]; os.makedirs(compiled, exist_ok=True); "
-    # not kept if the environment went meanwhile (its build folder cleared): a store is made once
-    "os.path.isdir(sys.argv[1]) and os.rename(compiled, sys.argv[3]); shutil.rmtree(sys.argv[2])"
-)
+# file name from where it found the source). It is kept under the key the sources' RECORD rows
+# make (_sources) only when every source is what its row says: uv installs a wheel whose RECORD
+# lies (one built on this worker, validated before our index checks it), and such a wheel would
+# otherwise take the key of the packages it claims to be. Nor when the environment went
+# meanwhile (its build folder cleared): a store is made once.
+ENVIRONMENT_BYTECODE_SCRIPT = f"""\
+import base64, compileall, csv, glob, hashlib, os, py_compile, resource, shutil, sys
+resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
+resource.setrlimit(resource.RLIMIT_CPU, ({STALE_SECONDS // 2}, {STALE_SECONDS // 2}))
+site, making, store = sys.argv[1:4]
+
+def true(path, digest):
+    try:
+        with open(os.path.join(site, path), "rb") as source:
+            found = hashlib.sha256(source.read()).digest()
+    except OSError:
+        return False
+    return digest == "sha256=" + base64.urlsafe_b64encode(found).decode().rstrip("=")
+
+rows = [row for record in glob.glob(os.path.join(glob.escape(site), "*.dist-info", "RECORD"))
+        for row in csv.reader(open(record, encoding="utf-8", errors="replace"))]
+if all(true(*(row + [""])[:2]) for row in rows if row and row[0].endswith(".py")):
+    compileall.compile_dir(site, quiet=2,
+                           invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH)
+    compiled = making + site
+    os.makedirs(compiled, exist_ok=True)
+    os.path.isdir(site) and os.rename(compiled, store)
+shutil.rmtree(making)
+"""
 
 
 def environment_bytecode(python: str, env_dir: Path) -> list[sandbox.Bind]:
