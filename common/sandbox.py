@@ -357,8 +357,11 @@ def run(
     limits: Limits = Limits(),
     pythons: Sequence[str] = (),
     binds: Sequence[Bind] = (),
+    reason_last: bool = False,
 ) -> None:
-    """Run cmd in the sandbox, its output copied to ours; a failure or a limit hit is a ToolError."""
+    """Run cmd in the sandbox, its output copied to ours; a failure or a limit hit is a ToolError.
+    With reason_last, a failure's reason is the last line the command printed (a tool of ours that
+    says why in one line)."""
     argv = command(cmd, write=write, read=read, cwd=cwd, pythons=pythons, binds=binds)
     written = [*write, *(b.source for b in binds if b.writable)]
     print(
@@ -408,12 +411,15 @@ def run(
             hit.append(reason)
         proc.kill()  # bubblewrap's namespace init dies with it, and so does all it ran
 
+    tail = bytearray()
+
     def copy_output() -> None:
         printed = 0
         out = sys.stdout.buffer
         stdout = typing.cast(io.BufferedReader, proc.stdout)  # stdout=PIPE, binary
         while block := stdout.read1(1 << 16):
             printed += len(block)
+            tail[:] = (tail + block)[-1024:]
             if printed > limits.output_mb << 20:
                 stop(f"output limit ({limits.output_mb} MiB of log)")
                 break
@@ -448,4 +454,7 @@ def run(
     if hit:
         raise LimitExceeded(f"{what} was stopped: it hit the {hit[0]}", limit=hit[0])
     if proc.returncode != 0:
+        lines = bytes(tail).decode(errors="replace").strip().splitlines()
+        if reason_last and lines:
+            raise ToolError(lines[-1][-500:])
         raise ToolError(f"{what} failed (exit {proc.returncode})")

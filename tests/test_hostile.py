@@ -58,13 +58,14 @@ def tar_sdist(
     return path
 
 
-def zip_sdist(path: Path, members: list[tuple[str, int]]) -> Path:
+def zip_sdist(path: Path, members: list[tuple[str, int]], data: str = "x") -> Path:
+    """A zip sdist with members (name, mode), each holding data (a link's target)."""
     with zipfile.ZipFile(path, "w") as zf:
         zf.writestr("evil-1.0/PKG-INFO", pkg_info("evil", "1.0"))
         for name, mode in members:
             info = zipfile.ZipInfo(name)
             info.external_attr = mode << 16
-            zf.writestr(info, "x")
+            zf.writestr(info, data)
     return path
 
 
@@ -90,7 +91,12 @@ HOSTILE_SDISTS = {
     "zip absolute": lambda p: zip_sdist(
         p.with_suffix(".zip"), [("/tmp/wheelwright-escaped", 0o100644)]
     ),
-    "zip symlink": lambda p: zip_sdist(p.with_suffix(".zip"), [("evil-1.0/link", 0o120777)]),
+    "zip symlink out": lambda p: zip_sdist(
+        p.with_suffix(".zip"), [("evil-1.0/link", 0o120777)], "../../etc"
+    ),
+    "zip symlink, then a file through it": lambda p: zip_sdist(
+        p.with_suffix(".zip"), [("evil-1.0/up", 0o120777), ("evil-1.0/up/x", 0o100644)], "."
+    ),
     "tar bomb, members": lambda p: tar_sdist(
         p, [(f"evil-1.0/f{n}", b"", "file") for n in range(200)]
     ),
@@ -506,3 +512,95 @@ def test_a_redirect_to_another_host_is_refused_and_nothing_is_kept(tmp_path, red
         Sdist("evil", "1.0", "evil-1.0.tar.gz", f"{redirector}/here.tar.gz", sha256), tmp_path
     )
     assert path.read_bytes() == Redirector.body
+
+
+# The layouts that beat the link checks made by name (and Python's own `data` filter, on every
+# interpreter here: CVE-2025-4517's class): links that read as inside but resolve outside.
+CLIMB = "/".join(["a"] * 30 + [".."] * 30)
+
+
+def escape_layouts(outside: Path, victim: Path) -> dict[str, list[tuple[str, bytes, str]]]:
+    """Each layout writes into outside (or over victim) when unpacked by a link-following tool."""
+    # a -> . makes a/a/...(30) the top folder itself, and 30 `..` climb from there to /
+    assert len(outside.parts) < 20
+    return {
+        "a -> ., ./b -> a/a/a/a/../../../.., then b/PWNED": [
+            ("evil-1.0/a", b"", "symlink:."),
+            ("evil-1.0/./b", b"", "symlink:a/a/a/a/../../../.."),
+            ("evil-1.0/b/PWNED", b"pwned", "file"),
+        ],
+        "//root -> a/a/...(30)/../..(30), then root/<any absolute path>": [
+            ("evil-1.0/a", b"", "symlink:."),
+            ("evil-1.0//root", b"", "symlink:" + CLIMB),
+            (f"evil-1.0/root{outside}/PWNED", b"pwned", "file"),
+        ],
+        "a hard link through the links to a file outside, then written": [
+            ("evil-1.0/a", b"", "symlink:."),
+            ("evil-1.0/root", b"", "symlink:" + CLIMB),
+            ("evil-1.0/h", b"", f"hardlink:evil-1.0/root{victim}"),
+            ("evil-1.0/h", b"pwned", "file"),
+        ],
+    }
+
+
+def interpreters() -> list[str]:
+    """Every interpreter the farm's pools run (common/pools), and Debian's, which roots run."""
+    from wheelwright.master.pools import SUPPORTED_PYTHONS, find_python
+
+    found = {find_python(v) for v in SUPPORTED_PYTHONS} | {"/usr/bin/python3"}
+    return sorted(p for p in found if p and Path(p).exists())
+
+
+@pytest.mark.parametrize("python", interpreters())
+def test_links_that_resolve_outside_write_nothing_there_on_every_interpreter(tmp_path, python):
+    import subprocess
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    victim = outside / "victim"
+    victim.write_bytes(b"mine")
+    for label, members in escape_layouts(outside, victim).items():
+        case = outside / f"case{len(label)}"
+        case.mkdir()
+        sdist = tar_sdist(case / "evil-1.0.tar.gz", members)
+        into = case / "into"
+        into.mkdir()
+        # The unpacker alone, out of the sandbox: its own checks must hold on each interpreter.
+        proc = subprocess.run(
+            [python, "-I", "-S", "-B", source.unpacking.__file__, str(sdist), str(into)],
+            capture_output=True,
+            text=True,
+        )
+        assert proc.returncode == 1, (label, proc.stdout, proc.stderr)
+        assert "refused" in proc.stderr and "Traceback" not in proc.stderr, label
+        assert not list(tmp_path.rglob("PWNED")), label
+        assert victim.read_bytes() == b"mine", label
+        # And as the worker unpacks an sdist: in the sandbox, nothing left behind.
+        (case / "work").mkdir()
+        with pytest.raises(ToolError, match="refused"):
+            source.unpack(sdist, case / "work" / "src", project="evil", version="1.0")
+        assert list((case / "work").iterdir()) == []
+        assert not list(tmp_path.rglob("PWNED")) and victim.read_bytes() == b"mine", label
+
+
+def test_the_unpacking_can_write_only_its_destination_even_if_its_checks_fail(
+    tmp_path, monkeypatch
+):
+    """A bug in the unpacker's checks is still contained: it runs in the sandbox, where nothing
+    but its destination is writable. Here the unpacker is replaced by one that checks nothing."""
+    naive = tmp_path / "naive_unpack.py"
+    naive.write_text(
+        "import sys, tarfile\n"
+        "tarfile.open(sys.argv[1]).extractall(sys.argv[2])\n"  # follows every link
+    )
+    monkeypatch.setattr(source.unpacking, "__file__", str(naive))
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    members = escape_layouts(outside, outside / "victim")[
+        "//root -> a/a/...(30)/../..(30), then root/<any absolute path>"
+    ]
+    (tmp_path / "work").mkdir()
+    sdist = tar_sdist(tmp_path / "evil-1.0.tar.gz", members)
+    with pytest.raises(ToolError):
+        source.unpack(sdist, tmp_path / "work" / "src", project="evil", version="1.0")
+    assert not list(tmp_path.rglob("PWNED"))
