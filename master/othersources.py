@@ -12,6 +12,7 @@ import gzip
 import hashlib
 import io
 import os
+import stat
 import subprocess
 import tarfile
 import tempfile
@@ -24,9 +25,36 @@ import requests
 from packaging.utils import canonicalize_name
 
 from wheelwright.common.files import ZIP_EPOCH, atomic_file
+from wheelwright.common.unpack import UnsafeArchive, member_parts
 from wheelwright.index.upstream import SourceError, open_on_same_host
 
 MAX_ARCHIVE = 512 << 20
+# What a fetched tree may unpack to in the master's memory: a zip bomb stops here.
+MAX_TREE_BYTES = 1 << 30
+MAX_TREE_MEMBERS = 100_000
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One member of the sdist made: a folder (data None), a file, or a link (its target)."""
+
+    mode: int
+    data: bytes | None = None
+    link: str | None = None
+
+
+class _Budget:
+    def __init__(self, url: str):
+        self.url, self.members, self.bytes = url, 0, 0
+
+    def take(self, size: int) -> None:
+        self.members += 1
+        self.bytes += size
+        if self.members > MAX_TREE_MEMBERS or self.bytes > MAX_TREE_BYTES:
+            raise SourceError(
+                f"{self.url} holds more than {MAX_TREE_MEMBERS} members or "
+                f"{MAX_TREE_BYTES >> 20} MiB unpacked; refused"
+            )
 
 
 @dataclass(frozen=True)
@@ -73,16 +101,7 @@ def sdist_from_git(
         commit = _git("rev-parse", "FETCH_HEAD^{commit}", cwd=work).decode().strip()
         when = int(_git("log", "-1", "--format=%ct", commit, cwd=work))
         tree = _git("archive", "--format=tar", commit, cwd=work)
-    files: dict[str, tuple[int, bytes | None]] = {}
-    with tarfile.open(fileobj=io.BytesIO(tree)) as source:
-        for member in source.getmembers():
-            if member.isfile():
-                files[member.name] = (
-                    member.mode,
-                    (source.extractfile(member) or io.BytesIO()).read(),
-                )
-            elif member.isdir():
-                files[member.name.rstrip("/")] = (member.mode, None)
+    files = _tar_entries(tree, url)
     return MadeSdist(_sdist_archive(files, project, version, when, dest_dir), url, ref, commit)
 
 
@@ -105,32 +124,53 @@ def sdist_from_url(url_template: str, project: str, version: str, dest_dir: Path
     return MadeSdist(made, url, archive_sha256=hashlib.sha256(data).hexdigest())
 
 
-def _archive_files(data: bytes, url: str) -> dict[str, tuple[int, bytes | None]]:
-    """Plain files and folders of a downloaded archive; anything else refuses it."""
-    files: dict[str, tuple[int, bytes | None]] = {}
+def _archive_files(data: bytes, url: str) -> dict[str, Entry]:
+    """Files, folders and links of a downloaded archive, by normalised name; anything else
+    refuses it. Links are carried into the sdist made, where the worker's unpacking keeps those
+    that resolve inside the tree (common/unpack.py)."""
+    if data[:4] != b"PK\x03\x04":
+        return _tar_entries(data, url)
+    files: dict[str, Entry] = {}
+    budget = _Budget(url)
     try:
-        if data[:4] == b"PK\x03\x04":
-            with zipfile.ZipFile(io.BytesIO(data)) as zf:
-                for info in zf.infolist():
-                    _safe(info.filename.rstrip("/"), url)
-                    files[info.filename.rstrip("/")] = (
-                        0o755 if info.is_dir() else 0o644,
-                        None if info.is_dir() else zf.read(info),
-                    )
-            return files
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            for info in zf.infolist():
+                name = _name(info.filename, url)
+                budget.take(info.file_size)
+                if info.is_dir():
+                    files.setdefault(name, Entry(0o755))
+                elif stat.S_ISLNK(info.external_attr >> 16):
+                    files[name] = Entry(0o777, link=zf.read(info).decode(errors="replace"))
+                else:
+                    files[name] = Entry(info.external_attr >> 16 or 0o644, zf.read(info))
+    except (zipfile.BadZipFile, EOFError, UnicodeError) as exc:
+        raise SourceError(f"{url} is not an archive we can read: {exc}") from None
+    return files
+
+
+def _tar_entries(data: bytes, url: str) -> dict[str, Entry]:
+    files: dict[str, Entry] = {}
+    budget = _Budget(url)
+    try:
         with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-            for member in tar.getmembers():
-                _safe(member.name.rstrip("/"), url)
+            for member in tar:
+                if member.type in (tarfile.XGLTYPE, tarfile.XHDTYPE):
+                    continue
+                name = _name(member.name, url)
+                budget.take(member.size)
                 if member.isfile():
-                    files[member.name] = (
-                        member.mode,
-                        (tar.extractfile(member) or io.BytesIO()).read(),
+                    files[name] = Entry(
+                        member.mode, (tar.extractfile(member) or io.BytesIO()).read()
                     )
                 elif member.isdir():
-                    files[member.name.rstrip("/")] = (member.mode, None)
-                elif member.type != tarfile.XGLTYPE:
-                    raise SourceError(f"{url}: {member.name} is a link or special file; refused")
-    except (tarfile.TarError, zipfile.BadZipFile, EOFError) as exc:
+                    files.setdefault(name, Entry(member.mode))
+                elif member.issym():
+                    files[name] = Entry(0o777, link=member.linkname)
+                else:
+                    raise SourceError(
+                        f"{url}: {member.name} is a hard link or special file; refused"
+                    )
+    except (tarfile.TarError, EOFError) as exc:
         raise SourceError(f"{url} is not an archive we can read: {exc}") from None
     return files
 
@@ -143,27 +183,31 @@ def _archive_times(data: bytes) -> list[int]:
         return []
 
 
-def _safe(name: str, url: str) -> None:
-    parts = name.split("/")
-    if name.startswith("/") or "\\" in name or ".." in parts:
-        raise SourceError(f"{url}: member {name!r} would land outside the archive; refused")
+def _name(name: str, url: str) -> str:
+    """A member's name normalised (`./a//b` is `a/b`), or the archive refused."""
+    try:
+        parts = member_parts(name)
+    except UnsafeArchive as exc:
+        raise SourceError(f"{url}: {exc}") from None
+    if not parts:
+        raise SourceError(f"{url}: member {name!r} names the archive's root; refused")
+    return "/".join(parts)
 
 
 def _sdist_archive(
-    files: dict[str, tuple[int, bytes | None]],
+    files: dict[str, Entry],
     project: str,
     version: str,
     when: int,
     dest_dir: Path,
 ) -> Path:
-    """files (path -> (mode, bytes, or None for a folder)) as project-version.tar.gz, reproducibly."""
+    """files (path -> Entry) as project-version.tar.gz, reproducibly."""
     stem = f"{canonicalize_name(project).replace('-', '_')}-{version}"
     if "PKG-INFO" not in files:
         files = {
             **files,
-            "PKG-INFO": (
-                0o644,
-                f"Metadata-Version: 2.1\nName: {project}\nVersion: {version}\n".encode(),
+            "PKG-INFO": Entry(
+                0o644, f"Metadata-Version: 2.1\nName: {project}\nVersion: {version}\n".encode()
             ),
         }
     dest_dir.mkdir(parents=True, exist_ok=True)
@@ -174,9 +218,10 @@ def _sdist_archive(
         tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as out,
     ):
         for name in sorted(files):
-            mode, data = files[name]
+            entry = files[name]
+            data = entry.data
             info = tarfile.TarInfo(f"{stem}/{name}")
-            info.mode = 0o755 if data is None or mode & 0o111 else 0o644
+            info.mode = 0o755 if data is None or entry.mode & 0o111 else 0o644
             info.mtime, info.uid, info.gid, info.uname, info.gname = (
                 max(when, ZIP_EPOCH),
                 0,
@@ -184,7 +229,10 @@ def _sdist_archive(
                 "",
                 "",
             )
-            if data is None:
+            if entry.link is not None:
+                info.type, info.linkname, info.mode = tarfile.SYMTYPE, entry.link, 0o777
+                out.addfile(info)
+            elif data is None:
                 info.type = tarfile.DIRTYPE
                 out.addfile(info)
             else:

@@ -119,8 +119,9 @@ def project_archive(
         for member, data in members.items():
             info = tarfile.TarInfo(f"{name}-{version}/{member}")
             info.mtime = 1714564800
-            if data is None:
-                info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
+            if data is None or data.startswith(b"->"):
+                info.type = tarfile.SYMTYPE
+                info.linkname = "/etc/passwd" if data is None else data[2:].decode()
                 tar.addfile(info)
             else:
                 info.size = len(data)
@@ -150,10 +151,38 @@ def test_an_archive_from_an_address_becomes_a_reproducible_sdist(upstream, tmp_p
         assert {m.mtime for m in tar.getmembers()} == {1714564800}
 
 
-def test_an_archive_with_a_link_is_refused(upstream, tmp_path):
-    template = project_archive(upstream, "linkdemo", "1.0", {**PROJECT, "evil": None})
-    with pytest.raises(SourceError, match="is a link or special file; refused"):
-        sdist_from_url(template, "linkdemo", "1.0", tmp_path / "out")
+def test_an_archives_links_reach_the_worker_which_keeps_only_those_inside(upstream, tmp_path):
+    from wheelwright.common.tools import ToolError
+    from wheelwright.workers.prepare_source import unpack
+
+    inside = {**PROJECT, "./alias.py": b"->urlpkg.py"}
+    made = sdist_from_url(
+        project_archive(upstream, "linkdemo", "1.0", inside), "linkdemo", "1.0", tmp_path / "in"
+    )
+    (tmp_path / "work").mkdir()
+    src = unpack(made.path, tmp_path / "work" / "src", project="linkdemo", version="1.0")
+    assert (src / "alias.py").is_symlink() and (
+        src / "alias.py"
+    ).read_text() == "FROM = 'archive'\n"
+    outside = {**PROJECT, "evil": None}
+    made = sdist_from_url(
+        project_archive(upstream, "evildemo", "1.0", outside), "evildemo", "1.0", tmp_path / "out"
+    )
+    with pytest.raises(ToolError, match="is a link to '/etc/passwd'; refused"):
+        unpack(made.path, tmp_path / "work" / "evil", project="evildemo", version="1.0")
+
+
+def test_an_archive_that_unpacks_beyond_the_bounds_is_refused_in_memory(
+    upstream, tmp_path, monkeypatch
+):
+    from wheelwright.master import othersources
+
+    monkeypatch.setattr(othersources, "MAX_TREE_BYTES", 1 << 20)
+    bomb = {**PROJECT, "zeros": b"\0" * (2 << 20)}  # compresses to a few KiB
+    template = project_archive(upstream, "bombdemo", "1.0", bomb)
+    with pytest.raises(SourceError, match="unpacked; refused"):
+        sdist_from_url(template, "bombdemo", "1.0", tmp_path / "out")
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
 
 
 @pytest.mark.farm

@@ -18,10 +18,10 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from wheelwright.common import sandbox
+from wheelwright.common import unpack as unpacking
 from wheelwright.common.files import read_plain
 from wheelwright.common.results import SourcePrepared
 from wheelwright.common.tools import ToolError
-from wheelwright.workers import unpack as unpacking
 from wheelwright.workers.tool import run, run_tool
 
 MAX_MEMBERS = unpacking.MAX_MEMBERS
@@ -32,7 +32,7 @@ UNPACK_LIMITS = dict(wall_seconds=600, cpu_seconds=600, memory_mb=1024, processe
 
 
 def _unpack_in_sandbox(sdist: Path, into: Path, max_members: int, max_bytes: int) -> None:
-    """workers/unpack.py, run by the worker's own interpreter in the sandbox, where only the
+    """common/unpack.py, run by the worker's own interpreter in the sandbox, where only the
     folder it fills is writable and the archive is the one other thing of ours it sees."""
     limits = sandbox.Limits(disk_mb=max(1, (max_bytes >> 20) + 16), **UNPACK_LIMITS)
     command = [

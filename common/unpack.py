@@ -1,4 +1,4 @@
-"""Unpack an archive a stranger made without following any link it holds (worker side).
+"""Unpack an archive a stranger made without following any link it holds.
 
 Every path is made one component at a time from a directory descriptor, each folder opened with
 O_NOFOLLOW, each file created with O_EXCL|O_NOFOLLOW: nothing is ever written through a link,
