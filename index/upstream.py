@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import urllib.parse
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,9 @@ from packaging.version import InvalidVersion, Version
 from wheelwright.common.files import atomic_file, sha256_of
 
 SDIST_PREFERENCE = (".tar.gz", ".zip")
+# What an upstream may hand us: a project's page, and one sdist.
+MAX_PAGE = 64 << 20
+MAX_SDIST = 1 << 30
 
 
 class SourceError(Exception):
@@ -34,27 +38,70 @@ class Sdist:
 
 
 def _project_page(index_url: str, project: str):
-    """The project's page (PEP 691 JSON where the index speaks it), None if it has no such project."""
+    """The project's page (PEP 691 JSON where the index speaks it), None if it has no such
+    project; read to MAX_PAGE at most, then parsed by pypi-simple."""
     # Imported here: pypi-simple (with Beautiful Soup) takes a fifth of a second to import, and
     # most `wheelwright` commands never read a page.
-    from pypi_simple import ACCEPT_JSON_PREFERRED, NoSuchProjectError, PyPISimple
+    from pypi_simple import ACCEPT_JSON_PREFERRED, ProjectPage
 
-    with PyPISimple(index_url, accept=ACCEPT_JSON_PREFERRED) as client:
-        try:
-            return client.get_project_page(project)
-        except NoSuchProjectError:
+    url = urllib.parse.urljoin(index_url.rstrip("/") + "/", f"{project}/")
+    with (
+        requests.Session() as session,
+        session.get(url, headers={"Accept": ACCEPT_JSON_PREFERRED}, stream=True, timeout=60) as r,
+    ):
+        if r.status_code == 404:
             return None
+        r.raise_for_status()
+        data = b"".join(_capped(r, MAX_PAGE, f"{url}: the page"))
+        kind = r.headers.get("content-type", "").split(";")[0].strip()
+        if kind.startswith("application/vnd.pypi.simple.v1+json") or kind == "application/json":
+            import json
+
+            return ProjectPage.from_json_data(json.loads(data), r.url)
+        return ProjectPage.from_html(project, data.decode(r.encoding or "utf-8", "replace"), r.url)
 
 
-def list_sdists(index_url: str, project: str) -> list[Sdist]:
+def _capped(response: requests.Response, limit: int, what: str):
+    """The response's body in blocks, refused past limit bytes (whatever it said it was)."""
+    if int(response.headers.get("content-length") or 0) > limit:
+        raise SourceError(f"{what} is larger than {limit >> 20} MiB; refused")
+    read = 0
+    for block in response.iter_content(1 << 20):
+        read += len(block)
+        if read > limit:
+            raise SourceError(f"{what} is larger than {limit >> 20} MiB; refused")
+        yield block
+
+
+def files_hosts(index_url: str, extra: Sequence[str] = ()) -> set[str]:
+    """The hosts an index's pages may send us to for files: its own, the file host of the public
+    index when it is that one (pip's own constant), and those the settings allow."""
+    from pip._internal.models.index import PyPI
+    from pypi_simple import PYPI_SIMPLE_ENDPOINT
+
+    hosts = {urllib.parse.urlsplit(index_url).netloc, *extra}
+    if index_url.rstrip("/") == PYPI_SIMPLE_ENDPOINT.rstrip("/"):
+        hosts.add(PyPI.file_storage_domain)
+    return hosts
+
+
+def list_sdists(index_url: str, project: str, extra_hosts: Sequence[str] = ()) -> list[Sdist]:
     """Every release's sdist of project on the index (yanked ones left out), newest first, the
-    preferred kind of archive where a release has two."""
+    preferred kind of archive where a release has two. A file elsewhere than the index's own
+    host or an allowed files host is refused: the page does not choose where we connect."""
     wanted = canonicalize_name(project)
     page = _project_page(index_url, wanted)
     if page is None:
         raise SourceError(f"{project} is not on {index_url}")
+    allowed = files_hosts(index_url, extra_hosts)
     best: dict[Version, tuple] = {}
     for pkg in page.packages:
+        host = urllib.parse.urlsplit(pkg.url).netloc
+        if urllib.parse.urlsplit(pkg.url).scheme not in ("http", "https") or host not in allowed:
+            raise SourceError(
+                f"{index_url} lists {pkg.filename} at {host or pkg.url!r}, which is neither its "
+                f"own host nor an allowed files host; refused (farm.json upstream_files_hosts)"
+            )
         try:
             name, pkg_version = parse_sdist_filename(pkg.filename)
         except (InvalidSdistFilename, InvalidVersion):
@@ -80,11 +127,15 @@ def upstream_versions(index_url: str, project: str) -> list[str]:
 
 
 def find_sdist(
-    index_url: str, project: str, version: str | None = None, specifier: SpecifierSet | None = None
+    index_url: str,
+    project: str,
+    version: str | None = None,
+    specifier: SpecifierSet | None = None,
+    extra_hosts: Sequence[str] = (),
 ) -> Sdist:
     """The sdist of `project==version` on the index (with no version: the latest final release,
     of those the specifier allows)."""
-    for sdist in list_sdists(index_url, project):
+    for sdist in list_sdists(index_url, project, extra_hosts):
         if version is not None and Version(sdist.version) == Version(version):
             return sdist
         if version is None and (specifier or SpecifierSet()).contains(sdist.version):
@@ -127,7 +178,7 @@ def download_verified(
     if target.is_file() and sha256_of(target) == sdist.sha256:
         return target
     with atomic_file(target) as out, open_on_same_host(session, sdist.url) as response:
-        for block in response.iter_content(1 << 20):
+        for block in _capped(response, MAX_SDIST, sdist.filename):
             digest.update(block)
             out.write(block)
         if digest.hexdigest() != sdist.sha256:

@@ -154,7 +154,7 @@ class Universe:
 
     def _upstream(self, project: str) -> list[Sdist]:
         try:
-            return list_sdists(self.farm.upstream, project)
+            return list_sdists(self.farm.upstream, project, self.farm.upstream_files_hosts)
         except SourceError:
             return []
 
@@ -386,7 +386,7 @@ def expand_roots(farm, roots: list[Requirement], versions: int) -> list[Requirem
     for root in roots:
         matching = [
             s.version
-            for s in list_sdists(farm.upstream, root.name)
+            for s in list_sdists(farm.upstream, root.name, farm.upstream_files_hosts)
             if root.specifier.contains(s.version)
         ]
         if not matching:

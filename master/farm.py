@@ -89,6 +89,9 @@ class Farm:
     # (XML-RPC; default: `pypi` beside the upstream's `simple/`), read every poll interval (0: never).
     upstream_changelog: str | None = None
     upstream_poll_interval: int = 300
+    # Hosts (host or host:port) the upstream's pages may send us to for sdists, besides its own
+    # (and the public index's file host when it is that one); any other is refused.
+    upstream_files_hosts: list[str] = field(default_factory=list)
     # A new upload waits this long (seconds) before it is built: a hijacked release is often
     # yanked within hours. A package's settings may say otherwise.
     min_release_age: float = 0

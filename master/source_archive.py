@@ -70,7 +70,7 @@ def obtain_sdist(
             f"git {made.url} {made.ref} (commit {made.commit})" if made.commit else made.url
         )
     else:
-        found = find_sdist(farm.upstream, project, version)
+        found = find_sdist(farm.upstream, project, version, extra_hosts=farm.upstream_files_hosts)
         provenance, origin, fetched_from, commit = (
             {"upstream_url": found.url},
             "upstream",

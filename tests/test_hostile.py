@@ -3,6 +3,7 @@ checks, and the index writer. Each test reports its figure; hypothesis fuzzes al
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -604,3 +605,78 @@ def test_the_unpacking_can_write_only_its_destination_even_if_its_checks_fail(
     with pytest.raises(ToolError):
         source.unpack(sdist, tmp_path / "work" / "src", project="evil", version="1.0")
     assert not list(tmp_path.rglob("PWNED"))
+
+
+class HostileUpstream(BaseHTTPRequestHandler):
+    """An upstream whose pages point elsewhere or never end."""
+
+    def do_GET(self):
+        port = self.server.server_address[1]
+        sha = "0" * 64
+        pages = {
+            # the file on another port of the same machine: any service the master can reach
+            "/simple/elsewhere/": f'<a href="http://127.0.0.1:{port + 1}/x/elsewhere-1.0.tar.gz#sha256={sha}">'
+            "elsewhere-1.0.tar.gz</a>",
+            "/simple/local/": f'<a href="file:///etc/passwd#sha256={sha}">local-1.0.tar.gz</a>',
+        }
+        if self.path in pages:
+            body = pages[self.path].encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
+        # /simple/huge/ and /files/huge-1.0.tar.gz: a body that goes on past every cap, unannounced
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.end_headers()
+        block = b"<!-- padding -->" * 4096
+        with contextlib.suppress(OSError):
+            for _ in range(2048):  # 128 MiB at most: the test's own bound
+                self.wfile.write(block)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def hostile_upstream():
+    server = HTTPServer(("127.0.0.1", 0), HostileUpstream)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_an_upstream_page_cannot_send_us_to_another_host_or_port(hostile_upstream):
+    from wheelwright.index.upstream import list_sdists
+
+    with pytest.raises(SourceError, match="neither its own host nor an allowed files host"):
+        list_sdists(f"{hostile_upstream}/simple/", "elsewhere")
+    with pytest.raises(SourceError, match="neither its own host nor an allowed files host"):
+        list_sdists(f"{hostile_upstream}/simple/", "local")
+    port = int(hostile_upstream.rsplit(":", 1)[1])
+    allowed = list_sdists(f"{hostile_upstream}/simple/", "elsewhere", [f"127.0.0.1:{port + 1}"])
+    assert [s.filename for s in allowed] == ["elsewhere-1.0.tar.gz"]
+
+
+def test_upstream_pages_and_sdists_are_read_within_their_caps(
+    hostile_upstream, tmp_path, monkeypatch
+):
+    import resource
+
+    from wheelwright.index import upstream
+
+    monkeypatch.setattr(upstream, "MAX_PAGE", 4 << 20)
+    monkeypatch.setattr(upstream, "MAX_SDIST", 8 << 20)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(SourceError, match="the page is larger than 4 MiB; refused"):
+        upstream.list_sdists(f"{hostile_upstream}/simple/", "huge")
+    big = Sdist(
+        "huge", "1.0", "huge-1.0.tar.gz", f"{hostile_upstream}/files/huge-1.0.tar.gz", "0" * 64
+    )
+    with pytest.raises(SourceError, match="huge-1.0.tar.gz is larger than 8 MiB; refused"):
+        upstream.download_verified(big, tmp_path)
+    assert list(tmp_path.iterdir()) == []
+    # neither was held whole: the process grew by far less than the 128 MiB served
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 64 << 10

@@ -100,7 +100,7 @@ def test_the_tool_prints_its_error_as_a_result_line(tmp_path):
         text=True,
     )
     assert proc.returncode == 1
-    assert proc.stdout.splitlines()[-1].startswith(RESULT_PREFIX + '{"error": "unsafe member')
+    assert proc.stdout.splitlines()[-1].startswith(RESULT_PREFIX + '{"error": "member \'/tmp')
 
 
 def test_build_requirements_come_from_our_index_or_fail_clearly(index_host, tmp_path):
