@@ -7,6 +7,7 @@ and the one .dist-info and METADATA belong to the project and version of the fil
 from __future__ import annotations
 
 import stat
+import struct
 import zipfile
 from email.parser import BytesParser
 from pathlib import Path
@@ -17,6 +18,8 @@ from installer.sources import WheelFile
 from packaging.metadata import Metadata
 from packaging.utils import canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
+
+from wheelwright.common.bounded import DIST_INFO_CAPS, TooLarge, open_zip
 
 # PEP 427: RECORD hashes at least as strong as sha256.
 STRONG_HASHES = frozenset({"sha256", "sha384", "sha512"})
@@ -46,24 +49,90 @@ def unsafe_member(info: zipfile.ZipInfo) -> str | None:
     return None
 
 
-def _compiled(name: str) -> bool:
-    base = name.rsplit("/", 1)[-1]
-    return base.endswith(COMPILED_SUFFIXES) or ".so." in base
+def _compiled(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> bool:
+    """Compiled code by its name, or by its first bytes whatever its name: an ELF, Mach-O or PE
+    file renamed to data.bin is still a platform's code."""
+    base = info.filename.rsplit("/", 1)[-1]
+    if base.endswith(COMPILED_SUFFIXES) or ".so." in base:
+        return True
+    if info.is_dir() or info.file_size < 4:
+        return False
+    with zf.open(info) as member:
+        head = member.read(4096)
+    if head[:4] in (
+        b"\x7fELF",
+        b"\xfe\xed\xfa\xce",
+        b"\xfe\xed\xfa\xcf",
+        b"\xce\xfa\xed\xfe",
+        b"\xcf\xfa\xed\xfe",
+    ):
+        return True
+    if head[:4] == b"\xca\xfe\xba\xbe":  # a Mach-O fat binary counts its architectures here;
+        return int.from_bytes(head[4:8], "big") < 45  # a Java class, its version (45 and up)
+    if head[:2] == b"MZ" and len(head) >= 64:
+        at = int.from_bytes(head[60:64], "little")
+        return head[at : at + 4] == b"PE\0\0"
+    return False
+
+
+# A local file header: signature, versions, flags, method, time, date, CRC, sizes, name and
+# extra lengths (APPNOTE 4.3.7).
+LOCAL_HEADER = struct.Struct("<4s5H3L2H")
+DATA_DESCRIPTOR = 0x08
+
+
+def _check_local_headers(zf: zipfile.ZipFile, filename: str) -> None:
+    """Every member's local header says what the central directory says, and no two members'
+    bytes overlap: a tool that reads the local headers (a streaming unzip) sees the wheel that
+    installer and pip see, and one stretch of bytes cannot be two files."""
+    fp = zf.fp
+    assert fp is not None
+    ends_at = 0
+    for info in sorted(zf.infolist(), key=lambda i: i.header_offset):
+        if info.header_offset < ends_at:
+            raise WheelRefused(f"{filename}: member {info.filename!r} overlaps the one before it")
+        fp.seek(info.header_offset)
+        raw = fp.read(LOCAL_HEADER.size)
+        if len(raw) < LOCAL_HEADER.size:
+            raise WheelRefused(f"{filename}: member {info.filename!r} has no local header")
+        sig, _, flags, method, _, _, crc, csize, usize, nlen, elen = LOCAL_HEADER.unpack(raw)
+        name = fp.read(nlen)
+        wanted = info.orig_filename.encode("utf-8" if info.flag_bits & 0x800 else "cp437")
+        sizes = (crc, csize, usize) if not flags & DATA_DESCRIPTOR else None
+        central = (info.CRC, info.compress_size, info.file_size)
+        if (
+            sig != b"PK\x03\x04"
+            or name != wanted
+            or method != info.compress_type
+            or (sizes is not None and 0xFFFFFFFF not in sizes and sizes != central)
+        ):
+            raise WheelRefused(
+                f"{filename}: member {info.filename!r}'s local header differs from the "
+                "central directory"
+            )
+        ends_at = info.header_offset + LOCAL_HEADER.size + nlen + elen + info.compress_size
+    if ends_at > zf.start_dir:  # type: ignore[attr-defined]
+        raise WheelRefused(f"{filename}: the last member runs into the central directory")
 
 
 def _check_members(zf: zipfile.ZipFile, filename: str) -> None:
     infos = zf.infolist()
+    for info in infos:
+        reason = unsafe_member(info)
+        if reason:
+            raise WheelRefused(f"{filename}: member {info.filename!r} is {reason}")
+        top, _, rest = info.filename.partition("/")
+        cap = DIST_INFO_CAPS.get(rest) if top.endswith(".dist-info") else None
+        if cap is not None and info.file_size > cap:
+            raise WheelRefused(f"{filename}: {info.filename} is larger than {cap >> 20} MiB")
+    _check_local_headers(zf, filename)
     if all(t.abi == "none" and t.platform == "any" for t in parse_wheel_filename(filename)[3]):
-        compiled = [i.filename for i in infos if _compiled(i.filename)]
+        compiled = [i.filename for i in infos if _compiled(zf, i)]
         if compiled:
             raise WheelRefused(
                 f"{filename}: a pure (none-any) wheel holds compiled code ({compiled[0]}); "
                 "its platform would be claimed by every builder"
             )
-    for info in infos:
-        reason = unsafe_member(info)
-        if reason:
-            raise WheelRefused(f"{filename}: member {info.filename!r} is {reason}")
     names = [info.filename for info in infos]
     if len(set(names)) != len(names):
         raise WheelRefused(f"{filename}: a member name occurs twice")
@@ -150,17 +219,19 @@ def check_members(path) -> None:
     """The checks of a wheel's members alone (safe names, plain files, bounded size): what must
     hold before a tool of ours reads a wheel a build made, to rewrite or compare it."""
     try:
-        with zipfile.ZipFile(path) as zf:
+        with open_zip(path) as zf:
             _check_members(zf, Path(path).name)
     except zipfile.BadZipFile as exc:
         raise WheelRefused(f"{Path(path).name}: not a zip file ({exc})") from None
+    except TooLarge as exc:
+        raise WheelRefused(f"{Path(path).name}: {exc}") from None
 
 
 def check_wheel(path, filename: str, project: str, version: str) -> tuple[bytes, list[str]]:
     """Check the wheel at path, published as filename of project==version; returns its METADATA
     and the warnings about it (deviations from the spec that installers accept)."""
     try:
-        with zipfile.ZipFile(path) as zf:
+        with open_zip(path) as zf:
             _check_members(zf, filename)
             zf.filename = filename  # installer reads the project and version from the zip's name
             wheel = WheelFile(zf)
@@ -170,6 +241,8 @@ def check_wheel(path, filename: str, project: str, version: str) -> tuple[bytes,
             return _metadata(wheel, filename, project, version)
     except zipfile.BadZipFile as exc:
         raise WheelRefused(f"{filename}: not a zip file ({exc})") from None
+    except TooLarge as exc:
+        raise WheelRefused(f"{filename}: {exc}") from None
     except KeyError as exc:  # zipfile's message names the missing member
         raise WheelRefused(f"{filename}: {exc.args[0]}") from None
     except (InstallerError, ValueError) as exc:

@@ -20,7 +20,6 @@ import functools
 import sys
 import tarfile
 import zipfile
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,7 +31,17 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
+from wheelwright.common.bounded import (
+    MAX_MEMBERS,
+    MAX_METADATA,
+    MAX_PYPROJECT,
+    TooLarge,
+    open_zip,
+    tar_member,
+    zip_member,
+)
 from wheelwright.common.lookup import index_versions, wheel_requires
+from wheelwright.common.unpack import UnsafeArchive, member_parts
 from wheelwright.index.upstream import Sdist, SourceError, download_verified, list_sdists
 
 if sys.version_info >= (3, 11):
@@ -67,26 +76,34 @@ class Node:
 def _top_level(path: Path, names: tuple[str, ...]) -> dict[str, bytes]:
     """Those files of the sdist's top folder (whatever the folder is called), read, not unpacked:
     a tar only as far as the last of them (a tar has no index; setuptools' own sdist lists 666
-    members, its PKG-INFO the 5th)."""
+    members, its PKG-INFO the 5th). Names are normalised as the unpacking does; each file is read
+    to its cap (common/bounded.py), and a tar's headers only so far."""
+    caps = {"PKG-INFO": MAX_METADATA, "pyproject.toml": MAX_PYPROJECT}
     found: dict[str, bytes] = {}
-    with zipfile.ZipFile(path) if path.name.endswith(".zip") else tarfile.open(path) as archive:
-        members: Iterable[str]
-        if isinstance(archive, zipfile.ZipFile):
-            members, read = archive.namelist(), archive.read
-        else:
-            members, read = (m.name for m in archive), functools.partial(_tar_member, archive)
-        for member in members:
-            parts = member.split("/")
+    if path.name.endswith(".zip"):
+        with open_zip(path) as zf:
+            for info in zf.infolist():
+                parts = _parts(info.filename)
+                if len(parts) == 2 and parts[1] in names and parts[1] not in found:
+                    found[parts[1]] = zip_member(zf, info.filename, caps[parts[1]])
+        return found
+    with tarfile.open(path) as tar:
+        for count, member in enumerate(tar):
+            if count > MAX_MEMBERS:
+                raise TooLarge(f"more than {MAX_MEMBERS} members before its PKG-INFO")
+            parts = _parts(member.name)
             if len(parts) == 2 and parts[1] in names and parts[1] not in found:
-                found[parts[1]] = read(member)
+                found[parts[1]] = tar_member(tar, member, caps[parts[1]])
                 if len(found) == len(names):
                     break
     return found
 
 
-def _tar_member(archive: tarfile.TarFile, member: str) -> bytes:
-    found = archive.extractfile(member)
-    return found.read() if found else b""  # a folder or link named like a file: nothing to read
+def _parts(name: str) -> tuple[str, ...]:
+    try:
+        return member_parts(name)
+    except UnsafeArchive:
+        return ()  # never read here; the unpacking refuses the sdist
 
 
 def sdist_requirements(path: Path) -> tuple[list[str], list[str]]:
@@ -102,6 +119,8 @@ def sdist_requirements(path: Path) -> tuple[list[str], list[str]]:
         AttributeError,
         tomllib.TOMLDecodeError,
         UnicodeDecodeError,
+        TooLarge,
+        EOFError,
     ) as exc:
         raise BootstrapError(f"{path.name}: {exc}") from None
     if "PKG-INFO" not in read:

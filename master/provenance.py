@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import json
 import uuid
-import zipfile
 from datetime import datetime, timezone
 from pathlib import Path
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
+from wheelwright.common.bounded import open_zip, zip_member
 from wheelwright.common.wheeledit import rewrite
 
 PROVENANCE = "wheelwright/provenance.json"
@@ -101,11 +101,11 @@ def embed(wheel: Path, out_dir: Path, provenance: dict, freeze: str) -> Path:
 
 def carried_by(wheel: Path) -> dict | None:
     """The provenance a wheel file carries (None if it carries none)."""
-    with zipfile.ZipFile(wheel) as zf:
+    with open_zip(wheel) as zf:
         for info in zf.infolist():
             top, _, rest = info.filename.partition("/")
             if top.endswith(".dist-info") and rest == PROVENANCE and info.file_size <= MAX_CARRIED:
-                return json.loads(zf.read(info))
+                return json.loads(zip_member(zf, info.filename, MAX_CARRIED))
     return None
 
 

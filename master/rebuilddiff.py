@@ -16,7 +16,6 @@ import csv
 import hashlib
 import io
 import urllib.request
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from packaging.metadata import Metadata
 from packaging.utils import parse_wheel_filename
 
 from wheelwright.common import lookup
+from wheelwright.common.bounded import MAX_METADATA, open_zip, zip_member
 from wheelwright.common.wheeledit import VERSION_HEADER
 from wheelwright.master.provenance import carried_by, is_ours
 
@@ -53,7 +53,7 @@ def _neutral(name: str, stem: str) -> str:
 
 
 def facts_of(wheel: Path) -> WheelFacts:
-    with zipfile.ZipFile(wheel) as zf:
+    with open_zip(wheel) as zf:
         dist_info = next(
             n.split("/")[0] for n in zf.namelist() if n.split("/")[0].endswith(".dist-info")
         )
@@ -63,7 +63,7 @@ def facts_of(wheel: Path) -> WheelFacts:
             raise ValueError(f"{wheel.name}: RECORD is larger than {MAX_RECORD >> 20} MiB")
         rows = csv.reader(io.StringIO(zf.read(record_info).decode()))
         members = {_neutral(row[0], stem): row[1] for row in rows if row and not is_ours(row[0])}
-        raw = zf.read(f"{dist_info}/METADATA")
+        raw = zip_member(zf, f"{dist_info}/METADATA", MAX_METADATA)
         metadata = Metadata.from_email(raw, validate=False)
     # A bump rewrites Version, and only that: compare METADATA without it.
     members["<dist-info>/METADATA"] = hashlib.sha256(

@@ -379,7 +379,41 @@ def _lying_wheels(tmp_path: Path) -> dict[str, Path]:
         "not a zip": _raw(
             _own_dir(tmp_path, "not a zip") / "demo-4.0-py3-none-any.whl", b"MZ not a zip"
         ),
+        "an ELF file named as data in a pure wheel": _liar(
+            tmp_path, "elf", extra={"demo/data.bin": "\x7fELF\x02\x01\x01" + "\0" * 57}
+        ),
+        "a local header naming another file": _local_header_lie(tmp_path),
+        "two members sharing their bytes": _overlapping(tmp_path),
+        "a RECORD over its cap": _liar(
+            tmp_path,
+            "huge record",
+            record=true_record + ("x" * 99 + ",,\n") * 350_000,  # 35 MiB, 100 KiB zipped
+        ),
     }
+
+
+def _local_header_lie(tmp_path: Path) -> Path:
+    """A wheel whose demo.py is named demo.pz in its local header: what a streaming unzip sees
+    differs from what installers see."""
+    path = _liar(tmp_path, "local header")
+    data = bytearray(path.read_bytes())
+    at = data.index(b"PK\x03\x04")
+    while data[at + 30 : at + 37] != b"demo.py":
+        at = data.index(b"PK\x03\x04", at + 4)
+    data[at + 30 : at + 37] = b"demo.pz"
+    path.write_bytes(bytes(data))
+    return path
+
+
+def _overlapping(tmp_path: Path) -> Path:
+    """A wheel whose central directory points two members at the same bytes."""
+    path = _liar(tmp_path, "overlap")
+    data = bytearray(path.read_bytes())
+    entries = [i for i in range(len(data) - 4) if data[i : i + 4] == b"PK\x01\x02"]
+    first = data[entries[0] + 42 : entries[0] + 46]
+    data[entries[1] + 42 : entries[1] + 46] = first  # the second's local header offset
+    path.write_bytes(bytes(data))
+    return path
 
 
 def _renamed_dist_info(tmp_path: Path) -> Path:
@@ -416,6 +450,10 @@ REFUSED_FOR = {
     "a member path with ..": "member '../evil.py' is a path with an empty, . or .. part",
     "a member path inside with ..": "member 'demo/../../evil.py' is a path with an empty, . or ..",
     "an absolute member path": "member '/tmp/evil.py' is an absolute path",
+    "an ELF file named as data in a pure wheel": "holds compiled code (demo/data.bin)",
+    "a local header naming another file": "local header differs from the central directory",
+    "two members sharing their bytes": "overlaps the one before it",
+    "a RECORD over its cap": "demo-1.0.dist-info/RECORD is larger than 32 MiB",
     "a backslash member path": "is a path with a backslash or NUL",
     "a symlink member": "member 'demo/link' is not a plain file",
     "a member twice": "a member name occurs twice",
@@ -680,3 +718,25 @@ def test_upstream_pages_and_sdists_are_read_within_their_caps(
     assert list(tmp_path.iterdir()) == []
     # neither was held whole: the process grew by far less than the 128 MiB served
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 64 << 10
+
+
+def test_planning_reads_an_sdists_pkg_info_within_its_cap(tmp_path):
+    """A PKG-INFO of zeros compresses to almost nothing: planning reads it to its cap and says so,
+    instead of holding gigabytes."""
+    import gzip
+    import resource
+
+    from wheelwright.master.bootstrap import BootstrapError, sdist_requirements
+
+    path = tmp_path / "evil-1.0.tar.gz"
+    with gzip.open(path, "wb", compresslevel=1) as gz, tarfile.open(fileobj=gz, mode="w") as tar:
+        info = tarfile.TarInfo("evil-1.0/PKG-INFO")
+        info.size = 64 << 20
+        zeros = io.BytesIO(pkg_info("evil", "1.0").encode() + b"\n" + b"\0" * (info.size - 200))
+        info.size = len(zeros.getvalue())
+        tar.addfile(info, zeros)
+    assert path.stat().st_size < 1 << 20
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(BootstrapError, match="PKG-INFO is larger than 16 MiB"):
+        sdist_requirements(path)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 48 << 10
