@@ -7,6 +7,8 @@ import hashlib
 import hmac
 import json
 import os
+import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,6 +21,30 @@ ROUNDS = 100_000
 # PBKDF2, and a changed password (a new salt and hash) is checked anew.
 _KEY = os.urandom(32)
 _FOUND_RIGHT: dict[tuple[str, str], bytes] = {}
+# An unknown user's password is hashed all the same, so a failure takes as long whether or not
+# the user exists. After FAILURES_ALLOWED failures of one name within FAILURE_WINDOW seconds,
+# that name is refused unchecked until the window has passed: guessing goes no faster than that.
+_NOBODY = {"salt": os.urandom(16).hex(), "pbkdf2_sha256": ""}
+FAILURES_ALLOWED = 10
+FAILURE_WINDOW = 60.0
+_FAILURES: dict[str, list[float]] = {}
+_FAILURES_LOCK = threading.Lock()
+
+
+def _recent_failures(user: str, now: float) -> list[float]:
+    with _FAILURES_LOCK:
+        kept = [t for t in _FAILURES.get(user, []) if now - t < FAILURE_WINDOW]
+        _FAILURES[user] = kept
+        if not kept:
+            del _FAILURES[user]
+        return kept
+
+
+def _failed(user: str, now: float) -> None:
+    with _FAILURES_LOCK:
+        if len(_FAILURES) > 100_000:  # a flood of names: start again rather than grow for ever
+            _FAILURES.clear()
+        _FAILURES.setdefault(user, []).append(now)
 
 
 def _hash(password: str, salt: bytes) -> str:
@@ -40,17 +66,23 @@ def add(users: Path, user: str, password: str, roles: Sequence[str] = ()) -> Non
 
 
 def check(users: Path, user: str, password: str) -> bool:
-    row = _table(users).get(user)
-    if not isinstance(row, dict):
+    now = time.monotonic()
+    if len(_recent_failures(user, now)) >= FAILURES_ALLOWED:
         return False
+    row = _table(users).get(user)
+    exists = isinstance(row, dict)
+    if not exists:
+        row = _NOBODY
     known = (user, row["pbkdf2_sha256"])
     keyed = hmac.digest(_KEY, password.encode(), "sha256")
-    if hmac.compare_digest(_FOUND_RIGHT.get(known, b""), keyed):
+    if exists and hmac.compare_digest(_FOUND_RIGHT.get(known, b""), keyed):
         return True
     right = hmac.compare_digest(row["pbkdf2_sha256"], _hash(password, bytes.fromhex(row["salt"])))
-    if right:
+    if right and exists:
         _FOUND_RIGHT[known] = keyed
-    return right
+        return True
+    _failed(user, now)
+    return False
 
 
 def roles(users: Path, user: str) -> list[str]:

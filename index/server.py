@@ -25,6 +25,7 @@ import os
 import re
 import shutil
 import tempfile
+import urllib.parse
 from pathlib import Path
 
 import multipart
@@ -134,15 +135,23 @@ class HumanPages(resource.Resource):
         return human_page(canonicalize_name(name), manifest).encode()
 
 
+def _web_url(url) -> str:
+    """url if it is an http(s) address, else "": a `javascript:` or `data:` link is never drawn."""
+    return url if isinstance(url, str) and url.split(":", 1)[0].lower() in ("http", "https") else ""
+
+
 def human_page(project: str, manifest: dict) -> str:
+    """A project's page for people; every field escaped, whoever wrote it."""
     rows = []
     for entry in sorted(
         manifest.values(), key=lambda e: (Version(e["version"]), e["filename"]), reverse=True
     ):
         made = entry.get("provenance", {})
+        what = f"build {made.get('build_number')} of {made.get('builder')}"
         by = (
-            f'<a href="{html.escape(made["build_url"])}">build {made.get("build_number")} of '
-            f"{html.escape(str(made.get('builder')))}</a>"
+            f'<a href="{html.escape(_web_url(made["build_url"]))}">{html.escape(what)}</a>'
+            if _web_url(made.get("build_url"))
+            else html.escape(what)
             if made.get("build_url")
             else "seeded"
             if made.get("seeded")
@@ -152,14 +161,15 @@ def human_page(project: str, manifest: dict) -> str:
             [f"rebuild ({made['bump']}, {made.get('bump_number')})"] if made.get("bump") else []
         )
         marked = "".join(f" <b>{html.escape(str(mark))}</b>" for mark in marks)
-        link = f"../../simple/{project}/{html.escape(entry['filename'])}"
+        link = html.escape(f"../../simple/{project}/{urllib.parse.quote(entry['filename'])}")
         rows.append(
             f'<tr><td>{html.escape(entry["version"])}</td><td><a href="{link}">{html.escape(entry["filename"])}'
-            f"</a>{marked}</td><td>{entry['upload-time']}</td><td>{by}</td>"
+            f"</a>{marked}</td><td>{html.escape(str(entry['upload-time']))}</td><td>{by}</td>"
             f'<td><a href="{link}.provenance.json">provenance</a> <a href="{link}.freeze.txt">freeze</a></td></tr>'
         )
     return (
-        f"<!DOCTYPE html>\n<html><head><title>{project}</title></head><body><h1>{project}</h1>\n"
+        f"<!DOCTYPE html>\n<html><head><title>{html.escape(project)}</title></head>"
+        f"<body><h1>{html.escape(project)}</h1>\n"
         "<table><tr><th>version</th><th>file</th><th>published</th><th>made by</th><th></th></tr>\n"
         + "\n".join(rows)
         + "\n</table></body></html>\n"

@@ -37,6 +37,14 @@ CLI_USER = "wheelwright"
 CLI_SECRET = "www-password"
 
 
+def one_line(text: str, what: str, error: type[Exception] = ValueError) -> str:
+    """text, which goes into a line of a log or of allowlist.txt: a line break or other control
+    character in it could add lines of its own (an approval nobody gave), so it is refused."""
+    if any(ord(c) < 32 or 127 <= ord(c) < 160 or c in "\u2028\u2029" for c in text):
+        raise error(f"the {what} may not hold a line break or other control character")
+    return text
+
+
 def default_upstream() -> str:
     """PyPI's simple API, as pypi-simple names it (imported only when asked: index/upstream.py)."""
     from pypi_simple import PYPI_SIMPLE_ENDPOINT

@@ -14,6 +14,7 @@ from packaging.version import Version
 
 from wheelwright.common.files import write_atomic
 from wheelwright.master.bootstrap import buildable, plan_tree
+from wheelwright.master.farm import one_line
 from wheelwright.master.lastgood import ConfigError, read_last_good
 
 
@@ -108,6 +109,8 @@ def decide(
     logged in farm/logs/review.log. Returns the queue entry. queued=False: a project not in the
     queue may be approved too (one that an approval --with-deps pulls in)."""
     name = canonicalize_name(project)
+    one_line(reviewer, "reviewer's name", ReviewError)
+    one_line(note, "note", ReviewError)
     with _locked_queue(farm.review_queue) as entries:
         if name not in entries and queued:
             raise ReviewError(

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import time
 
-from wheelwright.index.upload import yank
-from wheelwright.master.farm import UPLOAD_USER
+from wheelwright.index.upload import UploadError, yank
+from wheelwright.master.farm import UPLOAD_USER, one_line
 
 
 def yank_and_log(
@@ -21,6 +21,8 @@ def yank_and_log(
 ) -> dict:
     """Yank project==version (or the one file) with the reason, or unyank it (reason None), and log
     it; returns the index's answer. Raises UploadError."""
+    for text, what in ((reason or "", "reason"), (note, "note"), (by, "name")):
+        one_line(text, what, UploadError)
     answer = yank(
         farm.index_root + "yank/", UPLOAD_USER, password, project, version, reason, filename
     )

@@ -350,3 +350,47 @@ def test_the_index_has_a_page_for_people_beside_the_ones_installers_read(index_h
     assert ctype == JSON  # installers' pages as they were
     with pytest.raises(urllib.error.HTTPError, match="404"):
         get(index_host + "project/nothing-here/")
+
+
+def test_the_project_page_escapes_every_field_and_draws_no_other_scheme():
+    from wheelwright.index.server import human_page
+
+    page = human_page(
+        "demo",
+        {
+            "a": {
+                "version": "1.0",
+                "filename": 'demo-1.0-py3-none-any.whl"><script>x</script>',
+                "upload-time": "<img src=x onerror=alert(1)>",
+                "yanked": "<b>gone</b>",
+                "provenance": {
+                    "build_url": "javascript:alert(1)",
+                    "build_number": "<i>7</i>",
+                    "builder": "<svg/onload=alert(1)>",
+                },
+            }
+        },
+    )
+    for raw in ("<script>", "<img", "<svg", "<i>7", "javascript:", "<b>gone"):
+        assert raw not in page, raw
+    assert "build &lt;i&gt;7&lt;/i&gt; of &lt;svg/onload=alert(1)&gt;" in page
+
+
+def test_a_login_failure_costs_the_same_for_an_unknown_user_and_guesses_are_rate_limited(
+    tmp_path, monkeypatch
+):
+    users = tmp_path / "users.json"
+    accounts.add(users, "uploader", "s3cret")
+    hashed = []
+    slow = accounts._hash
+    monkeypatch.setattr(accounts, "_hash", lambda *a: hashed.append(a[0]) or slow(*a))
+    monkeypatch.setattr(accounts, "_FAILURES", {})
+    assert not accounts.check(users, "nobody", "guess") and hashed == ["guess"]
+    for n in range(accounts.FAILURES_ALLOWED):
+        assert not accounts.check(users, "uploader", f"guess{n}")
+    assert len(hashed) == 1 + accounts.FAILURES_ALLOWED  # each failure hashed
+    # the name has used its failures: even the right password waits for the window to pass
+    assert not accounts.check(users, "uploader", "s3cret")
+    assert len(hashed) == 1 + accounts.FAILURES_ALLOWED
+    monkeypatch.setattr(accounts, "FAILURE_WINDOW", 0.0)
+    assert accounts.check(users, "uploader", "s3cret")

@@ -201,3 +201,24 @@ def test_approving_allow_lists_and_logs_and_rejecting_only_logs(tmp_path):
     ]
     with pytest.raises(ReviewError, match="spam is not in the review queue"):
         decide(farm, "spam", approve=True, reviewer="ann", note="")
+
+
+def test_a_note_or_name_cannot_add_a_line_to_the_allowlist_or_the_logs(tmp_path):
+    farm = Farm(root=tmp_path)
+    queue_for_review(farm.review_queue, "spam", "install-time dependency of a 1.0", "http://ui/")
+    for note, reviewer in (("ok\nevil  # approved by root", "ann"), ("ok", "ann\revil")):
+        with pytest.raises(ReviewError, match="may not hold a line break"):
+            decide(farm, "spam", approve=True, reviewer=reviewer, note=note)
+    assert read_allowlist(farm.allowlist) == [] if farm.allowlist.exists() else True
+    assert not (farm.logs_dir / "review.log").exists()
+    assert "spam" in json.loads(farm.review_queue.read_text())  # nothing was decided
+
+
+def test_a_yank_reason_cannot_add_a_line_to_the_yank_log(tmp_path):
+    from wheelwright.index.upload import UploadError
+    from wheelwright.master.yanks import yank_and_log
+
+    farm = Farm(root=tmp_path)
+    with pytest.raises(UploadError, match="may not hold a line break"):
+        yank_and_log(farm, "pw", "demo", "1.0", "broken\n2026 yank x by root", None, "ann")
+    assert not (farm.logs_dir / "yank.log").exists()
