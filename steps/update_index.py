@@ -26,7 +26,7 @@ from wheelwright.master.kept import keep, retryable
 from wheelwright.master.provenance import embed
 from wheelwright.master.review import builds_to_force
 from wheelwright.steps.download_source import report_scan
-from wheelwright.steps.tool import DIST_DIR, WritesToIndex, count, publishing
+from wheelwright.steps.tool import DIST_DIR, WheelwrightStep, WritesToIndex, count, publishing
 
 MAX_WHEEL_SIZE = 4 << 30
 
@@ -74,7 +74,7 @@ class UpdateIndex(WritesToIndex):
             zip(self.getProperty("wheel_filenames"), self.getProperty("wheel_sha256s"), strict=True)
         )
         for filename, _ in wheels:
-            problem = self._check_name(filename)
+            problem = wheel_name_problem(self, filename)
             if problem:
                 return await self.fail(problem)
         staging = self.farm.staging_dir / str(self.build.buildid)
@@ -212,26 +212,6 @@ class UpdateIndex(WritesToIndex):
                 self.updateSummary()
                 await asyncSleep(delay, self.master.reactor)
 
-    def _check_name(self, filename: str) -> str | None:
-        try:
-            dist = parse_distribution_filename(filename)
-        except PublishError as exc:
-            return str(exc)
-        if (
-            dist.kind != "wheel"
-            or dist.project != canonicalize_name(self.package)
-            or Version(dist.version) != Version(self.wheel_version)
-        ):
-            return (
-                f"{filename} is not a wheel of {self.package} {self.wheel_version}; not published"
-            )
-        if build_number(filename) != self.build_tag:
-            return f"{filename} does not carry this build's number ({self.build_tag or 'none'}); not published"
-        python, arch = self.getProperty("python_version"), self.getProperty("arch")
-        if not all(tag_fits(t, python, arch) for t in parse_wheel_filename(filename)[3]):
-            return f"{filename} is not for this builder (Python {python} on {arch}); not published"
-        return None
-
     async def _provenance(self) -> dict:
         keys = (
             "source_filename",
@@ -265,3 +245,24 @@ class UpdateIndex(WritesToIndex):
             "wheel_version": self.wheel_version,
             **{k: self.getProperty(k) for k in keys},
         }
+
+
+def wheel_name_problem(step: WheelwrightStep, filename: str) -> str | None:
+    """Why a wheel's name, as a worker reported it, may not be taken: not a wheel of this build's
+    package, version, build number and builder (and so never a path of its own)."""
+    try:
+        dist = parse_distribution_filename(filename)
+    except PublishError as exc:
+        return str(exc)
+    if (
+        dist.kind != "wheel"
+        or dist.project != canonicalize_name(step.package)
+        or Version(dist.version) != Version(step.wheel_version)
+    ):
+        return f"{filename} is not a wheel of {step.package} {step.wheel_version}; not published"
+    if build_number(filename) != step.build_tag:
+        return f"{filename} does not carry this build's number ({step.build_tag or 'none'}); not published"
+    python, arch = step.getProperty("python_version"), step.getProperty("arch")
+    if not all(tag_fits(t, python, arch) for t in parse_wheel_filename(filename)[3]):
+        return f"{filename} is not for this builder (Python {python} on {arch}); not published"
+    return None

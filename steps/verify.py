@@ -18,7 +18,7 @@ from wheelwright.master.farm import UPLOAD_USER
 from wheelwright.master.rebuilddiff import download
 from wheelwright.master.verify import compare
 from wheelwright.steps.tool import DIST_DIR, WritesToIndex, count, verifying
-from wheelwright.steps.update_index import MAX_WHEEL_SIZE
+from wheelwright.steps.update_index import MAX_WHEEL_SIZE, wheel_name_problem
 
 
 class VerifyReproducible(WritesToIndex):
@@ -63,6 +63,9 @@ class VerifyReproducible(WritesToIndex):
         return FAILURE
 
     async def _verify(self, filename: str, scratch: Path):
+        problem = wheel_name_problem(self, filename)
+        if problem:  # the worker's word, as update-index takes it: "../x" is no wheel's name
+            return problem
         rebuilt = scratch / "rebuilt" / filename
         if not await self.fetch_file(f"{DIST_DIR}/{filename}", rebuilt, MAX_WHEEL_SIZE):
             return f"could not bring {filename} back from the worker"

@@ -705,6 +705,23 @@ class TestUpdateIndex(StepTest):
         )
         return self.run_step()
 
+    def test_a_verify_build_takes_no_path_for_a_wheel_name(self):
+        """A verify build brings the worker's wheel back under the name the worker reported: one
+        that is a path ("../..") is refused before anything is transferred, as update-index does."""
+        from wheelwright.steps.verify import VerifyReproducible
+
+        self.farm.staging_dir.mkdir(parents=True, exist_ok=True)
+        self.setup(
+            VerifyReproducible(farm=self.farm, upload_password=PASSWORD),
+            verify=True,
+            wheel_filenames=["../../../escaped-1.0-py3-none-any.whl"],
+        )
+        self.expect_outcome(
+            result=FAILURE,
+            state_string="'../../../escaped-1.0-py3-none-any.whl' is not a plain file name (failure)",
+        )
+        return self.run_step()
+
     async def test_an_unreachable_index_fails_the_build_and_keeps_the_wheel_for_a_retry(self):
         wheel = make_wheel(self.farm.root, "kept", "1.0")
         reachable = self.farm
@@ -877,7 +894,7 @@ class TestDownloadSource(StepTest):
         self.upstream.add(sdist)
         real_find = source_archive.find_sdist
 
-        def archived_by_another_builder(index_url, project, version=None):
+        def archived_by_another_builder(index_url, project, version=None, **options):
             if index_url == self.farm.sources_url and not hasattr(
                 archived_by_another_builder, "raced"
             ):
@@ -886,7 +903,7 @@ class TestDownloadSource(StepTest):
                 )
                 upload(self.farm.upload_url, UPLOAD_USER, PASSWORD, sdist)
                 raise SourceError("not archived yet")
-            return real_find(index_url, project, version)
+            return real_find(index_url, project, version, **options)
 
         self.setup(
             DownloadSource(farm=self.farm, upload_password=PASSWORD), package="raced", version="1.0"
