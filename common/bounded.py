@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import tarfile
 import zipfile
-from typing import BinaryIO
+from typing import IO
 
 # Caps for the files a build or an upstream hands us, each far above what real packages ship.
 MAX_METADATA = 16 << 20  # METADATA, PKG-INFO (a long description is the README)
@@ -35,7 +35,7 @@ def _size(limit: int) -> str:
     return f"{limit >> 20} MiB" if limit >= 1 << 20 else f"{limit >> 10} KiB"
 
 
-def read_limited(stream: BinaryIO, limit: int, what: str) -> bytes:
+def read_limited(stream: IO[bytes], limit: int, what: str) -> bytes:
     data = stream.read(limit + 1)
     if len(data) > limit:
         raise TooLarge(f"{what} is larger than {_size(limit)}")

@@ -111,7 +111,7 @@ def _check_local_headers(zf: zipfile.ZipFile, filename: str) -> None:
                 "central directory"
             )
         ends_at = info.header_offset + LOCAL_HEADER.size + nlen + elen + info.compress_size
-    if ends_at > zf.start_dir:  # type: ignore[attr-defined]
+    if ends_at > zf.start_dir:
         raise WheelRefused(f"{filename}: the last member runs into the central directory")
 
 

@@ -69,10 +69,9 @@ def check(users: Path, user: str, password: str) -> bool:
     now = time.monotonic()
     if len(_recent_failures(user, now)) >= FAILURES_ALLOWED:
         return False
-    row = _table(users).get(user)
-    exists = isinstance(row, dict)
-    if not exists:
-        row = _NOBODY
+    found = _table(users).get(user)
+    exists = isinstance(found, dict)
+    row: dict = found if isinstance(found, dict) else _NOBODY
     known = (user, row["pbkdf2_sha256"])
     keyed = hmac.digest(_KEY, password.encode(), "sha256")
     if exists and hmac.compare_digest(_FOUND_RIGHT.get(known, b""), keyed):
