@@ -26,6 +26,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import typing
@@ -75,6 +76,9 @@ class Limits:
     memory_mb: int = 8192
     processes: int = 1024
     disk_mb: int = 20480
+    # Files, folders and links in its writable folders, /tmp and /dev/shm: empty files take no
+    # bytes, but each is an inode and kernel memory.
+    files: int = 1_000_000
     output_mb: int = 64
 
     @classmethod
@@ -171,6 +175,9 @@ def _kernel_args() -> tuple[tuple[str, ...], str]:
     )
 
 
+PRIVATE_TMPFS = 256 << 20
+
+
 def command(
     cmd: list[str],
     *,
@@ -179,10 +186,19 @@ def command(
     cwd: Path,
     pythons: Sequence[str] = (),
     binds: Sequence[Bind] = (),
+    private: Path | None = None,
 ) -> list[str]:
-    """The bubblewrap command line that runs cmd in the sandbox."""
+    """The bubblewrap command line that runs cmd in the sandbox. With private (a folder holding
+    tmp/ and shm/), /tmp and /dev/shm are those folders on disk, where the disk and file limits
+    count them; without, a tmpfs of PRIVATE_TMPFS at most. /dev itself is read-only."""
     # The private /tmp first: bound after them, it would hide the farm's own folders that live
     # under /tmp (a checkout in /tmp, its .venv and an editable install of ours).
+    if private is None:
+        tmp = ["--size", str(PRIVATE_TMPFS), "--tmpfs", "/tmp"]
+        shm = ["--size", str(PRIVATE_TMPFS), "--tmpfs", "/dev/shm"]
+    else:
+        tmp = ["--bind", os.path.realpath(private / "tmp"), "/tmp"]
+        shm = ["--bind", os.path.realpath(private / "shm"), "/dev/shm"]
     args = [
         "bwrap",
         "--unshare-all",
@@ -191,11 +207,13 @@ def command(
         "--new-session",
         "--cap-drop",
         "ALL",
-        "--tmpfs",
-        "/tmp",
+        *tmp,
         *_system_args(list(pythons)),
         *_kernel_args()[0],
         "--dev",
+        "/dev",
+        *shm,
+        "--remount-ro",
         "/dev",
     ]
     for path in read:
@@ -336,14 +354,38 @@ def _ended(proc: subprocess.Popen, seconds: float) -> bool:
     return proc.poll() is not None
 
 
-def _disk_use(paths: list[Path]) -> int:
-    total = 0
+def _over_disk(paths: list[Path], limits: Limits) -> str | None:
+    """Which of the disk and file limits the folders under paths are over, if any; counted until
+    one is (a folder of millions of empty files is not walked to its end)."""
+    used = files = 0
+    where = ", ".join(map(str, paths))
     for top in paths:
-        for root, dirs, files in os.walk(top):
-            for name in dirs + files:
+        for root, dirs, names in os.walk(top):
+            files += len(dirs) + len(names)
+            if files > limits.files:
+                return f"file limit ({limits.files} files in {where})"
+            for name in dirs + names:
                 with contextlib.suppress(OSError):  # gone meanwhile: the build's to delete
-                    total += os.lstat(os.path.join(root, name)).st_blocks * 512
-    return total
+                    used += os.lstat(os.path.join(root, name)).st_blocks * 512
+            if used > limits.disk_mb << 20:
+                return f"disk limit ({limits.disk_mb} MiB in {where})"
+    return None
+
+
+def described(limits: Limits, cgroup: _Cgroup) -> str:
+    """The limits a run is held to, and by what: for its log."""
+    if "v2" in cgroup.dirs or "memory" in cgroup.dirs:
+        held = f"cgroup: memory {limits.memory_mb} MiB, {limits.processes} processes"
+    else:
+        held = (
+            f"no cgroup, rlimits only: address space {limits.memory_mb} MiB, "
+            f"{limits.processes} processes"
+        )
+    return (
+        f"limits: {held}; wall {limits.wall_seconds} s, CPU {limits.cpu_seconds} s, disk "
+        f"{limits.disk_mb} MiB and {limits.files} files (its folders, /tmp, /dev/shm), "
+        f"output {limits.output_mb} MiB"
+    )
 
 
 def run(
@@ -358,20 +400,65 @@ def run(
     pythons: Sequence[str] = (),
     binds: Sequence[Bind] = (),
     reason_last: bool = False,
+    output: typing.BinaryIO | None = None,
 ) -> None:
-    """Run cmd in the sandbox, its output copied to ours; a failure or a limit hit is a ToolError.
-    With reason_last, a failure's reason is the last line the command printed (a tool of ours that
-    says why in one line)."""
-    argv = command(cmd, write=write, read=read, cwd=cwd, pythons=pythons, binds=binds)
+    """Run cmd in the sandbox, its output copied to ours (or to output); a failure or a limit hit
+    is a ToolError. With reason_last, a failure's reason is the last line the command printed (a
+    tool of ours that says why in one line)."""
     written = [*write, *(b.source for b in binds if b.writable)]
-    print(
-        f"+ (sandbox: no network, writes only {', '.join(map(str, written))}; {_kernel_args()[1]}) "
-        f"{' '.join(cmd)}",
-        flush=True,
-    )
-    with timed(SANDBOX_TIME):
-        cgroup = _Cgroup(limits)
+    with _private_folders() as private:
+        argv = command(
+            cmd, write=write, read=read, cwd=cwd, pythons=pythons, binds=binds, private=private
+        )
+        with timed(SANDBOX_TIME):
+            cgroup = _Cgroup(limits)
+        header = (
+            f"+ (sandbox: no network, writes only {', '.join(map(str, written))}; "
+            f"{_kernel_args()[1]}; {described(limits, cgroup)}) {' '.join(cmd)}\n"
+        )
+        if output is None:
+            print(header, end="", flush=True)
+        else:
+            output.write(header.encode())
+        try:
+            with timed(SANDBOX_TIME):
+                proc = _start(argv, env, limits, cgroup)
+        except OSError as exc:
+            cgroup.close()
+            raise ToolError(f"cannot start the sandbox for {what}: {exc}") from None
+        watch = _Watch(proc, limits, cgroup, [*written, private], output)
+        try:
+            watch.until_ended()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            with timed(SANDBOX_TIME):
+                cgroup.close()
+    if watch.hit:
+        raise LimitExceeded(f"{what} was stopped: it hit the {watch.hit[0]}", limit=watch.hit[0])
+    if proc.returncode != 0:
+        lines = bytes(watch.tail).decode(errors="replace").strip().splitlines()
+        if reason_last and lines:
+            raise ToolError(lines[-1][-500:])
+        raise ToolError(f"{what} failed (exit {proc.returncode})")
 
+
+@contextlib.contextmanager
+def _private_folders() -> typing.Iterator[Path]:
+    """The sandbox's /tmp and /dev/shm, on disk where its limits count them, gone after."""
+    private = Path(tempfile.mkdtemp(prefix="wheelwright-sandbox-"))
+    try:
+        (private / "tmp").mkdir()
+        (private / "shm").mkdir()
+        yield private
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
+
+
+def _start(argv: list[str], env: dict[str, str], limits: Limits, cgroup: _Cgroup):
+    """bubblewrap started in the cgroup, under the rlimits (the address space's only where no
+    cgroup holds the memory)."""
     rlimits = {
         resource.RLIMIT_CPU: limits.cpu_seconds,
         resource.RLIMIT_NPROC: limits.processes,
@@ -391,70 +478,58 @@ def run(
             soft = max(value - 2, 1) if which == resource.RLIMIT_CPU else value
             resource.setrlimit(which, (soft, value))
 
-    hit: list[str] = []
-    try:
-        with timed(SANDBOX_TIME):
-            proc = subprocess.Popen(
-                argv,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                preexec_fn=enter_limits,
-            )
-    except OSError as exc:
-        cgroup.close()
-        raise ToolError(f"cannot start the sandbox for {what}: {exc}") from None
+    return subprocess.Popen(
+        argv,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        preexec_fn=enter_limits,
+    )
 
-    def stop(reason: str) -> None:
-        if not hit:
-            hit.append(reason)
-        proc.kill()  # bubblewrap's namespace init dies with it, and so does all it ran
 
-    tail = bytearray()
+class _Watch:
+    """A running sandbox, watched until it ends: its output copied (to a cap, its last lines
+    kept), its limits checked; the first limit hit kills it and is kept in `hit`."""
 
-    def copy_output() -> None:
+    def __init__(self, proc, limits: Limits, cgroup: _Cgroup, counted: list[Path], output):
+        self.proc, self.limits, self.cgroup, self.counted = proc, limits, cgroup, counted
+        self.output = output or sys.stdout.buffer
+        self.hit: list[str] = []
+        self.tail = bytearray()
+
+    def stop(self, reason: str) -> None:
+        if not self.hit:
+            self.hit.append(reason)
+        self.proc.kill()  # bubblewrap's namespace init dies with it, and so does all it ran
+
+    def copy_output(self) -> None:
         printed = 0
-        out = sys.stdout.buffer
-        stdout = typing.cast(io.BufferedReader, proc.stdout)  # stdout=PIPE, binary
+        stdout = typing.cast(io.BufferedReader, self.proc.stdout)  # stdout=PIPE, binary
         while block := stdout.read1(1 << 16):
             printed += len(block)
-            tail[:] = (tail + block)[-1024:]
-            if printed > limits.output_mb << 20:
-                stop(f"output limit ({limits.output_mb} MiB of log)")
+            self.tail[:] = (self.tail + block)[-1024:]
+            if printed > self.limits.output_mb << 20:
+                self.stop(f"output limit ({self.limits.output_mb} MiB of log)")
                 break
-            out.write(block)
-            out.flush()
+            self.output.write(block)
+            self.output.flush()
 
-    reader = threading.Thread(target=copy_output, daemon=True)
-    reader.start()
-    started = time.monotonic()
-    try:
+    def until_ended(self) -> None:
+        limits, proc = self.limits, self.proc
+        reader = threading.Thread(target=self.copy_output, daemon=True)
+        reader.start()
+        started = time.monotonic()
         while not _ended(proc, POLL_SECONDS):
             if time.monotonic() - started > limits.wall_seconds:
-                stop(f"wall-clock limit ({limits.wall_seconds} s)")
-            elif reason := cgroup.limit_hit(limits):
-                stop(reason)
-            elif _disk_use(written) > limits.disk_mb << 20:
-                stop(f"disk limit ({limits.disk_mb} MiB in {', '.join(map(str, written))})")
+                self.stop(f"wall-clock limit ({limits.wall_seconds} s)")
+            elif reason := self.cgroup.limit_hit(limits) or _over_disk(self.counted, limits):
+                self.stop(reason)
         proc.wait()
         reader.join(timeout=5)
-        if not hit and (reason := cgroup.limit_hit(limits)):
-            hit.append(reason)
-        if not hit and proc.returncode in (-signal.SIGXCPU, 128 + signal.SIGXCPU):
-            hit.append(f"CPU time limit ({limits.cpu_seconds} s)")
-        if not hit and proc.returncode in (-signal.SIGXFSZ, 128 + signal.SIGXFSZ):
-            hit.append(f"disk limit ({limits.disk_mb} MiB in one file)")
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        with timed(SANDBOX_TIME):
-            cgroup.close()
-    if hit:
-        raise LimitExceeded(f"{what} was stopped: it hit the {hit[0]}", limit=hit[0])
-    if proc.returncode != 0:
-        lines = bytes(tail).decode(errors="replace").strip().splitlines()
-        if reason_last and lines:
-            raise ToolError(lines[-1][-500:])
-        raise ToolError(f"{what} failed (exit {proc.returncode})")
+        if not self.hit and (reason := self.cgroup.limit_hit(limits)):
+            self.hit.append(reason)
+        if not self.hit and proc.returncode in (-signal.SIGXCPU, 128 + signal.SIGXCPU):
+            self.hit.append(f"CPU time limit ({limits.cpu_seconds} s)")
+        if not self.hit and proc.returncode in (-signal.SIGXFSZ, 128 + signal.SIGXFSZ):
+            self.hit.append(f"disk limit ({limits.disk_mb} MiB in one file)")

@@ -13,19 +13,19 @@ by the sdist's sha256 in farm/scans/, with the reviewer who let a held one throu
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import threading
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from wheelwright.common import sandbox
 from wheelwright.common.files import write_atomic
-from wheelwright.common.tools import clean_pip_env
+from wheelwright.common.tools import ToolError, clean_pip_env
 
 LEVELS = ("low", "medium", "high")
 HOLD_LEVELS = (*LEVELS, "never")
@@ -86,7 +86,7 @@ def _findings(output: dict) -> dict[str, list[str]]:
     return found
 
 
-def run_guarddog(sdist: Path) -> dict[str, list[str]]:
+def run_guarddog(sdist: Path, limits: sandbox.Limits = sandbox.Limits()) -> dict[str, list[str]]:
     """guarddog's findings on sdist, run in the sandbox. Raises RuntimeError if it cannot tell."""
     guarddog = shutil.which("guarddog", path=os.path.dirname(sys.executable))
     if guarddog is None:
@@ -99,16 +99,29 @@ def run_guarddog(sdist: Path) -> dict[str, list[str]]:
         # builds' priority: a build publishes once its sdist's scan is made, and scans that only
         # had the CPU the builds left held a tree's publishing back (flask's: setuptools waited
         # 6.5 s). `nice` had not lowered it anyway: the sandbox's session is a scheduling group.
-        argv = sandbox.command(
-            [guarddog, "pypi", "scan", str(sdist), "--output-format", "json", "--no-sandbox"],
-            write=[home],
-            read=[sdist.parent, Path("/etc/ssl")],
-            cwd=home,
-        )
-        proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=SCAN_SECONDS)
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+        # Under the builds' limits (and a wall clock of its own): guarddog reads a stranger's
+        # archive whole, and its parsers are no better bounded than ours were.
+        output = io.BytesIO()
+        try:
+            sandbox.run(
+                [guarddog, "pypi", "scan", str(sdist), "--output-format", "json", "--no-sandbox"],
+                write=[home],
+                read=[sdist.parent, Path("/etc/ssl")],
+                cwd=home,
+                env=env,
+                what=f"scanning {sdist.name}",
+                limits=replace(limits, wall_seconds=SCAN_SECONDS),
+                output=output,
+            )
+            failed = ""
+        except sandbox.LimitExceeded as exc:
+            raise RuntimeError(str(exc)) from None
+        except ToolError as exc:  # guarddog's exit code is not its verdict: its report is
+            failed = str(exc)
+    text = output.getvalue().decode(errors="replace")
+    lines = [line for line in text.splitlines() if line.startswith("{")]
     if not lines:
-        raise RuntimeError(f"guarddog exited {proc.returncode}: {proc.stderr.strip()[-500:]}")
+        raise RuntimeError(f"guarddog gave no report ({failed or 'exit 0'}): {text.strip()[-500:]}")
     return _findings(json.loads(lines[-1]))
 
 
@@ -128,8 +141,8 @@ def scanned(farm, sdist: Path, sha256: str) -> Scan:
         if path.exists():
             return Scan(**json.loads(path.read_text()))
         try:
-            scan = Scan(sha256, run_guarddog(sdist))
-        except (RuntimeError, OSError, ValueError, subprocess.TimeoutExpired) as exc:
+            scan = Scan(sha256, run_guarddog(sdist, farm.limits))
+        except (RuntimeError, OSError, ValueError) as exc:
             return Scan(sha256, error=str(exc))  # not kept: the next build scans again
         _keep(path, scan)
         return scan

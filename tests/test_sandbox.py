@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 import os
 import re
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -260,6 +262,12 @@ def test_the_private_tmp_comes_before_every_folder_it_could_hide(tmp_path):
     argv = sandbox.command(["true"], write=[tmp_path], cwd=tmp_path)
     assert argv.index("--tmpfs") < argv.index("--ro-bind")
     assert argv[argv.index("--tmpfs") + 1] == "/tmp"
+    argv = sandbox.command(["true"], write=[tmp_path], cwd=tmp_path, private=tmp_path)
+    assert argv.index("--bind") < argv.index("--ro-bind")
+    assert argv[argv.index("--bind") + 1 : argv.index("--bind") + 3] == [
+        str(tmp_path / "tmp"),
+        "/tmp",
+    ]
 
 
 def test_the_sandbox_knows_a_command_ended_and_waits_on_one_that_runs():
@@ -273,3 +281,64 @@ def test_the_sandbox_knows_a_command_ended_and_waits_on_one_that_runs():
     assert sandbox._ended(running, 30)
     assert running.returncode == -signal.SIGKILL
     assert sandbox._ended(running, 30)  # asked again, once reaped
+
+
+# Where a build could put bytes or files that no limit counted: a private /tmp and /dev/shm were
+# tmpfs, taking the machine's memory where no cgroup charges it; empty files take no bytes.
+PRIVATE_ATTACKS = {
+    "a /tmp filler": (
+        ["bash", "-c", "while :; do head -c 8000000 /dev/zero > /tmp/f$RANDOM; done"],
+        "disk limit (64 MiB",
+    ),
+    "a /dev/shm filler": (
+        ["bash", "-c", "while :; do head -c 8000000 /dev/zero > /dev/shm/f$RANDOM; done"],
+        "disk limit (64 MiB",
+    ),
+    "a file-count bomb": (
+        [sys.executable, "-c", "import os\nfor n in range(10**7): open(f'/tmp/{n}', 'w').close()"],
+        "file limit (2000 files",
+    ),
+}
+
+
+@pytest.mark.parametrize("cgroup", ["with a cgroup", "rlimits only"])
+@pytest.mark.parametrize("attack", PRIVATE_ATTACKS)
+def test_the_private_tmp_and_shm_count_against_the_limits_with_or_without_a_cgroup(
+    tmp_path, capfd, monkeypatch, attack, cgroup
+):
+    if cgroup == "rlimits only":  # as in a container, or for a user who may make no cgroup
+        monkeypatch.setattr(sandbox._Cgroup, "_make", lambda *a: (_ for _ in ()).throw(OSError()))
+    cmd, named = PRIVATE_ATTACKS[attack]
+    build, scratch = tmp_path / "build", tmp_path / "scratch"
+    build.mkdir()
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    limits = dataclasses.replace(LIMITED, files=2000)
+    with pytest.raises(sandbox.LimitExceeded, match=re.escape(f"it hit the {named}")):
+        sandbox.run(cmd, write=[build], cwd=build, env=clean_pip_env(), what=attack, limits=limits)
+    said = capfd.readouterr().out
+    held = (
+        "limits: cgroup: memory 256 MiB" if cgroup == "with a cgroup" else "no cgroup, rlimits only"
+    )
+    assert held in said and "disk 64 MiB and 2000 files" in said
+    assert list(scratch.iterdir()) == []  # the private /tmp and /dev/shm went with the sandbox
+
+
+def test_dev_is_read_only_in_the_sandbox(tmp_path):
+    build = tmp_path / "build"
+    build.mkdir()
+    code = (
+        "import os\n"
+        "open('/dev/null', 'w').write('x')\n"  # devices still work
+        "try:\n    open('/dev/planted', 'w')\nexcept OSError as e:\n    print('refused', e.errno)\n"
+    )
+    out = io.BytesIO()
+    sandbox.run(
+        [sys.executable, "-c", code],
+        write=[build],
+        cwd=build,
+        env=clean_pip_env(),
+        what="writing /dev",
+        output=out,
+    )
+    assert out.getvalue().decode().splitlines()[-1] == "refused 30"  # EROFS

@@ -11,7 +11,7 @@ from tests.sdists import CACHE, setuptools_sdist
 from wheelwright.common.files import sha256_of
 from wheelwright.master import scan
 from wheelwright.master.farm import Farm
-from wheelwright.master.scan import approve, scanned
+from wheelwright.master.scan import approve, run_guarddog, scanned
 
 # What a hijacked release's setup.py does: reads the builder's keys, sends them away, fetches and
 # runs more code. Guarded, so that a build of it (approved by a reviewer) still completes.
@@ -51,6 +51,20 @@ def test_a_malicious_setup_py_is_found_at_the_high_level_and_an_honest_sdist_is_
     assert scanned(farm, evil, sha256_of(evil)).approved_by == "ann"
 
 
+def test_the_scan_runs_under_the_builds_limits(tmp_path):
+    """guarddog reads a stranger's archive whole: held to the farm's build_limits as a build is
+    (here a memory limit no Python with guarddog fits in), its failure is no verdict, and nothing
+    is kept, so the next build scans again."""
+    from wheelwright.common.sandbox import Limits
+
+    farm = Farm(root=tmp_path / "farm", build_limits={"memory_mb": 24, "files": 100})
+    honest = setuptools_sdist(tmp_path, "honest", "1.0")
+    made = scanned(farm, honest, sha256_of(honest))
+    assert made.error and "was stopped: it hit the" in made.error, made.error
+    assert not (farm.root / "scans").exists() or not list((farm.root / "scans").iterdir())
+    assert run_guarddog(honest, Limits()) == {}
+
+
 def test_honest_trees_with_threat_like_code_are_medium_not_held_by_default(tmp_path):
     # urllib3's and flask's code trips guarddog's threat rules, not in what runs at build time.
     for sdist in ("urllib3-2.3.0.tar.gz", "flask-3.1.0.tar.gz", "setuptools-80.9.0.tar.gz"):
@@ -76,7 +90,7 @@ def counting_guarddog(monkeypatch) -> list[Path]:
     noted in the list returned."""
     runs: list[Path] = []
 
-    def run(sdist: Path) -> dict[str, list[str]]:
+    def run(sdist: Path, limits=None) -> dict[str, list[str]]:
         runs.append(sdist)
         time.sleep(0.5)
         return {}
