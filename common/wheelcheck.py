@@ -25,6 +25,14 @@ from wheelwright.common.bounded import DIST_INFO_CAPS, TooLarge, open_zip
 STRONG_HASHES = frozenset({"sha256", "sha384", "sha512"})
 MAX_UNPACKED_BYTES = 4 << 30
 COMPILED_SUFFIXES = (".so", ".pyd", ".dll", ".dylib")
+# The first bytes of ELF and of Mach-O (32 and 64 bits, either byte order).
+MACHINE_CODE = (
+    b"\x7fELF",
+    b"\xfe\xed\xfa\xce",
+    b"\xfe\xed\xfa\xcf",
+    b"\xce\xfa\xed\xfe",
+    b"\xcf\xfa\xed\xfe",
+)
 
 
 class WheelRefused(Exception):
@@ -50,8 +58,10 @@ def unsafe_member(info: zipfile.ZipInfo) -> str | None:
 
 
 def _compiled(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> bool:
-    """Compiled code by its name, or by its first bytes whatever its name: an ELF, Mach-O or PE
-    file renamed to data.bin is still a platform's code."""
+    """Compiled code by its name, or by its first bytes whatever its name: an ELF or Mach-O file
+    renamed to data.bin is still a platform's code. A Windows program named .exe is let through:
+    setuptools, pip and distlib ship their script launchers in their pure wheels so, and none of
+    this farm's builders makes or runs one."""
     base = info.filename.rsplit("/", 1)[-1]
     if base.endswith(COMPILED_SUFFIXES) or ".so." in base:
         return True
@@ -59,17 +69,11 @@ def _compiled(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> bool:
         return False
     with zf.open(info) as member:
         head = member.read(4096)
-    if head[:4] in (
-        b"\x7fELF",
-        b"\xfe\xed\xfa\xce",
-        b"\xfe\xed\xfa\xcf",
-        b"\xce\xfa\xed\xfe",
-        b"\xcf\xfa\xed\xfe",
-    ):
+    if head[:4] in MACHINE_CODE:
         return True
     if head[:4] == b"\xca\xfe\xba\xbe":  # a Mach-O fat binary counts its architectures here;
         return int.from_bytes(head[4:8], "big") < 45  # a Java class, its version (45 and up)
-    if head[:2] == b"MZ" and len(head) >= 64:
+    if head[:2] == b"MZ" and len(head) >= 64 and not base.lower().endswith(".exe"):
         at = int.from_bytes(head[60:64], "little")
         return head[at : at + 4] == b"PE\0\0"
     return False

@@ -382,6 +382,9 @@ def _lying_wheels(tmp_path: Path) -> dict[str, Path]:
         "an ELF file named as data in a pure wheel": _liar(
             tmp_path, "elf", extra={"demo/data.bin": "\x7fELF\x02\x01\x01" + "\0" * 57}
         ),
+        "a Windows program named as data in a pure wheel": _liar(
+            tmp_path, "pe", extra={"demo/data.bin": PE_PROGRAM}
+        ),
         "a local header naming another file": _local_header_lie(tmp_path),
         "two members sharing their bytes": _overlapping(tmp_path),
         "a RECORD over its cap": _liar(
@@ -390,6 +393,10 @@ def _lying_wheels(tmp_path: Path) -> dict[str, Path]:
             record=true_record + ("x" * 99 + ",,\n") * 350_000,  # 35 MiB, 100 KiB zipped
         ),
     }
+
+
+# The least a Windows program is: "MZ", the offset of its PE header at 0x3c, and that header.
+PE_PROGRAM = "MZ" + "\0" * 58 + "@\0\0\0" + "PE\0\0" + "\0" * 60
 
 
 def _local_header_lie(tmp_path: Path) -> Path:
@@ -451,6 +458,7 @@ REFUSED_FOR = {
     "a member path inside with ..": "member 'demo/../../evil.py' is a path with an empty, . or ..",
     "an absolute member path": "member '/tmp/evil.py' is an absolute path",
     "an ELF file named as data in a pure wheel": "holds compiled code (demo/data.bin)",
+    "a Windows program named as data in a pure wheel": "holds compiled code (demo/data.bin)",
     "a local header naming another file": "local header differs from the central directory",
     "two members sharing their bytes": "overlaps the one before it",
     "a RECORD over its cap": "demo-1.0.dist-info/RECORD is larger than 32 MiB",
@@ -477,6 +485,10 @@ def test_wheels_that_lie_about_themselves_are_refused(tmp_path):
         assert REFUSED_FOR[label] in reason, f"{label}: refused for another reason: {reason}"
     honest = make_wheel(tmp_path, "demo", "1.0")
     store.publish(honest.name, honest, sha256=sha256_of(honest))
+    # setuptools, pip and distlib ship Windows launchers in their pure wheels, named .exe
+    launchers = _liar(tmp_path, "launchers", extra={"demo/cli-32.exe": PE_PROGRAM})
+    launchers = launchers.rename(launchers.with_name("demo-1.0-1-py3-none-any.whl"))
+    store.publish(launchers.name, launchers, sha256=sha256_of(launchers))
     print(f"\n{len(liars)} lying wheels tried, {len(liars)} rejected, 0 files published:")
     for label, reason in reasons.items():
         print(f"  {label}: {reason}")
