@@ -160,6 +160,20 @@ def test_only_plain_files_that_are_wheels_of_the_package_leave_the_build(tmp_pat
     ] and target.read_text() == "the farm's"
 
 
+def test_a_wheel_the_index_would_refuse_is_refused_before_any_tool_reads_it(tmp_path):
+    """`wheel tags`, a bump and uv's install would read it next: the index's checks come first."""
+    import zipfile
+
+    out, dist = tmp_path / "out", tmp_path / "dist"
+    out.mkdir()
+    dist.mkdir()
+    wheel = make_wheel(out, "demo", "1.0")
+    with zipfile.ZipFile(wheel, "a") as zf:
+        zf.writestr("../../escaped.pth", "import os")  # not in RECORD, and a path out
+    with pytest.raises(ToolError, match="a wheel the index would refuse: .*'../../escaped.pth'"):
+        take_wheels(out, dist, "demo", "1.0")
+
+
 def test_a_rebuild_retags_its_wheels_with_the_build_number_and_nothing_else_passes(tmp_path):
     dist = tmp_path / "dist"
     dist.mkdir()

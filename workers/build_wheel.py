@@ -81,6 +81,13 @@ def take_wheels(out: Path, dist: Path, project: str, version: str) -> None:
         fd = os.open(entry.path, os.O_RDONLY | os.O_NOFOLLOW)
         with os.fdopen(fd, "rb") as src, open(dist / entry.name, "xb") as dst:
             shutil.copyfileobj(src, dst)
+        # What the index checks, before any tool reads the wheel (`wheel tags`, a bump, uv
+        # installing it to validate): a build made it, and its bytes are a stranger's.
+        try:
+            check_wheel(dist / entry.name, entry.name, canonicalize_name(project), version)
+        except WheelRefused as exc:
+            (dist / entry.name).unlink()
+            raise ToolError(f"the build made a wheel the index would refuse: {exc}") from None
 
 
 def bump_version(dist: Path, project: str, version: str) -> None:
