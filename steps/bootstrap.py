@@ -17,7 +17,7 @@ import json
 import time
 
 from buildbot.process.properties import Properties
-from buildbot.process.results import FAILURE, SKIPPED, SUCCESS, WARNINGS
+from buildbot.process.results import CANCELLED, FAILURE, SKIPPED, SUCCESS, WARNINGS
 from buildbot.reporters.utils import getURLForBuild
 from twisted.internet import defer, threads
 from twisted.python import log
@@ -60,6 +60,7 @@ class BootstrapTree(WheelwrightStep):
 
     def __init__(self, **kwargs):
         super().__init__(doStepIf=True, **kwargs)
+        self.stopping: defer.Deferred = defer.Deferred()
 
     async def run(self):
         builders = self.getProperty("builders") or self.farm.local_builders()
@@ -109,6 +110,9 @@ class BootstrapTree(WheelwrightStep):
             + (f", {len(outcome['not_built'])} skipped" if outcome["not_built"] else "")
         ]
         self.build_summary = self.descriptionDone[0]
+        if self.stopping.called:
+            self.descriptionDone = [f"stopped; {self.descriptionDone[0]}"]
+            return CANCELLED
         return FAILURE if outcome["failed"] or outcome["not_built"] else SUCCESS
 
     async def scan_ahead(self, keys: list[str]) -> None:
@@ -148,11 +152,16 @@ class BootstrapTree(WheelwrightStep):
                 + (f", {len(failed)} failed" if failed else "")
             ]
             self.updateSummary()
-            for key, node in list(pending.items()):
-                if blocked := node.needs & (failed.keys() | not_built.keys()):
-                    not_built[key] = f"needs {', '.join(sorted(blocked))}"
-                    del pending[key]
-                    await self.say(f"{key} not built: {not_built[key]}")
+            if self.stopping.called:
+                await self.say(f"stopped: {', '.join(sorted(pending)) or 'nothing'} not started")
+                not_built.update({k: "the bootstrap was stopped" for k in pending})
+                pending.clear()
+                break
+            for key in self.blocked(pending, failed.keys() | not_built.keys()):
+                not_built[key] = (
+                    f"needs {', '.join(sorted(pending.pop(key).needs & (failed.keys() | not_built.keys())))}"
+                )
+                await self.say(f"{key} not built: {not_built[key]}")
             ready = sorted(
                 (k for k, n in pending.items() if n.needs <= built.keys() | self.published),
                 key=lambda k: (-first.get(k, 0), k),
@@ -162,8 +171,16 @@ class BootstrapTree(WheelwrightStep):
                 running[key] = await self.trigger(pending.pop(key), builders)
                 await self.say(f"{key} started on {', '.join(builders)}")
             done = [k for k, d in running.items() if d.called]
+            if not done and not running:
+                # nothing runs and nothing can start: what is left waits on what never comes
+                for key, node in sorted(pending.items()):
+                    unmet = node.needs - built.keys() - self.published
+                    not_built[key] = f"needs {', '.join(sorted(unmet))}, which was not built"
+                    await self.say(f"{key} not built: {not_built[key]}")
+                pending.clear()
+                break
             if not done:
-                await first_of([*running.values(), self.published_more])
+                await first_of([*running.values(), self.published_more, self.stopping])
                 continue
             for key in done:
                 builds = await self.builds_of(await running.pop(key))
@@ -209,6 +226,28 @@ class BootstrapTree(WheelwrightStep):
             "makespan_s": round(time.monotonic() - started, 2),
             "durations_s": durations,
         }
+
+    @staticmethod
+    def blocked(pending: dict, lost) -> list[str]:
+        """The pending keys that need, directly or through other pending keys, one of lost (the
+        failed and the skipped): found to the end, not in one pass whose order could miss one."""
+        lost, found = set(lost), []
+        changed = True
+        while changed:
+            changed = False
+            for key, node in pending.items():
+                if key not in found and node.needs & lost:
+                    found.append(key)
+                    lost.add(key)
+                    changed = True
+        return found
+
+    def interrupt(self, reason):
+        """A Stop from the UI or REST: the tree ends now, its running builds left to end (or be
+        stopped) on their own builders, nothing more started."""
+        if not self.stopping.called:
+            self.stopping.callback(None)
+        return super().interrupt(reason)
 
     async def follow_publications(self) -> list:
         """Follow the master's messages to know as soon as a package of the tree is published on

@@ -51,7 +51,9 @@ class FarmUnderTest:
         # Settings given in the environment (WHEELWRIGHT_<SETTING>), as an operator keeps a password.
         self.environ = environ or {}
 
-    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    def cli(
+        self, *args: str, check: bool = True, timeout: float | None = None
+    ) -> subprocess.CompletedProcess:
         if args[:1] == ("up",) and MARKED_FARM[0] is False:
             raise AssertionError(
                 "this test starts a farm: mark it @pytest.mark.farm (or its module: pytestmark)"
@@ -61,6 +63,7 @@ class FarmUnderTest:
             capture_output=True,
             text=True,
             env={**os.environ, **self.environ},
+            timeout=timeout,
         )
         if check and proc.returncode != 0:
             raise AssertionError(

@@ -312,6 +312,42 @@ def test_a_failure_skips_what_needs_it(backends, upstream, tmp_path):
     assert result["not_built"] == {"bs-needs-broken==1.0": "needs bs-broken==1.0"}
 
 
+def test_what_a_failure_blocks_is_found_whatever_the_order_of_the_tree():
+    """One pass in the tree's order missed `top` (it comes before `mid`, which needs the failed
+    `tool`): nothing ran, nothing was ready, and the bootstrap waited for ever."""
+    from wheelwright.steps.bootstrap import BootstrapTree
+
+    pending = {
+        "top": Node("top", "1", {"mid"}),
+        "mid": Node("mid", "1", {"tool"}),
+        "free": Node("free", "1"),
+    }
+    assert BootstrapTree.blocked(pending, {"tool"}) == ["mid", "top"]
+
+
+@pytest.mark.farm
+def test_a_bootstrap_whose_build_requirement_fails_ends_and_says_what_it_blocked(
+    backends, upstream, tmp_path
+):
+    upstream.add(
+        setuptools_sdist(
+            tmp_path, "bs-failing-tool", "1.0", setup_py="raise SystemExit('tool breaks')\n"
+        )
+    )
+    upstream.add(setuptools_sdist(tmp_path, "bs-z-mid", "1.0", build_requires=["bs-failing-tool"]))
+    upstream.add(setuptools_sdist(tmp_path, "bs-a-top", "1.0", requires=["bs-z-mid"]))
+    proc = backends.cli(
+        "bootstrap", "bs-a-top", "--builder", DEFAULT_BUILDER, "--wait", check=False, timeout=120
+    )
+    result = json.loads(proc.stdout)
+    assert proc.returncode == 1
+    assert list(result["failed"]) == ["bs-failing-tool==1.0"]
+    assert result["not_built"] == {
+        "bs-z-mid==1.0": "needs bs-failing-tool==1.0",
+        "bs-a-top==1.0": "needs bs-z-mid==1.0",
+    }
+
+
 def test_requirements_are_read_whatever_the_sdists_top_folder_is_called(tmp_path):
     sdist = setuptools_sdist(
         tmp_path, "Old.Style", "1.0", requires=["dep>=1"], build_requires=["tool"]
