@@ -146,15 +146,11 @@ class BootstrapTree(WheelwrightStep):
         built, failed, not_built, durations, discovered = {}, {}, {}, {}, {}  # type: ignore[var-annotated]
         first = bootstrap.priorities(self.nodes, history)
         while pending or running:
-            # the step's summary is the tree's progress (the UI and `wheelwright bootstrap --wait` show it)
-            self.description = [
-                f"{len(built)} of {len(bootstrap.buildable(self.nodes))} built, {len(running)} building"
-                + (f", {len(failed)} failed" if failed else "")
-            ]
-            self.updateSummary()
+            self.show_progress(built, running, failed)
             if self.stopping.called:
                 await self.say(f"stopped: {', '.join(sorted(pending)) or 'nothing'} not started")
-                not_built.update({k: "the bootstrap was stopped" for k in pending})
+                not_built.update({k: "the bootstrap was stopped" for k in [*pending, *running]})
+                await self.stop_builds(running)
                 pending.clear()
                 break
             for key in self.blocked(pending, failed.keys() | not_built.keys()):
@@ -170,6 +166,7 @@ class BootstrapTree(WheelwrightStep):
             for key in ready[: slots - len(running.keys() - self.published)]:
                 running[key] = await self.trigger(pending.pop(key), builders)
                 await self.say(f"{key} started on {', '.join(builders)}")
+            self.show_progress(built, running, failed)
             done = [k for k, d in running.items() if d.called]
             if not done and not running:
                 # nothing runs and nothing can start: what is left waits on what never comes
@@ -226,6 +223,14 @@ class BootstrapTree(WheelwrightStep):
             "makespan_s": round(time.monotonic() - started, 2),
             "durations_s": durations,
         }
+
+    def show_progress(self, built: dict, running: dict, failed: dict) -> None:
+        """The step's summary is the tree's progress (the UI and `bootstrap --wait` show it)."""
+        self.description = [
+            f"{len(built)} of {len(bootstrap.buildable(self.nodes))} built, {len(running)} building"
+            + (f", {len(failed)} failed" if failed else "")
+        ]
+        self.updateSummary()
 
     @staticmethod
     def blocked(pending: dict, lost) -> list[str]:
@@ -304,6 +309,20 @@ class BootstrapTree(WheelwrightStep):
             self.requests[node.key].update(requests.values())
             waiting.append(results)
         return defer.gatherResults(waiting, consumeErrors=True)
+
+    async def stop_builds(self, running: dict) -> None:
+        """Stop the builds this bootstrap started that still run, and cancel those not yet begun,
+        as Buildbot's own Trigger step does when its build is stopped."""
+        reason = {"reason": f"bootstrap build {self.build.number} was stopped"}
+        for key in running:
+            for brid in self.requests.get(key, ()):
+                for build in await self.master.data.get(("buildrequests", brid, "builds")):
+                    if not build["complete"]:
+                        await self.master.data.control("stop", reason, ("builds", build["buildid"]))
+                try:
+                    await self.master.data.control("cancel", reason, ("buildrequests", brid))
+                except Exception as exc:  # claimed meanwhile: its build was stopped above
+                    log.msg(f"bootstrap: request {brid} not cancelled: {exc}")
 
     async def builds_of(self, outcomes: list) -> list[dict]:
         """The builds the triggered requests ran: builder, result, duration, URL, properties and the

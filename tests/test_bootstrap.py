@@ -348,6 +348,49 @@ def test_a_bootstrap_whose_build_requirement_fails_ends_and_says_what_it_blocked
     }
 
 
+@pytest.mark.farm
+def test_a_stop_ends_a_bootstrap_at_once_with_its_builds(backends, upstream, tmp_path):
+    """A Stop from the REST API (as the UI's button sends it) ends a bootstrap whose build sleeps
+    for minutes: the bootstrap and that build end within seconds, and the worker is free."""
+    from wheelwright.master.restclient import Api
+
+    slow = "import time\ntime.sleep(300)\nfrom setuptools import setup\nsetup()\n"
+    upstream.add(setuptools_sdist(tmp_path, "bs-slow", "1.0", setup_py=slow))
+    upstream.add(setuptools_sdist(tmp_path, "bs-after-slow", "1.0", requires=["bs-slow"]))
+    brid = json.loads(
+        backends.cli("bootstrap", "bs-after-slow", "--builder", DEFAULT_BUILDER).stdout
+    )["buildrequest"]
+    deadline = time.monotonic() + 120
+
+    def building() -> bool:  # the bootstrap step says how many of its builds run
+        steps = [backends.api(f"builds/{b['buildid']}/steps")["steps"] for b in builds]
+        return any("1 building" in (s["state_string"] or "") for found in steps for s in found)
+
+    while not (builds := backends.api(f"buildrequests/{brid}/builds")["builds"]) or not building():
+        assert time.monotonic() < deadline, json.dumps(
+            [
+                [
+                    (s["name"], s["state_string"])
+                    for s in backends.api(f"builds/{b['buildid']}/steps")["steps"]
+                ]
+                for b in builds
+            ]
+        )
+        time.sleep(0.5)
+    api = Api(Farm.load(backends.state))
+    api.login()
+    stop = {"jsonrpc": "2.0", "method": "stop", "id": 1, "params": {"reason": "enough"}}
+    stopped = time.monotonic()
+    answer = api.session.post(api.base + f"builds/{builds[0]['buildid']}", json=stop, timeout=30)
+    assert answer.status_code == 200, answer.text
+    backends.wait_until_idle(timeout=60)  # every request: the bootstrap's and bs-slow's
+    assert time.monotonic() - stopped < 30  # not bs-slow's 300 s
+    bootstrap = backends.api(f"builds/{builds[0]['buildid']}")["builds"][0]
+    assert bootstrap["results"] == 6, bootstrap  # CANCELLED
+    steps = backends.api(f"builds/{bootstrap['buildid']}/steps")["steps"]
+    assert any(s["state_string"].startswith("stopped") for s in steps), steps
+
+
 def test_requirements_are_read_whatever_the_sdists_top_folder_is_called(tmp_path):
     sdist = setuptools_sdist(
         tmp_path, "Old.Style", "1.0", requires=["dep>=1"], build_requires=["tool"]
