@@ -381,7 +381,7 @@ def test_a_hook_that_plants_its_report_is_refused_unread(tmp_path, monkeypatch, 
 # An in-tree backend that says where its bytecode is (the file's inode: Python writes bytecode
 # anew, never in place), tries to change the standard library's, and builds an empty wheel.
 BYTECODE_BACKEND = """\
-import email.message, os, sys, zipfile
+import base64, email.message, hashlib, os, sys, zipfile
 
 def say(hook):
     mine = os.stat(__spec__.cached).st_ino if os.path.exists(__spec__.cached) else None
@@ -404,12 +404,18 @@ def get_requires_for_build_wheel(config_settings=None):
 def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
     say("build")
     name = "planter-1.0-py3-none-any.whl"
+    files = {
+        "planter-1.0.dist-info/METADATA": b"Metadata-Version: 2.1\\nName: planter\\nVersion: 1.0\\n",
+        "planter-1.0.dist-info/WHEEL": b"Wheel-Version: 1.0\\nRoot-Is-Purelib: true\\nTag: py3-none-any\\n",
+    }
+    record = "".join(
+        f"{n},sha256={base64.urlsafe_b64encode(hashlib.sha256(d).digest()).decode().rstrip('=')},{len(d)}\\n"
+        for n, d in files.items()
+    ) + "planter-1.0.dist-info/RECORD,,\\n"
     with zipfile.ZipFile(os.path.join(wheel_directory, name), "w") as wheel:
-        wheel.writestr("planter-1.0.dist-info/METADATA", "Metadata-Version: 2.1\\nName: planter\\nVersion: 1.0\\n")
-        wheel.writestr(
-            "planter-1.0.dist-info/WHEEL", "Wheel-Version: 1.0\\nRoot-Is-Purelib: true\\nTag: py3-none-any\\n"
-        )
-        wheel.writestr("planter-1.0.dist-info/RECORD", "")
+        for n, d in files.items():
+            wheel.writestr(n, d)
+        wheel.writestr("planter-1.0.dist-info/RECORD", record)
     return name
 """
 
