@@ -640,7 +640,65 @@ def bench_fromager(work: Path, quick: bool) -> None:
         upstream.close()
 
 
+# Real sdists of the corpus: the largest member count, links inside, a C extension, a zip.
+UNPACKED = (
+    "setuptools-80.9.0.tar.gz",
+    "pdm_backend-2.4.3.tar.gz",
+    "markupsafe-3.0.2.tar.gz",
+    "colorama-0.4.0.zip",
+)
+
+
+def _extract_in_process(sdist: Path, into: Path) -> None:
+    """How prepare-source unpacked before: tarfile's (or zipfile's) own extraction, in the
+    tool's process, with the `data` filter (the new unpacker's baseline for speed)."""
+    import tarfile
+    import zipfile
+
+    if sdist.name.endswith(".zip"):
+        with zipfile.ZipFile(sdist) as zf:
+            zf.extractall(into)
+    else:
+        with tarfile.open(sdist) as tar:
+            tar.extractall(into, filter="data")
+
+
+def bench_unpacking(work: Path, quick: bool) -> None:
+    """prepare-source's unpacking of real sdists: the sandboxed, link-refusing unpacker against
+    tarfile's extraction in process, alternating, medians of the rounds."""
+    from wheelwright.workers.prepare_source import unpack
+
+    rounds = 3 if quick else 11
+    print(f"\n## unpacking real sdists ({rounds} rounds, alternating; medians)")
+    print("| sdist | members | in process, tarfile data filter | sandboxed unpacker | ratio |")
+    print("| --- | --- | --- | --- | --- |")
+    for name in UNPACKED:
+        sdist = next(CACHE.glob(name), None) or next(CACHE.glob(name.lower()), None)
+        if sdist is None:
+            print(f"| {name} | not in {CACHE} (make test fetches it) | | | |")
+            continue
+        project, _, version = sdist.name.rsplit(".", 2 if sdist.name.endswith(".gz") else 1)[
+            0
+        ].rpartition("-")
+        old: list[float] = []
+        new: list[float] = []
+        for n in range(rounds):
+            for kind, times in (("old", old), ("new", new)):
+                folder = work / sdist.name / f"{kind}{n}"
+                folder.mkdir(parents=True)
+                started = time.perf_counter()
+                if kind == "old":
+                    _extract_in_process(sdist, folder)
+                else:
+                    unpack(sdist, folder / "src", project=project, version=version)
+                times.append(time.perf_counter() - started)
+        members = sum(1 for _ in (work / sdist.name / "old0").rglob("*"))
+        a, b = statistics.median(old), statistics.median(new)
+        print(f"| {sdist.name} | {members} | {a:.3f} s | {b:.3f} s | {b / a:.2f}x |")
+
+
 BENCHMARKS = {
+    "unpacking": bench_unpacking,
     "publishing": bench_publishing,
     "farm-overhead": bench_farm_overhead,
     "bootstrap": bench_bootstrap,

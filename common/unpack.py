@@ -16,15 +16,17 @@ python -I unpack.py ARCHIVE INTO [--max-members N] [--max-bytes N]
 
 from __future__ import annotations
 
-import argparse
-import calendar
 import contextlib
 import os
 import stat
 import sys
-import tarfile
-import zipfile
-from pathlib import Path
+import typing
+
+# Imported where used: this runs as a script once per sdist, and tarfile, zipfile and argparse
+# cost more to import than a small sdist costs to unpack.
+if typing.TYPE_CHECKING:
+    import tarfile
+    import zipfile
 
 MAX_MEMBERS = 100_000
 MAX_BYTES = 4 << 30
@@ -57,7 +59,7 @@ def member_parts(name: str) -> tuple[str, ...]:
 class Tree:
     """The destination folder, written only through descriptors that follow no link."""
 
-    def __init__(self, root: Path, max_members: int, max_bytes: int):
+    def __init__(self, root: str, max_members: int, max_bytes: int):
         self.root = root
         self.fd = os.open(root, _DIR_FLAGS)
         self.kinds: dict[tuple[str, ...], str] = {(): "dir"}
@@ -191,10 +193,10 @@ class Tree:
             top = os.path.join(root, parts[0])
             where = os.path.join(root, *parts)
             try:
-                Path(where).resolve(strict=True)
+                os.stat(where)
             except FileNotFoundError:
                 pass  # dangling: judged by the path it names below
-            except (RuntimeError, OSError):
+            except OSError:  # ELOOP
                 raise UnsafeArchive(
                     f"member {'/'.join(parts)!r} is a link that leads to itself; refused"
                 ) from None
@@ -206,73 +208,117 @@ class Tree:
                 )
 
 
-def _unpack_tar(archive: Path, tree: Tree) -> None:
-    with tarfile.open(archive) as tar:
-        for member in tar:
-            tree.count(member.name)
-            if member.isdir():
-                tree.directory(member.name)
-            elif member.isfile():
-                data = tar.extractfile(member)
-                assert data is not None
-                tree.file(member.name, data, member.size, member.mode, member.mtime)
-            elif member.issym():
-                tree.symlink(member.name, member.linkname)
-            elif member.islnk():
-                tree.hardlink(member.name, member.linkname)
-            else:
-                raise UnsafeArchive(f"member {member.name!r} is a device, FIFO or special file")
+def _unpack_tar(archive: str, tree: Tree) -> None:
+    import tarfile
+
+    mode = {".gz": "r:gz", ".tgz": "r:gz", ".bz2": "r:bz2", ".xz": "r:xz"}.get(
+        os.path.splitext(archive)[1], "r"
+    )
+    try:
+        with tarfile.open(archive, mode) as tar:
+            _tar_members(tar, tree)
+    except tarfile.TarError as exc:
+        raise UnsafeArchive(f"cannot unpack {os.path.basename(archive)}: {exc}") from None
 
 
-def _unpack_zip(archive: Path, tree: Tree) -> None:
-    with zipfile.ZipFile(archive) as zf:
-        for info in zf.infolist():
-            tree.count(info.filename)
-            kind = stat.S_IFMT(info.external_attr >> 16)
-            if info.is_dir() or kind == stat.S_IFDIR:
-                tree.directory(info.filename)
-            elif kind == stat.S_IFLNK:
-                if info.file_size > MAX_LINK:
-                    raise UnsafeArchive(f"member {info.filename!r} is a link with a long target")
-                tree.symlink(info.filename, zf.read(info).decode("utf-8", "surrogateescape"))
-            elif kind in (0, stat.S_IFREG):
-                with zf.open(info) as data:
-                    when = zipfile_time(info)
-                    tree.file(info.filename, data, info.file_size, info.external_attr >> 16, when)
-            else:
-                raise UnsafeArchive(f"member {info.filename!r} is a special file")
+def _tar_members(tar: tarfile.TarFile, tree: Tree) -> None:
+    for member in tar:
+        tree.count(member.name)
+        if member.isdir():
+            tree.directory(member.name)
+        elif member.isfile():
+            data = tar.extractfile(member)
+            assert data is not None
+            tree.file(member.name, data, member.size, member.mode, member.mtime)
+        elif member.issym():
+            tree.symlink(member.name, member.linkname)
+        elif member.islnk():
+            tree.hardlink(member.name, member.linkname)
+        else:
+            raise UnsafeArchive(f"member {member.name!r} is a device, FIFO or special file")
+
+
+def _unpack_zip(archive: str, tree: Tree) -> None:
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            _zip_members(zf, tree)
+    except zipfile.BadZipFile as exc:
+        raise UnsafeArchive(f"cannot unpack {os.path.basename(archive)}: {exc}") from None
+
+
+def _zip_members(zf: zipfile.ZipFile, tree: Tree) -> None:
+    for info in zf.infolist():
+        tree.count(info.filename)
+        kind = stat.S_IFMT(info.external_attr >> 16)
+        if info.is_dir() or kind == stat.S_IFDIR:
+            tree.directory(info.filename)
+        elif kind == stat.S_IFLNK:
+            if info.file_size > MAX_LINK:
+                raise UnsafeArchive(f"member {info.filename!r} is a link with a long target")
+            tree.symlink(info.filename, zf.read(info).decode("utf-8", "surrogateescape"))
+        elif kind in (0, stat.S_IFREG):
+            with zf.open(info) as data:
+                when = zipfile_time(info)
+                tree.file(info.filename, data, info.file_size, info.external_attr >> 16, when)
+        else:
+            raise UnsafeArchive(f"member {info.filename!r} is a special file")
 
 
 def zipfile_time(info: zipfile.ZipInfo) -> float:
+    import calendar
+
     return calendar.timegm((*info.date_time, 0, 0, 0))
 
 
 def unpack(
-    archive: Path, into: Path, *, max_members: int = MAX_MEMBERS, max_bytes: int = MAX_BYTES
+    archive: str | os.PathLike,
+    into: str | os.PathLike,
+    *,
+    max_members: int = MAX_MEMBERS,
+    max_bytes: int = MAX_BYTES,
 ) -> None:
     """Unpack archive (a tar of any compression, or a zip) into the folder into, which exists."""
+    archive, into = os.fspath(archive), os.fspath(into)
     tree = Tree(into, max_members, max_bytes)
     try:
-        if archive.name.endswith(".zip"):
+        if archive.endswith(".zip"):
             _unpack_zip(archive, tree)
         else:
             _unpack_tar(archive, tree)
         tree.finish()
-    except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError, UnicodeError) as exc:
-        raise UnsafeArchive(f"cannot unpack {archive.name}: {exc}") from None
+    except UnsafeArchive:
+        raise
+    except (EOFError, OSError, UnicodeError, ValueError) as exc:  # tarfile's and zipfile's too
+        raise UnsafeArchive(f"cannot unpack {os.path.basename(archive)}: {exc}") from None
     finally:
         tree.close()
 
 
+USAGE = "usage: unpack.py ARCHIVE INTO [--max-members N] [--max-bytes N]"
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="unpack.py")
-    parser.add_argument("archive", type=Path)
-    parser.add_argument("into", type=Path)
-    parser.add_argument("--max-members", type=int, default=MAX_MEMBERS)
-    parser.add_argument("--max-bytes", type=int, default=MAX_BYTES)
-    args = parser.parse_args(argv)
+    args = list(sys.argv[1:] if argv is None else argv)
+    limits = {"--max-members": MAX_MEMBERS, "--max-bytes": MAX_BYTES}
     try:
-        unpack(args.archive, args.into, max_members=args.max_members, max_bytes=args.max_bytes)
+        for flag in limits:
+            if flag in args:
+                at = args.index(flag)
+                limits[flag] = int(args[at + 1])
+                del args[at : at + 2]
+        archive, into = args
+    except (ValueError, IndexError):
+        print(USAGE, file=sys.stderr)
+        return 2
+    try:
+        unpack(
+            archive,
+            into,
+            max_members=limits["--max-members"],
+            max_bytes=limits["--max-bytes"],
+        )
     except UnsafeArchive as exc:
         print(exc, file=sys.stderr)
         return 1
