@@ -13,6 +13,8 @@ import os
 import time
 from pathlib import Path
 
+# The distribution's name on a package index (the import package is `wheelwright`).
+DISTRIBUTION = "wheelwright-farm"
 RESULT_PREFIX = "wheelwright-result: "
 
 

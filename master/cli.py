@@ -22,6 +22,7 @@ import argparse
 import contextlib
 import dataclasses
 import getpass
+import importlib.metadata
 import json
 import re
 import secrets
@@ -38,6 +39,7 @@ from packaging.version import Version
 from wheelwright.common import lookup
 from wheelwright.common.files import sha256_of
 from wheelwright.common.lookup import IndexUnreachable
+from wheelwright.common.tools import DISTRIBUTION
 from wheelwright.index import accounts
 from wheelwright.index.upload import UploadError, upload
 from wheelwright.index.upstream import SourceError
@@ -543,6 +545,11 @@ def main(argv=None) -> int:
     )
     parser.add_argument(
         "--state", type=Path, default=Path("farm"), help="the farm's state directory (./farm)"
+    )
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"%(prog)s {importlib.metadata.version(DISTRIBUTION)}",
     )
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("up", help="create, upgrade and start the farm")

@@ -1,5 +1,5 @@
 """The `wheelwright` console script. The command drives a Buildbot master, so it needs the
-`master` extra; a bare `pip install wheelwright` (the worker-side tools) gets one line saying so."""
+`master` extra; a bare `pip install wheelwright-farm` (the worker-side tools) gets one line saying so."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ def main() -> int:
     except ModuleNotFoundError as exc:
         print(
             f"wheelwright: the command needs the farm's master side ({exc.name} is missing): "
-            "pip install 'wheelwright[master]'",
+            "pip install 'wheelwright-farm[master]'",
             file=sys.stderr,
         )
         return 2

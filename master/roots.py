@@ -20,6 +20,7 @@ from pathlib import Path
 from packaging.requirements import Requirement
 
 from wheelwright.common.files import write_atomic
+from wheelwright.common.tools import DISTRIBUTION
 
 SUITE = "bookworm"
 # What a build may need of the system (compilers, headers, patch) and what makes its venvs.
@@ -60,7 +61,7 @@ def debian_mirror() -> str:
 
 def worker_requirements() -> list[str]:
     """buildbot-worker and what our worker-side tools import, at the versions the master runs."""
-    ours = [Requirement(r) for r in importlib.metadata.requires("wheelwright") or []]
+    ours = [Requirement(r) for r in importlib.metadata.requires(DISTRIBUTION) or []]
     names = ["buildbot-worker", *(r.name for r in ours if r.marker is None)]
     return [f"{name}=={importlib.metadata.version(name)}" for name in names]
 

@@ -13,6 +13,7 @@ import stat
 import subprocess
 import threading
 import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -337,3 +338,18 @@ def test_the_local_workers_share_one_uv_cache_and_one_bytecode_cache(tmp_path):
         # The farm's folder may move: the link is relative.
         assert os.readlink(one / "cache" / kind) == f"../../{kind}-cache"
         assert stat.S_IMODE(shared.stat().st_mode) == 0o700
+
+
+def test_the_command_says_its_version_and_the_distribution_its_licence():
+    import importlib.metadata
+
+    from wheelwright.common.tools import DISTRIBUTION
+
+    proc = subprocess.run([WHEELWRIGHT, "--version"], capture_output=True, text=True, check=True)
+    assert proc.stdout == f"wheelwright {importlib.metadata.version(DISTRIBUTION)}\n"
+    meta = importlib.metadata.metadata(DISTRIBUTION)
+    # Buildbot, which the master imports, is GPL-2.0: ours must be compatible with it
+    assert meta["License-Expression"] == "GPL-2.0-or-later", meta["License-Expression"]
+    assert meta.get_all("License-File") == ["LICENSE"]
+    licence = Path(__file__).resolve().parent.parent / "LICENSE"
+    assert "GNU GENERAL PUBLIC LICENSE\n                       Version 2" in licence.read_text()
