@@ -211,14 +211,26 @@ class Tree:
 def _unpack_tar(archive: str, tree: Tree) -> None:
     import tarfile
 
-    mode = {".gz": "r:gz", ".tgz": "r:gz", ".bz2": "r:bz2", ".xz": "r:xz"}.get(
-        os.path.splitext(archive)[1], "r"
-    )
     try:
-        with tarfile.open(archive, mode) as tar:
+        with _open_tar(archive) as tar:
             _tar_members(tar, tree)
     except tarfile.TarError as exc:
         raise UnsafeArchive(f"cannot unpack {os.path.basename(archive)}: {exc}") from None
+
+
+def _open_tar(archive: str) -> tarfile.TarFile:
+    """Opened with the compression its name says: no other module is imported (tarfile.open
+    would try each)."""
+    import tarfile
+
+    kind = os.path.splitext(archive)[1]
+    if kind in (".gz", ".tgz"):
+        return tarfile.TarFile.gzopen(archive)
+    if kind == ".bz2":
+        return tarfile.TarFile.bz2open(archive)
+    if kind == ".xz":
+        return tarfile.TarFile.xzopen(archive)
+    return tarfile.TarFile.taropen(archive)
 
 
 def _tar_members(tar: tarfile.TarFile, tree: Tree) -> None:
