@@ -14,29 +14,40 @@ PACKAGES := common config index master steps workers
 # kinds to publish to, and the Crossbar router several masters share.
 SERVICES := tests/.cache/services
 
-# Debian packages the tests need: the container engine for the latent-worker tests (podman, with
-# runc and catatonit) and debootstrap to make their worker image; patch and gcc for builds;
-# bubblewrap, the sandbox every build's own code runs in; ninja and patchelf for meson-python;
-# qemu-user-static, which runs the emulated aarch64 pool's workers; postgresql, the production
-# database the deployment tests run a server of (tests/postgres.py).
-SYSTEM_PACKAGES := podman runc catatonit debootstrap patch gcc bubblewrap ninja-build patchelf git chromium chromium-driver \
-	graphviz qemu-user-static postgresql
+# Debian packages a local farm needs (`wheelwright doctor` checks them): bubblewrap, the sandbox
+# every build's own code runs in; patch for packages' patches; gcc for C extensions; git for
+# sources from repositories; graphviz for the dashboard's tree pictures.
+FARM_PACKAGES := bubblewrap patch gcc git graphviz
+# And those the tests need besides: the container engine for the latent-worker tests (podman, with
+# runc and catatonit) and debootstrap to make their worker image; ninja and patchelf for
+# meson-python; chromium for the browser tests; qemu-user-static, which runs the emulated aarch64
+# pool's workers; postgresql, the production database the deployment tests run a server of
+# (tests/postgres.py).
+SYSTEM_PACKAGES := $(FARM_PACKAGES) podman runc catatonit debootstrap ninja-build patchelf \
+	chromium chromium-driver qemu-user-static postgresql
 BINFMT := /proc/sys/fs/binfmt_misc
 
-.PHONY: up down test install system-packages emulation bench lint
+.PHONY: up down test install install-test farm-packages system-packages emulation bench lint
 
-$(BIN)/wheelwright: pyproject.toml
+# The farm's own venv: the master side for `make up`, the test tools besides for `make test`.
+$(VENV)/.master: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[master]'
+	touch $@
+
+$(VENV)/.test: $(VENV)/.master
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
 
 # Our code's bytecode, written once here: an editable install compiles nothing, and a machine that
 # sets PYTHONDONTWRITEBYTECODE would compile it again at every `wheelwright` command's start.
-install: $(BIN)/wheelwright
+install: $(VENV)/.master
 	$(BIN)/python -m compileall -q $(PACKAGES) >/dev/null
 
-up: install
+install-test: install $(VENV)/.test
+
+up: farm-packages install
 	$(BIN)/wheelwright --state $(STATE) up $(UP_ARGS)
 	$(BIN)/wheelwright --state $(STATE) status
 
@@ -48,9 +59,15 @@ $(SDIST_CACHE)/.done: Makefile tests/corpus.txt tests/fetch_corpus.py
 	$(BIN)/python tests/fetch_corpus.py $(SDIST_CACHE) --corpus tests/corpus.txt $(TEST_SDISTS)
 	touch $@
 
-system-packages:
-	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+# Debian's packages that are not installed yet, installed (root, as on a fresh machine).
+apt_install = missing=$$(for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then apt-get update -qq && apt-get install -y -qq $$missing; fi
+
+farm-packages:
+	@$(call apt_install,$(FARM_PACKAGES))
+
+system-packages:
+	@$(call apt_install,$(SYSTEM_PACKAGES))
 
 # The kernel hands aarch64 programs to qemu (master/emulation.py): binfmt_misc mounted, and
 # qemu-user-static's entry (with the F flag) registered once.
@@ -70,16 +87,16 @@ $(SERVICES)/.done: Makefile
 # The formatting, the lint rules and the types; mypy reads the package as it is installed
 # (wheelwright.master is master/, and so on) through a tree of links.
 TYPECHECK := tests/.cache/typecheck
-lint: install
+lint: install-test
 	$(BIN)/python -m ruff format --check .
 	$(BIN)/python -m ruff check .
 	rm -rf $(TYPECHECK) && mkdir -p $(TYPECHECK)/wheelwright && touch $(TYPECHECK)/wheelwright/__init__.py
 	for d in $(PACKAGES); do ln -s $(CURDIR)/$$d $(TYPECHECK)/wheelwright/$$d; done
 	cd $(TYPECHECK) && $(CURDIR)/$(BIN)/python -m mypy --config-file $(CURDIR)/pyproject.toml -p wheelwright
 
-test: system-packages emulation install lint $(SDIST_CACHE)/.done $(SERVICES)/.done
+test: system-packages emulation install-test lint $(SDIST_CACHE)/.done $(SERVICES)/.done
 	$(BIN)/python -m pytest --durations=25 $(PYTEST_ARGS)
 
 # Benchmarks (not tests): farm against bare pip, publishing at scale; BENCH_ARGS=--quick for a smoke run.
-bench: install $(SDIST_CACHE)/.done
+bench: install-test $(SDIST_CACHE)/.done
 	$(BIN)/python bench/run.py $(BENCH_ARGS)

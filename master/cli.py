@@ -107,6 +107,23 @@ def cmd_up(args) -> int:
     return 0
 
 
+def cmd_doctor(args) -> int:
+    """Exit 0 when the farm and every pool it runs here has what it needs, 1 when not."""
+    from wheelwright.master import doctor
+
+    farm = _farm(args)
+    problems = doctor.check(farm)
+    if args.json:
+        print(json.dumps([dataclasses.asdict(p) for p in problems], indent=2))
+    else:
+        for problem in problems:
+            print(problem)
+        if not problems:
+            pools = ", ".join(pool.name for pool in farm.pools_here())
+            print(f"ok: the farm and its pools here ({pools}) have what they need")
+    return 1 if problems else 0
+
+
 def cmd_down(args) -> int:
     control.down(_farm(args))
     return 0
@@ -602,6 +619,11 @@ def main(argv=None) -> int:
     p.add_argument("--roles", help="what this master runs: ui, builds or ui,builds (the default)")
     p.set_defaults(func=cmd_up)
     sub.add_parser("down", help="stop the farm").set_defaults(func=cmd_down)
+    p = sub.add_parser(
+        "doctor", help="check what the farm and each pool need beyond Python (up checks it too)"
+    )
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_doctor)
     p = sub.add_parser("status", help="where the farm's parts are")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_status)

@@ -22,7 +22,7 @@ from wheelwright.common.connection import add_to_tac
 from wheelwright.common.files import write_atomic
 from wheelwright.common.tools import WORKER_PYTHONS
 from wheelwright.index import accounts
-from wheelwright.master import emulation, tls
+from wheelwright.master import doctor, emulation, tls
 from wheelwright.master.farm import (
     CLI_SECRET,
     CLI_USER,
@@ -169,6 +169,14 @@ def up(farm: Farm) -> list[str]:
     if "builds" not in farm.roles:  # the masters that run builds run the workers
         return said
     for pool in farm.pools_here():
+        problems = doctor.pool_problems(farm, pool)
+        if pool.kind == "local" and problems:  # its builds would all fail: none is started
+            said += [f"{pool.name}: not started: {p.what} (fix: {p.fix})" for p in problems]
+            _stop_workers(farm, pool)
+            continue
+        said += [
+            f"{pool.name}: {p.what} (fix: {p.fix})" for p in problems if pool.kind != "emulated"
+        ]
         if pool.kind == "local":
             for name in pool.worker_names():
                 start_worker(farm, name, workers[name], list(pool.interpreters().values()))
@@ -277,6 +285,12 @@ def share_caches(farm: Farm, basedir: Path) -> None:
         if link.exists():  # a worker made before the cache was shared
             shutil.rmtree(link)
         link.symlink_to(os.path.relpath(shared, link.parent))
+
+
+def _stop_workers(farm: Farm, pool) -> None:
+    """A pool's workers left running by an earlier `up`, stopped: that pool cannot build now."""
+    for name in pool.worker_names():
+        _stop_pid(farm.workers_dir / name / "twistd.pid")
 
 
 def start_worker(farm: Farm, name: str, password: str, pythons: list[str]) -> None:

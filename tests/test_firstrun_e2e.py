@@ -1,0 +1,75 @@
+"""A stranger's first minutes: a machine where bubblewrap cannot make a sandbox. `doctor` says so
+with the fix, and `up` starts the rest of the farm but no local worker that would fail every build."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+import pytest
+
+from tests.farm import WHEELWRIGHT, http_get
+from tests.sdists import free_port
+
+pytestmark = pytest.mark.farm
+
+# bubblewrap replaced by /bin/false in a mount namespace of the command's own: installed, but it
+# makes no sandbox, as on a kernel that refuses user namespaces.
+MASKED = [
+    "unshare",
+    "--mount",
+    "--propagation",
+    "private",
+    "sh",
+    "-c",
+    'mount --bind /bin/false "$(command -v bwrap)" && exec "$@"',
+    "masked",
+]
+
+
+def test_doctor_names_what_is_missing_with_its_fix(tmp_path):
+    state = tmp_path / "farm"
+    proc = subprocess.run(
+        [*MASKED, WHEELWRIGHT, "--state", str(state), "doctor"], capture_output=True, text=True
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "local: cannot make the build's sandbox: bubblewrap refuses" in proc.stdout
+    assert "(fix: sysctl -w kernel.unprivileged_userns_clone=1" in proc.stdout
+    assert "Traceback" not in proc.stderr
+    found = json.loads(
+        subprocess.run(
+            [*MASKED, WHEELWRIGHT, "--state", str(state), "doctor", "--json"],
+            capture_output=True,
+            text=True,
+        ).stdout
+    )
+    assert [p["where"] for p in found] == ["local"]
+    healthy = subprocess.run([WHEELWRIGHT, "--state", str(state), "doctor"], capture_output=True)
+    assert healthy.returncode == 0 and healthy.stdout.startswith(b"ok:")
+
+
+def test_up_where_bubblewrap_does_not_work_starts_the_farm_but_not_the_local_pool(
+    tmp_path, upstream
+):
+    state = tmp_path / "farm"
+    ports = [str(free_port()) for _ in range(3)]
+    try:
+        proc = subprocess.run(
+            [*MASKED, WHEELWRIGHT, "--state", str(state), "up", "--upstream", upstream.url,
+             "--pools", "local", "--ui-port", ports[0], "--worker-port", ports[1],
+             "--index-port", ports[2], "--no-emulation"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "local: not started: cannot make the build's sandbox" in proc.stderr
+        assert "(fix: sysctl" in proc.stderr
+        # the rest of the farm is up: its UI and its index answer
+        assert http_get(f"http://127.0.0.1:{ports[0]}/api/v2/builders")[0] == 200
+        assert http_get(f"http://127.0.0.1:{ports[2]}/simple/")[0] == 200
+        workers = sorted((state / "workers").glob("local-*/twistd.pid"))
+        assert not [p for p in workers if os.path.exists(f"/proc/{p.read_text().strip()}")]
+    finally:
+        subprocess.run([WHEELWRIGHT, "--state", str(state), "down"], capture_output=True)
