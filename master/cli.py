@@ -21,9 +21,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import functools
 import getpass
 import importlib.metadata
 import json
+import os
 import re
 import secrets
 import sys
@@ -53,13 +55,24 @@ from wheelwright.master.farm import (
     UPLOAD_USER,
     USER_ROLES,
     Farm,
+    FarmSettingsError,
 )
 from wheelwright.master.lastgood import ConfigError
 from wheelwright.master.pools import POOLS
 from wheelwright.master.provenance import carried_by
 from wheelwright.master.restclient import Api, build_url
 from wheelwright.master.review import ReviewError, decide, pulled_in, read_queue
+from wheelwright.master.settings import SettingsError
 from wheelwright.master.yanks import yank_and_log
+
+STATE_VARIABLE = "WHEELWRIGHT_STATE"
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_NO_WORKER = 0, 1, 2, 3, 4
+EXIT_CODES = """exit codes:
+  0  done
+  1  a build failed, or the command did
+  2  usage or settings: a wrong argument, farm.json or a package's settings, a missing file
+  3  the farm, our index or the upstream cannot be reached
+  4  queued, but no worker can take the build"""
 
 
 def _farm(args) -> Farm:
@@ -214,7 +227,9 @@ def cmd_build(args) -> int:
         }
     )
     print(json.dumps(output, indent=2))
-    return 0 if done and all(b["result"] in ("success", "warnings", "skipped") for b in done) else 1
+    if not done:
+        return EXIT_NO_WORKER
+    return 0 if all(b["result"] in ("success", "warnings", "skipped") for b in done) else 1
 
 
 def cmd_bootstrap(args) -> int:
@@ -555,20 +570,35 @@ def cmd_user(args) -> int:
 
 
 def main(argv=None) -> int:
+    # The global options, accepted before the command and after it (as uv's and fromager's are).
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--state",
+        type=Path,
+        default=argparse.SUPPRESS,
+        help=f"the farm's state directory (${STATE_VARIABLE}, else ./farm)",
+    )
+    common.add_argument(
+        "--debug",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="show the traceback of an error, not only its line",
+    )
     parser = argparse.ArgumentParser(
         prog="wheelwright",
         description=__doc__,
+        epilog=EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[common],
     )
-    parser.add_argument(
-        "--state", type=Path, default=Path("farm"), help="the farm's state directory (./farm)"
-    )
+    parser.set_defaults(state=Path(os.environ.get(STATE_VARIABLE) or "farm"), debug=False)
     parser.add_argument(
         "--version",
         action="version",
         version=f"%(prog)s {importlib.metadata.version(DISTRIBUTION)}",
     )
     sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser = functools.partial(sub.add_parser, parents=[common])  # type: ignore[method-assign]
     p = sub.add_parser("up", help="create, upgrade and start the farm")
     p.add_argument("--upstream", help="upstream index (default: the one pip itself defaults to)")
     p.add_argument(
@@ -769,9 +799,38 @@ def main(argv=None) -> int:
         parser.error(f"review {args.action} needs a PROJECT")
     try:
         return args.func(args)
-    except control.FarmError as exc:
-        print(f"wheelwright: {exc}", file=sys.stderr)
-        return 1
+    except Exception as exc:
+        if args.debug:
+            raise
+        code, line = said_of(exc)
+        print(f"wheelwright: {line}", file=sys.stderr)
+        return code
+    except KeyboardInterrupt:
+        return 130
+
+
+def said_of(exc: Exception) -> tuple[int, str]:
+    """An error as the one line a user reads and the exit code a script reads (EXIT_CODES)."""
+    import requests
+
+    if isinstance(exc, control.FarmError):
+        return EXIT_FAILED, str(exc)
+    if isinstance(exc, FarmSettingsError | SettingsError | ConfigError):
+        return EXIT_USAGE, f"{exc} (fix the setting, then run the command again)"
+    if isinstance(exc, FileNotFoundError):
+        return EXIT_USAGE, f"{exc.filename}: no such file"
+    if isinstance(exc, IndexUnreachable):
+        return EXIT_UNREACHABLE, f"{exc} (is the farm up? wheelwright status)"
+    if isinstance(exc, requests.ConnectionError | ConnectionError):
+        return EXIT_UNREACHABLE, (
+            "the farm's master does not answer: is the farm up? (make up, or wheelwright up)"
+        )
+    if isinstance(exc, SourceError):
+        return EXIT_UNREACHABLE, str(exc)
+    return EXIT_FAILED, (
+        f"unexpected {type(exc).__name__}: {exc} (run again with --debug for the traceback, "
+        "and report it)"
+    )
 
 
 if __name__ == "__main__":

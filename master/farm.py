@@ -37,6 +37,10 @@ CLI_USER = "wheelwright"
 CLI_SECRET = "www-password"
 
 
+class FarmSettingsError(ValueError):
+    """farm.json (or a WHEELWRIGHT_ setting) that cannot be used: the message names the file."""
+
+
 def one_line(text: str, what: str, error: type[Exception] = ValueError) -> str:
     """text, which goes into a line of a log or of allowlist.txt: a line break or other control
     character in it could add lines of its own (an approval nobody gave), so it is refused."""
@@ -268,59 +272,68 @@ class Farm:
     def load(cls, root: Path | str, environ: dict[str, str] | None = None) -> Farm:
         root = Path(root).resolve()
         path = root / FARM_FILE
-        data = json.loads(path.read_text()) if path.exists() else {}
+        try:
+            data = json.loads(path.read_text()) if path.exists() else {}
+        except json.JSONDecodeError as exc:
+            raise FarmSettingsError(f"{path}, line {exc.lineno}: {exc.msg}") from None
+        if not isinstance(data, dict):
+            raise FarmSettingsError(f"{path}: must hold one JSON object of settings")
         overrides = settings_from_environment(os.environ if environ is None else environ)
         data.update(overrides)
         known = {f.name for f in fields(cls)} - {"root", "from_environment"}
         unknown_pools = set(data.get("pools", [])) - set(POOLS)
         if unknown_pools:
-            raise ValueError(
+            raise FarmSettingsError(
                 f"{path}: unknown pools {', '.join(sorted(unknown_pools))} (known: {', '.join(POOLS)})"
             )
         unknown = set(data) - known
         if unknown:
-            raise ValueError(f"{path}: unknown keys {', '.join(sorted(unknown))}")
+            raise FarmSettingsError(f"{path}: unknown keys {', '.join(sorted(unknown))}")
         try:
             Limits(**data.get("build_limits", {}))
         except TypeError as exc:
-            raise ValueError(f"{path}: build_limits: {exc}") from None
+            raise FarmSettingsError(f"{path}: build_limits: {exc}") from None
         if data.get("scan_hold_at", "high") not in HOLD_LEVELS:
-            raise ValueError(f"{path}: scan_hold_at must be one of {', '.join(HOLD_LEVELS)}")
+            raise FarmSettingsError(f"{path}: scan_hold_at must be one of {', '.join(HOLD_LEVELS)}")
         if data.get("rebuild_bump", "post") not in BUMPS:
-            raise ValueError(f"{path}: rebuild_bump must be one of {', '.join(BUMPS)}")
+            raise FarmSettingsError(f"{path}: rebuild_bump must be one of {', '.join(BUMPS)}")
         if not re.fullmatch(r"[a-z][a-z0-9]*", data.get("local_label", "x")):
-            raise ValueError(
+            raise FarmSettingsError(
                 f"{path}: local_label must be lowercase letters and digits, starting with a letter"
             )
         if data.get("settings"):
             data["settings"] = Path(data["settings"])
         if set(data.get("pool_index_urls", {})) - set(POOLS):
-            raise ValueError(f"{path}: pool_index_urls: unknown pools (known: {', '.join(POOLS)})")
+            raise FarmSettingsError(
+                f"{path}: pool_index_urls: unknown pools (known: {', '.join(POOLS)})"
+            )
         for mirror in data.get("mirrors", []):
             if (
                 not isinstance(mirror, dict)
                 or set(mirror) != {"name", "upload_url", "simple_url", "user"}
                 or not re.fullmatch(r"[a-z0-9][a-z0-9-]*", str(mirror["name"]))
             ):
-                raise ValueError(
+                raise FarmSettingsError(
                     f"{path}: mirrors: each is {{name (a-z, 0-9, -), upload_url, simple_url, user}}: {mirror!r}"
                 )
         if data.get("index_host") and not data["index_host"].endswith("/"):
-            raise ValueError(
+            raise FarmSettingsError(
                 f"{path}: index_host must end with / (the index's root, above simple/)"
             )
         if data.get("worker_tls_key") and not data.get("worker_tls_cert"):
-            raise ValueError(f"{path}: worker_tls_key without worker_tls_cert")
+            raise FarmSettingsError(f"{path}: worker_tls_key without worker_tls_cert")
         if not data.get("roles", MASTER_ROLES) or set(data.get("roles", MASTER_ROLES)) - set(
             MASTER_ROLES
         ):
-            raise ValueError(f"{path}: roles must be one or both of {', '.join(MASTER_ROLES)}")
+            raise FarmSettingsError(
+                f"{path}: roles must be one or both of {', '.join(MASTER_ROLES)}"
+            )
         if urlsplit(data.get("db_url", "sqlite://")).scheme.split("+")[0] not in (
             "sqlite",
             "postgresql",
             "mysql",
         ):
-            raise ValueError(
+            raise FarmSettingsError(
                 f"{path}: db_url must be a sqlite:// or postgresql:// URL (SQLAlchemy's form)"
             )
         return cls(root=root, from_environment=frozenset(overrides), **data)
@@ -346,5 +359,7 @@ def settings_from_environment(environ) -> dict:
         try:
             found[f.name] = value if f.name in TEXT_SETTINGS else json.loads(value)
         except ValueError:
-            raise ValueError(f"{ENVIRONMENT_PREFIX}{f.name.upper()}: not JSON: {value!r}") from None
+            raise FarmSettingsError(
+                f"{ENVIRONMENT_PREFIX}{f.name.upper()}: not JSON: {value!r}"
+            ) from None
     return found

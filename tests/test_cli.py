@@ -1,0 +1,52 @@
+"""The command as a stranger meets it: one line for each error, never a traceback unless asked,
+and exit codes a script can act on."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+from tests.farm import WHEELWRIGHT
+from tests.sdists import free_port
+
+
+def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [WHEELWRIGHT, *args], capture_output=True, text=True, env={**os.environ, **(env or {})}
+    )
+
+
+def one_line(proc: subprocess.CompletedProcess) -> str:
+    assert "Traceback" not in proc.stderr, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("wheelwright: "), proc.stderr
+    return lines[0]
+
+
+def test_a_bad_farm_json_is_named_with_its_line_and_exits_2(tmp_path):
+    (tmp_path / "farm.json").write_text('{"ui_port": 80,\n')
+    proc = run("status", "--state", str(tmp_path))  # the global option after the command
+    assert proc.returncode == 2
+    assert f"{tmp_path / 'farm.json'}, line 2: Expecting property name" in one_line(proc)
+
+
+def test_a_farm_that_is_down_exits_3_with_a_hint(tmp_path):
+    (tmp_path / "farm.json").write_text(json.dumps({"ui_port": free_port()}))
+    proc = run("build", "six==1.17.0", env={"WHEELWRIGHT_STATE": str(tmp_path)})
+    assert proc.returncode == 3
+    assert "is the farm up?" in one_line(proc)
+
+
+def test_a_missing_constraints_file_exits_2_and_debug_shows_the_traceback(tmp_path):
+    proc = run("--state", str(tmp_path), "bootstrap", "six", "--constraints", "/no/such/file")
+    assert proc.returncode == 2
+    assert one_line(proc) == "wheelwright: /no/such/file: no such file"
+    debug = run("bootstrap", "six", "--constraints", "/no/such/file", "--debug")
+    assert "Traceback" in debug.stderr and "FileNotFoundError" in debug.stderr
+
+
+def test_the_help_documents_the_exit_codes():
+    text = run("--help").stdout
+    for code in ("0  done", "2  usage or settings", "3  the farm", "4  queued"):
+        assert code in text
