@@ -151,15 +151,50 @@ def cmd_status(args) -> int:
     return 0
 
 
-def parse_pin(text: str) -> tuple[str, str]:
+class UsageError(Exception):
+    """A command given wrongly: the message says how to give it (exit 2)."""
+
+
+def parse_pin(text: str, newest: bool = False) -> tuple[str, str]:
+    """NAME==VERSION as (name, version); with newest, a bare NAME too, as (name, "") (the build
+    takes the newest release upstream, as the UI's force form does)."""
     try:
         req = Requirement(text)
     except InvalidRequirement as exc:
-        raise SystemExit(f"wheelwright: {text!r} is not NAME==VERSION ({exc})") from None
+        raise UsageError(f"{text!r} is not NAME==VERSION ({exc})") from None
     specs = list(req.specifier)
+    if newest and not specs and not req.extras and req.marker is None:
+        return req.name, ""
     if len(specs) != 1 or specs[0].operator != "==" or "*" in specs[0].version:
-        raise SystemExit(f"wheelwright: {text!r} must pin one version, as NAME==VERSION")
+        raise UsageError(
+            f"{text!r} must pin one version, as NAME==VERSION"
+            + (" (or be a bare NAME: its newest release)" if newest else "")
+        )
     return req.name, specs[0].version
+
+
+def known_or_refused(farm: Farm, names: list[str], new_project: bool) -> None:
+    """A project neither in our index nor on the allow-list is refused, with the names that are
+    close to it: `numpi` would build an unrelated project. --new-project builds it anyway."""
+    if new_project:
+        return
+    from difflib import get_close_matches
+
+    from packaging.utils import canonicalize_name
+
+    from wheelwright.master.review import allowlist_for
+
+    known = set(lookup.projects(farm.index_url)) | set(allowlist_for(farm)[0])
+    for name in names:
+        wanted = canonicalize_name(name)
+        if wanted in known:
+            continue
+        close = get_close_matches(wanted, sorted(known), n=3, cutoff=0.75)
+        raise UsageError(
+            f"{name} is neither in our index nor on the allow-list"
+            + (f"; did you mean {' or '.join(close)}?" if close else "")
+            + " To build it all the same: --new-project"
+        )
 
 
 @contextlib.contextmanager
@@ -185,7 +220,9 @@ def progress(what: str):
 
 def cmd_build(args) -> int:
     farm = _farm(args)
-    package, version = parse_pin(args.pin)
+    package, version = parse_pin(args.pin, newest=args.command == "build")
+    if args.command == "build":
+        known_or_refused(farm, [package], args.new_project)
     api = Api(farm)
     requests_by_builder = api.force(
         package,
@@ -235,6 +272,11 @@ def cmd_build(args) -> int:
 def cmd_bootstrap(args) -> int:
     farm = _farm(args)
     constraints = args.constraints.read_text() if args.constraints else ""
+    try:
+        roots = [Requirement(text).name for text in args.requirements]
+    except InvalidRequirement as exc:
+        raise UsageError(f"not a requirement: {exc}") from None
+    known_or_refused(farm, roots, args.new_project)
     if args.dry_run:
         try:
             nodes, keys = bootstrap.plan_tree(
@@ -667,7 +709,13 @@ def main(argv=None) -> int:
         ),
     ):
         p = sub.add_parser(name, help=text)
-        p.add_argument("pin", metavar="NAME==VERSION")
+        p.add_argument("pin", metavar="NAME[==VERSION]" if name == "build" else "NAME==VERSION")
+        if name == "build":
+            p.add_argument(
+                "--new-project",
+                action="store_true",
+                help="build a project neither our index nor the allow-list knows",
+            )
         if name == "rebuild":
             p.add_argument(
                 "--bump",
@@ -702,6 +750,11 @@ def main(argv=None) -> int:
         "--builder", action="append", help="only this builder (repeatable; default: all)"
     )
     p.add_argument("--dry-run", action="store_true", help="print the plan and build nothing")
+    p.add_argument(
+        "--new-project",
+        action="store_true",
+        help="build roots neither our index nor the allow-list knows",
+    )
     p.add_argument(
         "--wait",
         action="store_true",
@@ -815,6 +868,8 @@ def said_of(exc: Exception) -> tuple[int, str]:
 
     if isinstance(exc, control.FarmError):
         return EXIT_FAILED, str(exc)
+    if isinstance(exc, UsageError):
+        return EXIT_USAGE, str(exc)
     if isinstance(exc, FarmSettingsError | SettingsError | ConfigError):
         return EXIT_USAGE, f"{exc} (fix the setting, then run the command again)"
     if isinstance(exc, FileNotFoundError):

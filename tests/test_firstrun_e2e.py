@@ -73,3 +73,31 @@ def test_up_where_bubblewrap_does_not_work_starts_the_farm_but_not_the_local_poo
         assert not [p for p in workers if os.path.exists(f"/proc/{p.read_text().strip()}")]
     finally:
         subprocess.run([WHEELWRIGHT, "--state", str(state), "down"], capture_output=True)
+
+
+def test_a_name_nobody_knows_is_refused_with_what_is_close_and_a_bare_name_builds_the_newest(
+    backends, upstream, tmp_path
+):
+    from tests.farm import DEFAULT_BUILDER
+    from tests.sdists import setuptools_sdist
+
+    for version in ("1.0", "1.1"):
+        upstream.add(setuptools_sdist(tmp_path, "fr-newest", version))
+    farm = [WHEELWRIGHT, "--state", str(backends.state)]
+    built = subprocess.run(
+        [*farm, "build", "fr-newest", "--builder", DEFAULT_BUILDER, "--wait", "--new-project"],
+        capture_output=True,
+        text=True,
+    )
+    assert built.returncode == 0, built.stdout + built.stderr
+    assert json.loads(built.stdout)["wheels"] == ["fr_newest-1.1-py3-none-any.whl"]
+    # now in our index: a typo of it is refused, naming it, and nothing is queued
+    before = len(backends.api("buildrequests")["buildrequests"])
+    for command in (["bootstrap", "fr-newset"], ["build", "fr-newset==1.1"]):
+        proc = subprocess.run([*farm, *command], capture_output=True, text=True)
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr == (
+            "wheelwright: fr-newset is neither in our index nor on the allow-list; did you mean "
+            "fr-newest? To build it all the same: --new-project\n"
+        )
+    assert len(backends.api("buildrequests")["buildrequests"]) == before
