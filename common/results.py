@@ -58,11 +58,13 @@ class WheelsBuilt:
 
 @dataclass(frozen=True)
 class Installed:
-    """validate-install-deps: the modules imported, and those that needed a project the wheel
-    does not declare (module -> the missing one)."""
+    """validate-install-deps: the modules imported, those that needed a project the wheel does
+    not declare (module -> the missing one), and those skipped because they need a dependency
+    the wheel declares only under an extra (module -> that dependency)."""
 
     imported: list[str]
     undeclared: dict[str, str] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
 
 
 class BadReport(ValueError):

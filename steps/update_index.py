@@ -234,6 +234,7 @@ class UpdateIndex(WritesToIndex):
             "bump_number",
             "build_tag",
             "reason",
+            "imports_skipped",
         )
         return {
             "build_url": await self.build_url(),

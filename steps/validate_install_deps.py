@@ -104,6 +104,7 @@ class ValidateInstallDeps(WheelwrightStep):
             return await self.fail(
                 f"install-time dependency {'; '.join(unsatisfiable)} is not satisfied by our index"
             )
+        skipped: dict[str, str] = {}
         for wheel in wheels:
             imports = [arg for m in settings.imports for arg in ("--import", m)]
             result = await self.run_tool(
@@ -124,6 +125,16 @@ class ValidateInstallDeps(WheelwrightStep):
             )
             if isinstance(result, Failure):
                 return await self.fail(result.error)
+            if result.skipped:
+                skipped.update(result.skipped)
+                await self.addCompleteLog(
+                    "optional-imports",
+                    "".join(
+                        f"{module} not imported: it needs {needs}, which {wheel} declares only "
+                        "under an extra\n"
+                        for module, needs in sorted(result.skipped.items())
+                    ),
+                )
             if result.undeclared:
                 self.warned = True
                 await self.addCompleteLog(
@@ -133,7 +144,9 @@ class ValidateInstallDeps(WheelwrightStep):
                         for module, missing in sorted(result.undeclared.items())
                     ),
                 )
+        self.setProperty("imports_skipped", skipped, self.name)  # in the wheel's provenance
         self.descriptionDone = [
             f"{count(len(needed), 'dependency', 'dependencies')} known; installed and imported from our index"
+            + (f"; {count(len(skipped), 'module')} of an extra not imported" if skipped else "")
         ]
         return self.succeeded()

@@ -245,6 +245,26 @@ def test_an_import_of_a_package_the_wheel_does_not_declare_is_reported_not_fatal
         install(sys.executable, broken, index_host + "simple/", tmp_path / "env2", [])
 
 
+def test_a_module_that_needs_a_dependency_of_an_extra_is_skipped_and_said(index_host, tmp_path):
+    # black 24.10.0's blackd raises ImportError without its `d` extra's aiohttp
+    files, dist_info = wheel_files("blk", "1.0", requires=['aiohttp>=3.10; extra == "d"'])
+    files["blkd.py"] = (
+        "try:\n    import aiohttp\nexcept ImportError as ie:\n"
+        "    raise ImportError(f'aiohttp dependency is not installed: {ie}. "
+        "Please re-install black with the [d] extra') from None\n"
+    )
+    wheel = write_wheel(tmp_path / "blk-1.0-py3-none-any.whl", files, dist_info)
+    result = install(sys.executable, wheel, index_host + "simple/", tmp_path / "env", [])
+    assert result == Installed(imported=["blk"], skipped={"blkd": "aiohttp"})
+    # the same error with no such extra declared is the wheel's own failure
+    files, dist_info = wheel_files("blk", "1.0")
+    files["blkd.py"] = "raise ImportError('aiohttp dependency is not installed')\n"
+    (tmp_path / "plain").mkdir()
+    plain = write_wheel(tmp_path / "plain" / "blk-1.0-py3-none-any.whl", files, dist_info)
+    with pytest.raises(ToolError, match="importing blk, blkd failed"):
+        install(sys.executable, plain, index_host + "simple/", tmp_path / "env2", [])
+
+
 def test_an_import_report_the_package_replaced_with_a_fifo_is_refused_unread(index_host, tmp_path):
     # At exit, after the import script wrote its report, the package's code puts a FIFO there.
     files, dist_info = wheel_files("fifoer", "1.0")

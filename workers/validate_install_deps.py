@@ -14,7 +14,7 @@ import zipfile
 from pathlib import Path
 
 from packaging.metadata import Metadata
-from packaging.utils import parse_wheel_filename
+from packaging.utils import canonicalize_name, parse_wheel_filename
 
 from wheelwright.common import sandbox
 from wheelwright.common.results import Installed
@@ -101,16 +101,23 @@ def requires(python: str, wheel: Path) -> list[str]:
 # module, `module missing`. Not JSON: importing json costs 18 ms, a fifth of the check.
 IMPORT_SCRIPT = """\
 import importlib, sys
-own, undeclared = set(sys.argv[2:]), []
-for module in sys.argv[2:]:
+report, optional = sys.argv[1], sys.argv[2].split(",") if sys.argv[2] else []
+own, found = set(sys.argv[3:]), []
+for module in sys.argv[3:]:
     try:
         importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        if not exc.name or exc.name.split(".")[0] in own:
+    except ImportError as exc:
+        import re
+        said = f"{exc.name or ''} {exc}".lower()
+        extra = next((n for n in optional if re.search(rf"\\b{re.escape(n)}\\b", said)), None)
+        if extra:
+            found.append(f"{module} {extra.replace('-', '_')} optional\\n")
+        elif isinstance(exc, ModuleNotFoundError) and exc.name and exc.name.split(".")[0] not in own:
+            found.append(f"{module} {exc.name}\\n")
+        else:
             raise
-        undeclared.append(f"{module} {exc.name}\\n")
-with open(sys.argv[1], "w") as out:
-    out.writelines(undeclared)
+with open(report, "w") as out:
+    out.writelines(found)
 """
 
 
@@ -133,13 +140,16 @@ def install(
         )
     if bytecode_for_builds:  # before the import check: the compiling reads what uv installed
         environment_bytecode(python, env_dir)
-    modules = imports or public(read_wheel(wheel)[1])
-    undeclared = {}
+    meta, tops = read_wheel(wheel)
+    modules = imports or public(tops)
+    undeclared: dict[str, str] = {}
+    skipped: dict[str, str] = {}
     if modules:
+        optional = ",".join(optional_imports(meta))
         with tempfile.TemporaryDirectory() as cwd:
             with timed("import check"):
                 sandbox.run(
-                    [env_python, "-I", "-c", IMPORT_SCRIPT, "undeclared.txt", *modules],
+                    [env_python, "-I", "-c", IMPORT_SCRIPT, "undeclared.txt", optional, *modules],
                     write=[Path(cwd)],
                     read=[env_dir.resolve()],
                     cwd=Path(cwd),
@@ -148,15 +158,32 @@ def install(
                     limits=limits,
                     pythons=[python],
                 )
-            undeclared = _undeclared(Path(cwd) / "undeclared.txt")
-    return Installed(imported=[m for m in modules if m not in undeclared], undeclared=undeclared)
+            undeclared, skipped = _undeclared(Path(cwd) / "undeclared.txt")
+    return Installed(
+        imported=[m for m in modules if m not in undeclared and m not in skipped],
+        undeclared=undeclared,
+        skipped=skipped,
+    )
+
+
+def optional_imports(meta: Metadata) -> list[str]:
+    """The dependencies the wheel declares only under an extra (black's `d`: aiohttp), by the
+    names their modules likely bear: a module that needs one of them is not the wheel's fault."""
+    plain: set[str] = set()
+    extra: set[str] = set()
+    for requirement in meta.requires_dist or []:
+        marker = str(requirement.marker or "")
+        (extra if "extra" in marker else plain).add(canonicalize_name(requirement.name))
+    return sorted({n.replace("-", "_") for n in extra - plain} | (extra - plain))
 
 
 MAX_IMPORT_REPORT = 1 << 20
 
 
-def _undeclared(path: Path) -> dict[str, str]:
-    """What the import script reported (the package's code ran beside it: read with care)."""
+def _undeclared(path: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """What the import script reported (the package's code ran beside it: read with care): the
+    modules that need a project the wheel does not declare, and those skipped for a dependency of
+    an extra, each with the name it needed."""
     if not os.path.lexists(path):
         raise ToolError("the import test left no readable report")
     check_plain_file(path, MAX_IMPORT_REPORT, "the import test's report")
@@ -164,13 +191,19 @@ def _undeclared(path: Path) -> dict[str, str]:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, ValueError):
         raise ToolError("the import test left no readable report") from None
-    found = {}
+    found: dict[str, str] = {}
+    skipped: dict[str, str] = {}
     for line in lines:
-        pair = line.split(" ")
-        if len(pair) != 2 or not all(map(_is_module_name, pair)):
+        fields = line.split(" ")
+        if fields[2:] == ["optional"]:
+            fields = fields[:2]
+            into = skipped
+        else:
+            into = found
+        if len(fields) != 2 or not all(map(_is_module_name, fields)):
             raise ToolError("the import test's report is not what it writes")
-        found[pair[0]] = pair[1]
-    return found
+        into[fields[0]] = fields[1]
+    return found, skipped
 
 
 def _is_module_name(name: str) -> bool:
