@@ -30,6 +30,7 @@ import re
 import secrets
 import sys
 import tempfile
+import time
 from functools import reduce
 from pathlib import Path
 
@@ -66,6 +67,7 @@ from wheelwright.master.settings import SettingsError
 from wheelwright.master.yanks import yank_and_log
 
 STATE_VARIABLE = "WHEELWRIGHT_STATE"
+PLAIN_EVERY = 10.0
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_NO_WORKER = 0, 1, 2, 3, 4
 EXIT_CODES = """exit codes:
   0  done
@@ -199,10 +201,20 @@ def known_or_refused(farm: Farm, names: list[str], new_project: bool) -> None:
 
 @contextlib.contextmanager
 def progress(what: str):
-    """On a terminal, a line on stderr that says which step a build is in (rich); elsewhere
-    nothing (scripts read the JSON result, and logs the progress log)."""
+    """On a terminal, a line on stderr that says which step a build is in (rich); elsewhere a
+    plain line on stderr when the step changes and every PLAIN_EVERY s (a CI job that prints
+    nothing for long is killed as stuck); scripts read the JSON result on stdout."""
     if not sys.stderr.isatty():
-        yield None
+        started = time.monotonic()
+        said = {"text": None, "at": 0.0}
+
+        def plain(text: str) -> None:
+            now = time.monotonic()
+            if text != said["text"] or now - said["at"] >= PLAIN_EVERY:
+                print(f"wheelwright: {what}: {text} ({now - started:.0f} s)", file=sys.stderr)
+                said.update(text=text, at=now)
+
+        yield plain
         return
     import rich.console  # here: only a terminal needs it, and it is slow to import
     import rich.progress
@@ -239,7 +251,7 @@ def cmd_build(args) -> int:
     for builderid, brid in requests_by_builder.items():
         if api.has_worker(int(builderid)):
             name = api.get(f"builders/{builderid}")["builders"][0]["name"]
-            with progress(f"{package} {version} on {name}") as show:
+            with progress(f"{package} {version or '(newest)'} on {name}") as show:
                 builds.append(api.describe(farm, api.wait(brid, show=show)))
         else:
             # Queued until one of its pool's workers connects; waiting here could take forever.

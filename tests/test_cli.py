@@ -50,3 +50,23 @@ def test_the_help_documents_the_exit_codes():
     text = run("--help").stdout
     for code in ("0  done", "2  usage or settings", "3  the farm", "4  queued"):
         assert code in text
+
+
+def test_waiting_off_a_terminal_prints_a_plain_line_when_the_step_changes_and_every_few_seconds(
+    capsys, monkeypatch
+):
+    from wheelwright.master import cli
+
+    clock = [100.0]
+    monkeypatch.setattr(cli.time, "monotonic", lambda: clock[0])
+    with cli.progress("six 1.17.0 on x86_64-cp311") as show:
+        for step, at in (("download-source", 100), ("download-source", 101), ("build", 102)):
+            clock[0] = at
+            show(step)
+        clock[0] = 102 + cli.PLAIN_EVERY
+        show("build")
+    assert capsys.readouterr().err.splitlines() == [
+        "wheelwright: six 1.17.0 on x86_64-cp311: download-source (0 s)",
+        "wheelwright: six 1.17.0 on x86_64-cp311: build (2 s)",
+        f"wheelwright: six 1.17.0 on x86_64-cp311: build ({2 + cli.PLAIN_EVERY:.0f} s)",
+    ]

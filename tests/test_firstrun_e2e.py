@@ -91,6 +91,8 @@ def test_a_name_nobody_knows_is_refused_with_what_is_close_and_a_bare_name_build
     )
     assert built.returncode == 0, built.stdout + built.stderr
     assert json.loads(built.stdout)["wheels"] == ["fr_newest-1.1-py3-none-any.whl"]
+    # not on a terminal: plain progress lines on stderr, a CI log sees the build go on
+    assert f"wheelwright: fr-newest (newest) on {DEFAULT_BUILDER}: " in built.stderr
     # now in our index: a typo of it is refused, naming it, and nothing is queued
     before = len(backends.api("buildrequests")["buildrequests"])
     for command in (["bootstrap", "fr-newset"], ["build", "fr-newset==1.1"]):
