@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import requests
-from packaging.specifiers import SpecifierSet
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import InvalidSdistFilename, canonicalize_name, parse_sdist_filename
 from packaging.version import InvalidVersion, Version
 
@@ -35,6 +35,18 @@ class Sdist:
     filename: str
     url: str
     sha256: str
+    # The Python versions the release supports, as the index's page says (PEP 503/691).
+    requires_python: str | None = None
+
+    def supports(self, python: str) -> bool:
+        """Whether the release's Requires-Python admits Python `python` (X.Y); an unreadable
+        one admits every Python, as pip treats it."""
+        if not self.requires_python:
+            return True
+        try:
+            return SpecifierSet(self.requires_python).contains(python, prereleases=True)
+        except InvalidSpecifier:
+            return True
 
 
 def _project_page(index_url: str, project: str):
@@ -112,7 +124,7 @@ def list_sdists(index_url: str, project: str, extra_hosts: Sequence[str] = ()) -
         if pkg_version not in best or rank > best[pkg_version][0]:
             best[pkg_version] = (rank, pkg)
     return [
-        Sdist(wanted, str(v), pkg.filename, pkg.url, pkg.digests["sha256"])
+        Sdist(wanted, str(v), pkg.filename, pkg.url, pkg.digests["sha256"], pkg.requires_python)
         for v, (_, pkg) in sorted(best.items(), reverse=True)
     ]
 

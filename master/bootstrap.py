@@ -156,10 +156,19 @@ class Universe:
     """What can be had: our index's versions (preferred) and upstream's sdists, and what each
     version requires. Looked up once a project, an sdist's requirements read once."""
 
-    def __init__(self, farm, environment: dict, constraints: dict[str, SpecifierSet]):
+    def __init__(
+        self,
+        farm,
+        environment: dict,
+        constraints: dict[str, SpecifierSet],
+        pythons: tuple[str, ...] = (),
+    ):
         self.farm = farm
         self.environment = environment
         self.constraints = constraints
+        # The builders' Pythons (X.Y): a release upstream is a candidate only if its
+        # Requires-Python admits every one of them.
+        self.pythons = pythons
         # Looked up once each for this universe's life (not the process's: a cache on the class
         # would keep every universe).
         self.index = functools.cache(self._index)
@@ -227,7 +236,9 @@ class _Provider(resolvelib.AbstractProvider):
         theirs = [
             Candidate(identifier, Version(s.version), extras, False, s)
             for s in self.universe.upstream(identifier)
-            if fits(Version(s.version)) and Version(s.version) not in known
+            if fits(Version(s.version))
+            and Version(s.version) not in known
+            and all(s.supports(python) for python in self.universe.pythons)
         ]
         return ours + theirs
 
@@ -268,9 +279,10 @@ class Planner:
         environment: dict | None = None,
         constraints: dict[str, SpecifierSet] | None = None,
         nodes: dict[str, Node] | None = None,
+        pythons: tuple[str, ...] = (),
     ):
         self.universe = Universe(
-            farm, environment or dict(default_environment()), constraints or {}
+            farm, environment or dict(default_environment()), constraints or {}, pythons
         )
         self.nodes = nodes if nodes is not None else {"": Node("", "0")}
 
@@ -349,10 +361,20 @@ def plan(
     roots: list[Requirement],
     environment: dict | None = None,
     constraints: dict[str, SpecifierSet] | None = None,
+    pythons: tuple[str, ...] = (),
 ) -> dict[str, Node]:
     """The packages to build for roots, each with the node keys it needs built first. Each root
-    is resolved on its own, so two versions of one project can both be roots."""
-    planner = Planner(farm, environment, constraints)
+    is resolved on its own, so two versions of one project can both be roots. With pythons (the
+    builders' X.Y), only releases whose Requires-Python admits them all are chosen, and markers
+    are read for the oldest of them."""
+    if pythons and environment is None:
+        oldest = min(pythons, key=lambda v: tuple(map(int, v.split("."))))
+        environment = {
+            **default_environment(),
+            "python_version": oldest,
+            "python_full_version": f"{oldest}.0",
+        }
+    planner = Planner(farm, environment, constraints, pythons=pythons)
     for root in roots:
         planner.add_root(root)
     return planner.nodes
@@ -397,8 +419,11 @@ def parse_constraints(text: str) -> dict[str, SpecifierSet]:
     return found
 
 
-def expand_roots(farm, roots: list[Requirement], versions: int) -> list[Requirement]:
-    """With versions N, each root becomes the newest N releases upstream that it allows."""
+def expand_roots(
+    farm, roots: list[Requirement], versions: int, pythons: tuple[str, ...] = ()
+) -> list[Requirement]:
+    """With versions N, each root becomes the newest N releases upstream that it allows (and
+    whose Requires-Python admits the builders' pythons)."""
     if not versions:
         return roots
     expanded = []
@@ -406,7 +431,7 @@ def expand_roots(farm, roots: list[Requirement], versions: int) -> list[Requirem
         matching = [
             s.version
             for s in list_sdists(farm.upstream, root.name, farm.upstream_files_hosts)
-            if root.specifier.contains(s.version)
+            if root.specifier.contains(s.version) and all(s.supports(p) for p in pythons)
         ]
         if not matching:
             raise BootstrapError(f"no sdist upstream matches {root}")
@@ -414,11 +439,14 @@ def expand_roots(farm, roots: list[Requirement], versions: int) -> list[Requirem
     return expanded
 
 
-def plan_tree(farm, requirements: list[str], constraints: str, versions: int):
-    """The nodes and their order for the requested roots (in a thread: it reads the network)."""
+def plan_tree(
+    farm, requirements: list[str], constraints: str, versions: int, pythons: tuple[str, ...] = ()
+):
+    """The nodes and their order for the requested roots (in a thread: it reads the network),
+    for builders of those Pythons (X.Y)."""
     try:
-        roots = expand_roots(farm, [Requirement(r) for r in requirements], versions)
-        nodes = plan(farm, roots, constraints=parse_constraints(constraints))
+        roots = expand_roots(farm, [Requirement(r) for r in requirements], versions, pythons)
+        nodes = plan(farm, roots, constraints=parse_constraints(constraints), pythons=pythons)
     except (InvalidRequirement, InvalidSpecifier) as exc:
         raise BootstrapError(f"not a requirement: {exc}") from None
     return nodes, order(nodes)

@@ -59,7 +59,7 @@ from wheelwright.master.farm import (
     FarmSettingsError,
 )
 from wheelwright.master.lastgood import ConfigError
-from wheelwright.master.pools import POOLS
+from wheelwright.master.pools import POOLS, builders_pythons
 from wheelwright.master.provenance import carried_by
 from wheelwright.master.restclient import Api, build_url
 from wheelwright.master.review import ReviewError, decide, pulled_in, read_queue
@@ -292,7 +292,11 @@ def cmd_bootstrap(args) -> int:
     if args.dry_run:
         try:
             nodes, keys = bootstrap.plan_tree(
-                farm, args.requirements, constraints, args.versions or 0
+                farm,
+                args.requirements,
+                constraints,
+                args.versions or 0,
+                builders_pythons(args.builder or farm.local_builders()),
             )
         except (bootstrap.BootstrapError, IndexUnreachable, SourceError) as exc:
             print(f"wheelwright: {exc}", file=sys.stderr)

@@ -121,6 +121,16 @@ def builder_name(arch: str, python: str) -> str:
     return f"{arch}-cp{python.replace('.', '')}"
 
 
+def builders_pythons(names: list[str]) -> tuple[str, ...]:
+    """The Python versions (X.Y) of builders named as builder_name names them."""
+    found = []
+    for name in names:
+        tag = name.rsplit("-", 1)[-1]
+        if tag.startswith("cp3") and tag[2:].isdigit():
+            found.append(f"3.{tag[3:]}")
+    return tuple(sorted(set(found)))
+
+
 def find_python(version: str) -> str | None:
     """The interpreter for a Python version on this machine: under pyenv, else on PATH."""
     root = os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv"))

@@ -26,6 +26,7 @@ from wheelwright.common.lookup import IndexUnreachable
 from wheelwright.index.upstream import SourceError
 from wheelwright.master import bootstrap, scan
 from wheelwright.master.dashboard import NAME as DASHBOARD
+from wheelwright.master.pools import builders_pythons
 from wheelwright.steps.tool import WheelwrightStep, count
 from wheelwright.steps.update_index import UpdateIndex
 from wheelwright.steps.validate_install_deps import BUILD_REQUIREMENT
@@ -71,6 +72,7 @@ class BootstrapTree(WheelwrightStep):
                 self.getProperty("requirements", "").split(),
                 self.getProperty("constraints") or "",
                 int(self.getProperty("versions") or 0),
+                builders_pythons(builders),
             )
         except (bootstrap.BootstrapError, SourceError, IndexUnreachable) as exc:
             return await self.fail(str(exc))

@@ -15,6 +15,7 @@ from packaging.version import Version
 from twisted.internet import threads
 from wheel.wheelfile import WheelError
 
+from wheelwright.common.bounded import MAX_METADATA, open_zip, zip_member
 from wheelwright.common.files import sha256_of
 from wheelwright.common.lookup import build_number, file_url, is_pure
 from wheelwright.common.wheelcheck import WheelRefused
@@ -97,6 +98,13 @@ class UpdateIndex(WritesToIndex):
                 if actual != sha256:
                     return await self.fail(
                         f"{filename}: sha256 on the master is {actual}, the worker reported {sha256}"
+                    )
+                python = self.getProperty("python_version")
+                excluded = await threads.deferToThread(excludes_python, built, python)
+                if excluded:
+                    return await self.fail(
+                        f"{filename} requires Python {excluded}; this builder runs {python}: "
+                        "not published (bootstrap plans choose a release that fits)"
                     )
                 with self.timing("provenance"):
                     stamped = await threads.deferToThread(
@@ -246,6 +254,28 @@ class UpdateIndex(WritesToIndex):
             "wheel_version": self.wheel_version,
             **{k: self.getProperty(k) for k in keys},
         }
+
+
+def excludes_python(wheel, python: str | None) -> str | None:
+    """The wheel's Requires-Python when it excludes Python `python` (X.Y), else None: pip would
+    never install it there, and a builder publishes only what its own Python installs."""
+    from packaging.metadata import Metadata
+    from packaging.specifiers import InvalidSpecifier
+
+    if not python:
+        return None
+    with open_zip(wheel) as zf:
+        name = next((n for n in zf.namelist() if n.endswith(".dist-info/METADATA")), None)
+        if name is None:
+            return None  # the index refuses it for that
+        raw = zip_member(zf, name, MAX_METADATA)
+    try:
+        specifier = Metadata.from_email(raw, validate=False).requires_python
+    except (ValueError, InvalidSpecifier):
+        return None  # the index says what is wrong with it
+    if specifier is None or specifier.contains(python, prereleases=True):
+        return None
+    return str(specifier)
 
 
 def wheel_name_problem(step: WheelwrightStep, filename: str) -> str | None:

@@ -465,3 +465,31 @@ def test_a_bootstrap_goes_on_when_the_command_that_started_it_ends(backends, ups
         install_and_run(backends, tmp_path, "bs-alone==1.0", "import bs_alone; print('ok')")
         == "ok\n"
     )
+
+
+def test_a_plan_takes_the_newest_release_whose_requires_python_admits_the_builders(
+    tree, monkeypatch
+):
+    """sphinx 9.2.0 requires Python >= 3.13: a bootstrap for cp311 builders takes the release
+    before it, one for cp313 builders takes it (the page's Requires-Python, PEP 503/691)."""
+    import dataclasses
+
+    from wheelwright.master import bootstrap as planning
+    from wheelwright.master.bootstrap import plan_tree
+
+    farm, upstream, tmp_path = tree
+    for version in ("1.0", "2.0"):
+        upstream.add(setuptools_sdist(tmp_path, "rp-lib", version))
+    listed = planning.list_sdists
+
+    def with_requires_python(index_url, project, hosts=()):
+        return [
+            dataclasses.replace(s, requires_python=">=3.13") if s.version == "2.0" else s
+            for s in listed(index_url, project, hosts)
+        ]
+
+    monkeypatch.setattr(planning, "list_sdists", with_requires_python)
+    assert "rp-lib==1.0" in plan_tree(farm, ["rp-lib"], "", 0, ("3.11",))[0]
+    assert "rp-lib==1.0" in plan_tree(farm, ["rp-lib"], "", 0, ("3.11", "3.13"))[0]
+    assert "rp-lib==2.0" in plan_tree(farm, ["rp-lib"], "", 0, ("3.13",))[0]
+    assert plan_tree(farm, ["rp-lib"], "", 2, ("3.11",))[0].keys() >= {"rp-lib==1.0"}

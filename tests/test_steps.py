@@ -976,3 +976,12 @@ def test_the_last_build_directory_is_gone_at_once_and_deleted_behind_the_build()
         assert list(builder.iterdir()) == []
         cached = (cache / "module.py").stat()
         assert (cached.st_mode & 0o777, cached.st_nlink) == (0o644, 1)
+
+
+def test_a_wheel_whose_requires_python_excludes_the_builder_is_named(tmp_path):
+    from wheelwright.steps.update_index import excludes_python
+
+    wheel = make_wheel(tmp_path, "newpy", "1.0", requires_python=">=3.13")
+    assert excludes_python(wheel, "3.11") == ">=3.13"
+    assert excludes_python(wheel, "3.13") is None
+    assert excludes_python(make_wheel(tmp_path, "anypy", "1.0"), "3.11") is None  # >=3.8
