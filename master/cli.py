@@ -206,13 +206,15 @@ def progress(what: str):
     nothing for long is killed as stuck); scripts read the JSON result on stdout."""
     if not sys.stderr.isatty():
         started = time.monotonic()
-        said = {"text": None, "at": 0.0}
+        said: list[str] = []
+        said_at = [0.0]
 
         def plain(text: str) -> None:
             now = time.monotonic()
-            if text != said["text"] or now - said["at"] >= PLAIN_EVERY:
+            if said[-1:] != [text] or now - said_at[0] >= PLAIN_EVERY:
                 print(f"wheelwright: {what}: {text} ({now - started:.0f} s)", file=sys.stderr)
-                said.update(text=text, at=now)
+                said.append(text)
+                said_at[0] = now
 
         yield plain
         return
