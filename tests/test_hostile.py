@@ -529,13 +529,18 @@ class Redirector(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
-def redirector():
-    """The Redirector's address on 127.0.0.1."""
-    server = HTTPServer(("127.0.0.1", 0), Redirector)
+def serving(handler):
+    """handler's HTTP server on 127.0.0.1, for a test: yields its address."""
+    server = HTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
+
+
+@pytest.fixture
+def redirector():
+    """The Redirector's address on 127.0.0.1."""
+    yield from serving(Redirector)
 
 
 def test_an_sdist_downloaded_before_is_reused_only_with_its_sha256(tmp_path, redirector):
@@ -692,10 +697,7 @@ class HostileUpstream(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def hostile_upstream():
-    server = HTTPServer(("127.0.0.1", 0), HostileUpstream)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+    yield from serving(HostileUpstream)
 
 
 def test_an_upstream_page_cannot_send_us_to_another_host_or_port(hostile_upstream):
