@@ -4,9 +4,10 @@ the peer delays that acknowledgement (40 ms on Linux): a remote command's few sm
 cost a tenth of a second on localhost, for every command of every step. Buildbot sets only
 SO_KEEPALIVE on this connection; the master's workers and each worker's buildbot.tac add this.
 
-`python -m wheelwright.common.connection TAC` adds it to a worker's buildbot.tac (once), with
-the start of the worker's tool server (wheelwright.workers.call) as the worker starts and the
-worker's own command for our tools (wheelwright.workers.toolcommand).
+`python -m wheelwright.common.connection [--password-from-file] TAC` adds it to a worker's
+buildbot.tac (once), with the start of the worker's tool server (wheelwright.workers.call) as the
+worker starts and the worker's own command for our tools (wheelwright.workers.toolcommand); with
+--password-from-file, the tac reads the worker's password from `worker-password` beside it.
 """
 
 from __future__ import annotations
@@ -49,12 +50,29 @@ def worker_sends_at_once(worker: Any) -> None:
     factory.gotPerspective = got_perspective
 
 
-def add_to_tac(tac: Path) -> None:
+# The worker's password kept beside its tac (mode 0600), not in it nor on a command line.
+PASSWORD_FILE = "worker-password"
+PASSWORD_FROM_FILE = (
+    f"passwd = open(os.path.join(basedir, {PASSWORD_FILE!r})).read().strip()"
+    "  # Wheelwright: kept beside, mode 0600"
+)
+
+
+def add_to_tac(tac: Path, password_from_file: bool = False) -> None:
     text = tac.read_text()
     missing = "".join(block for block in TAC_BLOCKS if block not in text)
-    if missing:  # whole or not at all, and as private as it was: it holds a password
+    if password_from_file:
+        lines = text.splitlines()
+        found = [n for n, line in enumerate(lines) if line.startswith("passwd = ")]
+        if len(found) != 1:
+            raise SystemExit(f"{tac}: no single `passwd = ` line to read from {PASSWORD_FILE}")
+        lines[found[0]] = PASSWORD_FROM_FILE
+        text = "\n".join(lines) + "\n"
+    if missing or password_from_file:  # whole or not at all, and as private as it was
         write_atomic(tac, (text + missing).encode(), mode=stat.S_IMODE(tac.stat().st_mode))
 
 
 if __name__ == "__main__":
-    add_to_tac(Path(sys.argv[1]))
+    args = sys.argv[1:]
+    from_file = "--password-from-file" in args
+    add_to_tac(Path(next(a for a in args if not a.startswith("--"))), from_file)

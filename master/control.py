@@ -18,9 +18,9 @@ import time
 from importlib.resources import files
 from pathlib import Path
 
-from wheelwright.common.connection import add_to_tac
+from wheelwright.common.connection import PASSWORD_FILE, add_to_tac
 from wheelwright.common.files import write_atomic
-from wheelwright.common.tools import WORKER_PYTHONS
+from wheelwright.common.tools import DISTRIBUTION, WORKER_PYTHONS
 from wheelwright.index import accounts
 from wheelwright.master import doctor, emulation, tls
 from wheelwright.master.farm import (
@@ -340,8 +340,10 @@ def create_worker_args(
 def remote_worker_script(farm: Farm, pool: Pool, name: str, master: str, password: str) -> str:
     """What the operator of another machine runs to make `name` one of the pool's workers."""
     basedir = f"/var/lib/wheelwright/{name}"
+    # The password is read from a file beside the tac, never from a command line (ps shows it).
     args = " ".join(
-        shlex.quote(a) for a in create_worker_args(farm, Path(basedir), name, password, master)
+        shlex.quote(a)
+        for a in create_worker_args(farm, Path(basedir), name, "see-" + PASSWORD_FILE, master)
     )
     trust = (
         (
@@ -352,13 +354,18 @@ def remote_worker_script(farm: Farm, pool: Pool, name: str, master: str, passwor
         else ""
     )
     pythons = " ".join(f"python{v}" for v in pool.pythons)
+    secret = farm.secrets_dir / f"worker-{name}"
     return (
         f"# {name}: a worker of pool {pool.name} ({pool.arch}; builds with {pythons} from PATH)\n"
+        f"# Its password is the master's {secret}: copy it to this machine, to PASSWORD-FILE below.\n"
         f"python3 -m venv {TOOLS_PREFIX}\n"
         f"{TOOLS_PREFIX}/bin/pip install {' '.join(worker_requirements())}\n"
-        f"{TOOLS_PREFIX}/bin/pip install --no-deps PATH-TO-A-WHEELWRIGHT-CHECKOUT  # the worker-side tools\n"
+        f"{TOOLS_PREFIX}/bin/pip install --no-deps PATH-TO-A-WHEELWRIGHT-CHECKOUT"
+        f"  # the worker-side tools ({DISTRIBUTION})\n"
         f"{trust}{TOOLS_PREFIX}/bin/buildbot-worker {args}\n"
-        f"{TOOLS_PREFIX}/bin/python -m wheelwright.common.connection {basedir}/buildbot.tac\n"
+        f"install -m 600 PASSWORD-FILE {basedir}/{PASSWORD_FILE}\n"
+        f"{TOOLS_PREFIX}/bin/python -m wheelwright.common.connection --password-from-file "
+        f"{basedir}/buildbot.tac\n"
         f"{TOOLS_PREFIX}/bin/buildbot-worker start {basedir}\n"
     )
 

@@ -134,11 +134,34 @@ def test_worker_create_prints_what_the_other_machine_runs(tmp_path):
         farm, POOLS["aarch64"], "aarch64-1", "farm.example:9989", "pw"
     )
     assert "buildbot-worker==" in script and "BEGIN CERTIFICATE" in script
-    assert "-m wheelwright.common.connection /var/lib/wheelwright/aarch64-1/buildbot.tac" in script
+    assert (
+        "-m wheelwright.common.connection --password-from-file "
+        "/var/lib/wheelwright/aarch64-1/buildbot.tac"
+    ) in script
     assert (
         "--connection-string=tls:host=farm.example:port=9989:trustRoots=master-ca /var/lib/wheelwright/aarch64-1 "
-        "farm.example:9989 aarch64-1 pw"
+        "farm.example:9989 aarch64-1 see-worker-password"
     ) in script
+    # the password is never on a command line: the worker reads it from a file, mode 0600
+    assert "pw" not in script.split()
+    assert "install -m 600 PASSWORD-FILE /var/lib/wheelwright/aarch64-1/worker-password" in script
+
+
+def test_a_worker_tac_reads_its_password_from_the_file_beside_it(tmp_path):
+    from wheelwright.common.connection import add_to_tac
+
+    subprocess.run(
+        [str(Path(WHEELWRIGHT).with_name("buildbot-worker")), "create-worker", "--relocatable",
+         str(tmp_path), "127.0.0.1:9989", "w-1", "see-worker-password"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    (tmp_path / "worker-password").write_text("s3cret\n")
+    add_to_tac(tmp_path / "buildbot.tac", password_from_file=True)
+    tac = (tmp_path / "buildbot.tac").read_text()
+    assert "see-worker-password" not in tac
+    scope: dict = {"__file__": str(tmp_path / "buildbot.tac")}
+    exec(tac.split("\ns = Worker(")[0], scope)  # the tac up to the worker it makes
+    assert scope["passwd"] == "s3cret"
 
 
 @pytest.mark.parametrize(
