@@ -651,7 +651,6 @@ def main(argv=None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         parents=[common],
     )
-    parser.set_defaults(state=Path(os.environ.get(STATE_VARIABLE) or "farm"), debug=False)
     parser.add_argument(
         "--version",
         action="version",
@@ -866,6 +865,11 @@ def main(argv=None) -> int:
     )
     p.set_defaults(func=cmd_seed)
     args = parser.parse_args(argv)
+    # Set here, not as the parser's defaults: the option is one object shared with every command's
+    # parser, and a default set on it would undo a --state given before the command.
+    if not hasattr(args, "state"):
+        args.state = Path(os.environ.get(STATE_VARIABLE) or "farm")
+    args.debug = getattr(args, "debug", False)
     if args.func is cmd_review and args.action != "list" and not args.project:
         parser.error(f"review {args.action} needs a PROJECT")
     try:

@@ -70,3 +70,23 @@ def test_waiting_off_a_terminal_prints_a_plain_line_when_the_step_changes_and_ev
         "wheelwright: six 1.17.0 on x86_64-cp311: build (2 s)",
         f"wheelwright: six 1.17.0 on x86_64-cp311: build ({2 + cli.PLAIN_EVERY:.0f} s)",
     ]
+
+
+def test_the_state_folder_is_the_one_given_before_or_after_the_command_or_in_the_environment(
+    tmp_path,
+):
+    for n in (1, 2, 3):
+        (tmp_path / f"s{n}").mkdir()
+        (tmp_path / f"s{n}" / "farm.json").write_text(json.dumps({"ui_port": 9000 + n}))
+    said = [
+        run("--state", str(tmp_path / "s1"), "status").stdout,
+        run("status", "--state", str(tmp_path / "s2")).stdout,
+        run("status", env={"WHEELWRIGHT_STATE": str(tmp_path / "s3")}).stdout,
+        run("--state", str(tmp_path / "s1"), "status", env={"WHEELWRIGHT_STATE": "x"}).stdout,
+    ]
+    assert [text.splitlines()[0] for text in said] == [
+        "ui: http://127.0.0.1:9001/",
+        "ui: http://127.0.0.1:9002/",
+        "ui: http://127.0.0.1:9003/",
+        "ui: http://127.0.0.1:9001/",
+    ]
