@@ -520,6 +520,7 @@ def test_on_a_terminal_build_wait_shows_which_step_the_build_is_in(backends, ups
             "--builder",
             DEFAULT_BUILDER,
             "--wait",
+            "--new-project",
         ],
         stdout=subprocess.PIPE,
         stderr=secondary,

@@ -157,10 +157,16 @@ def test_allowlist_and_review_queue(tmp_path):
 
 
 def test_build_takes_one_pinned_version():
+    from wheelwright.master.cli import UsageError
+
     assert parse_pin("Foo_Bar==1.2.3") == ("Foo_Bar", "1.2.3")
     for bad in ("foo", "foo>=1", "foo==1.*", "foo==1,!=2", "not a name==1"):
-        with pytest.raises(SystemExit):
+        with pytest.raises(UsageError):
             parse_pin(bad)
+    # `build NAME`: the newest release (the version left for the build to find)
+    assert parse_pin("foo", newest=True) == ("foo", "")
+    with pytest.raises(UsageError, match="or be a bare NAME"):
+        parse_pin("foo>=1", newest=True)
 
 
 def test_the_container_image_is_chosen_from_the_package_settings(tmp_path):
