@@ -170,7 +170,7 @@ def up(farm: Farm) -> list[str]:
         return said
     for pool in farm.pools_here():
         problems = doctor.pool_problems(farm, pool)
-        if pool.kind == "local" and problems:  # its builds would all fail: none is started
+        if pool.kind == "local" and any(p.blocks for p in problems):  # every build would fail
             said += [f"{pool.name}: not started: {p.what} (fix: {p.fix})" for p in problems]
             _stop_workers(farm, pool)
             continue

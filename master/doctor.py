@@ -26,10 +26,8 @@ class Problem:
     where: str
     what: str
     fix: str
-
-    @property
-    def stops_pool(self) -> bool:
-        return self.where != "farm"
+    # Whether the pool cannot build at all: a missing interpreter fails only its own builder.
+    blocks: bool = True
 
     def __str__(self) -> str:
         return f"{self.where}: {self.what} (fix: {self.fix})"
@@ -70,8 +68,10 @@ def local_pool(pool) -> list[Problem]:
             found.append(
                 Problem(
                     pool.name,
-                    f"no Python {version} for builder {pool.arch}-cp{version.replace('.', '')}",
+                    f"no Python {version}: builder {pool.arch}-cp{version.replace('.', '')} "
+                    "cannot build",
                     f"apt-get install python{version} (or pyenv install {version})",
+                    blocks=not interpreters,
                 )
             )
     return found

@@ -90,3 +90,19 @@ def test_the_state_folder_is_the_one_given_before_or_after_the_command_or_in_the
         "ui: http://127.0.0.1:9003/",
         "ui: http://127.0.0.1:9001/",
     ]
+
+
+def test_a_missing_interpreter_fails_its_builder_not_the_pool():
+    """A fresh Debian machine has one Python: the local pool still builds for it, and doctor
+    names the builders that cannot."""
+    import dataclasses
+
+    from wheelwright.master import doctor
+    from wheelwright.master.pools import POOLS
+
+    local = POOLS["local"]
+    some = dataclasses.replace(local, pythons=(*local.pythons, "3.99"))
+    (missing,) = [p for p in doctor.local_pool(some) if "3.99" in p.what]
+    assert not missing.blocks and "cp399 cannot build" in missing.what
+    (alone,) = [p for p in doctor.local_pool(dataclasses.replace(local, pythons=("3.99",)))]
+    assert alone.blocks
