@@ -20,6 +20,7 @@ import functools
 import sys
 import tarfile
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,6 +44,7 @@ from wheelwright.common.bounded import (
 from wheelwright.common.lookup import index_versions, wheel_requires
 from wheelwright.common.unpack import UnsafeArchive, member_parts
 from wheelwright.index.upstream import Sdist, SourceError, download_verified, list_sdists
+from wheelwright.master.pools import builders_pythons
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -67,6 +69,9 @@ class Node:
     sdist: Sdist | None = None
     # fromager's graph edges: (kind, requirement, key) with kind toplevel/install/build-system
     edges: list[tuple[str, str, str]] = field(default_factory=list)
+    # The builders it is built on, when not all of the bootstrap's: builders of another Python
+    # may have had another release chosen (Requires-Python, markers).
+    builders: set[str] = field(default_factory=set)
 
     @property
     def key(self) -> str:
@@ -281,9 +286,12 @@ class Planner:
         nodes: dict[str, Node] | None = None,
         pythons: tuple[str, ...] = (),
     ):
-        self.universe = Universe(
-            farm, environment or dict(default_environment()), constraints or {}, pythons
-        )
+        if environment is None:
+            environment = dict(default_environment())
+            if pythons:  # markers as the oldest builder reads them
+                oldest = min(pythons, key=lambda v: tuple(map(int, v.split("."))))
+                environment.update(python_version=oldest, python_full_version=f"{oldest}.0")
+        self.universe = Universe(farm, environment, constraints or {}, pythons)
         self.nodes = nodes if nodes is not None else {"": Node("", "0")}
 
     def add_root(self, root: Requirement) -> None:
@@ -367,13 +375,6 @@ def plan(
     is resolved on its own, so two versions of one project can both be roots. With pythons (the
     builders' X.Y), only releases whose Requires-Python admits them all are chosen, and markers
     are read for the oldest of them."""
-    if pythons and environment is None:
-        oldest = min(pythons, key=lambda v: tuple(map(int, v.split("."))))
-        environment = {
-            **default_environment(),
-            "python_version": oldest,
-            "python_full_version": f"{oldest}.0",
-        }
     planner = Planner(farm, environment, constraints, pythons=pythons)
     for root in roots:
         planner.add_root(root)
@@ -387,11 +388,19 @@ def plan_discovered(
     requirements: list[str],
     kind: str,
     constraints: dict[str, SpecifierSet],
+    builders: Sequence[str] = (),
 ) -> list[str]:
     """Add to the graph what key's build found it needs (kind "build-backend": asked for by
-    get_requires_for_build_wheel; "install": in the wheel's metadata, not the sdist's)."""
-    planner = Planner(farm, constraints=constraints, nodes=nodes)
-    return planner.add_build_requirements(key, [Requirement(r) for r in requirements], kind)
+    get_requires_for_build_wheel; "install": in the wheel's metadata, not the sdist's), for the
+    builders key is built on (all of `builders` when it names none)."""
+    on = nodes[key].builders
+    planner = Planner(
+        farm, constraints=constraints, nodes=nodes, pythons=builders_pythons(sorted(on or builders))
+    )
+    new = planner.add_build_requirements(key, [Requirement(r) for r in requirements], kind)
+    for added in new:
+        nodes[added].builders = set(on)
+    return new
 
 
 def build_requirements(nodes: dict[str, Node]) -> set[str]:
@@ -440,16 +449,40 @@ def expand_roots(
 
 
 def plan_tree(
-    farm, requirements: list[str], constraints: str, versions: int, pythons: tuple[str, ...] = ()
+    farm, requirements: list[str], constraints: str, versions: int, builders: Sequence[str] = ()
 ):
-    """The nodes and their order for the requested roots (in a thread: it reads the network),
-    for builders of those Pythons (X.Y)."""
+    """The nodes and their order for the requested roots (in a thread: it reads the network).
+    Builders of each Python (X.Y) get the newest releases that fit them: with builders of
+    several Pythons, the plans are merged and a node is built on the builders that planned it."""
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for builder in builders:
+        groups.setdefault(builders_pythons([builder]), []).append(builder)
+    if len(groups) <= 1:
+        nodes = _plan_tree(farm, requirements, constraints, versions, next(iter(groups), ()))
+        return nodes, order(nodes)
+    merged: dict[str, Node] = {}
+    for pythons, group in sorted(groups.items()):
+        for key, node in _plan_tree(farm, requirements, constraints, versions, pythons).items():
+            if key not in merged:
+                merged[key] = node
+            else:
+                merged[key].needs |= node.needs
+                merged[key].edges += [e for e in node.edges if e not in merged[key].edges]
+            merged[key].builders |= set(group)
+    for node in merged.values():
+        if node.builders >= set(builders):
+            node.builders = set()  # every builder: the plan says so by saying nothing
+    return merged, order(merged)
+
+
+def _plan_tree(
+    farm, requirements: list[str], constraints: str, versions: int, pythons: tuple[str, ...]
+) -> dict[str, Node]:
     try:
         roots = expand_roots(farm, [Requirement(r) for r in requirements], versions, pythons)
-        nodes = plan(farm, roots, constraints=parse_constraints(constraints), pythons=pythons)
+        return plan(farm, roots, constraints=parse_constraints(constraints), pythons=pythons)
     except (InvalidRequirement, InvalidSpecifier) as exc:
         raise BootstrapError(f"not a requirement: {exc}") from None
-    return nodes, order(nodes)
 
 
 def _index_key(universe: Universe, requirement: Requirement) -> str:
@@ -481,6 +514,21 @@ def graph_json(nodes: dict[str, Node]) -> dict:
                     "edges": [],
                 }
     return graph
+
+
+def planned_json(nodes: dict[str, Node], order_keys: list[str]) -> list[dict]:
+    """The plan as the bootstrap's log and `bootstrap --dry-run` show it: each node in order,
+    what it waits for, and its builders when not all of them."""
+    return [
+        {
+            "key": key,
+            "project": nodes[key].project,
+            "version": nodes[key].version,
+            "after": sorted(nodes[key].needs),
+            **({"builders": sorted(nodes[key].builders)} if nodes[key].builders else {}),
+        }
+        for key in order_keys
+    ]
 
 
 def build_order_json(nodes: dict[str, Node], order_keys: list[str]) -> list[dict]:

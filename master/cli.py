@@ -59,7 +59,7 @@ from wheelwright.master.farm import (
     FarmSettingsError,
 )
 from wheelwright.master.lastgood import ConfigError
-from wheelwright.master.pools import POOLS, builders_pythons
+from wheelwright.master.pools import POOLS
 from wheelwright.master.provenance import carried_by
 from wheelwright.master.restclient import Api, build_url
 from wheelwright.master.review import ReviewError, decide, pulled_in, read_queue
@@ -298,20 +298,12 @@ def cmd_bootstrap(args) -> int:
                 args.requirements,
                 constraints,
                 args.versions or 0,
-                builders_pythons(args.builder or farm.local_builders()),
+                args.builder or farm.local_builders(),
             )
         except (bootstrap.BootstrapError, IndexUnreachable, SourceError) as exc:
             print(f"wheelwright: {exc}", file=sys.stderr)
             return 1
-        planned = [
-            {
-                "key": k,
-                "project": nodes[k].project,
-                "version": nodes[k].version,
-                "after": sorted(nodes[k].needs),
-            }
-            for k in keys
-        ]
+        planned = bootstrap.planned_json(nodes, keys)
         print(json.dumps({"plan": planned}, indent=2))
         return 0
     api = Api(farm)

@@ -26,7 +26,6 @@ from wheelwright.common.lookup import IndexUnreachable
 from wheelwright.index.upstream import SourceError
 from wheelwright.master import bootstrap, scan
 from wheelwright.master.dashboard import NAME as DASHBOARD
-from wheelwright.master.pools import builders_pythons
 from wheelwright.steps.tool import WheelwrightStep, count
 from wheelwright.steps.update_index import UpdateIndex
 from wheelwright.steps.validate_install_deps import BUILD_REQUIREMENT
@@ -72,19 +71,11 @@ class BootstrapTree(WheelwrightStep):
                 self.getProperty("requirements", "").split(),
                 self.getProperty("constraints") or "",
                 int(self.getProperty("versions") or 0),
-                builders_pythons(builders),
+                builders,
             )
         except (bootstrap.BootstrapError, SourceError, IndexUnreachable) as exc:
             return await self.fail(str(exc))
-        planned = [
-            {
-                "key": k,
-                "project": nodes[k].project,
-                "version": nodes[k].version,
-                "after": sorted(nodes[k].needs),
-            }
-            for k in keys
-        ]
+        planned = bootstrap.planned_json(nodes, keys)
         await self.addCompleteLog("plan", json.dumps(planned, indent=2) + "\n")
         await self.keep_plan(nodes)
         self.progress = await self.addLog("progress")
@@ -166,8 +157,9 @@ class BootstrapTree(WheelwrightStep):
             )
             # a build that has published is ending (its worker is free in a moment)
             for key in ready[: slots - len(running.keys() - self.published)]:
-                running[key] = await self.trigger(pending.pop(key), builders)
-                await self.say(f"{key} started on {', '.join(builders)}")
+                on = sorted(self.nodes[key].builders) or builders
+                running[key] = await self.trigger(pending.pop(key), on)
+                await self.say(f"{key} started on {', '.join(on)}")
             self.show_progress(built, running, failed)
             done = [k for k, d in running.items() if d.called]
             if not done and not running:
@@ -198,7 +190,14 @@ class BootstrapTree(WheelwrightStep):
                     discovered[key] = [m for missing in found.values() for m in missing]
                     for kind, missing in found.items():
                         new = await threads.deferToThread(
-                            bootstrap.plan_discovered, self.farm, self.nodes, key, missing, kind, {}
+                            bootstrap.plan_discovered,
+                            self.farm,
+                            self.nodes,
+                            key,
+                            missing,
+                            kind,
+                            {},
+                            builders,
                         )
                         pending.update({k: self.nodes[k] for k in new})
                     pending[key] = self.nodes[key]

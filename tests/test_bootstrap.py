@@ -489,7 +489,17 @@ def test_a_plan_takes_the_newest_release_whose_requires_python_admits_the_builde
         ]
 
     monkeypatch.setattr(planning, "list_sdists", with_requires_python)
-    assert "rp-lib==1.0" in plan_tree(farm, ["rp-lib"], "", 0, ("3.11",))[0]
-    assert "rp-lib==1.0" in plan_tree(farm, ["rp-lib"], "", 0, ("3.11", "3.13"))[0]
-    assert "rp-lib==2.0" in plan_tree(farm, ["rp-lib"], "", 0, ("3.13",))[0]
-    assert plan_tree(farm, ["rp-lib"], "", 2, ("3.11",))[0].keys() >= {"rp-lib==1.0"}
+    cp311, cp313 = "x86_64-cp311", "x86_64-cp313"
+    assert plan_tree(farm, ["rp-lib"], "", 0, [cp311])[0].keys() == {"", "rp-lib==1.0"}
+    assert plan_tree(farm, ["rp-lib"], "", 0, [cp313])[0].keys() == {"", "rp-lib==2.0"}
+    assert plan_tree(farm, ["rp-lib"], "", 2, [cp311])[0].keys() == {"", "rp-lib==1.0"}
+    # Builders of two Pythons: each gets its own newest release, and only that one.
+    nodes, keys = plan_tree(farm, ["rp-lib"], "", 0, [cp311, cp313, "aarch64-cp313"])
+    assert sorted(keys) == ["rp-lib==1.0", "rp-lib==2.0"]
+    assert nodes["rp-lib==1.0"].builders == {cp311}
+    assert nodes["rp-lib==2.0"].builders == {cp313, "aarch64-cp313"}
+    # What both plans hold is built on every builder, which the plan leaves unsaid.
+    upstream.add(setuptools_sdist(tmp_path, "rp-app", "1.0", requires=["rp-lib"]))
+    nodes, _ = plan_tree(farm, ["rp-app"], "", 0, [cp311, cp313])
+    assert nodes["rp-app==1.0"].builders == set()
+    assert nodes["rp-app==1.0"].needs == {"rp-lib==1.0", "rp-lib==2.0"}
