@@ -59,6 +59,18 @@ class BootstrapError(Exception):
     pass
 
 
+class Unsatisfiable(BootstrapError):
+    """No versions satisfy a resolution's requirements."""
+
+
+class Unbuildable(BootstrapError):
+    """A release chosen upstream whose own build requirements cannot be had."""
+
+    def __init__(self, project: str, version: str, reason: str):
+        super().__init__(f"{project} {version} cannot be built here: {reason}")
+        self.project, self.version = project, version
+
+
 @dataclass
 class Node:
     """A package to build: project==version, after the node keys in `needs`."""
@@ -72,6 +84,8 @@ class Node:
     # The builders it is built on, when not all of the bootstrap's: builders of another Python
     # may have had another release chosen (Requires-Python, markers).
     builders: set[str] = field(default_factory=set)
+    # Why a newer release was not taken (its build requirements cannot be had), when one was not.
+    fallback: str = ""
 
     @property
     def key(self) -> str:
@@ -174,6 +188,8 @@ class Universe:
         # The builders' Pythons (X.Y): a release upstream is a candidate only if its
         # Requires-Python admits every one of them.
         self.pythons = pythons
+        # Releases upstream that cannot be built here, and why: never candidates again.
+        self.unbuildable: dict[tuple[str, Version], str] = {}
         # Looked up once each for this universe's life (not the process's: a cache on the class
         # would keep every universe).
         self.index = functools.cache(self._index)
@@ -243,6 +259,7 @@ class _Provider(resolvelib.AbstractProvider):
             for s in self.universe.upstream(identifier)
             if fits(Version(s.version))
             and Version(s.version) not in known
+            and (identifier, Version(s.version)) not in self.universe.unbuildable
             and all(s.supports(python) for python in self.universe.pythons)
         ]
         return ours + theirs
@@ -266,7 +283,7 @@ def resolve(universe: Universe, requirements: list[Requirement]) -> dict[str, Ca
             + (f" (needed by {c.parent.project} {c.parent.version})" if c.parent else "")
             for c in exc.causes
         )
-        raise BootstrapError(f"no versions satisfy {causes}") from None
+        raise Unsatisfiable(f"no versions satisfy {causes}") from None
     except resolvelib.ResolutionTooDeep:
         raise BootstrapError(
             "the resolution went too deep; pin some versions with --constraints"
@@ -295,12 +312,46 @@ class Planner:
         self.nodes = nodes if nodes is not None else {"": Node("", "0")}
 
     def add_root(self, root: Requirement) -> None:
-        mapping = resolve(self.universe, [root])
-        keys = self._expand(mapping, [])
+        mapping, keys = self._resolve_and_expand([root], [])
         project = canonicalize_name(root.name)
         self.nodes[""].edges.append(
             ("toplevel", str(root), keys.get(project) or f"{project}=={mapping[project].version}")
         )
+
+    def _resolve_and_expand(
+        self, requirements: list[Requirement], path: list[str], why: str = ""
+    ) -> tuple[dict[str, Candidate], dict[str, str]]:
+        """Resolve and grow the graph; a release whose build requirements cannot be had is left
+        out and the resolution made again, so the newest release that can be built is taken
+        (unless the constraints allow no other: then the error says why)."""
+        while True:
+            saved = {k: (set(n.needs), list(n.edges)) for k, n in self.nodes.items()}
+            try:
+                mapping = resolve(self.universe, requirements)
+                return mapping, self._expand(mapping, path, why)
+            except Unbuildable as exc:
+                for key in list(self.nodes):
+                    if key in saved:
+                        self.nodes[key].needs, self.nodes[key].edges = saved[key]
+                    else:
+                        del self.nodes[key]
+                self.universe.unbuildable[(exc.project, Version(exc.version))] = str(exc)
+            except Unsatisfiable as exc:
+                if not self.universe.unbuildable:
+                    raise
+                raise Unsatisfiable(
+                    f"{exc}; not taken: {'; '.join(self.universe.unbuildable.values())}"
+                ) from None
+
+    def fallbacks(self) -> None:
+        """Say on each node planned that a newer release of its project was left out, and why."""
+        for node in buildable(self.nodes).values():
+            passed = [
+                reason
+                for (project, version), reason in self.universe.unbuildable.items()
+                if project == node.project and version > Version(node.version)
+            ]
+            node.fallback = "; ".join(passed)
 
     def add_build_requirements(
         self, key: str, requirements: list[Requirement], kind: str
@@ -308,11 +359,11 @@ class Planner:
         """Plan what `key` needs to build besides what it had; returns the keys of new nodes."""
         before = set(self.nodes)
         keys = (
-            self._expand(
-                resolve(self.universe, requirements),
+            self._resolve_and_expand(
+                requirements,
                 [key],
                 f" (the build environment of {key}: {', '.join(map(str, requirements))})",
-            )
+            )[1]
             if requirements
             else {}
         )
@@ -346,9 +397,11 @@ class Planner:
                 continue
             self.nodes[node.key] = node
             assert candidate.sdist is not None  # a candidate not in our index is an upstream sdist
-            self.add_build_requirements(
-                node.key, self.universe.build_requirements(candidate.sdist), "build-system"
-            )
+            requirements = self.universe.build_requirements(candidate.sdist)
+            try:
+                self.add_build_requirements(node.key, requirements, "build-system")
+            except Unsatisfiable as exc:
+                raise Unbuildable(project, node.version, f"its build requirements: {exc}") from None
         for project, key in keys.items():
             for requirement in self.universe.install_requirements(mapping[project]):
                 dependency = canonicalize_name(requirement.name)
@@ -378,6 +431,7 @@ def plan(
     planner = Planner(farm, environment, constraints, pythons=pythons)
     for root in roots:
         planner.add_root(root)
+    planner.fallbacks()
     return planner.nodes
 
 
@@ -526,6 +580,7 @@ def planned_json(nodes: dict[str, Node], order_keys: list[str]) -> list[dict]:
             "version": nodes[key].version,
             "after": sorted(nodes[key].needs),
             **({"builders": sorted(nodes[key].builders)} if nodes[key].builders else {}),
+            **({"fallback": nodes[key].fallback} if nodes[key].fallback else {}),
         }
         for key in order_keys
     ]

@@ -298,6 +298,7 @@ class BootstrapTree(WheelwrightStep):
                 ("version", node.version),
                 ("reason", f"bootstrap build {self.build.number}: {node.key}"),
                 (BUILD_REQUIREMENT, node.key in bootstrap.build_requirements(self.nodes)),
+                ("fallback", node.fallback or None),  # in the wheel's provenance
             ):
                 props.setProperty(name, value, "bootstrap")
             ids, results = scheduler.trigger(

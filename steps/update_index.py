@@ -243,6 +243,7 @@ class UpdateIndex(WritesToIndex):
             "build_tag",
             "reason",
             "imports_skipped",
+            "fallback",
         )
         return {
             "build_url": await self.build_url(),

@@ -503,3 +503,31 @@ def test_a_plan_takes_the_newest_release_whose_requires_python_admits_the_builde
     nodes, _ = plan_tree(farm, ["rp-app"], "", 0, [cp311, cp313])
     assert nodes["rp-app==1.0"].builders == set()
     assert nodes["rp-app==1.0"].needs == {"rp-lib==1.0", "rp-lib==2.0"}
+
+
+def test_a_release_whose_build_requirement_is_not_upstream_falls_back_and_says_so(tree):
+    """platformdirs 4.14.6 needs python-sbom[hatch] to build, which the upstream lacks: the plan
+    takes the newest release it can build, says why in the plan, and a constraint that allows
+    no other fails naming both the release and the requirement it lacks."""
+    from wheelwright.master.bootstrap import plan_tree, planned_json
+
+    farm, upstream, tmp = tree
+    upstream.add(setuptools_sdist(tmp, "fb-lib", "1.0"))
+    upstream.add(setuptools_sdist(tmp, "fb-lib", "2.0", build_requires=["fb-missing[hatch]"]))
+    upstream.add(setuptools_sdist(tmp, "fb-app", "1.0", requires=["fb-lib"]))
+    nodes, keys = plan_tree(farm, ["fb-app"], "", 0)
+    assert keys == ["fb-lib==1.0", "fb-app==1.0"]
+    (said,) = [n for n in planned_json(nodes, keys) if n["project"] == "fb-lib"]
+    assert said["fallback"] == (
+        "fb-lib 2.0 cannot be built here: its build requirements: "
+        "no versions satisfy fb-missing[hatch]"
+    )
+    assert not nodes["fb-app==1.0"].fallback
+    # Asked for by name, the same.
+    assert plan_tree(farm, ["fb-lib"], "", 0)[1] == ["fb-lib==1.0"]
+    # A constraint can forbid the fallback: the plan fails and says what was missing.
+    with pytest.raises(BootstrapError) as caught:
+        plan_tree(farm, ["fb-app"], "fb-lib==2.0", 0)
+    assert "fb-lib 2.0 cannot be built here" in str(caught.value)
+    assert "fb-missing[hatch]" in str(caught.value)
+    assert "needed by fb-app 1.0" in str(caught.value)
