@@ -114,6 +114,9 @@ def cmd_up(args) -> int:
     for line in control.up(farm):
         print(line, file=sys.stderr)
     Api(farm).login(again=True)  # a session for the commands to come: none of them logs in anew
+    if args.json:
+        emit(args, {"ui": farm.ui_url, "index": farm.index_url, "state": str(farm.root)})
+        return 0
     print(
         f"farm is up: UI {farm.ui_url}  index {farm.index_url}  state {farm.root}\n"
         f"to force builds in the UI, log in as {CLI_USER} (password in {farm.secrets_dir / CLI_SECRET}) "
@@ -129,7 +132,7 @@ def cmd_doctor(args) -> int:
     farm = _farm(args)
     problems = doctor.check(farm)
     if args.json:
-        print(json.dumps([dataclasses.asdict(p) for p in problems], indent=2))
+        emit(args, [dataclasses.asdict(p) for p in problems])
     else:
         for problem in problems:
             print(problem)
@@ -149,12 +152,23 @@ def cmd_status(args) -> int:
     status = {"ui": farm.ui_url, "index": farm.index_url, "sources": farm.sources_url}
     if farm.upstream_watch_file.exists():  # written by the master once it has chosen
         status["watching"] = json.loads(farm.upstream_watch_file.read_text())["said"]
-    print(json.dumps(status) if args.json else "\n".join(f"{k}: {v}" for k, v in status.items()))
+    emit(args, status)
     return 0
 
 
 class UsageError(Exception):
     """A command given wrongly: the message says how to give it (exit 2)."""
+
+
+def emit(args, answer) -> None:
+    """A command's answer on stdout: JSON with --json (for scripts), else as a reader reads it
+    (YAML's block layout: the same keys, no braces or quotes)."""
+    if args.json:
+        print(json.dumps(answer, indent=2))
+    else:
+        import yaml
+
+        print(yaml.safe_dump(answer, sort_keys=False, allow_unicode=True, width=100).rstrip("\n"))
 
 
 def parse_pin(text: str, newest: bool = False) -> tuple[str, str]:
@@ -247,7 +261,7 @@ def cmd_build(args) -> int:
         verify=args.command == "verify",
     )
     if not args.wait:
-        print(json.dumps({"buildrequests": requests_by_builder}))
+        emit(args, {"buildrequests": requests_by_builder})
         return 0
     builds = []
     for builderid, brid in requests_by_builder.items():
@@ -277,7 +291,7 @@ def cmd_build(args) -> int:
             "builds": builds,
         }
     )
-    print(json.dumps(output, indent=2))
+    emit(args, output)
     if not done:
         return EXIT_NO_WORKER
     return 0 if all(b["result"] in ("success", "warnings", "skipped") for b in done) else 1
@@ -304,7 +318,7 @@ def cmd_bootstrap(args) -> int:
             print(f"wheelwright: {exc}", file=sys.stderr)
             return 1
         planned = bootstrap.planned_json(nodes, keys)
-        print(json.dumps({"plan": planned}, indent=2))
+        emit(args, {"plan": planned})
         return 0
     api = Api(farm)
     (brid,) = api.force_scheduler(
@@ -319,21 +333,19 @@ def cmd_bootstrap(args) -> int:
         },
     ).values()
     if not args.wait:
-        print(json.dumps({"buildrequest": brid}))
+        emit(args, {"buildrequest": brid})
         return 0
     with progress(f"bootstrap {' '.join(args.requirements)}") as show:
         build = api.wait(brid, follow="progress", show=show)
     outcome = api.property(build, "bootstrap_outcome") or {}
-    print(
-        json.dumps(
-            {
-                "build_url": build_url(farm, build),
-                "result": Results[build["results"]],
-                **outcome,
-                **({} if outcome else {"failed_steps": api.describe(farm, build)["failed_steps"]}),
-            },
-            indent=2,
-        )
+    emit(
+        args,
+        {
+            "build_url": build_url(farm, build),
+            "result": Results[build["results"]],
+            **outcome,
+            **({} if outcome else {"failed_steps": api.describe(farm, build)["failed_steps"]}),
+        },
     )
     return 0 if build["results"] == SUCCESS else 1
 
@@ -346,7 +358,7 @@ def cmd_review(args) -> int:
             if not entry.get("held"):  # a held release's project is allow-listed already
                 entry["would pull in"] = _pulled_in(farm, entry["project"])
         waiting = read_queue(farm.review_waiting)
-        print(json.dumps({**queue, **({"after approval": waiting} if waiting else {})}, indent=2))
+        emit(args, {**queue, **({"after approval": waiting} if waiting else {})})
         return 0
     try:
         pulls = _pulled_in(farm, args.project) if args.with_deps else []
@@ -385,7 +397,7 @@ def cmd_review(args) -> int:
                 "reason": f"{entry['project']} approved with its dependencies",
             },
         )
-        print(json.dumps(output, indent=2))
+        emit(args, output)
         return 0
     if args.action == "approve":
         for release in held:  # the scan's findings were read: these very bytes may be built
@@ -398,7 +410,7 @@ def cmd_review(args) -> int:
             api.force(entry["project"], version, farm.local_builders())
             for version in [r["version"] for r in held] or [""]
         ]
-    print(json.dumps(output, indent=2))
+    emit(args, output)
     return 0
 
 
@@ -428,16 +440,14 @@ def cmd_which(args) -> int:
             )
             return 1
         where = lookup.file_url(farm.index_url, *published) if published else None
-        print(
-            json.dumps(
-                {
-                    "wheel": path.name,
-                    "sha256": sha256,
-                    "published_by_our_index": where,
-                    **(carried or {}),
-                },
-                indent=2,
-            )
+        emit(
+            args,
+            {
+                "wheel": path.name,
+                "sha256": sha256,
+                "published_by_our_index": where,
+                **(carried or {}),
+            },
         )
         return 0
     if re.fullmatch(r"[0-9a-fA-F]{64}", args.target):
@@ -473,7 +483,7 @@ def cmd_which(args) -> int:
     if not found:
         print(f"wheelwright: our index has no wheel {args.target}", file=sys.stderr)
         return 1
-    print(json.dumps(found if len(found) > 1 else found[0], indent=2))
+    emit(args, found if len(found) > 1 else found[0])
     return 0
 
 
@@ -510,7 +520,11 @@ def cmd_diff(args) -> int:
                     return 1
                 path = rebuilddiff.download(farm.index_url, project, name, Path(scratch))
             facts.append(rebuilddiff.facts_of(path))
-    print(rebuilddiff.report(*facts), end="")
+    report = rebuilddiff.report(*facts)
+    if args.json:
+        emit(args, {"before": before, "after": after, "report": report.splitlines()})
+    else:
+        print(report, end="")
     return 0
 
 
@@ -518,7 +532,7 @@ def cmd_seed(args) -> int:
     farm = _farm(args)
     password = farm.secret(UPLOAD_SECRET)
     log = farm.logs_dir / "seed.log"
-    failed = 0
+    failed, seeded = 0, []
     for path in args.files:
         provenance = {"seeded": True, "seeded_from": str(path.resolve()), "reason": args.reason}
         try:
@@ -533,7 +547,11 @@ def cmd_seed(args) -> int:
         )
         with open(log, "a") as f:
             f.write(line)
-        print(line, end="")
+        seeded.append(entry)
+        if not args.json:
+            print(line, end="")
+    if args.json:
+        emit(args, seeded)
     return 1 if failed else 0
 
 
@@ -556,7 +574,7 @@ def cmd_yank(args) -> int:
     except UploadError as exc:
         print(f"wheelwright: {exc}", file=sys.stderr)
         return 1
-    print(json.dumps({**answer, "by": args.by}, indent=2))
+    emit(args, {**answer, "by": args.by})
     return 0
 
 
@@ -608,15 +626,13 @@ def cmd_user(args) -> int:
     if len(password) < 12:
         raise SystemExit("wheelwright: a password needs 12 characters at least")
     accounts.add(farm.www_users, args.name, password, USER_ROLES[args.role])
-    print(
-        json.dumps(
-            {
-                "user": args.name,
-                "roles": USER_ROLES[args.role],
-                **({} if args.password_stdin else {"password": password}),
-            },
-            indent=2,
-        )
+    emit(
+        args,
+        {
+            "user": args.name,
+            "roles": USER_ROLES[args.role],
+            **({} if args.password_stdin else {"password": password}),
+        },
     )
     return 0
 
@@ -629,6 +645,12 @@ def main(argv=None) -> int:
         type=Path,
         default=argparse.SUPPRESS,
         help=f"the farm's state directory (${STATE_VARIABLE}, else ./farm)",
+    )
+    common.add_argument(
+        "--json",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="print each answer as JSON, for scripts (default: for a reader)",
     )
     common.add_argument(
         "--debug",
@@ -703,10 +725,8 @@ def main(argv=None) -> int:
     p = sub.add_parser(
         "doctor", help="check what the farm and each pool need beyond Python (up checks it too)"
     )
-    p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_doctor)
     p = sub.add_parser("status", help="where the farm's parts are")
-    p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_status)
     for name, text in (
         ("build", "force a build of NAME==VERSION"),
@@ -862,6 +882,7 @@ def main(argv=None) -> int:
     if not hasattr(args, "state"):
         args.state = Path(os.environ.get(STATE_VARIABLE) or "farm")
     args.debug = getattr(args, "debug", False)
+    args.json = getattr(args, "json", False)
     if args.func is cmd_review and args.action != "list" and not args.project:
         parser.error(f"review {args.action} needs a PROJECT")
     try:

@@ -52,8 +52,9 @@ class FarmUnderTest:
         self.environ = environ or {}
 
     def cli(
-        self, *args: str, check: bool = True, timeout: float | None = None
+        self, *args: str, check: bool = True, timeout: float | None = None, human: bool = False
     ) -> subprocess.CompletedProcess:
+        """Run the command as a script would (--json), or as a reader would (human)."""
         if args[:1] == ("up",) and MARKED_FARM[0] is False:
             raise AssertionError(
                 "this test starts a farm: mark it @pytest.mark.farm (or its module: pytestmark)"
@@ -62,7 +63,7 @@ class FarmUnderTest:
             # The tests build projects they made up, which no index or allow-list knows yet.
             args = (*args, "--new-project")
         proc = subprocess.run(
-            [WHEELWRIGHT, "--state", str(self.state), *args],
+            [WHEELWRIGHT, "--state", str(self.state), *(() if human else ("--json",)), *args],
             capture_output=True,
             text=True,
             env={**os.environ, **self.environ},
@@ -132,4 +133,4 @@ class FarmUnderTest:
     @functools.cached_property
     def status(self) -> dict:
         """The farm's addresses (they stay as `up` first set them)."""
-        return json.loads(self.cli("status", "--json").stdout)
+        return json.loads(self.cli("status").stdout)

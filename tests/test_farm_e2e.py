@@ -342,7 +342,7 @@ def test_seeded_wheels_are_marked_and_logged_and_serve_as_dependencies(
     backends, upstream, tmp_path
 ):
     wheel = make_wheel(tmp_path, "seedpkg", "1.0")
-    proc = backends.cli("seed", str(wheel), "--reason", "no sdist upstream")
+    proc = backends.cli("seed", str(wheel), "--reason", "no sdist upstream", human=True)
     assert "seeded seedpkg-1.0-py3-none-any.whl" in proc.stdout
     assert "no sdist upstream" in (backends.state / "logs" / "seed.log").read_text()
     provenance = json.loads(
@@ -521,6 +521,7 @@ def test_on_a_terminal_build_wait_shows_which_step_the_build_is_in(backends, ups
             DEFAULT_BUILDER,
             "--wait",
             "--new-project",
+            "--json",
         ],
         stdout=subprocess.PIPE,
         stderr=secondary,
@@ -560,3 +561,4 @@ def test_wait_hears_that_a_build_is_done_from_the_master_without_asking_again(
     waiting.join(timeout=180)
     assert done and done[0]["results"] == SUCCESS, "the wait was not told the build is done"
     assert asked.count(f"buildrequests/{brid}") == 2, asked
+

@@ -90,7 +90,13 @@ def test_a_name_nobody_knows_is_refused_with_what_is_close_and_a_bare_name_build
         text=True,
     )
     assert built.returncode == 0, built.stdout + built.stderr
-    assert json.loads(built.stdout)["wheels"] == ["fr_newest-1.1-py3-none-any.whl"]
+    # for a reader by default; the same answer as JSON with --json, for scripts
+    assert "\nwheels:\n- fr_newest-1.1-py3-none-any.whl\n" in built.stdout
+    assert not built.stdout.lstrip().startswith("{")
+    which = [*farm, "which", "fr-newest==1.1"]
+    traced = json.loads(subprocess.run([*which, "--json"], capture_output=True, text=True).stdout)
+    said = subprocess.run(which, capture_output=True, text=True).stdout
+    assert f"build_url: {traced['build_url']}\n" in said
     # not on a terminal: plain progress lines on stderr, a CI log sees the build go on
     assert f"wheelwright: fr-newest (newest) on {DEFAULT_BUILDER}: " in built.stderr
     # now in our index: a typo of it is refused, naming it, and nothing is queued

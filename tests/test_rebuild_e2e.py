@@ -187,7 +187,7 @@ def test_a_rebuild_says_what_changed_since_the_previous_build_of_its_version(
     assert "build environment: unchanged\n" in diff and "Requires-Dist: unchanged\n" in diff
     # setuptools with SOURCE_DATE_EPOCH rebuilds the same bytes: the bump is no difference in itself
     assert diff.endswith("the wheel's files are identical, byte for byte\n")
-    assert backends.cli("diff", "diffed==1.0").stdout == diff
+    assert backends.cli("diff", "diffed==1.0", human=True).stdout == diff
 
 
 STAMPED = """\

@@ -56,11 +56,8 @@ def test_a_new_release_is_built_by_itself_and_quiet_pages_cost_only_304s(watched
     upstream.add(setuptools_sdist(tmp_path, "fresh", "0.9"))  # history: not built
     (farm.state / "allowlist.txt").write_text("".join(f"{n}\n" for n in ["fresh", *QUIET]))
     # status names the way the farm chose, once it has chosen
-    wait_for(lambda: "watching" in json.loads(farm.cli("status", "--json").stdout))
-    assert (
-        "pages with conditional requests"
-        in json.loads(farm.cli("status", "--json").stdout)["watching"]
-    )
+    wait_for(lambda: "watching" in json.loads(farm.cli("status").stdout))
+    assert "pages with conditional requests" in json.loads(farm.cli("status").stdout)["watching"]
     wait_for(lambda: upstream.full_pages >= 1001 + 1, timeout=60)  # every page looked at once
     time.sleep(3)  # a whole cycle more: the unchanged pages answer 304
     full, not_modified = upstream.full_pages, upstream.not_modified
