@@ -609,7 +609,13 @@ def cmd_worker(args) -> int:
             raise SystemExit(f"wheelwright: {exc}") from None
         print(f"created {args.dir}: start it with buildbot-worker start {args.dir}")
     else:
-        print(control.remote_worker_script(farm, pool, args.name, master, password), end="")
+        try:
+            version = control.publish_worker_tools(farm)
+        except (control.FarmError, UploadError) as exc:
+            raise SystemExit(f"wheelwright: {exc}") from None
+        print(
+            control.remote_worker_script(farm, pool, args.name, master, password, version), end=""
+        )
     return 0
 
 

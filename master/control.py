@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import json
 import os
 import re
@@ -14,7 +15,9 @@ import socket
 import stat
 import subprocess
 import sys
+import tempfile
 import time
+import urllib.parse
 from importlib.resources import files
 from pathlib import Path
 
@@ -337,8 +340,51 @@ def create_worker_args(
     ]
 
 
-def remote_worker_script(farm: Farm, pool: Pool, name: str, master: str, password: str) -> str:
-    """What the operator of another machine runs to make `name` one of the pool's workers."""
+def publish_worker_tools(farm: Farm) -> str:
+    """The worker-side tools (this distribution) as a wheel in the farm's own index, where remote
+    workers install them from; built from this installation's checkout when the index lacks this
+    version. Returns the version. A new version is what makes workers take new tools: the index
+    keeps the first file of a name."""
+    from wheelwright.common.lookup import index_versions
+    from wheelwright.index.upload import upload
+
+    version = importlib.metadata.version(DISTRIBUTION)
+    if version in (index_versions(farm.index_url, DISTRIBUTION) or []):
+        return version
+    checkout = _checkout()
+    with tempfile.TemporaryDirectory() as made:
+        _run(
+            [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", made, checkout],
+            f"building the worker-side tools' wheel from {checkout}",
+        )
+        (wheel,) = Path(made).glob("*.whl")
+        upload(
+            farm.upload_url,
+            UPLOAD_USER,
+            farm.secret(UPLOAD_SECRET),
+            wheel,
+            provenance={"seeded": True, "seeded_from": checkout, "reason": "the worker-side tools"},
+        )
+    return version
+
+
+def _checkout() -> str:
+    """The folder this distribution was installed from (pip's direct_url.json, PEP 610)."""
+    said = importlib.metadata.distribution(DISTRIBUTION).read_text("direct_url.json")
+    url = json.loads(said or "{}").get("url", "")
+    if not url.startswith("file://") or not Path(url[len("file://") :], "pyproject.toml").is_file():
+        raise FarmError(
+            f"{DISTRIBUTION} was not installed from a checkout here, and our index has no wheel of "
+            f"this version: install it with pip install -e CHECKOUT, or seed its wheel"
+        )
+    return urllib.parse.unquote(url[len("file://") :])
+
+
+def remote_worker_script(
+    farm: Farm, pool: Pool, name: str, master: str, password: str, version: str
+) -> str:
+    """What the operator of another machine runs to make `name` one of the pool's workers: the
+    worker-side tools at `version` come from the farm's own index."""
     basedir = f"/var/lib/wheelwright/{name}"
     # The password is read from a file beside the tac, never from a command line (ps shows it).
     args = " ".join(
@@ -360,8 +406,8 @@ def remote_worker_script(farm: Farm, pool: Pool, name: str, master: str, passwor
         f"# Its password is the master's {secret}: copy it to this machine, to PASSWORD-FILE below.\n"
         f"python3 -m venv {TOOLS_PREFIX}\n"
         f"{TOOLS_PREFIX}/bin/pip install {' '.join(worker_requirements())}\n"
-        f"{TOOLS_PREFIX}/bin/pip install --no-deps PATH-TO-A-WHEELWRIGHT-CHECKOUT"
-        f"  # the worker-side tools ({DISTRIBUTION})\n"
+        f"{TOOLS_PREFIX}/bin/pip install --no-deps --index-url {farm.index_url_for(pool)} "
+        f"{DISTRIBUTION}=={version}  # the worker-side tools, from the farm's own index\n"
         f"{trust}{TOOLS_PREFIX}/bin/buildbot-worker {args}\n"
         f"install -m 600 PASSWORD-FILE {basedir}/{PASSWORD_FILE}\n"
         f"{TOOLS_PREFIX}/bin/python -m wheelwright.common.connection --password-from-file "

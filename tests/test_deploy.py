@@ -131,8 +131,13 @@ def test_worker_create_prints_what_the_other_machine_runs(tmp_path):
     (tmp_path / "secrets").mkdir()
     tls.ensure_certificate(farm)
     script = control.remote_worker_script(
-        farm, POOLS["aarch64"], "aarch64-1", "farm.example:9989", "pw"
+        farm, POOLS["aarch64"], "aarch64-1", "farm.example:9989", "pw", "0.1.0"
     )
+    # the worker-side tools from the farm's own index, as the remote pool reaches it
+    assert (
+        "/opt/wheelwright/bin/pip install --no-deps --index-url "
+        f"http://farm.example:{farm.index_port}/simple/ wheelwright-farm==0.1.0"
+    ) in script
     assert "buildbot-worker==" in script and "BEGIN CERTIFICATE" in script
     assert (
         "-m wheelwright.common.connection --password-from-file "

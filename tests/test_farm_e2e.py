@@ -4,6 +4,7 @@ sdists served by a hermetic upstream on 127.0.0.1."""
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
 import os
 import platform
@@ -32,6 +33,7 @@ from tests.sdists import (
     write_sdist,
 )
 from tests.wheels import make_wheel
+from wheelwright.common.tools import clean_pip_env
 from wheelwright.master.control import MASTER_CFG
 from wheelwright.master.farm import Farm
 from wheelwright.master.pools import POOLS, builder_name
@@ -562,3 +564,40 @@ def test_wait_hears_that_a_build_is_done_from_the_master_without_asking_again(
     assert done and done[0]["results"] == SUCCESS, "the wait was not told the build is done"
     assert asked.count(f"buildrequests/{brid}") == 2, asked
 
+
+def test_worker_create_installs_the_worker_tools_from_the_farms_own_index(backends, tmp_path):
+    """The script `worker create` prints installs our worker-side tools from the farm's own index
+    (published there the first time, built from this checkout), not from a checkout."""
+    script = backends.cli("worker", "create", "local-1", "--pool", "local").stdout
+    (line,) = [x for x in script.splitlines() if "wheelwright-farm==" in x]
+    command = line.split("  #")[0].split()
+    assert command[1:6] == ["install", "--no-deps", "--index-url", backends.status["index"],
+                            f"wheelwright-farm=={importlib.metadata.version('wheelwright-farm')}"]  # fmt: skip
+    venv = tmp_path / "tools"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    subprocess.run(
+        [str(venv / "bin" / "pip"), *command[1:]],
+        check=True,
+        capture_output=True,
+        env=clean_pip_env(),
+    )
+    probe = "import wheelwright.workers.call, wheelwright.common.unpack; print('ok')"
+    assert (
+        subprocess.run(
+            [str(venv / "bin" / "python"), "-I", "-c", probe], capture_output=True, text=True
+        ).stdout
+        == "ok\n"
+    )
+    # Asked again, the index has that version: nothing is built or published anew.
+    listing = json.loads(
+        http_get(
+            backends.status["index"] + "wheelwright-farm/", "application/vnd.pypi.simple.v1+json"
+        )[1]
+    )
+    assert backends.cli("worker", "create", "local-1", "--pool", "local").stdout == script
+    again = json.loads(
+        http_get(
+            backends.status["index"] + "wheelwright-farm/", "application/vnd.pypi.simple.v1+json"
+        )[1]
+    )
+    assert again["files"] == listing["files"] and len(listing["files"]) == 1
