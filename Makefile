@@ -8,8 +8,8 @@ BIN := $(VENV)/bin
 # The build backends the end-to-end tests build from source first, as a fresh farm would.
 TEST_SDISTS := setuptools==80.9.0 flit_core==3.12.0
 SDIST_CACHE := tests/.cache/sdists
-# The folders that are the package wheelwright (wheelwright.master is master/, and so on).
-PACKAGES := common config index master steps workers
+# The package: one folder, every tool sees it.
+PACKAGE := src/wheelwright
 # What the deployment tests run beside the farm, each in a venv of its own: index hosts of other
 # kinds to publish to, and the Crossbar router several masters share.
 SERVICES := tests/.cache/services
@@ -43,7 +43,7 @@ $(VENV)/.test: $(VENV)/.master
 # Our code's bytecode, written once here: an editable install compiles nothing, and a machine that
 # sets PYTHONDONTWRITEBYTECODE would compile it again at every `wheelwright` command's start.
 install: $(VENV)/.master
-	$(BIN)/python -m compileall -q $(PACKAGES) >/dev/null
+	$(BIN)/python -m compileall -q $(PACKAGE) >/dev/null
 
 install-test: install $(VENV)/.test
 
@@ -69,7 +69,7 @@ farm-packages:
 system-packages:
 	@$(call apt_install,$(SYSTEM_PACKAGES))
 
-# The kernel hands aarch64 programs to qemu (master/emulation.py): binfmt_misc mounted, and
+# The kernel hands aarch64 programs to qemu (farm/emulation.py): binfmt_misc mounted, and
 # qemu-user-static's entry (with the F flag) registered once.
 emulation: system-packages
 	@mountpoint -q $(BINFMT) || mount -t binfmt_misc binfmt_misc $(BINFMT)
@@ -84,15 +84,11 @@ $(SERVICES)/.done: Makefile
 	$(SERVICES)/crossbar/bin/pip install --quiet crossbar
 	touch $@
 
-# The formatting, the lint rules and the types; mypy reads the package as it is installed
-# (wheelwright.master is master/, and so on) through a tree of links.
-TYPECHECK := tests/.cache/typecheck
+# The formatting, the lint rules and the types.
 lint: install-test
 	$(BIN)/python -m ruff format --check .
 	$(BIN)/python -m ruff check .
-	rm -rf $(TYPECHECK) && mkdir -p $(TYPECHECK)/wheelwright && touch $(TYPECHECK)/wheelwright/__init__.py
-	for d in $(PACKAGES); do ln -s $(CURDIR)/$$d $(TYPECHECK)/wheelwright/$$d; done
-	cd $(TYPECHECK) && $(CURDIR)/$(BIN)/python -m mypy --config-file $(CURDIR)/pyproject.toml -p wheelwright
+	$(BIN)/python -m mypy -p wheelwright
 
 test: system-packages emulation install-test lint $(SDIST_CACHE)/.done $(SERVICES)/.done
 	$(BIN)/python -m pytest --durations=25 $(PYTEST_ARGS)

@@ -25,17 +25,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.farm import DEFAULT_BUILDER, FarmUnderTest  # noqa: E402
 from tests.sdists import CACHE, Upstream, flit_sdist, free_port, setuptools_sdist  # noqa: E402
 from tests.wheels import make_wheel  # noqa: E402
+from wheelwright.bootstrap.plan import Node, lower_bound  # noqa: E402
+from wheelwright.changes.upstream_pages import Changelog, releases  # noqa: E402
+from wheelwright.changes.upstream_watch import decide, fetch_page  # noqa: E402
+from wheelwright.cli.restclient import Api  # noqa: E402
 from wheelwright.common.files import sha256_of  # noqa: E402
+from wheelwright.common.runtime import WORKER_COMMAND, clean_pip_env  # noqa: E402
 from wheelwright.common.sandbox import SANDBOX_TIME  # noqa: E402
-from wheelwright.common.tools import WORKER_COMMAND, clean_pip_env  # noqa: E402
-from wheelwright.index.store import IndexStore  # noqa: E402
-from wheelwright.master.bootstrap import Node, lower_bound  # noqa: E402
-from wheelwright.master.changesource import Changelog, releases  # noqa: E402
-from wheelwright.master.farm import Farm  # noqa: E402
-from wheelwright.master.restclient import Api  # noqa: E402
-from wheelwright.master.upstreamwatch import decide, fetch_page  # noqa: E402
+from wheelwright.farm.settings import Farm  # noqa: E402
+from wheelwright.indexhost.store import IndexStore  # noqa: E402
 from wheelwright.steps import PIPELINE  # noqa: E402
-from wheelwright.steps.tool import ON_THE_WORKER  # noqa: E402
+from wheelwright.steps.base import ON_THE_WORKER  # noqa: E402
 
 
 def verdict(ratio: float, goal: str, met: bool) -> str:
@@ -666,7 +666,7 @@ def _extract_in_process(sdist: Path, into: Path) -> None:
 def bench_unpacking(work: Path, quick: bool) -> None:
     """prepare-source's unpacking of real sdists: the sandboxed, link-refusing unpacker against
     tarfile's extraction in process, alternating, medians of the rounds."""
-    from wheelwright.workers.prepare_source import unpack
+    from wheelwright.worker.prepare_source import unpack
 
     rounds = 3 if quick else 11
     print(f"\n## unpacking real sdists ({rounds} rounds, alternating; medians)")

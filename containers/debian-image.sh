@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds a worker image from local material, for machines that reach no image registry (tests,
-# CI): a Debian root of this machine's architecture (master/roots.py: debootstrap, buildbot-worker
+# CI): a Debian root of this machine's architecture (farm/roots.py: debootstrap, buildbot-worker
 # in /opt/wheelwright, cached), our worker-side tools installed into it, imported with podman.
 #
 #   containers/debian-image.sh IMAGE CACHE_DIR     (PODMAN may hold podman with its storage flags;
@@ -15,7 +15,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 root=$work/rootfs
-"$python" -m wheelwright.master.roots "$root" --cache "$cache" >/dev/null
+"$python" -m wheelwright.farm.roots "$root" --cache "$cache" >/dev/null
 "$python" -m pip wheel --quiet --no-deps --wheel-dir "$root/tmp/wheels" "$top"
 env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin chroot "$root" /bin/sh -ec '
     /opt/wheelwright/bin/pip install --quiet --no-deps --no-index --disable-pip-version-check /tmp/wheels/*.whl

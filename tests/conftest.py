@@ -13,14 +13,14 @@ import pytest
 # Importing buildbot.test (test_steps does) turns every later warning into an error, process-wide:
 # load the farm's modules first, so Buildbot modules that warn on import (buildbot.util.ssl under
 # Twisted 26.10) are already loaded by then, whatever order pytest imports the tests in.
-import wheelwright.master.cli  # noqa: F401  isort: skip
+import wheelwright.cli.main  # noqa: F401  isort: skip
 import wheelwright.config.buildmaster  # noqa: F401  isort: skip
 
 from tests.farm import MARKED_FARM, FarmUnderTest, http_get
 from tests.sdists import CACHE, Upstream, free_port, wait_for_port
-from wheelwright.common.tools import clean_pip_env
-from wheelwright.index import accounts
-from wheelwright.master.roots import host_arch
+from wheelwright.common.runtime import clean_pip_env
+from wheelwright.farm.roots import host_arch
+from wheelwright.indexhost import accounts
 
 # A worker root takes minutes to make (debootstrap; the aarch64 one mostly one core running qemu):
 # the roots the selected tests need are made in the background, at the lowest priority, while
@@ -42,7 +42,7 @@ def pytest_collection_modifyitems(session, config, items):
     for arch in sorted({LATE_TESTS[name] for name, found in late.items() if found}):
         with open(ROOTS_CACHE / f"background-{arch}.log", "w") as log:
             ROOT_MAKERS[arch] = subprocess.Popen(
-                ["nice", "-n", "19", sys.executable, "-m", "wheelwright.master.roots"]
+                ["nice", "-n", "19", sys.executable, "-m", "wheelwright.farm.roots"]
                 + ["--arch", arch, "--cache", str(ROOTS_CACHE)],
                 stdout=subprocess.DEVNULL,
                 stderr=log,
@@ -168,7 +168,7 @@ def serving_index(top: Path):
     accounts in top/users.json. Yields its URL."""
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "wheelwright.index.server", "--root", str(top / "root"), "--users",
+        [sys.executable, "-m", "wheelwright.indexhost.server", "--root", str(top / "root"), "--users",
          str(top / "users.json"), "--port", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import requests
 
-from wheelwright.master.farm import Farm
-from wheelwright.master.pools import builder_name
+from wheelwright.farm.pools import builder_name
+from wheelwright.farm.settings import Farm
 
 WHEELWRIGHT = str(Path(sys.executable).with_name("wheelwright"))
 DEFAULT_BUILDER = builder_name(

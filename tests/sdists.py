@@ -17,7 +17,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from wheelwright.common.files import sha256_of
-from wheelwright.index.store import IndexStore, parse_distribution_filename
+from wheelwright.indexhost.store import IndexStore, parse_distribution_filename
 
 # The build backends' own sdists, fetched once by `make test` (see Makefile): the farm builds
 # them from source first, as it would in production.

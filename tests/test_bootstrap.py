@@ -14,8 +14,7 @@ from tests.conftest import install_and_run
 from tests.farm import DEFAULT_BUILDER, http_get
 from tests.sdists import Upstream, free_port, pkg_info, pyproject, setuptools_sdist, write_sdist
 from tests.wheels import make_wheel
-from wheelwright.index.upload import upload
-from wheelwright.master.bootstrap import (
+from wheelwright.bootstrap.plan import (
     BootstrapError,
     Node,
     build_order_json,
@@ -28,7 +27,8 @@ from wheelwright.master.bootstrap import (
     priorities,
     sdist_requirements,
 )
-from wheelwright.master.farm import Farm
+from wheelwright.farm.settings import Farm
+from wheelwright.indexhost.upload import upload
 
 ENVIRONMENT = {
     "python_version": "3.11",
@@ -352,7 +352,7 @@ def test_a_bootstrap_whose_build_requirement_fails_ends_and_says_what_it_blocked
 def test_a_stop_ends_a_bootstrap_at_once_with_its_builds(backends, upstream, tmp_path):
     """A Stop from the REST API (as the UI's button sends it) ends a bootstrap whose build sleeps
     for minutes: the bootstrap and that build end within seconds, and the worker is free."""
-    from wheelwright.master.restclient import Api
+    from wheelwright.cli.restclient import Api
 
     slow = "import time\ntime.sleep(300)\nfrom setuptools import setup\nsetup()\n"
     upstream.add(setuptools_sdist(tmp_path, "bs-slow", "1.0", setup_py=slow))
@@ -474,8 +474,8 @@ def test_a_plan_takes_the_newest_release_whose_requires_python_admits_the_builde
     before it, one for cp313 builders takes it (the page's Requires-Python, PEP 503/691)."""
     import dataclasses
 
-    from wheelwright.master import bootstrap as planning
-    from wheelwright.master.bootstrap import plan_tree
+    from wheelwright.bootstrap import plan as planning
+    from wheelwright.bootstrap.plan import plan_tree
 
     farm, upstream, tmp_path = tree
     for version in ("1.0", "2.0"):
@@ -509,7 +509,7 @@ def test_a_release_whose_build_requirement_is_not_upstream_falls_back_and_says_s
     """platformdirs 4.14.6 needs python-sbom[hatch] to build, which the upstream lacks: the plan
     takes the newest release it can build, says why in the plan, and a constraint that allows
     no other fails naming both the release and the requirement it lacks."""
-    from wheelwright.master.bootstrap import plan_tree, planned_json
+    from wheelwright.bootstrap.plan import plan_tree, planned_json
 
     farm, upstream, tmp = tree
     upstream.add(setuptools_sdist(tmp, "fb-lib", "1.0"))

@@ -1,5 +1,5 @@
 """A build's properties are written after each step without rendering plain values
-(master/buildproperties.py), on Buildbot's own data API, database and message queue."""
+(buildbot_patches/build_properties.py), on Buildbot's own data API, database and message queue."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from buildbot.test.fake import fakemaster
 from buildbot.test.reactor import TestReactorMixin
 from twisted.trial import unittest
 
-from wheelwright.master.buildproperties import PlainBuildProperties
+from wheelwright.buildbot_patches.build_properties import PlainBuildProperties
 
 BUILD = 20
 

@@ -13,9 +13,9 @@ from wheel.wheelfile import WheelError
 from tests.wheels import make_wheel, record_line, wheel_files, write_wheel
 from wheelwright.common.wheelcheck import WheelRefused, check_wheel
 from wheelwright.common.wheeledit import rewrite
-from wheelwright.master.bumps import BumpError, next_bump
-from wheelwright.master.provenance import embed
-from wheelwright.master.rebuilddiff import facts_of, report
+from wheelwright.policy.bumps import BumpError, next_bump
+from wheelwright.publishing.provenance import embed
+from wheelwright.publishing.rebuilddiff import facts_of, report
 
 
 def test_post_bumps_count_up_from_our_own_post_releases():

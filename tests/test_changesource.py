@@ -20,9 +20,9 @@ from tests.conftest import wheel_index_has
 from tests.farm import http_get
 from tests.sdists import Upstream, free_port, setuptools_sdist
 from tests.wheels import make_wheel
+from wheelwright.changes.upstream_pages import CATEGORY, SLICES, UpstreamReleases, releases
 from wheelwright.common.files import sha256_of
-from wheelwright.master.changesource import CATEGORY, SLICES, UpstreamReleases, releases
-from wheelwright.master.farm import Farm
+from wheelwright.farm.settings import Farm
 
 
 def test_only_sdists_of_allow_listed_projects_count_once_each():

@@ -55,7 +55,7 @@ def test_the_help_documents_the_exit_codes():
 def test_waiting_off_a_terminal_prints_a_plain_line_when_the_step_changes_and_every_few_seconds(
     capsys, monkeypatch
 ):
-    from wheelwright.master import cli
+    from wheelwright.cli import main as cli
 
     clock = [100.0]
     monkeypatch.setattr(cli.time, "monotonic", lambda: clock[0])
@@ -97,8 +97,8 @@ def test_a_missing_interpreter_fails_its_builder_not_the_pool():
     names the builders that cannot."""
     import dataclasses
 
-    from wheelwright.master import doctor
-    from wheelwright.master.pools import POOLS
+    from wheelwright.farm import doctor
+    from wheelwright.farm.pools import POOLS
 
     local = POOLS["local"]
     some = dataclasses.replace(local, pythons=(*local.pythons, "3.99"))

@@ -12,7 +12,7 @@ import pytest
 
 from tests.farm import http_get
 from tests.sdists import setuptools_sdist
-from wheelwright.master.pools import builder_name, find_python
+from wheelwright.farm.pools import builder_name, find_python
 
 pytestmark = pytest.mark.farm
 

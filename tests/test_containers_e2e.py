@@ -11,8 +11,8 @@ from tests.conftest import install_and_run, made_roots_cache, wheel_index_has
 from tests.farm import FarmUnderTest, http_get
 from tests.podman import Podman
 from tests.sdists import CACHE, Listener, c_extension_sdist, calling_out_sdist, free_port
-from wheelwright.master.pools import POOLS, builder_name
-from wheelwright.master.roots import host_arch
+from wheelwright.farm.pools import POOLS, builder_name
+from wheelwright.farm.roots import host_arch
 
 pytestmark = pytest.mark.farm
 

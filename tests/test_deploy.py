@@ -28,10 +28,11 @@ from tests.wheels import make_wheel
 from wheelwright.common.connection import add_to_tac, worker_sends_at_once
 from wheelwright.common.files import sha256_of
 from wheelwright.config.buildmaster import assemble
-from wheelwright.master import control, mirrors, tls
-from wheelwright.master.database import tune_sqlite
-from wheelwright.master.farm import Farm
-from wheelwright.master.pools import POOLS
+from wheelwright.farm import control, tls
+from wheelwright.farm.database import tune_sqlite
+from wheelwright.farm.pools import POOLS
+from wheelwright.farm.settings import Farm
+from wheelwright.publishing import mirrors
 
 
 def test_the_environment_overrides_farm_json_and_is_never_written_to_it(tmp_path):
@@ -371,7 +372,7 @@ def test_the_local_workers_share_one_uv_cache_and_one_bytecode_cache(tmp_path):
 def test_the_command_says_its_version_and_the_distribution_its_licence():
     import importlib.metadata
 
-    from wheelwright.common.tools import DISTRIBUTION
+    from wheelwright.common.runtime import DISTRIBUTION
 
     proc = subprocess.run([WHEELWRIGHT, "--version"], capture_output=True, text=True, check=True)
     assert proc.stdout == f"wheelwright {importlib.metadata.version(DISTRIBUTION)}\n"

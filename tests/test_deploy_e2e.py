@@ -25,7 +25,7 @@ from tests.indexhosts import PASSWORD, USER, devpi, pypiserver
 from tests.postgres import postgres_server, query
 from tests.sdists import flit_sdist, free_port
 from tests.test_concurrency_e2e import twenty_builds_at_once
-from wheelwright.master.farm import UPLOAD_SECRET, UPLOAD_USER
+from wheelwright.farm.settings import UPLOAD_SECRET, UPLOAD_USER
 
 pytestmark = pytest.mark.farm
 
@@ -42,7 +42,13 @@ def own_index_host(tmp_path_factory):
     its URL, where it keeps its files, and the password of the farm's upload account."""
     top, password = tmp_path_factory.mktemp("index-host"), secrets.token_urlsafe(16)
     subprocess.run(
-        [sys.executable, "-m", "wheelwright.index.accounts", str(top / "users.json"), UPLOAD_USER],
+        [
+            sys.executable,
+            "-m",
+            "wheelwright.indexhost.accounts",
+            str(top / "users.json"),
+            UPLOAD_USER,
+        ],
         input=password + "\n",
         text=True,
         check=True,

@@ -13,9 +13,9 @@ import pytest
 
 from tests.conftest import build_backends, install_and_run, made_roots_cache, running_farm
 from tests.sdists import CACHE, Listener, c_extension_sdist, flit_sdist, setuptools_sdist
-from wheelwright.master import emulation
-from wheelwright.master.farm import Farm
-from wheelwright.master.pools import find_python
+from wheelwright.farm import emulation
+from wheelwright.farm.pools import find_python
+from wheelwright.farm.settings import Farm
 
 NATIVE = f"{platform.machine()}-cp311"
 EMULATED = "aarch64-cp311"

@@ -17,7 +17,7 @@ import requests
 from tests.conftest import CANARY, wheel_index_has
 from tests.farm import DEFAULT_BUILDER
 from tests.sdists import setuptools_sdist
-from wheelwright.master.farm import FORCE_SCHEDULER
+from wheelwright.farm.settings import FORCE_SCHEDULER
 
 pytestmark = pytest.mark.farm
 

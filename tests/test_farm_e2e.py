@@ -33,11 +33,11 @@ from tests.sdists import (
     write_sdist,
 )
 from tests.wheels import make_wheel
-from wheelwright.common.tools import clean_pip_env
-from wheelwright.master.control import MASTER_CFG
-from wheelwright.master.farm import Farm
-from wheelwright.master.pools import POOLS, builder_name
-from wheelwright.master.restclient import Api
+from wheelwright.cli.restclient import Api
+from wheelwright.common.runtime import clean_pip_env
+from wheelwright.farm.control import MASTER_CFG
+from wheelwright.farm.pools import POOLS, builder_name
+from wheelwright.farm.settings import Farm
 
 pytestmark = pytest.mark.farm
 
@@ -581,7 +581,7 @@ def test_worker_create_installs_the_worker_tools_from_the_farms_own_index(backen
         capture_output=True,
         env=clean_pip_env(),
     )
-    probe = "import wheelwright.workers.call, wheelwright.common.unpack; print('ok')"
+    probe = "import wheelwright.worker.call, wheelwright.common.unpack; print('ok')"
     assert (
         subprocess.run(
             [str(venv / "bin" / "python"), "-I", "-c", probe], capture_output=True, text=True

@@ -21,11 +21,11 @@ from hypothesis import strategies as st
 from tests.sdists import pkg_info
 from tests.wheels import make_wheel, record_line, wheel_files, write_wheel
 from wheelwright.common.files import sha256_of
-from wheelwright.common.tools import ToolError
+from wheelwright.common.runtime import ToolError
 from wheelwright.common.wheelcheck import WheelRefused, check_wheel
-from wheelwright.index.store import IndexStore, PublishError, parse_distribution_filename
-from wheelwright.index.upstream import Sdist, SourceError, download_verified
-from wheelwright.workers import prepare_source as source
+from wheelwright.indexhost.store import IndexStore, PublishError, parse_distribution_filename
+from wheelwright.sources.upstream import Sdist, SourceError, download_verified
+from wheelwright.worker import prepare_source as source
 
 FUZZ = settings(
     max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
@@ -601,7 +601,7 @@ def escape_layouts(outside: Path, victim: Path) -> dict[str, list[tuple[str, byt
 
 def interpreters() -> list[str]:
     """Every interpreter the farm's pools run (common/pools), and Debian's, which roots run."""
-    from wheelwright.master.pools import SUPPORTED_PYTHONS, find_python
+    from wheelwright.farm.pools import SUPPORTED_PYTHONS, find_python
 
     found = {find_python(v) for v in SUPPORTED_PYTHONS} | {"/usr/bin/python3"}
     return sorted(p for p in found if p and Path(p).exists())
@@ -701,7 +701,7 @@ def hostile_upstream():
 
 
 def test_an_upstream_page_cannot_send_us_to_another_host_or_port(hostile_upstream):
-    from wheelwright.index.upstream import list_sdists
+    from wheelwright.sources.upstream import list_sdists
 
     with pytest.raises(SourceError, match="neither its own host nor an allowed files host"):
         list_sdists(f"{hostile_upstream}/simple/", "elsewhere")
@@ -717,7 +717,7 @@ def test_upstream_pages_and_sdists_are_read_within_their_caps(
 ):
     import resource
 
-    from wheelwright.index import upstream
+    from wheelwright.sources import upstream
 
     monkeypatch.setattr(upstream, "MAX_PAGE", 4 << 20)
     monkeypatch.setattr(upstream, "MAX_SDIST", 8 << 20)
@@ -740,7 +740,7 @@ def test_planning_reads_an_sdists_pkg_info_within_its_cap(tmp_path):
     import gzip
     import resource
 
-    from wheelwright.master.bootstrap import BootstrapError, sdist_requirements
+    from wheelwright.bootstrap.plan import BootstrapError, sdist_requirements
 
     path = tmp_path / "evil-1.0.tar.gz"
     with gzip.open(path, "wb", compresslevel=1) as gz, tarfile.open(fileobj=gz, mode="w") as tar:

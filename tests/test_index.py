@@ -20,10 +20,10 @@ from tests.sdists import setuptools_sdist
 from tests.wheels import make_wheel
 from wheelwright.common.files import sha256_of
 from wheelwright.common.lookup import published_as
-from wheelwright.common.tools import clean_pip_env
-from wheelwright.index import accounts
-from wheelwright.index.store import AlreadyPublished, IndexStore, PublishError
-from wheelwright.index.upload import UploadError, upload, yank
+from wheelwright.common.runtime import clean_pip_env
+from wheelwright.indexhost import accounts
+from wheelwright.indexhost.store import AlreadyPublished, IndexStore, PublishError
+from wheelwright.indexhost.upload import UploadError, upload, yank
 
 JSON = "application/vnd.pypi.simple.v1+json"
 
@@ -353,7 +353,7 @@ def test_the_index_has_a_page_for_people_beside_the_ones_installers_read(index_h
 
 
 def test_the_project_page_escapes_every_field_and_draws_no_other_scheme():
-    from wheelwright.index.server import human_page
+    from wheelwright.indexhost.server import human_page
 
     page = human_page(
         "demo",

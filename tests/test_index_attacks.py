@@ -16,9 +16,9 @@ from tests.farm import http_get
 from tests.sdists import free_port, wait_for_port
 from tests.wheels import make_wheel
 from wheelwright.common.files import sha256_of
-from wheelwright.index import accounts
-from wheelwright.index.store import IndexStore
-from wheelwright.index.upload import upload
+from wheelwright.indexhost import accounts
+from wheelwright.indexhost.store import IndexStore
+from wheelwright.indexhost.upload import upload
 
 JSON = "application/vnd.pypi.simple.v1+json"
 
@@ -130,7 +130,7 @@ def test_a_publish_cut_off_between_link_and_listing_is_completed_by_a_retry_and_
         [
             sys.executable,
             "-m",
-            "wheelwright.index.server",
+            "wheelwright.indexhost.server",
             "--root",
             str(root),
             "--users",

@@ -13,8 +13,8 @@ import pytest
 from tests.farm import http_get
 from tests.wheels import make_wheel
 from wheelwright.common.files import sha256_of
-from wheelwright.index.store import IndexStore, StorageError
-from wheelwright.index.upload import UploadError, upload
+from wheelwright.indexhost.store import IndexStore, StorageError
+from wheelwright.indexhost.upload import UploadError, upload
 
 JSON = "application/vnd.pypi.simple.v1+json"
 

@@ -1,4 +1,5 @@
-"""The import graph, read from the source: data and imports flow one way (common/__init__.py)."""
+"""The package's shape, read from the source: one package under src/, folders by job, and imports
+that flow one way (src/wheelwright/__init__.py lists the folders in their order)."""
 
 from __future__ import annotations
 
@@ -7,17 +8,35 @@ from pathlib import Path
 
 import pytest
 
-TOP = Path(__file__).resolve().parent.parent
-PACKAGES = ("common", "workers", "index", "master", "steps", "config")
-# What each folder may import of ours (beside itself).
+TOP = Path(__file__).resolve().parent.parent / "src" / "wheelwright"
+# Each folder, and what it may import of ours beside itself: only folders listed before it.
 ALLOWED = {
     "common": set(),
-    "workers": {"common"},
-    "index": {"common"},
-    "master": {"common", "index"},
-    "steps": {"common", "index", "master"},
-    "config": {"common", "index", "master", "steps"},
+    "worker": {"common"},
+    "indexhost": {"common"},
+    "sources": {"common", "indexhost"},
+    "farm": {"common", "indexhost", "sources"},
+    "bootstrap": {"common", "sources", "farm"},
+    "policy": {"common", "sources", "farm", "bootstrap"},
+    "publishing": {"common", "indexhost", "farm"},
+    "changes": {"common", "policy"},
+    "www": {"common", "indexhost", "sources", "farm", "policy"},
+    "buildbot_patches": {"common"},
+    "cli": {"common", "indexhost", "sources", "farm", "bootstrap", "policy", "publishing"},
+    "steps": {
+        "common",
+        "indexhost",
+        "sources",
+        "farm",
+        "bootstrap",
+        "policy",
+        "publishing",
+        "changes",
+        "www",
+    },
+    "config": set(),  # on top: anything but the command (below)
 }
+PACKAGES = tuple(ALLOWED)
 
 
 def imports_of(path: Path) -> set[str]:
@@ -36,27 +55,52 @@ def modules(package: str) -> list[Path]:
 
 
 @pytest.mark.parametrize("package", PACKAGES)
-def test_each_folder_imports_only_the_layers_below_it(package):
+def test_each_folder_imports_only_the_folders_before_it(package):
+    allowed = ALLOWED[package] if package != "config" else set(PACKAGES) - {"cli"}
     crossing = {
         f"{path.relative_to(TOP)} imports {name}"
         for path in modules(package)
         for name in imports_of(path)
-        if name.split(".")[1] not in ALLOWED[package] | {package}
+        if name.split(".")[1] not in allowed | {package}
     }
     assert not crossing, "\n".join(sorted(crossing))
+
+
+def test_the_order_has_no_cycle():
+    order = list(PACKAGES)
+    for package, allowed in ALLOWED.items():
+        assert all(order.index(other) < order.index(package) for other in allowed), package
 
 
 def test_nothing_imports_the_command_but_its_entry_point():
     importers = {
         str(path.relative_to(TOP))
-        for package in (*PACKAGES, "bench")
+        for package in PACKAGES
         for path in modules(package)
-        if any(name.startswith("wheelwright.master.cli") for name in imports_of(path))
+        if any(name.startswith("wheelwright.cli.main") for name in imports_of(path))
     }
-    assert importers == {"master/entry.py"}
+    bench = Path(__file__).resolve().parent.parent / "bench"
+    assert not any(
+        name.startswith("wheelwright.cli.main")
+        for path in bench.glob("*.py")
+        for name in imports_of(path)
+    )
+    assert importers == {"cli/entry.py"}
 
 
-def test_the_layout_test_sees_every_folder_and_an_import_across():
-    # It reads real imports: workers' tools take the sandbox from common.
-    assert "wheelwright.common.sandbox" in imports_of(TOP / "workers" / "build_wheel.py")
-    assert {p.name for p in TOP.iterdir() if (p / "__init__.py").exists()} >= set(PACKAGES)
+def test_every_folder_is_a_package_that_says_what_it_owns():
+    folders = {p.name for p in TOP.iterdir() if p.is_dir() and p.name != "__pycache__"}
+    assert folders == set(PACKAGES)
+    for package in PACKAGES:
+        assert ast.get_docstring(ast.parse((TOP / package / "__init__.py").read_text())), package
+
+
+def test_no_folder_holds_over_a_quarter_of_the_package():
+    lines = {p: sum(len(m.read_text().splitlines()) for m in modules(p)) for p in PACKAGES}
+    total = sum(lines.values())
+    assert all(n <= total / 4 for n in lines.values()), lines
+
+
+def test_the_layout_test_sees_an_import_across():
+    # It reads real imports: the worker's tools take the sandbox from common.
+    assert "wheelwright.common.sandbox" in imports_of(TOP / "worker" / "build_wheel.py")

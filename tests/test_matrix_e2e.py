@@ -11,7 +11,7 @@ from buildbot.process.results import SKIPPED
 from tests.conftest import install_and_run
 from tests.farm import http_get
 from tests.sdists import c_extension_sdist, flit_sdist
-from wheelwright.master.pools import SUPPORTED_PYTHONS, builder_name, find_python
+from wheelwright.farm.pools import SUPPORTED_PYTHONS, builder_name, find_python
 
 pytestmark = pytest.mark.farm
 # The Pythons this machine has, and their builders: derived, never written.

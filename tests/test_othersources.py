@@ -15,8 +15,8 @@ import pytest
 
 from tests.conftest import install_and_run
 from tests.farm import http_get
-from wheelwright.index.upstream import SourceError
-from wheelwright.master.othersources import sdist_from_git, sdist_from_url
+from wheelwright.sources.upstream import SourceError
+from wheelwright.sources.vcs import sdist_from_git, sdist_from_url
 
 COMMIT_TIME = "2024-05-01T12:00:00+00:00"
 
@@ -152,8 +152,8 @@ def test_an_archive_from_an_address_becomes_a_reproducible_sdist(upstream, tmp_p
 
 
 def test_an_archives_links_reach_the_worker_which_keeps_only_those_inside(upstream, tmp_path):
-    from wheelwright.common.tools import ToolError
-    from wheelwright.workers.prepare_source import unpack
+    from wheelwright.common.runtime import ToolError
+    from wheelwright.worker.prepare_source import unpack
 
     inside = {**PROJECT, "./alias.py": b"->urlpkg.py"}
     made = sdist_from_url(
@@ -175,7 +175,7 @@ def test_an_archives_links_reach_the_worker_which_keeps_only_those_inside(upstre
 def test_an_archive_that_unpacks_beyond_the_bounds_is_refused_in_memory(
     upstream, tmp_path, monkeypatch
 ):
-    from wheelwright.master import othersources
+    from wheelwright.sources import vcs as othersources
 
     monkeypatch.setattr(othersources, "MAX_TREE_BYTES", 1 << 20)
     bomb = {**PROJECT, "zeros": b"\0" * (2 << 20)}  # compresses to a few KiB

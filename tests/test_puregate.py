@@ -1,4 +1,4 @@
-"""The gate that lets one build of a version go first (master/puregate.py), on its own."""
+"""The gate that lets one build of a version go first (policy/puregate.py), on its own."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import asyncio
 
 from buildbot.process.properties import Properties
 
-from wheelwright.master.puregate import PureWheelGate
+from wheelwright.policy.puregate import PureWheelGate
 
 
 class Master:

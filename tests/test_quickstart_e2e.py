@@ -13,7 +13,7 @@ import pytest
 from tests.conftest import BACKENDS, install_and_run, running_farm
 from tests.fetch_corpus import cached_sdist, corpus_stages
 from tests.sdists import CACHE
-from wheelwright.common.tools import clean_pip_env
+from wheelwright.common.runtime import clean_pip_env
 
 pytestmark = pytest.mark.farm
 

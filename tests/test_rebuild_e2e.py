@@ -12,7 +12,7 @@ import pytest
 from tests.conftest import install_and_run
 from tests.farm import DEFAULT_BUILDER, http_get
 from tests.sdists import setuptools_sdist
-from wheelwright.common.tools import clean_pip_env
+from wheelwright.common.runtime import clean_pip_env
 
 pytestmark = pytest.mark.farm
 

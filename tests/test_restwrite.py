@@ -1,4 +1,4 @@
-"""REST responses are written on the reactor's thread (master/restwrite.py): Buildbot 4.3.0
+"""REST responses are written on the reactor's thread (buildbot_patches/rest_write.py): Buildbot 4.3.0
 wrote them from a pool thread, and a chunk could be lost to a race in Twisted's transport."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from buildbot.www.rest import V2RootResource
 from twisted.internet import threads
 from twisted.trial import unittest
 
-from wheelwright.master.restwrite import write_rest_responses_on_the_reactor
+from wheelwright.buildbot_patches.rest_write import write_rest_responses_on_the_reactor
 
 BUILDS = {"builds": [{"buildid": n, "state_string": "built " * 20} for n in range(3000)]}
 

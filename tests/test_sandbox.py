@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from wheelwright.common import sandbox
-from wheelwright.common.tools import ToolError, clean_pip_env
+from wheelwright.common.runtime import ToolError, clean_pip_env
 
 
 def run_inside(tmp_path, code: str, env: dict | None = None) -> subprocess.CompletedProcess:

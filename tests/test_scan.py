@@ -9,9 +9,9 @@ from pathlib import Path
 
 from tests.sdists import CACHE, setuptools_sdist
 from wheelwright.common.files import sha256_of
-from wheelwright.master import scan
-from wheelwright.master.farm import Farm
-from wheelwright.master.scan import approve, run_guarddog, scanned
+from wheelwright.farm.settings import Farm
+from wheelwright.sources import scan
+from wheelwright.sources.scan import approve, run_guarddog, scanned
 
 # What a hijacked release's setup.py does: reads the builder's keys, sends them away, fetches and
 # runs more code. Guarded, so that a build of it (approved by a reviewer) still completes.

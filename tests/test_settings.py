@@ -8,11 +8,17 @@ import pytest
 from buildbot.process.properties import Properties
 from packaging.specifiers import SpecifierSet
 
+from wheelwright.cli.main import parse_pin
 from wheelwright.config.builders import container_image
-from wheelwright.master.cli import parse_pin
-from wheelwright.master.farm import Farm
-from wheelwright.master.lastgood import ConfigError
-from wheelwright.master.review import (
+from wheelwright.farm.settings import Farm
+from wheelwright.policy.lastgood import ConfigError
+from wheelwright.policy.package_settings import (
+    PackageSettings,
+    SettingsError,
+    patches_for,
+    settings_for,
+)
+from wheelwright.policy.review import (
     AllowlistError,
     ReviewError,
     allowlist_for,
@@ -20,7 +26,6 @@ from wheelwright.master.review import (
     queue_for_review,
     read_allowlist,
 )
-from wheelwright.master.settings import PackageSettings, SettingsError, patches_for, settings_for
 
 
 def settings_file(farm: Farm, name: str, text: str):
@@ -157,7 +162,7 @@ def test_allowlist_and_review_queue(tmp_path):
 
 
 def test_build_takes_one_pinned_version():
-    from wheelwright.master.cli import UsageError
+    from wheelwright.cli.main import UsageError
 
     assert parse_pin("Foo_Bar==1.2.3") == ("Foo_Bar", "1.2.3")
     for bad in ("foo", "foo>=1", "foo==1.*", "foo==1,!=2", "not a name==1"):
@@ -221,8 +226,8 @@ def test_a_note_or_name_cannot_add_a_line_to_the_allowlist_or_the_logs(tmp_path)
 
 
 def test_a_yank_reason_cannot_add_a_line_to_the_yank_log(tmp_path):
-    from wheelwright.index.upload import UploadError
-    from wheelwright.master.yanks import yank_and_log
+    from wheelwright.indexhost.upload import UploadError
+    from wheelwright.publishing.yanks import yank_and_log
 
     farm = Farm(root=tmp_path)
     with pytest.raises(UploadError, match="may not hold a line break"):

@@ -13,9 +13,9 @@ from tests.conftest import wheel_index_has
 from tests.farm import DEFAULT_BUILDER, farm_on, http_get
 from tests.sdists import setuptools_sdist
 from tests.wheels import make_wheel
-from wheelwright.index.upload import upload
-from wheelwright.master.settings import owner
-from wheelwright.master.settingschanges import digests, rebuilds
+from wheelwright.changes.settings_changes import digests, rebuilds
+from wheelwright.indexhost.upload import upload
+from wheelwright.policy.package_settings import owner
 
 HUNK = "--- a/x.py\n+++ b/x.py\n@@ -1 +1 @@\n-A\n+B\n"
 

@@ -1,4 +1,4 @@
-"""A new build request reaches the build request distributor at once (master/startnow.py), on
+"""A new build request reaches the build request distributor at once (buildbot_patches/start_now.py), on
 Buildbot's own botmaster and message queue."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from buildbot.test.fake import fakemaster
 from buildbot.test.reactor import TestReactorMixin
 from twisted.trial import unittest
 
-from wheelwright.master.startnow import StartNewRequestsAtOnce
+from wheelwright.buildbot_patches.start_now import StartNewRequestsAtOnce
 
 BUILDER = "x86_64-py3.11"
 

@@ -46,15 +46,15 @@ from wheelwright.common.results import (
     WheelsBuilt,
     to_json,
 )
-from wheelwright.common.tools import RESULT_PREFIX, WORKER_CACHE, WORKER_COMMAND
-from wheelwright.index import accounts
-from wheelwright.index.upload import upload
-from wheelwright.index.upstream import SourceError
-from wheelwright.master import source_archive
-from wheelwright.master.farm import UPLOAD_USER, Farm
-from wheelwright.master.kept import kept_wheels, publish_kept
-from wheelwright.master.provenance import carried_by, is_ours
-from wheelwright.master.settings import settings_for
+from wheelwright.common.runtime import RESULT_PREFIX, WORKER_CACHE, WORKER_COMMAND
+from wheelwright.farm.settings import UPLOAD_USER, Farm
+from wheelwright.indexhost import accounts
+from wheelwright.indexhost.upload import upload
+from wheelwright.policy.package_settings import settings_for
+from wheelwright.publishing.outbox import kept_wheels, publish_kept
+from wheelwright.publishing.provenance import carried_by, is_ours
+from wheelwright.sources import archive as source_archive
+from wheelwright.sources.upstream import SourceError
 from wheelwright.steps import (
     BuildWheel,
     DownloadSource,
@@ -63,11 +63,11 @@ from wheelwright.steps import (
     UpdateIndex,
     ValidateInstallDeps,
 )
+from wheelwright.steps.base import ON_THE_WORKER, WORKER_CACHE_DIR, parse_result
 from wheelwright.steps.download_source import CLEAR_BUILD_DIR
-from wheelwright.steps.tool import ON_THE_WORKER, WORKER_CACHE_DIR, parse_result
 from wheelwright.steps.update_index import tag_fits
 
-TOOL_COMMAND = ["/worker/bin/python", "-I", "-m", "wheelwright.workers.call"]
+TOOL_COMMAND = ["/worker/bin/python", "-I", "-m", "wheelwright.worker.call"]
 PASSWORD = "test-password"
 
 
@@ -78,7 +78,7 @@ def result_line(result) -> str:
 
 
 def tool(name: str, *args: str) -> list[str]:
-    return [*TOOL_COMMAND, f"wheelwright.workers.{name}", *args]
+    return [*TOOL_COMMAND, f"wheelwright.worker.{name}", *args]
 
 
 LIMITS = ["--limits", Farm(root=Path("/")).limits.as_json()]
@@ -106,7 +106,7 @@ class IndexHost:
             [
                 sys.executable,
                 "-m",
-                "wheelwright.index.server",
+                "wheelwright.indexhost.server",
                 "--root",
                 str(root / "index"),
                 "--users",
@@ -174,11 +174,11 @@ HUNK = "--- a/pkg.py\n+++ b/pkg.py\n@@ -1 +1 @@\n-VALUE = 1\n+VALUE = 2\n"
 
 
 class TestByTheWorkersCommand(StepTest):
-    """A worker that has our command (workers/toolcommand.py) runs the tools by it, no client."""
+    """A worker that has our command (worker/toolcommand.py) runs the tools by it, no client."""
 
     worker_commands = {"*": "99.99"}
     ARGV = [
-        "wheelwright.workers.prepare_source",
+        "wheelwright.worker.prepare_source",
         *("--sdist", "sdist/pkg-1.0.tar.gz", "--dest", "src"),
         *("--project", "pkg", "--version", "1.0", "--patches", "patches"),
     ]

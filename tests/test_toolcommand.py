@@ -1,4 +1,4 @@
-"""The worker's own command for our tools (workers/toolcommand.py), run as a worker runs it, on
+"""The worker's own command for our tools (worker/toolcommand.py), run as a worker runs it, on
 the real reactor with a real tool server: the tool's output and exit code reach the master's
 side, through the server; an interrupt takes the tool and its sandbox; with no server to be had
 the tool runs alone."""
@@ -19,8 +19,8 @@ from twisted.trial import unittest
 
 from tests.sdists import setuptools_sdist
 from tests.test_toolserver import ENDLESS_BACKEND, servers_of
-from wheelwright.common.tools import RESULT_PREFIX, WORKER_CACHE
-from wheelwright.workers.toolcommand import ToolCommand
+from wheelwright.common.runtime import RESULT_PREFIX, WORKER_CACHE
+from wheelwright.worker.toolcommand import ToolCommand
 
 
 class Worker:
@@ -67,7 +67,7 @@ class TestToolCommand(unittest.TestCase):
     def unpack(self, dest: str, cache: bool = True) -> ToolCommand:
         sdist = setuptools_sdist(self.tmp, "served", "1.0")
         return self.command(
-            "wheelwright.workers.prepare_source",
+            "wheelwright.worker.prepare_source",
             *("--sdist", str(sdist), "--dest", dest, "--project", "served", "--version", "1.0"),
             cache=cache,
         )
@@ -85,7 +85,7 @@ class TestToolCommand(unittest.TestCase):
         assert len(servers_of(self.cache)) == 1  # started for the call, in the worker's cache
         # A failing tool: its exit code and its stderr, as the shell command would send them.
         self.worker.updates.clear()
-        await self.command("wheelwright.workers.prepare_source", "--sdist", "x").doStart()
+        await self.command("wheelwright.worker.prepare_source", "--sdist", "x").doStart()
         assert self.worker.rc() == 2
         assert "the following arguments are required" in self.worker.text("stderr")
         assert len(servers_of(self.cache)) == 1
@@ -106,7 +106,7 @@ class TestToolCommand(unittest.TestCase):
             f"TOOLS = {str(self.cache / 'tools')!r}\n" + ENDLESS_BACKEND
         )
         command = self.command(
-            "wheelwright.workers.prepare_build_env",
+            "wheelwright.worker.prepare_build_env",
             *("--python", sys.executable, "--src", "src", "--env", "env"),
             *("--index", "http://127.0.0.1:9/simple/"),  # never asked: nothing is required
         )

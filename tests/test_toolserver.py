@@ -1,4 +1,4 @@
-"""The worker's tool server (workers/toolserver.py, workers/call.py), with real processes: a call
+"""The worker's tool server (worker/toolserver.py, worker/call.py), with real processes: a call
 answers as the tool alone would, goes through the server once one runs, kills the tool when the
 caller is killed, and the server starts and leaves with its worker and is out of the sandbox's
 reach."""
@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 
 from tests.sdists import free_port, setuptools_sdist
-from wheelwright.common.tools import RESULT_PREFIX, WORKER_CACHE
-from wheelwright.master import control
-from wheelwright.master.farm import Farm
-from wheelwright.master.pools import POOLS
-from wheelwright.workers import call as client
+from wheelwright.common.runtime import RESULT_PREFIX, WORKER_CACHE
+from wheelwright.farm import control
+from wheelwright.farm.pools import POOLS
+from wheelwright.farm.settings import Farm
+from wheelwright.worker import call as client
 
 CALL = POOLS["local"].tool_command()  # the file itself, without `site`
 
@@ -32,7 +32,7 @@ def servers_of(cache: Path) -> list[int]:
             argv = (proc / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"wheelwright.workers.toolserver" in argv and str(cache / "tools").encode() in argv:
+        if b"wheelwright.worker.toolserver" in argv and str(cache / "tools").encode() in argv:
             found.append(int(proc.name))
     return found
 
@@ -62,7 +62,7 @@ def unpack(cache: Path | None, tmp_path: Path, dest: str, **kwargs) -> subproces
     return call(
         cache,
         tmp_path,
-        "wheelwright.workers.prepare_source",
+        "wheelwright.worker.prepare_source",
         *("--sdist", str(sdist), "--dest", str(tmp_path / dest)),
         *("--project", "served", "--version", "1.0"),
         **kwargs,
@@ -94,7 +94,7 @@ def test_a_call_goes_through_the_server_and_answers_as_the_tool_alone(cache, tmp
         "src": str(tmp_path / "three"),
     }
     # A failing tool's exit code, stderr and result line come back through the server as well.
-    refused = call(cache, tmp_path, "wheelwright.workers.prepare_source", "--sdist", "x")
+    refused = call(cache, tmp_path, "wheelwright.worker.prepare_source", "--sdist", "x")
     assert refused.returncode == 2 and "the following arguments are required" in refused.stderr
     assert servers_of(cache) == [server]
     # With no worker cache named there is no server: the tool runs in the caller's process (which,
@@ -136,7 +136,7 @@ def test_a_killed_caller_takes_its_tool_and_sandbox_with_it_and_the_server_is_ou
     caller = subprocess.Popen(
         [
             *CALL,
-            "wheelwright.workers.prepare_build_env",
+            "wheelwright.worker.prepare_build_env",
             *("--python", sys.executable, "--src", str(src), "--env", str(tmp_path / "env")),
             *("--index", "http://127.0.0.1:9/simple/"),  # never asked: nothing is required
         ],
@@ -164,7 +164,7 @@ def test_the_server_leaves_with_its_worker(tmp_path):
         "import subprocess, sys; sys.exit(subprocess.run(sys.argv[1:]).returncode)"  # then exits
     )
     subprocess.run(
-        [sys.executable, "-c", worker, *CALL, "wheelwright.workers.prepare_source"]
+        [sys.executable, "-c", worker, *CALL, "wheelwright.worker.prepare_source"]
         + ["--sdist", str(sdist), "--dest", str(tmp_path / "src")]
         + ["--project", "served", "--version", "1.0"],
         env={**os.environ, WORKER_CACHE: str(cache)},

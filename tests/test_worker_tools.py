@@ -22,22 +22,21 @@ from wheelwright.common import sandbox
 from wheelwright.common.files import ZIP_EPOCH
 from wheelwright.common.lookup import published_pure_wheel
 from wheelwright.common.results import Failure, Installed, from_json
+from wheelwright.common.runtime import RESULT_PREFIX, WORKER_CACHE, ToolError, clean_pip_env
 from wheelwright.common.sandbox import LimitExceeded
-from wheelwright.common.tools import RESULT_PREFIX, WORKER_CACHE, ToolError, clean_pip_env
 from wheelwright.common.wheelcheck import check_wheel
-from wheelwright.index.upload import upload
-from wheelwright.master.bumps import BumpError, plan_rebuild
-from wheelwright.steps.tool import parse_result
-from wheelwright.workers import prepare_source as source
-from wheelwright.workers.build_wheel import (
+from wheelwright.indexhost.upload import upload
+from wheelwright.policy.bumps import BumpError, plan_rebuild
+from wheelwright.steps.base import parse_result
+from wheelwright.worker import prepare_source as source
+from wheelwright.worker.build_wheel import (
     build,
     check_wheels,
     retag,
     source_date_epoch,
     take_wheels,
 )
-from wheelwright.workers.prepare_build_env import freeze, install_from_index, prepare
-from wheelwright.workers.tool import (
+from wheelwright.worker.environments import (
     BYTECODE_PREFIX,
     LOWEST_PRIORITY,
     activated,
@@ -49,7 +48,8 @@ from wheelwright.workers.tool import (
     sandboxed_hooks,
     uv_pip,
 )
-from wheelwright.workers.validate_install_deps import check_tags, install, public
+from wheelwright.worker.prepare_build_env import freeze, install_from_index, prepare
+from wheelwright.worker.validate_install_deps import check_tags, install, public
 
 
 def test_an_sdist_of_another_project_or_version_is_refused(tmp_path):
@@ -86,7 +86,7 @@ def test_the_tool_prints_its_error_as_a_result_line(tmp_path):
         [
             sys.executable,
             "-m",
-            "wheelwright.workers.prepare_source",
+            "wheelwright.worker.prepare_source",
             "--sdist",
             str(sdist),
             "--dest",

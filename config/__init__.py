@@ -1,6 +1,0 @@
-"""The Buildbot configuration, on the master: master.cfg calls buildmaster.assemble, which turns
-the farm's settings (master/farm.py) and the pool table (master/pools.py) into workers and builders
-(builders.py, each builder running the steps/ pipeline), schedulers (schedulers.py), change
-sources, services and the web UI. It sits on top: it imports the steps and the master's services,
-and nothing imports it; `wheelwright up` (master/control.py) starts a master with its master.cfg.
-"""

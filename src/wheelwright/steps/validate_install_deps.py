@@ -1,0 +1,152 @@
+"""ValidateInstallDeps: the wheel's Requires-Dist must name only projects we know (in our index or
+the allow-list); a new one goes to the review queue and fails the build. Then the wheel is
+installed from our index only into a fresh venv, and imported."""
+
+from __future__ import annotations
+
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from twisted.internet import threads
+
+from wheelwright.common.lookup import IndexUnreachable, short_of
+from wheelwright.common.results import Failure, Installed
+from wheelwright.policy.lastgood import ConfigError
+from wheelwright.policy.package_settings import settings_for
+from wheelwright.policy.review import allowlist_for, queue_for_review
+from wheelwright.steps.base import DIST_DIR, TEST_ENV_DIR, WheelwrightStep, count, publishing
+
+# A build property (set by a bootstrap): other packages of the tree need this one to build, so
+# the worker compiles its validation environment's bytecode for their build environments, which
+# hold the same packages (worker/environments.py environment_bytecode).
+BUILD_REQUIREMENT = "build_requirement"
+
+
+def classify(requirements: list[str], allowlist: set[str], index_url: str) -> dict[str, list[str]]:
+    """Sort requirements into the projects we do not know, those allow-listed but not built yet,
+    and those our index has in no version that satisfies them."""
+    missing, unsatisfiable = short_of(index_url, [Requirement(r) for r in requirements])
+    return {
+        "unknown": [p for p in missing if p not in allowlist],
+        "unbuilt": [p for p in missing if p in allowlist],
+        "unsatisfied": unsatisfiable,
+    }
+
+
+def _unmarked(requirement: str) -> str:
+    """The requirement without its marker (it was evaluated for this builder already)."""
+    parsed = Requirement(requirement)
+    parsed.marker = None
+    return str(parsed)
+
+
+class ValidateInstallDeps(WheelwrightStep):
+    name = "validate-install-deps"
+    description = ["validating dependencies"]
+
+    def __init__(self, **kwargs):
+        super().__init__(doStepIf=publishing, **kwargs)
+
+    async def run(self):
+        try:
+            settings = await self.read_config("settings", settings_for, self.package)
+        except ConfigError as exc:
+            return await self.fail(str(exc))
+        index_url = self.getProperty("index_url")
+        wheels = self.getProperty("wheel_filenames")
+        needed: dict[str, str] = {}
+        for requirements in self.getProperty(
+            "wheel_requires"
+        ):  # per wheel, as build-wheel read them
+            for requirement in requirements:
+                needed.setdefault(canonicalize_name(Requirement(requirement).name), requirement)
+        needed.pop(canonicalize_name(self.package), None)
+        self.setProperty("install_requires", sorted(needed.values()), self.name)
+        try:
+            allowlist = await self.read_config("allowlist", allowlist_for)
+        except ConfigError as exc:
+            return await self.fail(str(exc))
+        try:
+            found = await threads.deferToThread(
+                classify, sorted(needed.values()), allowlist, self.farm.index_url
+            )
+        except IndexUnreachable as exc:
+            return await self.fail(str(exc))
+        unknown, unbuilt, unsatisfiable = found["unknown"], found["unbuilt"], found["unsatisfied"]
+        short = {
+            *unknown,
+            *unbuilt,
+            *(canonicalize_name(Requirement(u.split(" (")[0]).name) for u in unsatisfiable),
+        }
+        if short:  # a bootstrap plans and builds them (an sdist's PKG-INFO need not list them), then this again
+            self.setProperty(
+                "missing_install_requires", sorted(_unmarked(needed[p]) for p in short), self.name
+            )
+        build_url = await self.build_url()
+        for project in unknown:
+            await threads.deferToThread(
+                queue_for_review,
+                self.farm.review_queue,
+                project,
+                f"install-time dependency of {self.package} {self.version}",
+                build_url,
+                waiting=self.waiting_build,
+            )
+        if unknown:
+            return await self.fail(
+                f"install-time dependency {', '.join(unknown)} is not in the allow-list or the "
+                "index: queued for review"
+            )
+        if unbuilt:
+            return await self.fail(
+                f"install-time dependency {', '.join(unbuilt)} is allow-listed but not built yet"
+            )
+        if unsatisfiable:
+            return await self.fail(
+                f"install-time dependency {'; '.join(unsatisfiable)} is not satisfied by our index"
+            )
+        skipped: dict[str, str] = {}
+        for wheel in wheels:
+            imports = [arg for m in settings.imports for arg in ("--import", m)]
+            result = await self.run_tool(
+                "validate_install_deps",
+                Installed,
+                "install",
+                "--python",
+                self.python,
+                "--wheel",
+                f"{DIST_DIR}/{wheel}",
+                "--index",
+                index_url,
+                "--env",
+                TEST_ENV_DIR,
+                *imports,
+                *(["--bytecode-for-builds"] if self.getProperty(BUILD_REQUIREMENT) else []),
+                *self.limits,
+            )
+            if isinstance(result, Failure):
+                return await self.fail(result.error)
+            if result.skipped:
+                skipped.update(result.skipped)
+                await self.addCompleteLog(
+                    "optional-imports",
+                    "".join(
+                        f"{module} not imported: it needs {needs}, which {wheel} declares only "
+                        "under an extra\n"
+                        for module, needs in sorted(result.skipped.items())
+                    ),
+                )
+            if result.undeclared:
+                self.warned = True
+                await self.addCompleteLog(
+                    "undeclared-imports",
+                    "".join(
+                        f"{module} imports {missing}, which {wheel} does not declare: imported without it\n"
+                        for module, missing in sorted(result.undeclared.items())
+                    ),
+                )
+        self.setProperty("imports_skipped", skipped, self.name)  # in the wheel's provenance
+        self.descriptionDone = [
+            f"{count(len(needed), 'dependency', 'dependencies')} known; installed and imported from our index"
+            + (f"; {count(len(skipped), 'module')} of an extra not imported" if skipped else "")
+        ]
+        return self.succeeded()
