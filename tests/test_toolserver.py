@@ -34,7 +34,16 @@ def servers_of(cache: Path) -> list[int]:
             continue
         if b"wheelwright.worker.toolserver" in argv and str(cache / "tools").encode() in argv:
             found.append(int(proc.name))
-    return found
+    # A server forks a child per call, with its argv: a child that is still ending is no server.
+    return [pid for pid in found if _parent(pid) not in found]
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[1])
 
 
 @pytest.fixture
