@@ -646,7 +646,8 @@ def cmd_user(args) -> int:
     return 0
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line: global options, then the commands by what they act on."""
     # The global options, accepted before the command and after it (as uv's and fromager's are).
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
@@ -681,6 +682,14 @@ def main(argv=None) -> int:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser = functools.partial(sub.add_parser, parents=[common])  # type: ignore[method-assign]
+    _farm_commands(sub)
+    _build_commands(sub)
+    _index_commands(sub)
+    return parser
+
+
+def _farm_commands(sub) -> None:
+    """The farm itself: its processes, its checks, its workers elsewhere and its users."""
     p = sub.add_parser("up", help="create, upgrade and start the farm")
     p.add_argument("--upstream", help="upstream index (default: the one pip itself defaults to)")
     p.add_argument(
@@ -737,6 +746,37 @@ def main(argv=None) -> int:
     p.set_defaults(func=cmd_doctor)
     p = sub.add_parser("status", help="where the farm's parts are")
     p.set_defaults(func=cmd_status)
+    p = sub.add_parser("worker", help="workers on other machines")
+    worker_sub = p.add_subparsers(dest="worker_action", required=True)
+    p = worker_sub.add_parser(
+        "create", help="print what another machine runs to be one of a pool's workers"
+    )
+    p.add_argument("name", help="one of the pool's worker names (farm/pools.py), e.g. aarch64-1")
+    p.add_argument("--pool", required=True)
+    p.add_argument(
+        "--master",
+        metavar="HOST:PORT",
+        help="the worker port as that machine reaches it (default: public_host and worker_port)",
+    )
+    p.add_argument(
+        "--dir", type=Path, help="make the worker's folder here instead (to run it on this machine)"
+    )
+    p.set_defaults(func=cmd_worker)
+    p = sub.add_parser("user", help="manage who may steer the farm from its web UI")
+    user_sub = p.add_subparsers(dest="user_action", required=True)
+    p = user_sub.add_parser("add", help="add a user (or give one a new password and role)")
+    p.add_argument("name")
+    p.add_argument("--role", choices=sorted(USER_ROLES), default="releng")
+    p.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from stdin instead of making one",
+    )
+    p.set_defaults(func=cmd_user)
+
+
+def _build_commands(sub) -> None:
+    """What starts builds: one package, a tree, the review queue."""
     for name, text in (
         ("build", "force a build of NAME==VERSION"),
         ("rebuild", "build NAME==VERSION again, published with a bump"),
@@ -817,6 +857,10 @@ def main(argv=None) -> int:
         "them all bottom-up (a bootstrap), then what waited",
     )
     p.set_defaults(func=cmd_review)
+
+
+def _index_commands(sub) -> None:
+    """What our index holds: where a wheel came from, yanks, two builds compared, seeds."""
     p = sub.add_parser("which", help="where a wheel came from: the build that made it")
     p.add_argument(
         "target",
@@ -850,33 +894,6 @@ def main(argv=None) -> int:
         "--to", dest="after", metavar="WHEEL", help="the later build's wheel (default: the latest)"
     )
     p.set_defaults(func=cmd_diff)
-    p = sub.add_parser("worker", help="workers on other machines")
-    worker_sub = p.add_subparsers(dest="worker_action", required=True)
-    p = worker_sub.add_parser(
-        "create", help="print what another machine runs to be one of a pool's workers"
-    )
-    p.add_argument("name", help="one of the pool's worker names (farm/pools.py), e.g. aarch64-1")
-    p.add_argument("--pool", required=True)
-    p.add_argument(
-        "--master",
-        metavar="HOST:PORT",
-        help="the worker port as that machine reaches it (default: public_host and worker_port)",
-    )
-    p.add_argument(
-        "--dir", type=Path, help="make the worker's folder here instead (to run it on this machine)"
-    )
-    p.set_defaults(func=cmd_worker)
-    p = sub.add_parser("user", help="manage who may steer the farm from its web UI")
-    user_sub = p.add_subparsers(dest="user_action", required=True)
-    p = user_sub.add_parser("add", help="add a user (or give one a new password and role)")
-    p.add_argument("name")
-    p.add_argument("--role", choices=sorted(USER_ROLES), default="releng")
-    p.add_argument(
-        "--password-stdin",
-        action="store_true",
-        help="read the password from stdin instead of making one",
-    )
-    p.set_defaults(func=cmd_user)
     p = sub.add_parser(
         "seed", help="publish wheels that cannot be built from source, marked as seeded"
     )
@@ -885,6 +902,10 @@ def main(argv=None) -> int:
         "--reason", required=True, help="why these are seeded rather than built (logged)"
     )
     p.set_defaults(func=cmd_seed)
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     # Set here, not as the parser's defaults: the option is one object shared with every command's
     # parser, and a default set on it would undo a --state given before the command.
