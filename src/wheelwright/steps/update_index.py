@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+from pathlib import Path
 from zipfile import BadZipFile
 
 from buildbot.process.results import SKIPPED, SUCCESS, WARNINGS
@@ -89,38 +90,10 @@ class UpdateIndex(WritesToIndex):
             common = await self._provenance()
         urls, warnings, mirrored = [], [], []
         for filename, sha256 in wheels:
-            built = staging / "built" / filename
-            if not await self.fetch_file(f"{DIST_DIR}/{filename}", built, MAX_WHEEL_SIZE):
-                return await self.fail(f"could not bring {filename} back from the worker")
             provenance = {**common, "built_sha256": sha256}
-            try:
-                actual = await threads.deferToThread(sha256_of, built)
-                if actual != sha256:
-                    return await self.fail(
-                        f"{filename}: sha256 on the master is {actual}, the worker reported {sha256}"
-                    )
-                python = self.getProperty("python_version")
-                excluded = await threads.deferToThread(excludes_python, built, python)
-                if excluded:
-                    return await self.fail(
-                        f"{filename} requires Python {excluded}; this builder runs {python}: "
-                        "not published (bootstrap plans choose a release that fits)"
-                    )
-                with self.timing("provenance"):
-                    stamped = await threads.deferToThread(
-                        embed, built, staging, provenance, freeze or ""
-                    )
-            except (
-                WheelRefused,
-                BadZipFile,
-                WheelError,
-                KeyError,
-                ValueError,
-            ) as exc:  # the index would refuse it too
-                return await self.fail(f"{filename}: cannot carry its provenance: {exc}")
-            finally:
-                built.unlink()
-                built.parent.rmdir()
+            stamped = await self.stamped(filename, sha256, staging, provenance, freeze)
+            if isinstance(stamped, str):
+                return await self.fail(stamped)
             try:
                 with self.timing("upload"):
                     entry = await self._upload(stamped, provenance, freeze)
@@ -158,14 +131,7 @@ class UpdateIndex(WritesToIndex):
         if warnings:  # deviations from the metadata spec that installers accept
             await self.addCompleteLog("metadata-warnings", "".join(warnings))
         if mirrored:
-            await self.addCompleteLog(
-                "mirrors",
-                "".join(
-                    f"{r.mirror}: {'uploaded' if r.published else 'held already' if r.already_there else 'FAILED'}\n"
-                    f"{r.said}\n\n"
-                    for r in mirrored
-                ),
-            )
+            await self.addCompleteLog("mirrors", "".join(map(_mirrored, mirrored)))
         self.setProperty("wheel_urls", urls, self.name)
         self.descriptionDone = [f"published {count(len(urls), 'wheel')}"]
         self.build_summary = f"published {', '.join(url.rsplit('/', 1)[1] for url in urls)}"
@@ -176,6 +142,35 @@ class UpdateIndex(WritesToIndex):
             self.descriptionDone.append(f"not on {', '.join(failed)} (see log mirrors)")
             return WARNINGS
         return SUCCESS
+
+    async def stamped(
+        self, filename: str, sha256: str, staging: Path, provenance: dict, freeze: str | None
+    ) -> Path | str:
+        """The worker's wheel brought back, checked against what the worker said of it and
+        stamped with its provenance (a new file in staging); or why it cannot be published."""
+        built = staging / "built" / filename
+        if not await self.fetch_file(f"{DIST_DIR}/{filename}", built, MAX_WHEEL_SIZE):
+            return f"could not bring {filename} back from the worker"
+        try:
+            actual = await threads.deferToThread(sha256_of, built)
+            if actual != sha256:
+                return f"{filename}: sha256 on the master is {actual}, the worker reported {sha256}"
+            python = self.getProperty("python_version")
+            excluded = await threads.deferToThread(excludes_python, built, python)
+            if excluded:
+                return (
+                    f"{filename} requires Python {excluded}; this builder runs {python}: "
+                    "not published (bootstrap plans choose a release that fits)"
+                )
+            with self.timing("provenance"):
+                return await threads.deferToThread(embed, built, staging, provenance, freeze or "")
+        except (WheelRefused, BadZipFile, WheelError, KeyError, ValueError) as exc:
+            return (
+                f"{filename}: cannot carry its provenance: {exc}"  # the index would refuse it too
+            )
+        finally:
+            built.unlink()
+            built.parent.rmdir()
 
     async def force_waiting(self, pure: bool) -> None:
         """Force again the builds that failed waiting on this project's review (log `after-review`)."""
@@ -298,3 +293,8 @@ def wheel_name_problem(step: WheelwrightStep, filename: str) -> str | None:
     if not all(tag_fits(t, python, arch) for t in parse_wheel_filename(filename)[3]):
         return f"{filename} is not for this builder (Python {python} on {arch}); not published"
     return None
+
+
+def _mirrored(result) -> str:
+    said = "uploaded" if result.published else "held already" if result.already_there else "FAILED"
+    return f"{result.mirror}: {said}\n{result.said}\n\n"

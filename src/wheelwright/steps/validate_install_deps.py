@@ -51,26 +51,47 @@ class ValidateInstallDeps(WheelwrightStep):
             settings = await self.read_config("settings", settings_for, self.package)
         except ConfigError as exc:
             return await self.fail(str(exc))
-        index_url = self.getProperty("index_url")
-        wheels = self.getProperty("wheel_filenames")
-        needed: dict[str, str] = {}
-        for requirements in self.getProperty(
-            "wheel_requires"
-        ):  # per wheel, as build-wheel read them
-            for requirement in requirements:
-                needed.setdefault(canonicalize_name(Requirement(requirement).name), requirement)
-        needed.pop(canonicalize_name(self.package), None)
-        self.setProperty("install_requires", sorted(needed.values()), self.name)
+        needed = self.install_requires()
         try:
             allowlist = await self.read_config("allowlist", allowlist_for)
         except ConfigError as exc:
             return await self.fail(str(exc))
+        problem = await self.not_in_our_index(needed, allowlist)
+        if problem:
+            return await self.fail(problem)
+        skipped: dict[str, str] = {}
+        for wheel in self.getProperty("wheel_filenames"):
+            result = await self.install(wheel, settings)
+            if isinstance(result, Failure):
+                return await self.fail(result.error)
+            skipped.update(result.skipped)
+        self.setProperty("imports_skipped", skipped, self.name)  # in the wheel's provenance
+        self.descriptionDone = [
+            f"{count(len(needed), 'dependency', 'dependencies')} known; installed and imported from our index"
+            + (f"; {count(len(skipped), 'module')} of an extra not imported" if skipped else "")
+        ]
+        return self.succeeded()
+
+    def install_requires(self) -> dict[str, str]:
+        """The wheels' install requirements (as build-wheel read them), by project, but the
+        package's own; kept as a property."""
+        needed: dict[str, str] = {}
+        for requirements in self.getProperty("wheel_requires"):  # per wheel
+            for requirement in requirements:
+                needed.setdefault(canonicalize_name(Requirement(requirement).name), requirement)
+        needed.pop(canonicalize_name(self.package), None)
+        self.setProperty("install_requires", sorted(needed.values()), self.name)
+        return needed
+
+    async def not_in_our_index(self, needed: dict[str, str], allowlist) -> str | None:
+        """Why the requirements cannot all be installed from our index, or None: an unknown
+        project is queued for review; what is missing is named for a bootstrap to build."""
         try:
             found = await threads.deferToThread(
                 classify, sorted(needed.values()), allowlist, self.farm.index_url
             )
         except IndexUnreachable as exc:
-            return await self.fail(str(exc))
+            return str(exc)
         unknown, unbuilt, unsatisfiable = found["unknown"], found["unbuilt"], found["unsatisfied"]
         short = {
             *unknown,
@@ -92,61 +113,56 @@ class ValidateInstallDeps(WheelwrightStep):
                 waiting=self.waiting_build,
             )
         if unknown:
-            return await self.fail(
+            return (
                 f"install-time dependency {', '.join(unknown)} is not in the allow-list or the "
                 "index: queued for review"
             )
         if unbuilt:
-            return await self.fail(
-                f"install-time dependency {', '.join(unbuilt)} is allow-listed but not built yet"
-            )
+            return f"install-time dependency {', '.join(unbuilt)} is allow-listed but not built yet"
         if unsatisfiable:
-            return await self.fail(
+            return (
                 f"install-time dependency {'; '.join(unsatisfiable)} is not satisfied by our index"
             )
-        skipped: dict[str, str] = {}
-        for wheel in wheels:
-            imports = [arg for m in settings.imports for arg in ("--import", m)]
-            result = await self.run_tool(
-                "validate_install_deps",
-                Installed,
-                "install",
-                "--python",
-                self.python,
-                "--wheel",
-                f"{DIST_DIR}/{wheel}",
-                "--index",
-                index_url,
-                "--env",
-                TEST_ENV_DIR,
-                *imports,
-                *(["--bytecode-for-builds"] if self.getProperty(BUILD_REQUIREMENT) else []),
-                *self.limits,
+        return None
+
+    async def install(self, wheel: str, settings):
+        """The wheel installed from our index into a fresh environment and its modules imported,
+        on the worker; what was skipped or imported without a declaration, logged."""
+        imports = [arg for m in settings.imports for arg in ("--import", m)]
+        result = await self.run_tool(
+            "validate_install_deps",
+            Installed,
+            "install",
+            "--python",
+            self.python,
+            "--wheel",
+            f"{DIST_DIR}/{wheel}",
+            "--index",
+            self.getProperty("index_url"),
+            "--env",
+            TEST_ENV_DIR,
+            *imports,
+            *(["--bytecode-for-builds"] if self.getProperty(BUILD_REQUIREMENT) else []),
+            *self.limits,
+        )
+        if isinstance(result, Failure):
+            return result
+        if result.skipped:
+            await self.addCompleteLog(
+                "optional-imports",
+                "".join(
+                    f"{module} not imported: it needs {needs}, which {wheel} declares only "
+                    "under an extra\n"
+                    for module, needs in sorted(result.skipped.items())
+                ),
             )
-            if isinstance(result, Failure):
-                return await self.fail(result.error)
-            if result.skipped:
-                skipped.update(result.skipped)
-                await self.addCompleteLog(
-                    "optional-imports",
-                    "".join(
-                        f"{module} not imported: it needs {needs}, which {wheel} declares only "
-                        "under an extra\n"
-                        for module, needs in sorted(result.skipped.items())
-                    ),
-                )
-            if result.undeclared:
-                self.warned = True
-                await self.addCompleteLog(
-                    "undeclared-imports",
-                    "".join(
-                        f"{module} imports {missing}, which {wheel} does not declare: imported without it\n"
-                        for module, missing in sorted(result.undeclared.items())
-                    ),
-                )
-        self.setProperty("imports_skipped", skipped, self.name)  # in the wheel's provenance
-        self.descriptionDone = [
-            f"{count(len(needed), 'dependency', 'dependencies')} known; installed and imported from our index"
-            + (f"; {count(len(skipped), 'module')} of an extra not imported" if skipped else "")
-        ]
-        return self.succeeded()
+        if result.undeclared:
+            self.warned = True
+            await self.addCompleteLog(
+                "undeclared-imports",
+                "".join(
+                    f"{module} imports {missing}, which {wheel} does not declare: imported without it\n"
+                    for module, missing in sorted(result.undeclared.items())
+                ),
+            )
+        return result
