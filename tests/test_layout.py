@@ -104,3 +104,14 @@ def test_no_folder_holds_over_a_quarter_of_the_package():
 def test_the_layout_test_sees_an_import_across():
     # It reads real imports: the worker's tools take the sandbox from common.
     assert "wheelwright.common.sandbox" in imports_of(TOP / "worker" / "build_wheel.py")
+
+
+def test_no_function_runs_over_a_hundred_lines():
+    long = [
+        f"{path.relative_to(TOP)} {node.name}: {node.end_lineno - node.lineno + 1} lines"
+        for path in TOP.rglob("*.py")
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+        and node.end_lineno - node.lineno + 1 > 100
+    ]
+    assert not long, "\n".join(long)
