@@ -1,6 +1,6 @@
 """A hostile build against a real farm: planted modules, .pth files and links, host sockets,
 exhausting resources, a leaked environment, and anonymous control of the UI. Each test is one
-escape attempt (or a few of one kind) that must be contained; README counts them."""
+escape attempt (or a few of one kind) that must be contained; docs/security.md counts them."""
 
 from __future__ import annotations
 

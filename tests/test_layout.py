@@ -72,7 +72,7 @@ def test_the_order_has_no_cycle():
         assert all(order.index(other) < order.index(package) for other in allowed), package
 
 
-def test_nothing_imports_the_command_but_its_entry_point():
+def test_nothing_imports_the_command_but_its_entry_point_and_its_reference():
     importers = {
         str(path.relative_to(TOP))
         for package in PACKAGES
@@ -85,7 +85,7 @@ def test_nothing_imports_the_command_but_its_entry_point():
         for path in bench.glob("*.py")
         for name in imports_of(path)
     )
-    assert importers == {"cli/entry.py"}
+    assert importers == {"cli/entry.py", "cli/reference.py"}  # which documents it
 
 
 def test_every_folder_is_a_package_that_says_what_it_owns():
@@ -115,3 +115,12 @@ def test_no_function_runs_over_a_hundred_lines():
         and node.end_lineno - node.lineno + 1 > 100
     ]
     assert not long, "\n".join(long)
+
+
+def test_the_reference_pages_are_made_from_the_code_as_it_is():
+    from wheelwright.cli.reference import cli_page, farm_json_page
+
+    docs = TOP.parent.parent / "docs" / "reference"
+    remake = "python -m wheelwright.cli.reference docs/reference"
+    assert (docs / "cli.md").read_text() == cli_page(), f"the command changed: {remake}"
+    assert (docs / "farm-json.md").read_text() == farm_json_page(), f"Farm changed: {remake}"

@@ -2,7 +2,8 @@
 
 wheelwright up [--upstream URL]     create (first time), upgrade and start the farm
 wheelwright down                    stop it
-wheelwright status --json           where its UI, index and source index are
+wheelwright status                  where its UI, index and source index are
+wheelwright doctor                  what each pool still lacks, and the command that fixes it
 wheelwright build NAME==VERSION     force a build through the master's REST API (--wait)
 wheelwright rebuild NAME==VERSION   the same, published with a bump (--bump post|local|build-tag)
 wheelwright verify NAME==VERSION    build a published version again and compare, publishing nothing
@@ -14,6 +15,8 @@ wheelwright seed FILE...            publish wheels that cannot be built from sou
 wheelwright worker create NAME --pool POOL   what another machine runs to be that worker (--dir: make it here)
 wheelwright user add NAME [--role releng|admin]   a user who may force, rebuild and stop in the UI
 wheelwright yank NAME==VERSION --reason TEXT      installers skip it unless pinned (unyank: undo)
+
+Each command answers for a reader; with --json, as JSON for scripts.
 """
 
 from __future__ import annotations

@@ -94,7 +94,7 @@ POOLS = {
         # Two workers, a build each at a time: the two cores of the machines we run on.
         Pool("local", arch=platform.machine(), kind="local", pythons=SUPPORTED_PYTHONS, workers=2),
         # Where no aarch64 machine is at hand, `wheelwright up` runs two workers here under qemu; a
-        # real machine joins as aarch64-1 (see README, "Architectures").
+        # real machine joins as aarch64-1 (see docs/pools.md, "Architectures").
         Pool(
             "aarch64",
             arch="aarch64",
