@@ -3,6 +3,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import uuid
@@ -38,15 +39,40 @@ def pytest_collection_modifyitems(session, config, items):
     items[:] = [item for item in items if item.path.name not in LATE_TESTS] + [
         item for found in late.values() for item in found
     ]
+    # Only a farm test needs a root: the quick loop (-m "not farm") makes none.
+    needed = {
+        LATE_TESTS[name]
+        for name, found in late.items()
+        if any(item.get_closest_marker("farm") for item in found)
+    }
     ROOTS_CACHE.mkdir(parents=True, exist_ok=True)
-    for arch in sorted({LATE_TESTS[name] for name, found in late.items() if found}):
+    for arch in sorted(needed):
         with open(ROOTS_CACHE / f"background-{arch}.log", "w") as log:
             ROOT_MAKERS[arch] = subprocess.Popen(
                 ["nice", "-n", "19", sys.executable, "-m", "wheelwright.farm.roots"]
                 + ["--arch", arch, "--cache", str(ROOTS_CACHE)],
                 stdout=subprocess.DEVNULL,
                 stderr=log,
+                start_new_session=True,  # its debootstrap and qemu go with it (below)
             )
+
+
+def pytest_unconfigure(config):
+    """A run stopped early (-x, Ctrl-C) leaves no root maker behind: its half-made root is a
+    temporary folder of the cache, which the next maker does not take."""
+    for maker in ROOT_MAKERS.values():
+        if maker.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(maker.pid, signal.SIGKILL)
+            maker.wait()
+            # debootstrap mounts /proc and more in the root it makes
+            mounts = [
+                line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()
+            ]
+            for mount in sorted(
+                (m for m in mounts if m.startswith(f"{ROOTS_CACHE}/")), reverse=True
+            ):
+                subprocess.run(["umount", "-l", mount], capture_output=True)
 
 
 def made_roots_cache(arch: str) -> Path:
