@@ -22,9 +22,9 @@ FARM_PACKAGES := bubblewrap patch gcc git graphviz
 # runc and catatonit) and debootstrap to make their worker image; ninja and patchelf for
 # meson-python; chromium for the browser tests; qemu-user-static, which runs the emulated aarch64
 # pool's workers; postgresql, the production database the deployment tests run a server of
-# (tests/postgres.py).
+# (tests/postgres.py); libyaml-dev, a system library a test's C extension links (repair).
 SYSTEM_PACKAGES := $(FARM_PACKAGES) podman runc catatonit debootstrap ninja-build patchelf \
-	chromium chromium-driver qemu-user-static postgresql
+	chromium chromium-driver qemu-user-static postgresql libyaml-dev
 BINFMT := /proc/sys/fs/binfmt_misc
 
 .PHONY: up down test install install-test farm-packages system-packages emulation bench lint

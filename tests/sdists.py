@@ -8,6 +8,7 @@ import hashlib
 import io
 import os
 import socket
+import subprocess
 import tarfile
 import textwrap
 import threading
@@ -110,6 +111,47 @@ def c_extension_sdist(dest: Path, name: str, version: str) -> Path:
         PyMODINIT_FUNC PyInit_{module}(void) {{ return PyModule_Create(&mod); }}
         """
         },
+    )
+
+
+def libyaml_sdist(dest: Path, name: str, version: str) -> Path:
+    """A C extension linked to the system's libyaml (libyaml-dev): its `version()` is libyaml's."""
+    module = name.replace("-", "_")
+    return setuptools_sdist(
+        dest,
+        name,
+        version,
+        module=f"{module}_py",
+        code="",
+        setup_py=f"""\
+        from setuptools import Extension, setup
+        setup(ext_modules=[Extension("{module}", ["{module}.c"], libraries=["yaml"])], py_modules=[])
+        """,
+        extra={
+            f"{module}.c": f"""\
+        #include <Python.h>
+        #include <yaml.h>
+        static PyObject *version(PyObject *self, PyObject *args) {{
+            return PyUnicode_FromString(yaml_get_version_string()); }}
+        static PyMethodDef methods[] = {{{{"version", version, METH_NOARGS, "libyaml's"}}, {{NULL, NULL, 0, NULL}}}};
+        static struct PyModuleDef mod = {{PyModuleDef_HEAD_INIT, "{module}", NULL, -1, methods}};
+        PyMODINIT_FUNC PyInit_{module}(void) {{ return PyModule_Create(&mod); }}
+        """
+        },
+    )
+
+
+def hiding_libyaml(python: str, code: str) -> subprocess.CompletedProcess:
+    """python -c code on this machine, but with the system's libyaml an empty file: a wheel
+    that still needs it fails to import."""
+    system = os.path.realpath(subprocess.run(
+        ["sh", "-c", "ldconfig -p | sed -n 's/.*libyaml-0.so.2 .*=> //p' | head -1"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip())  # fmt: skip
+    return subprocess.run(
+        ["bwrap", "--dev-bind", "/", "/", "--ro-bind", "/dev/null", system, python, "-c", code],
+        capture_output=True,
+        text=True,
     )
 
 

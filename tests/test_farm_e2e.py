@@ -28,6 +28,8 @@ from tests.sdists import (
     c_extension_sdist,
     calling_out_sdist,
     flit_sdist,
+    hiding_libyaml,
+    libyaml_sdist,
     pkg_info,
     setuptools_sdist,
     write_sdist,
@@ -117,9 +119,13 @@ def test_c_extension_package(backends, cext, tmp_path):
     assert rc == 0, result
     (wheel,) = result["wheels"]
     cp = f"cp{sys.version_info.major}{sys.version_info.minor}"  # the default builder's Python
-    assert wheel.startswith(f"cext-1.0-{cp}-{cp}-") and wheel.endswith(
-        f"linux_{platform.machine()}.whl"
+    # repaired (auditwheel): the most portable manylinux policy its symbols allow
+    assert wheel.startswith(f"cext-1.0-{cp}-{cp}-manylinux") and wheel.endswith(
+        f"_{platform.machine()}.whl"
     )
+    traced = json.loads(backends.cli("which", "cext==1.0").stdout)
+    assert traced["repair"][wheel]["verdict"].startswith("manylinux_")
+    assert traced["repair"][wheel]["bundled"] == []  # it needs nothing beyond libc
     assert (
         install_and_run(backends, tmp_path, "cext==1.0", "import cext; print(cext.answer())")
         == "42\n"
@@ -601,3 +607,30 @@ def test_worker_create_installs_the_worker_tools_from_the_farms_own_index(backen
         )[1]
     )
     assert again["files"] == listing["files"] and len(listing["files"]) == 1
+
+
+def test_a_wheel_linking_a_system_library_is_published_manylinux_with_it_inside(
+    backends, upstream, tmp_path
+):
+    """libyaml, a system library the build links: repair bundles it, the provenance traces it to
+    Debian's package, and the wheel from our index imports where the system has no libyaml."""
+    upstream.add(libyaml_sdist(tmp_path, "withyaml", "1.0"))
+    rc, result = backends.build("withyaml==1.0")
+    assert rc == 0, json.dumps(result, indent=2)
+    (wheel,) = result["wheels"]
+    assert ".manylinux_2_" in wheel and wheel.endswith(f"_{platform.machine()}.whl")
+    traced = json.loads(backends.cli("which", "withyaml==1.0").stdout)
+    (library,) = traced["repair"][wheel]["bundled"]
+    assert library["soname"] == "libyaml-0.so.2" and library["package"] == "libyaml-0-2"
+    assert library["bundled_as"].startswith("withyaml.libs/libyaml-0-")
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", venv], check=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "--python", venv / "bin" / "python", "install",
+         "--index-url", backends.status["index"], "withyaml==1.0"],
+        check=True, capture_output=True, env=clean_pip_env(),
+    )  # fmt: skip
+    said = hiding_libyaml(
+        str(venv / "bin" / "python"), "import withyaml; print(withyaml.version())"
+    )
+    assert said.returncode == 0 and said.stdout.startswith("0."), said.stderr

@@ -40,10 +40,13 @@ from wheelwright.common.files import sha256_of
 from wheelwright.common.results import (
     BuildEnvReady,
     BuiltWheel,
+    BundledLibrary,
     Failure,
     Installed,
+    RepairedWheel,
     SourcePrepared,
     WheelsBuilt,
+    WheelsRepaired,
     to_json,
 )
 from wheelwright.common.runtime import RESULT_PREFIX, WORKER_CACHE, WORKER_COMMAND
@@ -60,6 +63,7 @@ from wheelwright.steps import (
     DownloadSource,
     PrepareBuildEnv,
     PrepareSource,
+    RepairWheel,
     UpdateIndex,
     ValidateInstallDeps,
 )
@@ -542,6 +546,71 @@ class TestBuildWheel(StepTest):
             f"{self.farm.settings_dir}/settings/pkg.yaml:2: not valid YAML "
             "(expected ',' or ']', but got ':')\n",
         )
+        return self.run_step()
+
+
+class TestRepairWheel(StepTest):
+    BUILT = "pkg-1.0-cp311-cp311-linux_x86_64.whl"
+    REPAIRED = "pkg-1.0-cp311-cp311-manylinux_2_17_x86_64.whl"
+
+    def command(self, *extra):
+        return tool("repair_wheel", "--dist", "dist", "--src", "src", *extra, *LIMITS)
+
+    def test_the_repaired_wheel_is_the_one_published_and_its_libraries_are_recorded(self):
+        self.setup(RepairWheel(farm=self.farm), wheel_filenames=[self.BUILT])
+        library = BundledLibrary(
+            "libyaml-0.so.2",
+            "/usr/lib/x86_64-linux-gnu/libyaml-0.so.2.0.9",
+            "pkg.libs/libyaml-0-8ec1a697.so.2.0.9",
+            "cd" * 32,
+            "ef" * 32,
+            "libyaml-0-2",
+            "0.2.5-1",
+        )
+        verdict = f"manylinux_2_17_x86_64 by its symbols; published as {self.REPAIRED}"
+        self.expect_commands(
+            shell(self.command())
+            .stdout(
+                result_line(
+                    WheelsRepaired([RepairedWheel(self.REPAIRED, "ab" * 32, verdict, [library])])
+                )
+            )
+            .exit(0)
+        )
+        self.expect_outcome(result=SUCCESS, state_string=f"{self.REPAIRED}; bundled libyaml-0.so.2")
+        self.expect_property("wheel_filenames", [self.REPAIRED])
+        self.expect_property("wheel_sha256s", ["ab" * 32])
+        self.expect_property(
+            "repair",
+            {self.REPAIRED: {"verdict": verdict, "bundled": [dataclasses.asdict(library)]}},
+        )
+        return self.run_step()
+
+    def test_a_package_can_turn_repair_off_saying_why_or_leave_libraries_out(self):
+        (self.farm.settings_dir / "settings").mkdir(parents=True)
+        (self.farm.settings_dir / "settings" / "pkg.yaml").write_text(
+            "repair_off: links the CUDA driver, which no wheel may carry\n"
+            "repair_exclude: [libcuda.so.1]\n"
+        )
+        self.setup(RepairWheel(farm=self.farm), wheel_filenames=[self.BUILT])
+        off = "links the CUDA driver, which no wheel may carry"
+        self.expect_commands(
+            shell(self.command("--exclude", "libcuda.so.1", "--off", off))
+            .stdout(result_line(WheelsRepaired([RepairedWheel(self.BUILT, "ab" * 32, off)])))
+            .exit(0)
+        )
+        self.expect_outcome(result=SUCCESS, state_string=f"repair off: {off}")
+        self.expect_property("wheel_filenames", [self.BUILT])
+        return self.run_step()
+
+    def test_a_wheel_auditwheel_cannot_repair_fails_with_its_reason(self):
+        self.setup(RepairWheel(farm=self.farm), wheel_filenames=[self.BUILT])
+        why = (
+            "auditwheel repairing pkg-1.0-cp311-cp311-linux_x86_64.whl failed: cannot repair to "
+            "manylinux_2_5_x86_64 because of too-recent versioned symbols"
+        )
+        self.expect_commands(shell(self.command()).stdout(result_line(Failure(why))).exit(1))
+        self.expect_outcome(result=FAILURE, state_string=f"{why} (failure)")
         return self.run_step()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -767,3 +768,63 @@ def test_a_wheel_planted_with_an_earlier_ones_name_size_and_time_is_validated_it
     install(sys.executable, second, index_host + "simple/", tmp_path / "env-2", ["planted"])
     (installed,) = (tmp_path / "env-2").glob("lib/python*/site-packages/planted.py")
     assert installed.read_text() == "VALUE = 2\n"
+
+
+def test_repair_bundles_a_system_library_and_the_wheel_imports_where_it_is_absent(tmp_path):
+    from tests.sdists import hiding_libyaml, libyaml_sdist
+    from wheelwright.worker.repair_wheel import repair
+
+    sdist = libyaml_sdist(tmp_path, "rp-yaml", "1.0")
+    src = tmp_path / "src"
+    shutil.unpack_archive(sdist, src)
+    (src,) = src.iterdir()
+    dist = tmp_path / "dist"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", dist, src],
+        check=True, capture_output=True, env=clean_pip_env(),
+    )  # fmt: skip
+    (built,) = dist.glob("*.whl")
+    assert built.name.endswith("-linux_x86_64.whl")
+    kept = Path(shutil.copy(built, tmp_path))  # repair replaces it in dist
+    (wheel,) = repair(dist, src, sandbox.Limits(), [], None).wheels
+    # the most portable policy its symbols allow, libyaml inside, traced to Debian's package
+    assert wheel.filename.endswith(f".manylinux_2_17_{platform.machine()}.whl")
+    assert [p.name for p in dist.iterdir()] == [wheel.filename]
+    (library,) = wheel.bundled
+    assert library.soname == "libyaml-0.so.2" and library.package == "libyaml-0-2"
+    assert library.bundled_as.startswith("rp_yaml.libs/libyaml-0-")
+    assert library.package_version and len(library.system_sha256) == 64
+    check_wheel(dist / wheel.filename, wheel.filename, "rp-yaml", "1.0")
+    # installed where the system has no libyaml, the repaired wheel imports; the built one not
+    for name, path in (("repaired", dist / wheel.filename), ("built", kept)):
+        venv = tmp_path / name
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", venv], check=True)
+        subprocess.run(
+            [sys.executable, "-m", "pip", "--python", venv / "bin" / "python", "install",
+             "--no-deps", "--no-index", path],
+            check=True, capture_output=True, env=clean_pip_env(),
+        )  # fmt: skip
+    said = hiding_libyaml(
+        str(tmp_path / "repaired" / "bin" / "python"), "import rp_yaml; print(rp_yaml.version())"
+    )
+    assert said.returncode == 0 and said.stdout.startswith("0."), said.stderr
+    unrepaired = hiding_libyaml(str(tmp_path / "built" / "bin" / "python"), "import rp_yaml")
+    assert unrepaired.returncode != 0 and "libyaml" in unrepaired.stderr
+
+
+def test_a_pure_wheel_or_a_package_whose_repair_is_off_is_published_as_built(tmp_path):
+    from wheelwright.worker.repair_wheel import repair
+
+    dist = tmp_path / "dist"
+    dist.mkdir()
+    pure = make_wheel(dist, "rp-pure", "1.0")
+    (src := tmp_path / "src").mkdir()
+    (src / "PKG-INFO").write_text("Metadata-Version: 2.1\nName: rp-pure\nVersion: 1.0\n")
+    (wheel,) = repair(dist, src, sandbox.Limits(), [], None).wheels
+    assert wheel.filename == pure.name and wheel.verdict == "pure: nothing to repair"
+    compiled = dist / "rp_c-1.0-cp311-cp311-linux_x86_64.whl"
+    pure.rename(compiled)
+    (wheel,) = repair(dist, src, sandbox.Limits(), [], "a driver no wheel may carry").wheels
+    assert wheel.filename == compiled.name
+    assert wheel.verdict == "repair off: a driver no wheel may carry"
+

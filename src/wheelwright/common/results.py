@@ -57,6 +57,38 @@ class WheelsBuilt:
 
 
 @dataclass(frozen=True)
+class BundledLibrary:
+    """A shared library auditwheel copied into a wheel: its soname, where it came from on the
+    worker (and the Debian package that installed it there), and both files' sha256."""
+
+    soname: str
+    path: str
+    bundled_as: str
+    sha256: str
+    system_sha256: str
+    package: str | None = None
+    package_version: str | None = None
+
+
+@dataclass(frozen=True)
+class RepairedWheel:
+    """One wheel after repair-wheel: its name and sha256 now (a manylinux tag), auditwheel's
+    verdict, and what it bundled. A pure wheel, or one whose repair is off, is left as it was."""
+
+    filename: str
+    sha256: str
+    verdict: str
+    bundled: list[BundledLibrary] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class WheelsRepaired:
+    """repair-wheel: the wheels as they will be published, in the order build-wheel made them."""
+
+    wheels: list[RepairedWheel]
+
+
+@dataclass(frozen=True)
 class Installed:
     """validate-install-deps: the modules imported, those that needed a project the wheel does
     not declare (module -> the missing one), and those skipped because they need a dependency

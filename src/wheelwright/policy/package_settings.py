@@ -40,6 +40,10 @@ class PackageSettings:
     min_release_age: float | None = None
     # How a rebuild of a version we have is published (policy/bumps.py); None: the farm's default.
     rebuild_bump: str | None = None
+    # Repair (auditwheel): off, with the reason the build page shows; or sonames left out of the
+    # wheel (libraries its users get from the system).
+    repair_off: str | None = None
+    repair_exclude: list[str] = field(default_factory=list)
 
 
 def _names(project: str) -> list[str]:
@@ -92,6 +96,15 @@ def _parse(path: Path) -> PackageSettings:
         raise SettingsError(f"{path}: rebuild_bump must be one of {', '.join(BUMPS)}")
     if not all(isinstance(m, str) and m.replace(".", "").isidentifier() for m in settings.imports):
         raise SettingsError(f"{path}: imports must be a list of module names")
+    if settings.repair_off is not None and not (
+        isinstance(settings.repair_off, str) and settings.repair_off.strip()
+    ):
+        raise SettingsError(f"{path}: repair_off must say why repair is off")
+    if not (
+        isinstance(settings.repair_exclude, list)
+        and all(isinstance(n, str) and n and "/" not in n for n in settings.repair_exclude)
+    ):
+        raise SettingsError(f"{path}: repair_exclude must be a list of sonames (libfoo.so.1)")
     source = settings.source
     git = (
         isinstance(source, dict)

@@ -9,6 +9,7 @@ from wheelwright.steps.download_source import DownloadSource
 from wheelwright.steps.prepare_build_env import PrepareBuildEnv
 from wheelwright.steps.prepare_source import PrepareSource
 from wheelwright.steps.rebuilddiff import RebuildDiff
+from wheelwright.steps.repair_wheel import RepairWheel
 from wheelwright.steps.update_index import UpdateIndex
 from wheelwright.steps.validate_install_deps import ValidateInstallDeps
 from wheelwright.steps.verify import VerifyReproducible
@@ -18,6 +19,7 @@ PIPELINE = (
     PrepareSource,
     PrepareBuildEnv,
     BuildWheel,
+    RepairWheel,
     ValidateInstallDeps,
     UpdateIndex,
     RebuildDiff,

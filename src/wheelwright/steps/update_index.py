@@ -33,11 +33,9 @@ from wheelwright.steps.download_source import report_scan
 MAX_WHEEL_SIZE = 4 << 30
 
 
-# The platform tags a Linux builder of an architecture makes: its own, and the manylinux and
-# musllinux ones auditwheel would give the same wheel.
-LINUX_PLATFORM = (
-    r"(linux|manylinux1|manylinux2010|manylinux2014|manylinux_\d+_\d+|musllinux_\d+_\d+)_{arch}"
-)
+# The platform tags a Linux builder of an architecture makes: its own, and the manylinux ones
+# auditwheel gives (every pool is glibc's: a musllinux wheel is none of its making).
+LINUX_PLATFORM = r"(linux|manylinux1|manylinux2010|manylinux2014|manylinux_\d+_\d+)_{arch}"
 
 
 def tag_fits(tag: Tag, python: str, arch: str) -> bool:
@@ -239,6 +237,7 @@ class UpdateIndex(WritesToIndex):
             "reason",
             "imports_skipped",
             "fallback",
+            "repair",
         )
         return {
             "build_url": await self.build_url(),

@@ -26,7 +26,13 @@ WORKER_CACHE = "WHEELWRIGHT_WORKER_CACHE"
 MODULE = "wheelwright.worker.call"  # this file, as `python -m` names it
 TOOL_MODULES = tuple(
     f"wheelwright.worker.{tool}"
-    for tool in ("prepare_source", "prepare_build_env", "build_wheel", "validate_install_deps")
+    for tool in (
+        "prepare_source",
+        "prepare_build_env",
+        "build_wheel",
+        "repair_wheel",
+        "validate_install_deps",
+    )
 )
 START_SECONDS = 120  # a server's imports under emulation or a loaded machine
 START_SERVER = "--start-server"  # start the server (when none runs) and call nothing

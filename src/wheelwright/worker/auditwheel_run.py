@@ -1,0 +1,27 @@
+"""auditwheel show, then repair, in one interpreter: run by repair_wheel.py in the sandbox, with
+auditwheel alone of the tools' environment (it imports nothing of ours).
+
+python -I auditwheel_run.py WHEEL OUT [SONAME ...]
+
+The verdict (`auditwheel show --json`) goes to OUT/shown.json, the repaired wheel to OUT/wheel/,
+and a failure's reason to the last line of the output, as auditwheel says it.
+"""
+
+import contextlib
+import io
+import sys
+
+from auditwheel.main import main
+
+wheel, out, *excludes = sys.argv[1:]
+shown = io.StringIO()
+sys.argv = ["auditwheel", "show", "--json", wheel]
+with contextlib.redirect_stdout(shown):
+    code = main()
+if code:
+    sys.exit(code)
+with open(out + "/shown.json", "w") as f:
+    f.write(shown.getvalue())
+sys.argv = ["auditwheel", "repair", "--wheel-dir", out + "/wheel", wheel]
+sys.argv += [arg for soname in excludes for arg in ("--exclude", soname)]
+sys.exit(main())
