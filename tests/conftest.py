@@ -155,6 +155,7 @@ def running_farm(
                     "processes": 256,
                     "disk_mb": 512,
                     "output_mb": 4,
+                    "output_stop_mb": 64,
                 },
                 **(settings or {}),
             }

@@ -200,7 +200,13 @@ def test_it_sees_no_other_process_and_leaves_none_behind(tmp_path):
 
 
 LIMITED = sandbox.Limits(
-    wall_seconds=12, cpu_seconds=4, memory_mb=256, processes=64, disk_mb=64, output_mb=1
+    wall_seconds=12,
+    cpu_seconds=4,
+    memory_mb=256,
+    processes=64,
+    disk_mb=64,
+    output_mb=1,
+    output_stop_mb=8,
 )
 ATTACKS = {
     "a fork bomb": (["bash", "-c", "f(){ f | f & }; f; sleep 30"], "process limit (64 processes)"),
@@ -214,7 +220,7 @@ ATTACKS = {
     ),
     "an endless printer": (
         [sys.executable, "-c", "while True: print('x' * 100)"],
-        "output limit (1 MiB of log)",
+        "output limit (8 MiB printed)",
     ),
     "a CPU spinner": ([sys.executable, "-c", "while True: pass"], "CPU time limit (4 s)"),
     "a sleeper": (["bash", "-c", "sleep 600"], "wall-clock limit (2 s)"),
@@ -342,3 +348,31 @@ def test_dev_is_read_only_in_the_sandbox(tmp_path):
         output=out,
     )
     assert out.getvalue().decode().splitlines()[-1] == "refused 30"  # EROFS
+
+
+def test_a_long_output_keeps_its_head_and_tail_and_the_command_goes_on(tmp_path):
+    """Half a million compiler warnings: the log keeps the first and last half MiB of a 1 MiB
+    log, says how much it dropped between, and the command ends as it would have."""
+    out = io.BytesIO()
+    code = (
+        "import sys\n"
+        "for i in range(60000): print(f'warning {i:06d}: ' + 'x' * 40)\n"
+        "sys.stdout.write('the last words, unterminated')\n"
+    )
+    sandbox.run(
+        [sys.executable, "-c", code],
+        write=[tmp_path],
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin"},
+        what="a loud build",
+        limits=dataclasses.replace(LIMITED, output_mb=1),
+        output=out,
+    )
+    said = out.getvalue().decode()
+    log = said[said.index("warning 000000: ") :]  # after the sandbox's own line
+    assert "warning 059999: " in log
+    assert "warning 030000: " not in log
+    dropped = re.search(r"\[\.\.\. (\d+) bytes of output dropped: the log keeps", log)
+    assert dropped and 1_500_000 < int(dropped.group(1)) < 2_500_000
+    assert log.endswith("the last words, unterminated\n")  # a line of its own follows
+    assert len(log) < (1 << 20) + 1000

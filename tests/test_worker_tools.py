@@ -828,3 +828,11 @@ def test_a_pure_wheel_or_a_package_whose_repair_is_off_is_published_as_built(tmp
     assert wheel.filename == compiled.name
     assert wheel.verdict == "repair off: a driver no wheel may carry"
 
+
+def test_a_tools_result_is_read_whatever_the_build_left_unterminated():
+    code = (
+        "import sys\nfrom wheelwright.worker.environments import emit\n"
+        "sys.stdout.write('cc1: warning: a line the compiler never ended')\nemit({'wheels': []})\n"
+    )
+    said = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout
+    assert parse_result(said) == {"wheels": []}

@@ -16,6 +16,7 @@ much it prints. A limit hit kills the whole sandbox and fails the tool with a re
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
 import io
@@ -79,7 +80,10 @@ class Limits:
     # Files, folders and links in its writable folders, /tmp and /dev/shm: empty files take no
     # bytes, but each is an inode and kernel memory.
     files: int = 1_000_000
+    # The log keeps the first and last halves of output_mb of what the command prints, the
+    # middle dropped and counted; only printing past output_stop_mb in all stops it.
     output_mb: int = 64
+    output_stop_mb: int = 4096
 
     @classmethod
     def parse(cls, text: str | None) -> Limits:
@@ -384,7 +388,8 @@ def described(limits: Limits, cgroup: _Cgroup) -> str:
     return (
         f"limits: {held}; wall {limits.wall_seconds} s, CPU {limits.cpu_seconds} s, disk "
         f"{limits.disk_mb} MiB and {limits.files} files (its folders, /tmp, /dev/shm), "
-        f"output {limits.output_mb} MiB"
+        f"log {limits.output_mb} MiB (its head and tail), output stopped at "
+        f"{limits.output_stop_mb} MiB"
     )
 
 
@@ -504,16 +509,48 @@ class _Watch:
         self.proc.kill()  # bubblewrap's namespace init dies with it, and so does all it ran
 
     def copy_output(self) -> None:
-        printed = 0
+        """The command's output to the log: its first half of the log's size as it comes, then
+        only the last half kept, written with the count of what was dropped when it ends (a
+        compiler's half a million warnings do not stop the build, nor fill the master's disk)."""
         stdout = typing.cast(io.BufferedReader, self.proc.stdout)  # stdout=PIPE, binary
+        log = self.limits.output_mb << 20
+        head, printed, dropped = log // 2, 0, 0
+        kept: collections.deque[bytes] = collections.deque()
+        kept_size, last = 0, b"\n"
         while block := stdout.read1(1 << 16):
             printed += len(block)
             self.tail[:] = (self.tail + block)[-1024:]
-            if printed > self.limits.output_mb << 20:
-                self.stop(f"output limit ({self.limits.output_mb} MiB of log)")
+            if printed > self.limits.output_stop_mb << 20:
+                self.stop(f"output limit ({self.limits.output_stop_mb} MiB printed)")
                 break
+            if printed - len(block) < head:
+                shown, block = (
+                    block[: head - (printed - len(block))],
+                    block[head - (printed - len(block)) :],
+                )
+                self.output.write(shown)
+                self.output.flush()
+                last = shown[-1:] or last
+            if block:
+                kept.append(block)
+                kept_size += len(block)
+                while kept_size > log - head:  # the oldest bytes go, to the byte
+                    cut = min(kept_size - (log - head), len(kept[0]))
+                    kept[0] = kept[0][cut:]
+                    if not kept[0]:
+                        kept.popleft()
+                    dropped, kept_size = dropped + cut, kept_size - cut
+        if dropped:
+            self.output.write(
+                f"\n[... {dropped} bytes of output dropped: the log keeps its first "
+                f"{head >> 20} MiB and last {(log - head) >> 20} MiB ...]\n".encode()
+            )
+        for block in kept:
             self.output.write(block)
-            self.output.flush()
+            last = block[-1:]
+        if last != b"\n":  # what comes next (the tool's result) starts a line of its own
+            self.output.write(b"\n")
+        self.output.flush()
 
     def until_ended(self) -> None:
         limits, proc = self.limits, self.proc

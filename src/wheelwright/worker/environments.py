@@ -37,7 +37,8 @@ from wheelwright.common.runtime import (
 
 def emit(result: dict) -> None:
     sys.stdout.flush()
-    print(RESULT_PREFIX + json.dumps(result, sort_keys=True), flush=True)
+    # on a line of its own, whatever the last command left unterminated
+    print("\n" + RESULT_PREFIX + json.dumps(result, sort_keys=True), flush=True)
 
 
 # Inside the build directory (the tool's working directory), the one place the sandbox lets the
