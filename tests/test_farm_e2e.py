@@ -15,6 +15,7 @@ import threading
 import urllib.error
 import urllib.request
 import uuid
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -615,6 +616,9 @@ def test_a_wheel_linking_a_system_library_is_published_manylinux_with_it_inside(
     """libyaml, a system library the build links: repair bundles it, the provenance traces it to
     Debian's package, and the wheel from our index imports where the system has no libyaml."""
     upstream.add(libyaml_sdist(tmp_path, "withyaml", "1.0"))
+    settings = backends.state / "overrides" / "settings" / "withyaml.yaml"
+    settings.parent.mkdir(parents=True, exist_ok=True)
+    settings.write_text("system_requirements: [libyaml-dev]\n")
     rc, result = backends.build("withyaml==1.0")
     assert rc == 0, json.dumps(result, indent=2)
     (wheel,) = result["wheels"]
@@ -623,6 +627,18 @@ def test_a_wheel_linking_a_system_library_is_published_manylinux_with_it_inside(
     (library,) = traced["repair"][wheel]["bundled"]
     assert library["soname"] == "libyaml-0.so.2" and library["package"] == "libyaml-0-2"
     assert library["bundled_as"].startswith("withyaml.libs/libyaml-0-")
+    # the system package the settings asked for, with its version, in provenance and SBOM
+    version = traced["system_packages"]["libyaml-dev"]
+    assert version == library["package_version"]  # libyaml-dev and libyaml-0-2: one source
+    wheels = tmp_path / "downloaded"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--no-deps", "-d", wheels,
+         "--index-url", backends.status["index"], "withyaml==1.0"],
+        check=True, capture_output=True, env=clean_pip_env(),
+    )  # fmt: skip
+    with zipfile.ZipFile(next(wheels.glob("*.whl"))) as zf:
+        sbom = json.loads(zf.read("withyaml-1.0.dist-info/sboms/build-environment.cdx.json"))
+    assert f"pkg:deb/debian/libyaml-dev@{version}" in {c.get("purl") for c in sbom["components"]}
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", venv], check=True)
     subprocess.run(

@@ -336,7 +336,7 @@ class TestParseResult(unittest.TestCase):
 
 
 class TestPrepareBuildEnv(StepTest):
-    def command(self):
+    def command(self, *system):
         return tool(
             "prepare_build_env",
             "--python",
@@ -347,8 +347,25 @@ class TestPrepareBuildEnv(StepTest):
             "env",
             "--index",
             self.farm.index_url,
+            *system,
             *LIMITS,
         )
+
+    def test_the_packages_system_requirements_are_checked_and_recorded(self):
+        (self.farm.settings_dir / "settings").mkdir(parents=True)
+        (self.farm.settings_dir / "settings" / "pkg.yaml").write_text(
+            "system_requirements: [libyaml-dev, gfortran]\n"
+        )
+        self.setup(PrepareBuildEnv(farm=self.farm))
+        installed = {"libyaml-dev": "0.2.5-1", "gfortran": "4:12.2.0-3"}
+        self.expect_commands(
+            shell(self.command("--system", "libyaml-dev", "--system", "gfortran"))
+            .stdout(result_line(BuildEnvReady("/w/env/bin/python", [], [], "", installed)))
+            .exit(0)
+        )
+        self.expect_outcome(result=SUCCESS, state_string="0 build requirements installed")
+        self.expect_property("system_packages", installed)
+        return self.run_step()
 
     def test_installs_build_requirements(self):
         self.setup(PrepareBuildEnv(farm=self.farm))

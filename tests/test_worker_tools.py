@@ -836,3 +836,16 @@ def test_a_tools_result_is_read_whatever_the_build_left_unterminated():
     )
     said = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout
     assert parse_result(said) == {"wheels": []}
+
+
+def test_system_requirements_missing_on_the_worker_are_named_with_the_command_to_install():
+    from wheelwright.worker.prepare_build_env import system_requirements
+
+    assert set(system_requirements(["gcc", "patch"])) == {"gcc", "patch"}  # make up installs them
+    with pytest.raises(ToolError) as caught:
+        system_requirements(["gcc", "wheelwright-no-such-package", "gfortran-99"])
+    assert str(caught.value) == (
+        "system packages missing on this worker: wheelwright-no-such-package, gfortran-99 (the "
+        "package's system_requirements); install them: apt-get install -y "
+        "wheelwright-no-such-package gfortran-99"
+    )

@@ -39,6 +39,8 @@ class BuildEnvReady:
     build_system_requires: list[str]
     backend_requires: list[str]
     freeze: str
+    # The Debian packages the package's settings asked for, with the versions installed.
+    system_packages: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,10 @@ class SettingsError(ConfigError):
     pass
 
 
+# Debian policy's package names (5.6.1): lowercase, digits, + - . and at least two characters.
+DEBIAN_PACKAGE = re.compile(r"[a-z0-9][a-z0-9+.-]+")
+
+
 @dataclass(frozen=True)
 class PackageSettings:
     build_frontend: str = "build"
@@ -44,6 +48,9 @@ class PackageSettings:
     # wheel (libraries its users get from the system).
     repair_off: str | None = None
     repair_exclude: list[str] = field(default_factory=list)
+    # Debian packages the build needs on the worker (compilers, libraries' -dev packages): no
+    # upstream metadata names them. The local pool checks them before the build.
+    system_requirements: list[str] = field(default_factory=list)
 
 
 def _names(project: str) -> list[str]:
@@ -105,6 +112,13 @@ def _parse(path: Path) -> PackageSettings:
         and all(isinstance(n, str) and n and "/" not in n for n in settings.repair_exclude)
     ):
         raise SettingsError(f"{path}: repair_exclude must be a list of sonames (libfoo.so.1)")
+    if not (
+        isinstance(settings.system_requirements, list)
+        and all(
+            isinstance(n, str) and DEBIAN_PACKAGE.fullmatch(n) for n in settings.system_requirements
+        )
+    ):
+        raise SettingsError(f"{path}: system_requirements must be a list of Debian package names")
     source = settings.source
     git = (
         isinstance(source, dict)

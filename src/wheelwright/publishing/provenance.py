@@ -80,6 +80,18 @@ def build_environment_sbom(project: str, version: str, freeze: str, provenance: 
         )
         for name, pinned_version in pinned(freeze)
     ]
+    system = [
+        Component(
+            name=name,
+            version=package_version,
+            type=ComponentType.LIBRARY,
+            scope=ComponentScope.EXCLUDED,
+            purl=PackageURL(type="deb", namespace="debian", name=name, version=package_version),
+            bom_ref=f"deb:{name}=={package_version}",
+        )
+        for name, package_version in sorted((provenance.get("system_packages") or {}).items())
+    ]
+    used += system  # the system packages the build needed (the package's settings)
     bom.components.update(used)
     bom.register_dependency(subject, used)  # what the wheel was made with, not what it runs with
     return JsonV1Dot6(bom).output_as_string(indent=2).encode()

@@ -8,6 +8,8 @@ from packaging.utils import InvalidName, canonicalize_name
 from twisted.internet import threads
 
 from wheelwright.common.results import BuildEnvReady, Failure
+from wheelwright.policy.lastgood import ConfigError
+from wheelwright.policy.package_settings import settings_for
 from wheelwright.policy.review import queue_for_review
 from wheelwright.steps.base import ENV_DIR, SRC_DIR, WheelwrightStep, count
 
@@ -32,6 +34,10 @@ class PrepareBuildEnv(WheelwrightStep):
     description = ["installing build requirements"]
 
     async def run(self):
+        try:
+            settings = await self.read_config("settings", settings_for, self.package)
+        except ConfigError as exc:
+            return await self.fail(str(exc))
         result = await self.run_tool(
             "prepare_build_env",
             BuildEnvReady,
@@ -43,6 +49,7 @@ class PrepareBuildEnv(WheelwrightStep):
             ENV_DIR,
             "--index",
             self.getProperty("index_url"),
+            *[arg for name in settings.system_requirements for arg in ("--system", name)],
             *self.limits,
         )
         build_url = await self.build_url()
@@ -65,6 +72,8 @@ class PrepareBuildEnv(WheelwrightStep):
         self.setProperty("build_requires", requirements, self.name)
         freeze = result.freeze[:MAX_FREEZE]  # what a worker says is capped here too
         self.setProperty("build_freeze", freeze, self.name)
+        if result.system_packages:  # in the provenance and the SBOM
+            self.setProperty("system_packages", result.system_packages, self.name)
         await self.addCompleteLog("pip-freeze", freeze)
         self.descriptionDone = [f"{count(len(requirements), 'build requirement')} installed"]
         return SUCCESS

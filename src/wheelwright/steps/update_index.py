@@ -238,6 +238,7 @@ class UpdateIndex(WritesToIndex):
             "imports_skipped",
             "fallback",
             "repair",
+            "system_packages",
         )
         return {
             "build_url": await self.build_url(),

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import importlib.metadata
 import os
+import subprocess
 from pathlib import Path
 
 from build import BuildBackendException, BuildException, ProjectBuilder
@@ -83,8 +84,14 @@ def freeze(env_dir: Path) -> str:
 
 
 def prepare(
-    python: str, src: Path, env_dir: Path, index_url: str, limits: sandbox.Limits
+    python: str,
+    src: Path,
+    env_dir: Path,
+    index_url: str,
+    limits: sandbox.Limits,
+    system: list[str] | None = None,
 ) -> BuildEnvReady:
+    system_packages = system_requirements(system or [])
     env_python = create_venv(python, str(env_dir))
     bytecode = fresh_dir(env_dir.parent / BYTECODE_DIR)
     try:
@@ -120,7 +127,32 @@ def prepare(
         build_system_requires=static,
         backend_requires=dynamic,
         freeze=freeze(env_dir),
+        system_packages=system_packages,
     )
+
+
+def system_requirements(names: list[str]) -> dict[str, str]:
+    """The versions of the Debian packages a package's settings need installed on the worker;
+    a ToolError naming those missing, and the command that installs them."""
+    if not names:
+        return {}
+    said = subprocess.run(
+        ["dpkg-query", "-W", "-f=${Package} ${Status} ${Version}\\n", *names],
+        capture_output=True,
+        text=True,
+    )
+    installed = {}
+    for line in said.stdout.splitlines():
+        name, *status, version = line.split(" ")
+        if status[-1:] == ["installed"]:
+            installed[name.split(":")[0]] = version
+    missing = [name for name in names if name not in installed]
+    if missing:
+        raise ToolError(
+            f"system packages missing on this worker: {', '.join(missing)} (the package's "
+            f"system_requirements); install them: apt-get install -y {' '.join(missing)}"
+        )
+    return {name: installed[name] for name in names}
 
 
 def _check(requirements: list[str]) -> None:
@@ -138,6 +170,9 @@ def main(argv=None) -> BuildEnvReady:
     parser.add_argument("--env", type=Path, required=True)
     parser.add_argument("--index", required=True, help="our index's /simple/ URL")
     parser.add_argument("--limits", help="the sandbox's limits, as JSON")
+    parser.add_argument(
+        "--system", action="append", default=[], metavar="DEBIAN_PACKAGE", help="must be installed"
+    )
     args = parser.parse_args(argv)
     return prepare(
         args.python,
@@ -145,6 +180,7 @@ def main(argv=None) -> BuildEnvReady:
         args.env.resolve(),
         args.index,
         sandbox.Limits.parse(args.limits),
+        args.system,
     )
 
 
