@@ -531,3 +531,16 @@ def test_a_release_whose_build_requirement_is_not_upstream_falls_back_and_says_s
     assert "fb-lib 2.0 cannot be built here" in str(caught.value)
     assert "fb-missing[hatch]" in str(caught.value)
     assert "needed by fb-app 1.0" in str(caught.value)
+
+
+def test_a_build_tool_the_system_provides_is_not_planned(tree):
+    import dataclasses
+
+    farm, upstream, tmp = tree
+    upstream.add(setuptools_sdist(tmp, "st-app", "1.0", build_requires=["ninja>=1.8"]))
+    with pytest.raises(BootstrapError, match="ninja"):  # the upstream here has no ninja
+        plan(farm, [Requirement("st-app")], ENVIRONMENT)
+    system = dataclasses.replace(farm, system_tools={"ninja": "ninja"})
+    nodes = plan(system, [Requirement("st-app")], ENVIRONMENT)
+    assert order(nodes) == ["st-app==1.0"]
+    assert not any("ninja" in req for _, req, _ in nodes["st-app==1.0"].edges)

@@ -849,3 +849,44 @@ def test_system_requirements_missing_on_the_worker_are_named_with_the_command_to
         "package's system_requirements); install them: apt-get install -y "
         "wheelwright-no-such-package gfortran-99"
     )
+
+
+NINJA_BACKEND = """\
+import shutil, subprocess
+def get_requires_for_build_wheel(config_settings=None):
+    return ["ninja>=1.8"]  # meson-python's way: the build tool, asked for when run
+def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
+    raise SystemExit("ninja " + subprocess.run([shutil.which("ninja"), "--version"],
+                     capture_output=True, text=True).stdout.strip())
+"""
+
+
+def test_a_build_tool_the_system_provides_is_not_installed_and_the_build_runs_the_systems(
+    tmp_path, monkeypatch, capsys
+):
+    """ninja from farm.json's system_tools: our index (unreachable here) is never asked for it,
+    the provenance records the system's, and the backend finds it on PATH in the sandbox."""
+    from wheelwright.worker.prepare_build_env import tool_versions
+
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    src = planter_tree(tmp_path, NINJA_BACKEND).resolve()
+    unreachable = "http://127.0.0.1:9/simple/"
+    ready = prepare(
+        sys.executable,
+        src,
+        (tmp_path / "env").resolve(),
+        unreachable,
+        sandbox.Limits(),
+        tools={"ninja": "ninja"},
+    )
+    assert ready.backend_requires == ["ninja>=1.8"] and "ninja" not in ready.freeze
+    system = subprocess.run(["ninja", "--version"], capture_output=True, text=True).stdout.strip()
+    assert ready.system_tools == {"ninja": f"{system} ({shutil.which('ninja')})"}
+    capsys.readouterr()
+    with pytest.raises(ToolError):  # the backend says which ninja it ran, and stops
+        build(sys.executable, ready.env_python, src, tmp_path / "dist", "planter", "1.0", "build")
+    assert f"ninja {system}\n" in capsys.readouterr().out  # the sandbox's PATH has it too
+    with pytest.raises(ToolError, match=r"taken from the system \(cmake-9 on PATH\)"):
+        tool_versions({"cmake": "cmake-9"}, ["cmake>=3.15"])

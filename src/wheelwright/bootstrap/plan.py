@@ -220,7 +220,13 @@ class Universe:
         return applicable(requires, self.environment, candidate.extras)
 
     def build_requirements(self, sdist: Sdist) -> list[Requirement]:
-        return applicable(self.sdist_requirements(sdist)[0], self.environment)
+        """What an sdist needs to build, but what the system provides (farm.json system_tools)."""
+        system = {canonicalize_name(n) for n in getattr(self.farm, "system_tools", {})}
+        return [
+            r
+            for r in applicable(self.sdist_requirements(sdist)[0], self.environment)
+            if canonicalize_name(r.name) not in system
+        ]
 
 
 class _Provider(resolvelib.AbstractProvider):

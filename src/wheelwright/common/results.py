@@ -41,6 +41,8 @@ class BuildEnvReady:
     freeze: str
     # The Debian packages the package's settings asked for, with the versions installed.
     system_packages: dict[str, str] = field(default_factory=dict)
+    # The build requirements taken from the system: name -> the tool's own version line.
+    system_tools: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -138,6 +138,10 @@ class Farm:
     roles: list[str] = field(default_factory=lambda: list(MASTER_ROLES))
     # Index hosts of other kinds that every published wheel is also uploaded to (publishing/mirrors.py).
     mirrors: list = field(default_factory=list)
+    # Build requirements the system provides: PyPI name -> the command on the worker's PATH (e.g.
+    # {"cmake": "cmake", "ninja": "ninja"}). Neither installed nor planned; the build runs the
+    # system's. A package's settings may add their own.
+    system_tools: dict = field(default_factory=dict)
     # Our own index host where it runs on another machine (its static tree behind a web server,
     # its upload API behind TLS; docs/deploy.md): `up` starts none here. None: `up` runs it.
     index_host: str | None = None
@@ -309,6 +313,14 @@ class Farm:
         if set(data.get("pool_index_urls", {})) - set(POOLS):
             raise FarmSettingsError(
                 f"{path}: pool_index_urls: unknown pools (known: {', '.join(POOLS)})"
+            )
+        tools = data.get("system_tools", {})
+        if not isinstance(tools, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) and v and "/" not in v
+            for k, v in tools.items()
+        ):
+            raise FarmSettingsError(
+                f'{path}: system_tools maps PyPI names to commands on PATH: {{"cmake": "cmake"}}'
             )
         for mirror in data.get("mirrors", []):
             if (

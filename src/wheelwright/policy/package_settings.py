@@ -51,6 +51,8 @@ class PackageSettings:
     # Debian packages the build needs on the worker (compilers, libraries' -dev packages): no
     # upstream metadata names them. The local pool checks them before the build.
     system_requirements: list[str] = field(default_factory=list)
+    # Build requirements taken from the system, besides the farm's (PyPI name -> command).
+    system_tools: dict[str, str] = field(default_factory=dict)
 
 
 def _names(project: str) -> list[str]:
@@ -119,6 +121,11 @@ def _parse(path: Path) -> PackageSettings:
         )
     ):
         raise SettingsError(f"{path}: system_requirements must be a list of Debian package names")
+    if not isinstance(settings.system_tools, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) and v and "/" not in v
+        for k, v in settings.system_tools.items()
+    ):
+        raise SettingsError(f"{path}: system_tools maps PyPI names to commands: {{cmake: cmake}}")
     source = settings.source
     git = (
         isinstance(source, dict)

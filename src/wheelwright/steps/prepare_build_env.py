@@ -50,6 +50,13 @@ class PrepareBuildEnv(WheelwrightStep):
             "--index",
             self.getProperty("index_url"),
             *[arg for name in settings.system_requirements for arg in ("--system", name)],
+            *[
+                arg
+                for name, command in sorted(
+                    {**self.farm.system_tools, **settings.system_tools}.items()
+                )
+                for arg in ("--system-tool", f"{name}={command}")
+            ],
             *self.limits,
         )
         build_url = await self.build_url()
@@ -74,6 +81,12 @@ class PrepareBuildEnv(WheelwrightStep):
         self.setProperty("build_freeze", freeze, self.name)
         if result.system_packages:  # in the provenance and the SBOM
             self.setProperty("system_packages", result.system_packages, self.name)
+        if result.system_tools:  # in the provenance: what the system gave instead of our index
+            self.setProperty("system_tools", result.system_tools, self.name)
+            await self.addCompleteLog(
+                "system-tools",
+                "".join(f"{n}: from the system, {v}\n" for n, v in result.system_tools.items()),
+            )
         await self.addCompleteLog("pip-freeze", freeze)
         self.descriptionDone = [f"{count(len(requirements), 'build requirement')} installed"]
         return SUCCESS

@@ -239,6 +239,7 @@ class UpdateIndex(WritesToIndex):
             "fallback",
             "repair",
             "system_packages",
+            "system_tools",
         )
         return {
             "build_url": await self.build_url(),

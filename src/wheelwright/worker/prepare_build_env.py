@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import importlib.metadata
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -90,8 +91,10 @@ def prepare(
     index_url: str,
     limits: sandbox.Limits,
     system: list[str] | None = None,
+    tools: dict[str, str] | None = None,
 ) -> BuildEnvReady:
     system_packages = system_requirements(system or [])
+    tools = {canonicalize_name(name): command for name, command in (tools or {}).items()}
     env_python = create_venv(python, str(env_dir))
     bytecode = fresh_dir(env_dir.parent / BYTECODE_DIR)
     try:
@@ -112,7 +115,7 @@ def prepare(
     except BuildException as exc:
         raise ToolError(f"cannot read the build system: {exc}") from None
     _check(static)
-    install_from_index(python, env_python, static, index_url)
+    install_from_index(python, env_python, _not_from(tools, static), index_url)
     try:
         with timed("get_requires_for_build_wheel"):
             dynamic = sorted(set(builder.get_requires_for_build("wheel")) - set(static))
@@ -121,14 +124,39 @@ def prepare(
             raise exc.exception from None
         raise ToolError(f"the build backend's get_requires_for_build_wheel failed: {exc}") from None
     _check(dynamic)
-    install_from_index(python, env_python, dynamic, index_url)
+    install_from_index(python, env_python, _not_from(tools, dynamic), index_url)
     return BuildEnvReady(
         env_python=env_python,
         build_system_requires=static,
         backend_requires=dynamic,
         freeze=freeze(env_dir),
         system_packages=system_packages,
+        system_tools=tool_versions(tools, [*static, *dynamic]),
     )
+
+
+def _not_from(tools: dict[str, str], requirements: list[str]) -> list[str]:
+    """The requirements to install: those the system does not provide."""
+    return [r for r in requirements if canonicalize_name(Requirement(r).name) not in tools]
+
+
+def tool_versions(tools: dict[str, str], requirements: list[str]) -> dict[str, str]:
+    """For each requirement the system provides: the tool's version, as it says it; a ToolError
+    when the worker lacks the tool."""
+    found: dict[str, str] = {}
+    for name in sorted({canonicalize_name(Requirement(r).name) for r in requirements} & set(tools)):
+        path = shutil.which(tools[name])
+        if path is None:
+            raise ToolError(
+                f"build requirement {name} is taken from the system ({tools[name]} on PATH), "
+                "which this worker lacks: install it, or take it out of system_tools"
+            )
+        said = subprocess.run(
+            [path, "--version"], capture_output=True, text=True, timeout=60, check=False
+        )
+        line = (said.stdout or said.stderr).strip().splitlines()[:1]
+        found[name] = f"{line[0] if line else 'version unknown'} ({path})"
+    return found
 
 
 def system_requirements(names: list[str]) -> dict[str, str]:
@@ -173,6 +201,13 @@ def main(argv=None) -> BuildEnvReady:
     parser.add_argument(
         "--system", action="append", default=[], metavar="DEBIAN_PACKAGE", help="must be installed"
     )
+    parser.add_argument(
+        "--system-tool",
+        action="append",
+        default=[],
+        metavar="NAME=COMMAND",
+        help="a build requirement the system provides: not installed, the command run instead",
+    )
     args = parser.parse_args(argv)
     return prepare(
         args.python,
@@ -181,6 +216,7 @@ def main(argv=None) -> BuildEnvReady:
         args.index,
         sandbox.Limits.parse(args.limits),
         args.system,
+        dict(tool.split("=", 1) for tool in args.system_tool),
     )
 
 
