@@ -9,8 +9,11 @@ and prints their ratio: numbers from different runs on these machines are not co
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -29,6 +32,7 @@ from wheelwright.bootstrap.plan import Node, lower_bound  # noqa: E402
 from wheelwright.changes.upstream_pages import Changelog, releases  # noqa: E402
 from wheelwright.changes.upstream_watch import decide, fetch_page  # noqa: E402
 from wheelwright.cli.restclient import Api  # noqa: E402
+from wheelwright.common import sandbox  # noqa: E402
 from wheelwright.common.files import sha256_of  # noqa: E402
 from wheelwright.common.runtime import WORKER_COMMAND, clean_pip_env  # noqa: E402
 from wheelwright.common.sandbox import SANDBOX_TIME  # noqa: E402
@@ -697,8 +701,47 @@ def bench_unpacking(work: Path, quick: bool) -> None:
         print(f"| {sdist.name} | {members} | {a:.3f} s | {b:.3f} s | {b / a:.2f}x |")
 
 
+REPAIRED = ["markupsafe-3.0.2.tar.gz", "simplejson-3.19.3.tar.gz"]
+
+
+def bench_repair(work: Path, quick: bool) -> None:
+    """repair-wheel's cost beside the C build it follows: each real sdist's wheel compiled as
+    build-wheel's pip frontend does (no isolation, setuptools from this venv), then repaired by
+    the worker tool (auditwheel in the sandbox), medians of the rounds."""
+    from wheelwright.worker.repair_wheel import repair
+
+    rounds = 1 if quick else 5
+    print(f"\n## repair against the C build it follows ({rounds} rounds; medians)")
+    print("| sdist | C build | repair | repair's share | wheel |")
+    print("| --- | --- | --- | --- | --- |")
+    for name in REPAIRED:
+        sdist = CACHE / name
+        if not sdist.exists():
+            print(f"| {name} | not in {CACHE} (make test fetches it) | | | |")
+            continue
+        builds, repairs, made = [], [], ""
+        for n in range(rounds):
+            dist = work / name / f"dist{n}"
+            started = time.perf_counter()
+            pip(
+                "wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w", str(dist), str(sdist)
+            )
+            builds.append(time.perf_counter() - started)
+            src = work / name / f"src{n}"
+            shutil.unpack_archive(sdist, src)
+            (tree,) = src.iterdir()
+            started = time.perf_counter()
+            with contextlib.redirect_stdout(io.StringIO()):
+                (wheel,) = repair(dist, tree, sandbox.Limits(), [], None).wheels
+            repairs.append(time.perf_counter() - started)
+            made = wheel.filename
+        a, b = statistics.median(builds), statistics.median(repairs)
+        print(f"| {name} | {a:.2f} s | {b:.2f} s | {100 * b / a:.1f} % | {made} |")
+
+
 BENCHMARKS = {
     "unpacking": bench_unpacking,
+    "repair": bench_repair,
     "publishing": bench_publishing,
     "farm-overhead": bench_farm_overhead,
     "bootstrap": bench_bootstrap,
