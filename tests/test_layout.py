@@ -118,9 +118,16 @@ def test_no_function_runs_over_a_hundred_lines():
 
 
 def test_the_reference_pages_are_made_from_the_code_as_it_is():
-    from wheelwright.cli.reference import cli_page, farm_json_page
+    from wheelwright.cli.reference import (
+        cli_page,
+        farm_json_page,
+        package_settings_page,
+        package_settings_schema,
+    )
 
     docs = TOP.parent.parent / "docs" / "reference"
     remake = "python -m wheelwright.cli.reference docs/reference"
     assert (docs / "cli.md").read_text() == cli_page(), f"the command changed: {remake}"
     assert (docs / "farm-json.md").read_text() == farm_json_page(), f"Farm changed: {remake}"
+    assert (docs / "package-settings.md").read_text() == package_settings_page(), remake
+    assert (docs / "package-settings.schema.json").read_text() == package_settings_schema()

@@ -50,9 +50,25 @@ def test_settings_default_and_read(tmp_path):
 @pytest.mark.parametrize(
     "text, message",
     [
-        ("buld_frontend: pip\n", "unknown setting buld_frontend"),
-        ("build_frontend: poetry\n", "build_frontend must be one of pip, build"),
-        ("imports: ['not a module']\n", "imports must be a list of module names"),
+        (
+            "buld_frontend: pip\n",
+            r"unknown setting buld_frontend \(did you mean build_frontend\?\)",
+        ),
+        (
+            "build_frontend: poetry\n",
+            r"build_frontend: Input should be 'build' or 'pip' \(got 'poetry'\)",
+        ),
+        ("imports: ['not a module']\n", r"imports: 'not a module' is not a module name"),
+        # a string where a list belongs is no list of its letters
+        ("imports: numpy\n", r"imports: Input should be a valid list \(got 'numpy'\)"),
+        ("container_image: 5\n", r"container_image: Input should be a valid string \(got 5\)"),
+        ("prereleases: 'yes'\n", r"prereleases: Input should be a valid boolean \(got 'yes'\)"),
+        ("min_release_age: sixty\n", r"min_release_age: .* \(got 'sixty'\)"),
+        ("rebuild_bump: major\n", r"rebuild_bump: Input should be 'post', 'local' or 'build-tag'"),
+        ("system_requirements: [Lib_Yaml]\n", r"'Lib_Yaml' is not a Debian package name"),
+        ("repair_off: ' '\n", r"repair_off: must say why repair is off"),
+        # fromager's keys this farm does not act on yet are named as such, not as typos
+        ("env:\n  CFLAGS: -O3\n", r"env is a fromager setting this farm does not act on yet"),
         ("- a list\n", "expected a mapping"),
     ],
 )
@@ -233,3 +249,15 @@ def test_a_yank_reason_cannot_add_a_line_to_the_yank_log(tmp_path):
     with pytest.raises(UploadError, match="may not hold a line break"):
         yank_and_log(farm, "pw", "demo", "1.0", "broken\n2026 yank x by root", None, "ann")
     assert not (farm.logs_dir / "yank.log").exists()
+
+
+def test_the_settings_model_takes_the_frontends_and_bumps_the_farm_knows():
+    import typing
+
+    from wheelwright.common.runtime import FRONTENDS
+    from wheelwright.farm.settings import BUMPS
+
+    fields = PackageSettings.model_fields
+    assert set(typing.get_args(fields["build_frontend"].annotation)) == set(FRONTENDS)
+    (bumps, _) = typing.get_args(fields["rebuild_bump"].annotation)
+    assert set(typing.get_args(bumps)) == set(BUMPS)

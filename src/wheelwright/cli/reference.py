@@ -17,6 +17,7 @@ from pathlib import Path
 
 from wheelwright.cli.main import build_parser
 from wheelwright.farm.settings import Farm
+from wheelwright.policy.package_settings import FROMAGER_KEYS, PackageSettings
 
 WIDTH = "100"  # argparse wraps at $COLUMNS: fixed, so the page is the same on every terminal
 
@@ -49,7 +50,7 @@ def _commands(parser: argparse.ArgumentParser, prefix: str = ""):
 
 
 def _usage(title: str, parser: argparse.ArgumentParser) -> str:
-    text = parser.format_help().replace(os.path.basename(sys.argv[0]), "wheelwright", 1)
+    text = parser.format_help()
     return f"## {title}\n\n```text\n{text.rstrip()}\n```\n"
 
 
@@ -79,13 +80,54 @@ def farm_json_page() -> str:
     )
 
 
-def _comments() -> dict[str, str]:
-    """The comment above each field of Farm; a comment goes to every field after it, up to the
-    next comment."""
+def package_settings_page() -> str:
+    """The keys of a package's settings file, from the model that checks them."""
+    said = _comments(PackageSettings)
+    schema = PackageSettings.model_json_schema()["properties"]
+    rows = []
+    for name, field in PackageSettings.model_fields.items():
+        default = field.get_default(call_default_factory=True)
+        kind = _kind(schema[name])
+        what = said.get(name, "").replace("|", "\\|")
+        rows.append(f"| `{name}` | `{kind}` | `{json.dumps(default)}` | {what} |")
+    unsupported = ", ".join(f"`{key}`" for key in FROMAGER_KEYS)
+    return (
+        "# Package settings reference\n\n"
+        "Made by `python -m wheelwright.cli.reference docs/reference` from the `PackageSettings`\n"
+        "model (`src/wheelwright/policy/package_settings.py`), which checks each file whole: an\n"
+        "unknown key (with the closest known one) or a wrong type fails the builds of that package\n"
+        "naming the file, the key and the value. Its JSON schema: `package-settings.schema.json`.\n"
+        f"fromager's keys this farm does not act on yet are refused by name: {unsupported}.\n\n"
+        "| key | type | default | what |\n| --- | --- | --- | --- |\n" + "\n".join(rows) + "\n"
+    )
+
+
+def _kind(prop: dict) -> str:
+    """A JSON schema's type, as a reader says it."""
+    if "enum" in prop:
+        return " or ".join(json.dumps(v) for v in prop["enum"])
+    if "const" in prop:
+        return json.dumps(prop["const"])
+    if "anyOf" in prop:
+        return " or ".join(_kind(option) for option in prop["anyOf"])
+    kind = prop.get("type", "any")
+    if kind == "array":
+        return f"list of {_kind(prop.get('items', {}))}"
+    if kind == "object":
+        values = prop.get("additionalProperties")
+        return f"mapping to {_kind(values)}" if isinstance(values, dict) else "mapping"
+    if "minimum" in prop:
+        return f"{kind} >= {prop['minimum']}"
+    return kind
+
+
+def _comments(cls: type = Farm) -> dict[str, str]:
+    """The comment above each field of a class; a comment goes to every field after it, up to
+    the next comment."""
     found: dict[str, str] = {}
     comment: list[str] = []
     in_comment = False
-    for line in inspect.getsource(Farm).splitlines():
+    for line in inspect.getsource(cls).splitlines():
         stripped = line.strip()
         if stripped.startswith("#"):
             comment = [*comment, stripped[1:].strip()] if in_comment else [stripped[1:].strip()]
@@ -103,6 +145,12 @@ def main(argv: list[str] | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "cli.md").write_text(cli_page())
     (out / "farm-json.md").write_text(farm_json_page())
+    (out / "package-settings.md").write_text(package_settings_page())
+    (out / "package-settings.schema.json").write_text(package_settings_schema())
+
+
+def package_settings_schema() -> str:
+    return json.dumps(PackageSettings.model_json_schema(), indent=2, sort_keys=True) + "\n"
 
 
 if __name__ == "__main__":

@@ -10,16 +10,24 @@ in the order of their file names, across both folders.
 
 from __future__ import annotations
 
+import difflib
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated, Literal
 
 import yaml
 from packaging.utils import InvalidName, canonicalize_name
 from packaging.version import InvalidVersion, Version
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictStr,
+    ValidationError,
+    field_validator,
+)
 
-from wheelwright.common.runtime import FRONTENDS
-from wheelwright.farm.settings import BUMPS
 from wheelwright.policy.lastgood import ConfigError, read_last_good
 
 
@@ -31,28 +39,107 @@ class SettingsError(ConfigError):
 DEBIAN_PACKAGE = re.compile(r"[a-z0-9][a-z0-9+.-]+")
 
 
-@dataclass(frozen=True)
-class PackageSettings:
-    build_frontend: str = "build"
-    imports: list[str] = field(default_factory=list)
+Names = list[StrictStr]
+
+
+class PackageSettings(BaseModel):
+    """A package's settings file, checked whole before it is used: unknown keys and wrong types
+    are refused naming the file, the key and the value."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # How the wheel is built: the `build` library calling the backend's hooks, or `pip wheel`.
+    build_frontend: Literal["build", "pip"] = "build"
+    # The modules validate-install-deps imports (default: the wheel's top-level ones).
+    imports: Names = Field(default_factory=list)
     # The worker image with the system build tools the package needs (container pools).
-    container_image: str | None = None
+    container_image: StrictStr | None = None
     # Where the source comes from when not an sdist upstream: {git: URL, ref: "v${version}"}.
     source: dict | None = None
     # New upstream releases: pre-releases too, and the cooldown (seconds; None: the farm's).
-    prereleases: bool = False
-    min_release_age: float | None = None
+    prereleases: StrictBool = False
+    min_release_age: Annotated[float, Field(ge=0)] | None = None
     # How a rebuild of a version we have is published (policy/bumps.py); None: the farm's default.
-    rebuild_bump: str | None = None
+    rebuild_bump: Literal["post", "local", "build-tag"] | None = None
     # Repair (auditwheel): off, with the reason the build page shows; or sonames left out of the
     # wheel (libraries its users get from the system).
-    repair_off: str | None = None
-    repair_exclude: list[str] = field(default_factory=list)
+    repair_off: StrictStr | None = None
+    repair_exclude: Names = Field(default_factory=list)
     # Debian packages the build needs on the worker (compilers, libraries' -dev packages): no
     # upstream metadata names them. The local pool checks them before the build.
-    system_requirements: list[str] = field(default_factory=list)
+    system_requirements: Names = Field(default_factory=list)
     # Build requirements taken from the system, besides the farm's (PyPI name -> command).
-    system_tools: dict[str, str] = field(default_factory=dict)
+    system_tools: dict[StrictStr, StrictStr] = Field(default_factory=dict)
+
+    @field_validator("imports")
+    @classmethod
+    def _modules(cls, value: list[str]) -> list[str]:
+        for module in value:
+            if not all(part.isidentifier() for part in module.split(".")):
+                raise ValueError(f"{module!r} is not a module name")
+        return value
+
+    @field_validator("repair_off")
+    @classmethod
+    def _says_why(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("must say why repair is off")
+        return value
+
+    @field_validator("repair_exclude")
+    @classmethod
+    def _sonames(cls, value: list[str]) -> list[str]:
+        if not all(name and "/" not in name for name in value):
+            raise ValueError("must be sonames (libfoo.so.1), not paths")
+        return value
+
+    @field_validator("system_requirements")
+    @classmethod
+    def _debian(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not DEBIAN_PACKAGE.fullmatch(name):
+                raise ValueError(f"{name!r} is not a Debian package name")
+        return value
+
+    @field_validator("system_tools")
+    @classmethod
+    def _commands(cls, value: dict[str, str]) -> dict[str, str]:
+        if not all(command and "/" not in command for command in value.values()):
+            raise ValueError("maps PyPI names to commands on PATH: {cmake: cmake}")
+        return value
+
+    @field_validator("source")
+    @classmethod
+    def _source(cls, source: dict | None) -> dict | None:
+        git = (
+            isinstance(source, dict)
+            and set(source) <= {"git", "ref"}
+            and isinstance(source.get("git"), str)
+            and isinstance(source.get("ref", ""), str)
+        )
+        url = isinstance(source, dict) and set(source) == {"url"} and isinstance(source["url"], str)
+        if source is not None and not (git or url):
+            raise ValueError(
+                'must be {git: URL, ref: "v${version}"} (ref defaults to ${version}) '
+                'or {url: "https://.../${version}.tar.gz"}'
+            )
+        return source
+
+
+# fromager's package settings this farm does not act on yet: named when a file holds them, so a
+# fromager user knows which of theirs would be ignored.
+FROMAGER_KEYS = (
+    "build_dir",
+    "build_options",
+    "changelog",
+    "config_settings",
+    "download_source",
+    "env",
+    "git_options",
+    "project_override",
+    "resolver_dist",
+    "variants",
+)
 
 
 def _names(project: str) -> list[str]:
@@ -86,60 +173,30 @@ def _parse(path: Path) -> PackageSettings:
         raise SettingsError(f"{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
     if not isinstance(data, dict):
         raise SettingsError(f"{path}: expected a mapping of settings")
-    known = PackageSettings.__dataclass_fields__
-    unknown = sorted(set(data) - set(known))
-    if unknown:
-        raise SettingsError(
-            f"{path}: unknown setting {', '.join(unknown)} (known: {', '.join(known)})"
+    try:
+        return PackageSettings(**data)
+    except ValidationError as exc:
+        raise SettingsError(said_of(path, exc)) from None
+
+
+def said_of(path: Path, exc: ValidationError) -> str:
+    """A settings file's first problem in one line: the file, the key, what is wrong, the value."""
+    error = exc.errors()[0]
+    loc = error["loc"]
+    key = str(loc[0]) + (f"[{loc[1]}]" if len(loc) > 1 and isinstance(loc[1], int) else "")
+    if error["type"] == "extra_forbidden":
+        top = str(error["loc"][0])
+        if top in FROMAGER_KEYS:
+            return f"{path}: {top} is a fromager setting this farm does not act on yet"
+        close = difflib.get_close_matches(top, PackageSettings.model_fields, n=1)
+        hint = (
+            f"did you mean {close[0]}?"
+            if close
+            else f"known: {', '.join(PackageSettings.model_fields)}"
         )
-    settings = PackageSettings(**data)
-    if settings.build_frontend not in FRONTENDS:
-        raise SettingsError(f"{path}: build_frontend must be one of {', '.join(FRONTENDS)}")
-    if not isinstance(settings.prereleases, bool):
-        raise SettingsError(f"{path}: prereleases must be true or false")
-    if settings.min_release_age is not None and not isinstance(
-        settings.min_release_age, (int, float)
-    ):
-        raise SettingsError(f"{path}: min_release_age must be a number of seconds")
-    if settings.rebuild_bump not in (None, *BUMPS):
-        raise SettingsError(f"{path}: rebuild_bump must be one of {', '.join(BUMPS)}")
-    if not all(isinstance(m, str) and m.replace(".", "").isidentifier() for m in settings.imports):
-        raise SettingsError(f"{path}: imports must be a list of module names")
-    if settings.repair_off is not None and not (
-        isinstance(settings.repair_off, str) and settings.repair_off.strip()
-    ):
-        raise SettingsError(f"{path}: repair_off must say why repair is off")
-    if not (
-        isinstance(settings.repair_exclude, list)
-        and all(isinstance(n, str) and n and "/" not in n for n in settings.repair_exclude)
-    ):
-        raise SettingsError(f"{path}: repair_exclude must be a list of sonames (libfoo.so.1)")
-    if not (
-        isinstance(settings.system_requirements, list)
-        and all(
-            isinstance(n, str) and DEBIAN_PACKAGE.fullmatch(n) for n in settings.system_requirements
-        )
-    ):
-        raise SettingsError(f"{path}: system_requirements must be a list of Debian package names")
-    if not isinstance(settings.system_tools, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) and v and "/" not in v
-        for k, v in settings.system_tools.items()
-    ):
-        raise SettingsError(f"{path}: system_tools maps PyPI names to commands: {{cmake: cmake}}")
-    source = settings.source
-    git = (
-        isinstance(source, dict)
-        and set(source) <= {"git", "ref"}
-        and isinstance(source.get("git"), str)
-        and isinstance(source.get("ref", ""), str)
-    )
-    url = isinstance(source, dict) and set(source) == {"url"} and isinstance(source["url"], str)
-    if source is not None and not (git or url):
-        raise SettingsError(
-            f'{path}: source must be {{git: URL, ref: "v${{version}}"}} (ref defaults to ${{version}}) '
-            'or {url: "https://.../${version}.tar.gz"}'
-        )
-    return settings
+        return f"{path}: unknown setting {top} ({hint})"
+    message = error["msg"].removeprefix("Value error, ")
+    return f"{path}: {key}: {message} (got {error['input']!r:.80})"
 
 
 def patches_for(settings_dir: Path, project: str, version: str) -> list[Path]:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 from packaging.requirements import InvalidRequirement, Requirement
 
 from wheelwright.common.lookup import is_pure
@@ -55,7 +53,7 @@ class BuildWheel(WheelwrightStep):
             )
         self.setProperty("wheel_requires", requires, self.name)
         self.setProperty("build_frontend", settings.build_frontend, self.name)
-        self.setProperty("package_settings", dataclasses.asdict(settings), self.name)
+        self.setProperty("package_settings", settings.model_dump(), self.name)
         self.setProperty("wheel_filenames", [w.filename for w in result.wheels], self.name)
         self.setProperty("wheel_sha256s", [w.sha256 for w in result.wheels], self.name)
         self.descriptionDone = [", ".join(w.filename for w in result.wheels)]
