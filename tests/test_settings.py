@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 from buildbot.process.properties import Properties
@@ -261,3 +262,46 @@ def test_the_settings_model_takes_the_frontends_and_bumps_the_farm_knows():
     assert set(typing.get_args(fields["build_frontend"].annotation)) == set(FRONTENDS)
     (bumps, _) = typing.get_args(fields["rebuild_bump"].annotation)
     assert set(typing.get_args(bumps)) == set(BUMPS)
+
+
+def test_settings_check_names_every_file_no_build_would_read_and_every_bad_one(tmp_path):
+    """fromager's lint: misnamed files and folders are silently skipped by builds, so the check
+    names them, with the bad files, a line each, and exits 1; a good folder exits 0."""
+    import subprocess
+
+    from tests.farm import WHEELWRIGHT
+
+    settings = tmp_path / "overrides"
+    (settings / "settings").mkdir(parents=True)
+    (settings / "settings" / "numpy.yml").write_text("imports: [numpy]\n")
+    (settings / "settings" / "Flask.yaml").write_text("imports: [flask]\n")
+    (settings / "settings" / "lxml.yaml").write_text("imports: lxml\n")
+    (settings / "settings" / "pillow.yaml").write_text("imports: [PIL]\n")
+    for folder in ("NumPy-2.0.0", "numpy-2.0.0", "pillow"):
+        (settings / "patches" / folder).mkdir(parents=True)
+    (settings / "patches" / "numpy-2.0.0" / "0001-fix.diff").write_text("x")
+    (settings / "patches" / "pillow" / "0001-fix.patch").write_text("@@ -1 +1 @@\n-a\n+b\n")
+
+    def check(*args):
+        return subprocess.run(
+            [WHEELWRIGHT, "--state", str(tmp_path), "settings", "check", *args],
+            capture_output=True,
+            text=True,
+        )
+
+    said = check("--settings", str(settings))
+    assert said.returncode == 1, said.stderr
+    assert said.stdout.splitlines() == [
+        f"{settings}/settings/Flask.yaml: not read: name it flask.yaml (the project's canonical "
+        "name, - or _)",
+        f"{settings}/settings/lxml.yaml: imports: Input should be a valid list (got 'lxml')",
+        f"{settings}/settings/numpy.yml: not read: settings files are named NAME.yaml",
+        f"{settings}/patches/NumPy-2.0.0: not read: patches live in folders named NAME or "
+        "NAME-VERSION (the project's canonical name)",
+        f"{settings}/patches/numpy-2.0.0/0001-fix.diff: not applied: patches are named *.patch",
+    ]
+    for path in (*(settings / "settings").glob("[Fln]*"), settings / "patches" / "NumPy-2.0.0"):
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    (settings / "patches" / "numpy-2.0.0" / "0001-fix.diff").unlink()
+    said = check("--settings", str(settings))
+    assert said.returncode == 0 and said.stdout.startswith("ok:"), said.stdout

@@ -64,7 +64,7 @@ from wheelwright.farm.settings import (
 from wheelwright.indexhost import accounts
 from wheelwright.indexhost.upload import UploadError, upload
 from wheelwright.policy.lastgood import ConfigError
-from wheelwright.policy.package_settings import SettingsError
+from wheelwright.policy.package_settings import SettingsError, check_folder
 from wheelwright.policy.review import ReviewError, decide, pulled_in, read_queue
 from wheelwright.publishing import rebuilddiff
 from wheelwright.publishing.provenance import carried_by
@@ -119,6 +119,8 @@ def cmd_up(args) -> int:
     )
     for line in control.up(farm):
         print(line, file=sys.stderr)
+    for problem in check_folder(farm.settings_dir):  # builds of those packages would fail
+        print(f"settings: {problem}", file=sys.stderr)
     Api(farm).login(again=True)  # a session for the commands to come: none of them logs in anew
     if args.json:
         emit(args, {"ui": farm.ui_url, "index": farm.index_url, "state": str(farm.root)})
@@ -145,6 +147,20 @@ def cmd_doctor(args) -> int:
         if not problems:
             pools = ", ".join(pool.name for pool in farm.pools_here())
             print(f"ok: the farm and its pools here ({pools}) have what they need")
+    return 1 if problems else 0
+
+
+def cmd_settings(args) -> int:
+    """Check the whole settings folder as builds would read it: exit 1 on any problem."""
+    farm = _farm(args)
+    problems = check_folder(args.settings or farm.settings_dir)
+    if args.json:
+        emit(args, problems)
+    else:
+        for problem in problems:
+            print(problem)
+        if not problems:
+            print(f"ok: {args.settings or farm.settings_dir} holds no problem")
     return 1 if problems else 0
 
 
@@ -747,6 +763,13 @@ def _farm_commands(sub) -> None:
         "doctor", help="check what the farm and each pool need beyond Python (up checks it too)"
     )
     p.set_defaults(func=cmd_doctor)
+    p = sub.add_parser("settings", help="package settings and patches")
+    settings_sub = p.add_subparsers(dest="settings_action", required=True)
+    p = settings_sub.add_parser(
+        "check", help="check every settings file and patch folder, as builds would read them"
+    )
+    p.add_argument("--settings", type=Path, help="the folder (default: the farm's)")
+    p.set_defaults(func=cmd_settings)
     p = sub.add_parser("status", help="where the farm's parts are")
     p.set_defaults(func=cmd_status)
     p = sub.add_parser("worker", help="workers on other machines")

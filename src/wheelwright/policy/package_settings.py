@@ -199,6 +199,46 @@ def said_of(path: Path, exc: ValidationError) -> str:
     return f"{path}: {key}: {message} (got {error['input']!r:.80})"
 
 
+def check_folder(settings_dir: Path) -> list[str]:
+    """Every problem of a settings folder, a line each (fromager's `lint`): files that do not
+    parse or check, and files and folders named so that no build would ever read them."""
+    problems: list[str] = []
+    for path in sorted((settings_dir / "settings").glob("*")) if settings_dir.is_dir() else []:
+        if path.suffix != ".yaml":
+            problems.append(f"{path}: not read: settings files are named NAME.yaml")
+            continue
+        if path.stem not in _names(path.stem):
+            problems.append(
+                f"{path}: not read: name it {canonicalize_name(path.stem)}.yaml (the project's "
+                "canonical name, - or _)"
+            )
+            continue
+        try:
+            _parse(path)
+        except SettingsError as exc:
+            problems.append(str(exc))
+    for folder in sorted((settings_dir / "patches").glob("*")) if settings_dir.is_dir() else []:
+        name, _, version = folder.name.rpartition("-")
+        canonical = _names(folder.name)
+        if name and _is_version(version, version) and name in _names(name):
+            canonical = [folder.name]
+        if not folder.is_dir() or folder.name not in canonical:
+            problems.append(
+                f"{folder}: not read: patches live in folders named NAME or NAME-VERSION (the "
+                "project's canonical name)"
+            )
+            continue
+        for patch in sorted(folder.iterdir()):
+            if patch.suffix != ".patch":
+                problems.append(f"{patch}: not applied: patches are named *.patch")
+                continue
+            try:
+                check_patch(patch)
+            except SettingsError as exc:
+                problems.append(str(exc))
+    return problems
+
+
 def patches_for(settings_dir: Path, project: str, version: str) -> list[Path]:
     patches_dir = settings_dir / "patches"
     folders = []
