@@ -69,7 +69,12 @@ def test_settings_default_and_read(tmp_path):
         ("system_requirements: [Lib_Yaml]\n", r"'Lib_Yaml' is not a Debian package name"),
         ("repair_off: ' '\n", r"repair_off: must say why repair is off"),
         # fromager's keys this farm does not act on yet are named as such, not as typos
-        ("env:\n  CFLAGS: -O3\n", r"env is a fromager setting this farm does not act on yet"),
+        (
+            "changelog:\n  '1.0': [fix]\n",
+            r"changelog is a fromager setting this farm does not act on yet",
+        ),
+        ("env:\n  C FLAGS: -O3\n", r"env: 'C FLAGS' is not an environment variable's name"),
+        ("config_settings:\n  mode: 3\n", r"config_settings: .* \(got "),
         ("- a list\n", "expected a mapping"),
     ],
 )

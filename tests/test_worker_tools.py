@@ -890,3 +890,45 @@ def test_a_build_tool_the_system_provides_is_not_installed_and_the_build_runs_th
     assert f"ninja {system}\n" in capsys.readouterr().out  # the sandbox's PATH has it too
     with pytest.raises(ToolError, match=r"taken from the system \(cmake-9 on PATH\)"):
         tool_versions({"cmake": "cmake-9"}, ["cmake>=3.15"])
+
+
+ENV_BACKEND = """\
+import os
+def get_requires_for_build_wheel(config_settings=None):
+    print("REQUIRES", os.environ.get("WW_OPT"), sorted((config_settings or {}).items()))
+    return []
+def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
+    raise SystemExit(f"BUILD {os.environ.get('WW_OPT')} {sorted((config_settings or {}).items())}")
+"""
+
+
+def test_a_packages_env_and_config_settings_reach_its_hooks_as_fromager_gives_them(
+    tmp_path, monkeypatch, capsys
+):
+    """fromager's env (each $VAR expanded from the build's environment and the keys before it)
+    and config_settings (a key repeated: a list), in both hooks the farm calls."""
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    src = planter_tree(tmp_path, ENV_BACKEND).resolve()
+    env = ["WW_BASE=-O2", "WW_OPT=$WW_BASE -g $WW_UNSET"]
+    with pytest.raises(ToolError, match=r"env WW_OPT: .* names \$WW_UNSET, which is not set"):
+        prepare(sys.executable, src, (tmp_path / "e0").resolve(), "http://127.0.0.1:9/simple/",
+                sandbox.Limits(), settings_env=env)  # fmt: skip
+    env = ["WW_BASE=-O2", "WW_OPT=$WW_BASE -g"]
+    config = ["setup-args=-Dblas=openblas", "setup-args=-Dlapack=openblas", "mode=fast"]
+    ready = prepare(
+        sys.executable,
+        src,
+        (tmp_path / "env").resolve(),
+        "http://127.0.0.1:9/simple/",
+        sandbox.Limits(),
+        settings_env=env,
+        settings_config=config,
+    )
+    expected = "[('mode', 'fast'), ('setup-args', ['-Dblas=openblas', '-Dlapack=openblas'])]"
+    assert f"REQUIRES -O2 -g {expected}\n" in capsys.readouterr().out
+    with pytest.raises(ToolError):
+        build(sys.executable, ready.env_python, src, tmp_path / "dist", "planter", "1.0", "build",
+              settings_env=env, settings_config=config)  # fmt: skip
+    assert f"BUILD -O2 -g {expected}\n" in capsys.readouterr().out

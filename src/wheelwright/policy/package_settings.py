@@ -70,6 +70,19 @@ class PackageSettings(BaseModel):
     system_requirements: Names = Field(default_factory=list)
     # Build requirements taken from the system, besides the farm's (PyPI name -> command).
     system_tools: dict[StrictStr, StrictStr] = Field(default_factory=dict)
+    # fromager's: variables the build's hooks see, in order, each value's $VAR expanded from the
+    # build's environment and the keys before it.
+    env: dict[StrictStr, StrictStr] = Field(default_factory=dict)
+    # fromager's: PEP 517 config settings given to the backend's hooks (a list: the key repeated).
+    config_settings: dict[StrictStr, StrictStr | list[StrictStr]] = Field(default_factory=dict)
+
+    def hook_args(self) -> list[str]:
+        """The worker tools' arguments for env and config_settings."""
+        args = [a for key, value in self.env.items() for a in ("--package-env", f"{key}={value}")]
+        for key, value in self.config_settings.items():
+            for one in value if isinstance(value, list) else [value]:
+                args += ["--config-setting", f"{key}={one}"]
+        return args
 
     @field_validator("imports")
     @classmethod
@@ -108,6 +121,14 @@ class PackageSettings(BaseModel):
             raise ValueError("maps PyPI names to commands on PATH: {cmake: cmake}")
         return value
 
+    @field_validator("env")
+    @classmethod
+    def _variables(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+                raise ValueError(f"{key!r} is not an environment variable's name")
+        return value
+
     @field_validator("source")
     @classmethod
     def _source(cls, source: dict | None) -> dict | None:
@@ -132,9 +153,7 @@ FROMAGER_KEYS = (
     "build_dir",
     "build_options",
     "changelog",
-    "config_settings",
     "download_source",
-    "env",
     "git_options",
     "project_override",
     "resolver_dist",

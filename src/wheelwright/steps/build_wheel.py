@@ -41,6 +41,7 @@ class BuildWheel(WheelwrightStep):
             "--frontend",
             settings.build_frontend,
             *(["--build-tag", str(self.build_tag)] if self.build_tag else []),
+            *settings.hook_args(),
             *self.limits,
         )
         if isinstance(result, Failure):

@@ -57,6 +57,7 @@ class PrepareBuildEnv(WheelwrightStep):
                 )
                 for arg in ("--system-tool", f"{name}={command}")
             ],
+            *settings.hook_args(),
             *self.limits,
         )
         build_url = await self.build_url()

@@ -19,6 +19,7 @@ import argparse
 import os
 import shutil
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from build import BuildBackendException, BuildException, ProjectBuilder
@@ -37,18 +38,22 @@ from wheelwright.worker.environments import (
     BYTECODE_DIR,
     activated,
     check_plain_file,
+    config_settings,
     fresh_dir,
     pip_command,
     run,
     run_tool,
     sandboxed_hooks,
+    with_package_env,
 )
 from wheelwright.worker.validate_install_deps import requires
 
 MAX_PYPROJECT = 1 << 20
 
 
-def pip_wheel_command(env_python: str, src: Path, out: Path) -> list[str]:
+def pip_wheel_command(
+    env_python: str, src: Path, out: Path, settings_config: Sequence[str] = ()
+) -> list[str]:
     # --verbose: the backend's output streams to the log (and counts against its cap) instead of
     # piling up in pip's memory until the end
     return pip_command(
@@ -58,6 +63,7 @@ def pip_wheel_command(env_python: str, src: Path, out: Path) -> list[str]:
         "--no-deps",
         "--no-build-isolation",
         "--no-index",
+        *[arg for item in settings_config for arg in ("--config-settings", item)],
         "--wheel-dir",
         str(out),
         str(src),
@@ -165,6 +171,8 @@ def build(
     build_tag: int = 0,
     limits: sandbox.Limits = sandbox.Limits(),
     wheel_version: str | None = None,
+    settings_env: list[str] | None = None,
+    settings_config: list[str] | None = None,
 ) -> WheelsBuilt:
     if frontend not in FRONTENDS:
         raise ToolError(
@@ -173,7 +181,9 @@ def build(
     out = fresh_dir(dist.with_name(dist.name + ".build"))
     fresh_dir(dist)
     env_dir = Path(env_python).parent.parent
-    env = reproducible(activated(clean_pip_env(), env_dir), src)
+    env = with_package_env(
+        reproducible(activated(clean_pip_env(), env_dir), src), settings_env or []
+    )
     write, what = (
         [src, out, Path(os.environ["TMPDIR"])],
         f"building the wheel with {frontend} (no network)",
@@ -181,7 +191,7 @@ def build(
     with timed("package build"):
         if frontend == "pip":
             sandbox.run(
-                pip_wheel_command(env_python, src, out),
+                pip_wheel_command(env_python, src, out, settings_config or []),
                 write=write,
                 read=[env_dir],
                 cwd=src,
@@ -205,7 +215,9 @@ def build(
                 bytecode if os.path.lexists(bytecode) else None,
             )
             try:
-                ProjectBuilder(src, python_executable=env_python, runner=runner).build("wheel", out)
+                ProjectBuilder(src, python_executable=env_python, runner=runner).build(
+                    "wheel", out, config_settings(settings_config or []) or None
+                )
             except BuildBackendException as exc:
                 if isinstance(exc.exception, ToolError):
                     raise exc.exception from None
@@ -240,6 +252,8 @@ def main(argv=None) -> WheelsBuilt:
     parser.add_argument("--frontend", default="build")
     parser.add_argument("--build-tag", type=int, default=0)
     parser.add_argument("--limits", help="the sandbox's limits, as JSON")
+    parser.add_argument("--package-env", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--config-setting", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args(argv)
     return build(
         args.python or args.env_python,
@@ -252,6 +266,8 @@ def main(argv=None) -> WheelsBuilt:
         args.build_tag,
         sandbox.Limits.parse(args.limits),
         args.wheel_version,
+        args.package_env,
+        args.config_setting,
     )
 
 

@@ -86,6 +86,40 @@ def activated(env: dict[str, str], env_dir) -> dict[str, str]:
     }
 
 
+def with_package_env(env: dict[str, str], settings_env: list[str]) -> dict[str, str]:
+    """env with a package's settings' `env` (KEY=VALUE, in order), each value's $VAR and ${VAR}
+    expanded as fromager does: from the build's environment and the keys before it."""
+    import string
+
+    out = dict(env)
+    for item in settings_env:
+        key, _, value = item.partition("=")
+        try:
+            out[key] = string.Template(value).substitute(out)
+        except KeyError as exc:
+            raise ToolError(
+                f"the package's env {key}: {value!r} names ${exc.args[0]}, which is not set"
+            ) from None
+        except ValueError:
+            raise ToolError(
+                f"the package's env {key}: {value!r} is not $VAR or ${{VAR}} text"
+            ) from None
+    return out
+
+
+def config_settings(items: list[str]) -> dict[str, str | list[str]]:
+    """PEP 517 config settings from KEY=VALUE items; a key given twice holds a list, as pip does."""
+    found: dict[str, str | list[str]] = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        if key in found:
+            before = found[key]
+            found[key] = [*(before if isinstance(before, list) else [before]), value]
+        else:
+            found[key] = value
+    return found
+
+
 MAX_HOOK_REPORT = 1 << 20
 
 # The build's bytecode (`bytecode` beside its environment): what its hooks compile, its backend

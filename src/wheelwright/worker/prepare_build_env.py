@@ -29,12 +29,14 @@ from wheelwright.common.runtime import ToolError, clean_pip_env, timed
 from wheelwright.worker.environments import (
     BYTECODE_DIR,
     activated,
+    config_settings,
     create_venv,
     fresh_dir,
     install_binaries,
     marker_environment,
     run_tool,
     sandboxed_hooks,
+    with_package_env,
 )
 
 MAX_FREEZE = 256 << 10
@@ -92,6 +94,8 @@ def prepare(
     limits: sandbox.Limits,
     system: list[str] | None = None,
     tools: dict[str, str] | None = None,
+    settings_env: list[str] | None = None,
+    settings_config: list[str] | None = None,
 ) -> BuildEnvReady:
     system_packages = system_requirements(system or [])
     tools = {canonicalize_name(name): command for name, command in (tools or {}).items()}
@@ -104,7 +108,7 @@ def prepare(
             runner=sandboxed_hooks(
                 python,
                 env_dir,
-                activated(clean_pip_env(), env_dir),
+                with_package_env(activated(clean_pip_env(), env_dir), settings_env or []),
                 [src, Path(os.environ["TMPDIR"])],
                 "the build backend's get_requires_for_build_wheel",
                 limits,
@@ -118,7 +122,10 @@ def prepare(
     install_from_index(python, env_python, _not_from(tools, static), index_url)
     try:
         with timed("get_requires_for_build_wheel"):
-            dynamic = sorted(set(builder.get_requires_for_build("wheel")) - set(static))
+            asked = builder.get_requires_for_build(
+                "wheel", config_settings(settings_config or []) or None
+            )
+            dynamic = sorted(set(asked) - set(static))
     except BuildBackendException as exc:
         if isinstance(exc.exception, ToolError):
             raise exc.exception from None
@@ -208,6 +215,8 @@ def main(argv=None) -> BuildEnvReady:
         metavar="NAME=COMMAND",
         help="a build requirement the system provides: not installed, the command run instead",
     )
+    parser.add_argument("--package-env", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--config-setting", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args(argv)
     return prepare(
         args.python,
@@ -217,6 +226,8 @@ def main(argv=None) -> BuildEnvReady:
         sandbox.Limits.parse(args.limits),
         args.system,
         dict(tool.split("=", 1) for tool in args.system_tool),
+        args.package_env,
+        args.config_setting,
     )
 
 
