@@ -13,6 +13,7 @@ from wheelwright.changes.settings_changes import SettingsChanges
 from wheelwright.changes.settings_git import SettingsFromGit, settings_poller
 from wheelwright.changes.upstream_pages import SLICES, UpstreamReleases
 from wheelwright.config.builders import make_builders, make_workers, master_builders, master_worker
+from wheelwright.config.notifications import notifiers
 from wheelwright.config.schedulers import make_schedulers
 from wheelwright.farm import tls
 from wheelwright.farm.database import tune_sqlite
@@ -52,7 +53,12 @@ def assemble(basedir: str) -> dict:
                 else []
             ),
         ],
-        "services": [KeptWheelPublisher(farm), StartNewRequestsAtOnce(), PlainBuildProperties()]
+        "services": [
+            KeptWheelPublisher(farm),
+            StartNewRequestsAtOnce(),
+            PlainBuildProperties(),
+            *notifiers(farm.notifications),
+        ]
         if runs_builds
         else [],
         "change_source": [

@@ -142,6 +142,9 @@ class Farm:
     # {"cmake": "cmake", "ninja": "ninja"}). Neither installed nor planned; the build runs the
     # system's. A package's settings may add their own.
     system_tools: dict = field(default_factory=dict)
+    # Who is told of a release's builds (config/notifications.py): webhooks and mail, each
+    # {"type": "webhook", "url": ...} or {"type": "mail", "to": [...], "smtp": "HOST:PORT"}.
+    notifications: list = field(default_factory=list)
     # Our own index host where it runs on another machine (its static tree behind a web server,
     # its upload API behind TLS; docs/deploy.md): `up` starts none here. None: `up` runs it.
     index_host: str | None = None
@@ -314,14 +317,7 @@ class Farm:
             raise FarmSettingsError(
                 f"{path}: pool_index_urls: unknown pools (known: {', '.join(POOLS)})"
             )
-        tools = data.get("system_tools", {})
-        if not isinstance(tools, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) and v and "/" not in v
-            for k, v in tools.items()
-        ):
-            raise FarmSettingsError(
-                f'{path}: system_tools maps PyPI names to commands on PATH: {{"cmake": "cmake"}}'
-            )
+        _check_tables(path, data)
         for mirror in data.get("mirrors", []):
             if (
                 not isinstance(mirror, dict)
@@ -378,3 +374,42 @@ def settings_from_environment(environ) -> dict:
                 f"{ENVIRONMENT_PREFIX}{f.name.upper()}: not JSON: {value!r}"
             ) from None
     return found
+
+
+def _check_tables(path: Path, data: dict) -> None:
+    """farm.json's system_tools and notifications, checked before they are used."""
+    tools = data.get("system_tools", {})
+    if not isinstance(tools, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) and v and "/" not in v for k, v in tools.items()
+    ):
+        raise FarmSettingsError(
+            f'{path}: system_tools maps PyPI names to commands on PATH: {{"cmake": "cmake"}}'
+        )
+    for notify in data.get("notifications", []):
+        kind = notify.get("type") if isinstance(notify, dict) else None
+        allowed = {
+            "webhook": {"type", "url", "format", "mode"},
+            "mail": {"type", "to", "from", "smtp", "mode"},
+        }.get(str(kind))
+        if (
+            allowed is None
+            or set(notify) - allowed
+            or notify.get("mode", "failing") not in ("failing", "all")
+            or kind == "webhook"
+            and not (
+                isinstance(notify.get("url"), str)
+                and notify.get("format", "json") in ("json", "slack")
+            )
+            or kind == "mail"
+            and not (
+                isinstance(notify.get("to"), list)
+                and notify["to"]
+                and all(isinstance(a, str) and "@" in a for a in notify["to"])
+                and re.fullmatch(r"[^:]+:\d+", str(notify.get("smtp", "localhost:25")))
+            )
+        ):
+            raise FarmSettingsError(
+                f"{path}: notifications: each is {{type: webhook, url, format: json|slack, "
+                f"mode: failing|all}} or {{type: mail, to: [addresses], from, smtp: HOST:PORT, "
+                f"mode}}: {notify!r}"
+            )
