@@ -310,3 +310,26 @@ def test_settings_check_names_every_file_no_build_would_read_and_every_bad_one(t
     (settings / "patches" / "numpy-2.0.0" / "0001-fix.diff").unlink()
     said = check("--settings", str(settings))
     assert said.returncode == 0 and said.stdout.startswith("ok:"), said.stdout
+
+
+def test_a_project_built_meanwhile_leaves_the_review_queue_and_its_waiters_follow_it(tmp_path):
+    """tomli, queued as a build's unknown dependency, then built by a bootstrap: the queue forgets
+    it, and the build that waited on it waits for its wheel (forced again once published). A
+    release the scan held stays for its reviewer."""
+    from wheelwright.policy.review import (
+        builds_to_force,
+        forget_built,
+        queue_for_review,
+        read_queue,
+    )
+
+    farm = Farm(root=tmp_path)
+    waiting = {"package": "app", "version": "1.0", "builder": "x86_64-cp311"}
+    queue_for_review(farm.review_queue, "tomli", "dependency of app 1.0", "b/1", waiting=waiting)
+    held = {"version": "2.0", "sha256": "ab" * 32, "findings": []}
+    queue_for_review(farm.review_queue, "held-one", "scan", "b/2", held=held)
+    assert forget_built(farm, "tomli") and not forget_built(farm, "held-one")
+    assert list(read_queue(farm.review_queue)) == ["held-one"]
+    (forced,) = builds_to_force(farm, "tomli", "x86_64-cp311", pure=True)
+    assert forced["package"] == "app" and forced["state"].startswith("forced again")
+    assert not forget_built(farm, "never-queued")

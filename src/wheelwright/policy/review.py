@@ -153,6 +153,27 @@ def pulled_in(farm, project: str) -> list[str]:
     )
 
 
+def forget_built(farm, project: str) -> bool:
+    """A project our index now has a wheel of leaves the review queue (a bootstrap or a forced
+    build made it): the builds that waited on it wait for its wheel, as after an approval. A
+    release the scan held stays for its reviewer. Returns whether it was in the queue."""
+    name = canonicalize_name(project)
+    with _locked_queue(farm.review_queue) as entries:
+        entry = entries.get(name)
+        if entry is None or entry.get("held"):
+            return False
+        del entries[name]
+    waited = [
+        dict(r["waiting"], state=f"waiting for {name}'s wheel")
+        for r in entry["requests"]
+        if "waiting" in r
+    ]
+    if waited:
+        with _locked_queue(farm.review_waiting) as waiting:
+            waiting[name] = [*waiting.get(name, []), *waited]
+    return True
+
+
 def builds_to_force(farm, project: str, builder: str, pure: bool) -> list[dict]:
     """The builds that waited on an approved project, now that its wheel is published on builder
     (every builder, for a pure wheel): marked forced, and returned. A build also waiting on a

@@ -23,7 +23,7 @@ from wheelwright.common.wheelcheck import WheelRefused
 from wheelwright.farm.settings import FORCE_SCHEDULER, UPLOAD_USER
 from wheelwright.indexhost.store import PublishError, parse_distribution_filename
 from wheelwright.indexhost.upload import UploadError, upload
-from wheelwright.policy.review import builds_to_force
+from wheelwright.policy.review import builds_to_force, forget_built
 from wheelwright.publishing import mirrors
 from wheelwright.publishing.outbox import keep, retryable
 from wheelwright.publishing.provenance import embed
@@ -134,6 +134,7 @@ class UpdateIndex(WritesToIndex):
         self.descriptionDone = [f"published {count(len(urls), 'wheel')}"]
         self.build_summary = f"published {', '.join(url.rsplit('/', 1)[1] for url in urls)}"
         with self.timing("after review"):
+            await threads.deferToThread(forget_built, self.farm, self.package)
             await self.force_waiting(all(is_pure(url.rsplit("/", 1)[1]) for url in urls))
         failed = sorted({r.mirror for r in mirrored if not (r.published or r.already_there)})
         if failed:  # published in our index all the same: the mirrors are copies
