@@ -650,3 +650,23 @@ def test_a_wheel_linking_a_system_library_is_published_manylinux_with_it_inside(
         str(venv / "bin" / "python"), "import withyaml; print(withyaml.version())"
     )
     assert said.returncode == 0 and said.stdout.startswith("0."), said.stderr
+
+
+def test_status_checks_each_process_and_fails_when_a_worker_is_down(backends):
+    said = json.loads(backends.cli("status").stdout)["processes"]
+    assert said["master"] == "up" and said["index host"] == "up"
+    assert said["worker local-1"] == said["worker local-2"] == "up"
+    buildbot_worker = str(Path(WHEELWRIGHT).with_name("buildbot-worker"))
+    subprocess.run(
+        [buildbot_worker, "stop", str(backends.state / "workers" / "local-2")],
+        check=True,
+        capture_output=True,
+    )
+    try:
+        proc = backends.cli("status", check=False)
+        assert proc.returncode == 3, proc.stdout + proc.stderr
+        assert json.loads(proc.stdout)["processes"]["worker local-2"].startswith("down: ")
+        assert proc.stderr == "wheelwright: down: worker local-2 (hint: wheelwright up)\n"
+    finally:
+        backends.cli("up")  # the farm's own workers again, for the tests after this one
+    assert backends.cli("status").returncode == 0

@@ -171,10 +171,15 @@ def cmd_down(args) -> int:
 
 def cmd_status(args) -> int:
     farm = _farm(args)
-    status = {"ui": farm.ui_url, "index": farm.index_url, "sources": farm.sources_url}
+    status: dict = {"ui": farm.ui_url, "index": farm.index_url, "sources": farm.sources_url}
     if farm.upstream_watch_file.exists():  # written by the master once it has chosen
         status["watching"] = json.loads(farm.upstream_watch_file.read_text())["said"]
+    processes = status["processes"] = control.health(farm)
     emit(args, status)
+    down = sorted(name for name, said in processes.items() if said != "up")
+    if down:
+        print(f"wheelwright: down: {', '.join(down)} (hint: wheelwright up)", file=sys.stderr)
+        return EXIT_UNREACHABLE
     return 0
 
 

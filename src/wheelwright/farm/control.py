@@ -508,6 +508,36 @@ def _stop_pid(pidfile: Path, timeout: float = 60) -> bool:
     return True
 
 
+def health(farm: Farm) -> dict[str, str]:
+    """Each process of the farm this machine runs, "up" or why not: the master, the index host
+    (unless it runs elsewhere) and each worker of the pools that run here."""
+    said = {}
+    processes = [("master", farm.master_dir / "twistd.pid", farm.ui_port)]
+    if not farm.index_host:
+        processes.append(("index host", farm.index_dir / "index.pid", farm.index_port))
+    for name, pidfile, port in processes:
+        if _pid_alive(pidfile) is None:
+            said[name] = f"down: no process (pidfile {pidfile})"
+        else:
+            try:
+                socket.create_connection((farm.host, port), timeout=5).close()
+                said[name] = "up"
+            except OSError as exc:
+                said[name] = (
+                    f"down: it runs but {farm.host}:{port} does not answer ({exc.strerror})"
+                )
+    for pool in farm.pools_here():
+        if pool.kind not in ("local", "emulated") or "builds" not in farm.roles:
+            continue
+        for worker in pool.worker_names():
+            basedir = farm.workers_dir / worker
+            alive = _pid_alive(
+                basedir / ("twistd.pid" if pool.kind == "local" else emulation.PIDFILE)
+            )
+            said[f"worker {worker}"] = "up" if alive else f"down: no process in {basedir}"
+    return said
+
+
 def down(farm: Farm, patience: float = 60) -> None:
     """Stop the master first, while its workers are attached: it stops its builds and waits for
     them (a worker gone while a build starts leaves Buildbot waiting for that build for ever);
