@@ -17,6 +17,8 @@ from twisted.internet import threads
 from wheelwright.common.results import BadReport, Failure, from_json
 from wheelwright.common.runtime import RESULT_PREFIX, WORKER_CACHE, WORKER_COMMAND
 from wheelwright.farm.settings import UPLOAD_SECRET
+from wheelwright.policy.lastgood import ConfigError
+from wheelwright.policy.package_settings import settings_for
 from wheelwright.policy.puregate import PURE_WHEEL_PUBLISHED
 
 # Paths on the worker, relative to the builder's workdir.
@@ -231,6 +233,15 @@ class WheelwrightStep(buildstep.ShellMixin, CompositeStepMixin, buildstep.BuildS
             self.warned = True
             await self.addCompleteLog(f"{what}-warning", warning + "\n")
         return value
+
+    async def package_settings(self):
+        """The package's settings (policy/package_settings.py), or None once the step has failed
+        naming the broken file (one with no last good copy)."""
+        try:
+            return await self.read_config("settings", settings_for, self.package)
+        except ConfigError as exc:
+            await self.fail(str(exc))
+            return None
 
     def succeeded(self) -> int:
         return WARNINGS if self.warned else SUCCESS

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+from buildbot.process.results import FAILURE
 from packaging.requirements import InvalidRequirement, Requirement
 
 from wheelwright.common.lookup import is_pure
 from wheelwright.common.results import Failure, WheelsBuilt
-from wheelwright.policy.lastgood import ConfigError
-from wheelwright.policy.package_settings import settings_for
 from wheelwright.policy.puregate import GATE
 from wheelwright.steps.base import DIST_DIR, SRC_DIR, WheelwrightStep
 
@@ -17,10 +16,9 @@ class BuildWheel(WheelwrightStep):
     description = ["building wheel (no network)"]
 
     async def run(self):
-        try:
-            settings = await self.read_config("settings", settings_for, self.package)
-        except ConfigError as exc:
-            return await self.fail(str(exc))
+        settings = await self.package_settings()
+        if settings is None:
+            return FAILURE
         result = await self.run_tool(
             "build_wheel",
             WheelsBuilt,

@@ -3,13 +3,11 @@ A requirement our index lacks goes to the review queue and fails the build."""
 
 from __future__ import annotations
 
-from buildbot.process.results import SUCCESS
+from buildbot.process.results import FAILURE, SUCCESS
 from packaging.utils import InvalidName, canonicalize_name
 from twisted.internet import threads
 
 from wheelwright.common.results import BuildEnvReady, Failure
-from wheelwright.policy.lastgood import ConfigError
-from wheelwright.policy.package_settings import settings_for
 from wheelwright.policy.review import queue_for_review
 from wheelwright.steps.base import ENV_DIR, SRC_DIR, WheelwrightStep, count
 
@@ -34,10 +32,9 @@ class PrepareBuildEnv(WheelwrightStep):
     description = ["installing build requirements"]
 
     async def run(self):
-        try:
-            settings = await self.read_config("settings", settings_for, self.package)
-        except ConfigError as exc:
-            return await self.fail(str(exc))
+        settings = await self.package_settings()
+        if settings is None:
+            return FAILURE
         result = await self.run_tool(
             "prepare_build_env",
             BuildEnvReady,

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import dataclasses
 
+from buildbot.process.results import FAILURE
+
 from wheelwright.common.results import Failure, WheelsRepaired
-from wheelwright.policy.lastgood import ConfigError
-from wheelwright.policy.package_settings import settings_for
 from wheelwright.steps.base import DIST_DIR, SRC_DIR, WheelwrightStep
 
 
@@ -16,10 +16,9 @@ class RepairWheel(WheelwrightStep):
     description = ["repairing (auditwheel)"]
 
     async def run(self):
-        try:
-            settings = await self.read_config("settings", settings_for, self.package)
-        except ConfigError as exc:
-            return await self.fail(str(exc))
+        settings = await self.package_settings()
+        if settings is None:
+            return FAILURE
         result = await self.run_tool(
             "repair_wheel",
             WheelsRepaired,

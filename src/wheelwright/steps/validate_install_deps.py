@@ -4,6 +4,7 @@ installed from our index only into a fresh venv, and imported."""
 
 from __future__ import annotations
 
+from buildbot.process.results import FAILURE
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from twisted.internet import threads
@@ -11,7 +12,6 @@ from twisted.internet import threads
 from wheelwright.common.lookup import IndexUnreachable, short_of
 from wheelwright.common.results import Failure, Installed
 from wheelwright.policy.lastgood import ConfigError
-from wheelwright.policy.package_settings import settings_for
 from wheelwright.policy.review import allowlist_for, queue_for_review
 from wheelwright.steps.base import DIST_DIR, TEST_ENV_DIR, WheelwrightStep, count, publishing
 
@@ -47,10 +47,9 @@ class ValidateInstallDeps(WheelwrightStep):
         super().__init__(doStepIf=publishing, **kwargs)
 
     async def run(self):
-        try:
-            settings = await self.read_config("settings", settings_for, self.package)
-        except ConfigError as exc:
-            return await self.fail(str(exc))
+        settings = await self.package_settings()
+        if settings is None:
+            return FAILURE
         needed = self.install_requires()
         try:
             allowlist = await self.read_config("allowlist", allowlist_for)
