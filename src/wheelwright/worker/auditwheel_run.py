@@ -11,7 +11,27 @@ import contextlib
 import io
 import sys
 
+import auditwheel.main_repair
+import auditwheel.wheeltools
+from auditwheel.libc import Libc
 from auditwheel.main import main
+from auditwheel.wheeltools import WheelToolsError
+
+# A linux_<arch> name says nothing of the libc, and auditwheel then reads it from the extensions'
+# own dependencies: one that needs nothing of libc (pyenv's 3.10 builds such) has none to read,
+# and auditwheel gives up. Every pool of ours is glibc's: that is the wheel's libc.
+told = auditwheel.wheeltools.get_wheel_libc
+
+
+def wheel_libc(filename):
+    try:
+        return told(filename)
+    except WheelToolsError:
+        return Libc.GLIBC
+
+
+auditwheel.wheeltools.get_wheel_libc = wheel_libc
+auditwheel.main_repair.get_wheel_libc = wheel_libc
 
 wheel, out, *excludes = sys.argv[1:]
 shown = io.StringIO()
