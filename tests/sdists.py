@@ -90,7 +90,22 @@ def setuptools_sdist(
     return write_sdist(dest, name, version, files)
 
 
-def c_extension_sdist(dest: Path, name: str, version: str) -> Path:
+ANSWER = """\
+        static PyObject *answer(PyObject *self, PyObject *args) {{ return PyLong_FromLong(42); }}
+        static PyMethodDef methods[] = {{{{"answer", answer, METH_NOARGS, "the answer"}}, {{NULL, NULL, 0, NULL}}}};
+"""
+LIBYAML_VERSION = """\
+        #include <yaml.h>
+        static PyObject *version(PyObject *self, PyObject *args) {{
+            return PyUnicode_FromString(yaml_get_version_string()); }}
+        static PyMethodDef methods[] = {{{{"version", version, METH_NOARGS, "libyaml's"}}, {{NULL, NULL, 0, NULL}}}};
+"""
+
+
+def c_extension_sdist(
+    dest: Path, name: str, version: str, body: str = ANSWER, libraries: list[str] = ()
+) -> Path:
+    """A setuptools C extension module named for the project: `body` defines its `methods`."""
     module = name.replace("-", "_")
     return setuptools_sdist(
         dest,
@@ -100,13 +115,12 @@ def c_extension_sdist(dest: Path, name: str, version: str) -> Path:
         code="",
         setup_py=f"""\
         from setuptools import Extension, setup
-        setup(ext_modules=[Extension("{module}", ["{module}.c"])], py_modules=[])
+        setup(ext_modules=[Extension("{module}", ["{module}.c"], libraries={list(libraries)!r})], py_modules=[])
         """,
         extra={
-            f"{module}.c": f"""\
-        #include <Python.h>
-        static PyObject *answer(PyObject *self, PyObject *args) {{ return PyLong_FromLong(42); }}
-        static PyMethodDef methods[] = {{{{"answer", answer, METH_NOARGS, "the answer"}}, {{NULL, NULL, 0, NULL}}}};
+            f"{module}.c": "        #include <Python.h>\n"
+            + body.format()
+            + f"""\
         static struct PyModuleDef mod = {{PyModuleDef_HEAD_INIT, "{module}", NULL, -1, methods}};
         PyMODINIT_FUNC PyInit_{module}(void) {{ return PyModule_Create(&mod); }}
         """
@@ -116,29 +130,7 @@ def c_extension_sdist(dest: Path, name: str, version: str) -> Path:
 
 def libyaml_sdist(dest: Path, name: str, version: str) -> Path:
     """A C extension linked to the system's libyaml (libyaml-dev): its `version()` is libyaml's."""
-    module = name.replace("-", "_")
-    return setuptools_sdist(
-        dest,
-        name,
-        version,
-        module=f"{module}_py",
-        code="",
-        setup_py=f"""\
-        from setuptools import Extension, setup
-        setup(ext_modules=[Extension("{module}", ["{module}.c"], libraries=["yaml"])], py_modules=[])
-        """,
-        extra={
-            f"{module}.c": f"""\
-        #include <Python.h>
-        #include <yaml.h>
-        static PyObject *version(PyObject *self, PyObject *args) {{
-            return PyUnicode_FromString(yaml_get_version_string()); }}
-        static PyMethodDef methods[] = {{{{"version", version, METH_NOARGS, "libyaml's"}}, {{NULL, NULL, 0, NULL}}}};
-        static struct PyModuleDef mod = {{PyModuleDef_HEAD_INIT, "{module}", NULL, -1, methods}};
-        PyMODINIT_FUNC PyInit_{module}(void) {{ return PyModule_Create(&mod); }}
-        """
-        },
-    )
+    return c_extension_sdist(dest, name, version, LIBYAML_VERSION, ["yaml"])
 
 
 def hiding_libyaml(python: str, code: str) -> subprocess.CompletedProcess:
