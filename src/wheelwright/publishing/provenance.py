@@ -69,29 +69,26 @@ def build_environment_sbom(project: str, version: str, freeze: str, provenance: 
             timestamp=datetime.fromtimestamp(provenance.get("published_at", 0), timezone.utc),
         ),
     )
-    used = [
-        Component(
+
+    def made_with(name: str, version: str, purl: PackageURL, ref: str) -> Component:
+        # in the build environment, not in the wheel
+        return Component(
             name=name,
-            version=pinned_version,
+            version=version,
             type=ComponentType.LIBRARY,
             scope=ComponentScope.EXCLUDED,
-            purl=_purl(name, pinned_version),
-            bom_ref=f"{name}=={pinned_version}",
+            purl=purl,
+            bom_ref=ref,
         )
-        for name, pinned_version in pinned(freeze)
-    ]
-    system = [
-        Component(
-            name=name,
-            version=package_version,
-            type=ComponentType.LIBRARY,
-            scope=ComponentScope.EXCLUDED,
-            purl=PackageURL(type="deb", namespace="debian", name=name, version=package_version),
-            bom_ref=f"deb:{name}=={package_version}",
+
+    used = [made_with(n, v, _purl(n, v), f"{n}=={v}") for n, v in pinned(freeze)]
+    # and the system packages the build needed (the package's settings)
+    used += [
+        made_with(
+            n, v, PackageURL(type="deb", namespace="debian", name=n, version=v), f"deb:{n}=={v}"
         )
-        for name, package_version in sorted((provenance.get("system_packages") or {}).items())
+        for n, v in sorted((provenance.get("system_packages") or {}).items())
     ]
-    used += system  # the system packages the build needed (the package's settings)
     bom.components.update(used)
     bom.register_dependency(subject, used)  # what the wheel was made with, not what it runs with
     return JsonV1Dot6(bom).output_as_string(indent=2).encode()
