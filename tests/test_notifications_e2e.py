@@ -100,6 +100,7 @@ def test_a_failed_release_is_told_once_by_webhook_and_by_mail(tmp_path_factory, 
         assert row["reason"].startswith("building the wheel with build (no network) failed")
     (mail,) = mailbox.mails
     assert mail["To"] == "releng@example.org"
-    assert mail["Subject"] == f"wheelwright: told 1.0: failed on {', '.join(builders)}"
+    subject, _, failed_on = mail["Subject"].partition(": failed on ")
+    assert subject == "wheelwright: told 1.0" and sorted(failed_on.split(", ")) == builders
     text = mail.get_payload(decode=True).decode() if not mail.is_multipart() else str(mail)
     assert all(f"- {b}: build-wheel: building the wheel" in text for b in builders), text
